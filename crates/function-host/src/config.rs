@@ -1,0 +1,70 @@
+//! Configuration of a [`FunctionHost`](crate::FunctionHost) and the limits
+//! applied to every call.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Limits applied to each call of a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Largest linear memory an instance may grow to, in bytes.
+    pub max_memory_bytes: usize,
+    /// Wall-clock time a call may run before it is interrupted.
+    pub deadline: Duration,
+    /// Largest stdin a call accepts, in bytes.
+    pub max_input_bytes: usize,
+    /// Largest stdout a call may produce, in bytes.
+    pub max_output_bytes: usize,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits {
+            max_memory_bytes: 512 << 20,
+            deadline: Duration::from_secs(10),
+            max_input_bytes: 16 << 20,
+            max_output_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Configuration of a [`FunctionHost`](crate::FunctionHost).
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where precompiled modules are cached. `None` disables the disk cache.
+    pub cache_dir: Option<PathBuf>,
+    /// How many calls may run at once (across all functions of this host).
+    pub max_concurrent_calls: usize,
+    /// How long a call waits for a free slot before it fails as busy.
+    pub queue_timeout: Duration,
+    /// Limits applied to every call.
+    pub limits: CallLimits,
+    /// How often the deadline clock ticks; deadlines are rounded up to it.
+    pub epoch_tick: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            cache_dir: default_cache_dir(),
+            max_concurrent_calls: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            queue_timeout: Duration::from_secs(5),
+            limits: CallLimits::default(),
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// `$DAPR_WASM_CACHE_DIR`, else `$XDG_CACHE_HOME/dapr-wasm/modules`, else
+/// `~/.cache/dapr-wasm/modules`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DAPR_WASM_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("dapr-wasm").join("modules"))
+}

@@ -1,0 +1,378 @@
+//! [`FunctionHost`] owns the engine; [`Function`] is one loaded module, ready
+//! to be called many times, each call in a fresh instance.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolConcurrencyLimitError,
+    PoolingAllocationConfig, ResourceLimiter, Store, Trap,
+};
+use wasmtime_wasi::I32Exit;
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+
+use crate::cache::{CacheOutcome, ModuleCache};
+use crate::config::HostConfig;
+use crate::epoch::EpochTicker;
+use crate::error::{CallError, LoadError};
+
+/// What a function may write to stderr; more fails the guest's write.
+const MAX_STDERR_BYTES: usize = 1 << 20;
+/// The longest stderr text carried in an error.
+const MAX_REASON_CHARS: usize = 1_000;
+/// Instances beyond `max_concurrent_calls` kept for [`Function::call_blocking`].
+const SPARE_INSTANCES: u32 = 2;
+
+/// The wasm engine, its linker, the module cache and the call slots.
+///
+/// Cheap to clone; all clones share one engine and one set of slots.
+#[derive(Clone)]
+pub struct FunctionHost {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: Option<ModuleCache>,
+    ticker: EpochTicker,
+    slots: Arc<Semaphore>,
+    config: HostConfig,
+}
+
+/// Per-call store data: the call's WASI context and its memory limiter.
+struct CallState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
+/// Refuses memory growth past the limit and remembers that it did, so a
+/// resulting crash is reported as [`CallError::MemoryLimit`].
+struct MemoryLimiter {
+    max_bytes: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+impl FunctionHost {
+    /// Creates the engine (pooling allocator, epoch interruption) and starts
+    /// the deadline clock.
+    pub fn new(config: HostConfig) -> Result<Self, LoadError> {
+        let engine_error = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
+        let slots = u32::try_from(config.max_concurrent_calls.max(1))
+            .unwrap_or(u32::MAX - SPARE_INSTANCES)
+            + SPARE_INSTANCES;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .max_memory_size(config.limits.max_memory_bytes);
+        let mut wasm_config = wasmtime::Config::new();
+        wasm_config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm_config).map_err(engine_error)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut CallState| {
+            &mut state.wasi
+        })
+        .map_err(engine_error)?;
+
+        let ticker = EpochTicker::start(&engine, config.epoch_tick)
+            .map_err(|e| LoadError::Engine(format!("cannot start the deadline clock: {e}")))?;
+        let cache = config
+            .cache_dir
+            .as_ref()
+            .map(|dir| ModuleCache::new(dir, &engine));
+        Ok(FunctionHost {
+            inner: Arc::new(HostInner {
+                slots: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1))),
+                engine,
+                linker,
+                cache,
+                ticker,
+                config,
+            }),
+        })
+    }
+
+    /// The configuration this host was created with.
+    pub fn config(&self) -> &HostConfig {
+        &self.inner.config
+    }
+
+    /// Loads the WASI command at `path` under `name`.
+    pub fn load_file(&self, name: &str, path: &Path) -> Result<Function, LoadError> {
+        let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load_bytes(name, &wasm)
+    }
+
+    /// Loads a WASI command from its bytes (binary or text format) under `name`.
+    pub fn load_bytes(&self, name: &str, wasm: &[u8]) -> Result<Function, LoadError> {
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            name: name.to_string(),
+            reason: format!("{e:#}"),
+        };
+        let started = Instant::now();
+        let (module, cache) = match &self.inner.cache {
+            Some(cache) => cache
+                .load_or_compile(&self.inner.engine, wasm)
+                .map_err(invalid)?,
+            None => (
+                Module::new(&self.inner.engine, wasm).map_err(invalid)?,
+                CacheOutcome::Uncached,
+            ),
+        };
+        if module.get_export("_start").is_none() {
+            return Err(LoadError::Invalid {
+                name: name.to_string(),
+                reason: "not a WASI command: it has no `_start` export".into(),
+            });
+        }
+        let pre = self.inner.linker.instantiate_pre(&module).map_err(invalid)?;
+        tracing::info!(
+            function = name,
+            cache = ?cache,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "function loaded"
+        );
+        Ok(Function {
+            name: name.into(),
+            pre,
+            cache,
+            host: self.inner.clone(),
+        })
+    }
+}
+
+/// What a successful call produced.
+#[derive(Debug, Clone)]
+pub struct CallOutput {
+    /// Everything the function wrote to stdout.
+    pub stdout: Bytes,
+    /// Everything the function wrote to stderr.
+    pub stderr: Bytes,
+    /// Time spent instantiating and running the function.
+    pub elapsed: Duration,
+}
+
+/// A loaded function: compiled, linked and ready to instantiate.
+///
+/// Cheap to clone; clones share the compiled code.
+#[derive(Clone)]
+pub struct Function {
+    name: Arc<str>,
+    pre: InstancePre<CallState>,
+    cache: CacheOutcome,
+    host: Arc<HostInner>,
+}
+
+impl Function {
+    /// The name the function was loaded under (its `argv[0]`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether loading compiled the module or found it in the cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
+    }
+
+    /// Runs the function once with `input` on stdin and `args` after argv[0].
+    ///
+    /// Waits for a call slot (bounded by the queue timeout), then runs on a
+    /// blocking thread. If this future is dropped, the call still finishes
+    /// (within its deadline) and only then frees its slot.
+    pub async fn call(&self, input: Bytes, args: &[&str]) -> Result<CallOutput, CallError> {
+        let limits = &self.host.config.limits;
+        if input.len() > limits.max_input_bytes {
+            return Err(CallError::InputTooLarge {
+                size: input.len(),
+                limit: limits.max_input_bytes,
+            });
+        }
+        let queued = Instant::now();
+        let queue_timeout = self.host.config.queue_timeout;
+        let permit =
+            match tokio::time::timeout(queue_timeout, self.host.slots.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(closed)) => return Err(CallError::Internal(closed.to_string())),
+                Err(_elapsed) => {
+                    return Err(CallError::Busy {
+                        slots: self.host.config.max_concurrent_calls,
+                        waited: queued.elapsed(),
+                    });
+                }
+            };
+        let function = self.clone();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            function.call_blocking(input, &args)
+        })
+        .await
+        .map_err(|e| CallError::Internal(format!("call thread failed: {e}")))?
+    }
+
+    /// Runs the function once on the current thread, without waiting for a
+    /// call slot. For benchmarks and one-shot runners; servers use
+    /// [`Function::call`].
+    pub fn call_blocking(
+        &self,
+        input: Bytes,
+        args: &[impl AsRef<str>],
+    ) -> Result<CallOutput, CallError> {
+        let limits = self.host.config.limits;
+        if input.len() > limits.max_input_bytes {
+            return Err(CallError::InputTooLarge {
+                size: input.len(),
+                limit: limits.max_input_bytes,
+            });
+        }
+        let started = Instant::now();
+        // One byte over the limit tells "exactly at the limit" from "over it".
+        let stdout = MemoryOutputPipe::new(limits.max_output_bytes.saturating_add(1));
+        let stderr = MemoryOutputPipe::new(MAX_STDERR_BYTES);
+        let wasi = WasiCtxBuilder::new()
+            .stdin(MemoryInputPipe::new(input))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .arg(&*self.name)
+            .args(args)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build_p1();
+        let mut store = Store::new(
+            &self.host.engine,
+            CallState {
+                wasi,
+                limiter: MemoryLimiter {
+                    max_bytes: limits.max_memory_bytes,
+                    hit: false,
+                },
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(self.host.ticker.ticks_for(limits.deadline));
+        store.epoch_deadline_trap();
+
+        let result = self.pre.instantiate(&mut store).and_then(|instance| {
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call(&mut store, ())
+        });
+        let memory_limit_hit = store.data().limiter.hit;
+        // Dropping the store returns the instance's slot to the pool and
+        // releases the WASI context's handles on the pipes.
+        drop(store);
+        let elapsed = started.elapsed();
+        let stdout = pipe_contents(stdout);
+        let stderr = pipe_contents(stderr);
+
+        if stdout.len() > limits.max_output_bytes {
+            return Err(CallError::OutputTooLarge {
+                limit: limits.max_output_bytes,
+            });
+        }
+        let err = match result {
+            Ok(()) => {
+                return Ok(CallOutput {
+                    stdout,
+                    stderr,
+                    elapsed,
+                });
+            }
+            Err(err) => err,
+        };
+        if let Some(exit) = err.downcast_ref::<I32Exit>() {
+            if exit.0 == 0 {
+                return Ok(CallOutput {
+                    stdout,
+                    stderr,
+                    elapsed,
+                });
+            }
+            return Err(CallError::BadInput {
+                exit_code: exit.0,
+                stderr: reason(&stderr),
+            });
+        }
+        if let Some(Trap::Interrupt) = err.downcast_ref::<Trap>() {
+            return Err(CallError::Timeout {
+                deadline: limits.deadline,
+            });
+        }
+        if memory_limit_hit {
+            return Err(CallError::MemoryLimit {
+                limit: limits.max_memory_bytes,
+            });
+        }
+        if err.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+            return Err(CallError::Busy {
+                slots: self.host.config.max_concurrent_calls,
+                waited: Duration::ZERO,
+            });
+        }
+        tracing::warn!(function = %self.name, error = ?err, "function trapped");
+        Err(CallError::Trap {
+            message: err.root_cause().to_string(),
+            stderr: reason(&stderr),
+        })
+    }
+}
+
+fn pipe_contents(pipe: MemoryOutputPipe) -> Bytes {
+    // The store is gone, so this is the pipe's only handle and its buffer
+    // moves out without a copy.
+    pipe.try_into_inner()
+        .map(bytes::BytesMut::freeze)
+        .unwrap_or_else(|| {
+            tracing::error!("an output pipe is still shared after the call; output lost");
+            Bytes::new()
+        })
+}
+
+/// The guest's stderr as a short, trimmed, single-line reason.
+fn reason(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim().replace(['\n', '\r'], " ");
+    match text.char_indices().nth(MAX_REASON_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, the guest functions' own tests, and the
+# workspace's unit and integration tests (which start the real services).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+ensure_toolchain
+build_functions
+
+step "cargo fmt --check"
+cargo fmt --all --check
+(cd functions && cargo fmt --all --check)
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+(cd functions && cargo clippy --release --locked -- -D warnings)
+
+step "Guest function tests (on the host)"
+(cd functions && cargo test --locked --target "$(rustc -vV | sed -n 's/^host: //p')")
+
+step "Workspace tests"
+cargo test --workspace --locked
