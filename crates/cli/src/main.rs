@@ -1,1 +1,72 @@
-fn main(){}
+//! `dapr-wasm`: the one binary. It only parses the command line and wires the
+//! service crates together; each subcommand's flags belong to its crate.
+//!
+//! - `dapr-wasm image-api --function NAME=PATH`: the image microservice
+//!   ([`image_api`]).
+//! - `dapr-wasm run PATH [ARGS...]`: runs a WASI function once, stdin to
+//!   stdout, with the same limits a service applies.
+
+mod run;
+mod shutdown;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Serve WebAssembly functions as Dapr microservices.
+#[derive(Debug, Parser)]
+#[command(name = "dapr-wasm", version, about)]
+struct Cli {
+    /// Log level or filter (error, warn, info, debug, trace, or an
+    /// EnvFilter directive such as `image_api=debug`).
+    #[arg(long, global = true, env = "DAPR_WASM_LOG", default_value = "info")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve one function over HTTP as a Dapr app (POST /api/image).
+    ImageApi(image_api::ImageApiArgs),
+    /// Run a function once: stdin in, stdout out, reason on stderr.
+    Run(run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|err| {
+        eprintln!(
+            "warning: bad --log-level `{}` ({err}); using info",
+            cli.log_level
+        );
+        EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let result = match cli.command {
+        Command::ImageApi(args) => serve_image_api(args),
+        Command::Run(args) => run::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve_image_api(args: image_api::ImageApiArgs) -> anyhow::Result<ExitCode> {
+    let config = args.validate().map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(image_api::run(config, shutdown::signal()))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -68,7 +68,8 @@ impl ModuleCache {
         let mut sha = Sha256::new();
         sha.update(self.engine_digest);
         sha.update(wasm);
-        self.dir.join(format!("{}.cwasm", hex::encode(sha.finalize())))
+        self.dir
+            .join(format!("{}.cwasm", hex::encode(sha.finalize())))
     }
 
     /// Loads the module for `wasm` from the cache, or compiles and stores it.

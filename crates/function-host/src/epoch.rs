@@ -23,16 +23,18 @@ impl EpochTicker {
     /// Starts a thread that increments `engine`'s epoch every `tick`.
     pub fn start(engine: &Engine, tick: Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new().name("epoch-ticker".into()).spawn({
-            let engine = engine.clone();
-            let stop = stop.clone();
-            move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    engine.increment_epoch();
+        let thread = std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn({
+                let engine = engine.clone();
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
                 }
-            }
-        })?;
+            })?;
         Ok(EpochTicker {
             stop,
             thread: Some(thread),

@@ -102,10 +102,8 @@ impl FunctionHost {
         let engine = Engine::new(&wasm_config).map_err(engine_error)?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut CallState| {
-            &mut state.wasi
-        })
-        .map_err(engine_error)?;
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut CallState| &mut state.wasi)
+            .map_err(engine_error)?;
 
         let ticker = EpochTicker::start(&engine, config.epoch_tick)
             .map_err(|e| LoadError::Engine(format!("cannot start the deadline clock: {e}")))?;
@@ -162,11 +160,15 @@ impl FunctionHost {
                 reason: "not a WASI command: it has no `_start` export".into(),
             });
         }
-        let pre = self.inner.linker.instantiate_pre(&module).map_err(invalid)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&module)
+            .map_err(invalid)?;
         tracing::info!(
             function = name,
             cache = ?cache,
-            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            elapsed = ?started.elapsed(),
             "function loaded"
         );
         Ok(Function {
@@ -206,6 +208,11 @@ impl Function {
         &self.name
     }
 
+    /// The limits applied to each call.
+    pub fn limits(&self) -> &crate::CallLimits {
+        &self.host.config.limits
+    }
+
     /// Whether loading compiled the module or found it in the cache.
     pub fn cache_outcome(&self) -> CacheOutcome {
         self.cache
@@ -226,19 +233,21 @@ impl Function {
         }
         let queued = Instant::now();
         let queue_timeout = self.host.config.queue_timeout;
-        let permit =
-            match tokio::time::timeout(queue_timeout, self.host.slots.clone().acquire_owned())
-                .await
-            {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(closed)) => return Err(CallError::Internal(closed.to_string())),
-                Err(_elapsed) => {
-                    return Err(CallError::Busy {
-                        slots: self.host.config.max_concurrent_calls,
-                        waited: queued.elapsed(),
-                    });
-                }
-            };
+        let permit = match tokio::time::timeout(
+            queue_timeout,
+            self.host.slots.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(closed)) => return Err(CallError::Internal(closed.to_string())),
+            Err(_elapsed) => {
+                return Err(CallError::Busy {
+                    slots: self.host.config.max_concurrent_calls,
+                    waited: queued.elapsed(),
+                });
+            }
+        };
         let function = self.clone();
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         tokio::task::spawn_blocking(move || {

@@ -41,7 +41,10 @@ async fn stdin_reaches_stdout_and_argv_is_passed_without_environment() {
     let host = FunctionHost::new(config(CallLimits::default())).unwrap();
     let echo = load(&host, "echo");
     let input = Bytes::from_static(b"hello \x00 binary \xff world");
-    let out = echo.call(input.clone(), &["--flag", "value"]).await.unwrap();
+    let out = echo
+        .call(input.clone(), &["--flag", "value"])
+        .await
+        .unwrap();
     assert_eq!(out.stdout, input);
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -131,7 +134,10 @@ async fn output_exactly_at_the_limit_is_accepted() {
     let echo = load(&host, "echo");
     let out = echo.call(Bytes::from(vec![7u8; 1000]), &[]).await.unwrap();
     assert_eq!(out.stdout.len(), 1000);
-    let err = echo.call(Bytes::from(vec![7u8; 1001]), &[]).await.unwrap_err();
+    let err = echo
+        .call(Bytes::from(vec![7u8; 1001]), &[])
+        .await
+        .unwrap_err();
     assert!(matches!(err, CallError::OutputTooLarge { .. }), "{err:?}");
 }
 
@@ -143,9 +149,18 @@ async fn input_past_the_limit_is_refused_before_running() {
     };
     let host = FunctionHost::new(config(limits)).unwrap();
     let echo = load(&host, "echo");
-    let err = echo.call(Bytes::from(vec![0u8; 11]), &[]).await.unwrap_err();
+    let err = echo
+        .call(Bytes::from(vec![0u8; 11]), &[])
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, CallError::InputTooLarge { size: 11, limit: 10 }),
+        matches!(
+            err,
+            CallError::InputTooLarge {
+                size: 11,
+                limit: 10
+            }
+        ),
         "{err:?}"
     );
 }
@@ -232,9 +247,10 @@ fn compiled_modules_are_cached_on_disk_and_reused() {
     let second = FunctionHost::new(with_cache()).unwrap();
     let echo = load(&second, "echo");
     assert_eq!(echo.cache_outcome(), CacheOutcome::Hit);
-    let out = echo.call_blocking(Bytes::from_static(b"cached"), &[] as &[&str]).unwrap();
+    let out = echo
+        .call_blocking(Bytes::from_static(b"cached"), &[] as &[&str])
+        .unwrap();
     assert_eq!(out.stdout, Bytes::from_static(b"cached"));
-
 }
 
 #[test]
@@ -247,7 +263,10 @@ fn the_cache_key_covers_the_module_and_the_engine_configuration() {
     let spin = std::fs::read(wasm_path("spin")).unwrap();
     let a = ModuleCache::new("/cache", &epochs);
     let b = ModuleCache::new("/cache", &no_epochs);
-    assert_eq!(a.artifact_path(&echo), ModuleCache::new("/cache", &epochs).artifact_path(&echo));
+    assert_eq!(
+        a.artifact_path(&echo),
+        ModuleCache::new("/cache", &epochs).artifact_path(&echo)
+    );
     assert_ne!(a.artifact_path(&echo), a.artifact_path(&spin));
     assert_ne!(a.artifact_path(&echo), b.artifact_path(&echo));
 }
@@ -261,7 +280,12 @@ fn a_corrupt_cache_artifact_is_replaced() {
     })
     .unwrap();
     load(&host, "echo");
-    let artifact = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let artifact = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     std::fs::write(&artifact, b"garbage").unwrap();
     let echo = load(&host, "echo");
     assert_eq!(echo.cache_outcome(), CacheOutcome::Miss);

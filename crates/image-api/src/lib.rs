@@ -1,1 +1,82 @@
+//! The image microservice: a Dapr app that serves one WebAssembly function.
+//!
+//! `dapr-wasm image-api --function grayscale=build/functions/grayscale.wasm`
+//! listens on `APP_PORT` (default 9004) and runs the function on every
+//! `POST /api/image`. Under Dapr, other apps reach it through their sidecar at
+//! `/v1.0/invoke/<app-id>/method/api/image`.
+//!
+//! # How a request moves through the service
+//!
+//! [`routes::app`] reads the body (bounded by `--max-body-size`), hands it to
+//! [`function_host::Function::call`], and answers with the function's stdout
+//! or with an [`error::ApiError`] as JSON `{errorCode, message}`.
+//!
+//! # Layout
+//!
+//! - [`args`]: flags and env vars, validated into an [`ImageApiConfig`].
+//! - [`routes`]: the router and its handlers.
+//! - [`error`]: the one table of status codes and `errorCode`s.
+//! - [`units`]: parsing of sizes (`16Mi`) and durations (`10s`).
+//! - [`serve`] and [`run`]: the server loop, testable on any listener.
 
+pub mod args;
+pub mod error;
+pub mod routes;
+pub mod units;
+
+use std::future::Future;
+
+use anyhow::Context;
+use axum::Router;
+use function_host::{Function, FunctionHost};
+use tokio::net::TcpListener;
+
+pub use args::{ImageApiArgs, ImageApiConfig};
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes the
+/// requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Creates the function host and loads the configured function (compiling it
+/// or loading it from the cache) off the async threads.
+pub async fn load_function(config: &ImageApiConfig) -> anyhow::Result<Function> {
+    let host_config = config.host.clone();
+    let name = config.function_name.clone();
+    let path = config.function_path.clone();
+    tokio::task::spawn_blocking(move || {
+        let host = FunctionHost::new(host_config)?;
+        host.load_file(&name, &path)
+    })
+    .await
+    .context("loading the function panicked")?
+    .context("cannot load the function")
+}
+
+/// Runs the image service described by `config` until `shutdown`.
+pub async fn run(
+    config: ImageApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let function = load_function(&config).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        function = function.name(),
+        dapr_http_port = config.dapr_http_port,
+        "image-api listening on http://{local}"
+    );
+    let app = routes::app(function, config.host.limits.max_input_bytes);
+    serve(listener, app, shutdown)
+        .await
+        .context("the HTTP server failed")
+}

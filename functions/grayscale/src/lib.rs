@@ -130,12 +130,17 @@ pub fn grayscale(input: &[u8], limits: &Limits) -> Result<(Vec<u8>, OutputFormat
     if input.is_empty() {
         return Err(Error::Invalid("the input is empty".into()));
     }
-    let format = image::guess_format(input).map_err(|_| {
-        Error::Unsupported("not a JPEG, PNG, GIF, WebP or BMP image".into())
-    })?;
+    let format = image::guess_format(input)
+        .map_err(|_| Error::Unsupported("not a JPEG, PNG, GIF, WebP or BMP image".into()))?;
     match format {
         ImageFormat::Gif => Ok((gif_to_gray(input, limits)?, OutputFormat::Gif)),
         ImageFormat::Jpeg => {
+            if !jpeg_is_complete(input) {
+                return Err(Error::Invalid(
+                    "the JPEG is truncated: it has no end-of-image marker after its last scan"
+                        .into(),
+                ));
+            }
             let gray = match jpeg_to_luma(input, limits)? {
                 Some(luma) => luma,
                 // Not YCbCr or plain gray (CMYK, say): take the general path.
@@ -180,8 +185,18 @@ fn check_pixels(width: u32, height: u32, frames: u64, limits: &Limits) -> Result
 
 /// Decodes any supported format with the limits applied before allocation.
 fn decode(input: &[u8], format: ImageFormat, limits: &Limits) -> Result<DynamicImage, Error> {
+    // A PNG declares its size at a fixed place; check it before the decoder
+    // sizes its buffers (on wasm32 a huge PNG fails there, with a vaguer
+    // message than ours).
+    if let (ImageFormat::Png, Some(ihdr)) = (format, input.get(16..24)) {
+        let width = u32::from_be_bytes([ihdr[0], ihdr[1], ihdr[2], ihdr[3]]);
+        let height = u32::from_be_bytes([ihdr[4], ihdr[5], ihdr[6], ihdr[7]]);
+        check_pixels(width, height, 1, limits)?;
+    }
+    // Building the decoder reads only the header; our check then names the
+    // dimensions, and the limits bind the decoder, before pixels are decoded.
     let mut reader = ImageReader::with_format(Cursor::new(input), format);
-    reader.limits(image_limits(limits));
+    reader.no_limits();
     let mut decoder = reader.into_decoder()?;
     let (width, height) = decoder.dimensions();
     check_pixels(width, height, 1, limits)?;
@@ -220,6 +235,21 @@ fn jpeg_to_luma(input: &[u8], limits: &Limits) -> Result<Option<DynamicImage>, E
     Ok(Some(DynamicImage::ImageLuma8(gray)))
 }
 
+/// Whether an end-of-image marker follows the last start-of-scan marker.
+///
+/// The lenient decoder turns a cut-off upload into an image with a gray
+/// bottom; a service should say the upload is incomplete instead. Scan data
+/// never contains `FF DA` or `FF D9` (0xFF is stuffed), and bytes after the
+/// end-of-image marker, which some cameras add, are still accepted.
+fn jpeg_is_complete(input: &[u8]) -> bool {
+    const SOS: [u8; 2] = [0xFF, 0xDA];
+    const EOI: [u8; 2] = [0xFF, 0xD9];
+    match input.windows(2).rposition(|w| w == SOS) {
+        Some(last_scan) => input[last_scan..].windows(2).any(|w| w == EOI),
+        None => false,
+    }
+}
+
 fn jpeg_error(err: zune_jpeg::errors::DecodeErrors) -> Error {
     use zune_jpeg::errors::DecodeErrors as E;
     match err {
@@ -234,15 +264,51 @@ fn encode_png(gray: &DynamicImage) -> Result<Vec<u8>, Error> {
     let (bytes, color) = match gray {
         DynamicImage::ImageLuma8(img) => (Cow::Borrowed(img.as_raw()), ExtendedColorType::L8),
         DynamicImage::ImageLumaA8(img) => (Cow::Borrowed(img.as_raw()), ExtendedColorType::La8),
-        other if other.color().has_alpha() => {
-            (Cow::Owned(other.to_luma_alpha8().into_raw()), ExtendedColorType::La8)
-        }
-        other => (Cow::Owned(other.to_luma8().into_raw()), ExtendedColorType::L8),
+        other if other.color().has_alpha() => (
+            Cow::Owned(other.to_luma_alpha8().into_raw()),
+            ExtendedColorType::La8,
+        ),
+        other => (
+            Cow::Owned(other.to_luma8().into_raw()),
+            ExtendedColorType::L8,
+        ),
     };
     let mut out = Vec::with_capacity(bytes.len() / 2 + 1024);
     PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive)
         .write_image(&bytes, gray.width(), gray.height(), color)?;
     Ok(out)
+}
+
+/// One composited RGBA frame as a full-canvas frame of gray palette indices.
+fn gray_gif_frame(frame: image::Frame, width: u16, height: u16) -> gif::Frame<'static> {
+    let (numer, denom) = frame.delay().numer_denom_ms();
+    let delay_cs = (f64::from(numer) / f64::from(denom.max(1)) / 10.0).round();
+    let rgba = frame.into_buffer();
+    let has_transparency = rgba.pixels().any(|p| p.0[3] < 128);
+    let luma = DynamicImage::ImageRgba8(rgba).to_luma_alpha8();
+    let indices: Vec<u8> = luma
+        .pixels()
+        .map(|p| match (has_transparency, p.0[1] < 128) {
+            (true, true) => 255,
+            (true, false) => p.0[0].min(254),
+            (false, _) => p.0[0],
+        })
+        .collect();
+    gif::Frame {
+        width,
+        height,
+        delay: delay_cs.clamp(0.0, f64::from(u16::MAX)) as u16,
+        // Frames are full canvases: a transparent pixel must show the
+        // background, not the previous frame.
+        dispose: if has_transparency {
+            gif::DisposalMethod::Background
+        } else {
+            gif::DisposalMethod::Keep
+        },
+        transparent: has_transparency.then_some(255),
+        buffer: Cow::Owned(indices),
+        ..gif::Frame::default()
+    }
 }
 
 /// Converts every frame of a GIF to gray and re-encodes it with a gray palette.
@@ -256,57 +322,202 @@ fn gif_to_gray(input: &[u8], limits: &Limits) -> Result<Vec<u8>, Error> {
         u16::try_from(height).map_err(|_| Error::Invalid("GIF taller than 65535".into()))?,
     );
 
+    // Decode every frame first: the loop extension must precede the first
+    // frame, and only the count tells whether the GIF is animated.
+    let mut frames = Vec::new();
+    for frame in decoder.into_frames() {
+        let frame = frame?;
+        // Each decoded frame is a full canvas: bound the total work.
+        check_pixels(width, height, frames.len() as u64 + 1, limits)?;
+        frames.push(gray_gif_frame(frame, w16, h16));
+    }
+    if frames.is_empty() {
+        return Err(Error::Invalid("the GIF has no frames".into()));
+    }
+
     // Palette: index i is gray level i, except that 255 means "transparent"
-    // when a frame has transparent pixels (gray 255 then shows as 254).
+    // in frames with transparent pixels (gray 255 then shows as 254).
     let palette: Vec<u8> = (0..=255u8).flat_map(|v| [v, v, v]).collect();
     let mut out = Vec::new();
     {
-        let mut encoder = gif::Encoder::new(&mut out, w16, h16, &palette)
-            .map_err(|e| Error::Encode(one_line(e)))?;
-        let mut frames_seen: u64 = 0;
-        for frame in decoder.into_frames() {
-            let frame = frame?;
-            frames_seen += 1;
-            // Each decoded frame is a full canvas: bound the total work.
-            check_pixels(width, height, frames_seen, limits)?;
-            if frames_seen == 2 {
-                encoder
-                    .set_repeat(gif::Repeat::Infinite)
-                    .map_err(|e| Error::Encode(one_line(e)))?;
-            }
-            let (numer, denom) = frame.delay().numer_denom_ms();
-            let delay_cs = (f64::from(numer) / f64::from(denom.max(1)) / 10.0).round();
-            let rgba = frame.into_buffer();
-            let has_transparency = rgba.pixels().any(|p| p.0[3] < 128);
-            let luma = DynamicImage::ImageRgba8(rgba).to_luma_alpha8();
-            let indices: Vec<u8> = luma
-                .pixels()
-                .map(|p| match (has_transparency, p.0[1] < 128) {
-                    (true, true) => 255,
-                    (true, false) => p.0[0].min(254),
-                    (false, _) => p.0[0],
-                })
-                .collect();
-            let gif_frame = gif::Frame {
-                width: w16,
-                height: h16,
-                delay: delay_cs.clamp(0.0, f64::from(u16::MAX)) as u16,
-                dispose: if has_transparency {
-                    gif::DisposalMethod::Background
-                } else {
-                    gif::DisposalMethod::Keep
-                },
-                transparent: has_transparency.then_some(255),
-                buffer: Cow::Owned(indices),
-                ..gif::Frame::default()
-            };
+        let encode_error = |e: gif::EncodingError| Error::Encode(one_line(e));
+        let mut encoder = gif::Encoder::new(&mut out, w16, h16, &palette).map_err(encode_error)?;
+        if frames.len() > 1 {
             encoder
-                .write_frame(&gif_frame)
-                .map_err(|e| Error::Encode(one_line(e)))?;
+                .set_repeat(gif::Repeat::Infinite)
+                .map_err(encode_error)?;
         }
-        if frames_seen == 0 {
-            return Err(Error::Invalid("the GIF has no frames".into()));
+        for frame in &frames {
+            encoder.write_frame(frame).map_err(encode_error)?;
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/");
+        std::fs::read(format!("{path}{name}")).expect("read fixture")
+    }
+
+    /// A PNG whose header declares `width` x `height` RGB pixels, followed by
+    /// a tiny IDAT: a decompression bomb's header.
+    fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+        fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let start = out.len();
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            let crc = crc32(&out[start..]);
+            out.extend_from_slice(&crc.to_be_bytes());
+        }
+        fn crc32(bytes: &[u8]) -> u32 {
+            let mut crc = 0xFFFF_FFFFu32;
+            for &b in bytes {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        }
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&width.to_be_bytes());
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        chunk(&mut out, b"IHDR", &ihdr);
+        chunk(
+            &mut out,
+            b"IDAT",
+            &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        );
+        chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    #[test]
+    fn jpeg_becomes_a_grayscale_png_of_the_same_size() {
+        let (png, format) = grayscale(&fixture("cat.jpg"), &Limits::default()).unwrap();
+        assert_eq!(format, OutputFormat::Png);
+        let img = image::load_from_memory(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (451, 300));
+        assert_eq!(img.color(), image::ColorType::L8);
+    }
+
+    #[test]
+    fn animated_gif_stays_an_animated_gif() {
+        let (gif, format) = grayscale(&fixture("cat-animated.gif"), &Limits::default()).unwrap();
+        assert_eq!(format, OutputFormat::Gif);
+        let decoder = GifDecoder::new(Cursor::new(gif)).unwrap();
+        let frames = decoder.into_frames().collect_frames().unwrap();
+        assert_eq!(frames.len(), 3);
+        let delays: Vec<u32> = frames
+            .iter()
+            .map(|f| f.delay().numer_denom_ms())
+            .map(|(n, d)| n / d)
+            .collect();
+        assert_eq!(delays, [200, 300, 400]);
+        for frame in &frames {
+            assert!(
+                frame
+                    .buffer()
+                    .pixels()
+                    .all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2])
+            );
+        }
+    }
+
+    #[test]
+    fn gif_transparency_is_kept() {
+        let input = fixture("cat-round-transparent.gif");
+        let (gif, _) = grayscale(&input, &Limits::default()).unwrap();
+        let img = image::load_from_memory(&gif).unwrap().to_rgba8();
+        let corner = img.get_pixel(0, 0);
+        let centre = img.get_pixel(60, 60);
+        assert_eq!(corner.0[3], 0, "outside the circle stays transparent");
+        assert_eq!(centre.0[3], 255);
+    }
+
+    #[test]
+    fn empty_input_is_invalid() {
+        let err = grayscale(&[], &Limits::default()).unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+    }
+
+    #[test]
+    fn text_is_unsupported() {
+        let err = grayscale(b"hello, world", &Limits::default()).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+    }
+
+    #[test]
+    fn huge_declared_dimensions_are_refused_before_decoding() {
+        let err = grayscale(&png_claiming(100_000, 100_000), &Limits::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "image too large: 100000x100000 exceeds the limit of 16384x16384"
+        );
+        // Within width and height, but over the pixel budget.
+        let err = grayscale(&png_claiming(16_000, 16_000), &Limits::default()).unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_)), "{err}");
+    }
+
+    #[test]
+    fn too_many_gif_frames_are_refused() {
+        let limits = Limits {
+            max_pixels: 200 * 150 * 2,
+            ..Limits::default()
+        };
+        let err = grayscale(&fixture("cat-animated.gif"), &limits).unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_)), "{err}");
+    }
+
+    #[test]
+    fn jpeg_without_end_marker_is_truncated_but_trailing_bytes_are_fine() {
+        let jpeg = fixture("cat.jpg");
+        let err = grayscale(&jpeg[..jpeg.len() - 1], &Limits::default()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid(m) if m.contains("truncated")),
+            "{err}"
+        );
+        let mut padded = jpeg.clone();
+        padded.extend_from_slice(b"trailing camera data");
+        grayscale(&padded, &Limits::default()).unwrap();
+    }
+
+    #[test]
+    fn truncated_files_fail_without_panicking() {
+        for name in [
+            "cat.jpg",
+            "coffee.png",
+            "cat-animated.gif",
+            "rocket.webp",
+            "rocket.bmp",
+        ] {
+            let bytes = fixture(name);
+            // Every cut falls inside the header or the pixel data.
+            for cut in [
+                8,
+                40,
+                bytes.len() / 3,
+                bytes.len() / 2,
+                bytes.len() * 9 / 10,
+            ] {
+                let result = grayscale(&bytes[..cut], &Limits::default());
+                assert!(
+                    result.is_err(),
+                    "{name} cut at {cut} of {} decoded",
+                    bytes.len()
+                );
+            }
+        }
+    }
 }

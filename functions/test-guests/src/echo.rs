@@ -3,7 +3,9 @@
 use std::io::{Read, Write};
 fn main() {
     let mut input = Vec::new();
-    std::io::stdin().read_to_end(&mut input).expect("read stdin");
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .expect("read stdin");
     std::io::stdout().write_all(&input).expect("write stdout");
     let args: Vec<String> = std::env::args().collect();
     eprint!("args={} env={}", args.join(" "), std::env::vars().count());

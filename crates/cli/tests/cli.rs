@@ -1,0 +1,144 @@
+//! The real `dapr-wasm` binary, started the way a user starts it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
+}
+
+fn grayscale_wasm() -> PathBuf {
+    let path = repo_path("build/functions/grayscale.wasm");
+    assert!(
+        path.exists(),
+        "build the functions first: bash scripts/test.sh"
+    );
+    path
+}
+
+fn dapr_wasm() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dapr-wasm"));
+    let cache = std::env::temp_dir().join(format!("dapr-wasm-cli-test-{}", std::process::id()));
+    command
+        .env("DAPR_WASM_CACHE_DIR", cache)
+        .env_remove("APP_PORT");
+    command
+}
+
+/// Kills the child if a test fails before it is stopped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `dapr-wasm image-api` on port 0 and returns it with its address,
+/// read from its "listening on" log line.
+fn start_image_api() -> (Running, String) {
+    let mut child = dapr_wasm()
+        .args(["image-api", "--app-port", "0", "--function"])
+        .arg(format!("grayscale={}", grayscale_wasm().display()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dapr-wasm");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let rest = &line[at + "listening on ".len()..];
+                let url = rest.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("image-api printed its address");
+    (Running(child), url)
+}
+
+#[tokio::test]
+async fn image_api_serves_a_photo_and_stops_cleanly_on_sigterm() {
+    let (mut running, url) = start_image_api();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "binds loopback: {url}"
+    );
+    let photo = std::fs::read(repo_path("testdata/coffee-1024x768.jpg")).unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{url}/api/image"))
+        .body(photo)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    let gray = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!((gray.width(), gray.height()), (1024, 768));
+
+    let pid = running.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = running.0.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+}
+
+#[test]
+fn image_api_refuses_a_missing_function_before_binding() {
+    let output = dapr_wasm()
+        .args([
+            "image-api",
+            "--app-port",
+            "0",
+            "--function",
+            "grayscale=/nonexistent.wasm",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/nonexistent.wasm does not exist"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
+}
+
+#[test]
+fn run_converts_stdin_and_reports_bad_input_with_the_guest_exit_code() {
+    let run = |input: &[u8]| {
+        let mut child = dapr_wasm()
+            .args(["--log-level", "warn", "run"])
+            .arg(grayscale_wasm())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let photo = std::fs::read(repo_path("testdata/cat.jpg")).unwrap();
+    let output = run(&photo);
+    assert!(output.status.success());
+    let gray = image::load_from_memory(&output.stdout).unwrap();
+    assert_eq!((gray.width(), gray.height()), (451, 300));
+
+    let output = run(b"plain text");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("unsupported image"));
+}

@@ -1,0 +1,152 @@
+//! The image service's errors: one table of status, `errorCode` and message,
+//! turned into a JSON `{errorCode, message}` body in one `IntoResponse`.
+//!
+//! | variant            | status | errorCode                        |
+//! |--------------------|--------|----------------------------------|
+//! | `EmptyBody`        | 400    | `ERR_EMPTY_BODY`                 |
+//! | `BodyRead`         | 400    | `ERR_BAD_REQUEST`                |
+//! | `InvalidImage`     | 400    | `ERR_INVALID_IMAGE`              |
+//! | `UnsupportedImage` | 415    | `ERR_UNSUPPORTED_IMAGE`          |
+//! | `BodyTooLarge`     | 413    | `ERR_BODY_TOO_LARGE`             |
+//! | `ImageTooLarge`    | 413    | `ERR_IMAGE_TOO_LARGE`            |
+//! | `NotFound`         | 404    | `ERR_NOT_FOUND`                  |
+//! | `MethodNotAllowed` | 405    | `ERR_METHOD_NOT_ALLOWED`         |
+//! | `Busy`             | 503    | `ERR_BUSY` (with `Retry-After`)  |
+//! | `Timeout`          | 504    | `ERR_FUNCTION_TIMEOUT`           |
+//! | `Function`         | 500    | `ERR_FUNCTION_TRAP`, `ERR_FUNCTION_MEMORY_LIMIT`, `ERR_FUNCTION_OUTPUT_TOO_LARGE`, `ERR_INTERNAL` |
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use function_host::{CallError, ExitKind};
+use serde::Serialize;
+
+/// Every way a request to the image service can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request had no body.
+    #[error("the request body is empty: send an image (JPEG, PNG, GIF, WebP or BMP)")]
+    EmptyBody,
+    /// The body could not be read.
+    #[error("cannot read the request body: {0}")]
+    BodyRead(String),
+    /// The body is over the configured limit.
+    #[error("the request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The function could not decode the image.
+    #[error("{0}")]
+    InvalidImage(String),
+    /// The image's format is not supported.
+    #[error("{0}")]
+    UnsupportedImage(String),
+    /// The image is over the function's own limits (a decompression bomb).
+    #[error("{0}")]
+    ImageTooLarge(String),
+    /// No route matches.
+    #[error("no route for {0}; see GET / for usage")]
+    NotFound(String),
+    /// The route exists for another method.
+    #[error("method not allowed; see GET / for usage")]
+    MethodNotAllowed,
+    /// All call slots stayed busy.
+    #[error("{0}; retry shortly")]
+    Busy(CallError),
+    /// The function ran out of time.
+    #[error("{0}")]
+    Timeout(CallError),
+    /// The function failed in a way that is not the caller's fault.
+    #[error("{0}")]
+    Function(CallError),
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::EmptyBody | ApiError::BodyRead(_) | ApiError::InvalidImage(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::UnsupportedImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTooLarge { .. } | ApiError::ImageTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Function(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable `errorCode` of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::EmptyBody => "ERR_EMPTY_BODY",
+            ApiError::BodyRead(_) => "ERR_BAD_REQUEST",
+            ApiError::BodyTooLarge { .. } => "ERR_BODY_TOO_LARGE",
+            ApiError::InvalidImage(_) => "ERR_INVALID_IMAGE",
+            ApiError::UnsupportedImage(_) => "ERR_UNSUPPORTED_IMAGE",
+            ApiError::ImageTooLarge(_) => "ERR_IMAGE_TOO_LARGE",
+            ApiError::NotFound(_) => "ERR_NOT_FOUND",
+            ApiError::MethodNotAllowed => "ERR_METHOD_NOT_ALLOWED",
+            ApiError::Busy(_) => "ERR_BUSY",
+            ApiError::Timeout(_) => "ERR_FUNCTION_TIMEOUT",
+            ApiError::Function(CallError::Trap { .. }) => "ERR_FUNCTION_TRAP",
+            ApiError::Function(CallError::MemoryLimit { .. }) => "ERR_FUNCTION_MEMORY_LIMIT",
+            ApiError::Function(CallError::OutputTooLarge { .. }) => "ERR_FUNCTION_OUTPUT_TOO_LARGE",
+            ApiError::Function(_) => "ERR_INTERNAL",
+        }
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(err: CallError) -> Self {
+        match err {
+            err @ CallError::BadInput { exit_code, .. } => {
+                let reason = err.to_string();
+                match ExitKind::from_code(exit_code) {
+                    ExitKind::Unsupported => ApiError::UnsupportedImage(reason),
+                    ExitKind::TooLarge => ApiError::ImageTooLarge(reason),
+                    ExitKind::Invalid => ApiError::InvalidImage(reason),
+                }
+            }
+            CallError::InputTooLarge { limit, .. } => ApiError::BodyTooLarge { limit },
+            err @ CallError::Busy { .. } => ApiError::Busy(err),
+            err @ CallError::Timeout { .. } => ApiError::Timeout(err),
+            err => ApiError::Function(err),
+        }
+    }
+}
+
+/// The JSON error body, as Dapr writes its own errors.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody<'a> {
+    error_code: &'a str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error_code = self.code(), error = %self, "request failed");
+        } else {
+            tracing::debug!(error_code = self.code(), error = %self, "request rejected");
+        }
+        let body = ErrorBody {
+            error_code: self.code(),
+            message: self.to_string(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::Busy(_) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
