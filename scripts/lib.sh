@@ -19,14 +19,20 @@ ensure_toolchain() {
     fi
 }
 
+# Prints the target directory of the workspace in the current directory
+# (honours CARGO_TARGET_DIR and .cargo/config.toml).
+target_dir_of_workspace() {
+    cargo metadata --format-version 1 --no-deps \
+        | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'
+}
+
 # Builds every guest function for wasm32-wasip1 and copies the .wasm files to
 # build/functions/, where the services and tests look for them.
 build_functions() {
     step "Building wasm functions (functions/ -> build/functions/)"
     (cd "$REPO_ROOT/functions" && cargo build --release --locked)
     local target_dir
-    target_dir="$(cd "$REPO_ROOT/functions" && cargo metadata --format-version 1 --no-deps \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+    target_dir="$(cd "$REPO_ROOT/functions" && target_dir_of_workspace)"
     mkdir -p "$FUNCTIONS_OUT"
     local wasm
     for wasm in "$target_dir"/wasm32-wasip1/release/*.wasm; do

@@ -8,7 +8,6 @@ ensure_toolchain
 build_functions
 step "Building dapr-wasm"
 cargo build --locked --bin dapr-wasm
-target_dir="$(cargo metadata --format-version 1 --no-deps \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+target_dir="$(target_dir_of_workspace)"
 step "Starting image-api (grayscale); try: curl --data-binary @photo.jpg localhost:${APP_PORT:-9004}/api/image > gray.png"
 exec "$target_dir/debug/dapr-wasm" image-api --function "grayscale=$FUNCTIONS_OUT/grayscale.wasm" "$@"

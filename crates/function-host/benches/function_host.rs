@@ -1,1 +1,230 @@
-fn main() {}
+//! `bash scripts/bench.sh` (or `cargo bench -p function-host` after the
+//! functions are built): the function host's figures, all measured in one run.
+//!
+//! - (a) grayscale of a 1024x768 JPEG: the same Rust code compiled natively
+//!   against the wasm build called through the host, with each stage
+//!   (decode to gray, PNG encode) timed on both sides;
+//! - (b) per-call overhead: a call of a guest that does nothing;
+//! - (c) cold start: host + load + first call with an empty cache, then with
+//!   a warm on-disk cache.
+//!
+//! Prints Markdown for `docs/performance.md`. `BENCH_ITERATIONS` sets the
+//! number of timed calls per figure (default 40).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use function_host::{Function, FunctionHost, HostConfig};
+
+fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative)
+}
+
+fn wasm(name: &str) -> PathBuf {
+    let path = repo_path("build/functions").join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} missing: run bash scripts/bench.sh", path.display());
+    path
+}
+
+/// Timings of one measured operation.
+struct Sample {
+    times: Vec<Duration>,
+}
+
+impl Sample {
+    fn measure(iterations: usize, mut op: impl FnMut()) -> Sample {
+        for _ in 0..3.min(iterations) {
+            op(); // warm caches, the allocator and the instance pool
+        }
+        let mut times: Vec<Duration> = (0..iterations)
+            .map(|_| {
+                let start = Instant::now();
+                op();
+                start.elapsed()
+            })
+            .collect();
+        times.sort();
+        Sample { times }
+    }
+
+    fn quantile(&self, q: f64) -> Duration {
+        let index = ((self.times.len() - 1) as f64 * q).round() as usize;
+        self.times[index]
+    }
+
+    fn median(&self) -> Duration {
+        self.quantile(0.5)
+    }
+
+    fn row(&self, label: &str) -> String {
+        format!(
+            "| {label} | {} | {} | {} |",
+            fmt(self.median()),
+            fmt(self.quantile(0.1)),
+            fmt(self.quantile(0.9))
+        )
+    }
+}
+
+fn fmt(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1_000.0 {
+        format!("{us:.1} µs")
+    } else {
+        format!("{:.2} ms", us / 1e3)
+    }
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+fn no_cache() -> HostConfig {
+    HostConfig {
+        cache_dir: None,
+        ..HostConfig::default()
+    }
+}
+
+fn call(function: &Function, input: &Bytes, args: &[&str]) -> Bytes {
+    function
+        .call_blocking(input.clone(), args)
+        .expect("call succeeds")
+        .stdout
+}
+
+fn main() {
+    let iterations: usize = std::env::var("BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let photo_path = repo_path("testdata/coffee-1024x768.jpg");
+    let photo = Bytes::from(std::fs::read(&photo_path).expect("read the photo"));
+    let limits = grayscale::Limits::default();
+
+    println!("### function-host benchmark\n");
+    println!("- command: `bash scripts/bench.sh` ({iterations} timed calls per figure, after 3 warm-up calls)");
+    println!("- machine: {}, {} cores", cpu_model(), cores());
+    println!("- input: `testdata/coffee-1024x768.jpg` ({} bytes)\n", photo.len());
+
+    // (a) native against wasm, whole function and per stage.
+    let native_full = Sample::measure(iterations, || {
+        grayscale::grayscale(&photo, &limits).expect("native grayscale");
+    });
+    let format = grayscale::detect_format(&photo).expect("format");
+    let native_decode = Sample::measure(iterations, || {
+        grayscale::decode_gray(&photo, format, &limits).expect("native decode");
+    });
+    let gray = grayscale::decode_gray(&photo, format, &limits).expect("native decode");
+    let native_encode = Sample::measure(iterations, || {
+        grayscale::encode_png(&gray).expect("native encode");
+    });
+
+    let host = FunctionHost::new(no_cache()).expect("host");
+    let grayscale_wasm = host.load_file("grayscale", &wasm("grayscale")).expect("load");
+    let stages = host.load_file("stages", &wasm("stages")).expect("load");
+    let noop = host.load_file("noop", &wasm("noop")).expect("load");
+
+    // The wasm output must be the native output, byte for byte.
+    let (native_png, _) = grayscale::grayscale(&photo, &limits).expect("native grayscale");
+    assert_eq!(call(&grayscale_wasm, &photo, &[]), native_png, "wasm and native differ");
+
+    let wasm_full = Sample::measure(iterations, || {
+        call(&grayscale_wasm, &photo, &[]);
+    });
+    let wasm_decode = Sample::measure(iterations, || {
+        call(&stages, &photo, &["decode"]);
+    });
+    let wasm_decode_encode = Sample::measure(iterations, || {
+        call(&stages, &photo, &["full"]);
+    });
+    let wasm_encode = wasm_decode_encode.median().saturating_sub(wasm_decode.median());
+
+    println!("#### (a) grayscale of a 1024x768 JPEG: native against wasm\n");
+    println!("| what | median | p10 | p90 |");
+    println!("|---|---|---|---|");
+    println!("{}", native_full.row("native: whole function"));
+    println!("{}", wasm_full.row("wasm through function-host: whole call"));
+    println!("{}", native_decode.row("native: JPEG decode to gray"));
+    println!("{}", wasm_decode.row("wasm: JPEG decode to gray (call)"));
+    println!("{}", native_encode.row("native: PNG encode"));
+    println!("| wasm: PNG encode (difference of calls) | {} | | |", fmt(wasm_encode));
+    println!();
+    println!(
+        "**wasm / native = {:.2}x** for the whole function (decode {:.2}x, encode {:.2}x).\n",
+        ratio(wasm_full.median(), native_full.median()),
+        ratio(wasm_decode.median(), native_decode.median()),
+        ratio(wasm_encode, native_encode.median()),
+    );
+
+    // (b) per-call overhead.
+    let empty = Bytes::new();
+    let overhead = Sample::measure(iterations.max(200), || {
+        call(&noop, &empty, &[]);
+    });
+    println!("#### (b) per-call overhead (guest that does nothing)\n");
+    println!("| what | median | p10 | p90 |");
+    println!("|---|---|---|---|");
+    println!(
+        "{}",
+        overhead.row("store + WASI context + instantiate (pooling, InstancePre) + empty `_start`")
+    );
+    println!(
+        "\nThat is {:.2}% of a wasm grayscale call.\n",
+        100.0 * ratio(overhead.median(), wasm_full.median())
+    );
+
+    // (c) cold start: everything a fresh process does before the first answer.
+    let runs = 5;
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..runs {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = || HostConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..HostConfig::default()
+        };
+        for times in [&mut cold, &mut warm] {
+            let start = Instant::now();
+            let host = FunctionHost::new(config()).expect("host");
+            let function = host.load_file("grayscale", &wasm("grayscale")).expect("load");
+            call(&function, &photo, &[]);
+            times.push(start.elapsed());
+        }
+    }
+    let cold = Sample { times: sorted(cold) };
+    let warm = Sample { times: sorted(warm) };
+    println!("#### (c) cold start: new host, load `grayscale`, first call ({runs} runs)\n");
+    println!("| what | median | p10 | p90 |");
+    println!("|---|---|---|---|");
+    println!("{}", cold.row("empty cache (compile with Cranelift, store artifact)"));
+    println!("{}", warm.row("warm on-disk cache (map precompiled artifact)"));
+    println!(
+        "\nThe warm cache starts **{:.1}x** faster than compiling.",
+        ratio(cold.median(), warm.median())
+    );
+}
+
+fn sorted(mut times: Vec<Duration>) -> Vec<Duration> {
+    times.sort();
+    times
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}

@@ -127,35 +127,56 @@ impl From<image::ImageError> for Error {
 
 /// Converts `input` to grayscale. Returns the encoded output and its format.
 pub fn grayscale(input: &[u8], limits: &Limits) -> Result<(Vec<u8>, OutputFormat), Error> {
+    match detect_format(input)? {
+        ImageFormat::Gif => Ok((gif_to_gray(input, limits)?, OutputFormat::Gif)),
+        format => {
+            let gray = decode_gray(input, format, limits)?;
+            Ok((encode_png(&gray)?, OutputFormat::Png))
+        }
+    }
+}
+
+/// The format of `input`, if it is one this function accepts.
+pub fn detect_format(input: &[u8]) -> Result<ImageFormat, Error> {
     if input.is_empty() {
         return Err(Error::Invalid("the input is empty".into()));
     }
-    let format = image::guess_format(input)
-        .map_err(|_| Error::Unsupported("not a JPEG, PNG, GIF, WebP or BMP image".into()))?;
-    match format {
-        ImageFormat::Gif => Ok((gif_to_gray(input, limits)?, OutputFormat::Gif)),
-        ImageFormat::Jpeg => {
-            if !jpeg_is_complete(input) {
-                return Err(Error::Invalid(
-                    "the JPEG is truncated: it has no end-of-image marker after its last scan"
-                        .into(),
-                ));
-            }
-            let gray = match jpeg_to_luma(input, limits)? {
-                Some(luma) => luma,
-                // Not YCbCr or plain gray (CMYK, say): take the general path.
-                None => decode(input, format, limits)?.grayscale(),
-            };
-            Ok((encode_png(&gray)?, OutputFormat::Png))
-        }
-        ImageFormat::Png | ImageFormat::WebP | ImageFormat::Bmp => {
-            let gray = decode(input, format, limits)?.grayscale();
-            Ok((encode_png(&gray)?, OutputFormat::Png))
-        }
-        other => Err(Error::Unsupported(format!(
+    match image::guess_format(input) {
+        Ok(
+            format @ (ImageFormat::Jpeg
+            | ImageFormat::Png
+            | ImageFormat::Gif
+            | ImageFormat::WebP
+            | ImageFormat::Bmp),
+        ) => Ok(format),
+        Ok(other) => Err(Error::Unsupported(format!(
             "{other:?} is not supported; send JPEG, PNG, GIF, WebP or BMP"
         ))),
+        Err(_) => Err(Error::Unsupported(
+            "not a JPEG, PNG, GIF, WebP or BMP image".into(),
+        )),
     }
+}
+
+/// Decodes a single-frame image straight to grayscale (L8, or LA8 when it
+/// has alpha): the first stage of [`grayscale`] for every format but GIF.
+pub fn decode_gray(
+    input: &[u8],
+    format: ImageFormat,
+    limits: &Limits,
+) -> Result<DynamicImage, Error> {
+    if format == ImageFormat::Jpeg {
+        if !jpeg_is_complete(input) {
+            return Err(Error::Invalid(
+                "the JPEG is truncated: it has no end-of-image marker after its last scan".into(),
+            ));
+        }
+        if let Some(luma) = jpeg_to_luma(input, limits)? {
+            return Ok(luma);
+        }
+        // Not YCbCr or plain gray (CMYK, say): take the general path.
+    }
+    Ok(decode(input, format, limits)?.grayscale())
 }
 
 fn image_limits(limits: &Limits) -> image::Limits {
@@ -259,8 +280,9 @@ fn jpeg_error(err: zune_jpeg::errors::DecodeErrors) -> Error {
     }
 }
 
-/// Encodes a grayscale image (L8 or LA8) as PNG with fast compression.
-fn encode_png(gray: &DynamicImage) -> Result<Vec<u8>, Error> {
+/// Encodes a grayscale image (L8 or LA8) as PNG with fast compression: the
+/// second stage of [`grayscale`].
+pub fn encode_png(gray: &DynamicImage) -> Result<Vec<u8>, Error> {
     let (bytes, color) = match gray {
         DynamicImage::ImageLuma8(img) => (Cow::Borrowed(img.as_raw()), ExtendedColorType::L8),
         DynamicImage::ImageLumaA8(img) => (Cow::Borrowed(img.as_raw()), ExtendedColorType::La8),

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Benchmarks (not part of the tests): builds the functions, then runs the
+# function-host benchmark in release mode and prints Markdown for
+# docs/performance.md. Extra arguments go to `cargo bench`.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+ensure_toolchain
+build_functions
+step "cargo bench -p function-host (release; the first build takes ~10 minutes on 2 cores)"
+cargo bench --locked -p function-host --bench function_host "$@"
