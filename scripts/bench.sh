@@ -7,5 +7,10 @@ cd "$REPO_ROOT"
 
 ensure_toolchain
 build_functions
+step "Building a variant of grayscale without simd128 (for comparison)"
+mkdir -p build/bench
+(cd functions && CARGO_TARGET_DIR="$REPO_ROOT/build/bench/target" \
+    RUSTFLAGS="-C target-feature=-simd128" cargo build --release --locked -p grayscale)
+cp -f build/bench/target/wasm32-wasip1/release/grayscale.wasm build/bench/grayscale-nosimd.wasm
 step "cargo bench -p function-host (release; the first build takes ~10 minutes on 2 cores)"
 cargo bench --locked -p function-host --bench function_host "$@"

@@ -18,12 +18,18 @@ use bytes::Bytes;
 use function_host::{Function, FunctionHost, HostConfig};
 
 fn repo_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
 }
 
 fn wasm(name: &str) -> PathBuf {
     let path = repo_path("build/functions").join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} missing: run bash scripts/bench.sh", path.display());
+    assert!(
+        path.exists(),
+        "{} missing: run bash scripts/bench.sh",
+        path.display()
+    );
     path
 }
 
@@ -104,9 +110,14 @@ fn main() {
     let limits = grayscale::Limits::default();
 
     println!("### function-host benchmark\n");
-    println!("- command: `bash scripts/bench.sh` ({iterations} timed calls per figure, after 3 warm-up calls)");
+    println!(
+        "- command: `bash scripts/bench.sh` ({iterations} timed calls per figure, after 3 warm-up calls)"
+    );
     println!("- machine: {}, {} cores", cpu_model(), cores());
-    println!("- input: `testdata/coffee-1024x768.jpg` ({} bytes)\n", photo.len());
+    println!(
+        "- input: `testdata/coffee-1024x768.jpg` ({} bytes)\n",
+        photo.len()
+    );
 
     // (a) native against wasm, whole function and per stage.
     let native_full = Sample::measure(iterations, || {
@@ -122,13 +133,19 @@ fn main() {
     });
 
     let host = FunctionHost::new(no_cache()).expect("host");
-    let grayscale_wasm = host.load_file("grayscale", &wasm("grayscale")).expect("load");
+    let grayscale_wasm = host
+        .load_file("grayscale", &wasm("grayscale"))
+        .expect("load");
     let stages = host.load_file("stages", &wasm("stages")).expect("load");
     let noop = host.load_file("noop", &wasm("noop")).expect("load");
 
     // The wasm output must be the native output, byte for byte.
     let (native_png, _) = grayscale::grayscale(&photo, &limits).expect("native grayscale");
-    assert_eq!(call(&grayscale_wasm, &photo, &[]), native_png, "wasm and native differ");
+    assert_eq!(
+        call(&grayscale_wasm, &photo, &[]),
+        native_png,
+        "wasm and native differ"
+    );
 
     let wasm_full = Sample::measure(iterations, || {
         call(&grayscale_wasm, &photo, &[]);
@@ -137,19 +154,27 @@ fn main() {
         call(&stages, &photo, &["decode"]);
     });
     let wasm_decode_encode = Sample::measure(iterations, || {
-        call(&stages, &photo, &["full"]);
+        call(&stages, &photo, &["encode", "paeth", "fast"]);
     });
-    let wasm_encode = wasm_decode_encode.median().saturating_sub(wasm_decode.median());
+    let wasm_encode = wasm_decode_encode
+        .median()
+        .saturating_sub(wasm_decode.median());
 
     println!("#### (a) grayscale of a 1024x768 JPEG: native against wasm\n");
     println!("| what | median | p10 | p90 |");
     println!("|---|---|---|---|");
     println!("{}", native_full.row("native: whole function"));
-    println!("{}", wasm_full.row("wasm through function-host: whole call"));
+    println!(
+        "{}",
+        wasm_full.row("wasm through function-host: whole call")
+    );
     println!("{}", native_decode.row("native: JPEG decode to gray"));
     println!("{}", wasm_decode.row("wasm: JPEG decode to gray (call)"));
     println!("{}", native_encode.row("native: PNG encode"));
-    println!("| wasm: PNG encode (difference of calls) | {} | | |", fmt(wasm_encode));
+    println!(
+        "| wasm: PNG encode and output (difference of calls) | {} | | |",
+        fmt(wasm_encode)
+    );
     println!();
     println!(
         "**wasm / native = {:.2}x** for the whole function (decode {:.2}x, encode {:.2}x).\n",
@@ -157,6 +182,49 @@ fn main() {
         ratio(wasm_decode.median(), native_decode.median()),
         ratio(wasm_encode, native_encode.median()),
     );
+
+    // What was tried, each against the shipped configuration above.
+    println!("#### What was tried (same run)\n");
+    println!("| change | wasm whole call | wasm / native |");
+    println!("|---|---|---|");
+    println!(
+        "| as shipped (Paeth filter, fast deflate, simd128, 8 MiB kept resident) | {} | {:.2}x |",
+        fmt(wasm_full.median()),
+        ratio(wasm_full.median(), native_full.median())
+    );
+    let variants: [(&str, HostConfig, PathBuf); 2] = [
+        (
+            "linear memory returned to the kernel after every call (keep resident 0)",
+            HostConfig {
+                keep_resident_bytes: 0,
+                ..no_cache()
+            },
+            wasm("grayscale"),
+        ),
+        (
+            "guest built without simd128",
+            no_cache(),
+            repo_path("build/bench/grayscale-nosimd.wasm"),
+        ),
+    ];
+    for (label, config, path) in variants {
+        if !path.exists() {
+            println!("| {label} | not built ({}) | |", path.display());
+            continue;
+        }
+        let host = FunctionHost::new(config).expect("host");
+        let function = host.load_file("grayscale", &path).expect("load");
+        let sample = Sample::measure(iterations, || {
+            call(&function, &photo, &[]);
+        });
+        println!(
+            "| {label} | {} | {:.2}x |",
+            fmt(sample.median()),
+            ratio(sample.median(), native_full.median())
+        );
+    }
+    println!();
+    png_encoder_choices(&gray, &stages, &photo, iterations / 4 + 1);
 
     // (b) per-call overhead.
     let empty = Bytes::new();
@@ -188,22 +256,80 @@ fn main() {
         for times in [&mut cold, &mut warm] {
             let start = Instant::now();
             let host = FunctionHost::new(config()).expect("host");
-            let function = host.load_file("grayscale", &wasm("grayscale")).expect("load");
+            let function = host
+                .load_file("grayscale", &wasm("grayscale"))
+                .expect("load");
             call(&function, &photo, &[]);
             times.push(start.elapsed());
         }
     }
-    let cold = Sample { times: sorted(cold) };
-    let warm = Sample { times: sorted(warm) };
+    let cold = Sample {
+        times: sorted(cold),
+    };
+    let warm = Sample {
+        times: sorted(warm),
+    };
     println!("#### (c) cold start: new host, load `grayscale`, first call ({runs} runs)\n");
     println!("| what | median | p10 | p90 |");
     println!("|---|---|---|---|");
-    println!("{}", cold.row("empty cache (compile with Cranelift, store artifact)"));
-    println!("{}", warm.row("warm on-disk cache (map precompiled artifact)"));
+    println!(
+        "{}",
+        cold.row("empty cache (compile with Cranelift, store artifact)")
+    );
+    println!(
+        "{}",
+        warm.row("warm on-disk cache (map precompiled artifact)")
+    );
     println!(
         "\nThe warm cache starts **{:.1}x** faster than compiling.",
         ratio(cold.median(), warm.median())
     );
+}
+
+/// PNG filter and compression choices: native encode time, wasm encode time
+/// (difference of a decode+encode call and a decode-only call) and size.
+fn png_encoder_choices(
+    gray: &image::DynamicImage,
+    stages: &Function,
+    photo: &Bytes,
+    iterations: usize,
+) {
+    use grayscale::{CompressionType as C, FilterType as F};
+    println!("PNG encode of the 1024x768 gray image ({iterations} calls each):\n");
+    println!("| filter, compression | native | wasm | wasm / native | PNG bytes |");
+    println!("|---|---|---|---|---|");
+    let decode_only = Sample::measure(iterations, || {
+        call(stages, photo, &["decode"]);
+    });
+    let choices = [
+        (F::NoFilter, "none", C::Fast, "fast"),
+        (F::Sub, "sub", C::Fast, "fast"),
+        (F::Up, "up", C::Fast, "fast"),
+        (F::Avg, "avg", C::Fast, "fast"),
+        (F::Paeth, "paeth", C::Fast, "fast"),
+        (F::Adaptive, "adaptive", C::Fast, "fast"),
+        (F::Paeth, "paeth", C::Default, "default"),
+        (F::Adaptive, "adaptive", C::Default, "default"),
+    ];
+    for (filter, filter_name, compression, compression_name) in choices {
+        let native = Sample::measure(iterations, || {
+            grayscale::encode_png_with(gray, compression, filter).expect("encode");
+        });
+        let size = grayscale::encode_png_with(gray, compression, filter)
+            .expect("encode")
+            .len();
+        let with_encode = Sample::measure(iterations, || {
+            call(stages, photo, &["encode", filter_name, compression_name]);
+        });
+        let wasm = with_encode.median().saturating_sub(decode_only.median());
+        println!(
+            "| {filter_name}, {compression_name} | {} | {} | {:.2}x | {size} |",
+            fmt(native.median()),
+            fmt(wasm),
+            ratio(wasm, native.median())
+        );
+    }
+    println!();
 }
 
 fn sorted(mut times: Vec<Duration>) -> Vec<Duration> {

@@ -41,6 +41,12 @@ pub struct HostConfig {
     pub limits: CallLimits,
     /// How often the deadline clock ticks; deadlines are rounded up to it.
     pub epoch_tick: Duration,
+    /// Bytes of each instance slot's linear memory kept resident between
+    /// calls and reset with `memset` instead of being returned to the kernel.
+    /// Calls then reuse warm pages instead of page-faulting on every page
+    /// they touch; `0` returns everything. Costs up to this much resident
+    /// memory per instance slot. See `docs/performance.md`.
+    pub keep_resident_bytes: usize,
 }
 
 impl Default for HostConfig {
@@ -53,6 +59,7 @@ impl Default for HostConfig {
             queue_timeout: Duration::from_secs(5),
             limits: CallLimits::default(),
             epoch_tick: Duration::from_millis(10),
+            keep_resident_bytes: 8 << 20,
         }
     }
 }

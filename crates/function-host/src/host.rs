@@ -14,12 +14,13 @@ use wasmtime::{
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 use crate::cache::{CacheOutcome, ModuleCache};
 use crate::config::HostConfig;
 use crate::epoch::EpochTicker;
 use crate::error::{CallError, LoadError};
+use crate::stdio::{CallStdio, CappedBuffer};
 
 /// What a function may write to stderr; more fails the guest's write.
 const MAX_STDERR_BYTES: usize = 1 << 20;
@@ -45,10 +46,23 @@ struct HostInner {
     config: HostConfig,
 }
 
-/// Per-call store data: the call's WASI context and its memory limiter.
+/// Per-call store data: the call's WASI context, its output buffers and its
+/// memory limiter.
 struct CallState {
     wasi: WasiP1Ctx,
+    stdout: CappedBuffer,
+    stderr: CappedBuffer,
     limiter: MemoryLimiter,
+}
+
+impl CallStdio for CallState {
+    fn stdio(&mut self, fd: i32) -> Option<&mut CappedBuffer> {
+        match fd {
+            1 => Some(&mut self.stdout),
+            2 => Some(&mut self.stderr),
+            _ => None,
+        }
+    }
 }
 
 /// Refuses memory growth past the limit and remembers that it did, so a
@@ -94,7 +108,10 @@ impl FunctionHost {
         pool.total_core_instances(slots)
             .total_memories(slots)
             .total_tables(slots)
-            .max_memory_size(config.limits.max_memory_bytes);
+            .max_memory_size(config.limits.max_memory_bytes)
+            .linear_memory_keep_resident(config.keep_resident_bytes)
+            // Reset only the pages a call touched (Linux 6.7+; else memset).
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut wasm_config = wasmtime::Config::new();
         wasm_config
             .epoch_interruption(true)
@@ -104,6 +121,7 @@ impl FunctionHost {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut CallState| &mut state.wasi)
             .map_err(engine_error)?;
+        crate::stdio::shadow_fd_write(&mut linker).map_err(engine_error)?;
 
         let ticker = EpochTicker::start(&engine, config.epoch_tick)
             .map_err(|e| LoadError::Engine(format!("cannot start the deadline clock: {e}")))?;
@@ -274,13 +292,9 @@ impl Function {
             });
         }
         let started = Instant::now();
-        // One byte over the limit tells "exactly at the limit" from "over it".
-        let stdout = MemoryOutputPipe::new(limits.max_output_bytes.saturating_add(1));
-        let stderr = MemoryOutputPipe::new(MAX_STDERR_BYTES);
+        // stdout and stderr are written by `stdio`'s direct `fd_write`.
         let wasi = WasiCtxBuilder::new()
             .stdin(MemoryInputPipe::new(input))
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
             .arg(&*self.name)
             .args(args)
             .allow_tcp(false)
@@ -291,6 +305,8 @@ impl Function {
             &self.host.engine,
             CallState {
                 wasi,
+                stdout: CappedBuffer::new(limits.max_output_bytes),
+                stderr: CappedBuffer::new(MAX_STDERR_BYTES),
                 limiter: MemoryLimiter {
                     max_bytes: limits.max_memory_bytes,
                     hit: false,
@@ -305,19 +321,18 @@ impl Function {
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             start.call(&mut store, ())
         });
-        let memory_limit_hit = store.data().limiter.hit;
-        // Dropping the store returns the instance's slot to the pool and
-        // releases the WASI context's handles on the pipes.
-        drop(store);
+        // Dropping the store returns the instance's slot to the pool; its
+        // data keeps the call's output.
+        let state = store.into_data();
         let elapsed = started.elapsed();
-        let stdout = pipe_contents(stdout);
-        let stderr = pipe_contents(stderr);
-
-        if stdout.len() > limits.max_output_bytes {
+        if state.stdout.overflowed() {
             return Err(CallError::OutputTooLarge {
                 limit: limits.max_output_bytes,
             });
         }
+        let memory_limit_hit = state.limiter.hit;
+        let stdout = Bytes::from(state.stdout.into_bytes());
+        let stderr = Bytes::from(state.stderr.into_bytes());
         let err = match result {
             Ok(()) => {
                 return Ok(CallOutput {
@@ -363,17 +378,6 @@ impl Function {
             stderr: reason(&stderr),
         })
     }
-}
-
-fn pipe_contents(pipe: MemoryOutputPipe) -> Bytes {
-    // The store is gone, so this is the pipe's only handle and its buffer
-    // moves out without a copy.
-    pipe.try_into_inner()
-        .map(bytes::BytesMut::freeze)
-        .unwrap_or_else(|| {
-            tracing::error!("an output pipe is still shared after the call; output lost");
-            Bytes::new()
-        })
 }
 
 /// The guest's stderr as a short, trimmed, single-line reason.

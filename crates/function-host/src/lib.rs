@@ -45,6 +45,7 @@
 //! - [`epoch`](crate::epoch): the thread that drives deadlines.
 //! - [`host`](crate::host): [`FunctionHost`], [`Function`] and the call itself.
 //! - [`error`](crate::error): [`LoadError`] and [`CallError`].
+//! - `stdio` (private): the direct `fd_write` behind stdout and stderr.
 
 #![deny(missing_docs)]
 
@@ -53,6 +54,7 @@ pub mod config;
 pub mod epoch;
 pub mod error;
 pub mod host;
+mod stdio;
 
 pub use config::{CallLimits, HostConfig};
 pub use error::{CallError, ExitKind, LoadError};
