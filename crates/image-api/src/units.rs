@@ -5,17 +5,23 @@
 
 use std::time::Duration;
 
-/// Parses `16Mi`, `4M`, `512Ki`, `1Gi` or a plain byte count.
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let text = text.trim();
+/// Splits `16Mi` into `(16, "Mi")`; `example` completes the error message.
+fn number_and_unit<'a>(text: &'a str, kind: &str, example: &str) -> Result<(u64, &'a str), String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: usize = digits
+    let number = digits
         .parse()
-        .map_err(|_| format!("`{text}` is not a size (try 16Mi, 512Ki or 1048576)"))?;
-    let factor: usize = match unit.trim() {
+        .map_err(|_| format!("`{text}` is not a {kind} (try {example})"))?;
+    Ok((number, unit.trim()))
+}
+
+/// Parses `16Mi`, `4M`, `512Ki`, `1Gi` or a plain byte count.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (number, unit) = number_and_unit(text, "size", "16Mi, 512Ki or 1048576")?;
+    let factor: u64 = match unit {
         "" | "B" => 1,
         "K" | "k" | "KB" | "kB" => 1_000,
         "Ki" | "KiB" => 1 << 10,
@@ -31,20 +37,15 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     };
     number
         .checked_mul(factor)
+        .and_then(|bytes| usize::try_from(bytes).ok())
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// Parses `500ms`, `10s`, `2m` or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 10s or 2m)"))?;
-    match unit.trim() {
+    let (number, unit) = number_and_unit(text, "duration", "500ms, 10s or 2m")?;
+    match unit {
         "ms" => Ok(Duration::from_millis(number)),
         "" | "s" => Ok(Duration::from_secs(number)),
         "m" => Ok(Duration::from_secs(number.saturating_mul(60))),
