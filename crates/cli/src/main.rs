@@ -3,11 +3,12 @@
 //!
 //! - `dapr-wasm image-api --function NAME=PATH`: the image microservice
 //!   ([`image_api`]).
+//! - `dapr-wasm sidecar --app-id ID --app-port N --dapr-http-port M`: the
+//!   Dapr-compatible sidecar ([`sidecar`]).
 //! - `dapr-wasm run PATH [ARGS...]`: runs a WASI function once, stdin to
 //!   stdout, with the same limits a service applies.
 
 mod run;
-mod shutdown;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     ImageApi(image_api::ImageApiArgs),
     /// Run a function once: stdin in, stdout out, reason on stderr.
     Run(run::RunArgs),
+    /// A Dapr-compatible sidecar for one app (invoke, state, secrets, metadata).
+    Sidecar(sidecar::SidecarArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::ImageApi(args) => serve_image_api(args),
         Command::Run(args) => run::run(args),
+        Command::Sidecar(args) => serve_sidecar(args),
     };
     match result {
         Ok(code) => code,
@@ -64,9 +68,16 @@ fn main() -> ExitCode {
     }
 }
 
+fn serve_sidecar(args: sidecar::SidecarArgs) -> anyhow::Result<ExitCode> {
+    let config = args.validate().map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(sidecar::run(config, service_kit::shutdown::signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn serve_image_api(args: image_api::ImageApiArgs) -> anyhow::Result<ExitCode> {
     let config = args.validate().map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(image_api::run(config, shutdown::signal()))?;
+    runtime.block_on(image_api::run(config, service_kit::shutdown::signal()))?;
     Ok(ExitCode::SUCCESS)
 }

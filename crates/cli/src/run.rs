@@ -22,10 +22,10 @@ pub struct RunArgs {
     #[arg(trailing_var_arg = true)]
     pub args: Vec<String>,
     /// Wall-clock deadline, e.g. 10s or 500ms.
-    #[arg(long, default_value = "10s", value_parser = image_api::units::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = service_kit::units::parse_duration)]
     pub timeout: Duration,
     /// Largest linear memory, e.g. 512Mi.
-    #[arg(long, default_value = "512Mi", value_parser = image_api::units::parse_size)]
+    #[arg(long, default_value = "512Mi", value_parser = service_kit::units::parse_size)]
     pub max_memory: usize,
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use function_host::{CallLimits, HostConfig};
 
-use crate::units::{parse_duration, parse_size};
+use service_kit::units::{parse_duration, parse_size};
 
 /// Flags of `dapr-wasm image-api`.
 #[derive(Debug, Clone, Args)]

@@ -16,13 +16,11 @@
 //! - [`args`]: flags and env vars, validated into an [`ImageApiConfig`].
 //! - [`routes`]: the router and its handlers.
 //! - [`error`]: the one table of status codes and `errorCode`s.
-//! - [`units`]: parsing of sizes (`16Mi`) and durations (`10s`).
 //! - [`serve`] and [`run`]: the server loop, testable on any listener.
 
 pub mod args;
 pub mod error;
 pub mod routes;
-pub mod units;
 
 use std::future::Future;
 

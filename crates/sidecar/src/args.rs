@@ -1,0 +1,135 @@
+//! `dapr-wasm sidecar` flags, mirroring daprd's and `dapr run`'s, validated
+//! into a [`SidecarConfig`] before anything is bound.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use service_kit::units::{parse_duration, parse_size};
+
+/// Flags of `dapr-wasm sidecar`.
+#[derive(Debug, Clone, Args)]
+pub struct SidecarArgs {
+    /// The id of the app this sidecar serves.
+    #[arg(long, env = "APP_ID")]
+    pub app_id: String,
+
+    /// The port the app listens on (0: no app, the sidecar only serves APIs).
+    #[arg(long, env = "APP_PORT", default_value_t = 0)]
+    pub app_port: u16,
+
+    /// The port of the sidecar's HTTP API.
+    #[arg(long, env = "DAPR_HTTP_PORT", default_value_t = 3500)]
+    pub dapr_http_port: u16,
+
+    /// Folders of Dapr component YAML files (repeatable).
+    #[arg(long = "resources-path", alias = "components-path")]
+    pub resources_paths: Vec<PathBuf>,
+
+    /// The app's protocol; only `http` is supported.
+    #[arg(long, default_value = "http")]
+    pub app_protocol: String,
+
+    /// Largest request body, e.g. 16Mi (daprd's format).
+    #[arg(long, default_value = "16Mi", value_parser = parse_size)]
+    pub max_body_size: usize,
+
+    /// The address to bind. Loopback by default.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+
+    /// Where the default SQLite state store and the name registry live
+    /// [default: $XDG_DATA_HOME/dapr-wasm or ~/.local/share/dapr-wasm].
+    #[arg(long, env = "DAPR_WASM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// How long a call to an app or another sidecar may take.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub invoke_timeout: Duration,
+}
+
+/// A checked sidecar configuration.
+#[derive(Debug, Clone)]
+pub struct SidecarConfig {
+    /// This sidecar's app id.
+    pub app_id: String,
+    /// The app's port, if there is an app.
+    pub app_port: Option<u16>,
+    /// The API port.
+    pub dapr_http_port: u16,
+    /// The address to bind.
+    pub bind: IpAddr,
+    /// Component folders.
+    pub resources_paths: Vec<PathBuf>,
+    /// Body limit in bytes.
+    pub max_body_size: usize,
+    /// Data directory (SQLite store, name registry).
+    pub data_dir: PathBuf,
+    /// Timeout of outgoing calls.
+    pub invoke_timeout: Duration,
+    /// `DAPR_API_TOKEN`: required from callers of the API when set.
+    pub api_token: Option<String>,
+    /// `APP_API_TOKEN`: sent to the app when set.
+    pub app_api_token: Option<String>,
+}
+
+impl SidecarArgs {
+    /// Checks the flags and reads the token env vars.
+    pub fn validate(&self) -> Result<SidecarConfig, String> {
+        let valid_id = !self.app_id.is_empty()
+            && self
+                .app_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !valid_id {
+            return Err(format!(
+                "--app-id `{}` must be letters, digits, `-`, `_` or `.`",
+                self.app_id
+            ));
+        }
+        if self.app_protocol != "http" {
+            return Err(format!(
+                "--app-protocol {} is not supported; use http",
+                self.app_protocol
+            ));
+        }
+        for path in &self.resources_paths {
+            if !path.is_dir() {
+                return Err(format!(
+                    "--resources-path {} is not a folder",
+                    path.display()
+                ));
+            }
+        }
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or_else(default_data_dir)
+            .ok_or("no data directory: set --data-dir or HOME")?;
+        Ok(SidecarConfig {
+            app_id: self.app_id.clone(),
+            app_port: (self.app_port != 0).then_some(self.app_port),
+            dapr_http_port: self.dapr_http_port,
+            bind: self.bind,
+            resources_paths: self.resources_paths.clone(),
+            max_body_size: self.max_body_size,
+            data_dir,
+            invoke_timeout: self.invoke_timeout,
+            api_token: non_empty_env("DAPR_API_TOKEN"),
+            app_api_token: non_empty_env("APP_API_TOKEN"),
+        })
+    }
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// `$XDG_DATA_HOME/dapr-wasm`, else `~/.local/share/dapr-wasm`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(base.join("dapr-wasm"))
+}

@@ -1,0 +1,172 @@
+//! Dapr component YAML files (`apiVersion: dapr.io/v1alpha1`,
+//! `kind: Component`), read from the `--resources-path` folders.
+//!
+//! ```yaml
+//! apiVersion: dapr.io/v1alpha1
+//! kind: Component
+//! metadata:
+//!   name: statestore
+//! spec:
+//!   type: state.sqlite
+//!   version: v1
+//!   metadata:
+//!   - name: connectionString
+//!     value: "data.db"
+//! scopes: [web-port]     # optional: only these app ids load it
+//! ```
+//!
+//! A file may hold several documents separated by `---`; documents of other
+//! kinds (Configuration, Subscription, ...) are skipped.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// One component as written in YAML.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Component {
+    /// `kind`: only `Component` documents are used.
+    #[serde(default)]
+    pub kind: String,
+    /// `metadata.name`.
+    pub metadata: ComponentName,
+    /// `spec`.
+    pub spec: ComponentSpec,
+    /// App ids that may use it; empty means all.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// `metadata` of a component.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ComponentName {
+    /// The component's name, as used in API paths.
+    pub name: String,
+}
+
+/// `spec` of a component.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ComponentSpec {
+    /// e.g. `state.sqlite`, `secretstores.local.file`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// e.g. `v1`.
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// Name/value pairs.
+    #[serde(default)]
+    pub metadata: Vec<MetadataItem>,
+}
+
+fn default_version() -> String {
+    "v1".into()
+}
+
+/// One `spec.metadata` entry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetadataItem {
+    /// The field's name.
+    pub name: String,
+    /// Its value (numbers and booleans are read as text).
+    #[serde(default)]
+    pub value: serde_yaml::Value,
+}
+
+impl Component {
+    /// The metadata as a name → text map.
+    pub fn properties(&self) -> HashMap<String, String> {
+        self.spec
+            .metadata
+            .iter()
+            .map(|item| {
+                let text = match &item.value {
+                    serde_yaml::Value::String(s) => s.clone(),
+                    serde_yaml::Value::Null => String::new(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                (item.name.clone(), text)
+            })
+            .collect()
+    }
+
+    /// Whether `app_id` may use this component.
+    pub fn in_scope(&self, app_id: &str) -> bool {
+        self.scopes.is_empty() || self.scopes.iter().any(|s| s == app_id)
+    }
+}
+
+/// Why components could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    /// A folder or file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A document is not a valid component.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Reads every `*.yaml`/`*.yml` file in `folders` and returns the
+/// components in scope for `app_id`, sorted by file name.
+pub fn load(folders: &[PathBuf], app_id: &str) -> Result<Vec<Component>, ComponentError> {
+    let mut components = Vec::new();
+    for folder in folders {
+        let read_error = |source| ComponentError::Read {
+            path: folder.clone(),
+            source,
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+            .map_err(read_error)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        files.sort();
+        for file in files {
+            components.extend(
+                parse_file(&file)?
+                    .into_iter()
+                    .filter(|c| c.in_scope(app_id)),
+            );
+        }
+    }
+    Ok(components)
+}
+
+fn parse_file(path: &Path) -> Result<Vec<Component>, ComponentError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ComponentError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut components = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let value =
+            serde_yaml::Value::deserialize(document).map_err(|e| ComponentError::Invalid {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        if value.get("kind").and_then(|k| k.as_str()) != Some("Component") {
+            continue;
+        }
+        let component: Component =
+            serde_yaml::from_value(value).map_err(|e| ComponentError::Invalid {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        components.push(component);
+    }
+    Ok(components)
+}

@@ -1,0 +1,158 @@
+//! The sidecar's errors: one table of status and Dapr `errorCode`, turned
+//! into Dapr's JSON error body `{errorCode, message}` in one `IntoResponse`.
+//!
+//! Codes and statuses follow daprd (`pkg/messages`), so clients written
+//! against Dapr see the same errors.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Every error the sidecar's APIs answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum DaprError {
+    /// The request body or a parameter is malformed.
+    #[error("failed deserializing HTTP body: {0}")]
+    MalformedRequest(String),
+    /// The body is over `--max-body-size`.
+    #[error("the request body exceeds the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    /// No app with that id is registered.
+    #[error("fail to invoke, id: {0}, err: app id not found")]
+    AppNotFound(String),
+    /// No app id in the path or in `dapr-app-id`.
+    #[error("failed getting app id either from the URL path or the header dapr-app-id")]
+    NoAppId,
+    /// The target could not be reached or failed mid-way.
+    #[error("fail to invoke, id: {id}, err: {reason}")]
+    DirectInvoke {
+        /// The target app id.
+        id: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No state store of that name.
+    #[error("state store {0} is not found")]
+    StateStoreNotFound(String),
+    /// No state store is configured at all.
+    #[error("state store is not configured")]
+    StateStoresNotConfigured,
+    /// A get failed.
+    #[error("fail to get {key} from state store {store}: {reason}")]
+    StateGet {
+        /// The key.
+        key: String,
+        /// The store.
+        store: String,
+        /// The cause.
+        reason: String,
+    },
+    /// A save failed.
+    #[error("failed saving state in state store {store}: {reason}")]
+    StateSave {
+        /// The store.
+        store: String,
+        /// The cause.
+        reason: String,
+    },
+    /// A delete failed.
+    #[error("failed deleting state with key {key}: {reason}")]
+    StateDelete {
+        /// The key.
+        key: String,
+        /// The cause.
+        reason: String,
+    },
+    /// An etag did not match (or first-write found the key).
+    #[error("possible etag mismatch. error from state store: {0}")]
+    EtagMismatch(String),
+    /// An etag is not one this sidecar issued.
+    #[error("invalid etag value: {0}")]
+    EtagInvalid(String),
+    /// A transaction failed.
+    #[error("error while executing state transaction: {0}")]
+    StateTransaction(String),
+    /// No secret store of that name.
+    #[error("failed finding secret store with key {0}")]
+    SecretStoreNotFound(String),
+    /// No secret store is configured.
+    #[error("secret store is not configured")]
+    SecretStoresNotConfigured,
+    /// The secret does not exist or could not be read.
+    #[error("failed getting secret with key {key} from secret store {store}: {reason}")]
+    SecretGet {
+        /// The secret's name.
+        key: String,
+        /// The store.
+        store: String,
+        /// The cause.
+        reason: String,
+    },
+    /// `DAPR_API_TOKEN` is set and the request lacks it.
+    #[error("invalid api token")]
+    Unauthorized,
+    /// No such route.
+    #[error("method {0:?} is not found")]
+    NotFound(String),
+}
+
+impl DaprError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        use DaprError::*;
+        match self {
+            MalformedRequest(_)
+            | NoAppId
+            | EtagInvalid(_)
+            | StateStoreNotFound(_)
+            | SecretStoreNotFound(_) => StatusCode::BAD_REQUEST,
+            BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppNotFound(_) | NotFound(_) => StatusCode::NOT_FOUND,
+            EtagMismatch(_) => StatusCode::CONFLICT,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            DirectInvoke { .. }
+            | StateStoresNotConfigured
+            | StateGet { .. }
+            | StateSave { .. }
+            | StateDelete { .. }
+            | StateTransaction(_)
+            | SecretStoresNotConfigured
+            | SecretGet { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Dapr's `errorCode` for this error.
+    pub fn code(&self) -> &'static str {
+        use DaprError::*;
+        match self {
+            MalformedRequest(_) => "ERR_MALFORMED_REQUEST",
+            BodyTooLarge(_) => "ERR_BODY_TOO_LARGE",
+            AppNotFound(_) | NoAppId | DirectInvoke { .. } => "ERR_DIRECT_INVOKE",
+            StateStoreNotFound(_) => "ERR_STATE_STORE_NOT_FOUND",
+            StateStoresNotConfigured => "ERR_STATE_STORE_NOT_CONFIGURED",
+            StateGet { .. } => "ERR_STATE_GET",
+            StateSave { .. } | EtagMismatch(_) | EtagInvalid(_) => "ERR_STATE_SAVE",
+            StateDelete { .. } => "ERR_STATE_DELETE",
+            StateTransaction(_) => "ERR_STATE_TRANSACTION",
+            SecretStoreNotFound(_) => "ERR_SECRET_STORE_NOT_FOUND",
+            SecretStoresNotConfigured => "ERR_SECRET_STORES_NOT_CONFIGURED",
+            SecretGet { .. } => "ERR_SECRET_GET",
+            Unauthorized => "ERR_API_UNAUTHORIZED",
+            NotFound(_) => "ERR_NOT_FOUND",
+        }
+    }
+}
+
+impl IntoResponse for DaprError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error_code = self.code(), error = %self, "sidecar request failed");
+        } else {
+            tracing::debug!(error_code = self.code(), error = %self, "sidecar request rejected");
+        }
+        let body = json!({ "errorCode": self.code(), "message": self.to_string() });
+        (status, Json(body)).into_response()
+    }
+}

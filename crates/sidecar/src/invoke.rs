@@ -1,0 +1,372 @@
+//! Service invocation: Dapr's `/v1.0/invoke/{app-id}/method/{method...}`.
+//!
+//! - Any HTTP verb; nested method paths and the query string pass through.
+//! - The `dapr-app-id` header form: a call to `/<path>` with that header.
+//! - Calls for this sidecar's own app go to the app on `127.0.0.1:APP_PORT`.
+//!   Calls for another app go to that app's sidecar (found through
+//!   [`crate::nameres`]) at `/_dapr-wasm/internal/invoke/{app-id}/...`,
+//!   which hands them to its app. Bodies stream both ways; connections are
+//!   pooled and kept alive.
+//! - Request headers pass except hop-by-hop ones and `dapr-api-token`. The
+//!   sidecar sets `dapr-caller-app-id` and `dapr-callee-app-id` (overwriting
+//!   what a client sent), `X-Forwarded-For`, `X-Forwarded-Host`, a W3C
+//!   `traceparent` (a child of the incoming one, or a new trace), and
+//!   `dapr-api-token` for the app when `APP_API_TOKEN` is set.
+//! - The callee's status, headers and body come back unchanged. An
+//!   unreachable target is 500 `ERR_DIRECT_INVOKE`; an unknown app id 404;
+//!   a body over `--max-body-size` 413.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
+use axum::response::Response;
+
+use crate::Sidecar;
+use crate::error::DaprError;
+
+/// The route prefix sidecars use to hand a call to a peer.
+pub(crate) const INTERNAL_PREFIX: &str = "/_dapr-wasm/internal/invoke";
+
+const CALLER: HeaderName = HeaderName::from_static("dapr-caller-app-id");
+const CALLEE: HeaderName = HeaderName::from_static("dapr-callee-app-id");
+const APP_ID_HEADER: &str = "dapr-app-id";
+const API_TOKEN: HeaderName = HeaderName::from_static("dapr-api-token");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Where a call comes from: a client of this sidecar, or a peer sidecar
+/// (whose caller id is kept).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Client,
+    PeerSidecar,
+}
+
+/// `ANY /v1.0/invoke/{app_id}/method/{*method}`
+pub(crate) async fn invoke_by_path(
+    State(sidecar): State<Arc<Sidecar>>,
+    Path((app_id, method)): Path<(String, String)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, DaprError> {
+    sidecar
+        .invoke(
+            &app_id,
+            &format!("/{method}"),
+            peer,
+            Origin::Client,
+            request,
+        )
+        .await
+}
+
+/// `ANY /_dapr-wasm/internal/invoke/{app_id}/{*method}`: from a peer sidecar.
+pub(crate) async fn invoke_from_peer(
+    State(sidecar): State<Arc<Sidecar>>,
+    Path((app_id, method)): Path<(String, String)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, DaprError> {
+    if app_id != sidecar.config.app_id {
+        return Err(DaprError::AppNotFound(app_id));
+    }
+    sidecar
+        .invoke(
+            &app_id,
+            &format!("/{method}"),
+            peer,
+            Origin::PeerSidecar,
+            request,
+        )
+        .await
+}
+
+/// The fallback: a request with a `dapr-app-id` header is an invocation of
+/// its path; anything else is an unknown route.
+pub(crate) async fn invoke_by_header_or_not_found(
+    State(sidecar): State<Arc<Sidecar>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, DaprError> {
+    let app_id = request
+        .headers()
+        .get(APP_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match app_id {
+        Some(app_id) if !app_id.is_empty() => {
+            let path = request.uri().path().to_string();
+            sidecar
+                .invoke(&app_id, &path, peer, Origin::Client, request)
+                .await
+        }
+        Some(_) => Err(DaprError::NoAppId),
+        None => Err(DaprError::NotFound(request.uri().path().to_string())),
+    }
+}
+
+impl Sidecar {
+    async fn invoke(
+        &self,
+        app_id: &str,
+        method_path: &str,
+        peer: SocketAddr,
+        origin: Origin,
+        request: Request,
+    ) -> Result<Response, DaprError> {
+        let (parts, body) = request.into_parts();
+        let limit = self.config.max_body_size;
+        if content_length(&parts.headers).is_some_and(|len| len > limit as u64) {
+            return Err(DaprError::BodyTooLarge(limit));
+        }
+        let direct_error = |reason: String| DaprError::DirectInvoke {
+            id: app_id.to_string(),
+            reason,
+        };
+        let query = parts
+            .uri
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        let local = app_id == self.config.app_id;
+        let target: Uri = if local {
+            let port = self
+                .config
+                .app_port
+                .ok_or_else(|| direct_error("this sidecar has no app port".into()))?;
+            format!("http://127.0.0.1:{port}{method_path}{query}")
+        } else {
+            let address = self
+                .registry
+                .lookup(app_id)
+                .map_err(|e| direct_error(e.to_string()))?
+                .ok_or_else(|| DaprError::AppNotFound(app_id.to_string()))?;
+            format!("http://{address}{INTERNAL_PREFIX}/{app_id}{method_path}{query}")
+        }
+        .parse()
+        .map_err(|e| direct_error(format!("invalid method path: {e}")))?;
+
+        let mut headers = forwardable(&parts.headers);
+        let caller = match origin {
+            Origin::PeerSidecar => parts.headers.get(&CALLER).cloned(),
+            Origin::Client => None,
+        }
+        .or_else(|| HeaderValue::from_str(&self.config.app_id).ok());
+        if let Some(caller) = caller {
+            headers.insert(CALLER, caller);
+        }
+        if let Ok(callee) = HeaderValue::from_str(app_id) {
+            headers.insert(CALLEE, callee);
+        }
+        if origin == Origin::Client {
+            append_forwarded(&mut headers, &parts.headers, peer);
+            headers.insert(
+                TRACEPARENT,
+                child_traceparent(parts.headers.get(&TRACEPARENT)),
+            );
+        }
+        let token = if local {
+            self.config.app_api_token.as_deref()
+        } else {
+            self.config.api_token.as_deref()
+        };
+        if let Some(token) = token.and_then(|t| HeaderValue::from_str(t).ok()) {
+            headers.insert(API_TOKEN, token);
+        }
+
+        let mut outgoing = axum::http::Request::builder()
+            .method(parts.method)
+            .uri(target)
+            .body(Body::new(http_body_util::Limited::new(body, limit)))
+            .map_err(|e| direct_error(e.to_string()))?;
+        *outgoing.headers_mut() = headers;
+
+        let response =
+            tokio::time::timeout(self.config.invoke_timeout, self.client.request(outgoing))
+                .await
+                .map_err(|_| {
+                    direct_error(format!(
+                        "no response within {:?}",
+                        self.config.invoke_timeout
+                    ))
+                })?
+                .map_err(|e| {
+                    if is_length_limit(&e) {
+                        DaprError::BodyTooLarge(limit)
+                    } else {
+                        direct_error(error_chain(&e))
+                    }
+                })?;
+        let (mut parts, body) = response.into_parts();
+        parts.headers = forwardable(&parts.headers);
+        Ok(Response::from_parts(parts, Body::new(body)))
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Headers without hop-by-hop ones (RFC 9110 7.6.1, and those named in
+/// `Connection`), `Host` and the caller's `dapr-api-token`.
+fn forwardable(headers: &HeaderMap) -> HeaderMap {
+    let named_in_connection: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let hop_by_hop = matches!(
+            name.as_str(),
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "proxy-authenticate"
+                | "proxy-authorization"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "upgrade"
+                | "host"
+                | "dapr-api-token"
+        ) || named_in_connection.iter().any(|n| n == name.as_str());
+        if !hop_by_hop {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+fn append_forwarded(headers: &mut HeaderMap, incoming: &HeaderMap, peer: SocketAddr) {
+    let forwarded_for = match incoming.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(FORWARDED_FOR, value);
+    }
+    if let Some(host) = incoming.get(header::HOST) {
+        headers.insert(FORWARDED_HOST, host.clone());
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    if getrandom::fill(&mut buf).is_err() {
+        // Fall back to the clock: a trace id must be unique, not secret.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(1);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (nanos >> ((i % 16) * 8)) as u8 ^ i as u8;
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A `traceparent` for the outgoing call: the incoming trace with a new
+/// span id, or a new sampled trace when there is none (or it is invalid).
+fn child_traceparent(incoming: Option<&HeaderValue>) -> HeaderValue {
+    let parent = incoming.and_then(|v| v.to_str().ok()).and_then(|v| {
+        let fields: Vec<&str> = v.trim().split('-').collect();
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        match fields.as_slice() {
+            [version, trace, span, flags]
+                if hex(version, 2)
+                    && *version != "ff"
+                    && hex(trace, 32)
+                    && hex(span, 16)
+                    && hex(flags, 2)
+                    && trace.bytes().any(|b| b != b'0') =>
+            {
+                Some((trace.to_ascii_lowercase(), flags.to_ascii_lowercase()))
+            }
+            _ => None,
+        }
+    });
+    let (trace, flags) = parent.unwrap_or_else(|| (random_hex(16), "01".to_string()));
+    let value = format!("00-{trace}-{}-{flags}", random_hex(8));
+    HeaderValue::from_str(&value).unwrap_or_else(|_| {
+        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
+    })
+}
+
+fn is_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut current = err.source();
+    while let Some(e) = current {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        current = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_keeps_the_trace_and_makes_a_new_span() {
+        let incoming =
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let child = child_traceparent(Some(&incoming));
+        let child = child.to_str().unwrap();
+        assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(child.ends_with("-01"));
+        assert_ne!(&child[36..52], "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn traceparent_is_created_when_missing_or_invalid() {
+        for incoming in [None, Some(HeaderValue::from_static("garbage"))] {
+            let value = child_traceparent(incoming.as_ref());
+            let fields: Vec<&str> = value.to_str().unwrap().split('-').collect();
+            assert_eq!(fields.len(), 4);
+            assert_eq!(
+                (fields[0], fields[1].len(), fields[2].len(), fields[3]),
+                ("00", 32, 16, "01")
+            );
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_the_api_token_are_not_forwarded() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("dapr-api-token", HeaderValue::from_static("secret"));
+        headers.insert("x-kept", HeaderValue::from_static("yes"));
+        let out = forwardable(&headers);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out["x-kept"], "yes");
+    }
+}

@@ -1,0 +1,273 @@
+//! A Dapr-compatible sidecar: the same HTTP API, flags, env vars and
+//! component YAML as daprd, for running Dapr apps on one machine without
+//! Dapr.
+//!
+//! `dapr-wasm sidecar --app-id web-port --app-port 8080 --dapr-http-port 3500`
+//! serves the API on `127.0.0.1:3500`, registers `web-port` in the machine's
+//! name registry, and forwards invocations of `web-port` to the app.
+//!
+//! # How a request moves through the sidecar
+//!
+//! [`app`] routes it; the token layer ([`require_api_token`]) rejects it if
+//! `DAPR_API_TOKEN` is set and the request lacks it (health checks excepted);
+//! then one of the API modules serves it, reading [`Sidecar`]'s stores,
+//! registry and HTTP client. Errors are Dapr's `{errorCode, message}`
+//! ([`error::DaprError`]).
+//!
+//! # Layout
+//!
+//! - [`args`]: flags and env vars → [`SidecarConfig`].
+//! - [`components`]: component YAML files.
+//! - [`invoke`]: service invocation, local and through peer sidecars.
+//! - [`nameres`]: the SQLite registry of app ids.
+//! - [`state`]: the state API and its stores.
+//! - [`secrets`]: the local-file secret store and the secrets API.
+//! - [`metadata`]: metadata and health.
+//! - [`error`]: the one table of statuses and error codes.
+
+pub mod args;
+pub mod components;
+pub mod error;
+pub mod invoke;
+pub mod metadata;
+pub mod nameres;
+pub mod secrets;
+pub mod state;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post, put};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use args::{SidecarArgs, SidecarConfig};
+
+use crate::components::Component;
+use crate::error::DaprError;
+use crate::nameres::Registry;
+use crate::secrets::LocalFileStore;
+use crate::state::StateStore;
+
+/// A component as `GET /v1.0/metadata` lists it.
+#[derive(Debug, Clone)]
+pub struct ComponentInfo {
+    /// Its name.
+    pub name: String,
+    /// Its Dapr type, e.g. `state.sqlite`.
+    pub kind: String,
+    /// Its version, e.g. `v1`.
+    pub version: String,
+    /// What it supports, as daprd lists it.
+    pub capabilities: Vec<&'static str>,
+}
+
+/// Everything the sidecar's handlers share.
+pub struct Sidecar {
+    config: SidecarConfig,
+    stores: HashMap<String, Arc<dyn StateStore>>,
+    secret_stores: HashMap<String, LocalFileStore>,
+    components: Vec<ComponentInfo>,
+    registry: Registry,
+    client: Client<HttpConnector, Body>,
+    extended: Mutex<HashMap<String, String>>,
+}
+
+impl Sidecar {
+    /// Loads the components and opens the stores and the name registry.
+    pub fn new(config: SidecarConfig) -> anyhow::Result<Self> {
+        let components = if config.resources_paths.is_empty() {
+            vec![default_state_store()]
+        } else {
+            components::load(&config.resources_paths, &config.app_id)?
+        };
+        let mut stores: HashMap<String, Arc<dyn StateStore>> = HashMap::new();
+        let mut secret_stores = HashMap::new();
+        let mut infos = Vec::new();
+        for component in &components {
+            let name = component.metadata.name.clone();
+            let kind = component.spec.kind.as_str();
+            let capabilities = if kind.starts_with("state.") {
+                let store = state::open(component, &config.data_dir)?;
+                stores.insert(name.clone(), Arc::from(store));
+                vec!["ETAG", "TRANSACTIONAL", "TTL"]
+            } else if kind == "secretstores.local.file" {
+                let store = LocalFileStore::open(component)
+                    .map_err(|e| anyhow::anyhow!("secret store `{name}`: {e}"))?;
+                secret_stores.insert(name.clone(), store);
+                vec![]
+            } else {
+                tracing::warn!(component = %name, kind, "component type not supported; skipped");
+                continue;
+            };
+            tracing::info!(component = %name, kind, "component loaded");
+            infos.push(ComponentInfo {
+                name,
+                kind: kind.to_string(),
+                version: component.spec.version.clone(),
+                capabilities,
+            });
+        }
+        let registry = Registry::open(&config.data_dir.join("nameres.db"), nameres::DEFAULT_TTL)?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .build(connector);
+        Ok(Sidecar {
+            config,
+            stores,
+            secret_stores,
+            components: infos,
+            registry,
+            client,
+            extended: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SidecarConfig {
+        &self.config
+    }
+
+    /// The name registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+/// With no `--resources-path`: an SQLite store named `statestore` in the
+/// data directory, as `dapr init` gives a Redis one.
+fn default_state_store() -> Component {
+    serde_yaml::from_str(
+        "kind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.sqlite\n  version: v1\n",
+    )
+    .expect("the built-in component is valid YAML")
+}
+
+/// The sidecar's router.
+pub fn app(sidecar: Arc<Sidecar>) -> Router {
+    let max_body = sidecar.config.max_body_size;
+    Router::new()
+        .route(
+            "/v1.0/invoke/{app_id}/method/{*method}",
+            any(invoke::invoke_by_path),
+        )
+        .route(
+            &format!("{}/{{app_id}}/{{*method}}", invoke::INTERNAL_PREFIX),
+            any(invoke::invoke_from_peer),
+        )
+        .route("/v1.0/state/{store}", post(state::api::state_save))
+        .route("/v1.0/state/{store}/bulk", post(state::api::state_bulk_get))
+        .route(
+            "/v1.0/state/{store}/transaction",
+            post(state::api::state_transaction),
+        )
+        .route(
+            "/v1.0/state/{store}/{key}",
+            get(state::api::state_get).delete(state::api::state_delete),
+        )
+        .route("/v1.0/secrets/{store}/bulk", get(secrets::secret_bulk))
+        .route("/v1.0/secrets/{store}/{name}", get(secrets::secret_get))
+        .route("/v1.0/metadata", get(metadata::metadata_get))
+        .route("/v1.0/metadata/{key}", put(metadata::metadata_put))
+        .route("/v1.0/healthz", get(metadata::healthz))
+        .route("/v1.0/healthz/outbound", get(metadata::healthz))
+        .fallback(invoke::invoke_by_header_or_not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            sidecar.clone(),
+            require_api_token,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(sidecar)
+}
+
+/// With `DAPR_API_TOKEN` set, every API but the health checks needs the
+/// `dapr-api-token` header.
+pub async fn require_api_token(
+    State(sidecar): State<Arc<Sidecar>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(expected) = &sidecar.config.api_token {
+        let is_health = request.uri().path().starts_with("/v1.0/healthz");
+        let given = request
+            .headers()
+            .get("dapr-api-token")
+            .and_then(|v| v.to_str().ok());
+        if !is_health && given != Some(expected.as_str()) {
+            return DaprError::Unauthorized.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Serves `app` on `listener` until `shutdown`, with peer addresses (for
+/// `X-Forwarded-For`).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Runs a sidecar: binds `--dapr-http-port`, then [`run_on`].
+pub async fn run(
+    config: SidecarConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listen = SocketAddr::new(config.bind, config.dapr_http_port);
+    let sidecar = tokio::task::spawn_blocking(move || Sidecar::new(config))
+        .await
+        .context("sidecar start-up panicked")??;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    run_on(listener, Arc::new(sidecar), shutdown).await
+}
+
+/// Serves `sidecar` on `listener`: registers its app id at the listener's
+/// address, heartbeats, serves until `shutdown`, then deregisters.
+pub async fn run_on(
+    listener: TcpListener,
+    sidecar: Arc<Sidecar>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    let app_id = sidecar.config.app_id.clone();
+    sidecar
+        .registry
+        .register(&app_id, address)
+        .context("cannot register in the name registry")?;
+    let heartbeat = tokio::spawn(sidecar.registry.clone().heartbeat(
+        app_id.clone(),
+        address,
+        nameres::DEFAULT_HEARTBEAT,
+    ));
+    tracing::info!(app_id = %app_id, app_port = ?sidecar.config.app_port, "sidecar listening on http://{address}");
+    let served = serve(listener, app(sidecar.clone()), shutdown).await;
+    heartbeat.abort();
+    if let Err(err) = sidecar.registry.deregister(&app_id, address) {
+        tracing::warn!(error = %err, "cannot deregister from the name registry");
+    }
+    served.context("the sidecar's HTTP server failed")
+}

@@ -1,0 +1,62 @@
+//! Metadata and health.
+//!
+//! - `GET /v1.0/metadata` → `{id, runtimeVersion, components, extended, ...}`
+//! - `PUT /v1.0/metadata/{key}` sets an `extended` attribute (body: the value)
+//! - `GET /v1.0/healthz`, `GET /v1.0/healthz/outbound` → 204 when healthy
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::Sidecar;
+
+/// The version reported as `runtimeVersion`.
+pub const RUNTIME_VERSION: &str = concat!("dapr-wasm-", env!("CARGO_PKG_VERSION"));
+
+pub(crate) async fn metadata_get(State(sidecar): State<Arc<Sidecar>>) -> Json<Value> {
+    let extended = sidecar
+        .extended
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
+    let components: Vec<Value> = sidecar
+        .components
+        .iter()
+        .map(|c| json!({ "name": c.name, "type": c.kind, "version": c.version, "capabilities": c.capabilities }))
+        .collect();
+    Json(json!({
+        "id": sidecar.config.app_id,
+        "runtimeVersion": RUNTIME_VERSION,
+        "enabledFeatures": [],
+        "actors": [],
+        "components": components,
+        "extended": extended,
+        "subscriptions": [],
+        "httpEndpoints": [],
+        "appConnectionProperties": {
+            "port": sidecar.config.app_port.unwrap_or(0),
+            "protocol": "http",
+            "channelAddress": "127.0.0.1",
+        },
+    }))
+}
+
+pub(crate) async fn metadata_put(
+    State(sidecar): State<Arc<Sidecar>>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    let value = String::from_utf8_lossy(&body).into_owned();
+    if let Ok(mut extended) = sidecar.extended.lock() {
+        extended.insert(key, value);
+    }
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn healthz() -> StatusCode {
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,173 @@
+//! Name resolution on one machine: a SQLite registry of `app-id → address`
+//! shared by every sidecar (like Dapr's SQLite name resolver).
+//!
+//! Each sidecar [`Registry::register`]s its app id with the address of its
+//! API, refreshes the row every heartbeat, and deletes it on clean
+//! shutdown. A sidecar that dies stops refreshing; [`Registry::lookup`]
+//! ignores rows older than the TTL, and every heartbeat deletes them.
+//!
+//! The database uses WAL mode and a busy timeout, so many sidecars (separate
+//! processes) can read and write it at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// How often a sidecar refreshes its row.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long a row stays valid without a refresh.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+
+/// A handle on the shared registry.
+#[derive(Clone)]
+pub struct Registry {
+    connection: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    ttl: Duration,
+}
+
+/// Why the registry failed.
+#[derive(Debug, thiserror::Error)]
+#[error("name registry {path}: {source}")]
+pub struct RegistryError {
+    path: PathBuf,
+    source: rusqlite::Error,
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Registry {
+    /// Opens (creating if needed) the registry at `path`.
+    pub fn open(path: &Path, ttl: Duration) -> Result<Self, RegistryError> {
+        let error = |source| RegistryError {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let connection = Connection::open(path).map_err(error)?;
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(error)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode=WAL;
+                 CREATE TABLE IF NOT EXISTS hosts (
+                     app_id     TEXT    NOT NULL,
+                     address    TEXT    NOT NULL,
+                     pid        INTEGER NOT NULL,
+                     updated_ms INTEGER NOT NULL,
+                     PRIMARY KEY (app_id, address)
+                 );",
+            )
+            .map_err(error)?;
+        Ok(Registry {
+            connection: Arc::new(Mutex::new(connection)),
+            path: path.to_path_buf(),
+            ttl,
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, RegistryError> {
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&connection).map_err(|source| RegistryError {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Registers (or refreshes) `app_id` at `address`, and deletes rows
+    /// whose TTL has passed.
+    pub fn register(&self, app_id: &str, address: SocketAddr) -> Result<(), RegistryError> {
+        let now = now_millis();
+        let stale_before = now - self.ttl_millis();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO hosts (app_id, address, pid, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (app_id, address) DO UPDATE SET pid = ?3, updated_ms = ?4",
+                params![app_id, address.to_string(), std::process::id(), now],
+            )?;
+            c.execute(
+                "DELETE FROM hosts WHERE updated_ms < ?1",
+                params![stale_before],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Removes `app_id` at `address` (on clean shutdown).
+    pub fn deregister(&self, app_id: &str, address: SocketAddr) -> Result<(), RegistryError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM hosts WHERE app_id = ?1 AND address = ?2",
+                params![app_id, address.to_string()],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The freshest live address of `app_id`, if any.
+    pub fn lookup(&self, app_id: &str) -> Result<Option<SocketAddr>, RegistryError> {
+        let fresh_after = now_millis() - self.ttl_millis();
+        let address: Option<String> = self.with(|c| {
+            c.query_row(
+                "SELECT address FROM hosts WHERE app_id = ?1 AND updated_ms >= ?2
+                 ORDER BY updated_ms DESC LIMIT 1",
+                params![app_id, fresh_after],
+                |row| row.get(0),
+            )
+            .optional()
+        })?;
+        Ok(address.and_then(|a| a.parse().ok()))
+    }
+
+    /// Every live registration, as `(app_id, address, pid)`.
+    pub fn list(&self) -> Result<Vec<(String, String, u32)>, RegistryError> {
+        let fresh_after = now_millis() - self.ttl_millis();
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT app_id, address, pid FROM hosts WHERE updated_ms >= ?1 ORDER BY app_id",
+            )?;
+            let rows = statement.query_map(params![fresh_after], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn ttl_millis(&self) -> i64 {
+        i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Registers now and then refreshes every `heartbeat` until the task is
+    /// dropped or aborted. Failures are logged and retried.
+    pub async fn heartbeat(self, app_id: String, address: SocketAddr, heartbeat: Duration) {
+        let mut ticker = tokio::time::interval(heartbeat);
+        loop {
+            ticker.tick().await;
+            let registry = self.clone();
+            let id = app_id.clone();
+            let result = tokio::task::spawn_blocking(move || registry.register(&id, address)).await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "name registry heartbeat failed"),
+                Err(err) => tracing::warn!(error = %err, "name registry heartbeat panicked"),
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! State stores: one [`StateStore`] trait, one module per backend, and one
+//! [`open`] that picks the backend by its Dapr type name.
+//!
+//! | Dapr type | module | metadata |
+//! |---|---|---|
+//! | `state.sqlite` | [`sqlite`] | `connectionString` (a file path), `tableName` |
+//!
+//! A new backend is one module plus one line in [`open`].
+//!
+//! # Semantics (Dapr's)
+//!
+//! - Values are the JSON the client sent, stored as bytes and returned as is.
+//! - ETags are decimal version numbers issued by the store; any other text
+//!   is [`StoreError::EtagInvalid`] (400).
+//! - `last-write` (the default): a given etag must match; without one the
+//!   write always succeeds. `first-write`: a given etag must match; without
+//!   one the key must not exist yet. A mismatch is
+//!   [`StoreError::EtagMismatch`] (409).
+//! - `ttlInSeconds` makes a key expire; expired keys read as missing.
+//! - Transactions apply all their operations or none.
+
+pub mod api;
+pub mod sqlite;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::components::Component;
+
+/// A value read from a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateItem {
+    /// The JSON value as sent by the client.
+    pub value: Vec<u8>,
+    /// The current etag.
+    pub etag: String,
+}
+
+/// Dapr's concurrency modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Concurrency {
+    /// Writes without an etag win.
+    #[default]
+    LastWrite,
+    /// Writes without an etag succeed only for a new key.
+    FirstWrite,
+}
+
+/// One write.
+#[derive(Debug, Clone)]
+pub struct SetRequest {
+    /// The full key (`<appId>||<key>`).
+    pub key: String,
+    /// The JSON value.
+    pub value: Vec<u8>,
+    /// The etag the client expects, if any.
+    pub etag: Option<String>,
+    /// Concurrency mode.
+    pub concurrency: Concurrency,
+    /// Expiry in seconds, if any.
+    pub ttl_seconds: Option<u64>,
+}
+
+/// One delete.
+#[derive(Debug, Clone)]
+pub struct DeleteRequest {
+    /// The full key.
+    pub key: String,
+    /// The etag the client expects, if any.
+    pub etag: Option<String>,
+    /// Concurrency mode.
+    pub concurrency: Concurrency,
+}
+
+/// One operation of a transaction.
+#[derive(Debug, Clone)]
+pub enum Operation {
+    /// Insert or update.
+    Upsert(SetRequest),
+    /// Delete.
+    Delete(DeleteRequest),
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The etag did not match, or first-write found an existing key.
+    #[error("{0}")]
+    EtagMismatch(String),
+    /// The etag is not one this store issues.
+    #[error("{0}")]
+    EtagInvalid(String),
+    /// The backend failed.
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// What every backend implements.
+#[async_trait::async_trait]
+pub trait StateStore: Send + Sync {
+    /// Reads one key; `None` if missing or expired.
+    async fn get(&self, key: &str) -> Result<Option<StateItem>, StoreError>;
+    /// Writes one key.
+    async fn set(&self, request: SetRequest) -> Result<(), StoreError>;
+    /// Deletes one key (deleting a missing key without an etag succeeds).
+    async fn delete(&self, request: DeleteRequest) -> Result<(), StoreError>;
+    /// Applies all operations or none.
+    async fn transact(&self, operations: Vec<Operation>) -> Result<(), StoreError>;
+}
+
+/// Parses an etag issued by a store (a decimal version number).
+pub fn parse_etag(etag: &str) -> Result<i64, StoreError> {
+    etag.trim_matches('"').parse::<i64>().map_err(|_| {
+        StoreError::EtagInvalid(format!("`{etag}` is not an etag issued by this store"))
+    })
+}
+
+/// Why a state component could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("state store `{name}` ({kind}): {reason}")]
+pub struct OpenError {
+    name: String,
+    kind: String,
+    reason: String,
+}
+
+/// Opens the backend a component describes. `data_dir` resolves relative
+/// SQLite paths.
+pub fn open(component: &Component, data_dir: &Path) -> Result<Box<dyn StateStore>, OpenError> {
+    let error = |reason: String| OpenError {
+        name: component.metadata.name.clone(),
+        kind: component.spec.kind.clone(),
+        reason,
+    };
+    let properties: HashMap<String, String> = component.properties();
+    match component.spec.kind.as_str() {
+        "state.sqlite" => sqlite::SqliteStore::open(&sqlite::SqliteConfig::from_properties(
+            &properties,
+            data_dir,
+        ))
+        .map(|store| Box::new(store) as Box<dyn StateStore>)
+        .map_err(|e| error(e.to_string())),
+        other => Err(error(format!(
+            "unsupported type `{other}`; supported: state.sqlite"
+        ))),
+    }
+}

@@ -1,0 +1,280 @@
+//! `state.sqlite`: the embedded default store, one SQLite file.
+//!
+//! Table `<tableName>(key TEXT PRIMARY KEY, value BLOB, etag INTEGER,
+//! expires_ms INTEGER NULL)`. Each write gets a fresh random etag, so an etag
+//! from a deleted and re-created key never matches. Every call runs on
+//! tokio's blocking pool; WAL mode and a busy timeout let other processes
+//! share the file. Writes are acknowledged only after SQLite commits them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    Concurrency, DeleteRequest, Operation, SetRequest, StateItem, StateStore, StoreError,
+    parse_etag,
+};
+
+/// Where and how to store.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The database file (`:memory:` for a private in-memory store).
+    pub path: PathBuf,
+    /// The table's name (letters, digits and `_`).
+    pub table: String,
+}
+
+impl SqliteConfig {
+    /// Reads Dapr's `connectionString` and `tableName`. A relative path is
+    /// relative to the working directory, as in daprd; without a
+    /// `connectionString` the store is `<data_dir>/state.db`.
+    pub fn from_properties(properties: &HashMap<String, String>, data_dir: &Path) -> Self {
+        let path = match properties.get("connectionString").map(|s| s.trim()) {
+            Some(text) if !text.is_empty() => {
+                let without_scheme = text.strip_prefix("file:").unwrap_or(text);
+                let path = without_scheme.split('?').next().unwrap_or(without_scheme);
+                PathBuf::from(path)
+            }
+            _ => data_dir.join("state.db"),
+        };
+        SqliteConfig {
+            path,
+            table: properties
+                .get("tableName")
+                .filter(|t| !t.is_empty())
+                .cloned()
+                .unwrap_or_else(|| "state".into()),
+        }
+    }
+}
+
+/// A SQLite-backed [`StateStore`].
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+    table: Arc<str>,
+}
+
+fn backend(err: rusqlite::Error) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn new_etag() -> i64 {
+    let mut bytes = [0u8; 8];
+    // An etag only has to differ from the previous ones; if the OS has no
+    // randomness, the clock still gives a fresh value.
+    if getrandom::fill(&mut bytes).is_err() {
+        return now_millis();
+    }
+    (u64::from_le_bytes(bytes) >> 1) as i64
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and its table.
+    pub fn open(config: &SqliteConfig) -> Result<Self, StoreError> {
+        let valid_table = !config.table.is_empty()
+            && config
+                .table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_table {
+            return Err(StoreError::Backend(format!(
+                "tableName `{}` must be letters, digits or `_`",
+                config.table
+            )));
+        }
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let connection = Connection::open(&config.path).map_err(backend)?;
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(backend)?;
+        let table = &config.table;
+        connection
+            .execute_batch(&format!(
+                "PRAGMA journal_mode=WAL;
+                 PRAGMA synchronous=FULL;
+                 CREATE TABLE IF NOT EXISTS {table} (
+                     key        TEXT PRIMARY KEY NOT NULL,
+                     value      BLOB NOT NULL,
+                     etag       INTEGER NOT NULL,
+                     expires_ms INTEGER
+                 );
+                 CREATE INDEX IF NOT EXISTS {table}_expires ON {table} (expires_ms)
+                     WHERE expires_ms IS NOT NULL;"
+            ))
+            .map_err(backend)?;
+        Ok(SqliteStore {
+            connection: Arc::new(Mutex::new(connection)),
+            table: table.as_str().into(),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let connection = self.connection.clone();
+        let table = self.table.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut connection, &table)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+}
+
+/// The live etag of `key`, ignoring an expired row.
+fn current_etag(c: &Connection, table: &str, key: &str) -> Result<Option<i64>, StoreError> {
+    c.query_row(
+        &format!(
+            "SELECT etag FROM {table} WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"
+        ),
+        params![key, now_millis()],
+        |row| row.get(0),
+    )
+    .optional()
+    .map_err(backend)
+}
+
+/// Checks the caller's etag (or first-write rule) against the stored one.
+fn check_etag(
+    current: Option<i64>,
+    etag: Option<&str>,
+    concurrency: Concurrency,
+    key: &str,
+) -> Result<(), StoreError> {
+    match (etag.filter(|e| !e.is_empty()), concurrency) {
+        (Some(etag), _) => {
+            let expected = parse_etag(etag)?;
+            if current != Some(expected) {
+                return Err(StoreError::EtagMismatch(format!(
+                    "etag `{etag}` does not match the current version of key {key}"
+                )));
+            }
+        }
+        (None, Concurrency::FirstWrite) if current.is_some() => {
+            return Err(StoreError::EtagMismatch(format!(
+                "first-write: key {key} already exists and no etag was given"
+            )));
+        }
+        (None, _) => {}
+    }
+    Ok(())
+}
+
+fn apply_set(c: &Connection, table: &str, request: &SetRequest) -> Result<(), StoreError> {
+    let current = current_etag(c, table, &request.key)?;
+    check_etag(
+        current,
+        request.etag.as_deref(),
+        request.concurrency,
+        &request.key,
+    )?;
+    let expires = request.ttl_seconds.map(|ttl| {
+        now_millis().saturating_add(i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX))
+    });
+    c.execute(
+        &format!(
+            "INSERT INTO {table} (key, value, etag, expires_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (key) DO UPDATE SET value = ?2, etag = ?3, expires_ms = ?4"
+        ),
+        params![request.key, request.value, new_etag(), expires],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn apply_delete(c: &Connection, table: &str, request: &DeleteRequest) -> Result<(), StoreError> {
+    if request.etag.as_deref().is_some_and(|e| !e.is_empty()) {
+        let current = current_etag(c, table, &request.key)?;
+        check_etag(
+            current,
+            request.etag.as_deref(),
+            request.concurrency,
+            &request.key,
+        )?;
+    }
+    c.execute(
+        &format!("DELETE FROM {table} WHERE key = ?1"),
+        params![request.key],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn purge_expired(c: &Connection, table: &str) -> Result<(), StoreError> {
+    c.execute(
+        &format!("DELETE FROM {table} WHERE expires_ms IS NOT NULL AND expires_ms <= ?1"),
+        params![now_millis()],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl StateStore for SqliteStore {
+    async fn get(&self, key: &str) -> Result<Option<StateItem>, StoreError> {
+        let key = key.to_string();
+        self.run(move |c, table| {
+            c.query_row(
+                &format!(
+                    "SELECT value, etag FROM {table}
+                     WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"
+                ),
+                params![key, now_millis()],
+                |row| {
+                    Ok(StateItem {
+                        value: row.get(0)?,
+                        etag: row.get::<_, i64>(1)?.to_string(),
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn set(&self, request: SetRequest) -> Result<(), StoreError> {
+        self.transact(vec![Operation::Upsert(request)]).await
+    }
+
+    async fn delete(&self, request: DeleteRequest) -> Result<(), StoreError> {
+        self.transact(vec![Operation::Delete(request)]).await
+    }
+
+    async fn transact(&self, operations: Vec<Operation>) -> Result<(), StoreError> {
+        self.run(move |c, table| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            for operation in &operations {
+                match operation {
+                    Operation::Upsert(request) => apply_set(&tx, table, request)?,
+                    Operation::Delete(request) => apply_delete(&tx, table, request)?,
+                }
+            }
+            purge_expired(&tx, table)?;
+            // Dropping `tx` on an early return above rolls everything back.
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+}

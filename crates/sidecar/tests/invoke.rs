@@ -1,0 +1,230 @@
+//! Service invocation through two real sidecars, and name resolution.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sidecar::nameres::Registry;
+use support::*;
+
+#[tokio::test]
+async fn two_apps_call_each_other_through_their_sidecars_by_app_id() {
+    let data = tempfile::tempdir().unwrap();
+    let (alpha_app, _a) = start_echo_app().await;
+    let (beta_app, _b) = start_echo_app().await;
+    let alpha = RunningSidecar::start(config("alpha", Some(alpha_app.port()), data.path())).await;
+    let beta = RunningSidecar::start(config("beta", Some(beta_app.port()), data.path())).await;
+    let client = reqwest::Client::new();
+
+    // alpha -> beta, nested path, query, body, a spoofed caller id.
+    let response = client
+        .post(alpha.url("/v1.0/invoke/beta/method/echo/nested/path?x=1&y=two"))
+        .header("dapr-caller-app-id", "spoofed")
+        .header("x-custom", "kept")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body("hello beta")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echo: Value = response.json().await.unwrap();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["path"], "/echo/nested/path");
+    assert_eq!(echo["query"], "x=1&y=two");
+    assert_eq!(echo["body"], "hello beta");
+    assert_eq!(header(&echo, "dapr-caller-app-id"), Some("alpha"));
+    assert_eq!(header(&echo, "dapr-callee-app-id"), Some("beta"));
+    assert_eq!(header(&echo, "x-custom"), Some("kept"));
+    assert_eq!(header(&echo, "x-forwarded-for"), Some("127.0.0.1"));
+    assert!(header(&echo, "x-forwarded-host").is_some_and(|h| h.starts_with("127.0.0.1:")));
+    let trace = header(&echo, "traceparent").unwrap();
+    assert!(
+        trace.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{trace}"
+    );
+
+    // beta -> alpha with the dapr-app-id header form, and a PUT.
+    let response = client
+        .put(beta.url("/some/method?q=1"))
+        .header("dapr-app-id", "alpha")
+        .body("to alpha")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echo: Value = response.json().await.unwrap();
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["path"], "/some/method");
+    assert_eq!(header(&echo, "dapr-caller-app-id"), Some("beta"));
+    assert_eq!(header(&echo, "dapr-callee-app-id"), Some("alpha"));
+    // A new trace was started.
+    assert_eq!(header(&echo, "traceparent").map(str::len), Some(55));
+
+    // Status, headers and body come back unchanged.
+    let response = client
+        .get(alpha.url("/v1.0/invoke/beta/method/status/418"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 418);
+    assert_eq!(response.headers()["x-from-app"], "yes");
+    assert_eq!(response.text().await.unwrap(), "custom");
+
+    alpha.stop().await;
+    beta.stop().await;
+}
+
+#[tokio::test]
+async fn invocation_errors_are_dapr_errors() {
+    let data = tempfile::tempdir().unwrap();
+    let (app, _a) = start_echo_app().await;
+    let alpha = RunningSidecar::start(config("alpha", Some(app.port()), data.path())).await;
+    // gamma's sidecar runs, but nothing listens on its app port.
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let gamma = RunningSidecar::start(config("gamma", Some(closed_port), data.path())).await;
+    let client = reqwest::Client::new();
+
+    let message = assert_dapr_error(
+        client
+            .get(alpha.url("/v1.0/invoke/nobody/method/x"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "ERR_DIRECT_INVOKE",
+    )
+    .await;
+    assert!(message.contains("nobody"), "{message}");
+
+    let message = assert_dapr_error(
+        client
+            .get(alpha.url("/v1.0/invoke/gamma/method/x"))
+            .send()
+            .await
+            .unwrap(),
+        500,
+        "ERR_DIRECT_INVOKE",
+    )
+    .await;
+    assert!(
+        message.starts_with("fail to invoke, id: gamma, err:"),
+        "{message}"
+    );
+
+    assert_dapr_error(
+        client
+            .post(alpha.url("/v1.0/invoke/alpha/method/x"))
+            .body(vec![0u8; (1 << 20) + 1])
+            .send()
+            .await
+            .unwrap(),
+        413,
+        "ERR_BODY_TOO_LARGE",
+    )
+    .await;
+
+    assert_dapr_error(
+        client
+            .get(alpha.url("/no/such/route"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "ERR_NOT_FOUND",
+    )
+    .await;
+    alpha.stop().await;
+    gamma.stop().await;
+}
+
+#[tokio::test]
+async fn api_tokens_guard_the_api_and_the_app_token_reaches_the_app() {
+    let data = tempfile::tempdir().unwrap();
+    let (app, _a) = start_echo_app().await;
+    let mut guarded = config("guarded", Some(app.port()), data.path());
+    guarded.api_token = Some("sidecar-secret".into());
+    guarded.app_api_token = Some("app-secret".into());
+    let sidecar = RunningSidecar::start(guarded).await;
+    let client = reqwest::Client::new();
+
+    assert_dapr_error(
+        client
+            .get(sidecar.url("/v1.0/metadata"))
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "ERR_API_UNAUTHORIZED",
+    )
+    .await;
+    let health = client
+        .get(sidecar.url("/v1.0/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 204, "health needs no token");
+
+    let response = client
+        .get(sidecar.url("/v1.0/invoke/guarded/method/hi"))
+        .header("dapr-api-token", "sidecar-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echo: Value = response.json().await.unwrap();
+    assert_eq!(
+        header(&echo, "dapr-api-token"),
+        Some("app-secret"),
+        "the app sees APP_API_TOKEN, never the sidecar's token"
+    );
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopped_sidecar_deregisters_and_a_dead_one_expires() {
+    let data = tempfile::tempdir().unwrap();
+    let sidecar = RunningSidecar::start(config("short-lived", None, data.path())).await;
+    let registry =
+        Registry::open(&data.path().join("nameres.db"), Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        registry.lookup("short-lived").unwrap(),
+        Some(sidecar.address)
+    );
+    sidecar.stop().await;
+    assert_eq!(
+        registry.lookup("short-lived").unwrap(),
+        None,
+        "clean shutdown deregisters"
+    );
+
+    // A sidecar that died without deregistering: its row stops refreshing.
+    let short_ttl =
+        Registry::open(&data.path().join("nameres.db"), Duration::from_millis(300)).unwrap();
+    let address = "127.0.0.1:45678".parse().unwrap();
+    short_ttl.register("crashed", address).unwrap();
+    assert_eq!(short_ttl.lookup("crashed").unwrap(), Some(address));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        short_ttl.lookup("crashed").unwrap(),
+        None,
+        "stale entries expire"
+    );
+    // The next heartbeat of any sidecar deletes it.
+    short_ttl
+        .register("alive", "127.0.0.1:45679".parse().unwrap())
+        .unwrap();
+    let live: Vec<String> = short_ttl
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    assert_eq!(live, ["alive"]);
+}

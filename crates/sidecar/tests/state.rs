@@ -1,0 +1,357 @@
+//! The state API's behaviour (Dapr's semantics), as one suite that runs
+//! against each backend; plus secrets, metadata and component loading.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::Client;
+use serde_json::{Value, json};
+use support::*;
+
+/// Every behaviour of the state API, against `store` on `sidecar`.
+async fn state_suite(sidecar: &RunningSidecar, store: &str) {
+    let client = Client::new();
+    let url = |path: &str| sidecar.url(&format!("/v1.0/state/{store}{path}"));
+    let save = |body: Value| client.post(url("")).json(&body).send();
+    let get = |key: &str| client.get(url(&format!("/{key}"))).send();
+
+    // Save and get: the value comes back as sent, with an ETag.
+    let response = save(json!([
+        {"key": "order", "value": {"id": 7, "items": ["tea"]}},
+        {"key": "greeting", "value": "hello"},
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 204);
+    let response = get("order").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let etag = response.headers()["etag"].to_str().unwrap().to_string();
+    let value: Value = response.json().await.unwrap();
+    assert_eq!(value, json!({"id": 7, "items": ["tea"]}));
+    assert_eq!(
+        get("greeting").await.unwrap().text().await.unwrap(),
+        "\"hello\""
+    );
+
+    // A missing key is 204 with no body.
+    let missing = get("nothing-here").await.unwrap();
+    assert_eq!(missing.status(), 204);
+    assert!(missing.bytes().await.unwrap().is_empty());
+
+    // last-write with the right etag succeeds and changes the etag.
+    let response = save(json!([{"key": "order", "value": 2, "etag": etag}]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let new_etag = get("order").await.unwrap().headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_etag, etag);
+    // A stale etag is a conflict; a malformed one is a bad request.
+    assert_dapr_error(
+        save(json!([{"key": "order", "value": 3, "etag": etag}]))
+            .await
+            .unwrap(),
+        409,
+        "ERR_STATE_SAVE",
+    )
+    .await;
+    assert_dapr_error(
+        save(json!([{"key": "order", "value": 3, "etag": "not-an-etag"}]))
+            .await
+            .unwrap(),
+        400,
+        "ERR_STATE_SAVE",
+    )
+    .await;
+    assert_eq!(get("order").await.unwrap().text().await.unwrap(), "2");
+
+    // first-write without an etag only creates.
+    let first = |key: &str, value: i32| json!([{"key": key, "value": value, "options": {"concurrency": "first-write"}}]);
+    assert_eq!(save(first("fresh", 1)).await.unwrap().status(), 204);
+    assert_dapr_error(
+        save(first("fresh", 2)).await.unwrap(),
+        409,
+        "ERR_STATE_SAVE",
+    )
+    .await;
+    assert_eq!(get("fresh").await.unwrap().text().await.unwrap(), "1");
+
+    // Malformed bodies.
+    let response = client.post(url("")).body("{not json").send().await.unwrap();
+    assert_dapr_error(response, 400, "ERR_MALFORMED_REQUEST").await;
+    assert_dapr_error(
+        save(json!([{"key": "x", "value": 1, "options": {"concurrency": "sometimes"}}]))
+            .await
+            .unwrap(),
+        400,
+        "ERR_MALFORMED_REQUEST",
+    )
+    .await;
+
+    // Delete honours If-Match.
+    let etag = get("greeting").await.unwrap().headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let response = client
+        .delete(url("/greeting"))
+        .header("if-match", "12345")
+        .send()
+        .await
+        .unwrap();
+    assert_dapr_error(response, 409, "ERR_STATE_SAVE").await;
+    let response = client
+        .delete(url("/greeting"))
+        .header("if-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(get("greeting").await.unwrap().status(), 204);
+
+    // Bulk get: present keys with data and etag, missing keys bare.
+    let bulk: Value = client
+        .post(url("/bulk"))
+        .json(&json!({"keys": ["order", "fresh", "absent"], "parallelism": 2}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bulk[0]["key"], "order");
+    assert_eq!(bulk[0]["data"], 2);
+    assert!(bulk[0]["etag"].is_string());
+    assert_eq!(bulk[1]["data"], 1);
+    assert_eq!(bulk[2], json!({"key": "absent"}));
+
+    // A transaction applies everything...
+    let response = client
+        .post(url("/transaction"))
+        .json(&json!({"operations": [
+            {"operation": "upsert", "request": {"key": "t1", "value": "a"}},
+            {"operation": "upsert", "request": {"key": "t2", "value": "b"}},
+            {"operation": "delete", "request": {"key": "fresh"}},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(get("t1").await.unwrap().text().await.unwrap(), "\"a\"");
+    assert_eq!(get("fresh").await.unwrap().status(), 204);
+    // ...or nothing: a stale etag in the last operation undoes the first.
+    let response = client
+        .post(url("/transaction"))
+        .json(&json!({"operations": [
+            {"operation": "upsert", "request": {"key": "t1", "value": "changed"}},
+            {"operation": "delete", "request": {"key": "t2", "etag": "1"}},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_dapr_error(response, 409, "ERR_STATE_SAVE").await;
+    assert_eq!(get("t1").await.unwrap().text().await.unwrap(), "\"a\"");
+    assert_eq!(get("t2").await.unwrap().text().await.unwrap(), "\"b\"");
+    let response = client
+        .post(url("/transaction"))
+        .json(&json!({"operations": [{"operation": "merge", "request": {"key": "t1"}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_dapr_error(response, 400, "ERR_MALFORMED_REQUEST").await;
+
+    // TTL: the key disappears after ttlInSeconds.
+    let response = save(json!([{"key": "brief", "value": 1, "metadata": {"ttlInSeconds": "1"}}]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(get("brief").await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(get("brief").await.unwrap().status(), 204);
+
+    // An unknown store.
+    let response = client
+        .get(sidecar.url("/v1.0/state/no-such-store/k"))
+        .send()
+        .await
+        .unwrap();
+    assert_dapr_error(response, 400, "ERR_STATE_STORE_NOT_FOUND").await;
+}
+
+fn write_resources(dir: &Path, state_db: &Path, secrets_file: &Path) {
+    std::fs::write(
+        dir.join("statestore.yaml"),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\n\
+             spec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: connectionString\n    value: \"{}\"\n  - name: tableName\n    value: state\n",
+            state_db.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("secrets.yaml"),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: localsecrets\n\
+             spec:\n  type: secretstores.local.file\n  version: v1\n  metadata:\n  - name: secretsFile\n    value: \"{}\"\n  - name: nestedSeparator\n    value: \":\"\n\
+             ---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: someone-elses\n\
+             spec:\n  type: state.sqlite\n  version: v1\nscopes:\n- another-app\n\
+             ---\napiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: ignored\nspec: {{}}\n",
+            secrets_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        secrets_file,
+        r#"{"db": {"password": "p4ss", "ports": [5432, 5433]}, "token": "t0k"}"#,
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_store_follows_dapr_state_semantics() {
+    let data = tempfile::tempdir().unwrap();
+    let sidecar = RunningSidecar::start(config("state-app", None, data.path())).await;
+    state_suite(&sidecar, "statestore").await;
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn state_persists_across_a_restart_with_app_id_prefixed_keys() {
+    let data = tempfile::tempdir().unwrap();
+    let resources = tempfile::tempdir().unwrap();
+    let state_db = data.path().join("persist.db");
+    write_resources(
+        resources.path(),
+        &state_db,
+        &data.path().join("secrets.json"),
+    );
+    let with_resources = || {
+        let mut c = config("keeper", None, data.path());
+        c.resources_paths = vec![resources.path().to_path_buf()];
+        c
+    };
+    let client = Client::new();
+
+    let sidecar = RunningSidecar::start(with_resources()).await;
+    let response = client
+        .post(sidecar.url("/v1.0/state/statestore"))
+        .json(&json!([{"key": "survivor", "value": {"n": 42}}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    sidecar.stop().await;
+
+    // Stored as Dapr stores it: `<appId>||<key>`.
+    let db = rusqlite::Connection::open(&state_db).unwrap();
+    let keys: Vec<String> = db
+        .prepare("SELECT key FROM state")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(keys, ["keeper||survivor"]);
+
+    let restarted = RunningSidecar::start(with_resources()).await;
+    let value: Value = client
+        .get(restarted.url("/v1.0/state/statestore/survivor"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(value, json!({"n": 42}));
+    restarted.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_metadata_and_component_scopes() {
+    let data = tempfile::tempdir().unwrap();
+    let resources = tempfile::tempdir().unwrap();
+    write_resources(
+        resources.path(),
+        &data.path().join("s.db"),
+        &data.path().join("secrets.json"),
+    );
+    let mut c = config("reader", Some(1234), data.path());
+    c.resources_paths = vec![resources.path().to_path_buf()];
+    let sidecar = RunningSidecar::start(c).await;
+    let client = Client::new();
+    let get_json = |path: String| {
+        let client = client.clone();
+        async move {
+            let response = client.get(path).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+
+    let secret = get_json(sidecar.url("/v1.0/secrets/localsecrets/db:password")).await;
+    assert_eq!(secret, json!({"db:password": "p4ss"}));
+    let bulk = get_json(sidecar.url("/v1.0/secrets/localsecrets/bulk")).await;
+    assert_eq!(bulk["token"], json!({"token": "t0k"}));
+    assert_eq!(bulk["db:ports:1"], json!({"db:ports:1": "5433"}));
+    assert_dapr_error(
+        client
+            .get(sidecar.url("/v1.0/secrets/localsecrets/missing"))
+            .send()
+            .await
+            .unwrap(),
+        500,
+        "ERR_SECRET_GET",
+    )
+    .await;
+    assert_dapr_error(
+        client
+            .get(sidecar.url("/v1.0/secrets/nope/x"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "ERR_SECRET_STORE_NOT_FOUND",
+    )
+    .await;
+
+    let metadata = get_json(sidecar.url("/v1.0/metadata")).await;
+    assert_eq!(metadata["id"], "reader");
+    assert!(
+        metadata["runtimeVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("dapr-wasm-")
+    );
+    assert_eq!(metadata["appConnectionProperties"]["port"], 1234);
+    let mut names: Vec<&str> = metadata["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["localsecrets", "statestore"],
+        "scoped-out component not loaded"
+    );
+    let response = client
+        .put(sidecar.url("/v1.0/metadata/owner"))
+        .body("team-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let metadata = get_json(sidecar.url("/v1.0/metadata")).await;
+    assert_eq!(metadata["extended"]["owner"], "team-a");
+
+    for path in ["/v1.0/healthz", "/v1.0/healthz/outbound"] {
+        let response = client.get(sidecar.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    sidecar.stop().await;
+}

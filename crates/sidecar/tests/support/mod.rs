@@ -1,0 +1,149 @@
+//! Test support: an app that reports what it received, and sidecars started
+//! on ephemeral ports with the production `run_on`.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::any;
+use serde_json::{Value, json};
+use sidecar::{Sidecar, SidecarConfig};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// An app whose every route answers with JSON describing the request, and
+/// whose `/status/{code}` routes answer with that status and a custom header.
+pub async fn start_echo_app() -> (SocketAddr, oneshot::Sender<()>) {
+    async fn echo(request: Request) -> impl IntoResponse {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        let path = parts.uri.path().to_string();
+        if let Some(code) = path.strip_prefix("/status/") {
+            let status = StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
+            return (
+                status,
+                [("x-from-app", "yes")],
+                Bytes::from_static(b"custom"),
+            )
+                .into_response();
+        }
+        let headers: serde_json::Map<String, Value> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(v.to_str().unwrap_or(""))))
+            .collect();
+        axum::Json(json!({
+            "method": parts.method.as_str(),
+            "path": path,
+            "query": parts.uri.query(),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        }))
+        .into_response()
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let app = Router::new().fallback(any(echo));
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    (address, tx)
+}
+
+/// A sidecar configuration for tests: data in `data_dir` (shared by the
+/// sidecars of one test, like one machine), no tokens.
+pub fn config(app_id: &str, app_port: Option<u16>, data_dir: &Path) -> SidecarConfig {
+    SidecarConfig {
+        app_id: app_id.into(),
+        app_port,
+        dapr_http_port: 0,
+        bind: "127.0.0.1".parse().unwrap(),
+        resources_paths: Vec::new(),
+        max_body_size: 1 << 20,
+        data_dir: data_dir.to_path_buf(),
+        invoke_timeout: Duration::from_secs(5),
+        api_token: None,
+        app_api_token: None,
+    }
+}
+
+/// A running sidecar; dropping `shutdown` (or sending on it) stops it.
+pub struct RunningSidecar {
+    pub base: String,
+    pub address: SocketAddr,
+    pub shutdown: Option<oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningSidecar {
+    pub async fn start(config: SidecarConfig) -> RunningSidecar {
+        let sidecar = Arc::new(Sidecar::new(config).expect("sidecar starts"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(sidecar::run_on(listener, sidecar, async {
+            let _ = rx.await;
+        }));
+        let running = RunningSidecar {
+            base: format!("http://{address}"),
+            address,
+            shutdown: Some(tx),
+            task,
+        };
+        // Registration happens before serving: once health answers, the
+        // sidecar is registered.
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            let health = client.get(running.url("/v1.0/healthz")).send().await;
+            if health.is_ok_and(|r| r.status() == 204) {
+                return running;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the sidecar did not become healthy");
+    }
+
+    /// Stops the sidecar cleanly and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// Asserts a Dapr error response and returns its message.
+pub async fn assert_dapr_error(response: reqwest::Response, status: u16, code: &str) -> String {
+    assert_eq!(response.status().as_u16(), status);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errorCode"], code, "{body}");
+    body["message"].as_str().unwrap_or_default().to_string()
+}
+
+pub fn header<'a>(echo: &'a Value, name: &str) -> Option<&'a str> {
+    echo["headers"][name].as_str()
+}
+
+pub fn headers_of(response: &reqwest::Response) -> HeaderMap {
+    response.headers().clone()
+}
