@@ -40,3 +40,44 @@ build_functions() {
     done
     ls -1 "$FUNCTIONS_OUT" | sed 's/^/    /' >&2
 }
+
+# Whether something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for_port() {
+    local port=$1 name=$2 i
+    for i in $(seq 1 60); do
+        port_open "$port" && return 0
+        sleep 0.5
+    done
+    die "$name did not start on 127.0.0.1:$port"
+}
+
+apt_install() {
+    step "Installing $* from Debian"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# The state-store tests use a real Redis on 127.0.0.1:6379.
+ensure_redis() {
+    port_open 6379 && return 0
+    command -v redis-server >/dev/null || apt_install redis-server
+    step "Starting Redis on 127.0.0.1:6379"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+        --logfile /tmp/dapr-wasm-redis.log
+    wait_for_port 6379 Redis
+}
+
+# The state-store tests use a real PostgreSQL on 127.0.0.1:5432, user
+# postgres with password postgres (or trust authentication).
+ensure_postgres() {
+    port_open 5432 && return 0
+    ls /etc/postgresql/*/main >/dev/null 2>&1 || apt_install postgresql
+    local version
+    version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+    step "Starting PostgreSQL $version on 127.0.0.1:5432"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    wait_for_port 5432 PostgreSQL
+    su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+}

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, the guest functions' own tests, and the
-# workspace's unit and integration tests (which start the real services).
+# workspace's unit and integration tests (which start the real services and
+# use a real Redis and PostgreSQL, started here when they are not running).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 ensure_toolchain
+ensure_redis
+ensure_postgres
 build_functions
 
 step "cargo fmt --check"

@@ -86,7 +86,7 @@ pub struct Sidecar {
 
 impl Sidecar {
     /// Loads the components and opens the stores and the name registry.
-    pub fn new(config: SidecarConfig) -> anyhow::Result<Self> {
+    pub async fn new(config: SidecarConfig) -> anyhow::Result<Self> {
         let components = if config.resources_paths.is_empty() {
             vec![default_state_store()]
         } else {
@@ -99,7 +99,7 @@ impl Sidecar {
             let name = component.metadata.name.clone();
             let kind = component.spec.kind.as_str();
             let capabilities = if kind.starts_with("state.") {
-                let store = state::open(component, &config.data_dir)?;
+                let store = state::open(component, &config.data_dir).await?;
                 stores.insert(name.clone(), Arc::from(store));
                 vec!["ETAG", "TRANSACTIONAL", "TTL"]
             } else if kind == "secretstores.local.file" {
@@ -236,9 +236,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listen = SocketAddr::new(config.bind, config.dapr_http_port);
-    let sidecar = tokio::task::spawn_blocking(move || Sidecar::new(config))
-        .await
-        .context("sidecar start-up panicked")??;
+    let sidecar = Sidecar::new(config).await?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -4,6 +4,8 @@
 //! | Dapr type | module | metadata |
 //! |---|---|---|
 //! | `state.sqlite` | [`sqlite`] | `connectionString` (a file path), `tableName` |
+//! | `state.redis` | [`redis`] | `redisHost`, `redisPassword`, `redisUsername`, `redisDB` |
+//! | `state.postgresql` | [`postgres`] | `connectionString`, `tableName` |
 //!
 //! A new backend is one module plus one line in [`open`].
 //!
@@ -20,6 +22,8 @@
 //! - Transactions apply all their operations or none.
 
 pub mod api;
+pub mod postgres;
+pub mod redis;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -126,22 +130,32 @@ pub struct OpenError {
 
 /// Opens the backend a component describes. `data_dir` resolves relative
 /// SQLite paths.
-pub fn open(component: &Component, data_dir: &Path) -> Result<Box<dyn StateStore>, OpenError> {
+pub async fn open(
+    component: &Component,
+    data_dir: &Path,
+) -> Result<Box<dyn StateStore>, OpenError> {
     let error = |reason: String| OpenError {
         name: component.metadata.name.clone(),
         kind: component.spec.kind.clone(),
         reason,
     };
     let properties: HashMap<String, String> = component.properties();
-    match component.spec.kind.as_str() {
-        "state.sqlite" => sqlite::SqliteStore::open(&sqlite::SqliteConfig::from_properties(
-            &properties,
-            data_dir,
-        ))
-        .map(|store| Box::new(store) as Box<dyn StateStore>)
-        .map_err(|e| error(e.to_string())),
-        other => Err(error(format!(
-            "unsupported type `{other}`; supported: state.sqlite"
-        ))),
-    }
+    let store: Result<Box<dyn StateStore>, StoreError> = match component.spec.kind.as_str() {
+        "state.sqlite" => {
+            let config = sqlite::SqliteConfig::from_properties(&properties, data_dir);
+            sqlite::SqliteStore::open(&config).map(|s| Box::new(s) as Box<dyn StateStore>)
+        }
+        "state.redis" => redis::RedisStore::open(&properties)
+            .await
+            .map(|s| Box::new(s) as Box<dyn StateStore>),
+        "state.postgresql" => postgres::PostgresStore::open(&properties)
+            .await
+            .map(|s| Box::new(s) as Box<dyn StateStore>),
+        other => {
+            return Err(error(format!(
+                "unsupported type `{other}`; supported: state.sqlite, state.redis, state.postgresql"
+            )));
+        }
+    };
+    store.map_err(|e| error(e.to_string()))
 }

@@ -93,7 +93,7 @@ pub struct RunningSidecar {
 
 impl RunningSidecar {
     pub async fn start(config: SidecarConfig) -> RunningSidecar {
-        let sidecar = Arc::new(Sidecar::new(config).expect("sidecar starts"));
+        let sidecar = Arc::new(Sidecar::new(config).await.expect("sidecar starts"));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
