@@ -81,3 +81,10 @@ ensure_postgres() {
     wait_for_port 5432 PostgreSQL
     su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
 }
+
+# The sidecar's conformance test drives it with the official Dapr JS SDK.
+ensure_js_sdk() {
+    command -v npm >/dev/null || apt_install nodejs npm
+    step "Installing the Dapr JS SDK for the conformance test (npm ci)"
+    npm ci --prefix "$REPO_ROOT/crates/sidecar/tests/js-sdk" --no-audit --no-fund --loglevel=error
+}

@@ -8,6 +8,7 @@ cd "$REPO_ROOT"
 ensure_toolchain
 ensure_redis
 ensure_postgres
+ensure_js_sdk
 build_functions
 
 step "cargo fmt --check"

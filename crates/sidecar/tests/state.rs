@@ -144,8 +144,17 @@ async fn state_suite(sidecar: &RunningSidecar, store: &str) {
     assert_eq!(get("t1").await.unwrap().text().await.unwrap(), "\"a\"");
     assert_eq!(get("fresh").await.unwrap().status(), 204);
     // ...or nothing: a stale etag in the last operation undoes the first.
-    let stale = get("t2").await.unwrap().headers()["etag"].to_str().unwrap().to_string();
-    assert_eq!(save(json!([{"key": "t2", "value": "b"}])).await.unwrap().status(), 204);
+    let stale = get("t2").await.unwrap().headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        save(json!([{"key": "t2", "value": "b"}]))
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     let response = client
         .post(url("/transaction"))
         .json(&json!({"operations": [
@@ -182,35 +191,6 @@ async fn state_suite(sidecar: &RunningSidecar, store: &str) {
         .await
         .unwrap();
     assert_dapr_error(response, 400, "ERR_STATE_STORE_NOT_FOUND").await;
-}
-
-fn write_resources(dir: &Path, state_db: &Path, secrets_file: &Path) {
-    std::fs::write(
-        dir.join("statestore.yaml"),
-        format!(
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\n\
-             spec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: connectionString\n    value: \"{}\"\n  - name: tableName\n    value: state\n",
-            state_db.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("secrets.yaml"),
-        format!(
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: localsecrets\n\
-             spec:\n  type: secretstores.local.file\n  version: v1\n  metadata:\n  - name: secretsFile\n    value: \"{}\"\n  - name: nestedSeparator\n    value: \":\"\n\
-             ---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: someone-elses\n\
-             spec:\n  type: state.sqlite\n  version: v1\nscopes:\n- another-app\n\
-             ---\napiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: ignored\nspec: {{}}\n",
-            secrets_file.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        secrets_file,
-        r#"{"db": {"password": "p4ss", "ports": [5432, 5433]}, "token": "t0k"}"#,
-    )
-    .unwrap();
 }
 
 #[tokio::test]
@@ -437,7 +417,11 @@ async fn redis_store_follows_dapr_state_semantics() {
         .unwrap();
     assert_eq!(fields.len(), 2);
     assert!(fields.contains(&"data".to_string()) && fields.contains(&"version".to_string()));
-    let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut connection).await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -445,7 +429,8 @@ async fn postgres_store_follows_dapr_state_semantics() {
     if !require_server("PostgreSQL", "127.0.0.1:5432") {
         return;
     }
-    let connection_string = "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres";
+    let connection_string =
+        "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres";
     let data = tempfile::tempdir().unwrap();
     let resources = tempfile::tempdir().unwrap();
     let table = unique("state_suite");
@@ -453,7 +438,10 @@ async fn postgres_store_follows_dapr_state_semantics() {
         resources.path(),
         "pgstore",
         "state.postgresql",
-        &[("connectionString", connection_string), ("tableName", &table)],
+        &[
+            ("connectionString", connection_string),
+            ("tableName", &table),
+        ],
     );
     let mut c = config("pg-suite", None, data.path());
     c.resources_paths = vec![resources.path().to_path_buf()];
@@ -466,7 +454,10 @@ async fn postgres_store_follows_dapr_state_semantics() {
         .unwrap();
     tokio::spawn(connection);
     let row = client
-        .query_one(&format!("SELECT count(*) FROM {table} WHERE key = 'pg-suite||order'"), &[])
+        .query_one(
+            &format!("SELECT count(*) FROM {table} WHERE key = 'pg-suite||order'"),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 1);

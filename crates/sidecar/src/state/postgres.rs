@@ -123,22 +123,28 @@ async fn apply_set(
     request: &SetRequest,
 ) -> Result<(), StoreError> {
     let now = now_millis();
-    let expires = request.ttl_seconds.map(|ttl| {
-        now.saturating_add(i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX))
-    });
+    let expires = request
+        .ttl_seconds
+        .map(|ttl| now.saturating_add(i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX)));
     let etag = request.etag.as_deref().map(parse_etag).transpose()?;
     let written = match (etag, request.concurrency) {
-        (Some(expected), _) => {
-            tx.execute(
+        (Some(expected), _) => tx
+            .execute(
                 &format!(
                     "UPDATE {table} SET value = $2, etag = $3, expires_ms = $4
                      WHERE key = $1 AND etag = $5 AND (expires_ms IS NULL OR expires_ms > $6)"
                 ),
-                &[&request.key, &request.value, &new_etag(), &expires, &expected, &now],
+                &[
+                    &request.key,
+                    &request.value,
+                    &new_etag(),
+                    &expires,
+                    &expected,
+                    &now,
+                ],
             )
             .await
-            .map_err(backend)?
-        }
+            .map_err(backend)?,
         (None, Concurrency::FirstWrite) => {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE key = $1 AND expires_ms <= $2"),
@@ -156,8 +162,8 @@ async fn apply_set(
             .await
             .map_err(backend)?
         }
-        (None, Concurrency::LastWrite) => {
-            tx.execute(
+        (None, Concurrency::LastWrite) => tx
+            .execute(
                 &format!(
                     "INSERT INTO {table} (key, value, etag, expires_ms) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (key) DO UPDATE SET value = $2, etag = $3, expires_ms = $4"
@@ -165,8 +171,7 @@ async fn apply_set(
                 &[&request.key, &request.value, &new_etag(), &expires],
             )
             .await
-            .map_err(backend)?
-        }
+            .map_err(backend)?,
     };
     if written == 0 {
         return Err(StoreError::EtagMismatch(format!(
@@ -202,9 +207,12 @@ async fn apply_delete(
             }
         }
         None => {
-            tx.execute(&format!("DELETE FROM {table} WHERE key = $1"), &[&request.key])
-                .await
-                .map_err(backend)?;
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE key = $1"),
+                &[&request.key],
+            )
+            .await
+            .map_err(backend)?;
         }
     }
     Ok(())

@@ -144,7 +144,11 @@ impl StateStore for RedisStore {
                 Some(etag) => parse_etag(etag)?.to_string(),
                 None => String::new(),
             };
-            let first_write = if concurrency == Concurrency::FirstWrite { "1" } else { "0" };
+            let first_write = if concurrency == Concurrency::FirstWrite {
+                "1"
+            } else {
+                "0"
+            };
             invocation
                 .key(key)
                 .arg(kind)

@@ -147,3 +147,35 @@ pub fn header<'a>(echo: &'a Value, name: &str) -> Option<&'a str> {
 pub fn headers_of(response: &reqwest::Response) -> HeaderMap {
     response.headers().clone()
 }
+
+/// Writes a resources folder: a SQLite `statestore` at `state_db`, a
+/// local-file `localsecrets` store (with its JSON file at `secrets_file`),
+/// a component scoped to another app, and a non-component document.
+pub fn write_resources(dir: &Path, state_db: &Path, secrets_file: &Path) {
+    std::fs::write(
+        dir.join("statestore.yaml"),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\n\
+             spec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: connectionString\n    value: \"{}\"\n  - name: tableName\n    value: state\n",
+            state_db.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("secrets.yaml"),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: localsecrets\n\
+             spec:\n  type: secretstores.local.file\n  version: v1\n  metadata:\n  - name: secretsFile\n    value: \"{}\"\n  - name: nestedSeparator\n    value: \":\"\n\
+             ---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: someone-elses\n\
+             spec:\n  type: state.sqlite\n  version: v1\nscopes:\n- another-app\n\
+             ---\napiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: ignored\nspec: {{}}\n",
+            secrets_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        secrets_file,
+        r#"{"db": {"password": "p4ss", "ports": [5432, 5433]}, "token": "t0k"}"#,
+    )
+    .unwrap();
+}

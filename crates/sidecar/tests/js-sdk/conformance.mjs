@@ -1,0 +1,121 @@
+// Drives a dapr-wasm sidecar with the official Dapr JavaScript SDK over
+// HTTP: a client we did not write. Any difference from real Dapr's
+// documented behaviour is a bug in the sidecar, not in this script.
+//
+// Run by crates/sidecar/tests/js_sdk.rs, which starts an echo app
+// (TARGET_APP_ID) and its sidecar (DAPR_HTTP_PORT) with a SQLite state store
+// named `statestore` and a local-file secret store named `localsecrets`.
+// Prints one line per check and a closing "N passed, N failed".
+
+import assert from "node:assert/strict";
+import { CommunicationProtocolEnum, DaprClient, HttpMethod } from "@dapr/dapr";
+
+const appId = process.env.TARGET_APP_ID;
+const client = new DaprClient({
+  daprHost: "127.0.0.1",
+  daprPort: process.env.DAPR_HTTP_PORT,
+  communicationProtocol: CommunicationProtocolEnum.HTTP,
+});
+const store = "statestore";
+const checks = [];
+const check = (name, fn) => checks.push([name, fn]);
+
+check("health", async () => {
+  assert.equal(await client.health.isHealthy(), true);
+});
+
+check("metadata get and set", async () => {
+  const metadata = await client.metadata.get();
+  assert.equal(metadata.id, appId);
+  const names = metadata.components.map((c) => `${c.name}:${c.type}`).sort();
+  assert.deepEqual(names, ["localsecrets:secretstores.local.file", "statestore:state.sqlite"]);
+  await client.metadata.set("team", "wasm");
+  assert.equal((await client.metadata.get()).extended.team, "wasm");
+});
+
+check("invoke POST with a JSON body", async () => {
+  const echo = await client.invoker.invoke(appId, "orders/new", HttpMethod.POST, { item: "tea" });
+  assert.equal(echo.method, "POST");
+  assert.equal(echo.path, "/orders/new");
+  assert.deepEqual(JSON.parse(echo.body), { item: "tea" });
+  assert.equal(echo.headers["dapr-callee-app-id"], appId);
+});
+
+check("invoke GET", async () => {
+  const echo = await client.invoker.invoke(appId, "orders", HttpMethod.GET);
+  assert.equal(echo.method, "GET");
+  assert.equal(echo.path, "/orders");
+});
+
+check("state save and get", async () => {
+  await client.state.save(store, [
+    { key: "js-object", value: { n: 1, tags: ["a"] } },
+    { key: "js-string", value: "two" },
+  ]);
+  assert.deepEqual(await client.state.get(store, "js-object"), { n: 1, tags: ["a"] });
+  assert.equal(await client.state.get(store, "js-string"), "two");
+});
+
+check("state get of a missing key", async () => {
+  const value = await client.state.get(store, "js-never-saved");
+  assert.ok(value === "" || value === undefined || value === null, `got ${JSON.stringify(value)}`);
+});
+
+check("state bulk get", async () => {
+  const items = await client.state.getBulk(store, ["js-object", "js-string"]);
+  const byKey = Object.fromEntries(items.map((i) => [i.key, i.data]));
+  assert.deepEqual(byKey["js-object"], { n: 1, tags: ["a"] });
+  assert.equal(byKey["js-string"], "two");
+  assert.ok(items.every((i) => typeof i.etag === "string" && i.etag.length > 0));
+});
+
+check("state delete", async () => {
+  await client.state.delete(store, "js-string");
+  const value = await client.state.get(store, "js-string");
+  assert.ok(value === "" || value === undefined || value === null, `got ${JSON.stringify(value)}`);
+});
+
+check("state transaction", async () => {
+  await client.state.transaction(store, [
+    { operation: "upsert", request: { key: "js-tx-1", value: "one" } },
+    { operation: "upsert", request: { key: "js-tx-2", value: { two: 2 } } },
+    { operation: "delete", request: { key: "js-object" } },
+  ]);
+  assert.equal(await client.state.get(store, "js-tx-1"), "one");
+  assert.deepEqual(await client.state.get(store, "js-tx-2"), { two: 2 });
+  const gone = await client.state.get(store, "js-object");
+  assert.ok(gone === "" || gone === undefined || gone === null);
+});
+
+check("state save with a stale etag is rejected", async () => {
+  await client.state.save(store, [{ key: "js-etag", value: 1 }]);
+  await client.state.save(store, [{ key: "js-etag", value: 2 }]);
+  // The SDK's save() does not throw: it returns { error } (state.js).
+  const result = await client.state.save(store, [{ key: "js-etag", value: 3, etag: "123456789" }]);
+  const error = String(result.error);
+  assert.ok(error.includes('"status":409'), error);
+  assert.ok(error.includes("ERR_STATE_SAVE"), error);
+  assert.equal(await client.state.get(store, "js-etag"), 2);
+});
+
+check("secrets get and bulk", async () => {
+  assert.deepEqual(await client.secret.get("localsecrets", "db:password"), { "db:password": "p4ss" });
+  const bulk = await client.secret.getBulk("localsecrets");
+  assert.deepEqual(bulk.token, { token: "t0k" });
+  assert.deepEqual(bulk["db:password"], { "db:password": "p4ss" });
+});
+
+let passed = 0;
+let failed = 0;
+for (const [name, fn] of checks) {
+  try {
+    await fn();
+    passed += 1;
+    console.log(`ok - ${name}`);
+  } catch (err) {
+    failed += 1;
+    console.log(`not ok - ${name}: ${err?.stack ?? err}`);
+  }
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);

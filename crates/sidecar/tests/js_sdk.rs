@@ -1,0 +1,61 @@
+//! Conformance with a client we did not write: the official Dapr
+//! JavaScript SDK (`@dapr/dapr`, HTTP protocol) drives a real sidecar
+//! through `js-sdk/conformance.mjs`. `scripts/test.sh` installs the SDK
+//! with `npm ci`; without it this test skips locally and fails in CI.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use support::*;
+
+#[tokio::test]
+async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
+    let sdk_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js-sdk");
+    if !sdk_dir.join("node_modules/@dapr/dapr").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the Dapr JS SDK is not installed; scripts/test.sh runs npm ci in {}",
+            sdk_dir.display()
+        );
+        eprintln!(
+            "SKIPPED: run `npm ci --prefix {}` (scripts/test.sh does)",
+            sdk_dir.display()
+        );
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let resources = tempfile::tempdir().unwrap();
+    write_resources(
+        resources.path(),
+        &data.path().join("state.db"),
+        &data.path().join("secrets.json"),
+    );
+    let (app, _app) = start_echo_app().await;
+    let mut c = config("js-target", Some(app.port()), data.path());
+    c.resources_paths = vec![resources.path().to_path_buf()];
+    let sidecar = RunningSidecar::start(c).await;
+
+    let port = sidecar.address.port().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("conformance.mjs")
+            .current_dir(&sdk_dir)
+            .env("DAPR_HTTP_PORT", port)
+            .env("TARGET_APP_ID", "js-target")
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "the JS SDK checks failed:\n{stdout}"
+    );
+    assert!(stdout.contains("11 passed, 0 failed"), "{stdout}");
+    sidecar.stop().await;
+}
