@@ -43,9 +43,16 @@ impl Drop for Running {
 /// Starts `dapr-wasm image-api` on port 0 and returns it with its address,
 /// read from its "listening on" log line.
 fn start_image_api() -> (Running, String) {
-    let mut child = dapr_wasm()
+    let mut command = dapr_wasm();
+    command
         .args(["image-api", "--app-port", "0", "--function"])
-        .arg(format!("grayscale={}", grayscale_wasm().display()))
+        .arg(format!("grayscale={}", grayscale_wasm().display()));
+    start_and_read_address(command)
+}
+
+/// Spawns `command` and returns it with the URL of its "listening on" line.
+fn start_and_read_address(mut command: Command) -> (Running, String) {
+    let mut child = command
         .stderr(Stdio::piped())
         .spawn()
         .expect("start dapr-wasm");
@@ -62,7 +69,7 @@ fn start_image_api() -> (Running, String) {
     });
     let url = rx
         .recv_timeout(Duration::from_secs(60))
-        .expect("image-api printed its address");
+        .expect("dapr-wasm printed its address");
     (Running(child), url)
 }
 
@@ -141,4 +148,56 @@ fn run_converts_stdin_and_reports_bad_input_with_the_guest_exit_code() {
     let output = run(b"plain text");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).starts_with("unsupported image"));
+}
+
+#[tokio::test]
+async fn sidecar_reads_dapr_env_vars_serves_and_deregisters_on_sigterm() {
+    let data = std::env::temp_dir().join(format!("dapr-wasm-cli-sidecar-{}", std::process::id()));
+    let mut command = dapr_wasm();
+    command
+        .arg("sidecar")
+        .env("APP_ID", "cli-sidecar")
+        .env("DAPR_HTTP_PORT", "0")
+        .env("DAPR_WASM_DATA_DIR", &data);
+    let (mut running, url) = start_and_read_address(command);
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "binds loopback: {url}"
+    );
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("{url}/v1.0/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 204);
+    let metadata: serde_json::Value = client
+        .get(format!("{url}/v1.0/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["id"], "cli-sidecar");
+    assert_eq!(metadata["components"][0]["name"], "statestore");
+
+    let pid = running.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(running.0.wait().unwrap().success());
+    let registry =
+        sidecar::nameres::Registry::open(&data.join("nameres.db"), sidecar::nameres::DEFAULT_TTL)
+            .unwrap();
+    assert_eq!(
+        registry.lookup("cli-sidecar").unwrap(),
+        None,
+        "deregistered"
+    );
+    let _ = std::fs::remove_dir_all(&data);
 }
