@@ -70,7 +70,11 @@ fn main() -> ExitCode {
 
 fn serve_sidecar(args: sidecar::SidecarArgs) -> anyhow::Result<ExitCode> {
     let config = args.validate().map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Runtime::new()?;
+    // A proxy needs no second core; one thread avoids cross-thread wake-ups
+    // on every request (see docs/performance.md).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(sidecar::run(config, service_kit::shutdown::signal()))?;
     Ok(ExitCode::SUCCESS)
 }

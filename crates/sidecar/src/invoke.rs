@@ -142,7 +142,7 @@ impl Sidecar {
         } else {
             let address = self
                 .registry
-                .lookup(app_id)
+                .lookup_cached(app_id)
                 .map_err(|e| direct_error(e.to_string()))?
                 .ok_or_else(|| DaprError::AppNotFound(app_id.to_string()))?;
             format!("http://{address}{INTERNAL_PREFIX}/{app_id}{method_path}{query}")
@@ -196,10 +196,13 @@ impl Sidecar {
                 })?
                 .map_err(|e| {
                     if is_length_limit(&e) {
-                        DaprError::BodyTooLarge(limit)
-                    } else {
-                        direct_error(error_chain(&e))
+                        return DaprError::BodyTooLarge(limit);
                     }
+                    if !local && e.is_connect() {
+                        // The target sidecar may have restarted elsewhere.
+                        self.registry.forget(app_id);
+                    }
+                    direct_error(error_chain(&e))
                 })?;
         let (mut parts, body) = response.into_parts();
         parts.headers = forwardable(&parts.headers);

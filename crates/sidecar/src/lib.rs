@@ -32,6 +32,7 @@ pub mod invoke;
 pub mod metadata;
 pub mod nameres;
 pub mod secrets;
+mod sqlite_file;
 pub mod state;
 
 use std::collections::HashMap;

@@ -7,12 +7,16 @@
 //! ignores rows older than the TTL, and every heartbeat deletes them.
 //!
 //! The database uses WAL mode and a busy timeout, so many sidecars (separate
-//! processes) can read and write it at once.
+//! processes) can read and write it at once. Invocations resolve through
+//! [`Registry::lookup_cached`], which remembers an answer for
+//! [`LOOKUP_CACHE_FOR`]; a caller that cannot connect [`Registry::forget`]s
+//! it, so a restarted sidecar is found again at once.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -20,6 +24,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
 /// How long a row stays valid without a refresh.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+/// How long [`Registry::lookup_cached`] reuses an answer.
+pub const LOOKUP_CACHE_FOR: Duration = Duration::from_secs(1);
 
 /// A handle on the shared registry.
 #[derive(Clone)]
@@ -27,6 +33,7 @@ pub struct Registry {
     connection: Arc<Mutex<Connection>>,
     path: PathBuf,
     ttl: Duration,
+    recent: Arc<Mutex<HashMap<String, (SocketAddr, Instant)>>>,
 }
 
 /// Why the registry failed.
@@ -54,13 +61,9 @@ impl Registry {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let connection = Connection::open(path).map_err(error)?;
-        connection
-            .busy_timeout(Duration::from_secs(5))
-            .map_err(error)?;
-        connection
-            .execute_batch(
-                "PRAGMA journal_mode=WAL;
+        let connection = crate::sqlite_file::open_shared(
+            path,
+            "PRAGMA journal_mode=WAL;
                  CREATE TABLE IF NOT EXISTS hosts (
                      app_id     TEXT    NOT NULL,
                      address    TEXT    NOT NULL,
@@ -68,12 +71,13 @@ impl Registry {
                      updated_ms INTEGER NOT NULL,
                      PRIMARY KEY (app_id, address)
                  );",
-            )
-            .map_err(error)?;
+        )
+        .map_err(error)?;
         Ok(Registry {
             connection: Arc::new(Mutex::new(connection)),
             path: path.to_path_buf(),
             ttl,
+            recent: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -125,15 +129,39 @@ impl Registry {
     pub fn lookup(&self, app_id: &str) -> Result<Option<SocketAddr>, RegistryError> {
         let fresh_after = now_millis() - self.ttl_millis();
         let address: Option<String> = self.with(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT address FROM hosts WHERE app_id = ?1 AND updated_ms >= ?2
                  ORDER BY updated_ms DESC LIMIT 1",
-                params![app_id, fresh_after],
-                |row| row.get(0),
-            )
+            )?
+            .query_row(params![app_id, fresh_after], |row| row.get(0))
             .optional()
         })?;
         Ok(address.and_then(|a| a.parse().ok()))
+    }
+
+    /// [`Registry::lookup`], reusing an answer younger than
+    /// [`LOOKUP_CACHE_FOR`].
+    pub fn lookup_cached(&self, app_id: &str) -> Result<Option<SocketAddr>, RegistryError> {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((address, at)) = recent.get(app_id)
+            && at.elapsed() < LOOKUP_CACHE_FOR
+        {
+            return Ok(Some(*address));
+        }
+        let found = self.lookup(app_id)?;
+        match found {
+            Some(address) => recent.insert(app_id.to_string(), (address, Instant::now())),
+            None => recent.remove(app_id),
+        };
+        Ok(found)
+    }
+
+    /// Drops a cached answer (after a failed connection to it).
+    pub fn forget(&self, app_id: &str) {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(app_id);
     }
 
     /// Every live registration, as `(app_id, address, pid)`.

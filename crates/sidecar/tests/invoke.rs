@@ -228,3 +228,34 @@ async fn a_stopped_sidecar_deregisters_and_a_dead_one_expires() {
         .collect();
     assert_eq!(live, ["alive"]);
 }
+
+/// Regression: sidecars started at the same moment on one data directory
+/// (as `dapr-wasm up` starts them) failed with "database is locked" while
+/// the first one switched the new SQLite files to WAL mode.
+#[test]
+fn sidecars_started_together_on_one_data_dir_all_start() {
+    // Several rounds on fresh directories: the race is in creating the files.
+    for round in 0..20 {
+        let data = tempfile::tempdir().unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let starts: Vec<_> = (0..6)
+            .map(|i| {
+                let config = config(&format!("together-{i}"), None, data.path());
+                let barrier = barrier.clone();
+                // Separate threads and runtimes: truly simultaneous opens.
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    barrier.wait();
+                    runtime.block_on(sidecar::Sidecar::new(config)).map(drop)
+                })
+            })
+            .collect();
+        for start in starts {
+            let result = start.join().unwrap();
+            assert!(result.is_ok(), "round {round}: {:?}", result.err());
+        }
+    }
+}

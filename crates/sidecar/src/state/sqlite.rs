@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -97,13 +97,10 @@ impl SqliteStore {
                 StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let connection = Connection::open(&config.path).map_err(backend)?;
-        connection
-            .busy_timeout(Duration::from_secs(5))
-            .map_err(backend)?;
         let table = &config.table;
-        connection
-            .execute_batch(&format!(
+        let connection = crate::sqlite_file::open_shared(
+            &config.path,
+            &format!(
                 "PRAGMA journal_mode=WAL;
                  PRAGMA synchronous=FULL;
                  CREATE TABLE IF NOT EXISTS {table} (
@@ -114,8 +111,9 @@ impl SqliteStore {
                  );
                  CREATE INDEX IF NOT EXISTS {table}_expires ON {table} (expires_ms)
                      WHERE expires_ms IS NOT NULL;"
-            ))
-            .map_err(backend)?;
+            ),
+        )
+        .map_err(backend)?;
         Ok(SqliteStore {
             connection: Arc::new(Mutex::new(connection)),
             table: table.as_str().into(),
