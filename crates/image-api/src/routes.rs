@@ -11,7 +11,7 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -66,7 +66,8 @@ async fn image_post(State(state): State<AppState>, request: Request) -> Result<R
 /// Reads the whole body, refusing early when `Content-Length` is over the
 /// limit and refusing an empty body.
 async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
-    if content_length(request.headers()).is_some_and(|len| len > limit as u64) {
+    if service_kit::headers::content_length(request.headers()).is_some_and(|len| len > limit as u64)
+    {
         return Err(ApiError::BodyTooLarge { limit });
     }
     let body = axum::body::to_bytes(request.into_body(), limit)
@@ -83,15 +84,6 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
         return Err(ApiError::EmptyBody);
     }
     Ok(body)
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// The media type of a function's output, from its leading bytes.

@@ -120,7 +120,9 @@ impl Sidecar {
     ) -> Result<Response, DaprError> {
         let (parts, body) = request.into_parts();
         let limit = self.config.max_body_size;
-        if content_length(&parts.headers).is_some_and(|len| len > limit as u64) {
+        if service_kit::headers::content_length(&parts.headers)
+            .is_some_and(|len| len > limit as u64)
+        {
             return Err(DaprError::BodyTooLarge(limit));
         }
         let direct_error = |reason: String| DaprError::DirectInvoke {
@@ -208,15 +210,6 @@ impl Sidecar {
         parts.headers = forwardable(&parts.headers);
         Ok(Response::from_parts(parts, Body::new(body)))
     }
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// Headers without hop-by-hop ones (RFC 9110 7.6.1, and those named in

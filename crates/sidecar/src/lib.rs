@@ -61,6 +61,15 @@ use crate::nameres::Registry;
 use crate::secrets::LocalFileStore;
 use crate::state::StateStore;
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it): the
+/// time base of TTLs and registry heartbeats.
+pub(crate) fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// A component as `GET /v1.0/metadata` lists it.
 #[derive(Debug, Clone)]
 pub struct ComponentInfo {

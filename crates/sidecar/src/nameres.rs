@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -42,13 +42,6 @@ pub struct Registry {
 pub struct RegistryError {
     path: PathBuf,
     source: rusqlite::Error,
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl Registry {
@@ -98,7 +91,7 @@ impl Registry {
     /// Registers (or refreshes) `app_id` at `address`, and deletes rows
     /// whose TTL has passed.
     pub fn register(&self, app_id: &str, address: SocketAddr) -> Result<(), RegistryError> {
-        let now = now_millis();
+        let now = crate::unix_millis();
         let stale_before = now - self.ttl_millis();
         self.with(|c| {
             c.execute(
@@ -127,7 +120,7 @@ impl Registry {
 
     /// The freshest live address of `app_id`, if any.
     pub fn lookup(&self, app_id: &str) -> Result<Option<SocketAddr>, RegistryError> {
-        let fresh_after = now_millis() - self.ttl_millis();
+        let fresh_after = crate::unix_millis() - self.ttl_millis();
         let address: Option<String> = self.with(|c| {
             c.prepare_cached(
                 "SELECT address FROM hosts WHERE app_id = ?1 AND updated_ms >= ?2
@@ -166,7 +159,7 @@ impl Registry {
 
     /// Every live registration, as `(app_id, address, pid)`.
     pub fn list(&self) -> Result<Vec<(String, String, u32)>, RegistryError> {
-        let fresh_after = now_millis() - self.ttl_millis();
+        let fresh_after = crate::unix_millis() - self.ttl_millis();
         self.with(|c| {
             let mut statement = c.prepare(
                 "SELECT app_id, address, pid FROM hosts WHERE updated_ms >= ?1 ORDER BY app_id",

@@ -112,6 +112,26 @@ pub trait StateStore: Send + Sync {
     async fn transact(&self, operations: Vec<Operation>) -> Result<(), StoreError>;
 }
 
+impl SetRequest {
+    /// When the key expires, in Unix milliseconds, if it has a TTL.
+    pub fn expires_at_millis(&self, now: i64) -> Option<i64> {
+        self.ttl_seconds.map(|ttl| {
+            now.saturating_add(i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX))
+        })
+    }
+}
+
+/// A fresh etag for the SQL stores: a random positive 63-bit number, so an
+/// etag of a deleted and re-created key never matches (the clock if the OS
+/// has no randomness).
+pub(crate) fn new_etag() -> i64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return crate::unix_millis();
+    }
+    (u64::from_le_bytes(bytes) >> 1) as i64
+}
+
 /// Parses an etag issued by a store (a decimal version number).
 pub fn parse_etag(etag: &str) -> Result<i64, StoreError> {
     etag.trim_matches('"').parse::<i64>().map_err(|_| {

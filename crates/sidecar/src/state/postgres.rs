@@ -11,15 +11,16 @@
 //! `tableName` (default `state`).
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
 use super::{
-    Concurrency, DeleteRequest, Operation, SetRequest, StateItem, StateStore, StoreError,
+    Concurrency, DeleteRequest, Operation, SetRequest, StateItem, StateStore, StoreError, new_etag,
     parse_etag,
 };
+use crate::unix_millis;
 
 /// A PostgreSQL-backed [`StateStore`].
 pub struct PostgresStore {
@@ -34,21 +35,6 @@ fn backend(err: tokio_postgres::Error) -> StoreError {
         .map(|db| db.message().to_string())
         .unwrap_or_else(|| err.to_string());
     StoreError::Backend(detail)
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn new_etag() -> i64 {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        return now_millis();
-    }
-    (u64::from_le_bytes(bytes) >> 1) as i64
 }
 
 impl PostgresStore {
@@ -122,10 +108,8 @@ async fn apply_set(
     table: &str,
     request: &SetRequest,
 ) -> Result<(), StoreError> {
-    let now = now_millis();
-    let expires = request
-        .ttl_seconds
-        .map(|ttl| now.saturating_add(i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX)));
+    let now = unix_millis();
+    let expires = request.expires_at_millis(now);
     let etag = request.etag.as_deref().map(parse_etag).transpose()?;
     let written = match (etag, request.concurrency) {
         (Some(expected), _) => tx
@@ -195,7 +179,7 @@ async fn apply_delete(
                         "DELETE FROM {table} WHERE key = $1 AND etag = $2
                          AND (expires_ms IS NULL OR expires_ms > $3)"
                     ),
-                    &[&request.key, &expected, &now_millis()],
+                    &[&request.key, &expected, &unix_millis()],
                 )
                 .await
                 .map_err(backend)?;
@@ -230,7 +214,7 @@ impl StateStore for PostgresStore {
                      AND (expires_ms IS NULL OR expires_ms > $2)",
                     self.table
                 ),
-                &[&key, &now_millis()],
+                &[&key, &unix_millis()],
             )
             .await
             .map_err(backend)?;
@@ -263,7 +247,7 @@ impl StateStore for PostgresStore {
                 "DELETE FROM {} WHERE expires_ms IS NOT NULL AND expires_ms <= $1",
                 self.table
             ),
-            &[&now_millis()],
+            &[&unix_millis()],
         )
         .await
         .map_err(backend)?;

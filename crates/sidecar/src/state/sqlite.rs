@@ -9,14 +9,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Concurrency, DeleteRequest, Operation, SetRequest, StateItem, StateStore, StoreError,
+    Concurrency, DeleteRequest, Operation, SetRequest, StateItem, StateStore, StoreError, new_etag,
     parse_etag,
 };
+use crate::unix_millis;
 
 /// Where and how to store.
 #[derive(Debug, Clone)]
@@ -59,23 +59,6 @@ pub struct SqliteStore {
 
 fn backend(err: rusqlite::Error) -> StoreError {
     StoreError::Backend(err.to_string())
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn new_etag() -> i64 {
-    let mut bytes = [0u8; 8];
-    // An etag only has to differ from the previous ones; if the OS has no
-    // randomness, the clock still gives a fresh value.
-    if getrandom::fill(&mut bytes).is_err() {
-        return now_millis();
-    }
-    (u64::from_le_bytes(bytes) >> 1) as i64
 }
 
 impl SqliteStore {
@@ -144,7 +127,7 @@ fn current_etag(c: &Connection, table: &str, key: &str) -> Result<Option<i64>, S
         &format!(
             "SELECT etag FROM {table} WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"
         ),
-        params![key, now_millis()],
+        params![key, unix_millis()],
         |row| row.get(0),
     )
     .optional()
@@ -185,9 +168,7 @@ fn apply_set(c: &Connection, table: &str, request: &SetRequest) -> Result<(), St
         request.concurrency,
         &request.key,
     )?;
-    let expires = request.ttl_seconds.map(|ttl| {
-        now_millis().saturating_add(i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX))
-    });
+    let expires = request.expires_at_millis(unix_millis());
     c.execute(
         &format!(
             "INSERT INTO {table} (key, value, etag, expires_ms) VALUES (?1, ?2, ?3, ?4)
@@ -220,7 +201,7 @@ fn apply_delete(c: &Connection, table: &str, request: &DeleteRequest) -> Result<
 fn purge_expired(c: &Connection, table: &str) -> Result<(), StoreError> {
     c.execute(
         &format!("DELETE FROM {table} WHERE expires_ms IS NOT NULL AND expires_ms <= ?1"),
-        params![now_millis()],
+        params![unix_millis()],
     )
     .map_err(backend)?;
     Ok(())
@@ -236,7 +217,7 @@ impl StateStore for SqliteStore {
                     "SELECT value, etag FROM {table}
                      WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"
                 ),
-                params![key, now_millis()],
+                params![key, unix_millis()],
                 |row| {
                     Ok(StateItem {
                         value: row.get(0)?,
