@@ -266,14 +266,19 @@ pub async fn run_on(
         .registry
         .register(&app_id, address)
         .context("cannot register in the name registry")?;
+    let (stop_heartbeat, stop) = tokio::sync::oneshot::channel();
     let heartbeat = tokio::spawn(sidecar.registry.clone().heartbeat(
         app_id.clone(),
         address,
         nameres::DEFAULT_HEARTBEAT,
+        stop,
     ));
     tracing::info!(app_id = %app_id, app_port = ?sidecar.config.app_port, "sidecar listening on http://{address}");
     let served = serve(listener, app(sidecar.clone()), shutdown).await;
-    heartbeat.abort();
+    // Wait for the heartbeat to end (and any refresh in flight) before
+    // deregistering, or a late refresh could register us again.
+    let _ = stop_heartbeat.send(());
+    let _ = heartbeat.await;
     if let Err(err) = sidecar.registry.deregister(&app_id, address) {
         tracing::warn!(error = %err, "cannot deregister from the name registry");
     }

@@ -175,12 +175,23 @@ impl Registry {
         i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Registers now and then refreshes every `heartbeat` until the task is
-    /// dropped or aborted. Failures are logged and retried.
-    pub async fn heartbeat(self, app_id: String, address: SocketAddr, heartbeat: Duration) {
+    /// Registers now and then refreshes every `heartbeat` until `stop`
+    /// fires (or its sender is dropped). A refresh in progress always
+    /// finishes first, so once this returns no late refresh can re-insert
+    /// the row after a deregistration. Failures are logged and retried.
+    pub async fn heartbeat(
+        self,
+        app_id: String,
+        address: SocketAddr,
+        heartbeat: Duration,
+        mut stop: tokio::sync::oneshot::Receiver<()>,
+    ) {
         let mut ticker = tokio::time::interval(heartbeat);
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = ticker.tick() => {}
+            }
             let registry = self.clone();
             let id = app_id.clone();
             let result = tokio::task::spawn_blocking(move || registry.register(&id, address)).await;

@@ -206,11 +206,11 @@ async fn a_stopped_sidecar_deregisters_and_a_dead_one_expires() {
 
     // A sidecar that died without deregistering: its row stops refreshing.
     let short_ttl =
-        Registry::open(&data.path().join("nameres.db"), Duration::from_millis(300)).unwrap();
+        Registry::open(&data.path().join("nameres.db"), Duration::from_secs(1)).unwrap();
     let address = "127.0.0.1:45678".parse().unwrap();
     short_ttl.register("crashed", address).unwrap();
     assert_eq!(short_ttl.lookup("crashed").unwrap(), Some(address));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert_eq!(
         short_ttl.lookup("crashed").unwrap(),
         None,
