@@ -33,6 +33,16 @@ fn dapr_wasm() -> Command {
 /// Kills the child if a test fails before it is stopped.
 struct Running(Child);
 
+impl Running {
+    /// Sends SIGTERM (as Ctrl-C or a supervisor would) and waits for exit.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        self.0.wait().unwrap()
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -92,15 +102,7 @@ async fn image_api_serves_a_photo_and_stops_cleanly_on_sigterm() {
     let gray = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
     assert_eq!((gray.width(), gray.height()), (1024, 768));
 
-    let pid = running.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = running.0.wait().unwrap();
+    let status = running.terminate();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 }
 
@@ -182,15 +184,7 @@ async fn sidecar_reads_dapr_env_vars_serves_and_deregisters_on_sigterm() {
     assert_eq!(metadata["id"], "cli-sidecar");
     assert_eq!(metadata["components"][0]["name"], "statestore");
 
-    let pid = running.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(running.0.wait().unwrap().success());
+    assert!(running.terminate().success());
     let registry =
         sidecar::nameres::Registry::open(&data.join("nameres.db"), sidecar::nameres::DEFAULT_TTL)
             .unwrap();

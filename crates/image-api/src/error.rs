@@ -15,11 +15,9 @@
 //! | `Timeout`          | 504    | `ERR_FUNCTION_TIMEOUT`           |
 //! | `Function`         | 500    | `ERR_FUNCTION_TRAP`, `ERR_FUNCTION_MEMORY_LIMIT`, `ERR_FUNCTION_OUTPUT_TOO_LARGE`, `ERR_INTERNAL` |
 
-use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use function_host::{CallError, ExitKind};
-use serde::Serialize;
 
 /// Every way a request to the image service can fail.
 #[derive(Debug, thiserror::Error)]
@@ -121,27 +119,10 @@ impl From<CallError> for ApiError {
     }
 }
 
-/// The JSON error body, as Dapr writes its own errors.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ErrorBody<'a> {
-    error_code: &'a str,
-    message: String,
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            tracing::warn!(error_code = self.code(), error = %self, "request failed");
-        } else {
-            tracing::debug!(error_code = self.code(), error = %self, "request rejected");
-        }
-        let body = ErrorBody {
-            error_code: self.code(),
-            message: self.to_string(),
-        };
-        let mut response = (status, Json(body)).into_response();
+        let mut response =
+            service_kit::error_body::error_response(self.status(), self.code(), self.to_string());
         if let ApiError::Busy(_) = self {
             response
                 .headers_mut()

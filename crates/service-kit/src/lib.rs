@@ -2,10 +2,12 @@
 //!
 //! - [`units`]: parsing of the sizes (`16Mi`) and durations (`10s`) that
 //!   flags take, in daprd's formats.
+//! - [`error_body`]: Dapr's JSON error response `{errorCode, message}`.
 //! - [`headers`]: reading shared request headers (`Content-Length`).
 //! - [`shutdown`]: one shutdown signal (Ctrl-C or SIGTERM) for every
 //!   long-running subcommand.
 
+pub mod error_body;
 pub mod headers;
 pub mod shutdown;
 pub mod units;

@@ -4,10 +4,8 @@
 //! Codes and statuses follow daprd (`pkg/messages`), so clients written
 //! against Dapr see the same errors.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 /// Every error the sidecar's APIs answer with.
 #[derive(Debug, thiserror::Error)]
@@ -146,13 +144,6 @@ impl DaprError {
 
 impl IntoResponse for DaprError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            tracing::warn!(error_code = self.code(), error = %self, "sidecar request failed");
-        } else {
-            tracing::debug!(error_code = self.code(), error = %self, "sidecar request rejected");
-        }
-        let body = json!({ "errorCode": self.code(), "message": self.to_string() });
-        (status, Json(body)).into_response()
+        service_kit::error_body::error_response(self.status(), self.code(), self.to_string())
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::any;
 use serde_json::{Value, json};
@@ -142,10 +142,6 @@ pub async fn assert_dapr_error(response: reqwest::Response, status: u16, code: &
 
 pub fn header<'a>(echo: &'a Value, name: &str) -> Option<&'a str> {
     echo["headers"][name].as_str()
-}
-
-pub fn headers_of(response: &reqwest::Response) -> HeaderMap {
-    response.headers().clone()
 }
 
 /// Writes a resources folder: a SQLite `statestore` at `state_db`, a
