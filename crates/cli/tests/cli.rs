@@ -13,7 +13,11 @@ fn repo_path(relative: &str) -> PathBuf {
 }
 
 fn grayscale_wasm() -> PathBuf {
-    let path = repo_path("build/functions/grayscale.wasm");
+    function_wasm("grayscale")
+}
+
+fn function_wasm(name: &str) -> PathBuf {
+    let path = repo_path(&format!("build/functions/{name}.wasm"));
     assert!(
         path.exists(),
         "build the functions first: bash scripts/test.sh"
@@ -150,6 +154,55 @@ fn run_converts_stdin_and_reports_bad_input_with_the_guest_exit_code() {
     let output = run(b"plain text");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).starts_with("unsupported image"));
+}
+
+#[test]
+fn run_classifies_with_the_fetched_model() {
+    let mut child = dapr_wasm()
+        .args(["--log-level", "warn", "run", "--nn-backend", "tract"])
+        .arg(function_wasm("classify"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let photo = std::fs::read(repo_path("testdata/coffee.png")).unwrap();
+    child.stdin.take().unwrap().write_all(&photo).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["label"], "espresso", "{answer}");
+}
+
+#[test]
+fn classify_without_its_model_or_runtime_fails_at_startup_with_the_fix() {
+    let start = |extra: &[&str]| {
+        let output = dapr_wasm()
+            .args(["image-api", "--app-port", "0", "--function"])
+            .arg(format!("classify={}", function_wasm("classify").display()))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(!stderr.contains("listening"), "{stderr}");
+        stderr
+    };
+    let stderr = start(&["--models-dir", "/nonexistent-models"]);
+    assert!(stderr.contains("run `dapr-wasm models fetch`"), "{stderr}");
+    let stderr = start(&[
+        "--nn-backend",
+        "onnxruntime",
+        "--onnxruntime-lib",
+        "/nonexistent/libonnxruntime.so",
+    ]);
+    assert!(
+        stderr.contains(
+            "ONNX Runtime is not available: /nonexistent/libonnxruntime.so does not exist"
+        ),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use function_host::{Function, FunctionHost, HostConfig};
 
+mod sample;
+use sample::{Sample, fmt, ratio};
+
 fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -31,59 +34,6 @@ fn wasm(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Timings of one measured operation.
-struct Sample {
-    times: Vec<Duration>,
-}
-
-impl Sample {
-    fn measure(iterations: usize, mut op: impl FnMut()) -> Sample {
-        for _ in 0..3.min(iterations) {
-            op(); // warm caches, the allocator and the instance pool
-        }
-        let mut times: Vec<Duration> = (0..iterations)
-            .map(|_| {
-                let start = Instant::now();
-                op();
-                start.elapsed()
-            })
-            .collect();
-        times.sort();
-        Sample { times }
-    }
-
-    fn quantile(&self, q: f64) -> Duration {
-        let index = ((self.times.len() - 1) as f64 * q).round() as usize;
-        self.times[index]
-    }
-
-    fn median(&self) -> Duration {
-        self.quantile(0.5)
-    }
-
-    fn row(&self, label: &str) -> String {
-        format!(
-            "| {label} | {} | {} | {} |",
-            fmt(self.median()),
-            fmt(self.quantile(0.1)),
-            fmt(self.quantile(0.9))
-        )
-    }
-}
-
-fn fmt(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us < 1_000.0 {
-        format!("{us:.1} µs")
-    } else {
-        format!("{:.2} ms", us / 1e3)
-    }
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
 }
 
 fn no_cache() -> HostConfig {

@@ -43,6 +43,9 @@ pub enum ExitKind {
     Unsupported,
     /// Exit code 3: the input is over one of the function's own limits.
     TooLarge,
+    /// Exit code 4: a host service the function relies on failed (for
+    /// `classify`, the WASI-NN inference): not the caller's fault.
+    HostService,
     /// Any other non-zero code: the input is invalid.
     Invalid,
 }
@@ -53,6 +56,7 @@ impl ExitKind {
         match code {
             2 => ExitKind::Unsupported,
             3 => ExitKind::TooLarge,
+            4 => ExitKind::HostService,
             _ => ExitKind::Invalid,
         }
     }

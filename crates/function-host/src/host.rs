@@ -20,7 +20,9 @@ use crate::cache::{CacheOutcome, ModuleCache};
 use crate::config::HostConfig;
 use crate::epoch::EpochTicker;
 use crate::error::{CallError, LoadError};
+use crate::nn::{Models, WASI_NN_MODULE};
 use crate::stdio::{CallStdio, CappedBuffer};
+use wasmtime_wasi_nn::witx::WasiNnCtx;
 
 /// What a function may write to stderr; more fails the guest's write.
 const MAX_STDERR_BYTES: usize = 1 << 20;
@@ -39,17 +41,21 @@ pub struct FunctionHost {
 
 struct HostInner {
     engine: Engine,
+    /// WASI preview1 only.
     linker: Linker<CallState>,
+    /// WASI preview1 plus WASI-NN, for functions that import it.
+    nn_linker: Linker<CallState>,
     cache: Option<ModuleCache>,
     ticker: EpochTicker,
     slots: Arc<Semaphore>,
     config: HostConfig,
 }
 
-/// Per-call store data: the call's WASI context, its output buffers and its
-/// memory limiter.
+/// Per-call store data: the call's WASI (and WASI-NN) context, its output
+/// buffers and its memory limiter.
 struct CallState {
     wasi: WasiP1Ctx,
+    nn: WasiNnCtx,
     stdout: CappedBuffer,
     stderr: CappedBuffer,
     limiter: MemoryLimiter,
@@ -122,6 +128,11 @@ impl FunctionHost {
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut CallState| &mut state.wasi)
             .map_err(engine_error)?;
         crate::stdio::shadow_fd_write(&mut linker).map_err(engine_error)?;
+        let mut nn_linker = linker.clone();
+        wasmtime_wasi_nn::witx::add_to_linker(&mut nn_linker, |state: &mut CallState| {
+            &mut state.nn
+        })
+        .map_err(engine_error)?;
 
         let ticker = EpochTicker::start(&engine, config.epoch_tick)
             .map_err(|e| LoadError::Engine(format!("cannot start the deadline clock: {e}")))?;
@@ -134,6 +145,7 @@ impl FunctionHost {
                 slots: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1))),
                 engine,
                 linker,
+                nn_linker,
                 cache,
                 ticker,
                 config,
@@ -178,13 +190,18 @@ impl FunctionHost {
                 reason: "not a WASI command: it has no `_start` export".into(),
             });
         }
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&module)
-            .map_err(invalid)?;
+        let uses_nn = module
+            .imports()
+            .any(|import| import.module() == WASI_NN_MODULE);
+        let linker = if uses_nn {
+            &self.inner.nn_linker
+        } else {
+            &self.inner.linker
+        };
+        let pre = linker.instantiate_pre(&module).map_err(invalid)?;
         tracing::info!(
             function = name,
+            wasi_nn = uses_nn,
             cache = ?cache,
             elapsed = ?started.elapsed(),
             "function loaded"
@@ -193,6 +210,8 @@ impl FunctionHost {
             name: name.into(),
             pre,
             cache,
+            uses_nn,
+            models: None,
             host: self.inner.clone(),
         })
     }
@@ -217,6 +236,8 @@ pub struct Function {
     name: Arc<str>,
     pre: InstancePre<CallState>,
     cache: CacheOutcome,
+    uses_nn: bool,
+    models: Option<Models>,
     host: Arc<HostInner>,
 }
 
@@ -229,6 +250,24 @@ impl Function {
     /// The limits applied to each call.
     pub fn limits(&self) -> &crate::CallLimits {
         &self.host.config.limits
+    }
+
+    /// Whether the function imports WASI-NN, and so needs
+    /// [`Function::with_models`] before it can do its work.
+    pub fn uses_wasi_nn(&self) -> bool {
+        self.uses_nn
+    }
+
+    /// Gives the function the preloaded models its WASI-NN calls can load by
+    /// name. Without them `load_by_name` fails with "not found".
+    pub fn with_models(mut self, models: Models) -> Self {
+        self.models = Some(models);
+        self
+    }
+
+    /// The models this function can load, if any were given.
+    pub fn models(&self) -> Option<&Models> {
+        self.models.as_ref()
     }
 
     /// Whether loading compiled the module or found it in the cache.
@@ -305,6 +344,10 @@ impl Function {
             &self.host.engine,
             CallState {
                 wasi,
+                nn: match &self.models {
+                    Some(models) => models.call_context(),
+                    None => crate::nn::empty_context(),
+                },
                 stdout: CappedBuffer::new(limits.max_output_bytes),
                 stderr: CappedBuffer::new(MAX_STDERR_BYTES),
                 limiter: MemoryLimiter {

@@ -45,6 +45,8 @@
 //! - [`epoch`](crate::epoch): the thread that drives deadlines.
 //! - [`host`](crate::host): [`FunctionHost`], [`Function`] and the call itself.
 //! - [`error`](crate::error): [`LoadError`] and [`CallError`].
+//! - [`nn`](crate::nn): WASI-NN: models preloaded by name, run by ONNX
+//!   Runtime or tract, linked only into functions that import it.
 //! - `stdio` (private): the direct `fd_write` behind stdout and stderr.
 
 #![deny(missing_docs)]
@@ -54,6 +56,7 @@ pub mod config;
 pub mod epoch;
 pub mod error;
 pub mod host;
+pub mod nn;
 mod stdio;
 
 pub use config::{CallLimits, HostConfig};

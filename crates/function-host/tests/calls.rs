@@ -4,25 +4,14 @@
 //! The guests come from `functions/` (built by `scripts/test.sh` into
 //! `build/functions/`).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use function_host::cache::CacheOutcome;
 use function_host::{CallError, CallLimits, Function, FunctionHost, HostConfig, LoadError};
 
-fn wasm_path(name: &str) -> PathBuf {
-    let dir = std::env::var_os("DAPR_WASM_FUNCTIONS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../build/functions"));
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: build the functions with `bash scripts/test.sh` (or scripts/lib.sh's build_functions)",
-        path.display()
-    );
-    path
-}
+mod support;
+use support::wasm_path;
 
 fn config(limits: CallLimits) -> HostConfig {
     HostConfig {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use function_host::nn::{Backend, ModelSpec, NnConfig};
 use function_host::{CallLimits, HostConfig};
 
 use service_kit::units::{parse_duration, parse_size};
@@ -18,9 +19,10 @@ pub struct ImageApiArgs {
     #[arg(long, value_name = "NAME=PATH", env = "DAPR_WASM_FUNCTION")]
     pub function: String,
 
-    /// The port this app listens on (Dapr's app port).
-    #[arg(long, env = "APP_PORT", default_value_t = 9004)]
-    pub app_port: u16,
+    /// The port this app listens on (Dapr's app port) [default: 9003 for
+    /// the `classify` function, the seed's classify port; 9004 otherwise].
+    #[arg(long, env = "APP_PORT")]
+    pub app_port: Option<u16>,
 
     /// The address to bind. Loopback by default; use 0.0.0.0 to serve others.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
@@ -61,6 +63,10 @@ pub struct ImageApiArgs {
     /// Compile on every start instead of using the disk cache.
     #[arg(long, conflicts_with = "cache_dir")]
     pub no_cache: bool,
+
+    /// WASI-NN models and engine.
+    #[command(flatten)]
+    pub nn: NnArgs,
 }
 
 /// A checked configuration of the image service.
@@ -76,6 +82,17 @@ pub struct ImageApiConfig {
     pub dapr_http_port: Option<u16>,
     /// The function host's configuration (limits, slots, cache).
     pub host: HostConfig,
+    /// Models for WASI-NN, loaded only if the function imports it.
+    pub nn: NnConfig,
+}
+
+/// The app port when none is given: the seed's ports.
+pub fn default_app_port(function_name: &str) -> u16 {
+    if function_name == "classify" {
+        9003
+    } else {
+        9004
+    }
 }
 
 impl ImageApiArgs {
@@ -136,9 +153,78 @@ impl ImageApiArgs {
         Ok(ImageApiConfig {
             function_name: name.to_string(),
             function_path: path,
-            listen: SocketAddr::new(self.bind, self.app_port),
+            listen: SocketAddr::new(
+                self.bind,
+                self.app_port.unwrap_or_else(|| default_app_port(name)),
+            ),
             dapr_http_port: self.dapr_http_port,
             host,
+            nn: self.nn.validate()?,
+        })
+    }
+}
+
+/// WASI-NN flags, shared by `dapr-wasm image-api` and `dapr-wasm run`.
+#[derive(Debug, Clone, Args)]
+pub struct NnArgs {
+    /// A model for WASI-NN, as NAME=PATH to an ONNX file (repeatable). Used
+    /// only by functions that import WASI-NN. [default:
+    /// efficientnet-lite0=MODELS_DIR/efficientnet-lite0.onnx]
+    #[arg(long = "model", value_name = "NAME=PATH")]
+    pub models: Vec<String>,
+
+    /// Where `dapr-wasm models fetch` put the models [default:
+    /// ~/.local/share/dapr-wasm/models].
+    #[arg(long, env = "DAPR_WASM_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+
+    /// The inference engine: auto (ONNX Runtime if its library is there,
+    /// else tract), onnxruntime, or tract.
+    #[arg(long, env = "DAPR_WASM_NN_BACKEND", default_value = "auto")]
+    pub nn_backend: Backend,
+
+    /// ONNX Runtime's shared library [default: the one `dapr-wasm models
+    /// fetch` put in MODELS_DIR].
+    #[arg(long, env = "DAPR_WASM_ONNXRUNTIME_LIB")]
+    pub onnxruntime_lib: Option<PathBuf>,
+
+    /// Threads one inference may use (ONNX Runtime; tract uses one).
+    #[arg(long, default_value_t = 1)]
+    pub nn_threads: usize,
+}
+
+impl NnArgs {
+    /// Checks the flags and fills in the defaults from the models directory.
+    pub fn validate(&self) -> Result<NnConfig, String> {
+        let models_dir = self.models_dir.clone().or_else(models::default_models_dir);
+        let mut specs = Vec::new();
+        for model in &self.models {
+            let (name, path) = model
+                .split_once('=')
+                .ok_or_else(|| format!("--model `{model}` must be NAME=PATH"))?;
+            specs.push(ModelSpec {
+                name: name.to_string(),
+                path: PathBuf::from(path),
+            });
+        }
+        if let (true, Some(dir)) = (specs.is_empty(), &models_dir) {
+            specs.push(ModelSpec {
+                name: models::MODEL_NAME.to_string(),
+                path: dir.join(models::ONNX_FILE),
+            });
+        }
+        if self.nn_threads == 0 {
+            return Err("--nn-threads must be at least 1".into());
+        }
+        let onnxruntime_lib = self.onnxruntime_lib.clone().or_else(|| {
+            let pinned = models::onnxruntime_lib()?;
+            Some(models_dir.as_ref()?.join(pinned.file_name))
+        });
+        Ok(NnConfig {
+            models: specs,
+            backend: self.nn_backend,
+            onnxruntime_lib,
+            threads: self.nn_threads,
         })
     }
 }

@@ -13,6 +13,7 @@
 //! | `MethodNotAllowed` | 405    | `ERR_METHOD_NOT_ALLOWED`         |
 //! | `Busy`             | 503    | `ERR_BUSY` (with `Retry-After`)  |
 //! | `Timeout`          | 504    | `ERR_FUNCTION_TIMEOUT`           |
+//! | `Inference`        | 500    | `ERR_INFERENCE_FAILED`           |
 //! | `Function`         | 500    | `ERR_FUNCTION_TRAP`, `ERR_FUNCTION_MEMORY_LIMIT`, `ERR_FUNCTION_OUTPUT_TOO_LARGE`, `ERR_INTERNAL` |
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -55,6 +56,9 @@ pub enum ApiError {
     /// The function ran out of time.
     #[error("{0}")]
     Timeout(CallError),
+    /// The function's call to the host's inference failed (exit code 4).
+    #[error("{0}")]
+    Inference(String),
     /// The function failed in a way that is not the caller's fault.
     #[error("{0}")]
     Function(CallError),
@@ -75,7 +79,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Function(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Inference(_) | ApiError::Function(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -92,6 +96,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "ERR_METHOD_NOT_ALLOWED",
             ApiError::Busy(_) => "ERR_BUSY",
             ApiError::Timeout(_) => "ERR_FUNCTION_TIMEOUT",
+            ApiError::Inference(_) => "ERR_INFERENCE_FAILED",
             ApiError::Function(CallError::Trap { .. }) => "ERR_FUNCTION_TRAP",
             ApiError::Function(CallError::MemoryLimit { .. }) => "ERR_FUNCTION_MEMORY_LIMIT",
             ApiError::Function(CallError::OutputTooLarge { .. }) => "ERR_FUNCTION_OUTPUT_TOO_LARGE",
@@ -109,6 +114,7 @@ impl From<CallError> for ApiError {
                     ExitKind::Unsupported => ApiError::UnsupportedImage(reason),
                     ExitKind::TooLarge => ApiError::ImageTooLarge(reason),
                     ExitKind::Invalid => ApiError::InvalidImage(reason),
+                    ExitKind::HostService => ApiError::Inference(reason),
                 }
             }
             CallError::InputTooLarge { limit, .. } => ApiError::BodyTooLarge { limit },

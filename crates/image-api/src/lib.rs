@@ -1,8 +1,10 @@
 //! The image microservice: a Dapr app that serves one WebAssembly function.
 //!
 //! `dapr-wasm image-api --function grayscale=build/functions/grayscale.wasm`
-//! listens on `APP_PORT` (default 9004) and runs the function on every
-//! `POST /api/image`. Under Dapr, other apps reach it through their sidecar at
+//! listens on `APP_PORT` (default 9004; 9003 for `classify`) and runs the
+//! function on every `POST /api/image`. The same binary serves `classify`:
+//! a function that imports WASI-NN gets the configured models, preloaded
+//! once (see [`function_host::nn`]). Under Dapr, other apps reach it through their sidecar at
 //! `/v1.0/invoke/<app-id>/method/api/image`.
 //!
 //! # How a request moves through the service
@@ -26,10 +28,11 @@ use std::future::Future;
 
 use anyhow::Context;
 use axum::Router;
+use function_host::nn::{Models, NnConfig};
 use function_host::{Function, FunctionHost};
 use tokio::net::TcpListener;
 
-pub use args::{ImageApiArgs, ImageApiConfig};
+pub use args::{ImageApiArgs, ImageApiConfig, NnArgs};
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the
 /// requests in flight.
@@ -44,18 +47,42 @@ pub async fn serve(
 }
 
 /// Creates the function host and loads the configured function (compiling it
-/// or loading it from the cache) off the async threads.
+/// or loading it from the cache) off the async threads. A function that
+/// imports WASI-NN also gets its models, loaded and optimised here, once.
 pub async fn load_function(config: &ImageApiConfig) -> anyhow::Result<Function> {
     let host_config = config.host.clone();
     let name = config.function_name.clone();
     let path = config.function_path.clone();
-    tokio::task::spawn_blocking(move || {
+    let nn = config.nn.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Function> {
         let host = FunctionHost::new(host_config)?;
-        host.load_file(&name, &path)
+        let function = host
+            .load_file(&name, &path)
+            .context("cannot load the function")?;
+        with_models(function, &nn)
     })
     .await
     .context("loading the function panicked")?
-    .context("cannot load the function")
+}
+
+/// Gives `function` its models if it imports WASI-NN: checks the files are
+/// there, then loads and optimises them (blocking; seconds for a big model).
+pub fn with_models(function: Function, nn: &NnConfig) -> anyhow::Result<Function> {
+    if !function.uses_wasi_nn() {
+        return Ok(function);
+    }
+    for model in &nn.models {
+        if !model.path.is_file() {
+            anyhow::bail!(
+                "`{}` uses WASI-NN but model `{}` is missing at {}: run `dapr-wasm models fetch` (or pass --model NAME=PATH)",
+                function.name(),
+                model.name,
+                model.path.display()
+            );
+        }
+    }
+    let models = Models::load(nn).context("cannot load the models")?;
+    Ok(function.with_models(models))
 }
 
 /// Runs the image service described by `config` until `shutdown`.

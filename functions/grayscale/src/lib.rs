@@ -28,7 +28,6 @@
 //! `docs/performance.md` has the numbers.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::io::Cursor;
 
 use image::codecs::gif::GifDecoder;
@@ -36,32 +35,11 @@ use image::codecs::png::PngEncoder;
 pub use image::codecs::png::{CompressionType, FilterType};
 use image::{
     AnimationDecoder, DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageFormat,
-    ImageReader,
 };
-
-/// Caps that protect the function from decompression bombs.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest accepted width in pixels.
-    pub max_width: u32,
-    /// Largest accepted height in pixels.
-    pub max_height: u32,
-    /// Largest accepted `width * height` of one image (of all frames for GIF).
-    pub max_pixels: u64,
-    /// Largest allocation a decoder may make, in bytes.
-    pub max_alloc: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_width: 16_384,
-            max_height: 16_384,
-            max_pixels: 50_000_000,
-            max_alloc: 256 << 20,
-        }
-    }
-}
+pub use image_input::{Error, Limits, detect_format};
+use image_input::{
+    TRUNCATED_JPEG, check_pixels, decode, image_limits, jpeg_error, jpeg_is_complete, one_line,
+};
 
 /// The encoding of the output image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,61 +48,6 @@ pub enum OutputFormat {
     Png,
     /// GIF with a gray palette.
     Gif,
-}
-
-/// Why an image could not be converted. `Display` is a one-line reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Error {
-    /// The input is empty, corrupt or truncated.
-    Invalid(String),
-    /// The input is not one of the supported formats.
-    Unsupported(String),
-    /// The image is larger than [`Limits`] allow.
-    TooLarge(String),
-    /// Encoding the result failed (should not happen for valid images).
-    Encode(String),
-}
-
-impl Error {
-    /// The process exit code for this error (the function host's convention).
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Invalid(_) | Error::Encode(_) => 1,
-            Error::Unsupported(_) => 2,
-            Error::TooLarge(_) => 3,
-        }
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Invalid(m) => write!(f, "invalid image: {m}"),
-            Error::Unsupported(m) => write!(f, "unsupported image: {m}"),
-            Error::TooLarge(m) => write!(f, "image too large: {m}"),
-            Error::Encode(m) => write!(f, "could not encode the result: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-fn one_line(message: impl fmt::Display) -> String {
-    message.to_string().replace(['\n', '\r'], " ")
-}
-
-impl From<image::ImageError> for Error {
-    fn from(err: image::ImageError) -> Self {
-        use image::ImageError as E;
-        match err {
-            E::Limits(e) => Error::TooLarge(one_line(e)),
-            E::Unsupported(e) => Error::Unsupported(one_line(e)),
-            E::Decoding(e) => Error::Invalid(one_line(e)),
-            E::Parameter(e) => Error::Invalid(one_line(e)),
-            E::Encoding(e) => Error::Encode(one_line(e)),
-            E::IoError(e) => Error::Invalid(one_line(e)),
-        }
-    }
 }
 
 /// Converts `input` to grayscale. Returns the encoded output and its format.
@@ -138,28 +61,6 @@ pub fn grayscale(input: &[u8], limits: &Limits) -> Result<(Vec<u8>, OutputFormat
     }
 }
 
-/// The format of `input`, if it is one this function accepts.
-pub fn detect_format(input: &[u8]) -> Result<ImageFormat, Error> {
-    if input.is_empty() {
-        return Err(Error::Invalid("the input is empty".into()));
-    }
-    match image::guess_format(input) {
-        Ok(
-            format @ (ImageFormat::Jpeg
-            | ImageFormat::Png
-            | ImageFormat::Gif
-            | ImageFormat::WebP
-            | ImageFormat::Bmp),
-        ) => Ok(format),
-        Ok(other) => Err(Error::Unsupported(format!(
-            "{other:?} is not supported; send JPEG, PNG, GIF, WebP or BMP"
-        ))),
-        Err(_) => Err(Error::Unsupported(
-            "not a JPEG, PNG, GIF, WebP or BMP image".into(),
-        )),
-    }
-}
-
 /// Decodes a single-frame image straight to grayscale (L8, or LA8 when it
 /// has alpha): the first stage of [`grayscale`] for every format but GIF.
 pub fn decode_gray(
@@ -169,9 +70,7 @@ pub fn decode_gray(
 ) -> Result<DynamicImage, Error> {
     if format == ImageFormat::Jpeg {
         if !jpeg_is_complete(input) {
-            return Err(Error::Invalid(
-                "the JPEG is truncated: it has no end-of-image marker after its last scan".into(),
-            ));
+            return Err(Error::Invalid(TRUNCATED_JPEG.into()));
         }
         if let Some(luma) = jpeg_to_luma(input, limits)? {
             return Ok(luma);
@@ -179,52 +78,6 @@ pub fn decode_gray(
         // Not YCbCr or plain gray (CMYK, say): take the general path.
     }
     Ok(decode(input, format, limits)?.grayscale())
-}
-
-fn image_limits(limits: &Limits) -> image::Limits {
-    let mut l = image::Limits::default();
-    l.max_image_width = Some(limits.max_width);
-    l.max_image_height = Some(limits.max_height);
-    l.max_alloc = Some(limits.max_alloc);
-    l
-}
-
-fn check_pixels(width: u32, height: u32, frames: u64, limits: &Limits) -> Result<(), Error> {
-    if width > limits.max_width || height > limits.max_height {
-        return Err(Error::TooLarge(format!(
-            "{width}x{height} exceeds the limit of {}x{}",
-            limits.max_width, limits.max_height
-        )));
-    }
-    let pixels = u64::from(width) * u64::from(height) * frames;
-    if pixels > limits.max_pixels {
-        return Err(Error::TooLarge(format!(
-            "{pixels} pixels exceeds the limit of {}",
-            limits.max_pixels
-        )));
-    }
-    Ok(())
-}
-
-/// Decodes any supported format with the limits applied before allocation.
-fn decode(input: &[u8], format: ImageFormat, limits: &Limits) -> Result<DynamicImage, Error> {
-    // A PNG declares its size at a fixed place; check it before the decoder
-    // sizes its buffers (on wasm32 a huge PNG fails there, with a vaguer
-    // message than ours).
-    if let (ImageFormat::Png, Some(ihdr)) = (format, input.get(16..24)) {
-        let width = u32::from_be_bytes([ihdr[0], ihdr[1], ihdr[2], ihdr[3]]);
-        let height = u32::from_be_bytes([ihdr[4], ihdr[5], ihdr[6], ihdr[7]]);
-        check_pixels(width, height, 1, limits)?;
-    }
-    // Building the decoder reads only the header; our check then names the
-    // dimensions, and the limits bind the decoder, before pixels are decoded.
-    let mut reader = ImageReader::with_format(Cursor::new(input), format);
-    reader.no_limits();
-    let mut decoder = reader.into_decoder()?;
-    let (width, height) = decoder.dimensions();
-    check_pixels(width, height, 1, limits)?;
-    decoder.set_limits(image_limits(limits))?;
-    Ok(DynamicImage::from_decoder(decoder)?)
 }
 
 /// Decodes a YCbCr or gray JPEG straight to its luma plane. `Ok(None)` means
@@ -256,30 +109,6 @@ fn jpeg_to_luma(input: &[u8], limits: &Limits) -> Result<Option<DynamicImage>, E
     let gray = image::GrayImage::from_raw(width, height, luma)
         .ok_or_else(|| Error::Invalid("JPEG decoded to an unexpected size".into()))?;
     Ok(Some(DynamicImage::ImageLuma8(gray)))
-}
-
-/// Whether an end-of-image marker follows the last start-of-scan marker.
-///
-/// The lenient decoder turns a cut-off upload into an image with a gray
-/// bottom; a service should say the upload is incomplete instead. Scan data
-/// never contains `FF DA` or `FF D9` (0xFF is stuffed), and bytes after the
-/// end-of-image marker, which some cameras add, are still accepted.
-fn jpeg_is_complete(input: &[u8]) -> bool {
-    const SOS: [u8; 2] = [0xFF, 0xDA];
-    const EOI: [u8; 2] = [0xFF, 0xD9];
-    match input.windows(2).rposition(|w| w == SOS) {
-        Some(last_scan) => input[last_scan..].windows(2).any(|w| w == EOI),
-        None => false,
-    }
-}
-
-fn jpeg_error(err: zune_jpeg::errors::DecodeErrors) -> Error {
-    use zune_jpeg::errors::DecodeErrors as E;
-    match err {
-        E::LargeDimensions(_) => Error::TooLarge(one_line(err)),
-        E::Unsupported(_) => Error::Unsupported(one_line(err)),
-        other => Error::Invalid(one_line(other)),
-    }
 }
 
 /// Encodes a grayscale image (L8 or LA8) as PNG: the second stage of

@@ -1,0 +1,382 @@
+//! WASI-NN for functions: models preloaded by name, run by ONNX Runtime or
+//! tract.
+//!
+//! A function that imports `wasi_ephemeral_nn` (the witx ABI of WASI-NN,
+//! what the `wasi-nn` 0.6 guest crate calls) gets those imports linked; no
+//! other function does (the host reads each module's imports). The guest
+//! asks for a model with `load_by_name("efficientnet-lite0")`.
+//!
+//! - [`Models::load`] reads and optimises every configured model once, at
+//!   startup, with the chosen [`Backend`]. Each call then gets a fresh
+//!   [`WasiNnCtx`] whose registry holds those shared graphs; a call creates
+//!   only its own execution context.
+//! - Guests cannot load models from bytes: the context has no backends for
+//!   `load`, so it fails with "unsupported operation". Only the operator's
+//!   preloaded models run.
+//! - [`Backend::Auto`] picks ONNX Runtime when its library is present and
+//!   tract otherwise, and logs which and why.
+//!
+//! Backends: [`onnxruntime`] (the `ort` crate, loading ONNX Runtime's shared
+//! library at run time) and [`tract`] (pure Rust, nothing to install).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph};
+use wasmtime_wasi_nn::witx::WasiNnCtx;
+use wasmtime_wasi_nn::{Graph, GraphRegistry, Registry};
+
+pub mod onnxruntime;
+pub mod tract;
+
+/// The witx module name the guest imports.
+pub const WASI_NN_MODULE: &str = "wasi_ephemeral_nn";
+
+/// Which inference engine runs the models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// ONNX Runtime when its library is available, else tract.
+    #[default]
+    Auto,
+    /// ONNX Runtime through `ort`; fails at startup without its library.
+    OnnxRuntime,
+    /// tract, pure Rust.
+    Tract,
+}
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Backend::Auto),
+            "onnxruntime" | "ort" | "onnx-runtime" => Ok(Backend::OnnxRuntime),
+            "tract" => Ok(Backend::Tract),
+            other => Err(format!(
+                "unknown backend `{other}`: use auto, onnxruntime or tract"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Auto => "auto",
+            Backend::OnnxRuntime => "onnxruntime",
+            Backend::Tract => "tract",
+        })
+    }
+}
+
+/// One model to preload.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    /// The name guests load it by.
+    pub name: String,
+    /// The ONNX file.
+    pub path: PathBuf,
+}
+
+/// How to load models.
+#[derive(Debug, Clone)]
+pub struct NnConfig {
+    /// The models to preload.
+    pub models: Vec<ModelSpec>,
+    /// The engine.
+    pub backend: Backend,
+    /// ONNX Runtime's shared library (`libonnxruntime.so.*`).
+    pub onnxruntime_lib: Option<PathBuf>,
+    /// Threads one inference may use (ONNX Runtime's intra-op threads;
+    /// tract always uses one).
+    pub threads: usize,
+}
+
+impl Default for NnConfig {
+    fn default() -> Self {
+        NnConfig {
+            models: Vec::new(),
+            backend: Backend::Auto,
+            onnxruntime_lib: None,
+            threads: 1,
+        }
+    }
+}
+
+/// Why models could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum NnError {
+    /// ONNX Runtime was asked for but cannot be used.
+    #[error("ONNX Runtime is not available: {0}")]
+    OnnxRuntimeUnavailable(String),
+    /// A model file could not be read.
+    #[error("cannot read model `{name}` from {path}: {source}")]
+    Read {
+        /// The model's name.
+        name: String,
+        /// Its file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The backend rejected a model.
+    #[error("cannot load model `{name}` with {backend}: {reason}")]
+    Load {
+        /// The model's name.
+        name: String,
+        /// The backend used.
+        backend: Backend,
+        /// What the backend said.
+        reason: String,
+    },
+}
+
+/// Preloaded, optimised models, shared by every call.
+#[derive(Clone)]
+pub struct Models {
+    graphs: HashMap<String, Graph>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Models {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Models")
+            .field("names", &self.graphs.keys().collect::<Vec<_>>())
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Models {
+    /// Resolves the backend, then loads and optimises every model.
+    pub fn load(config: &NnConfig) -> Result<Models, NnError> {
+        let backend = resolve_backend(config)?;
+        let mut graphs = HashMap::new();
+        for spec in &config.models {
+            let started = std::time::Instant::now();
+            let bytes = std::fs::read(&spec.path).map_err(|source| NnError::Read {
+                name: spec.name.clone(),
+                path: spec.path.clone(),
+                source,
+            })?;
+            let graph: Box<dyn BackendGraph> = match backend {
+                Backend::OnnxRuntime => {
+                    Box::new(onnxruntime::OrtGraph::load(&bytes, config.threads).map_err(
+                        |reason| NnError::Load {
+                            name: spec.name.clone(),
+                            backend,
+                            reason,
+                        },
+                    )?)
+                }
+                _ => Box::new(
+                    tract::TractGraph::load(&bytes).map_err(|reason| NnError::Load {
+                        name: spec.name.clone(),
+                        backend,
+                        reason,
+                    })?,
+                ),
+            };
+            tracing::info!(
+                model = %spec.name,
+                path = %spec.path.display(),
+                %backend,
+                elapsed = ?started.elapsed(),
+                "model loaded"
+            );
+            graphs.insert(spec.name.clone(), Graph::from(graph));
+        }
+        Ok(Models { graphs, backend })
+    }
+
+    /// The backend actually in use (never `Auto`).
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The names guests can load.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.graphs.keys().map(String::as_str)
+    }
+
+    /// A fresh WASI-NN context for one call: the shared graphs, no backends
+    /// (so no loading from bytes), no execution contexts yet.
+    pub(crate) fn call_context(&self) -> WasiNnCtx {
+        WasiNnCtx::new(Vec::new(), Registry::from(Preloaded(self.graphs.clone())))
+    }
+}
+
+/// An empty context for functions that do not use WASI-NN.
+pub(crate) fn empty_context() -> WasiNnCtx {
+    WasiNnCtx::new(Vec::new(), Registry::from(Preloaded(HashMap::new())))
+}
+
+/// A call's view of the preloaded graphs.
+struct Preloaded(HashMap<String, Graph>);
+
+impl GraphRegistry for Preloaded {
+    fn get(&self, name: &str) -> Option<&Graph> {
+        self.0.get(name)
+    }
+    fn get_mut(&mut self, name: &str) -> Option<&mut Graph> {
+        self.0.get_mut(name)
+    }
+}
+
+fn resolve_backend(config: &NnConfig) -> Result<Backend, NnError> {
+    match config.backend {
+        Backend::Tract => Ok(Backend::Tract),
+        Backend::OnnxRuntime => {
+            let lib = config.onnxruntime_lib.as_deref().ok_or_else(|| {
+                NnError::OnnxRuntimeUnavailable(
+                    "no library path given (set --onnxruntime-lib, or run `dapr-wasm models fetch`)"
+                        .into(),
+                )
+            })?;
+            onnxruntime::init(lib).map_err(NnError::OnnxRuntimeUnavailable)?;
+            tracing::info!(library = %lib.display(), "WASI-NN backend: ONNX Runtime (configured)");
+            Ok(Backend::OnnxRuntime)
+        }
+        Backend::Auto => {
+            let Some(lib) = config.onnxruntime_lib.as_deref() else {
+                tracing::info!("WASI-NN backend: tract (auto: no ONNX Runtime library configured)");
+                return Ok(Backend::Tract);
+            };
+            if !lib.is_file() {
+                tracing::info!(
+                    library = %lib.display(),
+                    "WASI-NN backend: tract (auto: the ONNX Runtime library is not there; `dapr-wasm models fetch` gets it)"
+                );
+                return Ok(Backend::Tract);
+            }
+            match onnxruntime::init(lib) {
+                Ok(()) => {
+                    tracing::info!(library = %lib.display(), "WASI-NN backend: ONNX Runtime (auto: library found)");
+                    Ok(Backend::OnnxRuntime)
+                }
+                Err(reason) => {
+                    tracing::warn!(library = %lib.display(), %reason, "WASI-NN backend: tract (auto: ONNX Runtime failed to load)");
+                    Ok(Backend::Tract)
+                }
+            }
+        }
+    }
+}
+
+/// A backend error with a message.
+pub(crate) fn backend_error(message: impl std::fmt::Display) -> BackendError {
+    BackendError::BackendAccess(wasmtime::Error::msg(message.to_string()))
+}
+
+/// Little-endian bytes to f32s.
+pub(crate) fn f32s_from_le(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// f32s to little-endian bytes.
+pub(crate) fn f32s_to_le(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Checks a guest tensor against the model's single f32 input and returns
+/// its elements.
+pub(crate) fn input_elements(
+    tensor: &wasmtime_wasi_nn::Tensor,
+    expected: &[usize],
+) -> Result<Vec<f32>, BackendError> {
+    if tensor.ty != wasmtime_wasi_nn::wit::TensorType::Fp32 {
+        return Err(backend_error(format!(
+            "the model takes f32 input, got {:?}",
+            tensor.ty
+        )));
+    }
+    let dims: Vec<usize> = tensor.dimensions.iter().map(|&d| d as usize).collect();
+    if dims != expected {
+        return Err(backend_error(format!(
+            "the model takes input of shape {expected:?}, got {dims:?}"
+        )));
+    }
+    let count: usize = dims.iter().product();
+    if tensor.data.len() != count * 4 {
+        return Err(backend_error(format!(
+            "a {dims:?} f32 tensor needs {} bytes, got {}",
+            count * 4,
+            tensor.data.len()
+        )));
+    }
+    Ok(f32s_from_le(&tensor.data))
+}
+
+/// The per-call state both backends share: the input set by the guest and
+/// the outputs of the last `compute`.
+pub(crate) struct ContextState {
+    pub(crate) input_shape: Vec<usize>,
+    pub(crate) input: Option<Vec<f32>>,
+    pub(crate) outputs: Vec<wasmtime_wasi_nn::Tensor>,
+}
+
+impl ContextState {
+    pub(crate) fn new(input_shape: Vec<usize>) -> Self {
+        ContextState {
+            input_shape,
+            input: None,
+            outputs: Vec::new(),
+        }
+    }
+
+    pub(crate) fn set_input(
+        &mut self,
+        id: wasmtime_wasi_nn::backend::Id,
+        tensor: &wasmtime_wasi_nn::Tensor,
+    ) -> Result<(), BackendError> {
+        if id.index().is_some_and(|i| i != 0) {
+            return Err(backend_error("the model has one input, index 0"));
+        }
+        self.input = Some(input_elements(tensor, &self.input_shape)?);
+        Ok(())
+    }
+
+    pub(crate) fn take_input(&mut self) -> Result<Vec<f32>, BackendError> {
+        self.input
+            .take()
+            .ok_or_else(|| backend_error("compute before set_input"))
+    }
+
+    pub(crate) fn set_output(&mut self, shape: &[usize], values: &[f32]) {
+        self.outputs = vec![wasmtime_wasi_nn::Tensor {
+            dimensions: shape.iter().map(|&d| d as u32).collect(),
+            ty: wasmtime_wasi_nn::wit::TensorType::Fp32,
+            data: f32s_to_le(values),
+        }];
+    }
+
+    pub(crate) fn get_output(
+        &self,
+        id: wasmtime_wasi_nn::backend::Id,
+    ) -> Result<wasmtime_wasi_nn::Tensor, BackendError> {
+        let index = id.index().unwrap_or(0) as usize;
+        self.outputs
+            .get(index)
+            .cloned()
+            .ok_or_else(|| backend_error(format!("no output {index}; call compute first")))
+    }
+}
+
+/// Runs the named-tensor (WIT) form of `compute` through the witx steps.
+pub(crate) fn compute_named(
+    context: &mut dyn BackendExecutionContext,
+    inputs: Vec<wasmtime_wasi_nn::backend::NamedTensor>,
+) -> Result<Option<Vec<wasmtime_wasi_nn::backend::NamedTensor>>, BackendError> {
+    for input in inputs {
+        context.set_input(wasmtime_wasi_nn::backend::Id::Index(0), &input.tensor)?;
+    }
+    context.compute(None)?;
+    let output = context.get_output(wasmtime_wasi_nn::backend::Id::Index(0))?;
+    Ok(Some(vec![wasmtime_wasi_nn::backend::NamedTensor {
+        name: "0".into(),
+        tensor: output,
+    }]))
+}

@@ -1,0 +1,184 @@
+//! The ONNX Runtime backend, through `ort` with its shared library loaded at
+//! run time (`load-dynamic`): the fast path and the default.
+//!
+//! `ort` panics on first use if its library cannot be loaded or is too old,
+//! so [`init`] loads it once, at startup, catching that panic and turning it
+//! into an error; nothing on a request path loads the library.
+//!
+//! One session per model is built (and its graph optimised) at startup. The
+//! `ort` API runs a session through `&mut`, so calls take turns on it; each
+//! inference may use [`NnConfig::threads`](super::NnConfig) threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::ValueType;
+use wasmtime_wasi_nn::backend::{
+    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
+};
+use wasmtime_wasi_nn::{ExecutionContext, Tensor as NnTensor};
+
+use super::{ContextState, backend_error, compute_named};
+
+/// The library `ort` was initialised with.
+static INITIALISED: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Loads ONNX Runtime's shared library and creates its environment. Safe to
+/// call again with the same path; a different path after a success is an
+/// error (the library stays loaded for the life of the process). A missing
+/// file is reported without touching `ort`, so a later call can still
+/// succeed; a file that exists but fails to load fixes `ort`'s library path
+/// for the process (its own rule), so later calls fail too.
+pub fn init(library: &Path) -> Result<(), String> {
+    let mut initialised = INITIALISED.lock().unwrap_or_else(|p| p.into_inner());
+    match initialised.as_ref() {
+        Some(loaded) if loaded == library => Ok(()),
+        Some(loaded) => Err(format!(
+            "ONNX Runtime was already loaded from {}",
+            loaded.display()
+        )),
+        None => {
+            *initialised = Some(load(library)?);
+            Ok(())
+        }
+    }
+}
+
+fn is_initialised() -> bool {
+    INITIALISED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some()
+}
+
+fn load(library: &Path) -> Result<PathBuf, String> {
+    if !library.is_file() {
+        return Err(format!("{} does not exist", library.display()));
+    }
+    let path = library.display().to_string();
+    // Silence the default panic message: the panic becomes our error.
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result =
+        std::panic::catch_unwind(|| ort::init_from(path.clone()).with_name("dapr-wasm").commit());
+    std::panic::set_hook(previous_hook);
+    match result {
+        Ok(Ok(_)) => {
+            tracing::info!(library = %path, version = ort::info(), "ONNX Runtime loaded");
+            Ok(library.to_path_buf())
+        }
+        Ok(Err(e)) => Err(format!("{path}: {e}")),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown error".into());
+            Err(message)
+        }
+    }
+}
+
+/// A model loaded into an ONNX Runtime session.
+pub struct OrtGraph {
+    session: std::sync::Arc<Mutex<Session>>,
+    input_shape: Vec<usize>,
+}
+
+impl OrtGraph {
+    /// Builds an optimised session from ONNX bytes. [`init`] must have
+    /// succeeded first.
+    pub fn load(onnx: &[u8], threads: usize) -> Result<OrtGraph, String> {
+        if !is_initialised() {
+            return Err("ONNX Runtime is not initialised".into());
+        }
+        let session = Session::builder()
+            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
+            .and_then(|b| b.with_intra_threads(threads.max(1)))
+            .and_then(|b| b.with_inter_threads(1))
+            .and_then(|b| b.commit_from_memory(onnx))
+            .map_err(|e| e.to_string())?;
+        let input = session.inputs.first().ok_or("the model has no input")?;
+        let ValueType::Tensor { shape, .. } = &input.input_type else {
+            return Err("the model's input is not a tensor".into());
+        };
+        let input_shape = shape
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| "the model's input shape is not fixed"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(OrtGraph {
+            session: std::sync::Arc::new(Mutex::new(session)),
+            input_shape,
+        })
+    }
+
+    /// Runs one inference: `input` in the model's input shape, row-major.
+    /// Returns the first output's shape and elements.
+    pub fn run(&self, input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>), String> {
+        run(&self.session, &self.input_shape, input)
+    }
+}
+
+fn run(
+    session: &Mutex<Session>,
+    shape: &[usize],
+    input: Vec<f32>,
+) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let tensor = ort::value::Tensor::from_array((dims, input)).map_err(|e| e.to_string())?;
+    // A panic cannot happen while the lock is held by our code, but a
+    // poisoned session is still usable: ONNX Runtime keeps no partial state.
+    let mut session = session.lock().unwrap_or_else(|p| p.into_inner());
+    let outputs = session
+        .run(ort::inputs![tensor])
+        .map_err(|e| e.to_string())?;
+    if outputs.len() == 0 {
+        return Err("the model produced no output".into());
+    }
+    let (shape, data) = outputs[0]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| e.to_string())?;
+    let shape = shape.iter().map(|&d| d.max(0) as usize).collect();
+    Ok((shape, data.to_vec()))
+}
+
+impl BackendGraph for OrtGraph {
+    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
+        let context: Box<dyn BackendExecutionContext> = Box::new(OrtContext {
+            session: self.session.clone(),
+            state: ContextState::new(self.input_shape.clone()),
+        });
+        Ok(context.into())
+    }
+}
+
+struct OrtContext {
+    session: std::sync::Arc<Mutex<Session>>,
+    state: ContextState,
+}
+
+impl BackendExecutionContext for OrtContext {
+    fn set_input(&mut self, id: Id, tensor: &NnTensor) -> Result<(), BackendError> {
+        self.state.set_input(id, tensor)
+    }
+
+    fn compute(
+        &mut self,
+        inputs: Option<Vec<NamedTensor>>,
+    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
+        if let Some(inputs) = inputs {
+            return compute_named(self, inputs);
+        }
+        let input = self.state.take_input()?;
+        let (shape, values) = run(&self.session, &self.state.input_shape, input)
+            .map_err(|e| backend_error(format!("ONNX Runtime: {e}")))?;
+        self.state.set_output(&shape, &values);
+        Ok(None)
+    }
+
+    fn get_output(&mut self, id: Id) -> Result<NnTensor, BackendError> {
+        self.state.get_output(id)
+    }
+}

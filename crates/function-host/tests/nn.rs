@@ -1,0 +1,184 @@
+//! WASI-NN through the host: the real `classify` guest on real photos, with
+//! both backends, and the ways model loading can fail.
+//!
+//! Needs the guests (`build/functions/`) and the prepared models
+//! (`dapr-wasm models fetch`); `scripts/test.sh` provides both.
+
+use bytes::Bytes;
+use function_host::nn::{Backend, ModelSpec, Models, NnConfig, NnError};
+use function_host::{CallError, Function, FunctionHost, HostConfig};
+use serde_json::Value;
+
+mod support;
+use support::{repo_path, wasm_path};
+
+fn model_files() -> models::ModelFiles {
+    let dir = models::default_models_dir().expect("HOME is set");
+    let files = models::ModelFiles::in_dir(&dir);
+    assert!(
+        files.onnx.is_file(),
+        "{} is missing: run `dapr-wasm models fetch` (scripts/test.sh does)",
+        files.onnx.display()
+    );
+    files
+}
+
+fn nn_config(backend: Backend) -> NnConfig {
+    let files = model_files();
+    NnConfig {
+        models: vec![ModelSpec {
+            name: models::MODEL_NAME.into(),
+            path: files.onnx,
+        }],
+        backend,
+        onnxruntime_lib: files.onnxruntime,
+        threads: 1,
+    }
+}
+
+fn classify() -> Function {
+    let host = FunctionHost::new(HostConfig {
+        cache_dir: None,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    host.load_file("classify", &wasm_path("classify")).unwrap()
+}
+
+fn answer(function: &Function, photo: &str) -> Value {
+    let input = std::fs::read(repo_path(&format!("testdata/{photo}"))).unwrap();
+    let output = function
+        .call_blocking(Bytes::from(input), &[] as &[&str])
+        .unwrap_or_else(|e| panic!("{photo}: {e}"));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn top5(answer: &Value) -> Vec<(u64, f64)> {
+    answer["top5"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["index"].as_u64().unwrap(),
+                p["probability"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// ImageNet's domestic cats: tabby, tiger cat, Persian, Siamese, Egyptian cat.
+const CAT_CLASSES: std::ops::RangeInclusive<u64> = 281..=285;
+const ESPRESSO: u64 = 967;
+
+#[test]
+fn photos_get_the_right_classes_and_both_backends_agree() {
+    if models::onnxruntime_lib().is_none() {
+        panic!("no ONNX Runtime is pinned for this platform; this test compares both backends");
+    }
+    let tract = Models::load(&nn_config(Backend::Tract)).unwrap();
+    let onnxruntime = Models::load(&nn_config(Backend::OnnxRuntime)).unwrap();
+    assert_eq!(tract.backend(), Backend::Tract);
+    assert_eq!(onnxruntime.backend(), Backend::OnnxRuntime);
+    let function = classify();
+    assert!(function.uses_wasi_nn());
+    let with_tract = function.clone().with_models(tract);
+    let with_ort = function.with_models(onnxruntime);
+
+    for photo in [
+        "cat.jpg",
+        "coffee-1024x768.jpg",
+        "coffee.png",
+        "rocket.webp",
+    ] {
+        let a = answer(&with_tract, photo);
+        let b = answer(&with_ort, photo);
+        eprintln!("{photo}: tract {a}\n{photo}: onnxruntime {b}");
+        assert_eq!(a["index"], b["index"], "{photo}: top-1 differs");
+        for ((ia, pa), (ib, pb)) in top5(&a).into_iter().zip(top5(&b)) {
+            assert_eq!(ia, ib, "{photo}: the top 5 differ");
+            assert!((pa - pb).abs() < 1e-3, "{photo}: class {ia}: {pa} vs {pb}");
+        }
+        let index = a["index"].as_u64().unwrap();
+        match photo {
+            "cat.jpg" => assert!(CAT_CLASSES.contains(&index), "cat.jpg: {a}"),
+            "coffee-1024x768.jpg" | "coffee.png" => assert_eq!(index, ESPRESSO, "{photo}: {a}"),
+            _ => {}
+        }
+        assert_eq!(a["label"], a["top5"][0]["label"]);
+        assert!(a["sentence"].as_str().unwrap().starts_with("It "));
+    }
+}
+
+#[test]
+fn bad_images_fail_before_inference_with_the_usual_exit_codes() {
+    let function = classify().with_models(Models::load(&nn_config(Backend::Tract)).unwrap());
+    for (input, code) in [
+        (&b"not an image"[..], 2),
+        (&b"\x89PNG\r\n\x1a\n\0\0"[..], 1),
+    ] {
+        match function.call_blocking(Bytes::from_static(input), &[] as &[&str]) {
+            Err(CallError::BadInput { exit_code, .. }) => assert_eq!(exit_code, code),
+            other => panic!("expected exit code {code}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn without_models_the_guest_reports_a_failed_inference() {
+    let photo = std::fs::read(repo_path("testdata/cat.jpg")).unwrap();
+    match classify().call_blocking(Bytes::from(photo), &[] as &[&str]) {
+        Err(CallError::BadInput {
+            exit_code: 4,
+            stderr,
+        }) => {
+            assert!(stderr.contains("efficientnet-lite0"), "{stderr}")
+        }
+        other => panic!("expected exit code 4, got {other:?}"),
+    }
+}
+
+#[test]
+fn only_functions_that_import_wasi_nn_get_it() {
+    let host = FunctionHost::new(HostConfig {
+        cache_dir: None,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let grayscale = host
+        .load_file("grayscale", &wasm_path("grayscale"))
+        .unwrap();
+    assert!(!grayscale.uses_wasi_nn());
+}
+
+#[test]
+fn asking_for_onnxruntime_without_its_library_fails_clearly() {
+    let mut config = nn_config(Backend::OnnxRuntime);
+    config.onnxruntime_lib = Some("/nonexistent/libonnxruntime.so".into());
+    let err = Models::load(&config).unwrap_err();
+    assert!(matches!(err, NnError::OnnxRuntimeUnavailable(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("/nonexistent/libonnxruntime.so does not exist"),
+        "{err}"
+    );
+
+    config.onnxruntime_lib = None;
+    let err = Models::load(&config).unwrap_err();
+    assert!(err.to_string().contains("models fetch"), "{err}");
+}
+
+#[test]
+fn auto_falls_back_to_tract_when_the_library_is_missing() {
+    let mut config = nn_config(Backend::Auto);
+    config.onnxruntime_lib = Some("/nonexistent/libonnxruntime.so".into());
+    assert_eq!(Models::load(&config).unwrap().backend(), Backend::Tract);
+}
+
+#[test]
+fn a_missing_model_file_names_the_model() {
+    let mut config = nn_config(Backend::Tract);
+    config.models[0].path = "/nonexistent/model.onnx".into();
+    let err = Models::load(&config).unwrap_err();
+    assert!(err.to_string().contains("efficientnet-lite0"), "{err}");
+}

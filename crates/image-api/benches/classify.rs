@@ -1,0 +1,244 @@
+//! `bash scripts/bench-classify.sh`: the classify figures, all in one run.
+//!
+//! - (a) One 224x224 inference of EfficientNet-Lite0, single-threaded: the
+//!   tract backend, the ONNX Runtime backend, and the reference, Python's
+//!   `onnxruntime` on the same ONNX file and the same input (when
+//!   `BENCH_PYTHON` names a Python that has it; the script makes one).
+//! - (b) One photo end to end through the classify service over HTTP, and
+//!   the stages inside the call as the guest's clock sees them (decode,
+//!   crop and resize, inference on the host, the JSON answer).
+//!
+//! Prints Markdown for `docs/performance.md`. `BENCH_ITERATIONS` sets the
+//! number of timed runs per figure (default 50).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use function_host::nn::onnxruntime::{OrtGraph, init};
+use function_host::nn::tract::TractGraph;
+use function_host::nn::{Backend, ModelSpec, Models, NnConfig};
+use function_host::{FunctionHost, HostConfig};
+
+#[path = "../../function-host/benches/sample/mod.rs"]
+mod sample;
+use sample::{Sample, fmt, ratio};
+
+fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
+}
+
+fn top1(logits: &[f32]) -> usize {
+    (0..logits.len())
+        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+        .unwrap_or(0)
+}
+
+fn main() {
+    let iterations: usize = std::env::var("BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let dir = models::default_models_dir().expect("HOME is set");
+    let files = models::ModelFiles::in_dir(&dir);
+    let onnx = std::fs::read(&files.onnx).expect("run `dapr-wasm models fetch` first");
+    let library = files
+        .onnxruntime
+        .clone()
+        .expect("ONNX Runtime is pinned for this platform");
+    let photo = std::fs::read(repo_path("testdata/cat.jpg")).unwrap();
+    let input = classify::preprocess(&photo, &classify::Limits::default()).unwrap();
+
+    // (a) one inference, one thread.
+    let tract = TractGraph::load(&onnx).unwrap();
+    let tract_top1 = top1(&tract.run(input.clone()).unwrap().1);
+    let tract_sample = Sample::measure(iterations, || {
+        tract.run(input.clone()).unwrap();
+    });
+    init(&library).unwrap();
+    let ort = OrtGraph::load(&onnx, 1).unwrap();
+    let ort_top1 = top1(&ort.run(input.clone()).unwrap().1);
+    let ort_sample = Sample::measure(iterations, || {
+        ort.run(input.clone()).unwrap();
+    });
+    let python = python_reference(&files.onnx, &input, iterations);
+
+    println!("### Classify: one 224x224 inference, 1 thread ({iterations} runs, cat.jpg)\n");
+    println!("| engine | median | p10 | p90 | vs Python onnxruntime |");
+    println!("|---|---|---|---|---|");
+    let vs = |s: &Sample| match &python {
+        Some((median, ..)) => format!("{:.2}x", ratio(s.median(), *median)),
+        None => "n/a".into(),
+    };
+    println!(
+        "{} {} |",
+        tract_sample.row(&format!("tract (top-1 {tract_top1})")),
+        vs(&tract_sample)
+    );
+    println!(
+        "{} {} |",
+        ort_sample.row(&format!("ONNX Runtime via ort (top-1 {ort_top1})")),
+        vs(&ort_sample)
+    );
+    match &python {
+        Some((median, p10, p90, top)) => println!(
+            "| Python onnxruntime 1.22.1, reference (top-1 {top}) | {} | {} | {} | 1.00x |",
+            fmt(*median),
+            fmt(*p10),
+            fmt(*p90)
+        ),
+        None => println!("| Python onnxruntime | not measured: set BENCH_PYTHON | | | |"),
+    }
+    println!(
+        "\ntract / ONNX Runtime: {:.2}x\n",
+        ratio(tract_sample.median(), ort_sample.median())
+    );
+
+    // (b) end to end through the service, ONNX Runtime, one thread.
+    let host = FunctionHost::new(HostConfig {
+        cache_dir: None,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let function = host
+        .load_file("classify", &repo_path("build/functions/classify.wasm"))
+        .expect("build the functions first");
+    let models = Models::load(&NnConfig {
+        models: vec![ModelSpec {
+            name: models::MODEL_NAME.into(),
+            path: files.onnx.clone(),
+        }],
+        backend: Backend::OnnxRuntime,
+        onnxruntime_lib: Some(library),
+        threads: 1,
+    })
+    .unwrap();
+    let function = function.with_models(models);
+
+    let mut stages: Vec<[f64; 4]> = Vec::new();
+    let photo_bytes = Bytes::from(photo.clone());
+    let call = Sample::measure(iterations, || {
+        let out = function
+            .call_blocking(photo_bytes.clone(), &["--timings"])
+            .unwrap();
+        stages.push(parse_timings(&String::from_utf8_lossy(&out.stderr)));
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/image", listener.local_addr().unwrap());
+        let app = image_api::routes::app(function.clone(), 16 << 20);
+        tokio::spawn(image_api::serve(listener, app, std::future::pending()));
+        url
+    });
+    let client = reqwest::Client::new();
+    let http = Sample::measure(iterations, || {
+        runtime.block_on(async {
+            let response = client.post(&url).body(photo.clone()).send().await.unwrap();
+            assert!(response.status().is_success());
+            response.bytes().await.unwrap();
+        });
+    });
+
+    let median_of = |i: usize| {
+        let mut v: Vec<f64> = stages.iter().map(|s| s[i]).collect();
+        v.sort_by(f64::total_cmp);
+        Duration::from_secs_f64(v[v.len() / 2] / 1e3)
+    };
+    let (decode, resize, infer, answer) = (median_of(0), median_of(1), median_of(2), median_of(3));
+    println!(
+        "### Classify end to end: cat.jpg (451x300 JPEG) through the service, ONNX Runtime, 1 thread\n"
+    );
+    println!("| stage | median |");
+    println!("|---|---|");
+    println!(
+        "| HTTP round trip (POST /api/image on loopback) | {} |",
+        fmt(http.median())
+    );
+    println!(
+        "| the function call (instantiate, run, collect output) | {} |",
+        fmt(call.median())
+    );
+    println!("| - decode the JPEG to RGB, in wasm | {} |", fmt(decode));
+    println!(
+        "| - centre crop, bicubic resize, normalise, in wasm | {} |",
+        fmt(resize)
+    );
+    println!(
+        "| - inference (WASI-NN, ONNX Runtime on the host) | {} |",
+        fmt(infer)
+    );
+    println!("| - softmax, top 5, JSON, in wasm | {} |", fmt(answer));
+    let inside = decode + resize + infer + answer;
+    println!(
+        "| host overhead (call minus guest stages) | {} |",
+        fmt(call.median().saturating_sub(inside))
+    );
+    println!(
+        "| HTTP and service overhead (round trip minus call) | {} |",
+        fmt(http.median().saturating_sub(call.median()))
+    );
+}
+
+/// `timings decode_ms=.. preprocess_ms=.. inference_ms=.. answer_ms=..`
+fn parse_timings(stderr: &str) -> [f64; 4] {
+    let mut out = [0f64; 4];
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("timings "))
+        .expect("timings line");
+    for (i, part) in line.split_whitespace().skip(1).take(4).enumerate() {
+        out[i] = part
+            .split('=')
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+    }
+    out
+}
+
+/// Runs the Python reference, if `BENCH_PYTHON` is set: (median, p10, p90, top-1).
+fn python_reference(
+    model: &std::path::Path,
+    input: &[f32],
+    iterations: usize,
+) -> Option<(Duration, Duration, Duration, usize)> {
+    let python = std::env::var_os("BENCH_PYTHON")?;
+    let input_path =
+        std::env::temp_dir().join(format!("classify-input-{}.f32", std::process::id()));
+    let bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&input_path, bytes).unwrap();
+    let output = std::process::Command::new(python)
+        .arg(repo_path("scripts/bench_ort_reference.py"))
+        .arg(model)
+        .arg(&input_path)
+        .arg(iterations.to_string())
+        .output()
+        .expect("run the Python reference");
+    let _ = std::fs::remove_file(&input_path);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |name: &str| -> f64 {
+        text.split_whitespace()
+            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let ms = |v: f64| Duration::from_secs_f64(v / 1e3);
+    Some((
+        ms(field("median_ms")),
+        ms(field("p10_ms")),
+        ms(field("p90_ms")),
+        field("top1") as usize,
+    ))
+}

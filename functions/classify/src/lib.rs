@@ -1,0 +1,332 @@
+//! The `classify` function: which of the 1000 ImageNet classes a photo shows.
+//!
+//! This library is everything but the inference itself, so it can be tested
+//! and benchmarked natively; `main.rs` wires it to stdin, stdout and
+//! WASI-NN.
+//!
+//! 1. [`preprocess`]: decode the image (with `image-input`'s limits and
+//!    errors), take TensorFlow's evaluation crop (the centre 224/256 of the
+//!    short side), resize it to 224x224 with bicubic interpolation, and
+//!    scale each channel to `(pixel - 127) / 128`, laid out NCHW.
+//! 2. The host runs EfficientNet-Lite0 on it (WASI-NN `load_by_name`).
+//! 3. [`Classification::from_logits`]: softmax, top 5, and the seed's
+//!    sentence.
+
+use image_input::{Error, decode_rgb};
+pub use image_input::{Limits, RgbImage};
+
+/// The model the function asks the host for.
+pub const MODEL_NAME: &str = "efficientnet-lite0";
+/// The model's input side.
+pub const SIDE: usize = 224;
+/// The model's input shape, NCHW.
+pub const INPUT_SHAPE: [usize; 4] = [1, 3, SIDE, SIDE];
+/// The number of classes.
+pub const CLASSES: usize = 1000;
+
+/// The class names, in index order.
+pub fn labels() -> impl Iterator<Item = &'static str> {
+    include_str!("../imagenet-labels.txt").lines()
+}
+
+/// Decodes `input` and returns the model's input tensor, NCHW, row-major.
+pub fn preprocess(input: &[u8], limits: &Limits) -> Result<Vec<f32>, Error> {
+    Ok(to_tensor(&decode_rgb(input, limits)?))
+}
+
+/// The model's input tensor for a decoded image: centre crop, bicubic
+/// resize to 224x224, `(pixel - 127) / 128`, NCHW.
+pub fn to_tensor(rgb: &RgbImage) -> Vec<f32> {
+    let (width, height) = (rgb.width() as usize, rgb.height() as usize);
+    // TensorFlow's eval crop: the centre (224 / (224 + 32)) of the short side.
+    let crop = ((SIDE as f64 / (SIDE + 32) as f64) * width.min(height) as f64) as usize;
+    let crop = crop.max(1);
+    let top = (height - crop).div_ceil(2);
+    let left = (width - crop).div_ceil(2);
+
+    let columns = Taps::new(crop, SIDE);
+    let rows = Taps::new(crop, SIDE);
+    let pixels = rgb.as_raw();
+    let mut tensor = vec![0f32; 3 * SIDE * SIDE];
+    // Horizontal pass over the crop's rows, then vertical, per channel.
+    let mut horizontal = vec![0f32; crop * SIDE];
+    for channel in 0..3 {
+        for y in 0..crop {
+            let row = (top + y) * width;
+            for (x, taps) in columns.taps.iter().enumerate() {
+                let mut sum = 0f32;
+                for &(source, weight) in taps {
+                    sum += weight * f32::from(pixels[(row + left + source) * 3 + channel]);
+                }
+                horizontal[y * SIDE + x] = sum;
+            }
+        }
+        let plane = &mut tensor[channel * SIDE * SIDE..(channel + 1) * SIDE * SIDE];
+        for (y, taps) in rows.taps.iter().enumerate() {
+            for x in 0..SIDE {
+                let mut sum = 0f32;
+                for &(source, weight) in taps {
+                    sum += weight * horizontal[source * SIDE + x];
+                }
+                plane[y * SIDE + x] = (sum.clamp(0.0, 255.0) - 127.0) / 128.0;
+            }
+        }
+    }
+    tensor
+}
+
+/// Bicubic (Keys, a = -0.5) resampling taps from `input` samples to
+/// `output` samples, with half-pixel centres and clamped edges: the same
+/// kernel as TensorFlow 2's `tf.image.resize(method="bicubic")` without
+/// antialiasing.
+struct Taps {
+    taps: Vec<[(usize, f32); 4]>,
+}
+
+impl Taps {
+    fn new(input: usize, output: usize) -> Taps {
+        let scale = input as f64 / output as f64;
+        let last = input as i64 - 1;
+        let taps = (0..output)
+            .map(|o| {
+                let centre = (o as f64 + 0.5) * scale - 0.5;
+                let base = centre.floor();
+                let t = centre - base;
+                let base = base as i64;
+                let weights = [cubic(t + 1.0), cubic(t), cubic(1.0 - t), cubic(2.0 - t)];
+                let mut taps = [(0usize, 0f32); 4];
+                for (k, weight) in weights.iter().enumerate() {
+                    let index = (base - 1 + k as i64).clamp(0, last) as usize;
+                    taps[k] = (index, *weight as f32);
+                }
+                taps
+            })
+            .collect();
+        Taps { taps }
+    }
+}
+
+fn cubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x <= 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A
+    } else {
+        0.0
+    }
+}
+
+/// One of the top classes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// The class name.
+    pub label: &'static str,
+    /// The class index (0..1000).
+    pub index: usize,
+    /// Its softmax probability.
+    pub probability: f32,
+}
+
+/// The answer: the top class, the top 5 and a sentence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    /// The five most likely classes, most likely first.
+    pub top5: Vec<Prediction>,
+    /// The seed's sentence for the top class.
+    pub sentence: String,
+}
+
+impl Classification {
+    /// Softmax over `logits`, then the top 5 (ties go to the lower index).
+    pub fn from_logits(logits: &[f32]) -> Classification {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exps: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
+        let total: f64 = exps.iter().sum();
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| exps[b].total_cmp(&exps[a]).then(a.cmp(&b)));
+        let names: Vec<&'static str> = labels().collect();
+        let top5: Vec<Prediction> = order
+            .iter()
+            .take(5)
+            .map(|&index| Prediction {
+                label: names.get(index).copied().unwrap_or("unknown"),
+                index,
+                probability: (exps[index] / total) as f32,
+            })
+            .collect();
+        let sentence = match top5.first() {
+            Some(top) => sentence(top.label, top.probability),
+            None => sentence("", 0.0),
+        };
+        Classification { top5, sentence }
+    }
+
+    /// The JSON answer: `{label, index, confidence, top5, sentence}`.
+    pub fn to_json(&self) -> String {
+        let mut out = String::from("{");
+        if let Some(top) = self.top5.first() {
+            out.push_str(&format!(
+                "\"label\":{},\"index\":{},\"confidence\":{},",
+                json_string(top.label),
+                top.index,
+                top.probability
+            ));
+        }
+        out.push_str("\"top5\":[");
+        for (i, p) in self.top5.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!(
+                "{{\"label\":{},\"index\":{},\"probability\":{}}}",
+                json_string(p.label),
+                p.index,
+                p.probability
+            ));
+        }
+        out.push_str(&format!("],\"sentence\":{}}}", json_string(&self.sentence)));
+        out
+    }
+}
+
+/// The seed's sentence: "very likely" above 0.78, "likely" above 0.49,
+/// "could be" above 0.2.
+pub fn sentence(label: &str, confidence: f32) -> String {
+    let article = match label.chars().next() {
+        Some(c) if "aeiouAEIOU".contains(c) => "an",
+        _ => "a",
+    };
+    if confidence > 0.78 {
+        format!("It is very likely {article} {label} in the picture")
+    } else if confidence > 0.49 {
+        format!("It is likely {article} {label} in the picture")
+    } else if confidence > 0.2 {
+        format!("It could be {article} {label} in the picture")
+    } else {
+        "It does not appear to be anything I know".to_string()
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn there_are_a_thousand_labels_in_imagenet_order() {
+        let names: Vec<_> = labels().collect();
+        assert_eq!(names.len(), CLASSES);
+        assert_eq!(names[0], "tench");
+        assert_eq!(names[282], "tiger cat");
+        assert_eq!(names[967], "espresso");
+    }
+
+    #[test]
+    fn the_cubic_kernel_interpolates_and_sums_to_one() {
+        assert_eq!(cubic(0.0), 1.0);
+        assert_eq!(cubic(1.0), 0.0);
+        assert_eq!(cubic(2.0), 0.0);
+        for t in [0.0, 0.25, 0.5, 0.9] {
+            let sum = cubic(t + 1.0) + cubic(t) + cubic(1.0 - t) + cubic(2.0 - t);
+            assert!((sum - 1.0).abs() < 1e-12, "{t}: {sum}");
+        }
+    }
+
+    #[test]
+    fn resizing_to_the_same_size_is_the_identity() {
+        let taps = Taps::new(5, 5);
+        for (o, t) in taps.taps.iter().enumerate() {
+            let total: f32 = t.iter().filter(|(i, _)| *i == o).map(|(_, w)| w).sum();
+            assert!((total - 1.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn a_uniform_image_gives_a_uniform_tensor() {
+        // A 300x200 PNG of one colour: every tensor value is that colour, scaled.
+        let png = solid_png(300, 200, [200, 100, 27]);
+        let tensor = preprocess(&png, &Limits::default()).unwrap();
+        assert_eq!(tensor.len(), 3 * SIDE * SIDE);
+        for (channel, value) in [200.0f32, 100.0, 27.0].iter().enumerate() {
+            let expected = (value - 127.0) / 128.0;
+            let plane = &tensor[channel * SIDE * SIDE..(channel + 1) * SIDE * SIDE];
+            assert!(plane.iter().all(|v| (v - expected).abs() < 1e-5));
+        }
+    }
+
+    #[test]
+    fn bad_images_fail_like_everywhere_else() {
+        assert_eq!(
+            preprocess(b"", &Limits::default()).unwrap_err().exit_code(),
+            1
+        );
+        assert_eq!(
+            preprocess(b"hello", &Limits::default())
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn top5_softmax_and_sentence() {
+        let mut logits = vec![0f32; CLASSES];
+        logits[282] = 10.0;
+        logits[281] = 7.0;
+        let c = Classification::from_logits(&logits);
+        assert_eq!(c.top5.len(), 5);
+        assert_eq!(c.top5[0].index, 282);
+        assert_eq!(c.top5[0].label, "tiger cat");
+        assert_eq!(c.top5[1].index, 281);
+        // Ties among the rest go to the lowest index.
+        assert_eq!(c.top5[2].index, 0);
+        let p0 = (10f64.exp() / (10f64.exp() + 7f64.exp() + 998.0)) as f32;
+        assert!((c.top5[0].probability - p0).abs() < 1e-6);
+        assert_eq!(c.sentence, "It is very likely a tiger cat in the picture");
+        let json = c.to_json();
+        assert!(
+            json.starts_with("{\"label\":\"tiger cat\",\"index\":282,\"confidence\":0.9"),
+            "{json}"
+        );
+        assert!(
+            json.ends_with("\"sentence\":\"It is very likely a tiger cat in the picture\"}"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn sentences_follow_the_seed_thresholds() {
+        assert_eq!(
+            sentence("espresso", 0.6),
+            "It is likely an espresso in the picture"
+        );
+        assert_eq!(sentence("tabby", 0.3), "It could be a tabby in the picture");
+        assert_eq!(
+            sentence("tabby", 0.2),
+            "It does not appear to be anything I know"
+        );
+    }
+
+    fn solid_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(width, height, image::Rgb(rgb));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+}

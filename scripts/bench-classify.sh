@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The classify benchmark (not part of the tests): tract vs ONNX Runtime vs
+# Python's onnxruntime per inference, and one photo end to end by stage.
+# Prints Markdown for docs/performance.md. Extra arguments go to `cargo bench`.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+ensure_toolchain
+build_functions
+fetch_models "$(build_cli)"
+
+# The reference: the same ONNX Runtime release, from PyPI, in a venv.
+venv="$(target_dir_of_workspace)/bench-venv"
+if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import onnxruntime, numpy" 2>/dev/null; then
+    step "Python reference: onnxruntime==1.22.1 and numpy in $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check onnxruntime==1.22.1 numpy==2.2.6
+fi
+export BENCH_PYTHON="$venv/bin/python"
+
+step "cargo bench -p image-api --bench classify (release; the first build takes ~10 minutes on 2 cores)"
+cargo bench --locked -p image-api --bench classify "$@"
