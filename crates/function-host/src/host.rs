@@ -360,9 +360,22 @@ impl Function {
         store.set_epoch_deadline(self.host.ticker.ticks_for(limits.deadline));
         store.epoch_deadline_trap();
 
-        let result = self.pre.instantiate(&mut store).and_then(|instance| {
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call(&mut store, ())
+        // A host function that panics (wasmtime-wasi-nn 48 does on some
+        // malformed guest arguments) unwinds out of `call`; it becomes this
+        // call's error instead of taking the thread, or the server, down.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.pre.instantiate(&mut store).and_then(|instance| {
+                let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                start.call(&mut store, ())
+            })
+        }))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            Err(wasmtime::Error::msg(format!("a host function failed: {message}")))
         });
         // Dropping the store returns the instance's slot to the pool; its
         // data keeps the call's output.

@@ -182,3 +182,29 @@ fn a_missing_model_file_names_the_model() {
     let err = Models::load(&config).unwrap_err();
     assert!(err.to_string().contains("efficientnet-lite0"), "{err}");
 }
+
+#[test]
+fn a_guest_passing_bad_pointers_to_wasi_nn_gets_an_error_and_others_keep_working() {
+    let host = FunctionHost::new(HostConfig {
+        cache_dir: None,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let models = Models::load(&nn_config(Backend::Tract)).unwrap();
+    let abuse = host
+        .load_file("nn-abuse", &wasm_path("nn-abuse"))
+        .unwrap()
+        .with_models(models.clone());
+    assert!(abuse.uses_wasi_nn());
+    // wasmtime-wasi-nn 48 panics on an out-of-bounds guest pointer
+    // (`unimplemented!` in its error conversion); the host contains it.
+    match abuse.call_blocking(Bytes::new(), &[] as &[&str]) {
+        Err(CallError::Trap { message, .. }) => {
+            assert!(message.contains("a host function failed"), "{message}")
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    let classify = classify().with_models(models);
+    let answer = answer(&classify, "coffee.png");
+    assert_eq!(answer["index"].as_u64(), Some(ESPRESSO));
+}
