@@ -375,7 +375,9 @@ impl Function {
                 .map(String::as_str)
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("unknown panic");
-            Err(wasmtime::Error::msg(format!("a host function failed: {message}")))
+            Err(wasmtime::Error::msg(format!(
+                "a host function failed: {message}"
+            )))
         });
         // Dropping the store returns the instance's slot to the pool; its
         // data keeps the call's output.
