@@ -97,6 +97,15 @@ ensure_postgres() {
 }
 
 # The sidecar's conformance test drives it with the official Dapr JS SDK.
+# Debian's Chromium and npm's playwright-core for the browser test (never a
+# downloaded browser).
+ensure_browser() {
+    [[ -x /usr/bin/chromium ]] || apt_install chromium
+    command -v npm >/dev/null || apt_install nodejs npm
+    step "Installing playwright-core for the browser test (npm ci)"
+    npm ci --prefix "$REPO_ROOT/crates/web-port/tests/browser" --no-audit --no-fund --loglevel=error
+}
+
 ensure_js_sdk() {
     command -v npm >/dev/null || apt_install nodejs npm
     step "Installing the Dapr JS SDK for the conformance test (npm ci)"

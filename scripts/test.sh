@@ -9,6 +9,7 @@ ensure_toolchain
 ensure_redis
 ensure_postgres
 ensure_js_sdk
+ensure_browser
 build_functions
 
 step "cargo fmt --check"

@@ -3,14 +3,20 @@
 //!
 //! - `dapr-wasm image-api --function NAME=PATH`: the image microservice
 //!   ([`image_api`]).
+//! - `dapr-wasm web-port`: the web UI and router ([`web_port`]).
 //! - `dapr-wasm sidecar --app-id ID --app-port N --dapr-http-port M`: the
 //!   Dapr-compatible sidecar ([`sidecar`]).
 //! - `dapr-wasm models fetch`: download and verify the pinned models and
 //!   ONNX Runtime, and convert the weights to ONNX ([`models`]).
+//! - `dapr-wasm up [-f deploy/dapr.yaml]`: every app of a Dapr run file,
+//!   each with our sidecar ([`up`]); `dapr-wasm list` and `dapr-wasm
+//!   invoke` see and call them ([`apps`]).
 //! - `dapr-wasm run PATH [ARGS...]`: runs a WASI function once, stdin to
 //!   stdout, with the same limits a service applies.
 
+mod apps;
 mod run;
+mod up;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -33,8 +39,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run every app of a Dapr run file (dapr.yaml), each with a sidecar.
+    Up(up::UpArgs),
+    /// List the apps `up` is running, like `dapr list`.
+    List,
+    /// Call a method of a running app through a sidecar, like `dapr invoke`.
+    Invoke(apps::InvokeArgs),
     /// Serve one function over HTTP as a Dapr app (POST /api/image).
     ImageApi(image_api::ImageApiArgs),
+    /// Serve the web UI and route uploads to the image apps (a Dapr app).
+    WebPort(web_port::WebPortArgs),
     /// Run a function once: stdin in, stdout out, reason on stderr.
     Run(run::RunArgs),
     /// A Dapr-compatible sidecar for one app (invoke, state, secrets, metadata).
@@ -82,6 +96,10 @@ fn main() -> ExitCode {
 
     let result = match cli.command {
         Command::ImageApi(args) => serve_image_api(args),
+        Command::Up(args) => up::up(args),
+        Command::List => apps::list(),
+        Command::Invoke(args) => apps::invoke(args),
+        Command::WebPort(args) => serve_web_port(args),
         Command::Run(args) => run::run(args),
         Command::Sidecar(args) => serve_sidecar(args),
         Command::Models(ModelsCommand::Fetch { dir }) => fetch_models(dir),
@@ -103,6 +121,13 @@ fn serve_sidecar(args: sidecar::SidecarArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(sidecar::run(config, service_kit::shutdown::signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve_web_port(args: web_port::WebPortArgs) -> anyhow::Result<ExitCode> {
+    let config = args.validate().map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(web_port::run(config, service_kit::shutdown::signal()))?;
     Ok(ExitCode::SUCCESS)
 }
 

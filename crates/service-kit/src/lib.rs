@@ -4,9 +4,11 @@
 //!   flags take, in daprd's formats.
 //! - [`error_body`]: Dapr's JSON error response `{errorCode, message}`.
 //! - [`headers`]: reading shared request headers (`Content-Length`).
+//! - [`body`]: reading a request body under a size limit.
 //! - [`shutdown`]: one shutdown signal (Ctrl-C or SIGTERM) for every
 //!   long-running subcommand.
 
+pub mod body;
 pub mod error_body;
 pub mod headers;
 pub mod shutdown;

@@ -80,14 +80,7 @@ impl Component {
             .metadata
             .iter()
             .map(|item| {
-                let text = match &item.value {
-                    serde_yaml::Value::String(s) => s.clone(),
-                    serde_yaml::Value::Null => String::new(),
-                    other => serde_yaml::to_string(other)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
-                };
+                let text = yaml_text(&item.value);
                 (item.name.clone(), text)
             })
             .collect()
@@ -169,4 +162,17 @@ fn parse_file(path: &Path) -> Result<Vec<Component>, ComponentError> {
         components.push(component);
     }
     Ok(components)
+}
+
+/// A YAML value as the text Dapr would read: strings as they are, null as
+/// empty, numbers and booleans as written.
+pub fn yaml_text(value: &serde_yaml::Value) -> String {
+    match value {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Null => String::new(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
 }

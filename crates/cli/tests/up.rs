@@ -1,0 +1,340 @@
+//! `dapr-wasm up` end to end: the whole image demo from a run file, with
+//! real processes, through web-port, then `list`, `invoke`, a killed app,
+//! and a clean stop that leaves no process behind.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pid_alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+/// Writes a run file like deploy/dapr.yaml, on free ports, with the state
+/// store in `dir`.
+fn write_run_file(dir: &Path, ports: &[u16; 6]) -> PathBuf {
+    let components = dir.join("components");
+    std::fs::create_dir_all(&components).unwrap();
+    std::fs::write(
+        components.join("statestore.yaml"),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: connectionString\n    value: \"{}\"\n",
+            dir.join("state.db").display()
+        ),
+    )
+    .unwrap();
+    let root = repo_path("").canonicalize().unwrap();
+    let run_file = dir.join("dapr.yaml");
+    std::fs::write(
+        &run_file,
+        format!(
+            "version: 1\ncommon:\n  resourcesPath: ./components\n  env:\n    DAPR_WASM_LOG: warn\napps:\n\
+             - appID: web-port\n  appDirPath: {root}\n  appPort: {}\n  daprHTTPPort: {}\n  command: [\"dapr-wasm\", \"web-port\"]\n\
+             - appID: image-api-grayscale\n  appDirPath: {root}\n  appPort: {}\n  daprHTTPPort: {}\n  command: [\"dapr-wasm\", \"image-api\", \"--function\", \"grayscale=build/functions/grayscale.wasm\"]\n\
+             - appID: image-api-classify\n  appDirPath: {root}\n  appPort: {}\n  daprHTTPPort: {}\n  command: [\"dapr-wasm\", \"image-api\", \"--function\", \"classify=build/functions/classify.wasm\"]\n",
+            ports[0], ports[1], ports[2], ports[3], ports[4], ports[5],
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    run_file
+}
+
+struct Up {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    data: tempfile::TempDir,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Up {
+    fn start(run_file: &Path, data: tempfile::TempDir) -> Up {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dapr-wasm"))
+            .args(["up", "-f"])
+            .arg(run_file)
+            .env("DAPR_WASM_DATA_DIR", data.path())
+            // The models `scripts/test.sh` fetched, not a fresh download.
+            .env(
+                "DAPR_WASM_MODELS_DIR",
+                models::default_models_dir().unwrap(),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Up { child, lines, data }
+    }
+
+    /// The demo on free ports, with its run file in a temporary folder.
+    fn start_demo() -> (Up, [u16; 6], tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = [(); 6].map(|()| free_port());
+        let run_file = write_run_file(dir.path(), &ports);
+        (
+            Up::start(&run_file, tempfile::tempdir().unwrap()),
+            ports,
+            dir,
+        )
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(180)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("`{needle}` never appeared: {e}"),
+            }
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_dapr-wasm"))
+            .args(args)
+            .env("DAPR_WASM_DATA_DIR", self.data.path())
+            .output()
+            .unwrap()
+    }
+
+    fn records(&self) -> Vec<Value> {
+        std::fs::read_dir(self.data.path().join("run"))
+            .unwrap()
+            .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+            .collect()
+    }
+}
+
+async fn hello(client: &reqwest::Client, web: &str, api: &str, photo: &str) -> reqwest::Response {
+    client
+        .post(format!("{web}/api/hello"))
+        .header("api", api)
+        .body(std::fs::read(repo_path("testdata").join(photo)).unwrap())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_runs_the_whole_demo_and_stops_without_leftovers() {
+    let (up, ports, _dir) = Up::start_demo();
+    let line = up.wait_for("up: open http://");
+    let web = line
+        .trim_start_matches("up: open ")
+        .trim_end_matches('/')
+        .to_string();
+    assert_eq!(web, format!("http://127.0.0.1:{}", ports[0]));
+
+    let client = reqwest::Client::new();
+    let gray = hello(&client, &web, "grayscale", "cat.jpg").await;
+    assert_eq!(gray.status(), 200);
+    assert_eq!(gray.headers()["content-type"], "image/png");
+    let gray = image::load_from_memory(&gray.bytes().await.unwrap()).unwrap();
+    assert!(gray.as_luma8().is_some());
+    let answer: Value = hello(&client, &web, "classify", "coffee.png")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["label"], "espresso", "{answer}");
+    let stats: Value = client
+        .get(format!("{web}/api/invokecount"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["count"], 2, "{stats}");
+
+    // `list` shows the three apps; `invoke` calls one through its sidecar.
+    let list = up.cli(&["list"]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    for id in ["web-port", "image-api-grayscale", "image-api-classify"] {
+        assert!(list.contains(id), "{list}");
+    }
+    let cat = repo_path("testdata/cat.jpg");
+    let invoked = up.cli(&[
+        "invoke",
+        "--app-id",
+        "image-api-classify",
+        "--method",
+        "api/image",
+        "--data-file",
+        cat.to_str().unwrap(),
+    ]);
+    assert!(
+        invoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&invoked.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&invoked.stdout).unwrap();
+    assert!(
+        (281..=285).contains(&answer["index"].as_u64().unwrap()),
+        "{answer}"
+    );
+
+    // Kill the classify app: a clear 503 for classify, grayscale unaffected.
+    let records = up.records();
+    let classify = records
+        .iter()
+        .find(|r| r["app_id"] == "image-api-classify")
+        .unwrap();
+    let pid = classify["app_pid"].as_u64().unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    up.wait_for("image-api-classify exited");
+    let failed = hello(&client, &web, "classify", "cat.jpg").await;
+    assert_eq!(failed.status(), 503);
+    let body: Value = failed.json().await.unwrap();
+    assert_eq!(body["errorCode"], "ERR_IMAGE_APP_UNAVAILABLE", "{body}");
+    assert_eq!(
+        hello(&client, &web, "grayscale", "cat.jpg").await.status(),
+        200
+    );
+
+    // SIGTERM stops everything.
+    let pids: Vec<u64> = records
+        .iter()
+        .flat_map(|r| {
+            [
+                r["app_pid"].as_u64().unwrap(),
+                r["sidecar_pid"].as_u64().unwrap(),
+            ]
+        })
+        .collect();
+    let mut up = up;
+    unsafe { libc::kill(up.child.id() as i32, libc::SIGTERM) };
+    let status = up.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    for _ in 0..50 {
+        if pids.iter().all(|&p| !pid_alive(p)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left: Vec<u64> = pids.into_iter().filter(|&p| pid_alive(p)).collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    assert!(up.records().is_empty(), "run records removed");
+}
+
+#[test]
+fn the_shipped_run_file_and_components_parse() {
+    let text = std::fs::read_to_string(repo_path("deploy/dapr.yaml")).unwrap();
+    let file: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let ids: Vec<&str> = file["apps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a["appID"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["web-port", "image-api-grayscale", "image-api-classify"]
+    );
+    for entry in std::fs::read_dir(repo_path("deploy/components")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let doc: serde_yaml::Value =
+                serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!(doc["kind"], "Component", "{}", path.display());
+        }
+    }
+    // The Kubernetes manifests: each Deployment is a Dapr app with an id
+    // and a port that match the run file's.
+    let text = std::fs::read_to_string(repo_path("deploy/k8s/image-demo.yaml")).unwrap();
+    let mut annotated = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let doc = serde_yaml::Value::deserialize(doc).unwrap();
+        if doc["kind"] == "Deployment" {
+            let annotations = &doc["spec"]["template"]["metadata"]["annotations"];
+            assert_eq!(annotations["dapr.io/enabled"], "true");
+            annotated.push((
+                annotations["dapr.io/app-id"].as_str().unwrap().to_string(),
+                annotations["dapr.io/app-port"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ));
+        }
+    }
+    let expected: Vec<(String, String)> = file["apps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["appID"].as_str().unwrap().to_string(),
+                a["appPort"].as_u64().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(annotated, expected);
+}
+
+/// The UI in a real browser (Debian's Chromium via playwright-core; see
+/// crates/web-port/tests/browser/ui.mjs). Screenshots go to
+/// `<target dir>/ui-screenshots/`.
+#[test]
+fn the_ui_works_in_a_real_browser() {
+    let browser_dir = repo_path("crates/web-port/tests/browser");
+    assert!(
+        Path::new("/usr/bin/chromium").exists()
+            && browser_dir.join("node_modules/playwright-core").exists(),
+        "Chromium or playwright-core is missing: scripts/test.sh installs them"
+    );
+    let (up, _ports, _dir) = Up::start_demo();
+    let line = up.wait_for("up: open http://");
+    let url = line.trim_start_matches("up: open ").to_string();
+    let shots = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_path("target"))
+        .join("ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let output = Command::new("node")
+        .arg(browser_dir.join("ui.mjs"))
+        .arg(&url)
+        .arg(repo_path("testdata/cat.jpg"))
+        .arg(&shots)
+        .output()
+        .expect("node is installed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("grayscale shown: 451x300"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
+    assert!(shots.join("ui-classify.png").exists());
+}

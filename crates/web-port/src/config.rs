@@ -1,0 +1,89 @@
+//! The `dapr-wasm web-port` command line: flags and the env vars Dapr sets.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::Args;
+use service_kit::units::{parse_duration, parse_size};
+
+/// Flags of `dapr-wasm web-port`.
+#[derive(Debug, Clone, Args)]
+pub struct WebPortArgs {
+    /// The port this app listens on (Dapr's app port).
+    #[arg(long, env = "APP_PORT", default_value_t = 8080)]
+    pub app_port: u16,
+
+    /// The address to bind. Loopback by default.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+
+    /// The sidecar's HTTP port, set by Dapr.
+    #[arg(long, env = "DAPR_HTTP_PORT", default_value_t = 3500)]
+    pub dapr_http_port: u16,
+
+    /// The app id of the grayscale image app.
+    #[arg(long, env = "GRAYSCALE_APP_ID", default_value = "image-api-grayscale")]
+    pub grayscale_app_id: String,
+
+    /// The app id of the classify image app.
+    #[arg(long, env = "CLASSIFY_APP_ID", default_value = "image-api-classify")]
+    pub classify_app_id: String,
+
+    /// The Dapr state store that keeps the invocation stats.
+    #[arg(long, env = "STATE_STORE", default_value = "statestore")]
+    pub state_store: String,
+
+    /// Largest upload, e.g. 16Mi.
+    #[arg(long, default_value = "16Mi", value_parser = parse_size)]
+    pub max_body_size: usize,
+
+    /// How long a call to an image app may take.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub invoke_timeout: Duration,
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct WebPortConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The sidecar's HTTP port.
+    pub dapr_http_port: u16,
+    /// App id of the grayscale app.
+    pub grayscale_app_id: String,
+    /// App id of the classify app.
+    pub classify_app_id: String,
+    /// The state store's name.
+    pub state_store: String,
+    /// Largest upload in bytes.
+    pub max_body_bytes: usize,
+    /// Timeout of a call to an image app.
+    pub invoke_timeout: Duration,
+}
+
+impl WebPortArgs {
+    /// Checks the flags.
+    pub fn validate(&self) -> Result<WebPortConfig, String> {
+        if self.max_body_size == 0 {
+            return Err("--max-body-size must be greater than zero".into());
+        }
+        for id in [
+            &self.grayscale_app_id,
+            &self.classify_app_id,
+            &self.state_store,
+        ] {
+            if id.is_empty() || id.contains('/') {
+                return Err(format!("`{id}` is not a valid app id or store name"));
+            }
+        }
+        Ok(WebPortConfig {
+            listen: SocketAddr::new(self.bind, self.app_port),
+            dapr_http_port: self.dapr_http_port,
+            grayscale_app_id: self.grayscale_app_id.clone(),
+            classify_app_id: self.classify_app_id.clone(),
+            state_store: self.state_store.clone(),
+            max_body_bytes: self.max_body_size,
+            invoke_timeout: self.invoke_timeout,
+        })
+    }
+}

@@ -1,0 +1,61 @@
+//! web-port: the image demo's front door, a Dapr app.
+//!
+//! It serves the web UI (embedded in the binary, see [`ui`]) and
+//! `POST /api/hello`, which routes an uploaded image by its `api` header to
+//! one of the image apps **through its own Dapr sidecar**
+//! (`/v1.0/invoke/<app-id>/method/api/image`), and records each call in the
+//! Dapr state store (see [`stats`]). It knows nothing of dapr-wasm's own
+//! sidecar: it speaks only Dapr's HTTP API and env vars, so it runs the same
+//! under `dapr-wasm up` and under real Dapr.
+//!
+//! # Layout
+//!
+//! - [`config`]: flags and env vars.
+//! - [`dapr`]: the little Dapr HTTP client (invoke, state with etags).
+//! - [`stats`]: the invocation counter and the last events, updated with
+//!   etag concurrency so that concurrent uploads never lose a count.
+//! - [`routes`]: the handlers; [`error`]: their JSON errors.
+//! - [`ui`]: the page, its script and its style.
+
+pub mod config;
+pub mod dapr;
+pub mod error;
+pub mod routes;
+pub mod stats;
+pub mod ui;
+
+use std::future::Future;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+pub use config::{WebPortArgs, WebPortConfig};
+
+/// Runs web-port until `shutdown`, then finishes the requests in flight.
+pub async fn run(
+    config: WebPortConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        dapr_http_port = config.dapr_http_port,
+        "web-port listening on http://{local}"
+    );
+    serve(listener, config, shutdown).await
+}
+
+/// Serves web-port on `listener` (for tests and `run`).
+pub async fn serve(
+    listener: TcpListener,
+    config: WebPortConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = routes::app(config)?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the HTTP server failed")
+}

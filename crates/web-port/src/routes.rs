@@ -1,0 +1,186 @@
+//! web-port's routes.
+//!
+//! - `GET /`, `GET /static/{file}`: the UI, embedded in the binary.
+//! - `POST /api/hello`: the upload, routed by its `api` header
+//!   (`grayscale` or `classify`; the seed's `rs` and `go` too) to the image
+//!   app through the sidecar; the app's answer comes back as is.
+//! - `GET /api/invokecount`: the stats.
+//! - `GET /healthz`: health.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use service_kit::body::BodyError;
+use tower_http::trace::TraceLayer;
+
+use crate::config::WebPortConfig;
+use crate::dapr::{DaprClient, DaprError};
+use crate::error::WebError;
+use crate::stats::{self, Event, Stats};
+use crate::ui;
+
+/// What the handlers share.
+#[derive(Clone)]
+struct AppState {
+    dapr: DaprClient,
+    config: Arc<WebPortConfig>,
+}
+
+/// The router.
+pub fn app(config: WebPortConfig) -> anyhow::Result<Router> {
+    let state = AppState {
+        dapr: DaprClient::new(config.dapr_http_port, config.invoke_timeout),
+        config: Arc::new(config),
+    };
+    Ok(Router::new()
+        .route("/", get(index_get))
+        .route("/static/{file}", get(static_get))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/api/hello", post(hello_post))
+        .route("/api/invokecount", get(invokecount_get))
+        .fallback(|uri: axum::http::Uri| async move { WebError::NotFound(uri.path().to_string()) })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state))
+}
+
+async fn index_get() -> Response {
+    asset_response(ui::INDEX_HTML, "text/html; charset=utf-8")
+}
+
+async fn static_get(Path(file): Path<String>) -> Result<Response, WebError> {
+    // Only the embedded files exist: no path reaches the filesystem.
+    let (body, media_type) =
+        ui::asset(&file).ok_or(WebError::NotFound(format!("/static/{file}")))?;
+    Ok(asset_response(body, media_type))
+}
+
+fn asset_response(body: &'static str, media_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, media_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The API an `api` header names, and its canonical name.
+fn image_app<'a>(config: &'a WebPortConfig, api: &str) -> Option<(&'static str, &'a str)> {
+    match api.trim().to_ascii_lowercase().as_str() {
+        "grayscale" | "rs" => Some(("grayscale", &config.grayscale_app_id)),
+        "classify" | "go" => Some(("classify", &config.classify_app_id)),
+        _ => None,
+    }
+}
+
+async fn hello_post(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let api_header = header_str(request.headers(), "api").unwrap_or_default();
+    let Some((api, app_id)) = image_app(&state.config, &api_header) else {
+        return WebError::UnknownApi(api_header).into_response();
+    };
+    let content_type = header_str(request.headers(), "content-type");
+    let input = match service_kit::body::read_limited(request, state.config.max_body_bytes).await {
+        Ok(input) => input,
+        Err(BodyError::TooLarge { limit }) => {
+            return WebError::BodyTooLarge { limit }.into_response();
+        }
+        Err(BodyError::Empty) => return WebError::EmptyBody.into_response(),
+        Err(BodyError::Read(reason)) => return WebError::BodyRead(reason).into_response(),
+    };
+    let input_bytes = input.len();
+    let response = match state
+        .dapr
+        .invoke(app_id, "api/image", input, content_type.as_deref())
+        .await
+    {
+        Ok(invoked) if sidecar_could_not_reach_app(&invoked) => WebError::ImageAppUnavailable {
+            api: api.to_string(),
+            reason: dapr_message(&invoked.body),
+        }
+        .into_response(),
+        Ok(invoked) => {
+            let mut response = Response::new(Body::from(invoked.body));
+            *response.status_mut() = invoked.status;
+            if let Some(value) = invoked
+                .content_type
+                .and_then(|v| HeaderValue::from_str(&v).ok())
+            {
+                response.headers_mut().insert(header::CONTENT_TYPE, value);
+            }
+            response
+        }
+        Err(err @ DaprError::Unreachable { .. }) => WebError::Sidecar(err).into_response(),
+        Err(err) => WebError::ImageAppUnavailable {
+            api: api.to_string(),
+            reason: err.to_string(),
+        }
+        .into_response(),
+    };
+    let elapsed = started.elapsed();
+    let output_bytes = response_len(&response);
+    let event = Event {
+        time: stats::now_rfc3339(),
+        api: api.to_string(),
+        input_bytes,
+        output_bytes,
+        milliseconds: (elapsed.as_secs_f64() * 1e5).round() / 100.0,
+        status: response.status().as_u16(),
+    };
+    // The upload's answer does not wait on, or fail with, the stats.
+    if let Err(err) = stats::record(&state.dapr, &state.config.state_store, event).await {
+        tracing::warn!(error = %err, "cannot record the call in the state store");
+    }
+    let mut response = response;
+    if let Ok(value) =
+        HeaderValue::from_str(&format!("total;dur={:.2}", elapsed.as_secs_f64() * 1e3))
+    {
+        response.headers_mut().insert("server-timing", value);
+    }
+    response
+}
+
+async fn invokecount_get(State(state): State<AppState>) -> Result<Json<Stats>, WebError> {
+    stats::read(&state.dapr, &state.config.state_store)
+        .await
+        .map(Json)
+        .map_err(WebError::Stats)
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Dapr answers a call it could not deliver with `ERR_DIRECT_INVOKE`: 500
+/// when the app or its sidecar does not answer, 404 when no sidecar has
+/// the app id.
+fn sidecar_could_not_reach_app(invoked: &crate::dapr::Invoked) -> bool {
+    (invoked.status == StatusCode::INTERNAL_SERVER_ERROR || invoked.status == StatusCode::NOT_FOUND)
+        && serde_json::from_slice::<serde_json::Value>(&invoked.body)
+            .is_ok_and(|v| v["errorCode"] == "ERR_DIRECT_INVOKE")
+}
+
+fn dapr_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
+fn response_len(response: &Response) -> usize {
+    use axum::body::HttpBody;
+    response.body().size_hint().exact().unwrap_or(0) as usize
+}

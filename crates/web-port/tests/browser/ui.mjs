@@ -1,0 +1,76 @@
+// Drives the image demo's UI in a real browser: Debian's Chromium through
+// playwright-core (never a downloaded browser).
+//
+// Usage: node ui.mjs URL PHOTO SCREENSHOT_DIR
+// Uploads PHOTO, runs Grayscale and checks the gray image shows, switches
+// to Classify and checks the sentence and the five bars, checks the stats
+// panel counted both, and saves screenshots (desktop and phone size).
+// Exits non-zero with a reason on the first failed check.
+import { chromium } from "playwright-core";
+import path from "node:path";
+
+const [url, photo, shots] = process.argv.slice(2);
+if (!url || !photo || !shots) {
+  console.error("usage: node ui.mjs URL PHOTO SCREENSHOT_DIR");
+  process.exit(2);
+}
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+  const outside = [];
+  page.on("request", (r) => {
+    if (!r.url().startsWith(url) && !r.url().startsWith("blob:") && !r.url().startsWith("data:")) outside.push(r.url());
+  });
+  await page.goto(url);
+  await page.getByTestId("file").setInputFiles(photo);
+  await page.getByTestId("submit").click();
+  const gray = page.getByTestId("gray");
+  await gray.waitFor({ state: "visible", timeout: 30000 });
+  await page.waitForFunction(() => {
+    const img = document.querySelector("[data-testid=gray]");
+    return img && img.complete && img.naturalWidth > 0;
+  }, null, { timeout: 30000 });
+  console.log("grayscale shown:", await gray.evaluate((img) => `${img.naturalWidth}x${img.naturalHeight}`));
+  await page.screenshot({ path: path.join(shots, "ui-grayscale.png"), fullPage: true });
+
+  await page.getByTestId("mode-classify").click();
+  await page.getByTestId("submit").click();
+  const sentence = page.getByTestId("sentence");
+  await sentence.waitFor({ state: "visible", timeout: 30000 });
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=top5] li").length === 5, null, { timeout: 30000 });
+  const text = await sentence.textContent();
+  const labels = await page.locator("[data-testid=top5] li .name").allTextContents();
+  console.log("classify shown:", text, "|", labels.join(", "));
+  if (!/cat/.test(text)) throw new Error(`the sentence names no cat: ${text}`);
+  const barWidth = await page.locator("[data-testid=top5] li .fill").first().evaluate((el) => el.getBoundingClientRect().width);
+  if (barWidth < 20) throw new Error(`the top bar is ${barWidth}px wide`);
+  if (await page.getByTestId("gray").isVisible()) throw new Error("the grayscale view is still shown in classify mode");
+
+  await page.waitForFunction(() => Number(document.querySelector("[data-testid=count]").textContent) >= 2, null, { timeout: 10000 });
+  const rows = await page.locator("[data-testid=events] tr").count();
+  if (rows < 2) throw new Error(`the stats panel shows ${rows} events`);
+  await page.screenshot({ path: path.join(shots, "ui-classify.png"), fullPage: true });
+
+  // A phone-sized screen: no horizontal scrolling.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  if (overflow > 1) throw new Error(`the page scrolls sideways by ${overflow}px on a phone`);
+  await page.screenshot({ path: path.join(shots, "ui-phone.png"), fullPage: true });
+
+  // Errors are shown inline.
+  await page.setViewportSize({ width: 1100, height: 900 });
+  await page.getByTestId("file").setInputFiles({ name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("not an image") });
+  await page.getByTestId("submit").click();
+  const error = page.getByTestId("error");
+  await error.waitFor({ state: "visible", timeout: 30000 });
+  console.log("error shown:", await error.textContent());
+
+  if (outside.length) throw new Error(`the page loaded from outside: ${outside.join(", ")}`);
+  console.log("ok");
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,132 @@
+// The image demo's page: choose a photo, pick an API, POST it to
+// /api/hello with the `api` header, show the answer, refresh the stats.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let file = null;
+let api = "grayscale";
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+function choose(picked) {
+  if (!picked) return;
+  file = picked;
+  const url = URL.createObjectURL(file);
+  $("preview").src = url;
+  $("preview").hidden = false;
+  $("drop-hint").hidden = true;
+  $("original").src = url;
+  $("submit").disabled = false;
+  showError("");
+}
+
+$("file").addEventListener("change", (e) => choose(e.target.files[0]));
+const drop = $("drop");
+["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add("over"); }));
+["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
+drop.addEventListener("drop", (e) => choose(e.dataTransfer.files[0]));
+
+document.querySelectorAll(".mode").forEach((button) => {
+  button.addEventListener("click", () => {
+    api = button.dataset.api;
+    document.querySelectorAll(".mode").forEach((b) => {
+      b.classList.toggle("active", b === button);
+      b.setAttribute("aria-checked", String(b === button));
+    });
+  });
+});
+
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    return `${body.message || "request failed"} (${body.errorCode || response.status})`;
+  } catch (_) {
+    return `request failed with status ${response.status}`;
+  }
+}
+
+function renderClassify(answer) {
+  $("sentence").textContent = answer.sentence;
+  const list = $("top5");
+  list.replaceChildren();
+  for (const p of answer.top5) {
+    const li = document.createElement("li");
+    li.className = "bar";
+    const pct = (p.probability * 100).toFixed(1);
+    li.innerHTML = `<span class="name"></span><span class="track"><span class="fill"></span></span><span class="pct">${pct}%</span>`;
+    li.querySelector(".name").textContent = p.label;
+    li.querySelector(".fill").style.width = `${Math.max(p.probability * 100, 0.5)}%`;
+    list.appendChild(li);
+  }
+}
+
+$("submit").addEventListener("click", async () => {
+  if (!file) return;
+  const button = $("submit");
+  button.disabled = true;
+  button.classList.add("loading");
+  showError("");
+  const started = performance.now();
+  try {
+    const response = await fetch("/api/hello", {
+      method: "POST",
+      headers: { api, "content-type": file.type || "application/octet-stream" },
+      body: file,
+    });
+    if (!response.ok) {
+      showError(await errorMessage(response));
+      return;
+    }
+    const ms = performance.now() - started;
+    $("result").hidden = false;
+    $("elapsed").textContent = `${ms.toFixed(0)} ms`;
+    const isGray = api === "grayscale";
+    $("gray-view").hidden = !isGray;
+    $("classify-view").hidden = isGray;
+    $("result-title").textContent = isGray ? "Grayscale" : "Classification";
+    if (isGray) {
+      $("gray").src = URL.createObjectURL(await response.blob());
+    } else {
+      renderClassify(await response.json());
+    }
+  } catch (e) {
+    showError(`cannot reach web-port: ${e.message}`);
+  } finally {
+    button.disabled = false;
+    button.classList.remove("loading");
+    refreshStats();
+  }
+});
+
+async function refreshStats() {
+  try {
+    const response = await fetch("/api/invokecount");
+    if (!response.ok) {
+      $("stats-error").textContent = await errorMessage(response);
+      $("stats-error").hidden = false;
+      return;
+    }
+    const stats = await response.json();
+    $("stats-error").hidden = true;
+    $("count").textContent = stats.count;
+    const rows = stats.events.map((e) => {
+      const tr = document.createElement("tr");
+      const time = new Date(e.time).toLocaleTimeString();
+      for (const v of [time, e.api, e.inputBytes, e.outputBytes, e.milliseconds.toFixed(1), e.status]) {
+        const td = document.createElement("td");
+        td.textContent = v;
+        tr.appendChild(td);
+      }
+      return tr;
+    });
+    $("events").replaceChildren(...rows);
+  } catch (e) {
+    $("stats-error").textContent = `cannot load stats: ${e.message}`;
+    $("stats-error").hidden = false;
+  }
+}
+
+refreshStats();
