@@ -310,24 +310,38 @@ pub(crate) fn input_elements(
     Ok(f32s_from_le(&tensor.data))
 }
 
-/// The per-call state both backends share: the input set by the guest and
-/// the outputs of the last `compute`.
-pub(crate) struct ContextState {
-    pub(crate) input_shape: Vec<usize>,
-    pub(crate) input: Option<Vec<f32>>,
-    pub(crate) outputs: Vec<wasmtime_wasi_nn::Tensor>,
+/// What a backend provides: one inference on a loaded model. The model is
+/// shared by every call (behind an `Arc`); each call's execution context is
+/// a [`ModelContext`] around it.
+pub(crate) trait Model: Send + Sync + 'static {
+    /// The model's input shape.
+    fn input_shape(&self) -> &[usize];
+    /// Runs one inference; returns the first output's shape and elements.
+    fn infer(&self, input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>), String>;
 }
 
-impl ContextState {
-    pub(crate) fn new(input_shape: Vec<usize>) -> Self {
-        ContextState {
-            input_shape,
-            input: None,
-            outputs: Vec::new(),
-        }
-    }
+/// A fresh execution context over a shared model, as WASI-NN hands out.
+pub(crate) fn execution_context<M: Model>(
+    model: &std::sync::Arc<M>,
+) -> wasmtime_wasi_nn::ExecutionContext {
+    let context: Box<dyn BackendExecutionContext> = Box::new(ModelContext {
+        model: model.clone(),
+        input: None,
+        outputs: Vec::new(),
+    });
+    context.into()
+}
 
-    pub(crate) fn set_input(
+/// One call's execution context: the input the guest set and the outputs
+/// of the last `compute`, over the shared model.
+struct ModelContext<M> {
+    model: std::sync::Arc<M>,
+    input: Option<Vec<f32>>,
+    outputs: Vec<wasmtime_wasi_nn::Tensor>,
+}
+
+impl<M: Model> BackendExecutionContext for ModelContext<M> {
+    fn set_input(
         &mut self,
         id: wasmtime_wasi_nn::backend::Id,
         tensor: &wasmtime_wasi_nn::Tensor,
@@ -335,26 +349,40 @@ impl ContextState {
         if id.index().is_some_and(|i| i != 0) {
             return Err(backend_error("the model has one input, index 0"));
         }
-        self.input = Some(input_elements(tensor, &self.input_shape)?);
+        self.input = Some(input_elements(tensor, self.model.input_shape())?);
         Ok(())
     }
 
-    pub(crate) fn take_input(&mut self) -> Result<Vec<f32>, BackendError> {
-        self.input
+    fn compute(
+        &mut self,
+        inputs: Option<Vec<wasmtime_wasi_nn::backend::NamedTensor>>,
+    ) -> Result<Option<Vec<wasmtime_wasi_nn::backend::NamedTensor>>, BackendError> {
+        // The named-tensor (WIT) form runs through the witx steps.
+        let named = inputs.is_some();
+        for input in inputs.into_iter().flatten() {
+            self.set_input(wasmtime_wasi_nn::backend::Id::Index(0), &input.tensor)?;
+        }
+        let input = self
+            .input
             .take()
-            .ok_or_else(|| backend_error("compute before set_input"))
-    }
-
-    pub(crate) fn set_output(&mut self, shape: &[usize], values: &[f32]) {
+            .ok_or_else(|| backend_error("compute before set_input"))?;
+        let (shape, values) = self.model.infer(input).map_err(backend_error)?;
         self.outputs = vec![wasmtime_wasi_nn::Tensor {
             dimensions: shape.iter().map(|&d| d as u32).collect(),
             ty: wasmtime_wasi_nn::wit::TensorType::Fp32,
-            data: f32s_to_le(values),
+            data: f32s_to_le(&values),
         }];
+        if !named {
+            return Ok(None);
+        }
+        Ok(Some(vec![wasmtime_wasi_nn::backend::NamedTensor {
+            name: "0".into(),
+            tensor: self.outputs[0].clone(),
+        }]))
     }
 
-    pub(crate) fn get_output(
-        &self,
+    fn get_output(
+        &mut self,
         id: wasmtime_wasi_nn::backend::Id,
     ) -> Result<wasmtime_wasi_nn::Tensor, BackendError> {
         let index = id.index().unwrap_or(0) as usize;
@@ -363,20 +391,4 @@ impl ContextState {
             .cloned()
             .ok_or_else(|| backend_error(format!("no output {index}; call compute first")))
     }
-}
-
-/// Runs the named-tensor (WIT) form of `compute` through the witx steps.
-pub(crate) fn compute_named(
-    context: &mut dyn BackendExecutionContext,
-    inputs: Vec<wasmtime_wasi_nn::backend::NamedTensor>,
-) -> Result<Option<Vec<wasmtime_wasi_nn::backend::NamedTensor>>, BackendError> {
-    for input in inputs {
-        context.set_input(wasmtime_wasi_nn::backend::Id::Index(0), &input.tensor)?;
-    }
-    context.compute(None)?;
-    let output = context.get_output(wasmtime_wasi_nn::backend::Id::Index(0))?;
-    Ok(Some(vec![wasmtime_wasi_nn::backend::NamedTensor {
-        name: "0".into(),
-        tensor: output,
-    }]))
 }

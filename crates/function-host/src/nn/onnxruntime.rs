@@ -10,17 +10,15 @@
 //! inference may use [`NnConfig::threads`](super::NnConfig) threads.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::ValueType;
-use wasmtime_wasi_nn::backend::{
-    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
-};
-use wasmtime_wasi_nn::{ExecutionContext, Tensor as NnTensor};
+use wasmtime_wasi_nn::ExecutionContext;
+use wasmtime_wasi_nn::backend::{BackendError, BackendGraph};
 
-use super::{ContextState, backend_error, compute_named};
+use super::{Model, execution_context};
 
 /// The library `ort` was initialised with.
 static INITIALISED: Mutex<Option<PathBuf>> = Mutex::new(None);
@@ -82,8 +80,10 @@ fn load(library: &Path) -> Result<PathBuf, String> {
 }
 
 /// A model loaded into an ONNX Runtime session.
-pub struct OrtGraph {
-    session: std::sync::Arc<Mutex<Session>>,
+pub struct OrtGraph(Arc<OrtModel>);
+
+struct OrtModel {
+    session: Mutex<Session>,
     input_shape: Vec<usize>,
 }
 
@@ -108,77 +108,47 @@ impl OrtGraph {
             .iter()
             .map(|&d| usize::try_from(d).map_err(|_| "the model's input shape is not fixed"))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(OrtGraph {
-            session: std::sync::Arc::new(Mutex::new(session)),
+        Ok(OrtGraph(Arc::new(OrtModel {
+            session: Mutex::new(session),
             input_shape,
-        })
+        })))
     }
 
     /// Runs one inference: `input` in the model's input shape, row-major.
     /// Returns the first output's shape and elements.
     pub fn run(&self, input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>), String> {
-        run(&self.session, &self.input_shape, input)
+        self.0.infer(input)
     }
 }
 
-fn run(
-    session: &Mutex<Session>,
-    shape: &[usize],
-    input: Vec<f32>,
-) -> Result<(Vec<usize>, Vec<f32>), String> {
-    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-    let tensor = ort::value::Tensor::from_array((dims, input)).map_err(|e| e.to_string())?;
-    // A panic cannot happen while the lock is held by our code, but a
-    // poisoned session is still usable: ONNX Runtime keeps no partial state.
-    let mut session = session.lock().unwrap_or_else(|p| p.into_inner());
-    let outputs = session
-        .run(ort::inputs![tensor])
-        .map_err(|e| e.to_string())?;
-    if outputs.len() == 0 {
-        return Err("the model produced no output".into());
+impl Model for OrtModel {
+    fn input_shape(&self) -> &[usize] {
+        &self.input_shape
     }
-    let (shape, data) = outputs[0]
-        .try_extract_tensor::<f32>()
-        .map_err(|e| e.to_string())?;
-    let shape = shape.iter().map(|&d| d.max(0) as usize).collect();
-    Ok((shape, data.to_vec()))
+
+    fn infer(&self, input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>), String> {
+        let dims: Vec<i64> = self.input_shape.iter().map(|&d| d as i64).collect();
+        let tensor = ort::value::Tensor::from_array((dims, input))
+            .map_err(|e| format!("ONNX Runtime: {e}"))?;
+        // A poisoned session is still usable: ONNX Runtime keeps no partial
+        // state between runs.
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = session
+            .run(ort::inputs![tensor])
+            .map_err(|e| format!("ONNX Runtime: {e}"))?;
+        if outputs.len() == 0 {
+            return Err("ONNX Runtime: the model produced no output".into());
+        }
+        let (shape, data) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| format!("ONNX Runtime: {e}"))?;
+        let shape = shape.iter().map(|&d| d.max(0) as usize).collect();
+        Ok((shape, data.to_vec()))
+    }
 }
 
 impl BackendGraph for OrtGraph {
     fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        let context: Box<dyn BackendExecutionContext> = Box::new(OrtContext {
-            session: self.session.clone(),
-            state: ContextState::new(self.input_shape.clone()),
-        });
-        Ok(context.into())
-    }
-}
-
-struct OrtContext {
-    session: std::sync::Arc<Mutex<Session>>,
-    state: ContextState,
-}
-
-impl BackendExecutionContext for OrtContext {
-    fn set_input(&mut self, id: Id, tensor: &NnTensor) -> Result<(), BackendError> {
-        self.state.set_input(id, tensor)
-    }
-
-    fn compute(
-        &mut self,
-        inputs: Option<Vec<NamedTensor>>,
-    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        if let Some(inputs) = inputs {
-            return compute_named(self, inputs);
-        }
-        let input = self.state.take_input()?;
-        let (shape, values) = run(&self.session, &self.state.input_shape, input)
-            .map_err(|e| backend_error(format!("ONNX Runtime: {e}")))?;
-        self.state.set_output(&shape, &values);
-        Ok(None)
-    }
-
-    fn get_output(&mut self, id: Id) -> Result<NnTensor, BackendError> {
-        self.state.get_output(id)
+        Ok(execution_context(&self.0))
     }
 }

@@ -8,18 +8,16 @@
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
-use wasmtime_wasi_nn::backend::{
-    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
-};
-use wasmtime_wasi_nn::{ExecutionContext, Tensor as NnTensor};
+use wasmtime_wasi_nn::ExecutionContext;
+use wasmtime_wasi_nn::backend::{BackendError, BackendGraph};
 
-use super::{ContextState, backend_error, compute_named};
-
-type Plan = Arc<TypedRunnableModel>;
+use super::{Model, execution_context};
 
 /// An optimised model.
-pub struct TractGraph {
-    plan: Plan,
+pub struct TractGraph(Arc<TractModel>);
+
+struct TractModel {
+    plan: Arc<TypedRunnableModel>,
     input_shape: Vec<usize>,
 }
 
@@ -38,65 +36,45 @@ impl TractGraph {
             .ok_or("the model's input shape is not fixed")?
             .to_vec();
         let plan = typed.into_runnable().map_err(|e| format!("{e:#}"))?;
-        Ok(TractGraph { plan, input_shape })
+        Ok(TractGraph(Arc::new(TractModel { plan, input_shape })))
     }
 
     /// Runs one inference: `input` in the model's input shape, row-major.
     /// Returns the first output's shape and elements.
     pub fn run(&self, input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>), String> {
-        run(&self.plan, &self.input_shape, input).map_err(|e| format!("{e:#}"))
+        self.0.infer(input)
     }
 }
 
-fn run(plan: &Plan, shape: &[usize], input: Vec<f32>) -> TractResult<(Vec<usize>, Vec<f32>)> {
-    let tensor = tract_ndarray::ArrayD::from_shape_vec(shape, input)?.into_tensor();
-    let outputs = plan.run(tvec!(tensor.into_tvalue()))?;
-    let output = outputs
-        .first()
-        .ok_or_else(|| TractError::msg("the model produced no output"))?;
-    let values = output
-        .to_plain_array_view::<f32>()?
-        .iter()
-        .copied()
-        .collect();
-    Ok((output.shape().to_vec(), values))
+impl TractModel {
+    fn run(&self, input: Vec<f32>) -> TractResult<(Vec<usize>, Vec<f32>)> {
+        let tensor = tract_ndarray::ArrayD::from_shape_vec(self.input_shape.as_slice(), input)?
+            .into_tensor();
+        let outputs = self.plan.run(tvec!(tensor.into_tvalue()))?;
+        let output = outputs
+            .first()
+            .ok_or_else(|| TractError::msg("the model produced no output"))?;
+        let values = output
+            .to_plain_array_view::<f32>()?
+            .iter()
+            .copied()
+            .collect();
+        Ok((output.shape().to_vec(), values))
+    }
+}
+
+impl Model for TractModel {
+    fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    fn infer(&self, input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>), String> {
+        self.run(input).map_err(|e| format!("tract: {e:#}"))
+    }
 }
 
 impl BackendGraph for TractGraph {
     fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        let context: Box<dyn BackendExecutionContext> = Box::new(TractContext {
-            plan: self.plan.clone(),
-            state: ContextState::new(self.input_shape.clone()),
-        });
-        Ok(context.into())
-    }
-}
-
-struct TractContext {
-    plan: Plan,
-    state: ContextState,
-}
-
-impl BackendExecutionContext for TractContext {
-    fn set_input(&mut self, id: Id, tensor: &NnTensor) -> Result<(), BackendError> {
-        self.state.set_input(id, tensor)
-    }
-
-    fn compute(
-        &mut self,
-        inputs: Option<Vec<NamedTensor>>,
-    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        if let Some(inputs) = inputs {
-            return compute_named(self, inputs);
-        }
-        let input = self.state.take_input()?;
-        let (shape, values) = run(&self.plan, &self.state.input_shape, input)
-            .map_err(|e| backend_error(format!("tract: {e:#}")))?;
-        self.state.set_output(&shape, &values);
-        Ok(None)
-    }
-
-    fn get_output(&mut self, id: Id) -> Result<NnTensor, BackendError> {
-        self.state.get_output(id)
+        Ok(execution_context(&self.0))
     }
 }
