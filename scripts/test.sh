@@ -15,6 +15,7 @@ build_functions
 step "cargo fmt --check"
 cargo fmt --all --check
 (cd functions && cargo fmt --all --check)
+(cd fuzz && cargo fmt --check)
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -31,3 +32,7 @@ fetch_models "$(target_dir_of_workspace)/debug/dapr-wasm"
 
 step "Workspace tests"
 cargo test --workspace --locked
+
+# A short, bounded run of each fuzz target (scripts/fuzz.sh; the longer
+# run and its results are in docs/performance.md).
+FUZZ_SECONDS=30 bash scripts/fuzz.sh

@@ -2,142 +2,15 @@
 //! real processes, through web-port, then `list`, `invoke`, a killed app,
 //! and a clean stop that leaves no process behind.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
-
-fn repo_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(relative)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn pid_alive(pid: u64) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
-}
-
-/// Writes a run file like deploy/dapr.yaml, on free ports, with the state
-/// store in `dir`.
-fn write_run_file(dir: &Path, ports: &[u16; 6]) -> PathBuf {
-    let components = dir.join("components");
-    std::fs::create_dir_all(&components).unwrap();
-    std::fs::write(
-        components.join("statestore.yaml"),
-        format!(
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: connectionString\n    value: \"{}\"\n",
-            dir.join("state.db").display()
-        ),
-    )
-    .unwrap();
-    let root = repo_path("").canonicalize().unwrap();
-    let run_file = dir.join("dapr.yaml");
-    std::fs::write(
-        &run_file,
-        format!(
-            "version: 1\ncommon:\n  resourcesPath: ./components\n  env:\n    DAPR_WASM_LOG: warn\napps:\n\
-             - appID: web-port\n  appDirPath: {root}\n  appPort: {}\n  daprHTTPPort: {}\n  command: [\"dapr-wasm\", \"web-port\"]\n\
-             - appID: image-api-grayscale\n  appDirPath: {root}\n  appPort: {}\n  daprHTTPPort: {}\n  command: [\"dapr-wasm\", \"image-api\", \"--function\", \"grayscale=build/functions/grayscale.wasm\"]\n\
-             - appID: image-api-classify\n  appDirPath: {root}\n  appPort: {}\n  daprHTTPPort: {}\n  command: [\"dapr-wasm\", \"image-api\", \"--function\", \"classify=build/functions/classify.wasm\"]\n",
-            ports[0], ports[1], ports[2], ports[3], ports[4], ports[5],
-            root = root.display()
-        ),
-    )
-    .unwrap();
-    run_file
-}
-
-struct Up {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    data: tempfile::TempDir,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Up {
-    fn start(run_file: &Path, data: tempfile::TempDir) -> Up {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dapr-wasm"))
-            .args(["up", "-f"])
-            .arg(run_file)
-            .env("DAPR_WASM_DATA_DIR", data.path())
-            // The models `scripts/test.sh` fetched, not a fresh download.
-            .env(
-                "DAPR_WASM_MODELS_DIR",
-                models::default_models_dir().unwrap(),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                eprintln!("{line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Up { child, lines, data }
-    }
-
-    /// The demo on free ports, with its run file in a temporary folder.
-    fn start_demo() -> (Up, [u16; 6], tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let ports = [(); 6].map(|()| free_port());
-        let run_file = write_run_file(dir.path(), &ports);
-        (
-            Up::start(&run_file, tempfile::tempdir().unwrap()),
-            ports,
-            dir,
-        )
-    }
-
-    fn wait_for(&self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(180)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("`{needle}` never appeared: {e}"),
-            }
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_dapr-wasm"))
-            .args(args)
-            .env("DAPR_WASM_DATA_DIR", self.data.path())
-            .output()
-            .unwrap()
-    }
-
-    fn records(&self) -> Vec<Value> {
-        std::fs::read_dir(self.data.path().join("run"))
-            .unwrap()
-            .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
-            .collect()
-    }
-}
+use support::{Up, repo_path, wait_gone};
 
 async fn hello(client: &reqwest::Client, web: &str, api: &str, photo: &str) -> reqwest::Response {
     client
@@ -152,11 +25,7 @@ async fn hello(client: &reqwest::Client, web: &str, api: &str, photo: &str) -> r
 #[tokio::test(flavor = "multi_thread")]
 async fn up_runs_the_whole_demo_and_stops_without_leftovers() {
     let (up, ports, _dir) = Up::start_demo();
-    let line = up.wait_for("up: open http://");
-    let web = line
-        .trim_start_matches("up: open ")
-        .trim_end_matches('/')
-        .to_string();
+    let web = up.wait_ready();
     assert_eq!(web, format!("http://127.0.0.1:{}", ports[0]));
 
     let client = reqwest::Client::new();
@@ -240,13 +109,7 @@ async fn up_runs_the_whole_demo_and_stops_without_leftovers() {
     unsafe { libc::kill(up.child.id() as i32, libc::SIGTERM) };
     let status = up.child.wait().unwrap();
     assert!(status.success(), "{status}");
-    for _ in 0..50 {
-        if pids.iter().all(|&p| !pid_alive(p)) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let left: Vec<u64> = pids.into_iter().filter(|&p| pid_alive(p)).collect();
+    let left = wait_gone(&pids, Duration::from_secs(5));
     assert!(left.is_empty(), "processes left behind: {left:?}");
     assert!(up.records().is_empty(), "run records removed");
 }

@@ -296,3 +296,56 @@ fn modules_that_are_not_wasi_commands_are_rejected_at_load() {
     let missing = host.load_file("missing", "/nonexistent/missing.wasm".as_ref());
     assert!(matches!(missing, Err(LoadError::Read { .. })));
 }
+
+/// Guests that trap, loop and exhaust memory, all at once and over and
+/// over, beside well-behaved calls: every well-behaved call gets its own
+/// input back, and every bad one its own error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn traps_loops_and_memory_exhaustion_never_affect_other_calls() {
+    let limits = CallLimits {
+        deadline: Duration::from_millis(500),
+        max_memory_bytes: 64 << 20,
+        ..CallLimits::default()
+    };
+    let host = FunctionHost::new(HostConfig {
+        max_concurrent_calls: 8,
+        ..config(limits)
+    })
+    .unwrap();
+    let [echo, spin, hog, trap] = ["echo", "spin", "hog", "trap"].map(|name| load(&host, name));
+    let mut calls = tokio::task::JoinSet::new();
+    for round in 0..6u8 {
+        for (function, kind) in [(&spin, "spin"), (&hog, "hog"), (&trap, "trap")] {
+            let function = function.clone();
+            calls.spawn(async move { (kind, function.call(Bytes::from_static(b"x"), &[]).await) });
+        }
+        for i in 0..10u8 {
+            let echo = echo.clone();
+            calls.spawn(async move {
+                let input = Bytes::from(vec![round.wrapping_mul(31) ^ i; 4096 + usize::from(i)]);
+                let result = echo.call(input.clone(), &[]).await;
+                match result {
+                    Ok(out) if out.stdout == input => ("echo", Ok(out)),
+                    Ok(_) => panic!("an echo call got someone else's output"),
+                    Err(err) => ("echo", Err(err)),
+                }
+            });
+        }
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    while let Some(done) = calls.join_next().await {
+        let (kind, result) = done.unwrap();
+        match (kind, &result) {
+            ("echo", Ok(_))
+            | ("spin", Err(CallError::Timeout { .. }))
+            | ("hog", Err(CallError::MemoryLimit { .. }))
+            | ("trap", Err(CallError::Trap { .. })) => {}
+            _ => panic!("{kind}: {result:?}"),
+        }
+        *seen.entry(kind).or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [("echo", 60), ("hog", 6), ("spin", 6), ("trap", 6)]
+    );
+}

@@ -133,7 +133,10 @@ fn main() {
     let url = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/api/image", listener.local_addr().unwrap());
-        let app = image_api::routes::app(function.clone(), 16 << 20);
+        let app = image_api::routes::app(
+            function.clone(),
+            service_kit::body::BodyLimits::max_bytes(16 << 20),
+        );
         tokio::spawn(image_api::serve(listener, app, std::future::pending()));
         url
     });

@@ -48,6 +48,10 @@ pub struct ImageApiArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 
+    /// How long a whole upload may take to arrive; slower uploads get 408.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
     /// Calls that may run at once; more wait. Defaults to the number of cores.
     #[arg(long)]
     pub max_concurrent_calls: Option<usize>,
@@ -84,6 +88,8 @@ pub struct ImageApiConfig {
     pub host: HostConfig,
     /// Models for WASI-NN, loaded only if the function imports it.
     pub nn: NnConfig,
+    /// How long a whole upload may take to arrive.
+    pub body_timeout: Duration,
 }
 
 /// The app port when none is given: the seed's ports.
@@ -126,8 +132,8 @@ impl ImageApiArgs {
         if self.max_body_size == 0 || self.max_output_size == 0 || self.max_memory == 0 {
             return Err("sizes must be greater than zero".into());
         }
-        if self.timeout.is_zero() {
-            return Err("--timeout must be greater than zero".into());
+        if self.timeout.is_zero() || self.body_timeout.is_zero() {
+            return Err("--timeout and --body-timeout must be greater than zero".into());
         }
         let defaults = HostConfig::default();
         let host = HostConfig {
@@ -160,6 +166,7 @@ impl ImageApiArgs {
             dapr_http_port: self.dapr_http_port,
             host,
             nn: self.nn.validate()?,
+            body_timeout: self.body_timeout,
         })
     }
 }

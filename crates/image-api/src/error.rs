@@ -7,6 +7,7 @@
 //! | `BodyRead`         | 400    | `ERR_BAD_REQUEST`                |
 //! | `InvalidImage`     | 400    | `ERR_INVALID_IMAGE`              |
 //! | `UnsupportedImage` | 415    | `ERR_UNSUPPORTED_IMAGE`          |
+//! | `BodyTimeout`      | 408    | `ERR_BODY_TIMEOUT`               |
 //! | `BodyTooLarge`     | 413    | `ERR_BODY_TOO_LARGE`             |
 //! | `ImageTooLarge`    | 413    | `ERR_IMAGE_TOO_LARGE`            |
 //! | `NotFound`         | 404    | `ERR_NOT_FOUND`                  |
@@ -29,6 +30,9 @@ pub enum ApiError {
     /// The body could not be read.
     #[error("cannot read the request body: {0}")]
     BodyRead(String),
+    /// The body did not arrive in time (a slowly trickled upload).
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// The body is over the configured limit.
     #[error("the request body exceeds the limit of {limit} bytes")]
     BodyTooLarge {
@@ -71,6 +75,7 @@ impl ApiError {
             ApiError::EmptyBody | ApiError::BodyRead(_) | ApiError::InvalidImage(_) => {
                 StatusCode::BAD_REQUEST
             }
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge { .. } | ApiError::ImageTooLarge(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -89,6 +94,7 @@ impl ApiError {
             ApiError::EmptyBody => "ERR_EMPTY_BODY",
             ApiError::BodyRead(_) => "ERR_BAD_REQUEST",
             ApiError::BodyTooLarge { .. } => "ERR_BODY_TOO_LARGE",
+            ApiError::BodyTimeout(_) => "ERR_BODY_TIMEOUT",
             ApiError::InvalidImage(_) => "ERR_INVALID_IMAGE",
             ApiError::UnsupportedImage(_) => "ERR_UNSUPPORTED_IMAGE",
             ApiError::ImageTooLarge(_) => "ERR_IMAGE_TOO_LARGE",

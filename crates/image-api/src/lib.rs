@@ -41,9 +41,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    service_kit::serve::serve(listener, app, shutdown).await
 }
 
 /// Creates the function host and loads the configured function (compiling it
@@ -100,7 +98,11 @@ pub async fn run(
         dapr_http_port = config.dapr_http_port,
         "image-api listening on http://{local}"
     );
-    let app = routes::app(function, config.host.limits.max_input_bytes);
+    let body_limits = service_kit::body::BodyLimits {
+        max_bytes: config.host.limits.max_input_bytes,
+        timeout: config.body_timeout,
+    };
+    let app = routes::app(function, body_limits);
     serve(listener, app, shutdown)
         .await
         .context("the HTTP server failed")

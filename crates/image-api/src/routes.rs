@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use function_host::Function;
 use serde_json::json;
-use service_kit::body::BodyError;
+use service_kit::body::{BodyError, BodyLimits};
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
@@ -27,12 +27,12 @@ use crate::error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     function: Function,
-    max_body_bytes: usize,
+    body_limits: BodyLimits,
 }
 
-/// The service's router for `function`, accepting bodies up to
-/// `max_body_bytes`.
-pub fn app(function: Function, max_body_bytes: usize) -> Router {
+/// The service's router for `function`, accepting bodies within
+/// `body_limits`.
+pub fn app(function: Function, body_limits: BodyLimits) -> Router {
     let alias = format!("/{}", function.name());
     Router::new()
         .route("/", get(usage_get))
@@ -44,12 +44,12 @@ pub fn app(function: Function, max_body_bytes: usize) -> Router {
         .layer(TraceLayer::new_for_http())
         .with_state(AppState {
             function,
-            max_body_bytes,
+            body_limits,
         })
 }
 
 async fn image_post(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let input = read_body(request, state.max_body_bytes).await?;
+    let input = read_body(request, state.body_limits).await?;
     let output = state.function.call(input, &[]).await?;
     let timing = format!("wasm;dur={:.2}", output.elapsed.as_secs_f64() * 1e3);
     let mut response = Body::from(output.stdout.clone()).into_response();
@@ -65,12 +65,13 @@ async fn image_post(State(state): State<AppState>, request: Request) -> Result<R
 }
 
 /// Reads the whole body (see [`service_kit::body`]).
-async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
-    service_kit::body::read_limited(request, limit)
+async fn read_body(request: Request, limits: BodyLimits) -> Result<Bytes, ApiError> {
+    service_kit::body::read_limited(request, limits)
         .await
         .map_err(|err| match err {
             BodyError::TooLarge { limit } => ApiError::BodyTooLarge { limit },
             BodyError::Empty => ApiError::EmptyBody,
+            BodyError::TimedOut(after) => ApiError::BodyTimeout(after),
             BodyError::Read(reason) => ApiError::BodyRead(reason),
         })
 }

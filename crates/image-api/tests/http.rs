@@ -78,7 +78,8 @@ impl Service {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let app = image_api::routes::app(function, max_body);
+        let app =
+            image_api::routes::app(function, service_kit::body::BodyLimits::max_bytes(max_body));
         tokio::spawn(image_api::serve(listener, app, async {
             let _ = rx.await;
         }));

@@ -1,7 +1,10 @@
 //! Reading a whole request body under a size limit, the same way in every
 //! service: a `Content-Length` over the limit is refused before reading, a
-//! body that grows past it while streaming is refused too, and an empty
-//! body is its own error.
+//! body that grows past it while streaming is refused too, an empty body is
+//! its own error, and a body that does not arrive within a deadline (a
+//! slowly trickled upload) is refused rather than waited for forever.
+
+use std::time::Duration;
 
 use axum::extract::Request;
 use bytes::Bytes;
@@ -18,18 +21,48 @@ pub enum BodyError {
     /// The body was empty.
     #[error("the request body is empty")]
     Empty,
+    /// The whole body did not arrive in time.
+    #[error("the request body did not arrive within {0:?}")]
+    TimedOut(Duration),
     /// The connection failed while reading.
     #[error("cannot read the request body: {0}")]
     Read(String),
 }
 
-/// Reads the whole body of `request`, at most `limit` bytes.
-pub async fn read_limited(request: Request, limit: usize) -> Result<Bytes, BodyError> {
+/// The default for how long a whole request body may take to arrive.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The bounds on one request body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// The most bytes.
+    pub max_bytes: usize,
+    /// How long the whole body may take to arrive.
+    pub timeout: Duration,
+}
+
+impl BodyLimits {
+    /// At most `max_bytes`, within [`DEFAULT_BODY_TIMEOUT`].
+    pub fn max_bytes(max_bytes: usize) -> BodyLimits {
+        BodyLimits {
+            max_bytes,
+            timeout: DEFAULT_BODY_TIMEOUT,
+        }
+    }
+}
+
+/// Reads the whole body of `request` within `limits`.
+pub async fn read_limited(request: Request, limits: BodyLimits) -> Result<Bytes, BodyError> {
+    let BodyLimits {
+        max_bytes: limit,
+        timeout,
+    } = limits;
     if crate::headers::content_length(request.headers()).is_some_and(|len| len > limit as u64) {
         return Err(BodyError::TooLarge { limit });
     }
-    let body = axum::body::to_bytes(request.into_body(), limit)
+    let body = tokio::time::timeout(timeout, axum::body::to_bytes(request.into_body(), limit))
         .await
+        .map_err(|_| BodyError::TimedOut(timeout))?
         .map_err(|err| {
             let err = err.into_inner();
             if err.is::<http_body_util::LengthLimitError>() {

@@ -5,11 +5,13 @@
 //! - [`error_body`]: Dapr's JSON error response `{errorCode, message}`.
 //! - [`headers`]: reading shared request headers (`Content-Length`).
 //! - [`body`]: reading a request body under a size limit.
+//! - [`serve`]: the HTTP server loop, with header bounds and timeouts.
 //! - [`shutdown`]: one shutdown signal (Ctrl-C or SIGTERM) for every
 //!   long-running subcommand.
 
 pub mod body;
 pub mod error_body;
 pub mod headers;
+pub mod serve;
 pub mod shutdown;
 pub mod units;

@@ -208,6 +208,10 @@ impl Sidecar {
                 })?;
         let (mut parts, body) = response.into_parts();
         parts.headers = forwardable(&parts.headers);
+        // The app's answer, whatever it is, goes back as it came.
+        parts
+            .extensions
+            .insert(service_kit::error_body::PassedThrough);
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 }

@@ -196,6 +196,7 @@ pub fn app(sidecar: Arc<Sidecar>) -> Router {
         .route("/v1.0/healthz", get(metadata::healthz))
         .route("/v1.0/healthz/outbound", get(metadata::healthz))
         .fallback(invoke::invoke_by_header_or_not_found)
+        .layer(middleware::from_fn(service_kit::error_body::json_errors))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             sidecar.clone(),
@@ -232,12 +233,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    service_kit::serve::serve(listener, app, shutdown).await
 }
 
 /// Runs a sidecar: binds `--dapr-http-port`, then [`run_on`].

@@ -154,22 +154,40 @@ async fn api_tokens_guard_the_api_and_the_app_token_reaches_the_app() {
     let sidecar = RunningSidecar::start(guarded).await;
     let client = reqwest::Client::new();
 
-    assert_dapr_error(
-        client
-            .get(sidecar.url("/v1.0/metadata"))
-            .send()
-            .await
-            .unwrap(),
-        401,
-        "ERR_API_UNAUTHORIZED",
-    )
-    .await;
-    let health = client
-        .get(sidecar.url("/v1.0/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 204, "health needs no token");
+    // Every API, and any other path, without the token or with a wrong one.
+    let apis = [
+        ("GET", "/v1.0/invoke/guarded/method/hi"),
+        ("POST", "/v1.0/invoke/guarded/method/hi"),
+        // The route peers' sidecars call.
+        ("POST", "/_dapr-wasm/internal/invoke/guarded/hi"),
+        ("GET", "/hi"),
+        ("POST", "/v1.0/state/statestore"),
+        ("POST", "/v1.0/state/statestore/bulk"),
+        ("POST", "/v1.0/state/statestore/transaction"),
+        ("GET", "/v1.0/state/statestore/key"),
+        ("DELETE", "/v1.0/state/statestore/key"),
+        ("GET", "/v1.0/secrets/localsecrets/bulk"),
+        ("GET", "/v1.0/secrets/localsecrets/name"),
+        ("GET", "/v1.0/metadata"),
+        ("PUT", "/v1.0/metadata/key"),
+        ("GET", "/v1.0/no-such-api"),
+    ];
+    for (method, path) in apis {
+        for token in [None, Some("wrong"), Some("")] {
+            let mut request = client
+                .request(method.parse().unwrap(), sidecar.url(path))
+                .header("dapr-app-id", "guarded")
+                .body("[]");
+            if let Some(token) = token {
+                request = request.header("dapr-api-token", token);
+            }
+            assert_dapr_error(request.send().await.unwrap(), 401, "ERR_API_UNAUTHORIZED").await;
+        }
+    }
+    for path in ["/v1.0/healthz", "/v1.0/healthz/outbound"] {
+        let health = client.get(sidecar.url(path)).send().await.unwrap();
+        assert_eq!(health.status(), 204, "{path} needs no token");
+    }
 
     let response = client
         .get(sidecar.url("/v1.0/invoke/guarded/method/hi"))

@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::Args;
+use service_kit::body::BodyLimits;
 use service_kit::units::{parse_duration, parse_size};
 
 /// Flags of `dapr-wasm web-port`.
@@ -37,6 +38,10 @@ pub struct WebPortArgs {
     #[arg(long, default_value = "16Mi", value_parser = parse_size)]
     pub max_body_size: usize,
 
+    /// How long a whole upload may take to arrive; slower uploads get 408.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
     /// How long a call to an image app may take.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub invoke_timeout: Duration,
@@ -55,8 +60,8 @@ pub struct WebPortConfig {
     pub classify_app_id: String,
     /// The state store's name.
     pub state_store: String,
-    /// Largest upload in bytes.
-    pub max_body_bytes: usize,
+    /// Largest upload and how long it may take to arrive.
+    pub body_limits: BodyLimits,
     /// Timeout of a call to an image app.
     pub invoke_timeout: Duration,
 }
@@ -82,7 +87,10 @@ impl WebPortArgs {
             grayscale_app_id: self.grayscale_app_id.clone(),
             classify_app_id: self.classify_app_id.clone(),
             state_store: self.state_store.clone(),
-            max_body_bytes: self.max_body_size,
+            body_limits: BodyLimits {
+                max_bytes: self.max_body_size,
+                timeout: self.body_timeout,
+            },
             invoke_timeout: self.invoke_timeout,
         })
     }

@@ -42,6 +42,8 @@ pub struct Invoked {
     pub status: StatusCode,
     /// Its `Content-Type`, if any.
     pub content_type: Option<String>,
+    /// Its `Retry-After`, if any (a busy app says when to come back).
+    pub retry_after: Option<String>,
     /// Its body.
     pub body: Bytes,
 }
@@ -99,11 +101,15 @@ impl DaprClient {
             .await
             .map_err(|e| Self::unreachable(&url, e))?;
         let status = response.status();
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let content_type = header(reqwest::header::CONTENT_TYPE);
+        let retry_after = header(reqwest::header::RETRY_AFTER);
         let body = response
             .bytes()
             .await
@@ -111,6 +117,7 @@ impl DaprClient {
         Ok(Invoked {
             status,
             content_type,
+            retry_after,
             body,
         })
     }

@@ -7,6 +7,7 @@
 //! | `EmptyBody` | 400 | `ERR_EMPTY_BODY` |
 //! | `BodyRead` | 400 | `ERR_BAD_REQUEST` |
 //! | `BodyTooLarge` | 413 | `ERR_BODY_TOO_LARGE` |
+//! | `BodyTimeout` | 408 | `ERR_BODY_TIMEOUT` |
 //! | `ImageAppUnavailable` | 503 | `ERR_IMAGE_APP_UNAVAILABLE` |
 //! | `Sidecar` | 502 | `ERR_SIDECAR` |
 //! | `Stats` | 503 | `ERR_STATE_STORE` |
@@ -29,6 +30,9 @@ pub enum WebError {
     /// The upload could not be read.
     #[error("cannot read the upload: {0}")]
     BodyRead(String),
+    /// The upload did not arrive in time (a slowly trickled body).
+    #[error("the upload did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// The upload is over the limit.
     #[error("the upload exceeds the limit of {limit} bytes")]
     BodyTooLarge {
@@ -61,6 +65,7 @@ impl WebError {
             WebError::UnknownApi(_) | WebError::EmptyBody | WebError::BodyRead(_) => {
                 StatusCode::BAD_REQUEST
             }
+            WebError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             WebError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::ImageAppUnavailable { .. } | WebError::Stats(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -77,6 +82,7 @@ impl WebError {
             WebError::EmptyBody => "ERR_EMPTY_BODY",
             WebError::BodyRead(_) => "ERR_BAD_REQUEST",
             WebError::BodyTooLarge { .. } => "ERR_BODY_TOO_LARGE",
+            WebError::BodyTimeout(_) => "ERR_BODY_TIMEOUT",
             WebError::ImageAppUnavailable { .. } => "ERR_IMAGE_APP_UNAVAILABLE",
             WebError::Sidecar(_) => "ERR_SIDECAR",
             WebError::Stats(_) => "ERR_STATE_STORE",
@@ -87,6 +93,16 @@ impl WebError {
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        service_kit::error_body::error_response(self.status(), self.code(), self.to_string())
+        let status = self.status();
+        let mut response =
+            service_kit::error_body::error_response(status, self.code(), self.to_string());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // The app or the store may be back soon; say when to retry.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }

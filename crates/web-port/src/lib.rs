@@ -54,8 +54,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = routes::app(config)?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    service_kit::serve::serve(listener, app, shutdown)
         .await
         .context("the HTTP server failed")
 }

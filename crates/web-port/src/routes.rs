@@ -90,12 +90,13 @@ async fn hello_post(State(state): State<AppState>, request: Request) -> Response
         return WebError::UnknownApi(api_header).into_response();
     };
     let content_type = header_str(request.headers(), "content-type");
-    let input = match service_kit::body::read_limited(request, state.config.max_body_bytes).await {
+    let input = match service_kit::body::read_limited(request, state.config.body_limits).await {
         Ok(input) => input,
         Err(BodyError::TooLarge { limit }) => {
             return WebError::BodyTooLarge { limit }.into_response();
         }
         Err(BodyError::Empty) => return WebError::EmptyBody.into_response(),
+        Err(BodyError::TimedOut(after)) => return WebError::BodyTimeout(after).into_response(),
         Err(BodyError::Read(reason)) => return WebError::BodyRead(reason).into_response(),
     };
     let input_bytes = input.len();
@@ -112,11 +113,13 @@ async fn hello_post(State(state): State<AppState>, request: Request) -> Response
         Ok(invoked) => {
             let mut response = Response::new(Body::from(invoked.body));
             *response.status_mut() = invoked.status;
-            if let Some(value) = invoked
-                .content_type
-                .and_then(|v| HeaderValue::from_str(&v).ok())
-            {
-                response.headers_mut().insert(header::CONTENT_TYPE, value);
+            for (name, value) in [
+                (header::CONTENT_TYPE, invoked.content_type),
+                (header::RETRY_AFTER, invoked.retry_after),
+            ] {
+                if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                    response.headers_mut().insert(name, value);
+                }
             }
             response
         }

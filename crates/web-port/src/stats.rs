@@ -1,5 +1,6 @@
 //! Invocation stats kept in the Dapr state store: one record under the key
-//! `invokecount` holding the counter and the last [`MAX_EVENTS`] events.
+//! `invokecount` holding the counters (successful and failed calls) and the
+//! last [`MAX_EVENTS`] events.
 //!
 //! Every upload reads the record and its etag, adds itself, and writes it
 //! back with first-write concurrency. If another upload wrote in between,
@@ -42,8 +43,11 @@ pub struct Event {
 /// The stored record, and what `GET /api/invokecount` returns.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Stats {
-    /// Calls recorded so far.
+    /// Calls answered with a 2xx so far.
     pub count: u64,
+    /// Calls answered with an error so far.
+    #[serde(default)]
+    pub failed: u64,
     /// The last events, newest first.
     pub events: Vec<Event>,
 }
@@ -57,14 +61,19 @@ pub async fn read(dapr: &DaprClient, store: &str) -> Result<Stats, DaprError> {
         .unwrap_or_default())
 }
 
-/// Adds one event and counts it, retrying lost etag races.
+/// Adds one event and counts it as a success or a failure, retrying lost
+/// etag races.
 pub async fn record(dapr: &DaprClient, store: &str, event: Event) -> Result<Stats, DaprError> {
     for attempt in 0..MAX_ATTEMPTS {
         let (mut stats, etag) = match dapr.get_state::<Stats>(store, STATS_KEY).await? {
             Some((stats, etag)) => (stats, Some(etag)),
             None => (Stats::default(), None),
         };
-        stats.count += 1;
+        if (200..300).contains(&event.status) {
+            stats.count += 1;
+        } else {
+            stats.failed += 1;
+        }
         stats.events.insert(0, event.clone());
         stats.events.truncate(MAX_EVENTS);
         match dapr

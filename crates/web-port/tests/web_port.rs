@@ -29,13 +29,26 @@ fn photo(name: &str) -> Vec<u8> {
     std::fs::read(repo_path("testdata").join(name)).unwrap()
 }
 
-/// Starts an image app on `port` (0 for any); returns its address and stop.
-async fn start_image_app(function: &str, port: u16) -> (SocketAddr, oneshot::Sender<()>) {
-    let host = FunctionHost::new(HostConfig {
+/// The image apps' host configuration in these tests.
+fn host_config() -> HostConfig {
+    HostConfig {
         cache_dir: None,
         ..HostConfig::default()
-    })
-    .unwrap();
+    }
+}
+
+/// Starts an image app on `port` (0 for any); returns its address and stop.
+async fn start_image_app(function: &str, port: u16) -> (SocketAddr, oneshot::Sender<()>) {
+    start_image_app_with(function, port, host_config()).await
+}
+
+/// [`start_image_app`] with its own host configuration.
+async fn start_image_app_with(
+    function: &str,
+    port: u16,
+    host: HostConfig,
+) -> (SocketAddr, oneshot::Sender<()>) {
+    let host = FunctionHost::new(host).unwrap();
     let path = repo_path(&format!("build/functions/{function}.wasm"));
     let mut loaded = host
         .load_file(function, &path)
@@ -59,7 +72,7 @@ async fn start_image_app(function: &str, port: u16) -> (SocketAddr, oneshot::Sen
     let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let address = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let app = image_api::routes::app(loaded, 16 << 20);
+    let app = image_api::routes::app(loaded, service_kit::body::BodyLimits::max_bytes(16 << 20));
     tokio::spawn(image_api::serve(listener, app, async {
         let _ = rx.await;
     }));
@@ -79,8 +92,13 @@ struct System {
 
 impl System {
     async fn start() -> System {
+        System::start_with("grayscale", host_config()).await
+    }
+
+    /// The system with `function` as the grayscale app, on `host`.
+    async fn start_with(function: &str, host: HostConfig) -> System {
         let data = tempfile::tempdir().unwrap();
-        let (gray_addr, gray_stop) = start_image_app("grayscale", 0).await;
+        let (gray_addr, gray_stop) = start_image_app_with(function, 0, host).await;
         let (classify_addr, classify_stop) = start_image_app("classify", 0).await;
         let sidecar =
             |id: &str, port: Option<u16>, dir: &Path| sidecar_support::config(id, port, dir);
@@ -102,7 +120,7 @@ impl System {
             grayscale_app_id: "image-api-grayscale".into(),
             classify_app_id: "image-api-classify".into(),
             state_store: "statestore".into(),
-            max_body_bytes: 16 << 20,
+            body_limits: service_kit::body::BodyLimits::max_bytes(16 << 20),
             invoke_timeout: Duration::from_secs(30),
         };
         let (tx, rx) = oneshot::channel::<()>();
@@ -193,7 +211,8 @@ async fn uploads_reach_both_apps_through_the_sidecars_and_are_counted() {
     .await;
 
     let stats = system.stats().await;
-    assert_eq!(stats["count"], 5, "{stats}");
+    assert_eq!(stats["count"], 4, "{stats}");
+    assert_eq!(stats["failed"], 1, "{stats}");
     let events = stats["events"].as_array().unwrap();
     assert_eq!(events.len(), 5);
     assert_eq!(events[0]["status"], 415);
@@ -248,6 +267,41 @@ async fn a_stopped_image_app_gives_a_clear_503_and_comes_back_after_a_restart() 
     system.classify_stop = Some(stop);
     let response = system.hello("classify", photo("coffee.png")).await;
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_image_app_answers_503_with_retry_after_through_web_port() {
+    // One call slot, almost no queue, and a guest that loops to its deadline.
+    let busy = HostConfig {
+        max_concurrent_calls: 1,
+        queue_timeout: Duration::from_millis(10),
+        limits: function_host::CallLimits {
+            deadline: Duration::from_secs(3),
+            ..function_host::CallLimits::default()
+        },
+        ..host_config()
+    };
+    let system = std::sync::Arc::new(System::start_with("spin", busy).await);
+    let holder = {
+        let system = system.clone();
+        tokio::spawn(async move { system.hello("grayscale", photo("cat.jpg")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy = system.hello("grayscale", photo("cat.jpg")).await;
+    assert_eq!(
+        busy.headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    assert_error(busy, StatusCode::SERVICE_UNAVAILABLE, "ERR_BUSY").await;
+    // The call holding the slot ran out of time, and said so.
+    assert_error(
+        holder.await.unwrap(),
+        StatusCode::GATEWAY_TIMEOUT,
+        "ERR_FUNCTION_TIMEOUT",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -112,6 +112,7 @@ async function refreshStats() {
     const stats = await response.json();
     $("stats-error").hidden = true;
     $("count").textContent = stats.count;
+    $("count").title = `${stats.count} answered, ${stats.failed ?? 0} failed`;
     const rows = stats.events.map((e) => {
       const tr = document.createElement("tr");
       const time = new Date(e.time).toLocaleTimeString();

@@ -285,6 +285,21 @@ mod tests {
     }
 
     #[test]
+    fn an_image_with_no_rows_is_invalid_not_a_crash() {
+        // The hostile-input suite found it: a GIF whose screen is 128x0
+        // decodes, and the centre crop then underflowed.
+        let mut gif = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/cat-round-transparent.gif"
+        ))
+        .unwrap();
+        gif[8..10].copy_from_slice(&[0, 0]);
+        let err = preprocess(&gif, &Limits::default()).unwrap_err();
+        assert_eq!(err.exit_code(), 1, "{err}");
+        assert!(err.to_string().contains("no pixels"), "{err}");
+    }
+
+    #[test]
     fn top5_softmax_and_sentence() {
         let mut logits = vec![0f32; CLASSES];
         logits[282] = 10.0;

@@ -234,6 +234,17 @@ mod tests {
         std::fs::read(format!("{path}{name}")).expect("read fixture")
     }
 
+    #[test]
+    fn a_gif_screen_with_no_rows_is_invalid_not_an_unreadable_gif() {
+        // The hostile-input suite found it: a GIF whose screen is 128x0 was
+        // "converted" into a GIF no decoder could read.
+        let mut gif = fixture("cat-round-transparent.gif");
+        gif[8..10].copy_from_slice(&[0, 0]);
+        let err = grayscale(&gif, &Limits::default()).unwrap_err();
+        assert_eq!(err.exit_code(), 1, "{err}");
+        assert!(err.to_string().contains("no pixels"), "{err}");
+    }
+
     /// A PNG whose header declares `width` x `height` RGB pixels, followed by
     /// a tiny IDAT: a decompression bomb's header.
     fn png_claiming(width: u32, height: u32) -> Vec<u8> {

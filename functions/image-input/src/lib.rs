@@ -129,8 +129,16 @@ pub fn image_limits(limits: &Limits) -> image::Limits {
     l
 }
 
-/// Refuses `frames` images of `width` x `height` over the limits.
+/// Refuses `frames` images of `width` x `height` over the limits, or with
+/// no pixels at all.
 pub fn check_pixels(width: u32, height: u32, frames: u64, limits: &Limits) -> Result<(), Error> {
+    if width == 0 || height == 0 {
+        // A decoder may accept it (a GIF screen of 128x0), but there is
+        // nothing to convert or classify, and encoders choke on it.
+        return Err(Error::Invalid(format!(
+            "the image is {width}x{height}: it has no pixels"
+        )));
+    }
     if width > limits.max_width || height > limits.max_height {
         return Err(Error::TooLarge(format!(
             "{width}x{height} exceeds the limit of {}x{}",
