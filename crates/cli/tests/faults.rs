@@ -206,6 +206,37 @@ async fn killed_processes_give_clear_errors_and_restarted_ones_rejoin() {
     assert!(failures.is_empty(), "{failures:?}");
     assert!(answered > 0);
 
+    // web-port itself: browsers are refused at once (nothing listens), the
+    // image apps go on serving through their sidecars, and web-port started
+    // again finds everything, its stats included.
+    let counted_before = stats_count(&client, &web).await;
+    kill9(up.pid_of("web-port", false));
+    up.wait_for("web-port exited");
+    let refused = client
+        .get(format!("{web}/healthz"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(refused.is_connect(), "{refused}");
+    let direct = client
+        .post(format!(
+            "http://127.0.0.1:{}/v1.0/invoke/image-api-grayscale/method/api/image",
+            ports[3]
+        ))
+        .body(photo("cat.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 200);
+    restarted.push(restart_app(&up, &ports, 0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", ports[0])).is_err() {
+        assert!(Instant::now() < deadline, "web-port did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    until(&client, &web, "classify", "200").await;
+    assert!(stats_count(&client, &web).await > counted_before);
+
     // `up` itself: its children go with it.
     let children: Vec<u64> = up
         .processes()
@@ -220,6 +251,13 @@ async fn killed_processes_give_clear_errors_and_restarted_ones_rejoin() {
         "`up` was killed but these stayed: {left:?}"
     );
     drop(restarted);
+}
+
+/// web-port's count of successful uploads.
+async fn stats_count(client: &reqwest::Client, web: &str) -> u64 {
+    let (status, stats) = stats(client, web).await;
+    assert_eq!(status, 200, "{stats}");
+    stats["count"].as_u64().unwrap()
 }
 
 /// A Redis server of our own (so stopping it disturbs nothing else).

@@ -466,3 +466,91 @@ async fn postgres_store_follows_dapr_state_semantics() {
         .await
         .unwrap();
 }
+
+/// A Redis that stops answering (frozen with SIGSTOP, so its connections
+/// stay open) must not hang the state API: the call fails after the store
+/// timeout with a clear error, and works again once Redis resumes.
+#[tokio::test]
+async fn a_frozen_store_gives_an_error_instead_of_a_hang() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (scripts/test.sh installs it)");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let resources = tempfile::tempdir().unwrap();
+    let host = format!("127.0.0.1:{port}");
+    component_file(
+        resources.path(),
+        "frozen",
+        "state.redis",
+        &[("redisHost", &host)],
+    );
+    let mut c = config("frozen-store", None, data.path());
+    c.resources_paths = vec![resources.path().to_path_buf()];
+    let sidecar = RunningSidecar::start(c).await;
+    let client = Client::new();
+    let save = || {
+        client
+            .post(sidecar.url("/v1.0/state/frozen"))
+            .json(&json!([{ "key": "k", "value": 1 }]))
+            .send()
+    };
+    assert_eq!(save().await.unwrap().status(), 204);
+
+    let pid = redis.id().to_string();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let started = std::time::Instant::now();
+    let response = save().await.unwrap();
+    let waited = started.elapsed();
+    signal("-CONT");
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errorCode"], "ERR_STATE_SAVE", "{body}");
+    // The Redis client's own timeout, or the sidecar's for every store.
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("frozen")
+            && (message.contains("timed out") || message.contains("did not answer within")),
+        "{body}"
+    );
+    assert!(
+        waited < sidecar::state::STORE_CALL_TIMEOUT + Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // Resumed: it works again.
+    let mut answered = false;
+    for _ in 0..50 {
+        if save().await.unwrap().status() == 204 {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answered, "the store never came back");
+    sidecar.stop().await;
+    let _ = redis.kill();
+    let _ = redis.wait();
+}

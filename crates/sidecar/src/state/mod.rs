@@ -121,6 +121,39 @@ impl SetRequest {
     }
 }
 
+/// How long one call to a store may take before the caller gets an error
+/// (a store that stopped answering must not hang the API).
+pub const STORE_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A store whose every call fails after [`STORE_CALL_TIMEOUT`].
+struct TimeLimited(Box<dyn StateStore>);
+
+async fn within<T>(call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    tokio::time::timeout(STORE_CALL_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Backend(format!(
+                "the store did not answer within {STORE_CALL_TIMEOUT:?}"
+            )))
+        })
+}
+
+#[async_trait::async_trait]
+impl StateStore for TimeLimited {
+    async fn get(&self, key: &str) -> Result<Option<StateItem>, StoreError> {
+        within(self.0.get(key)).await
+    }
+    async fn set(&self, request: SetRequest) -> Result<(), StoreError> {
+        within(self.0.set(request)).await
+    }
+    async fn delete(&self, request: DeleteRequest) -> Result<(), StoreError> {
+        within(self.0.delete(request)).await
+    }
+    async fn transact(&self, operations: Vec<Operation>) -> Result<(), StoreError> {
+        within(self.0.transact(operations)).await
+    }
+}
+
 /// A fresh etag for the SQL stores: a random positive 63-bit number, so an
 /// etag of a deleted and re-created key never matches (the clock if the OS
 /// has no randomness).
@@ -148,8 +181,8 @@ pub struct OpenError {
     reason: String,
 }
 
-/// Opens the backend a component describes. `data_dir` resolves relative
-/// SQLite paths.
+/// Opens the backend a component describes, each call bounded by
+/// [`STORE_CALL_TIMEOUT`]. `data_dir` resolves relative SQLite paths.
 pub async fn open(
     component: &Component,
     data_dir: &Path,
@@ -177,5 +210,44 @@ pub async fn open(
             )));
         }
     };
-    store.map_err(|e| error(e.to_string()))
+    store
+        .map(|store| Box::new(TimeLimited(store)) as Box<dyn StateStore>)
+        .map_err(|e| error(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store that never answers.
+    struct Silent;
+
+    #[async_trait::async_trait]
+    impl StateStore for Silent {
+        async fn get(&self, _: &str) -> Result<Option<StateItem>, StoreError> {
+            std::future::pending().await
+        }
+        async fn set(&self, _: SetRequest) -> Result<(), StoreError> {
+            std::future::pending().await
+        }
+        async fn delete(&self, _: DeleteRequest) -> Result<(), StoreError> {
+            std::future::pending().await
+        }
+        async fn transact(&self, _: Vec<Operation>) -> Result<(), StoreError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_never_answers_fails_after_the_timeout() {
+        let store = TimeLimited(Box::new(Silent));
+        let started = tokio::time::Instant::now();
+        let err = store.get("key").await.unwrap_err();
+        assert_eq!(started.elapsed(), STORE_CALL_TIMEOUT);
+        assert!(
+            err.to_string().contains("did not answer within 10s"),
+            "{err}"
+        );
+        assert!(store.transact(Vec::new()).await.is_err());
+    }
 }
