@@ -477,18 +477,28 @@ async fn a_frozen_store_gives_an_error_instead_of_a_hang() {
         .local_addr()
         .unwrap()
         .port();
-    let mut redis = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server is installed (scripts/test.sh installs it)");
+    /// Kills the server even when an assertion fails.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let redis = KillOnDrop(
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh installs it)"),
+    );
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -513,7 +523,7 @@ async fn a_frozen_store_gives_an_error_instead_of_a_hang() {
     };
     assert_eq!(save().await.unwrap().status(), 204);
 
-    let pid = redis.id().to_string();
+    let pid = redis.0.id().to_string();
     let signal = |sig: &str| {
         let status = std::process::Command::new("kill")
             .args([sig, pid.as_str()])
@@ -551,6 +561,4 @@ async fn a_frozen_store_gives_an_error_instead_of_a_hang() {
     }
     assert!(answered, "the store never came back");
     sidecar.stop().await;
-    let _ = redis.kill();
-    let _ = redis.wait();
 }
