@@ -206,24 +206,35 @@ pub fn app(sidecar: Arc<Sidecar>) -> Router {
         .with_state(sidecar)
 }
 
-/// With `DAPR_API_TOKEN` set, every API but the health checks needs the
-/// `dapr-api-token` header.
+/// With `DAPR_API_TOKEN` set, every request but the two health checks needs
+/// the `dapr-api-token` header.
 pub async fn require_api_token(
     State(sidecar): State<Arc<Sidecar>>,
     request: Request,
     next: Next,
 ) -> Response {
     if let Some(expected) = &sidecar.config.api_token {
-        let is_health = request.uri().path().starts_with("/v1.0/healthz");
         let given = request
             .headers()
             .get("dapr-api-token")
             .and_then(|v| v.to_str().ok());
-        if !is_health && given != Some(expected.as_str()) {
+        if !is_open_health_check(&request) && given != Some(expected.as_str()) {
             return DaprError::Unauthorized.into_response();
         }
     }
     next.run(request).await
+}
+
+/// Whether `request` is one of the two calls daprd answers without a token:
+/// exactly `GET /v1.0/healthz` and `GET /v1.0/healthz/outbound`. The path
+/// is compared as sent (no decoding, no prefix match), so no other route,
+/// and in particular no header-routed invocation, can pass for one.
+fn is_open_health_check(request: &Request) -> bool {
+    request.method() == axum::http::Method::GET
+        && matches!(
+            request.uri().path(),
+            "/v1.0/healthz" | "/v1.0/healthz/outbound"
+        )
 }
 
 /// Serves `app` on `listener` until `shutdown`, with peer addresses (for

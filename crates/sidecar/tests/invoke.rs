@@ -205,6 +205,92 @@ async fn api_tokens_guard_the_api_and_the_app_token_reaches_the_app() {
     sidecar.stop().await;
 }
 
+/// Regression: the token layer used to exempt every path that *starts with*
+/// `/v1.0/healthz`, so `POST /v1.0/healthz-anything` with `dapr-app-id`
+/// reached the app through the header-routed invocation without a token.
+/// Only `GET /v1.0/healthz` and `GET /v1.0/healthz/outbound` are open, as in
+/// daprd. The requests go out as raw bytes so that no client normalises
+/// the paths first.
+#[tokio::test]
+async fn only_the_two_health_checks_pass_without_a_token() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let data = tempfile::tempdir().unwrap();
+    let (app, _a) = start_echo_app().await;
+    let mut guarded = config("guarded", Some(app.port()), data.path());
+    guarded.api_token = Some("sidecar-secret".into());
+    let sidecar = RunningSidecar::start(guarded).await;
+
+    /// Sends one request as written and returns the status and the body.
+    async fn send(address: std::net::SocketAddr, method: &str, target: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\ndapr-app-id: guarded\r\n\
+             Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    let paths = [
+        "/v1.0/healthz-anything",
+        "/v1.0/healthzz",
+        "/v1.0/healthz/",
+        "/v1.0/healthz/anything",
+        "/v1.0/healthz/outbound/anything",
+        "/v1.0/healthz/outbound-anything",
+        "/v1.0/healthz/../metadata",
+        "/v1.0/healthz/..%2Fmetadata",
+        "/v1.0/healthz%2Foutbound",
+        "/v1.0/%68ealthz",
+        "/v1.0/healthz%00",
+        "/v1.0/healthz;x=1",
+        "/v1.0/HEALTHZ",
+        "//v1.0/healthz",
+        "/v1.0//healthz",
+        "http://127.0.0.1/v1.0/healthz-anything",
+    ];
+    for method in ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        for path in paths {
+            let (status, body) = send(sidecar.address, method, path).await;
+            assert_eq!(status, 401, "{method} {path} without a token: {body}");
+            assert!(
+                body.contains("ERR_API_UNAUTHORIZED"),
+                "{method} {path}: {body}"
+            );
+        }
+    }
+    // The health paths themselves are open to GET only.
+    for method in ["POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"] {
+        for path in ["/v1.0/healthz", "/v1.0/healthz/outbound"] {
+            let (status, body) = send(sidecar.address, method, path).await;
+            assert_eq!(status, 401, "{method} {path} without a token: {body}");
+        }
+    }
+    for path in [
+        "/v1.0/healthz",
+        "/v1.0/healthz/outbound",
+        "/v1.0/healthz?x=1",
+        "http://127.0.0.1/v1.0/healthz",
+    ] {
+        let (status, body) = send(sidecar.address, "GET", path).await;
+        assert_eq!(status, 204, "GET {path} needs no token: {body}");
+    }
+    sidecar.stop().await;
+}
+
 #[tokio::test]
 async fn a_stopped_sidecar_deregisters_and_a_dead_one_expires() {
     let data = tempfile::tempdir().unwrap();
