@@ -4,7 +4,7 @@
 #   sidecar_request  the sidecar's HTTP API through its real router
 #
 #   bash scripts/fuzz.sh                   each target for FUZZ_SECONDS (60)
-#   FUZZ_SECONDS=3600 bash scripts/fuzz.sh the longer run (docs/performance.md)
+#   FUZZ_SECONDS=300 bash scripts/fuzz.sh  the longer run (docs/performance.md)
 #   bash scripts/fuzz.sh guest_decode      one target
 #
 # Starts from the committed seeds in fuzz/seeds/<target>; the corpus grows

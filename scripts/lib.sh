@@ -5,7 +5,28 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUNCTIONS_OUT="$REPO_ROOT/build/functions"
 
-step() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+# Each step's name and start time, for print_step_timings.
+STEP_NAMES=()
+STEP_STARTS=()
+step() {
+    STEP_NAMES+=("$*")
+    STEP_STARTS+=("$(date +%s)")
+    printf '\033[1;34m==>\033[0m %s\n' "$*" >&2
+}
+
+# Prints how long each step took (a step lasts until the next one starts).
+# test.sh runs it on exit, so a failed run shows where its time went too.
+print_step_timings() {
+    local status=$? end i next
+    end=$(date +%s)
+    (( ${#STEP_NAMES[@]} )) || return "$status"
+    printf '\n\033[1;34m==>\033[0m Time per step (total %ds)\n' "$(( end - STEP_STARTS[0] ))" >&2
+    for i in "${!STEP_NAMES[@]}"; do
+        next=${STEP_STARTS[i + 1]:-$end}
+        printf '    %5ds  %s\n' "$(( next - STEP_STARTS[i] ))" "${STEP_NAMES[i]}" >&2
+    done
+    return "$status"
+}
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
 # rustup reads rust-toolchain.toml and installs the pinned toolchain and the
@@ -58,6 +79,7 @@ fetch_models() {
 # Whether something accepts TCP connections on 127.0.0.1:$1.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Waits (30 s at most) until something listens on 127.0.0.1:$1.
 wait_for_port() {
     local port=$1 name=$2 i
     for i in $(seq 1 60); do
@@ -96,7 +118,6 @@ ensure_postgres() {
     su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
 }
 
-# The sidecar's conformance test drives it with the official Dapr JS SDK.
 # Debian's Chromium and npm's playwright-core for the browser test (never a
 # downloaded browser).
 ensure_browser() {
@@ -106,6 +127,21 @@ ensure_browser() {
     npm ci --prefix "$REPO_ROOT/crates/web-port/tests/browser" --no-audit --no-fund --loglevel=error
 }
 
+# A Python venv in build/test-venv with the pinned tools of
+# scripts/test-requirements.txt (reinstalled when that file changes).
+ensure_test_venv() {
+    local venv="$REPO_ROOT/build/test-venv" requirements="$REPO_ROOT/scripts/test-requirements.txt"
+    if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+        python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+        step "Installing the tests' Python tools into build/test-venv (pip)"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+        cp "$requirements" "$venv/requirements.txt"
+    fi
+}
+
+# The sidecar's conformance test drives it with the official Dapr JS SDK.
 ensure_js_sdk() {
     command -v npm >/dev/null || apt_install nodejs npm
     step "Installing the Dapr JS SDK for the conformance test (npm ci)"

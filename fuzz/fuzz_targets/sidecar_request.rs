@@ -83,6 +83,7 @@ fn harness() -> &'static Harness {
             invoke_timeout: std::time::Duration::from_secs(1),
             api_token: None,
             app_api_token: None,
+            max_connections: Default::default(),
         };
         let app = runtime.block_on(async {
             sidecar::app(Arc::new(sidecar::Sidecar::new(config).await.unwrap()))

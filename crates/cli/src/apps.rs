@@ -1,7 +1,6 @@
-//! The apps `dapr-wasm up` is running: a small registry of JSON files in
-//! `<data dir>/run/` (one per app id), and the two commands that read it,
-//! `dapr-wasm list` (like `dapr list`) and `dapr-wasm invoke` (like
-//! `dapr invoke`).
+//! The two commands that read the run records of `dapr-wasm up`
+//! ([`runner::RunRecords`]): `dapr-wasm list` (like `dapr list`) and
+//! `dapr-wasm invoke` (like `dapr invoke`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,91 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use serde::{Deserialize, Serialize};
-
-/// One running app, as `up` recorded it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AppRecord {
-    /// The app id.
-    pub app_id: String,
-    /// Its port.
-    pub app_port: Option<u16>,
-    /// Its sidecar's HTTP port.
-    pub dapr_http_port: u16,
-    /// The app's pid.
-    pub app_pid: u32,
-    /// The sidecar's pid.
-    pub sidecar_pid: u32,
-    /// The pid of `up`.
-    pub up_pid: u32,
-    /// When it started (Unix seconds).
-    pub started_unix: u64,
-    /// Its command line.
-    pub command: String,
-}
-
-/// Whether a process exists.
-pub fn pid_alive(pid: u32) -> bool {
-    // SAFETY: kill(2) with signal 0 only checks for existence.
-    pid > 0 && unsafe { libc::kill(pid as i32, 0) } == 0
-}
-
-/// The folder of run records.
-pub struct Registry {
-    dir: PathBuf,
-}
-
-impl Registry {
-    /// `$DAPR_WASM_DATA_DIR/run`, else `~/.local/share/dapr-wasm/run`.
-    pub fn open() -> anyhow::Result<Registry> {
-        let data = std::env::var_os("DAPR_WASM_DATA_DIR")
-            .map(PathBuf::from)
-            .or_else(sidecar::args::default_data_dir)
-            .context("no data directory: set DAPR_WASM_DATA_DIR or HOME")?;
-        let dir = data.join("run");
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        Ok(Registry { dir })
-    }
-
-    fn path(&self, app_id: &str) -> PathBuf {
-        self.dir.join(format!("{app_id}.json"))
-    }
-
-    /// Records an app (replacing an older record of the same id).
-    pub fn record(&self, record: &AppRecord) -> anyhow::Result<()> {
-        let json = serde_json::to_vec_pretty(record)?;
-        std::fs::write(self.path(&record.app_id), json)
-            .with_context(|| format!("cannot record app {}", record.app_id))
-    }
-
-    /// Forgets an app.
-    pub fn remove(&self, app_id: &str) {
-        let _ = std::fs::remove_file(self.path(app_id));
-    }
-
-    /// The recorded apps whose `up` still runs; stale records are removed.
-    pub fn running(&self) -> Vec<AppRecord> {
-        let mut apps = Vec::new();
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return apps;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let record = std::fs::read(&path)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<AppRecord>(&bytes).ok());
-            match record {
-                Some(record) if pid_alive(record.up_pid) => apps.push(record),
-                _ => {
-                    let _ = std::fs::remove_file(&path);
-                }
-            }
-        }
-        apps.sort_by(|a, b| a.app_id.cmp(&b.app_id));
-        apps
-    }
-}
+use runner::RunRecords;
 
 fn age(started_unix: u64) -> String {
     let now = std::time::SystemTime::now()
@@ -111,7 +26,7 @@ fn age(started_unix: u64) -> String {
 
 /// `dapr-wasm list`: the running apps, like `dapr list`.
 pub fn list() -> anyhow::Result<ExitCode> {
-    let apps = Registry::open()?.running();
+    let apps = RunRecords::open()?.running();
     if apps.is_empty() {
         println!("No apps are running (start them with `dapr-wasm up`).");
         return Ok(ExitCode::SUCCESS);
@@ -167,7 +82,7 @@ pub fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     let port = match args.dapr_http_port {
         Some(port) => port,
         None => {
-            let apps = Registry::open()?.running();
+            let apps = RunRecords::open()?.running();
             match apps.iter().find(|a| a.app_id == args.app_id) {
                 Some(app) => app.dapr_http_port,
                 None => bail!(

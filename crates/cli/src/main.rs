@@ -12,7 +12,8 @@
 //!   each with our sidecar ([`up`]); `dapr-wasm list` and `dapr-wasm
 //!   invoke` see and call them ([`apps`]).
 //! - `dapr-wasm run PATH [ARGS...]`: runs a WASI function once, stdin to
-//!   stdout, with the same limits a service applies.
+//!   stdout, with a service's deadline and memory limit (`--timeout`,
+//!   `--max-memory`); its input and output sizes are not limited.
 
 mod apps;
 mod run;
@@ -71,7 +72,7 @@ enum ModelsCommand {
 
 fn fetch_models(dir: Option<std::path::PathBuf>) -> anyhow::Result<ExitCode> {
     let dir = dir
-        .or_else(models::default_models_dir)
+        .or_else(local_dirs::models_dir)
         .ok_or_else(|| anyhow::anyhow!("no models directory: set --dir or HOME"))?;
     eprintln!("Fetching models into {}", dir.display());
     models::prepare(&dir, |line| eprintln!("  {line}"))?;

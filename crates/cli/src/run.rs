@@ -29,7 +29,7 @@ pub struct RunArgs {
     pub max_memory: usize,
     /// WASI-NN models and engine (for functions that import WASI-NN).
     #[command(flatten)]
-    pub nn: image_api::NnArgs,
+    pub nn: function_host::nn::NnArgs,
 }
 
 /// The exit code when the host, not the guest, ended the call (EX_SOFTWARE).
@@ -54,7 +54,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })?;
     let function = host.load_file(&name, &args.path)?;
     let nn = args.nn.validate().map_err(anyhow::Error::msg)?;
-    let function = image_api::with_models(function, &nn)?;
+    let function = function_host::nn::load_models_for(function, &nn)?;
     let mut input = Vec::new();
     std::io::stdin()
         .read_to_end(&mut input)

@@ -6,23 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-fn repo_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(relative)
-}
+use test_support::{repo_path, wasm_path};
 
 fn grayscale_wasm() -> PathBuf {
-    function_wasm("grayscale")
-}
-
-fn function_wasm(name: &str) -> PathBuf {
-    let path = repo_path(&format!("build/functions/{name}.wasm"));
-    assert!(
-        path.exists(),
-        "build the functions first: bash scripts/test.sh"
-    );
-    path
+    wasm_path("grayscale")
 }
 
 fn dapr_wasm() -> Command {
@@ -160,7 +147,7 @@ fn run_converts_stdin_and_reports_bad_input_with_the_guest_exit_code() {
 fn run_classifies_with_the_fetched_model() {
     let mut child = dapr_wasm()
         .args(["--log-level", "warn", "run", "--nn-backend", "tract"])
-        .arg(function_wasm("classify"))
+        .arg(wasm_path("classify"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -180,7 +167,7 @@ fn classify_without_its_model_or_runtime_fails_at_startup_with_the_fix() {
     let start = |extra: &[&str]| {
         let output = dapr_wasm()
             .args(["image-api", "--app-port", "0", "--function"])
-            .arg(format!("classify={}", function_wasm("classify").display()))
+            .arg(format!("classify={}", wasm_path("classify").display()))
             .args(extra)
             .output()
             .unwrap();
@@ -226,14 +213,7 @@ async fn sidecar_reads_dapr_env_vars_serves_and_deregisters_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(health.status(), 204);
-    let metadata: serde_json::Value = client
-        .get(format!("{url}/v1.0/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata = test_support::get_json(format!("{url}/v1.0/metadata")).await;
     assert_eq!(metadata["id"], "cli-sidecar");
     assert_eq!(metadata["components"][0]["name"], "statestore");
 

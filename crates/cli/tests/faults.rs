@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{APP_IDS, DemoSpec, Up, free_port, photo, repo_path, wait_gone};
+use support::{APP_IDS, DemoSpec, Up, wait_gone};
+use test_support::{photo, repo_path};
 
 /// A child process killed when dropped.
 struct Guard(Child);
@@ -34,10 +35,7 @@ fn dapr_wasm(up: &Up, app_port: u16, dapr_http_port: u16, app_id: &str) -> Comma
     command
         .current_dir(repo_path(""))
         .env("DAPR_WASM_DATA_DIR", up.data.path())
-        .env(
-            "DAPR_WASM_MODELS_DIR",
-            models::default_models_dir().unwrap(),
-        )
+        .env("DAPR_WASM_MODELS_DIR", local_dirs::models_dir().unwrap())
         .env("DAPR_WASM_LOG", "warn")
         .env("APP_ID", app_id)
         .env("APP_PORT", app_port.to_string())
@@ -127,6 +125,8 @@ async fn until(client: &reqwest::Client, web: &str, api: &str, want: &str) -> St
             Ok(outcome) if outcome.starts_with(want) => return outcome.clone(),
             Err(e) => panic!("{api}: {e}"),
             _ if Instant::now() > deadline => panic!("{api} never gave {want}; last {got:?}"),
+            // A poll with a deadline, not a wait for luck: the next
+            // upload is the readiness check.
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
@@ -229,11 +229,17 @@ async fn killed_processes_give_clear_errors_and_restarted_ones_rejoin() {
         .unwrap();
     assert_eq!(direct.status(), 200);
     restarted.push(restart_app(&up, &ports, 0));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", ports[0])).is_err() {
-        assert!(Instant::now() < deadline, "web-port did not come back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let web_port = ports[0];
+    test_support::wait_until(
+        "web-port listens again",
+        Duration::from_secs(30),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", web_port))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
     until(&client, &web, "classify", "200").await;
     assert!(stats_count(&client, &web).await > counted_before);
 
@@ -260,30 +266,6 @@ async fn stats_count(client: &reqwest::Client, web: &str) -> u64 {
     stats["count"].as_u64().unwrap()
 }
 
-/// A Redis server of our own (so stopping it disturbs nothing else).
-fn start_redis(port: u16) -> Guard {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is installed (scripts/test.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Guard(child)
-}
-
 async fn stats(client: &reqwest::Client, web: &str) -> (u16, Value) {
     let response = client
         .get(format!("{web}/api/invokecount"))
@@ -295,9 +277,10 @@ async fn stats(client: &reqwest::Client, web: &str) -> (u16, Value) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs redis-server installed (scripts/test.sh installs it and runs this)"]
 async fn uploads_go_on_while_redis_is_down_and_stats_resume_when_it_returns() {
-    let redis_port = free_port();
-    let redis = start_redis(redis_port);
+    let mut redis = test_support::RedisServer::start();
+    let redis_port = redis.port();
     let spec = DemoSpec {
         state_store_spec: Some(format!(
             "  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: \"127.0.0.1:{redis_port}\"\n"
@@ -318,7 +301,7 @@ async fn uploads_go_on_while_redis_is_down_and_stats_resume_when_it_returns() {
         "{counted}"
     );
 
-    drop(redis);
+    redis.kill();
     for api in ["grayscale", "classify"] {
         assert_eq!(
             upload(&client, &web, api).await,
@@ -333,20 +316,13 @@ async fn uploads_go_on_while_redis_is_down_and_stats_resume_when_it_returns() {
     assert!(message.contains("stats are unavailable"), "{message}");
 
     // Redis is back (empty: it keeps nothing on disk): counting resumes.
-    let _redis = start_redis(redis_port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    redis.restart();
+    test_support::wait_until("stats resume", Duration::from_secs(30), || async {
         assert_eq!(upload(&client, &web, "grayscale").await, Ok("200".into()));
         let (status, counted) = stats(&client, &web).await;
-        if status == 200 && counted["count"].as_u64() > Some(0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "stats never resumed: {status} {counted}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        status == 200 && counted["count"].as_u64() > Some(0)
+    })
+    .await;
     let exits = up.exits();
     assert!(exits.is_empty(), "{exits:?}");
 }
@@ -364,32 +340,24 @@ async fn acknowledged_saves_survive_a_killed_sidecar() {
         ),
     )
     .unwrap();
-    let port = free_port();
+    // On port 0 each time: the restarted sidecar gets a new port, and the
+    // test reads it from the sidecar's log.
     let start = || {
-        let child = Command::new(env!("CARGO_BIN_EXE_dapr-wasm"))
-            .env("DAPR_WASM_DATA_DIR", data.path())
-            .env("DAPR_WASM_LOG", "warn")
-            .args([
-                "sidecar",
-                "--app-id",
-                "durable",
-                "--dapr-http-port",
-                &port.to_string(),
-            ])
-            .arg("--resources-path")
-            .arg(&components)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the sidecar did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Guard(child)
+        let (child, address) = test_support::spawn_listening(
+            Command::new(env!("CARGO_BIN_EXE_dapr-wasm"))
+                .env("DAPR_WASM_DATA_DIR", data.path())
+                .env("DAPR_WASM_LOG", "info")
+                .args(["sidecar", "--app-id", "durable", "--dapr-http-port", "0"])
+                .arg("--resources-path")
+                .arg(&components),
+        );
+        (
+            Guard(child),
+            format!("http://{address}/v1.0/state/statestore"),
+        )
     };
-    let url = format!("http://127.0.0.1:{port}/v1.0/state/statestore");
     let client = reqwest::Client::new();
-    let sidecar = start();
+    let (sidecar, url) = start();
     // Saves from 8 writers at once; the sidecar is killed right after the
     // last acknowledgement, with no chance to flush anything.
     let mut writers = tokio::task::JoinSet::new();
@@ -410,7 +378,7 @@ async fn acknowledged_saves_survive_a_killed_sidecar() {
     kill9(pid);
     drop(sidecar);
 
-    let _sidecar = start();
+    let (_sidecar, url) = start();
     for writer in 0..8 {
         for i in 0..50 {
             let response = client

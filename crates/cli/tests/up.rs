@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::Value;
-use support::{Up, repo_path, wait_gone};
+use support::{Up, wait_gone};
+use test_support::repo_path;
 
 async fn hello(client: &reqwest::Client, web: &str, api: &str, photo: &str) -> reqwest::Response {
     client
         .post(format!("{web}/api/hello"))
         .header("api", api)
-        .body(std::fs::read(repo_path("testdata").join(photo)).unwrap())
+        .body(test_support::photo(photo))
         .send()
         .await
         .unwrap()
@@ -40,14 +40,7 @@ async fn up_runs_the_whole_demo_and_stops_without_leftovers() {
         .await
         .unwrap();
     assert_eq!(answer["label"], "espresso", "{answer}");
-    let stats: Value = client
-        .get(format!("{web}/api/invokecount"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = test_support::get_json(format!("{web}/api/invokecount")).await;
     assert_eq!(stats["count"], 2, "{stats}");
 
     // `list` shows the three apps; `invoke` calls one through its sidecar.
@@ -114,64 +107,11 @@ async fn up_runs_the_whole_demo_and_stops_without_leftovers() {
     assert!(up.records().is_empty(), "run records removed");
 }
 
-#[test]
-fn the_shipped_run_file_and_components_parse() {
-    let text = std::fs::read_to_string(repo_path("deploy/dapr.yaml")).unwrap();
-    let file: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let ids: Vec<&str> = file["apps"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|a| a["appID"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        ids,
-        ["web-port", "image-api-grayscale", "image-api-classify"]
-    );
-    for entry in std::fs::read_dir(repo_path("deploy/components")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            let doc: serde_yaml::Value =
-                serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            assert_eq!(doc["kind"], "Component", "{}", path.display());
-        }
-    }
-    // The Kubernetes manifests: each Deployment is a Dapr app with an id
-    // and a port that match the run file's.
-    let text = std::fs::read_to_string(repo_path("deploy/k8s/image-demo.yaml")).unwrap();
-    let mut annotated = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let doc = serde_yaml::Value::deserialize(doc).unwrap();
-        if doc["kind"] == "Deployment" {
-            let annotations = &doc["spec"]["template"]["metadata"]["annotations"];
-            assert_eq!(annotations["dapr.io/enabled"], "true");
-            annotated.push((
-                annotations["dapr.io/app-id"].as_str().unwrap().to_string(),
-                annotations["dapr.io/app-port"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            ));
-        }
-    }
-    let expected: Vec<(String, String)> = file["apps"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["appID"].as_str().unwrap().to_string(),
-                a["appPort"].as_u64().unwrap().to_string(),
-            )
-        })
-        .collect();
-    assert_eq!(annotated, expected);
-}
-
 /// The UI in a real browser (Debian's Chromium via playwright-core; see
 /// crates/web-port/tests/browser/ui.mjs). Screenshots go to
 /// `<target dir>/ui-screenshots/`.
 #[test]
+#[ignore = "needs Debian's chromium and npm's playwright-core (scripts/test.sh installs them and runs this)"]
 fn the_ui_works_in_a_real_browser() {
     let browser_dir = repo_path("crates/web-port/tests/browser");
     assert!(

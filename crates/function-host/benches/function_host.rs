@@ -19,12 +19,7 @@ use function_host::{Function, FunctionHost, HostConfig};
 
 mod sample;
 use sample::{Sample, fmt, ratio};
-
-fn repo_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(relative)
-}
+use test_support::repo_path;
 
 fn wasm(name: &str) -> PathBuf {
     let path = repo_path("build/functions").join(format!("{name}.wasm"));

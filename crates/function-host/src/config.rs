@@ -52,7 +52,7 @@ pub struct HostConfig {
 impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
-            cache_dir: default_cache_dir(),
+            cache_dir: None,
             max_concurrent_calls: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
@@ -62,16 +62,4 @@ impl Default for HostConfig {
             keep_resident_bytes: 8 << 20,
         }
     }
-}
-
-/// `$DAPR_WASM_CACHE_DIR`, else `$XDG_CACHE_HOME/dapr-wasm/modules`, else
-/// `~/.cache/dapr-wasm/modules`.
-pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DAPR_WASM_CACHE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("dapr-wasm").join("modules"))
 }

@@ -270,6 +270,13 @@ impl Function {
         self.models.as_ref()
     }
 
+    /// How many of its host's call slots (shared by every function of the
+    /// host, [`HostConfig::max_concurrent_calls`]) are free right now: for
+    /// health reports, and for tests that must know a call holds a slot.
+    pub fn free_slots(&self) -> usize {
+        self.host.slots.available_permits()
+    }
+
     /// Whether loading compiled the module or found it in the cache.
     pub fn cache_outcome(&self) -> CacheOutcome {
         self.cache

@@ -10,8 +10,7 @@ use bytes::Bytes;
 use function_host::cache::CacheOutcome;
 use function_host::{CallError, CallLimits, Function, FunctionHost, HostConfig, LoadError};
 
-mod support;
-use support::wasm_path;
+use test_support::wasm_path;
 
 fn config(limits: CallLimits) -> HostConfig {
     HostConfig {
@@ -189,7 +188,15 @@ async fn calls_past_the_concurrency_limit_get_busy_after_the_queue_timeout() {
         let spin = spin.clone();
         async move { spin.call(Bytes::new(), &[]).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    test_support::wait_until(
+        "the spinning call holds the slot",
+        Duration::from_secs(5),
+        || {
+            let free = spin.free_slots();
+            async move { free == 0 }
+        },
+    )
+    .await;
     let echo = load(&host, "echo");
     let err = echo.call(Bytes::new(), &[]).await.unwrap_err();
     assert!(

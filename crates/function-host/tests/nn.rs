@@ -9,12 +9,11 @@ use function_host::nn::{Backend, ModelSpec, Models, NnConfig, NnError};
 use function_host::{CallError, Function, FunctionHost, HostConfig};
 use serde_json::Value;
 
-mod support;
-use support::{repo_path, wasm_path};
+use test_support::{repo_path, wasm_path};
 
-fn model_files() -> models::ModelFiles {
-    let dir = models::default_models_dir().expect("HOME is set");
-    let files = models::ModelFiles::in_dir(&dir);
+fn model_files() -> model_files::ModelFiles {
+    let dir = local_dirs::models_dir().expect("HOME is set");
+    let files = model_files::ModelFiles::in_dir(&dir);
     assert!(
         files.onnx.is_file(),
         "{} is missing: run `dapr-wasm models fetch` (scripts/test.sh does)",
@@ -27,7 +26,7 @@ fn nn_config(backend: Backend) -> NnConfig {
     let files = model_files();
     NnConfig {
         models: vec![ModelSpec {
-            name: models::MODEL_NAME.into(),
+            name: model_files::MODEL_NAME.into(),
             path: files.onnx,
         }],
         backend,
@@ -73,7 +72,7 @@ const ESPRESSO: u64 = 967;
 
 #[test]
 fn photos_get_the_right_classes_and_both_backends_agree() {
-    if models::onnxruntime_lib().is_none() {
+    if model_files::onnxruntime_lib().is_none() {
         panic!("no ONNX Runtime is pinned for this platform; this test compares both backends");
     }
     let tract = Models::load(&nn_config(Backend::Tract)).unwrap();

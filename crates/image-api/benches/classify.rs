@@ -11,7 +11,6 @@
 //! Prints Markdown for `docs/performance.md`. `BENCH_ITERATIONS` sets the
 //! number of timed runs per figure (default 50).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,12 +22,7 @@ use function_host::{FunctionHost, HostConfig};
 #[path = "../../function-host/benches/sample/mod.rs"]
 mod sample;
 use sample::{Sample, fmt, ratio};
-
-fn repo_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(relative)
-}
+use test_support::repo_path;
 
 fn top1(logits: &[f32]) -> usize {
     (0..logits.len())
@@ -41,8 +35,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
-    let dir = models::default_models_dir().expect("HOME is set");
-    let files = models::ModelFiles::in_dir(&dir);
+    let dir = local_dirs::models_dir().expect("HOME is set");
+    let files = model_files::ModelFiles::in_dir(&dir);
     let onnx = std::fs::read(&files.onnx).expect("run `dapr-wasm models fetch` first");
     let library = files
         .onnxruntime
@@ -107,7 +101,7 @@ fn main() {
         .expect("build the functions first");
     let models = Models::load(&NnConfig {
         models: vec![ModelSpec {
-            name: models::MODEL_NAME.into(),
+            name: model_files::MODEL_NAME.into(),
             path: files.onnx.clone(),
         }],
         backend: Backend::OnnxRuntime,
@@ -137,7 +131,12 @@ fn main() {
             function.clone(),
             service_kit::body::BodyLimits::max_bytes(16 << 20),
         );
-        tokio::spawn(image_api::serve(listener, app, std::future::pending()));
+        tokio::spawn(image_api::serve(
+            listener,
+            app,
+            Default::default(),
+            std::future::pending(),
+        ));
         url
     });
     let client = reqwest::Client::new();

@@ -55,7 +55,7 @@ fn main() {
             })
         }
         "classify" => {
-            let files = models::ModelFiles::in_dir(&models::default_models_dir().expect("HOME"));
+            let files = model_files::ModelFiles::in_dir(&local_dirs::models_dir().expect("HOME"));
             let onnx = std::fs::read(&files.onnx).expect("run `dapr-wasm models fetch` first");
             init(
                 files

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use function_host::nn::{Backend, ModelSpec, NnConfig};
+use function_host::nn::{NnArgs, NnConfig};
 use function_host::{CallLimits, HostConfig};
 
 use service_kit::units::{parse_duration, parse_size};
@@ -71,6 +71,10 @@ pub struct ImageApiArgs {
     /// WASI-NN models and engine.
     #[command(flatten)]
     pub nn: NnArgs,
+
+    /// The connection limit (`--max-connections`).
+    #[command(flatten)]
+    pub connections: service_kit::serve::ConnectionArgs,
 }
 
 /// A checked configuration of the image service.
@@ -90,6 +94,8 @@ pub struct ImageApiConfig {
     pub nn: NnConfig,
     /// How long a whole upload may take to arrive.
     pub body_timeout: Duration,
+    /// How many connections it serves at once.
+    pub max_connections: service_kit::serve::ConnectionLimit,
 }
 
 /// The app port when none is given: the seed's ports.
@@ -140,7 +146,7 @@ impl ImageApiArgs {
             cache_dir: if self.no_cache {
                 None
             } else {
-                self.cache_dir.clone().or(defaults.cache_dir)
+                self.cache_dir.clone().or_else(local_dirs::module_cache_dir)
             },
             max_concurrent_calls: match self.max_concurrent_calls {
                 Some(0) => return Err("--max-concurrent-calls must be at least 1".into()),
@@ -167,71 +173,7 @@ impl ImageApiArgs {
             host,
             nn: self.nn.validate()?,
             body_timeout: self.body_timeout,
-        })
-    }
-}
-
-/// WASI-NN flags, shared by `dapr-wasm image-api` and `dapr-wasm run`.
-#[derive(Debug, Clone, Args)]
-pub struct NnArgs {
-    /// A model for WASI-NN, as NAME=PATH to an ONNX file (repeatable). Used
-    /// only by functions that import WASI-NN. [default:
-    /// efficientnet-lite0=MODELS_DIR/efficientnet-lite0.onnx]
-    #[arg(long = "model", value_name = "NAME=PATH")]
-    pub models: Vec<String>,
-
-    /// Where `dapr-wasm models fetch` put the models [default:
-    /// ~/.local/share/dapr-wasm/models].
-    #[arg(long, env = "DAPR_WASM_MODELS_DIR")]
-    pub models_dir: Option<PathBuf>,
-
-    /// The inference engine: auto (ONNX Runtime if its library is there,
-    /// else tract), onnxruntime, or tract.
-    #[arg(long, env = "DAPR_WASM_NN_BACKEND", default_value = "auto")]
-    pub nn_backend: Backend,
-
-    /// ONNX Runtime's shared library [default: the one `dapr-wasm models
-    /// fetch` put in MODELS_DIR].
-    #[arg(long, env = "DAPR_WASM_ONNXRUNTIME_LIB")]
-    pub onnxruntime_lib: Option<PathBuf>,
-
-    /// Threads one inference may use (ONNX Runtime; tract uses one).
-    #[arg(long, default_value_t = 1)]
-    pub nn_threads: usize,
-}
-
-impl NnArgs {
-    /// Checks the flags and fills in the defaults from the models directory.
-    pub fn validate(&self) -> Result<NnConfig, String> {
-        let models_dir = self.models_dir.clone().or_else(models::default_models_dir);
-        let mut specs = Vec::new();
-        for model in &self.models {
-            let (name, path) = model
-                .split_once('=')
-                .ok_or_else(|| format!("--model `{model}` must be NAME=PATH"))?;
-            specs.push(ModelSpec {
-                name: name.to_string(),
-                path: PathBuf::from(path),
-            });
-        }
-        if let (true, Some(dir)) = (specs.is_empty(), &models_dir) {
-            specs.push(ModelSpec {
-                name: models::MODEL_NAME.to_string(),
-                path: dir.join(models::ONNX_FILE),
-            });
-        }
-        if self.nn_threads == 0 {
-            return Err("--nn-threads must be at least 1".into());
-        }
-        let onnxruntime_lib = self.onnxruntime_lib.clone().or_else(|| {
-            let pinned = models::onnxruntime_lib()?;
-            Some(models_dir.as_ref()?.join(pinned.file_name))
-        });
-        Ok(NnConfig {
-            models: specs,
-            backend: self.nn_backend,
-            onnxruntime_lib,
-            threads: self.nn_threads,
+            max_connections: self.connections.validate()?,
         })
     }
 }

@@ -3,12 +3,9 @@
 //!
 //! | variant            | status | errorCode                        |
 //! |--------------------|--------|----------------------------------|
-//! | `EmptyBody`        | 400    | `ERR_EMPTY_BODY`                 |
-//! | `BodyRead`         | 400    | `ERR_BAD_REQUEST`                |
+//! | `Body`             | 400, 408, 413 | `service_kit::body::BodyError`'s codes |
 //! | `InvalidImage`     | 400    | `ERR_INVALID_IMAGE`              |
 //! | `UnsupportedImage` | 415    | `ERR_UNSUPPORTED_IMAGE`          |
-//! | `BodyTimeout`      | 408    | `ERR_BODY_TIMEOUT`               |
-//! | `BodyTooLarge`     | 413    | `ERR_BODY_TOO_LARGE`             |
 //! | `ImageTooLarge`    | 413    | `ERR_IMAGE_TOO_LARGE`            |
 //! | `NotFound`         | 404    | `ERR_NOT_FOUND`                  |
 //! | `MethodNotAllowed` | 405    | `ERR_METHOD_NOT_ALLOWED`         |
@@ -20,25 +17,15 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use function_host::{CallError, ExitKind};
+use service_kit::body::BodyError;
+use service_kit::error_body;
 
 /// Every way a request to the image service can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// The request had no body.
-    #[error("the request body is empty: send an image (JPEG, PNG, GIF, WebP or BMP)")]
-    EmptyBody,
-    /// The body could not be read.
-    #[error("cannot read the request body: {0}")]
-    BodyRead(String),
-    /// The body did not arrive in time (a slowly trickled upload).
-    #[error("the request body did not arrive within {0:?}")]
-    BodyTimeout(std::time::Duration),
-    /// The body is over the configured limit.
-    #[error("the request body exceeds the limit of {limit} bytes")]
-    BodyTooLarge {
-        /// The limit in bytes.
-        limit: usize,
-    },
+    /// The body could not be read: empty, too large, too slow, broken.
+    #[error(transparent)]
+    Body(#[from] BodyError),
     /// The function could not decode the image.
     #[error("{0}")]
     InvalidImage(String),
@@ -72,14 +59,10 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::EmptyBody | ApiError::BodyRead(_) | ApiError::InvalidImage(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Body(body) => body.status(),
+            ApiError::InvalidImage(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::BodyTooLarge { .. } | ApiError::ImageTooLarge(_) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            ApiError::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -91,15 +74,12 @@ impl ApiError {
     /// The stable `errorCode` of this error.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::EmptyBody => "ERR_EMPTY_BODY",
-            ApiError::BodyRead(_) => "ERR_BAD_REQUEST",
-            ApiError::BodyTooLarge { .. } => "ERR_BODY_TOO_LARGE",
-            ApiError::BodyTimeout(_) => "ERR_BODY_TIMEOUT",
+            ApiError::Body(body) => body.code(),
             ApiError::InvalidImage(_) => "ERR_INVALID_IMAGE",
             ApiError::UnsupportedImage(_) => "ERR_UNSUPPORTED_IMAGE",
             ApiError::ImageTooLarge(_) => "ERR_IMAGE_TOO_LARGE",
-            ApiError::NotFound(_) => "ERR_NOT_FOUND",
-            ApiError::MethodNotAllowed => "ERR_METHOD_NOT_ALLOWED",
+            ApiError::NotFound(_) => error_body::NOT_FOUND,
+            ApiError::MethodNotAllowed => error_body::METHOD_NOT_ALLOWED,
             ApiError::Busy(_) => "ERR_BUSY",
             ApiError::Timeout(_) => "ERR_FUNCTION_TIMEOUT",
             ApiError::Inference(_) => "ERR_INFERENCE_FAILED",
@@ -123,7 +103,7 @@ impl From<CallError> for ApiError {
                     ExitKind::HostService => ApiError::Inference(reason),
                 }
             }
-            CallError::InputTooLarge { limit, .. } => ApiError::BodyTooLarge { limit },
+            CallError::InputTooLarge { limit, .. } => ApiError::Body(BodyError::TooLarge { limit }),
             err @ CallError::Busy { .. } => ApiError::Busy(err),
             err @ CallError::Timeout { .. } => ApiError::Timeout(err),
             err => ApiError::Function(err),
@@ -133,8 +113,7 @@ impl From<CallError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response =
-            service_kit::error_body::error_response(self.status(), self.code(), self.to_string());
+        let mut response = error_body::error_response(self.status(), self.code(), self.to_string());
         if let ApiError::Busy(_) = self {
             response
                 .headers_mut()

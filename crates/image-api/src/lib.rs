@@ -28,20 +28,21 @@ use std::future::Future;
 
 use anyhow::Context;
 use axum::Router;
-use function_host::nn::{Models, NnConfig};
 use function_host::{Function, FunctionHost};
+use service_kit::serve::ConnectionLimit;
 use tokio::net::TcpListener;
 
-pub use args::{ImageApiArgs, ImageApiConfig, NnArgs};
+pub use args::{ImageApiArgs, ImageApiConfig};
 
-/// Serves `app` on `listener` until `shutdown` completes, then finishes the
-/// requests in flight.
+/// Serves `app` on `listener`, at most `connections` at once, until
+/// `shutdown` completes, then finishes the requests in flight.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    connections: ConnectionLimit,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    service_kit::serve::serve(listener, app, shutdown).await
+) {
+    service_kit::serve::serve(listener, app, connections, shutdown).await
 }
 
 /// Creates the function host and loads the configured function (compiling it
@@ -57,30 +58,10 @@ pub async fn load_function(config: &ImageApiConfig) -> anyhow::Result<Function> 
         let function = host
             .load_file(&name, &path)
             .context("cannot load the function")?;
-        with_models(function, &nn)
+        Ok(function_host::nn::load_models_for(function, &nn)?)
     })
     .await
     .context("loading the function panicked")?
-}
-
-/// Gives `function` its models if it imports WASI-NN: checks the files are
-/// there, then loads and optimises them (blocking; seconds for a big model).
-pub fn with_models(function: Function, nn: &NnConfig) -> anyhow::Result<Function> {
-    if !function.uses_wasi_nn() {
-        return Ok(function);
-    }
-    for model in &nn.models {
-        if !model.path.is_file() {
-            anyhow::bail!(
-                "`{}` uses WASI-NN but model `{}` is missing at {}: run `dapr-wasm models fetch` (or pass --model NAME=PATH)",
-                function.name(),
-                model.name,
-                model.path.display()
-            );
-        }
-    }
-    let models = Models::load(nn).context("cannot load the models")?;
-    Ok(function.with_models(models))
 }
 
 /// Runs the image service described by `config` until `shutdown`.
@@ -103,7 +84,6 @@ pub async fn run(
         timeout: config.body_timeout,
     };
     let app = routes::app(function, body_limits);
-    serve(listener, app, shutdown)
-        .await
-        .context("the HTTP server failed")
+    serve(listener, app, config.max_connections, shutdown).await;
+    Ok(())
 }

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use function_host::Function;
 use serde_json::json;
-use service_kit::body::{BodyError, BodyLimits};
+use service_kit::body::BodyLimits;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
@@ -66,14 +66,7 @@ async fn image_post(State(state): State<AppState>, request: Request) -> Result<R
 
 /// Reads the whole body (see [`service_kit::body`]).
 async fn read_body(request: Request, limits: BodyLimits) -> Result<Bytes, ApiError> {
-    service_kit::body::read_limited(request, limits)
-        .await
-        .map_err(|err| match err {
-            BodyError::TooLarge { limit } => ApiError::BodyTooLarge { limit },
-            BodyError::Empty => ApiError::EmptyBody,
-            BodyError::TimedOut(after) => ApiError::BodyTimeout(after),
-            BodyError::Read(reason) => ApiError::BodyRead(reason),
-        })
+    Ok(service_kit::body::read_limited(request, limits).await?)
 }
 
 /// The media type of a function's output, from its leading bytes.

@@ -3,43 +3,25 @@
 //!
 //! The wasm files come from `build/functions/` (built by `scripts/test.sh`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use function_host::{CallLimits, FunctionHost, HostConfig};
 use image::{AnimationDecoder, DynamicImage, GenericImageView};
 use reqwest::StatusCode;
 use serde_json::Value;
+use test_support::assert_dapr_error as assert_error;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-fn repo_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(relative)
-}
-
-fn wasm_path(name: &str) -> PathBuf {
-    let dir = std::env::var_os("DAPR_WASM_FUNCTIONS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_path("build/functions"));
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: build the functions with `bash scripts/test.sh`",
-        path.display()
-    );
-    path
-}
-
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(repo_path("testdata").join(name)).expect("read fixture")
+    test_support::photo(name)
 }
 
 /// A running service; dropping it shuts the server down.
 struct Service {
     base: String,
     client: reqwest::Client,
+    function: function_host::Function,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -47,7 +29,9 @@ impl Service {
     async fn start(function: &str, config: HostConfig) -> Service {
         let max_body = config.limits.max_input_bytes;
         let host = FunctionHost::new(config).unwrap();
-        let function = host.load_file(function, &wasm_path(function)).unwrap();
+        let function = host
+            .load_file(function, &test_support::wasm_path(function))
+            .unwrap();
         Service::serve(function, max_body).await
     }
 
@@ -57,7 +41,7 @@ impl Service {
         #[derive(clap::Parser)]
         struct Defaults {
             #[command(flatten)]
-            nn: image_api::NnArgs,
+            nn: function_host::nn::NnArgs,
         }
         let nn = <Defaults as clap::Parser>::parse_from(["test"])
             .nn
@@ -66,11 +50,14 @@ impl Service {
         let config = test_config(CallLimits::default());
         let max_body = config.limits.max_input_bytes;
         let host = FunctionHost::new(config).unwrap();
-        let function = host.load_file("classify", &wasm_path("classify")).unwrap();
-        let function = tokio::task::spawn_blocking(move || image_api::with_models(function, &nn))
-            .await
-            .unwrap()
-            .expect("models (run `dapr-wasm models fetch`)");
+        let function = host
+            .load_file("classify", &test_support::wasm_path("classify"))
+            .unwrap();
+        let function =
+            tokio::task::spawn_blocking(move || function_host::nn::load_models_for(function, &nn))
+                .await
+                .unwrap()
+                .expect("models (run `dapr-wasm models fetch`)");
         Service::serve(function, max_body).await
     }
 
@@ -78,14 +65,17 @@ impl Service {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let app =
-            image_api::routes::app(function, service_kit::body::BodyLimits::max_bytes(max_body));
-        tokio::spawn(image_api::serve(listener, app, async {
+        let app = image_api::routes::app(
+            function.clone(),
+            service_kit::body::BodyLimits::max_bytes(max_body),
+        );
+        tokio::spawn(image_api::serve(listener, app, Default::default(), async {
             let _ = rx.await;
         }));
         Service {
             base,
             client: reqwest::Client::new(),
+            function,
             _shutdown: tx,
         }
     }
@@ -121,21 +111,6 @@ fn test_config(limits: CallLimits) -> HostConfig {
         limits,
         ..HostConfig::default()
     }
-}
-
-/// Asserts an error response: status, JSON content type and `errorCode`.
-async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) -> String {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/json",
-        "errors are JSON"
-    );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["errorCode"], code, "{body}");
-    let message = body["message"].as_str().expect("a message").to_string();
-    assert!(!message.is_empty());
-    message
 }
 
 /// Every pixel gray, and the gray is the input's luminance (so the output is
@@ -411,7 +386,15 @@ async fn calls_beyond_the_slots_get_503_busy_with_retry_after() {
             .body(fixture("cat.jpg"));
         tokio::spawn(async move { request.send().await.unwrap().status() })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    test_support::wait_until(
+        "the first call holds the slot",
+        Duration::from_secs(5),
+        || {
+            let free = service.function.free_slots();
+            async move { free == 0 }
+        },
+    )
+    .await;
     let response = service.post("/api/image", fixture("cat.jpg")).await;
     assert_eq!(response.headers()["retry-after"], "1");
     assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "ERR_BUSY").await;

@@ -11,10 +11,10 @@ use models::torch_legacy::read_state_dict;
 use tract_onnx::prelude::*;
 
 fn models_dir() -> PathBuf {
-    let dir = models::default_models_dir().expect("HOME is set");
-    let weights = dir.join(models::EFFICIENTNET_LITE0_WEIGHTS.file_name);
+    let dir = local_dirs::models_dir().expect("HOME is set");
+    let weights = dir.join(model_files::EFFICIENTNET_LITE0_WEIGHTS.file_name);
     assert!(
-        models::is_intact(&weights, &models::EFFICIENTNET_LITE0_WEIGHTS),
+        model_files::is_intact(&weights, &model_files::EFFICIENTNET_LITE0_WEIGHTS),
         "{} is missing or damaged: run `dapr-wasm models fetch` (scripts/test.sh does)",
         weights.display()
     );
@@ -22,7 +22,7 @@ fn models_dir() -> PathBuf {
 }
 
 fn weights() -> Vec<u8> {
-    std::fs::read(models_dir().join(models::EFFICIENTNET_LITE0_WEIGHTS.file_name)).unwrap()
+    std::fs::read(models_dir().join(model_files::EFFICIENTNET_LITE0_WEIGHTS.file_name)).unwrap()
 }
 
 #[test]
@@ -113,13 +113,13 @@ fn conversion_is_deterministic_and_matches_the_pin() {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&first))
     };
-    assert_eq!(sha, models::ONNX_SHA256);
+    assert_eq!(sha, model_files::ONNX_SHA256);
 }
 
 #[test]
 fn labels_match_the_pinned_package() {
     let json =
-        std::fs::read_to_string(models_dir().join(models::IMAGENET_LABELS.file_name)).unwrap();
+        std::fs::read_to_string(models_dir().join(model_files::IMAGENET_LABELS.file_name)).unwrap();
     let names: std::collections::BTreeMap<String, String> = serde_json::from_str(&json).unwrap();
     let compiled = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -7,9 +7,18 @@
 use std::time::Duration;
 
 use axum::extract::Request;
+use axum::http::StatusCode;
 use bytes::Bytes;
 
-/// Why a body could not be read.
+/// Why a body could not be read: the same status, `errorCode` and message
+/// in every service.
+///
+/// | variant | status | errorCode |
+/// |---|---|---|
+/// | `TooLarge` | 413 | `ERR_BODY_TOO_LARGE` |
+/// | `Empty` | 400 | `ERR_EMPTY_BODY` |
+/// | `TimedOut` | 408 | `ERR_BODY_TIMEOUT` |
+/// | `Read` | 400 | `ERR_BAD_REQUEST` |
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     /// Over the limit (declared or streamed).
@@ -19,7 +28,7 @@ pub enum BodyError {
         limit: usize,
     },
     /// The body was empty.
-    #[error("the request body is empty")]
+    #[error("the request body is empty: send an image (JPEG, PNG, GIF, WebP or BMP)")]
     Empty,
     /// The whole body did not arrive in time.
     #[error("the request body did not arrive within {0:?}")]
@@ -27,6 +36,27 @@ pub enum BodyError {
     /// The connection failed while reading.
     #[error("cannot read the request body: {0}")]
     Read(String),
+}
+
+impl BodyError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Empty | BodyError::Read(_) => StatusCode::BAD_REQUEST,
+            BodyError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The stable `errorCode`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BodyError::TooLarge { .. } => crate::error_body::BODY_TOO_LARGE,
+            BodyError::Empty => "ERR_EMPTY_BODY",
+            BodyError::TimedOut(_) => "ERR_BODY_TIMEOUT",
+            BodyError::Read(_) => crate::error_body::BAD_REQUEST,
+        }
+    }
 }
 
 /// The default for how long a whole request body may take to arrive.

@@ -8,6 +8,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// The codes every service shares, for errors that are not any one
+/// service's own (each service's table names the rest).
+pub const NOT_FOUND: &str = "ERR_NOT_FOUND";
+/// The route exists for another method.
+pub const METHOD_NOT_ALLOWED: &str = "ERR_METHOD_NOT_ALLOWED";
+/// A request body over the limit.
+pub const BODY_TOO_LARGE: &str = "ERR_BODY_TOO_LARGE";
+/// Any other client error.
+pub const BAD_REQUEST: &str = "ERR_BAD_REQUEST";
+
 /// The JSON error response. Server errors are logged as warnings (the
 /// operator must look); client errors only at debug level.
 pub fn error_response(status: StatusCode, code: &str, message: String) -> Response {
@@ -59,11 +69,11 @@ pub async fn json_errors(
         text
     };
     let code = match status {
-        StatusCode::NOT_FOUND => "ERR_NOT_FOUND",
-        StatusCode::METHOD_NOT_ALLOWED => "ERR_METHOD_NOT_ALLOWED",
-        StatusCode::PAYLOAD_TOO_LARGE => "ERR_BODY_TOO_LARGE",
+        StatusCode::NOT_FOUND => NOT_FOUND,
+        StatusCode::METHOD_NOT_ALLOWED => METHOD_NOT_ALLOWED,
+        StatusCode::PAYLOAD_TOO_LARGE => BODY_TOO_LARGE,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "ERR_UNSUPPORTED_MEDIA_TYPE",
-        status if status.is_client_error() => "ERR_BAD_REQUEST",
+        status if status.is_client_error() => BAD_REQUEST,
         _ => "ERR_INTERNAL",
     };
     let mut response = error_response(status, code, message);

@@ -5,7 +5,8 @@
 //! - [`error_body`]: Dapr's JSON error response `{errorCode, message}`.
 //! - [`headers`]: reading shared request headers (`Content-Length`).
 //! - [`body`]: reading a request body under a size limit.
-//! - [`serve`]: the HTTP server loop, with header bounds and timeouts.
+//! - [`serve`]: the HTTP server loop, with header bounds, timeouts and a
+//!   connection limit (`--max-connections`).
 //! - [`shutdown`]: one shutdown signal (Ctrl-C or SIGTERM) for every
 //!   long-running subcommand.
 

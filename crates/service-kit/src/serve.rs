@@ -11,13 +11,18 @@
 //!   `431 Request Header Fields Too Large`. (The byte limit is hyper's read
 //!   buffer, which grows in steps: a head within `MAX_HEADER_BYTES / 2` is
 //!   always accepted, one over `MAX_HEADER_BYTES` never is.)
-//! - the peer's address in each request's [`ConnectInfo`].
+//! - the peer's address in each request's [`ConnectInfo`];
+//! - at most [`ConnectionLimit`] connections at once (`--max-connections`,
+//!   [`DEFAULT_MAX_CONNECTIONS`]): at the limit it stops accepting, and new
+//!   connections wait in the kernel's backlog until one closes, as
+//!   mini-redis does.
 //!
 //! Bodies are bounded where they are read ([`crate::body::read_limited`]).
 //! On shutdown it stops accepting, lets the requests in flight finish (for
 //! at most [`DRAIN_TIMEOUT`]), then returns.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -27,6 +32,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 /// How long a client may take to send a request's headers.
@@ -40,22 +46,74 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 const READ_BUFFER_BYTES: usize = MAX_HEADER_BYTES / 2;
 /// How long shutdown waits for requests in flight.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many connections a listener serves at once by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
-/// Serves `app` on `listener` until `shutdown` completes, then finishes the
-/// requests in flight.
+/// The connection flag every service takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionArgs {
+    /// The most client connections served at once; more wait until one
+    /// closes.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+}
+
+impl ConnectionArgs {
+    /// Checks the flag.
+    pub fn validate(&self) -> Result<ConnectionLimit, String> {
+        ConnectionLimit::new(self.max_connections)
+            .ok_or_else(|| "--max-connections must be at least 1".to_string())
+    }
+}
+
+/// How many connections one listener serves at once (at least one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimit(usize);
+
+impl ConnectionLimit {
+    /// `max` connections; `None` for zero.
+    pub fn new(max: usize) -> Option<ConnectionLimit> {
+        (max > 0).then_some(ConnectionLimit(max.min(Semaphore::MAX_PERMITS)))
+    }
+
+    /// The number.
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl Default for ConnectionLimit {
+    fn default() -> Self {
+        ConnectionLimit(DEFAULT_MAX_CONNECTIONS)
+    }
+}
+
+/// Serves `app` on `listener`, at most `connections` at once, until
+/// `shutdown` completes, then finishes the requests in flight. Nothing
+/// here fails: accept errors (such as running out of file descriptors) are
+/// logged and retried.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    connections: ConnectionLimit,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_headers(MAX_HEADERS)
         .max_buf_size(READ_BUFFER_BYTES);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(connections.get()));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_closed) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(connection) => connection,
@@ -87,6 +145,7 @@ pub async fn serve(
             if let Err(err) = connection.await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);
@@ -96,5 +155,4 @@ pub async fn serve(
     {
         tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
     }
-    Ok(())
 }

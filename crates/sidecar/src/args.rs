@@ -47,6 +47,10 @@ pub struct SidecarArgs {
     /// How long a call to an app or another sidecar may take.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub invoke_timeout: Duration,
+
+    /// The connection limit (`--max-connections`).
+    #[command(flatten)]
+    pub connections: service_kit::serve::ConnectionArgs,
 }
 
 /// A checked sidecar configuration.
@@ -68,6 +72,8 @@ pub struct SidecarConfig {
     pub data_dir: PathBuf,
     /// Timeout of outgoing calls.
     pub invoke_timeout: Duration,
+    /// How many connections the API serves at once.
+    pub max_connections: service_kit::serve::ConnectionLimit,
     /// `DAPR_API_TOKEN`: required from callers of the API when set.
     pub api_token: Option<String>,
     /// `APP_API_TOKEN`: sent to the app when set.
@@ -105,7 +111,7 @@ impl SidecarArgs {
         let data_dir = self
             .data_dir
             .clone()
-            .or_else(default_data_dir)
+            .or_else(local_dirs::data_dir)
             .ok_or("no data directory: set --data-dir or HOME")?;
         Ok(SidecarConfig {
             app_id: self.app_id.clone(),
@@ -116,6 +122,7 @@ impl SidecarArgs {
             max_body_size: self.max_body_size,
             data_dir,
             invoke_timeout: self.invoke_timeout,
+            max_connections: self.connections.validate()?,
             api_token: non_empty_env("DAPR_API_TOKEN"),
             app_api_token: non_empty_env("APP_API_TOKEN"),
         })
@@ -124,12 +131,4 @@ impl SidecarArgs {
 
 fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// `$XDG_DATA_HOME/dapr-wasm`, else `~/.local/share/dapr-wasm`.
-pub fn default_data_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
-    Some(base.join("dapr-wasm"))
 }

@@ -26,11 +26,11 @@ use serde::Deserialize;
 /// One component as written in YAML.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Component {
-    /// `kind`: only `Component` documents are used.
-    #[serde(default)]
-    pub kind: String,
+    /// The document's `kind`: only `Component` documents are used.
+    #[serde(default, rename = "kind")]
+    pub document_kind: String,
     /// `metadata.name`.
-    pub metadata: ComponentName,
+    pub metadata: ComponentMetadata,
     /// `spec`.
     pub spec: ComponentSpec,
     /// App ids that may use it; empty means all.
@@ -38,9 +38,10 @@ pub struct Component {
     pub scopes: Vec<String>,
 }
 
-/// `metadata` of a component.
+/// `metadata` of a component (Kubernetes object metadata; only the name
+/// is used).
 #[derive(Debug, Clone, Deserialize)]
-pub struct ComponentName {
+pub struct ComponentMetadata {
     /// The component's name, as used in API paths.
     pub name: String,
 }
@@ -50,7 +51,7 @@ pub struct ComponentName {
 pub struct ComponentSpec {
     /// e.g. `state.sqlite`, `secretstores.local.file`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub component_type: String,
     /// e.g. `v1`.
     #[serde(default = "default_version")]
     pub version: String,

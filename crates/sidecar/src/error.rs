@@ -125,7 +125,7 @@ impl DaprError {
         use DaprError::*;
         match self {
             MalformedRequest(_) => "ERR_MALFORMED_REQUEST",
-            BodyTooLarge(_) => "ERR_BODY_TOO_LARGE",
+            BodyTooLarge(_) => service_kit::error_body::BODY_TOO_LARGE,
             AppNotFound(_) | NoAppId | DirectInvoke { .. } => "ERR_DIRECT_INVOKE",
             StateStoreNotFound(_) => "ERR_STATE_STORE_NOT_FOUND",
             StateStoresNotConfigured => "ERR_STATE_STORE_NOT_CONFIGURED",
@@ -137,7 +137,7 @@ impl DaprError {
             SecretStoresNotConfigured => "ERR_SECRET_STORES_NOT_CONFIGURED",
             SecretGet { .. } => "ERR_SECRET_GET",
             Unauthorized => "ERR_API_UNAUTHORIZED",
-            NotFound(_) => "ERR_NOT_FOUND",
+            NotFound(_) => service_kit::error_body::NOT_FOUND,
         }
     }
 }

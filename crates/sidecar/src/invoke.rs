@@ -145,6 +145,7 @@ impl Sidecar {
             let address = self
                 .registry
                 .lookup_cached(app_id)
+                .await
                 .map_err(|e| direct_error(e.to_string()))?
                 .ok_or_else(|| DaprError::AppNotFound(app_id.to_string()))?;
             format!("http://{address}{INTERNAL_PREFIX}/{app_id}{method_path}{query}")

@@ -76,7 +76,7 @@ pub struct ComponentInfo {
     /// Its name.
     pub name: String,
     /// Its Dapr type, e.g. `state.sqlite`.
-    pub kind: String,
+    pub component_type: String,
     /// Its version, e.g. `v1`.
     pub version: String,
     /// What it supports, as daprd lists it.
@@ -107,24 +107,24 @@ impl Sidecar {
         let mut infos = Vec::new();
         for component in &components {
             let name = component.metadata.name.clone();
-            let kind = component.spec.kind.as_str();
-            let capabilities = if kind.starts_with("state.") {
+            let component_type = component.spec.component_type.as_str();
+            let capabilities = if component_type.starts_with("state.") {
                 let store = state::open(component, &config.data_dir).await?;
                 stores.insert(name.clone(), Arc::from(store));
                 vec!["ETAG", "TRANSACTIONAL", "TTL"]
-            } else if kind == "secretstores.local.file" {
+            } else if component_type == "secretstores.local.file" {
                 let store = LocalFileStore::open(component)
                     .map_err(|e| anyhow::anyhow!("secret store `{name}`: {e}"))?;
                 secret_stores.insert(name.clone(), store);
                 vec![]
             } else {
-                tracing::warn!(component = %name, kind, "component type not supported; skipped");
+                tracing::warn!(component = %name, component_type, "component type not supported; skipped");
                 continue;
             };
-            tracing::info!(component = %name, kind, "component loaded");
+            tracing::info!(component = %name, component_type, "component loaded");
             infos.push(ComponentInfo {
                 name,
-                kind: kind.to_string(),
+                component_type: component_type.to_string(),
                 version: component.spec.version.clone(),
                 capabilities,
             });
@@ -237,16 +237,6 @@ fn is_open_health_check(request: &Request) -> bool {
         )
 }
 
-/// Serves `app` on `listener` until `shutdown`, with peer addresses (for
-/// `X-Forwarded-For`).
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    service_kit::serve::serve(listener, app, shutdown).await
-}
-
 /// Runs a sidecar: binds `--dapr-http-port`, then [`run_on`].
 pub async fn run(
     config: SidecarConfig,
@@ -281,7 +271,8 @@ pub async fn run_on(
         stop,
     ));
     tracing::info!(app_id = %app_id, app_port = ?sidecar.config.app_port, "sidecar listening on http://{address}");
-    let served = serve(listener, app(sidecar.clone()), shutdown).await;
+    let connections = sidecar.config.max_connections;
+    service_kit::serve::serve(listener, app(sidecar.clone()), connections, shutdown).await;
     // Wait for the heartbeat to end (and any refresh in flight) before
     // deregistering, or a late refresh could register us again.
     let _ = stop_heartbeat.send(());
@@ -289,5 +280,5 @@ pub async fn run_on(
     if let Err(err) = sidecar.registry.deregister(&app_id, address) {
         tracing::warn!(error = %err, "cannot deregister from the name registry");
     }
-    served.context("the sidecar's HTTP server failed")
+    Ok(())
 }

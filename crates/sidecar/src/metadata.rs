@@ -26,7 +26,7 @@ pub(crate) async fn metadata_get(State(sidecar): State<Arc<Sidecar>>) -> Json<Va
     let components: Vec<Value> = sidecar
         .components
         .iter()
-        .map(|c| json!({ "name": c.name, "type": c.kind, "version": c.version, "capabilities": c.capabilities }))
+        .map(|c| json!({ "name": c.name, "type": c.component_type, "version": c.version, "capabilities": c.capabilities }))
         .collect();
     Json(json!({
         "id": sidecar.config.app_id,

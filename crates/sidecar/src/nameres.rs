@@ -27,27 +27,40 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 /// How long [`Registry::lookup_cached`] reuses an answer.
 pub const LOOKUP_CACHE_FOR: Duration = Duration::from_secs(1);
 
+/// Where the registry reads the time, in Unix milliseconds: the system
+/// clock, or a test's own ([`Registry::with_clock`]).
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 /// A handle on the shared registry.
 #[derive(Clone)]
 pub struct Registry {
     connection: Arc<Mutex<Connection>>,
     path: PathBuf,
     ttl: Duration,
+    clock: Clock,
     recent: Arc<Mutex<HashMap<String, (SocketAddr, Instant)>>>,
 }
 
 /// Why the registry failed.
 #[derive(Debug, thiserror::Error)]
-#[error("name registry {path}: {source}")]
-pub struct RegistryError {
-    path: PathBuf,
-    source: rusqlite::Error,
+pub enum RegistryError {
+    /// SQLite refused or failed.
+    #[error("name registry {path}: {source}")]
+    Sqlite {
+        /// The registry's file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The blocking task that ran the query did not finish.
+    #[error("name registry lookup interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl Registry {
     /// Opens (creating if needed) the registry at `path`.
     pub fn open(path: &Path, ttl: Duration) -> Result<Self, RegistryError> {
-        let error = |source| RegistryError {
+        let error = |source| RegistryError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
@@ -70,8 +83,16 @@ impl Registry {
             connection: Arc::new(Mutex::new(connection)),
             path: path.to_path_buf(),
             ttl,
+            clock: Arc::new(crate::unix_millis),
             recent: Arc::new(Mutex::new(HashMap::new())),
         })
+    }
+
+    /// This handle with another clock (Unix milliseconds), so that tests
+    /// can move time instead of waiting for it.
+    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     fn with<T>(
@@ -82,7 +103,7 @@ impl Registry {
             .connection
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&connection).map_err(|source| RegistryError {
+        f(&connection).map_err(|source| RegistryError::Sqlite {
             path: self.path.clone(),
             source,
         })
@@ -91,7 +112,7 @@ impl Registry {
     /// Registers (or refreshes) `app_id` at `address`, and deletes rows
     /// whose TTL has passed.
     pub fn register(&self, app_id: &str, address: SocketAddr) -> Result<(), RegistryError> {
-        let now = crate::unix_millis();
+        let now = (self.clock)();
         let stale_before = now - self.ttl_millis();
         self.with(|c| {
             c.execute(
@@ -120,7 +141,7 @@ impl Registry {
 
     /// The freshest live address of `app_id`, if any.
     pub fn lookup(&self, app_id: &str) -> Result<Option<SocketAddr>, RegistryError> {
-        let fresh_after = crate::unix_millis() - self.ttl_millis();
+        let fresh_after = (self.clock)() - self.ttl_millis();
         let address: Option<String> = self.with(|c| {
             c.prepare_cached(
                 "SELECT address FROM hosts WHERE app_id = ?1 AND updated_ms >= ?2
@@ -133,20 +154,32 @@ impl Registry {
     }
 
     /// [`Registry::lookup`], reusing an answer younger than
-    /// [`LOOKUP_CACHE_FOR`].
-    pub fn lookup_cached(&self, app_id: &str) -> Result<Option<SocketAddr>, RegistryError> {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((address, at)) = recent.get(app_id)
-            && at.elapsed() < LOOKUP_CACHE_FOR
-        {
-            return Ok(Some(*address));
+    /// [`LOOKUP_CACHE_FOR`]. A miss queries SQLite on tokio's blocking pool
+    /// (it can wait up to the busy timeout), never on the caller's runtime.
+    pub async fn lookup_cached(&self, app_id: &str) -> Result<Option<SocketAddr>, RegistryError> {
+        if let Some(address) = self.cached(app_id) {
+            return Ok(Some(address));
         }
-        let found = self.lookup(app_id)?;
+        let registry = self.clone();
+        let id = app_id.to_string();
+        let found = tokio::task::spawn_blocking(move || registry.lookup(&id))
+            .await
+            .map_err(|join| RegistryError::Interrupted(join.to_string()))??;
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         match found {
             Some(address) => recent.insert(app_id.to_string(), (address, Instant::now())),
             None => recent.remove(app_id),
         };
         Ok(found)
+    }
+
+    /// The cached answer for `app_id`, if younger than [`LOOKUP_CACHE_FOR`].
+    fn cached(&self, app_id: &str) -> Option<SocketAddr> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent
+            .get(app_id)
+            .filter(|(_, at)| at.elapsed() < LOOKUP_CACHE_FOR)
+            .map(|(address, _)| *address)
     }
 
     /// Drops a cached answer (after a failed connection to it).
@@ -159,7 +192,7 @@ impl Registry {
 
     /// Every live registration, as `(app_id, address, pid)`.
     pub fn list(&self) -> Result<Vec<(String, String, u32)>, RegistryError> {
-        let fresh_after = crate::unix_millis() - self.ttl_millis();
+        let fresh_after = (self.clock)() - self.ttl_millis();
         self.with(|c| {
             let mut statement = c.prepare(
                 "SELECT app_id, address, pid FROM hosts WHERE updated_ms >= ?1 ORDER BY app_id",

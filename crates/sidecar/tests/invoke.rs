@@ -1,12 +1,10 @@
 //! Service invocation through two real sidecars, and name resolution.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::Value;
 use sidecar::nameres::Registry;
-use support::*;
+use test_support::sidecar::*;
 
 #[tokio::test]
 async fn two_apps_call_each_other_through_their_sidecars_by_app_id() {
@@ -309,12 +307,22 @@ async fn a_stopped_sidecar_deregisters_and_a_dead_one_expires() {
     );
 
     // A sidecar that died without deregistering: its row stops refreshing.
-    let short_ttl =
-        Registry::open(&data.path().join("nameres.db"), Duration::from_secs(1)).unwrap();
+    let now = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(1_000_000));
+    let short_ttl = Registry::open(&data.path().join("nameres.db"), Duration::from_secs(1))
+        .unwrap()
+        .with_clock({
+            let now = now.clone();
+            move || now.load(std::sync::atomic::Ordering::SeqCst)
+        });
     let address = "127.0.0.1:45678".parse().unwrap();
     short_ttl.register("crashed", address).unwrap();
-    assert_eq!(short_ttl.lookup("crashed").unwrap(), Some(address));
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    now.fetch_add(1_000, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        short_ttl.lookup("crashed").unwrap(),
+        Some(address),
+        "fresh for exactly the TTL"
+    );
+    now.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
         short_ttl.lookup("crashed").unwrap(),
         None,

@@ -1,14 +1,12 @@
 //! The state API's behaviour (Dapr's semantics), as one suite that runs
 //! against each backend; plus secrets, metadata and component loading.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Client;
 use serde_json::{Value, json};
-use support::*;
+use test_support::sidecar::*;
 
 /// Every behaviour of the state API, against `store` on `sidecar`.
 async fn state_suite(sidecar: &RunningSidecar, store: &str) {
@@ -181,8 +179,12 @@ async fn state_suite(sidecar: &RunningSidecar, store: &str) {
         .unwrap();
     assert_eq!(response.status(), 204);
     assert_eq!(get("brief").await.unwrap().status(), 200);
-    tokio::time::sleep(Duration::from_millis(1_300)).await;
-    assert_eq!(get("brief").await.unwrap().status(), 204);
+    // The store's own clock decides (Redis expires keys itself), so this
+    // waits on the real clock, for the key to go.
+    test_support::wait_until("the key expires", Duration::from_secs(5), || async {
+        get("brief").await.unwrap().status() == 204
+    })
+    .await;
 
     // An unknown store.
     let response = client
@@ -265,15 +267,6 @@ async fn secrets_metadata_and_component_scopes() {
     c.resources_paths = vec![resources.path().to_path_buf()];
     let sidecar = RunningSidecar::start(c).await;
     let client = Client::new();
-    let get_json = |path: String| {
-        let client = client.clone();
-        async move {
-            let response = client.get(path).send().await.unwrap();
-            assert_eq!(response.status(), 200);
-            response.json::<Value>().await.unwrap()
-        }
-    };
-
     let secret = get_json(sidecar.url("/v1.0/secrets/localsecrets/db:password")).await;
     assert_eq!(secret, json!({"db:password": "p4ss"}));
     let bulk = get_json(sidecar.url("/v1.0/secrets/localsecrets/bulk")).await;
@@ -338,25 +331,6 @@ async fn secrets_metadata_and_component_scopes() {
     sidecar.stop().await;
 }
 
-/// Whether a real server is reachable. Locally a missing server skips the
-/// test with a clear message; in CI (`CI` set) it fails, because
-/// `scripts/test.sh` starts Redis and PostgreSQL.
-fn require_server(name: &str, address: &str) -> bool {
-    let reachable = address
-        .parse()
-        .ok()
-        .and_then(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
-        .is_some();
-    if !reachable {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is not reachable at {address}; scripts/test.sh starts it"
-        );
-        eprintln!("SKIPPED: {name} is not running at {address}; `bash scripts/test.sh` starts it");
-    }
-    reachable
-}
-
 /// A name no earlier run used, so runs never see each other's data.
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -382,10 +356,9 @@ fn component_file(dir: &Path, name: &str, kind: &str, metadata: &[(&str, &str)])
 }
 
 #[tokio::test]
+#[ignore = "needs Redis on 127.0.0.1:6379 (scripts/test.sh starts it and runs this)"]
 async fn redis_store_follows_dapr_state_semantics() {
-    if !require_server("Redis", "127.0.0.1:6379") {
-        return;
-    }
+    test_support::require_service("Redis", "127.0.0.1:6379");
     let data = tempfile::tempdir().unwrap();
     let resources = tempfile::tempdir().unwrap();
     component_file(
@@ -425,10 +398,9 @@ async fn redis_store_follows_dapr_state_semantics() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL on 127.0.0.1:5432 (scripts/test.sh starts it and runs this)"]
 async fn postgres_store_follows_dapr_state_semantics() {
-    if !require_server("PostgreSQL", "127.0.0.1:5432") {
-        return;
-    }
+    test_support::require_service("PostgreSQL", "127.0.0.1:5432");
     let connection_string =
         "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres";
     let data = tempfile::tempdir().unwrap();
@@ -471,37 +443,10 @@ async fn postgres_store_follows_dapr_state_semantics() {
 /// stay open) must not hang the state API: the call fails after the store
 /// timeout with a clear error, and works again once Redis resumes.
 #[tokio::test]
+#[ignore = "needs redis-server installed (scripts/test.sh installs it and runs this)"]
 async fn a_frozen_store_gives_an_error_instead_of_a_hang() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    /// Kills the server even when an assertion fails.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let redis = KillOnDrop(
-        std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test.sh installs it)"),
-    );
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let redis = test_support::RedisServer::start();
+    let port = redis.port();
     let data = tempfile::tempdir().unwrap();
     let resources = tempfile::tempdir().unwrap();
     let host = format!("127.0.0.1:{port}");
@@ -523,7 +468,7 @@ async fn a_frozen_store_gives_an_error_instead_of_a_hang() {
     };
     assert_eq!(save().await.unwrap().status(), 204);
 
-    let pid = redis.0.id().to_string();
+    let pid = redis.pid().to_string();
     let signal = |sig: &str| {
         let status = std::process::Command::new("kill")
             .args([sig, pid.as_str()])
@@ -551,14 +496,11 @@ async fn a_frozen_store_gives_an_error_instead_of_a_hang() {
         "{waited:?}"
     );
     // Resumed: it works again.
-    let mut answered = false;
-    for _ in 0..50 {
-        if save().await.unwrap().status() == 204 {
-            answered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(answered, "the store never came back");
+    test_support::wait_until(
+        "the store answers again",
+        Duration::from_secs(5),
+        || async { save().await.unwrap().status() == 204 },
+    )
+    .await;
     sidecar.stop().await;
 }

@@ -45,6 +45,10 @@ pub struct WebPortArgs {
     /// How long a call to an image app may take.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub invoke_timeout: Duration,
+
+    /// The connection limit (`--max-connections`).
+    #[command(flatten)]
+    pub connections: service_kit::serve::ConnectionArgs,
 }
 
 /// A checked configuration.
@@ -64,6 +68,8 @@ pub struct WebPortConfig {
     pub body_limits: BodyLimits,
     /// Timeout of a call to an image app.
     pub invoke_timeout: Duration,
+    /// How many connections it serves at once.
+    pub max_connections: service_kit::serve::ConnectionLimit,
 }
 
 impl WebPortArgs {
@@ -92,6 +98,7 @@ impl WebPortArgs {
                 timeout: self.body_timeout,
             },
             invoke_timeout: self.invoke_timeout,
+            max_connections: self.connections.validate()?,
         })
     }
 }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 /// Why a call to the sidecar failed.
 #[derive(Debug, thiserror::Error)]
-pub enum DaprError {
+pub enum DaprClientError {
     /// The sidecar could not be reached or did not answer in time.
     #[error("the Dapr sidecar at {url} is unreachable: {reason}")]
     Unreachable {
@@ -69,7 +69,7 @@ impl DaprClient {
         }
     }
 
-    fn unreachable(url: &str, err: reqwest::Error) -> DaprError {
+    fn unreachable(url: &str, err: reqwest::Error) -> DaprClientError {
         let reason = if err.is_timeout() {
             "no answer in time".to_string()
         } else if err.is_connect() {
@@ -77,7 +77,7 @@ impl DaprClient {
         } else {
             err.to_string()
         };
-        DaprError::Unreachable {
+        DaprClientError::Unreachable {
             url: url.to_string(),
             reason,
         }
@@ -90,7 +90,7 @@ impl DaprClient {
         method: &str,
         body: Bytes,
         content_type: Option<&str>,
-    ) -> Result<Invoked, DaprError> {
+    ) -> Result<Invoked, DaprClientError> {
         let url = format!("{}/v1.0/invoke/{app_id}/method/{method}", self.base);
         let mut request = self.http.post(&url).timeout(self.invoke_timeout).body(body);
         if let Some(content_type) = content_type {
@@ -127,7 +127,7 @@ impl DaprClient {
         &self,
         store: &str,
         key: &str,
-    ) -> Result<Option<(T, String)>, DaprError> {
+    ) -> Result<Option<(T, String)>, DaprClientError> {
         let url = format!("{}/v1.0/state/{store}/{key}", self.base);
         let response = self
             .http
@@ -142,7 +142,7 @@ impl DaprClient {
         }
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
-            return Err(DaprError::Status { status, body });
+            return Err(DaprClientError::Status { status, body });
         }
         let etag = response
             .headers()
@@ -157,7 +157,8 @@ impl DaprClient {
         if bytes.is_empty() {
             return Ok(None);
         }
-        let value = serde_json::from_slice(&bytes).map_err(|e| DaprError::Decode(e.to_string()))?;
+        let value =
+            serde_json::from_slice(&bytes).map_err(|e| DaprClientError::Decode(e.to_string()))?;
         Ok(Some((value, etag)))
     }
 
@@ -169,7 +170,7 @@ impl DaprClient {
         key: &str,
         value: &T,
         etag: Option<&str>,
-    ) -> Result<(), DaprError> {
+    ) -> Result<(), DaprClientError> {
         let url = format!("{}/v1.0/state/{store}", self.base);
         let mut item = serde_json::json!({
             "key": key,
@@ -189,8 +190,8 @@ impl DaprClient {
             .map_err(|e| Self::unreachable(&url, e))?;
         match response.status() {
             status if status.is_success() => Ok(()),
-            StatusCode::CONFLICT => Err(DaprError::EtagMismatch),
-            status => Err(DaprError::Status {
+            StatusCode::CONFLICT => Err(DaprClientError::EtagMismatch),
+            status => Err(DaprClientError::Status {
                 status,
                 body: response.text().await.unwrap_or_default(),
             }),

@@ -4,10 +4,7 @@
 //! | variant | status | errorCode |
 //! |---|---|---|
 //! | `UnknownApi` | 400 | `ERR_UNKNOWN_API` |
-//! | `EmptyBody` | 400 | `ERR_EMPTY_BODY` |
-//! | `BodyRead` | 400 | `ERR_BAD_REQUEST` |
-//! | `BodyTooLarge` | 413 | `ERR_BODY_TOO_LARGE` |
-//! | `BodyTimeout` | 408 | `ERR_BODY_TIMEOUT` |
+//! | `Body` | 400, 408, 413 | `service_kit::body::BodyError`'s codes |
 //! | `ImageAppUnavailable` | 503 | `ERR_IMAGE_APP_UNAVAILABLE` |
 //! | `Sidecar` | 502 | `ERR_SIDECAR` |
 //! | `Stats` | 503 | `ERR_STATE_STORE` |
@@ -16,7 +13,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::dapr::DaprError;
+use crate::dapr::DaprClientError;
 
 /// Every way a web-port request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -24,21 +21,9 @@ pub enum WebError {
     /// The `api` header names no known API.
     #[error("unknown api `{0}`: send the header `api: grayscale` or `api: classify`")]
     UnknownApi(String),
-    /// No upload.
-    #[error("the request body is empty: upload an image")]
-    EmptyBody,
-    /// The upload could not be read.
-    #[error("cannot read the upload: {0}")]
-    BodyRead(String),
-    /// The upload did not arrive in time (a slowly trickled body).
-    #[error("the upload did not arrive within {0:?}")]
-    BodyTimeout(std::time::Duration),
-    /// The upload is over the limit.
-    #[error("the upload exceeds the limit of {limit} bytes")]
-    BodyTooLarge {
-        /// The limit.
-        limit: usize,
-    },
+    /// The upload could not be read: empty, too large, too slow, broken.
+    #[error(transparent)]
+    Body(#[from] service_kit::body::BodyError),
     /// The image app could not be reached through the sidecar.
     #[error("the {api} service is unavailable: {reason}")]
     ImageAppUnavailable {
@@ -49,10 +34,10 @@ pub enum WebError {
     },
     /// Our own sidecar could not be reached.
     #[error("{0}")]
-    Sidecar(DaprError),
+    Sidecar(DaprClientError),
     /// The state store failed.
     #[error("the stats are unavailable: {0}")]
-    Stats(DaprError),
+    Stats(DaprClientError),
     /// No such route or file.
     #[error("not found: {0}")]
     NotFound(String),
@@ -62,11 +47,8 @@ impl WebError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            WebError::UnknownApi(_) | WebError::EmptyBody | WebError::BodyRead(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            WebError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            WebError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::UnknownApi(_) => StatusCode::BAD_REQUEST,
+            WebError::Body(body) => body.status(),
             WebError::ImageAppUnavailable { .. } | WebError::Stats(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -79,14 +61,11 @@ impl WebError {
     pub fn code(&self) -> &'static str {
         match self {
             WebError::UnknownApi(_) => "ERR_UNKNOWN_API",
-            WebError::EmptyBody => "ERR_EMPTY_BODY",
-            WebError::BodyRead(_) => "ERR_BAD_REQUEST",
-            WebError::BodyTooLarge { .. } => "ERR_BODY_TOO_LARGE",
-            WebError::BodyTimeout(_) => "ERR_BODY_TIMEOUT",
+            WebError::Body(body) => body.code(),
             WebError::ImageAppUnavailable { .. } => "ERR_IMAGE_APP_UNAVAILABLE",
             WebError::Sidecar(_) => "ERR_SIDECAR",
             WebError::Stats(_) => "ERR_STATE_STORE",
-            WebError::NotFound(_) => "ERR_NOT_FOUND",
+            WebError::NotFound(_) => service_kit::error_body::NOT_FOUND,
         }
     }
 }

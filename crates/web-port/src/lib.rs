@@ -44,7 +44,8 @@ pub async fn run(
         dapr_http_port = config.dapr_http_port,
         "web-port listening on http://{local}"
     );
-    serve(listener, config, shutdown).await
+    serve(listener, config, shutdown).await;
+    Ok(())
 }
 
 /// Serves web-port on `listener` (for tests and `run`).
@@ -52,9 +53,7 @@ pub async fn serve(
     listener: TcpListener,
     config: WebPortConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let app = routes::app(config)?;
-    service_kit::serve::serve(listener, app, shutdown)
-        .await
-        .context("the HTTP server failed")
+) {
+    let connections = config.max_connections;
+    service_kit::serve::serve(listener, routes::app(config), connections, shutdown).await;
 }

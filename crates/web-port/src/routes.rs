@@ -16,11 +16,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use service_kit::body::BodyError;
 use tower_http::trace::TraceLayer;
 
 use crate::config::WebPortConfig;
-use crate::dapr::{DaprClient, DaprError};
+use crate::dapr::{DaprClient, DaprClientError};
 use crate::error::WebError;
 use crate::stats::{self, Event, Stats};
 use crate::ui;
@@ -33,30 +32,30 @@ struct AppState {
 }
 
 /// The router.
-pub fn app(config: WebPortConfig) -> anyhow::Result<Router> {
+pub fn app(config: WebPortConfig) -> Router {
     let state = AppState {
         dapr: DaprClient::new(config.dapr_http_port, config.invoke_timeout),
         config: Arc::new(config),
     };
-    Ok(Router::new()
-        .route("/", get(index_get))
-        .route("/static/{file}", get(static_get))
+    Router::new()
+        .route("/", get(ui_index))
+        .route("/static/{file}", get(ui_asset))
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
-        .route("/api/hello", post(hello_post))
-        .route("/api/invokecount", get(invokecount_get))
+        .route("/api/hello", post(upload))
+        .route("/api/invokecount", get(stats_get))
         .fallback(|uri: axum::http::Uri| async move { WebError::NotFound(uri.path().to_string()) })
         .layer(TraceLayer::new_for_http())
-        .with_state(state))
+        .with_state(state)
 }
 
-async fn index_get() -> Response {
+async fn ui_index() -> Response {
     asset_response(ui::INDEX_HTML, "text/html; charset=utf-8")
 }
 
-async fn static_get(Path(file): Path<String>) -> Result<Response, WebError> {
+async fn ui_asset(Path(file): Path<String>) -> Result<Response, WebError> {
     // Only the embedded files exist: no path reaches the filesystem.
     let (body, media_type) =
         ui::asset(&file).ok_or(WebError::NotFound(format!("/static/{file}")))?;
@@ -74,30 +73,35 @@ fn asset_response(body: &'static str, media_type: &'static str) -> Response {
         .into_response()
 }
 
-/// The API an `api` header names, and its canonical name.
-fn image_app<'a>(config: &'a WebPortConfig, api: &str) -> Option<(&'static str, &'a str)> {
-    match api.trim().to_ascii_lowercase().as_str() {
-        "grayscale" | "rs" => Some(("grayscale", &config.grayscale_app_id)),
-        "classify" | "go" => Some(("classify", &config.classify_app_id)),
-        _ => None,
-    }
+/// The image app an upload goes to.
+struct ImageApp<'a> {
+    /// The API's canonical name (`grayscale` or `classify`).
+    api: &'static str,
+    /// The app id it is invoked by.
+    app_id: &'a str,
 }
 
-async fn hello_post(State(state): State<AppState>, request: Request) -> Response {
+/// The image app an `api` header names.
+fn image_app<'a>(config: &'a WebPortConfig, api: &str) -> Option<ImageApp<'a>> {
+    let (api, app_id) = match api.trim().to_ascii_lowercase().as_str() {
+        "grayscale" | "rs" => ("grayscale", &config.grayscale_app_id),
+        "classify" | "go" => ("classify", &config.classify_app_id),
+        _ => return None,
+    };
+    Some(ImageApp { api, app_id })
+}
+
+/// `POST /api/hello`
+async fn upload(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     let api_header = header_str(request.headers(), "api").unwrap_or_default();
-    let Some((api, app_id)) = image_app(&state.config, &api_header) else {
+    let Some(ImageApp { api, app_id }) = image_app(&state.config, &api_header) else {
         return WebError::UnknownApi(api_header).into_response();
     };
     let content_type = header_str(request.headers(), "content-type");
     let input = match service_kit::body::read_limited(request, state.config.body_limits).await {
         Ok(input) => input,
-        Err(BodyError::TooLarge { limit }) => {
-            return WebError::BodyTooLarge { limit }.into_response();
-        }
-        Err(BodyError::Empty) => return WebError::EmptyBody.into_response(),
-        Err(BodyError::TimedOut(after)) => return WebError::BodyTimeout(after).into_response(),
-        Err(BodyError::Read(reason)) => return WebError::BodyRead(reason).into_response(),
+        Err(body) => return WebError::Body(body).into_response(),
     };
     let input_bytes = input.len();
     let response = match state
@@ -123,7 +127,7 @@ async fn hello_post(State(state): State<AppState>, request: Request) -> Response
             }
             response
         }
-        Err(err @ DaprError::Unreachable { .. }) => WebError::Sidecar(err).into_response(),
+        Err(err @ DaprClientError::Unreachable { .. }) => WebError::Sidecar(err).into_response(),
         Err(err) => WebError::ImageAppUnavailable {
             api: api.to_string(),
             reason: err.to_string(),
@@ -140,7 +144,8 @@ async fn hello_post(State(state): State<AppState>, request: Request) -> Response
         milliseconds: (elapsed.as_secs_f64() * 1e5).round() / 100.0,
         status: response.status().as_u16(),
     };
-    // The upload's answer does not wait on, or fail with, the stats.
+    // The upload's answer waits for the stats write (so a count the
+    // client can read afterwards includes it) but never fails with it.
     if let Err(err) = stats::record(&state.dapr, &state.config.state_store, event).await {
         tracing::warn!(error = %err, "cannot record the call in the state store");
     }
@@ -153,7 +158,8 @@ async fn hello_post(State(state): State<AppState>, request: Request) -> Response
     response
 }
 
-async fn invokecount_get(State(state): State<AppState>) -> Result<Json<Stats>, WebError> {
+/// `GET /api/invokecount`
+async fn stats_get(State(state): State<AppState>) -> Result<Json<Stats>, WebError> {
     stats::read(&state.dapr, &state.config.state_store)
         .await
         .map(Json)

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dapr::{DaprClient, DaprError};
+use crate::dapr::{DaprClient, DaprClientError};
 
 /// The state key of the record.
 pub const STATS_KEY: &str = "invokecount";
@@ -53,7 +53,7 @@ pub struct Stats {
 }
 
 /// Reads the stats (zero when nothing was recorded yet).
-pub async fn read(dapr: &DaprClient, store: &str) -> Result<Stats, DaprError> {
+pub async fn read(dapr: &DaprClient, store: &str) -> Result<Stats, DaprClientError> {
     Ok(dapr
         .get_state::<Stats>(store, STATS_KEY)
         .await?
@@ -63,7 +63,11 @@ pub async fn read(dapr: &DaprClient, store: &str) -> Result<Stats, DaprError> {
 
 /// Adds one event and counts it as a success or a failure, retrying lost
 /// etag races.
-pub async fn record(dapr: &DaprClient, store: &str, event: Event) -> Result<Stats, DaprError> {
+pub async fn record(
+    dapr: &DaprClient,
+    store: &str,
+    event: Event,
+) -> Result<Stats, DaprClientError> {
     for attempt in 0..MAX_ATTEMPTS {
         let (mut stats, etag) = match dapr.get_state::<Stats>(store, STATS_KEY).await? {
             Some((stats, etag)) => (stats, Some(etag)),
@@ -81,7 +85,7 @@ pub async fn record(dapr: &DaprClient, store: &str, event: Event) -> Result<Stat
             .await
         {
             Ok(()) => return Ok(stats),
-            Err(DaprError::EtagMismatch) => {
+            Err(DaprClientError::EtagMismatch) => {
                 // Someone else won; back off a little, more on each loss.
                 let wait = Duration::from_micros(200 * u64::from(attempt.min(20)) + jitter());
                 tokio::time::sleep(wait).await;
@@ -89,7 +93,7 @@ pub async fn record(dapr: &DaprClient, store: &str, event: Event) -> Result<Stat
             Err(other) => return Err(other),
         }
     }
-    Err(DaprError::Status {
+    Err(DaprClientError::Status {
         status: reqwest::StatusCode::CONFLICT,
         body: format!("gave up after {MAX_ATTEMPTS} lost etag races"),
     })

@@ -4,30 +4,19 @@
 //! sidecar.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use function_host::nn::{Backend, ModelSpec, NnConfig};
-use function_host::{FunctionHost, HostConfig};
+use function_host::{Function, FunctionHost, HostConfig};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use web_port::WebPortConfig;
 
-#[path = "../../sidecar/tests/support/mod.rs"]
-mod sidecar_support;
-use sidecar_support::RunningSidecar;
-
-fn repo_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(relative)
-}
-
-fn photo(name: &str) -> Vec<u8> {
-    std::fs::read(repo_path("testdata").join(name)).unwrap()
-}
+use test_support::sidecar::{self as sidecar_support, RunningSidecar};
+use test_support::{assert_dapr_error as assert_error, photo, repo_path};
 
 /// The image apps' host configuration in these tests.
 fn host_config() -> HostConfig {
@@ -37,46 +26,57 @@ fn host_config() -> HostConfig {
     }
 }
 
-/// Starts an image app on `port` (0 for any); returns its address and stop.
-async fn start_image_app(function: &str, port: u16) -> (SocketAddr, oneshot::Sender<()>) {
+/// A running image app: its address, the function it serves, and its stop.
+struct ImageApp {
+    address: SocketAddr,
+    function: Function,
+    stop: oneshot::Sender<()>,
+}
+
+/// Starts an image app on `port` (0 for any).
+async fn start_image_app(function: &str, port: u16) -> ImageApp {
     start_image_app_with(function, port, host_config()).await
 }
 
 /// [`start_image_app`] with its own host configuration.
-async fn start_image_app_with(
-    function: &str,
-    port: u16,
-    host: HostConfig,
-) -> (SocketAddr, oneshot::Sender<()>) {
+async fn start_image_app_with(function: &str, port: u16, host: HostConfig) -> ImageApp {
     let host = FunctionHost::new(host).unwrap();
     let path = repo_path(&format!("build/functions/{function}.wasm"));
     let mut loaded = host
         .load_file(function, &path)
         .expect("build the functions first");
     if loaded.uses_wasi_nn() {
-        let files = models::ModelFiles::in_dir(&models::default_models_dir().unwrap());
+        let files = model_files::ModelFiles::in_dir(&local_dirs::models_dir().unwrap());
         let nn = NnConfig {
             models: vec![ModelSpec {
-                name: models::MODEL_NAME.into(),
+                name: model_files::MODEL_NAME.into(),
                 path: files.onnx,
             }],
             backend: Backend::Auto,
             onnxruntime_lib: files.onnxruntime,
             threads: 1,
         };
-        loaded = tokio::task::spawn_blocking(move || image_api::with_models(loaded, &nn))
-            .await
-            .unwrap()
-            .expect("models (run `dapr-wasm models fetch`)");
+        loaded =
+            tokio::task::spawn_blocking(move || function_host::nn::load_models_for(loaded, &nn))
+                .await
+                .unwrap()
+                .expect("models (run `dapr-wasm models fetch`)");
     }
     let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let address = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let app = image_api::routes::app(loaded, service_kit::body::BodyLimits::max_bytes(16 << 20));
-    tokio::spawn(image_api::serve(listener, app, async {
+    let app = image_api::routes::app(
+        loaded.clone(),
+        service_kit::body::BodyLimits::max_bytes(16 << 20),
+    );
+    tokio::spawn(image_api::serve(listener, app, Default::default(), async {
         let _ = rx.await;
     }));
-    (address, tx)
+    ImageApp {
+        address,
+        function: loaded,
+        stop: tx,
+    }
 }
 
 struct System {
@@ -84,6 +84,7 @@ struct System {
     client: reqwest::Client,
     classify_app: SocketAddr,
     classify_stop: Option<oneshot::Sender<()>>,
+    grayscale_function: Function,
     _grayscale_stop: oneshot::Sender<()>,
     _web_stop: oneshot::Sender<()>,
     _sidecars: Vec<RunningSidecar>,
@@ -98,14 +99,14 @@ impl System {
     /// The system with `function` as the grayscale app, on `host`.
     async fn start_with(function: &str, host: HostConfig) -> System {
         let data = tempfile::tempdir().unwrap();
-        let (gray_addr, gray_stop) = start_image_app_with(function, 0, host).await;
-        let (classify_addr, classify_stop) = start_image_app("classify", 0).await;
+        let grayscale = start_image_app_with(function, 0, host).await;
+        let classify = start_image_app("classify", 0).await;
         let sidecar =
             |id: &str, port: Option<u16>, dir: &Path| sidecar_support::config(id, port, dir);
         let mut sidecars = Vec::new();
         for (id, port) in [
-            ("image-api-grayscale", Some(gray_addr.port())),
-            ("image-api-classify", Some(classify_addr.port())),
+            ("image-api-grayscale", Some(grayscale.address.port())),
+            ("image-api-classify", Some(classify.address.port())),
             ("web-port", None),
         ] {
             let mut config = sidecar(id, port, data.path());
@@ -122,6 +123,7 @@ impl System {
             state_store: "statestore".into(),
             body_limits: service_kit::body::BodyLimits::max_bytes(16 << 20),
             invoke_timeout: Duration::from_secs(30),
+            max_connections: Default::default(),
         };
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(web_port::serve(listener, config, async {
@@ -130,9 +132,10 @@ impl System {
         System {
             web,
             client: reqwest::Client::new(),
-            classify_app: classify_addr,
-            classify_stop: Some(classify_stop),
-            _grayscale_stop: gray_stop,
+            classify_app: classify.address,
+            classify_stop: Some(classify.stop),
+            grayscale_function: grayscale.function,
+            _grayscale_stop: grayscale.stop,
             _web_stop: tx,
             _sidecars: sidecars,
             _data: data,
@@ -160,13 +163,6 @@ impl System {
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
     }
-}
-
-async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) -> String {
-    assert_eq!(response.status(), status);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["errorCode"], code, "{body}");
-    body["message"].as_str().unwrap().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -245,7 +241,13 @@ async fn fifty_concurrent_uploads_add_exactly_fifty() {
 async fn a_stopped_image_app_gives_a_clear_503_and_comes_back_after_a_restart() {
     let mut system = System::start().await;
     let _ = system.classify_stop.take().unwrap().send(());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let classify_app = system.classify_app;
+    test_support::wait_until(
+        "the classify app stops listening",
+        Duration::from_secs(5),
+        || async move { tokio::net::TcpStream::connect(classify_app).await.is_err() },
+    )
+    .await;
     let message = assert_error(
         system.hello("classify", photo("cat.jpg")).await,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -263,8 +265,8 @@ async fn a_stopped_image_app_gives_a_clear_503_and_comes_back_after_a_restart() 
     );
 
     // Restarted on the same port, it is reachable again with no other step.
-    let (_, stop) = start_image_app("classify", system.classify_app.port()).await;
-    system.classify_stop = Some(stop);
+    let restarted = start_image_app("classify", system.classify_app.port()).await;
+    system.classify_stop = Some(restarted.stop);
     let response = system.hello("classify", photo("coffee.png")).await;
     assert_eq!(response.status(), StatusCode::OK);
 }
@@ -286,7 +288,15 @@ async fn a_busy_image_app_answers_503_with_retry_after_through_web_port() {
         let system = system.clone();
         tokio::spawn(async move { system.hello("grayscale", photo("cat.jpg")).await })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    test_support::wait_until(
+        "the first upload holds the slot",
+        Duration::from_secs(5),
+        || {
+            let free = system.grayscale_function.free_slots();
+            async move { free == 0 }
+        },
+    )
+    .await;
     let busy = system.hello("grayscale", photo("cat.jpg")).await;
     assert_eq!(
         busy.headers()

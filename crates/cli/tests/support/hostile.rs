@@ -47,10 +47,10 @@ pub struct Seed {
 
 /// Small valid images in every format the services take.
 pub fn seeds() -> Vec<Seed> {
-    let cat = image::load_from_memory(&super::photo("cat.jpg"))
+    let cat = image::load_from_memory(&test_support::photo("cat.jpg"))
         .unwrap()
         .thumbnail(80, 60);
-    let coffee = image::load_from_memory(&super::photo("coffee.png"))
+    let coffee = image::load_from_memory(&test_support::photo("coffee.png"))
         .unwrap()
         .thumbnail(64, 48);
     let encode = |img: &image::DynamicImage, format: image::ImageFormat| {
@@ -91,7 +91,7 @@ pub fn seeds() -> Vec<Seed> {
         Seed {
             name: "gif-animated",
             media_type: "image/gif",
-            bytes: super::photo("cat-round-transparent.gif"),
+            bytes: test_support::photo("cat-round-transparent.gif"),
         },
         Seed {
             name: "webp-lossless",
@@ -101,7 +101,7 @@ pub fn seeds() -> Vec<Seed> {
         Seed {
             name: "webp-lossy",
             media_type: "image/webp",
-            bytes: super::photo("rocket.webp"),
+            bytes: test_support::photo("rocket.webp"),
         },
         Seed {
             name: "bmp",

@@ -10,18 +10,17 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
+use test_support::repo_path;
 
 pub mod hostile;
 
 /// The app ids of the demo, in run-file order.
 pub const APP_IDS: [&str; 3] = ["web-port", "image-api-grayscale", "image-api-classify"];
 
-pub fn repo_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(relative)
-}
-
+/// A port free right now. Only for run files: `dapr-wasm up` starts other
+/// processes that bind the ports the file names, so no listener can be
+/// handed over; `up` names a port taken in between (`check_ports_free`).
+/// Everything in-process binds port 0 and keeps the listener instead.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -133,10 +132,7 @@ impl Up {
             .arg(run_file)
             .env("DAPR_WASM_DATA_DIR", data.path())
             // The models `scripts/test.sh` fetched, not a fresh download.
-            .env(
-                "DAPR_WASM_MODELS_DIR",
-                models::default_models_dir().unwrap(),
-            )
+            .env("DAPR_WASM_MODELS_DIR", local_dirs::models_dir().unwrap())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -247,16 +243,9 @@ impl Up {
 /// `within`.
 pub fn wait_gone(pids: &[u64], within: Duration) -> Vec<u64> {
     let deadline = std::time::Instant::now() + within;
-    while std::time::Instant::now() < deadline {
-        if pids.iter().all(|&p| !pid_alive(p)) {
-            break;
-        }
+    while std::time::Instant::now() < deadline && pids.iter().any(|&p| pid_alive(p)) {
+        // A poll with a deadline: the loop ends as soon as they are gone.
         std::thread::sleep(Duration::from_millis(100));
     }
     pids.iter().copied().filter(|&p| pid_alive(p)).collect()
-}
-
-/// A photo from `testdata/`.
-pub fn photo(name: &str) -> Vec<u8> {
-    std::fs::read(repo_path("testdata").join(name)).unwrap()
 }

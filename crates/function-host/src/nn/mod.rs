@@ -27,8 +27,13 @@ use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGr
 use wasmtime_wasi_nn::witx::WasiNnCtx;
 use wasmtime_wasi_nn::{Graph, GraphRegistry, Registry};
 
+use crate::Function;
+
+pub mod args;
 pub mod onnxruntime;
 pub mod tract;
+
+pub use args::NnArgs;
 
 /// The witx module name the guest imports.
 pub const WASI_NN_MODULE: &str = "wasi_ephemeral_nn";
@@ -106,6 +111,19 @@ impl Default for NnConfig {
 /// Why models could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum NnError {
+    /// A function imports WASI-NN but a configured model file is missing.
+    #[error(
+        "`{function}` uses WASI-NN but model `{name}` is missing at {}: run `dapr-wasm models fetch` (or pass --model NAME=PATH)",
+        path.display()
+    )]
+    ModelMissing {
+        /// The function.
+        function: String,
+        /// The model's name.
+        name: String,
+        /// Where it should be.
+        path: PathBuf,
+    },
     /// ONNX Runtime was asked for but cannot be used.
     #[error("ONNX Runtime is not available: {0}")]
     OnnxRuntimeUnavailable(String),
@@ -129,6 +147,24 @@ pub enum NnError {
         /// What the backend said.
         reason: String,
     },
+}
+
+/// Gives `function` its models if it imports WASI-NN: checks that every
+/// configured file is there, then loads and optimises them (blocking:
+/// seconds for a big model). A function without WASI-NN comes back as it
+/// was.
+pub fn load_models_for(function: Function, config: &NnConfig) -> Result<Function, NnError> {
+    if !function.uses_wasi_nn() {
+        return Ok(function);
+    }
+    if let Some(missing) = config.models.iter().find(|m| !m.path.is_file()) {
+        return Err(NnError::ModelMissing {
+            function: function.name().to_string(),
+            name: missing.name.clone(),
+            path: missing.path.clone(),
+        });
+    }
+    Ok(function.with_models(Models::load(config)?))
 }
 
 /// Preloaded, optimised models, shared by every call.

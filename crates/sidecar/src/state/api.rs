@@ -3,7 +3,8 @@
 //! - `POST   /v1.0/state/{store}`: save `[{key, value, etag?, metadata?, options?}]` → 204
 //! - `GET    /v1.0/state/{store}/{key}`: 200 with the value and `ETag`, or 204 when missing
 //! - `DELETE /v1.0/state/{store}/{key}`: honours `If-Match` → 204
-//! - `POST   /v1.0/state/{store}/bulk`: `{keys, parallelism}` → `[{key, data?, etag?}]`
+//! - `POST   /v1.0/state/{store}/bulk`: `{keys}` → `[{key, data?, etag?}]` (daprd's
+//!   `parallelism` is accepted and ignored: keys are read one after another)
 //! - `POST   /v1.0/state/{store}/transaction`: `{operations: [{operation, request}]}` → 204
 //!
 //! Keys are stored as `<appId>||<key>`, as daprd does.

@@ -174,10 +174,10 @@ pub fn parse_etag(etag: &str) -> Result<i64, StoreError> {
 
 /// Why a state component could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("state store `{name}` ({kind}): {reason}")]
+#[error("state store `{name}` ({component_type}): {reason}")]
 pub struct OpenError {
     name: String,
-    kind: String,
+    component_type: String,
     reason: String,
 }
 
@@ -189,11 +189,15 @@ pub async fn open(
 ) -> Result<Box<dyn StateStore>, OpenError> {
     let error = |reason: String| OpenError {
         name: component.metadata.name.clone(),
-        kind: component.spec.kind.clone(),
+        component_type: component.spec.component_type.clone(),
         reason,
     };
     let properties: HashMap<String, String> = component.properties();
-    let store: Result<Box<dyn StateStore>, StoreError> = match component.spec.kind.as_str() {
+    let store: Result<Box<dyn StateStore>, StoreError> = match component
+        .spec
+        .component_type
+        .as_str()
+    {
         "state.sqlite" => {
             let config = sqlite::SqliteConfig::from_properties(&properties, data_dir);
             sqlite::SqliteStore::open(&config).map(|s| Box::new(s) as Box<dyn StateStore>)

@@ -160,13 +160,24 @@ fn check_etag(
     Ok(())
 }
 
+/// Checks `etag` (under `concurrency`) against the stored one of `key`.
+fn check_stored_etag(
+    c: &Connection,
+    table: &str,
+    key: &str,
+    etag: Option<&str>,
+    concurrency: Concurrency,
+) -> Result<(), StoreError> {
+    check_etag(current_etag(c, table, key)?, etag, concurrency, key)
+}
+
 fn apply_set(c: &Connection, table: &str, request: &SetRequest) -> Result<(), StoreError> {
-    let current = current_etag(c, table, &request.key)?;
-    check_etag(
-        current,
+    check_stored_etag(
+        c,
+        table,
+        &request.key,
         request.etag.as_deref(),
         request.concurrency,
-        &request.key,
     )?;
     let expires = request.expires_at_millis(unix_millis());
     c.execute(
@@ -182,12 +193,12 @@ fn apply_set(c: &Connection, table: &str, request: &SetRequest) -> Result<(), St
 
 fn apply_delete(c: &Connection, table: &str, request: &DeleteRequest) -> Result<(), StoreError> {
     if request.etag.as_deref().is_some_and(|e| !e.is_empty()) {
-        let current = current_etag(c, table, &request.key)?;
-        check_etag(
-            current,
+        check_stored_etag(
+            c,
+            table,
+            &request.key,
             request.etag.as_deref(),
             request.concurrency,
-            &request.key,
         )?;
     }
     c.execute(

@@ -1,9 +1,8 @@
-//! Paths shared by the function host's integration tests.
+//! Files of the repository, wherever the test runs from.
 
 use std::path::PathBuf;
 
 /// A file of the repository, by its path from the root.
-#[allow(dead_code)]
 pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -11,6 +10,7 @@ pub fn repo_path(relative: &str) -> PathBuf {
 }
 
 /// A built guest from `build/functions/` (or `$DAPR_WASM_FUNCTIONS_DIR`).
+/// Panics with the fix when it is missing.
 pub fn wasm_path(name: &str) -> PathBuf {
     let dir = std::env::var_os("DAPR_WASM_FUNCTIONS_DIR")
         .map(PathBuf::from)
@@ -22,4 +22,10 @@ pub fn wasm_path(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A photo from `testdata/`.
+pub fn photo(name: &str) -> Vec<u8> {
+    let path = repo_path("testdata").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

