@@ -30,23 +30,26 @@ fn kill9(pid: u64) {
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
 }
 
-fn dapr_wasm(up: &Up, app_port: u16, dapr_http_port: u16, app_id: &str) -> Command {
+fn dapr_wasm(up: &Up, ports: &[u16; 9], index: usize) -> Command {
+    let (app_port, dapr_http_port, dapr_grpc_port) =
+        (ports[2 * index], ports[2 * index + 1], ports[6 + index]);
     let mut command = Command::new(env!("CARGO_BIN_EXE_dapr-wasm"));
     command
         .current_dir(repo_path(""))
         .env("DAPR_WASM_DATA_DIR", up.data.path())
         .env("DAPR_WASM_MODELS_DIR", local_dirs::models_dir().unwrap())
         .env("DAPR_WASM_LOG", "warn")
-        .env("APP_ID", app_id)
+        .env("APP_ID", APP_IDS[index])
         .env("APP_PORT", app_port.to_string())
         .env("DAPR_HTTP_PORT", dapr_http_port.to_string())
+        .env("DAPR_GRPC_PORT", dapr_grpc_port.to_string())
         .stdout(Stdio::null());
     command
 }
 
 /// Starts app `index` of the demo again, as `up` would.
-fn restart_app(up: &Up, ports: &[u16; 6], index: usize) -> Guard {
-    let mut command = dapr_wasm(up, ports[2 * index], ports[2 * index + 1], APP_IDS[index]);
+fn restart_app(up: &Up, ports: &[u16; 9], index: usize) -> Guard {
+    let mut command = dapr_wasm(up, ports, index);
     match index {
         0 => command.arg("web-port"),
         1 => command.args([
@@ -64,13 +67,12 @@ fn restart_app(up: &Up, ports: &[u16; 6], index: usize) -> Guard {
 }
 
 /// Starts the sidecar of app `index` again, as `up` would.
-fn restart_sidecar(up: &Up, ports: &[u16; 6], index: usize, components: &std::path::Path) -> Guard {
-    let (app_port, http_port) = (ports[2 * index], ports[2 * index + 1]);
-    let mut command = dapr_wasm(up, app_port, http_port, APP_IDS[index]);
+fn restart_sidecar(up: &Up, ports: &[u16; 9], index: usize, components: &std::path::Path) -> Guard {
+    let mut command = dapr_wasm(up, ports, index);
+    // The ports come from the env vars, as `up` sets them.
     command
         .args(["sidecar", "--app-id", APP_IDS[index]])
-        .args(["--dapr-http-port", &http_port.to_string()])
-        .args(["--app-port", &app_port.to_string()])
+        .args(["--app-port", &ports[2 * index].to_string()])
         .arg("--resources-path")
         .arg(components);
     Guard(command.spawn().unwrap())

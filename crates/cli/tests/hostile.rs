@@ -51,7 +51,7 @@ struct Target {
     expect: Expect,
 }
 
-fn targets(ports: &[u16; 6]) -> Vec<Target> {
+fn targets(ports: &[u16; 9]) -> Vec<Target> {
     let web = format!("http://127.0.0.1:{}/api/hello", ports[0]);
     vec![
         Target {

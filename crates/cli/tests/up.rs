@@ -107,6 +107,43 @@ async fn up_runs_the_whole_demo_and_stops_without_leftovers() {
     assert!(up.records().is_empty(), "run records removed");
 }
 
+/// The acceptance: under `dapr-wasm up`, an app's client code that
+/// uses the official Python SDK with its defaults (gRPC) and only
+/// `DAPR_HTTP_PORT` and `DAPR_GRPC_PORT` saves and reads state and invokes
+/// image-api-classify.
+#[test]
+#[ignore = "needs the Dapr Python SDK in build/test-venv (scripts/test.sh installs it and runs this)"]
+fn the_python_sdk_works_against_up_over_grpc() {
+    let python = repo_path("build/test-venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: scripts/test.sh creates it",
+        python.display()
+    );
+    let (up, ports, _dir) = Up::start_demo();
+    up.wait_ready();
+    // web-port's sidecar: HTTP port 1, gRPC port 6.
+    let output = Command::new(python)
+        .arg(repo_path("crates/cli/tests/python/sdk_client.py"))
+        .arg(repo_path("testdata/coffee-1024x768.jpg"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DAPR_HTTP_PORT", ports[1].to_string())
+        .env("DAPR_GRPC_PORT", ports[6].to_string())
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "espresso", "{stderr}");
+    // `list` shows the gRPC ports.
+    let list = String::from_utf8_lossy(&up.cli(&["list"]).stdout).into_owned();
+    assert!(list.contains("GRPC PORT"), "{list}");
+    for grpc in &ports[6..] {
+        assert!(list.contains(&grpc.to_string()), "{list}");
+    }
+}
+
 /// The UI in a real browser (Debian's Chromium via playwright-core; see
 /// crates/web-port/tests/browser/ui.mjs). Screenshots go to
 /// `<target dir>/ui-screenshots/`.

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use crate::{RunFile, RunnerError};
 
 /// Where the sidecars' HTTP ports start when the run file names none
-/// (`dapr run -f` counts up from daprd's default the same way).
+/// (counting up from daprd's default, one per app in file order).
 pub const FIRST_DAPR_HTTP_PORT: u16 = 3500;
+/// Where the sidecars' gRPC ports start when the run file names none.
+pub const FIRST_DAPR_GRPC_PORT: u16 = 50001;
 
 /// One app, resolved: paths absolute, ports chosen, env vars set.
 #[derive(Debug, Clone)]
@@ -19,12 +21,14 @@ pub struct AppPlan {
     pub app_port: Option<u16>,
     /// Its sidecar's HTTP port.
     pub dapr_http_port: u16,
+    /// Its sidecar's gRPC port.
+    pub dapr_grpc_port: u16,
     /// Its program (this very binary for `dapr-wasm`).
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
     /// Its env vars: the run file's, then Dapr's (`APP_ID`, `APP_PORT`,
-    /// `DAPR_HTTP_PORT`).
+    /// `DAPR_HTTP_PORT`, `DAPR_GRPC_PORT`).
     pub env: Vec<(String, String)>,
     /// The component folders its sidecar loads.
     pub resources: Vec<PathBuf>,
@@ -79,7 +83,11 @@ pub fn plan(
             .dapr_http_port
             .unwrap_or(FIRST_DAPR_HTTP_PORT.saturating_add(offset));
         env.push(("APP_ID".into(), app.app_id.clone()));
+        let dapr_grpc_port = app
+            .dapr_grpc_port
+            .unwrap_or(FIRST_DAPR_GRPC_PORT.saturating_add(offset));
         env.push(("DAPR_HTTP_PORT".into(), dapr_http_port.to_string()));
+        env.push(("DAPR_GRPC_PORT".into(), dapr_grpc_port.to_string()));
         if let Some(port) = app.app_port {
             env.push(("APP_PORT".into(), port.to_string()));
         }
@@ -90,6 +98,7 @@ pub fn plan(
             dir,
             app_port: app.app_port,
             dapr_http_port,
+            dapr_grpc_port,
             program,
             args: app.command[1..].to_vec(),
             env,
@@ -118,6 +127,7 @@ impl AppPlan {
         let ports = [
             (self.app_port, "appPort"),
             (Some(self.dapr_http_port), "daprHTTPPort"),
+            (Some(self.dapr_grpc_port), "daprGRPCPort"),
         ];
         for (port, field) in ports {
             let Some(port) = port.filter(|&p| p != 0) else {
@@ -143,6 +153,8 @@ impl AppPlan {
             self.app_id.clone(),
             "--dapr-http-port".into(),
             self.dapr_http_port.to_string(),
+            "--dapr-grpc-port".into(),
+            self.dapr_grpc_port.to_string(),
             "--app-port".into(),
             self.app_port.unwrap_or(0).to_string(),
         ];

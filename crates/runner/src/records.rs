@@ -17,6 +17,9 @@ pub struct AppRecord {
     pub app_port: Option<u16>,
     /// Its sidecar's HTTP port.
     pub dapr_http_port: u16,
+    /// Its sidecar's gRPC port (0 in records from before it had one).
+    #[serde(default)]
+    pub dapr_grpc_port: u16,
     /// The app's pid.
     pub app_pid: u32,
     /// The sidecar's pid.

@@ -11,6 +11,7 @@
 //!     appDirPath: ..
 //!     appPort: 8080
 //!     daprHTTPPort: 3500
+//!     daprGRPCPort: 50001
 //!     command: ["dapr-wasm", "web-port"]
 //! ```
 
@@ -64,6 +65,9 @@ pub struct RunFileApp {
     /// Its sidecar's HTTP port.
     #[serde(rename = "daprHTTPPort", default)]
     pub dapr_http_port: Option<u16>,
+    /// Its sidecar's gRPC port.
+    #[serde(rename = "daprGRPCPort", default)]
+    pub dapr_grpc_port: Option<u16>,
     /// Its command line.
     pub command: Vec<String>,
     /// Its own env vars.
@@ -115,7 +119,9 @@ impl RunFile {
             if !ids.insert(&app.app_id) {
                 return Err(format!("app id `{}` appears twice", app.app_id));
             }
-            let named = [app.app_port, app.dapr_http_port].into_iter().flatten();
+            let named = [app.app_port, app.dapr_http_port, app.dapr_grpc_port]
+                .into_iter()
+                .flatten();
             for port in named.filter(|&port| port != 0) {
                 if !ports.insert(port) {
                     return Err(format!("port {port} is used twice (app `{}`)", app.app_id));

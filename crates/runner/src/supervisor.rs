@@ -77,6 +77,7 @@ impl Supervisor {
             app_id: plan.app_id.clone(),
             app_port: plan.app_port,
             dapr_http_port: plan.dapr_http_port,
+            dapr_grpc_port: plan.dapr_grpc_port,
             app_pid,
             sidecar_pid,
             up_pid: std::process::id(),

@@ -92,6 +92,7 @@ fn the_run_file_plans_and_its_components_load() {
         for (name, value) in [
             ("APP_ID", Some(plan.app_id.clone())),
             ("DAPR_HTTP_PORT", Some(plan.dapr_http_port.to_string())),
+            ("DAPR_GRPC_PORT", Some(plan.dapr_grpc_port.to_string())),
             ("APP_PORT", plan.app_port.map(|p| p.to_string())),
         ] {
             let set = plan
@@ -147,7 +148,9 @@ fn a_taken_port_is_named_before_anything_starts() {
         // The other port is 0: an app without one, a sidecar on any port.
         std::fs::write(
             &path,
-            format!("apps:\n- appID: late\n  {field}: {port}\n  {other}: 0\n  command: [x]\n"),
+            format!(
+                "apps:\n- appID: late\n  {field}: {port}\n  {other}: 0\n  daprGRPCPort: 0\n  command: [x]\n"
+            ),
         )
         .unwrap();
         let file = RunFile::load(&path).unwrap();

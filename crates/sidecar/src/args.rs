@@ -23,6 +23,10 @@ pub struct SidecarArgs {
     #[arg(long, env = "DAPR_HTTP_PORT", default_value_t = 3500)]
     pub dapr_http_port: u16,
 
+    /// The port of the sidecar's gRPC API.
+    #[arg(long, env = "DAPR_GRPC_PORT", default_value_t = 50001)]
+    pub dapr_grpc_port: u16,
+
     /// Folders of Dapr component YAML files (repeatable).
     #[arg(long = "resources-path", alias = "components-path")]
     pub resources_paths: Vec<PathBuf>,
@@ -60,8 +64,10 @@ pub struct SidecarConfig {
     pub app_id: String,
     /// The app's port, if there is an app.
     pub app_port: Option<u16>,
-    /// The API port.
+    /// The HTTP API port.
     pub dapr_http_port: u16,
+    /// The gRPC API port.
+    pub dapr_grpc_port: u16,
     /// The address to bind.
     pub bind: IpAddr,
     /// Component folders.
@@ -117,6 +123,7 @@ impl SidecarArgs {
             app_id: self.app_id.clone(),
             app_port: (self.app_port != 0).then_some(self.app_port),
             dapr_http_port: self.dapr_http_port,
+            dapr_grpc_port: self.dapr_grpc_port,
             bind: self.bind,
             resources_paths: self.resources_paths.clone(),
             max_body_size: self.max_body_size,

@@ -1,5 +1,8 @@
-//! The sidecar's errors: one table of status and Dapr `errorCode`, turned
-//! into Dapr's JSON error body `{errorCode, message}` in one `IntoResponse`.
+//! The sidecar's errors: one table of HTTP status, gRPC code, Dapr
+//! `errorCode` and `ErrorInfo` reason. Over HTTP an error becomes Dapr's
+//! JSON body `{errorCode, message}` (one `IntoResponse`); over gRPC a
+//! `Status` with a `google.rpc.ErrorInfo` detail (domain `dapr.io`, the
+//! reason) in one [`DaprError::to_status`].
 //!
 //! Codes and statuses follow daprd (`pkg/messages`), so clients written
 //! against Dapr see the same errors.
@@ -93,6 +96,9 @@ pub enum DaprError {
     /// No such route.
     #[error("method {0:?} is not found")]
     NotFound(String),
+    /// A gRPC method this sidecar does not serve.
+    #[error("{0} is not implemented by this sidecar")]
+    Unimplemented(&'static str),
 }
 
 impl DaprError {
@@ -109,6 +115,7 @@ impl DaprError {
             AppNotFound(_) | NotFound(_) => StatusCode::NOT_FOUND,
             EtagMismatch(_) => StatusCode::CONFLICT,
             Unauthorized => StatusCode::UNAUTHORIZED,
+            Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
             DirectInvoke { .. }
             | StateStoresNotConfigured
             | StateGet { .. }
@@ -138,7 +145,77 @@ impl DaprError {
             SecretGet { .. } => "ERR_SECRET_GET",
             Unauthorized => "ERR_API_UNAUTHORIZED",
             NotFound(_) => service_kit::error_body::NOT_FOUND,
+            Unimplemented(_) => "ERR_API_UNIMPLEMENTED",
         }
+    }
+
+    /// The gRPC code daprd answers this error with.
+    pub fn grpc_code(&self) -> tonic::Code {
+        use DaprError::*;
+        use tonic::Code;
+        match self {
+            MalformedRequest(_)
+            | EtagInvalid(_)
+            | StateStoreNotFound(_)
+            | SecretStoreNotFound(_) => Code::InvalidArgument,
+            BodyTooLarge(_) => Code::ResourceExhausted,
+            AppNotFound(_) | NoAppId | NotFound(_) => Code::NotFound,
+            EtagMismatch(_) => Code::Aborted,
+            StateStoresNotConfigured | SecretStoresNotConfigured => Code::FailedPrecondition,
+            Unauthorized => Code::Unauthenticated,
+            Unimplemented(_) => Code::Unimplemented,
+            DirectInvoke { .. }
+            | StateGet { .. }
+            | StateSave { .. }
+            | StateDelete { .. }
+            | StateTransaction(_)
+            | SecretGet { .. } => Code::Internal,
+        }
+    }
+
+    /// The `google.rpc.ErrorInfo` reason: daprd's `DAPR_*` reason where it
+    /// has one, else the `errorCode`.
+    pub fn reason(&self) -> &'static str {
+        use DaprError::*;
+        match self {
+            StateStoreNotFound(_) => "DAPR_STATE_NOT_FOUND",
+            StateStoresNotConfigured => "DAPR_STATE_NOT_CONFIGURED",
+            EtagMismatch(_) => "DAPR_STATE_ETAG_MISMATCH",
+            EtagInvalid(_) => "DAPR_STATE_ETAG_INVALID",
+            StateGet { .. } => "DAPR_STATE_GET",
+            StateSave { .. } => "DAPR_STATE_SAVE",
+            StateDelete { .. } => "DAPR_STATE_DELETE",
+            StateTransaction(_) => "DAPR_STATE_TRANSACTION",
+            SecretStoreNotFound(_) => "DAPR_SECRET_STORE_NOT_FOUND",
+            SecretStoresNotConfigured => "DAPR_SECRET_STORES_NOT_CONFIGURED",
+            SecretGet { .. } => "DAPR_SECRET_GET",
+            other => other.code(),
+        }
+    }
+
+    /// The gRPC status: [`DaprError::grpc_code`], the message, and an
+    /// `ErrorInfo` with domain `dapr.io`, [`DaprError::reason`] and the
+    /// `errorCode` in its metadata.
+    pub fn to_status(&self) -> tonic::Status {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let details = ErrorDetails::with_error_info(
+            self.reason(),
+            ERROR_DOMAIN,
+            [("errorCode".to_string(), self.code().to_string())],
+        );
+        if self.grpc_code() == tonic::Code::Internal {
+            tracing::warn!(error_code = self.code(), error = %self, "gRPC call failed");
+        }
+        tonic::Status::with_error_details(self.grpc_code(), self.to_string(), details)
+    }
+}
+
+/// The `ErrorInfo` domain of every Dapr error.
+pub const ERROR_DOMAIN: &str = "dapr.io";
+
+impl From<DaprError> for tonic::Status {
+    fn from(err: DaprError) -> Self {
+        err.to_status()
     }
 }
 

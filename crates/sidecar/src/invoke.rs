@@ -41,7 +41,7 @@ const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// Where a call comes from: a client of this sidecar, or a peer sidecar
 /// (whose caller id is kept).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Origin {
+pub(crate) enum Origin {
     Client,
     PeerSidecar,
 }
@@ -110,7 +110,10 @@ pub(crate) async fn invoke_by_header_or_not_found(
 }
 
 impl Sidecar {
-    async fn invoke(
+    /// Invokes `method_path` (with its query) of `app_id`: this sidecar's
+    /// app, or another app through its sidecar. The service invocation
+    /// building block, shared by the HTTP routes and gRPC `InvokeService`.
+    pub(crate) async fn invoke(
         &self,
         app_id: &str,
         method_path: &str,

@@ -3,24 +3,30 @@
 //! Dapr.
 //!
 //! `dapr-wasm sidecar --app-id web-port --app-port 8080 --dapr-http-port 3500`
-//! serves the API on `127.0.0.1:3500`, registers `web-port` in the machine's
-//! name registry, and forwards invocations of `web-port` to the app.
+//! serves the HTTP API on `127.0.0.1:3500` and the gRPC API on
+//! `127.0.0.1:50001` (`--dapr-grpc-port`), registers `web-port` in the
+//! machine's name registry, and forwards invocations of `web-port` to the
+//! app.
 //!
 //! # How a request moves through the sidecar
 //!
-//! [`app`] routes it; the token layer ([`require_api_token`]) rejects it if
-//! `DAPR_API_TOKEN` is set and the request lacks it (health checks excepted);
-//! then one of the API modules serves it, reading [`Sidecar`]'s stores,
-//! registry and HTTP client. Errors are Dapr's `{errorCode, message}`
-//! ([`error::DaprError`]).
+//! Over HTTP, [`app`] routes it; the token layer ([`require_api_token`])
+//! rejects it if `DAPR_API_TOKEN` is set and the request lacks it (the two
+//! health checks excepted); then one of the API modules serves it. Over
+//! gRPC, [`grpc`] does the same with an interceptor. Both doors call one
+//! implementation of each building block on [`Sidecar`] (its stores,
+//! registry and HTTP client). Errors are [`error::DaprError`]s: Dapr's
+//! `{errorCode, message}` over HTTP, a status with `ErrorInfo` over gRPC.
 //!
 //! # Layout
 //!
 //! - [`args`]: flags and env vars → [`SidecarConfig`].
 //! - [`components`]: component YAML files.
+//! - [`grpc`]: the gRPC API (`dapr.proto.runtime.v1.Dapr`).
 //! - [`invoke`]: service invocation, local and through peer sidecars.
 //! - [`nameres`]: the SQLite registry of app ids.
-//! - [`state`]: the state API and its stores.
+//! - [`state`]: the state building block ([`state::ops`]), its HTTP API and
+//!   its stores.
 //! - [`secrets`]: the local-file secret store and the secrets API.
 //! - [`metadata`]: metadata and health.
 //! - [`error`]: the one table of statuses and error codes.
@@ -28,6 +34,7 @@
 pub mod args;
 pub mod components;
 pub mod error;
+pub mod grpc;
 pub mod invoke;
 pub mod metadata;
 pub mod nameres;
@@ -92,6 +99,8 @@ pub struct Sidecar {
     registry: Registry,
     client: Client<HttpConnector, Body>,
     extended: Mutex<HashMap<String, String>>,
+    /// Set by the gRPC `Shutdown` call; both servers stop on it.
+    shutdown_requested: tokio::sync::watch::Sender<bool>,
 }
 
 impl Sidecar {
@@ -144,6 +153,7 @@ impl Sidecar {
             registry,
             client,
             extended: Mutex::new(HashMap::new()),
+            shutdown_requested: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -155,6 +165,17 @@ impl Sidecar {
     /// The name registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Asks the sidecar to stop (what the gRPC `Shutdown` call does).
+    pub fn request_shutdown(&self) {
+        self.shutdown_requested.send_replace(true);
+    }
+
+    /// Completes once [`Sidecar::request_shutdown`] has been called.
+    async fn shutdown_was_requested(&self) {
+        let mut requested = self.shutdown_requested.subscribe();
+        let _ = requested.wait_for(|&stop| stop).await;
     }
 }
 
@@ -237,27 +258,51 @@ fn is_open_health_check(request: &Request) -> bool {
         )
 }
 
-/// Runs a sidecar: binds `--dapr-http-port`, then [`run_on`].
+/// The sockets a sidecar serves on, bound before it starts (tests bind
+/// port 0 and read the ports back).
+pub struct SidecarListeners {
+    /// The HTTP API.
+    pub http: TcpListener,
+    /// The gRPC API.
+    pub grpc: TcpListener,
+}
+
+impl SidecarListeners {
+    /// Binds `--dapr-http-port` and `--dapr-grpc-port` on `--bind`.
+    pub async fn bind(config: &SidecarConfig) -> anyhow::Result<SidecarListeners> {
+        let bind = |port: u16| async move {
+            let address = SocketAddr::new(config.bind, port);
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address}"))
+        };
+        Ok(SidecarListeners {
+            http: bind(config.dapr_http_port).await?,
+            grpc: bind(config.dapr_grpc_port).await?,
+        })
+    }
+}
+
+/// Runs a sidecar: binds its ports, then [`run_on`].
 pub async fn run(
     config: SidecarConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listen = SocketAddr::new(config.bind, config.dapr_http_port);
+    let listeners = SidecarListeners::bind(&config).await?;
     let sidecar = Sidecar::new(config).await?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    run_on(listener, Arc::new(sidecar), shutdown).await
+    run_on(listeners, Arc::new(sidecar), shutdown).await
 }
 
-/// Serves `sidecar` on `listener`: registers its app id at the listener's
-/// address, heartbeats, serves until `shutdown`, then deregisters.
+/// Serves `sidecar` on `listeners`: registers its app id at the HTTP
+/// listener's address, heartbeats, serves HTTP and gRPC until `shutdown`
+/// (or a gRPC `Shutdown` call), then deregisters.
 pub async fn run_on(
-    listener: TcpListener,
+    listeners: SidecarListeners,
     sidecar: Arc<Sidecar>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let address = listener.local_addr()?;
+    let address = listeners.http.local_addr()?;
+    let grpc_address = listeners.grpc.local_addr()?;
     let app_id = sidecar.config.app_id.clone();
     sidecar
         .registry
@@ -270,9 +315,28 @@ pub async fn run_on(
         nameres::DEFAULT_HEARTBEAT,
         stop,
     ));
-    tracing::info!(app_id = %app_id, app_port = ?sidecar.config.app_port, "sidecar listening on http://{address}");
+    // One stop for both servers: the caller's signal or a gRPC Shutdown.
+    let stopping = {
+        let sidecar = sidecar.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = sidecar.shutdown_was_requested() => {}
+            }
+            sidecar.request_shutdown();
+        }
+    };
+    tokio::spawn(stopping);
+    tracing::info!(app_id = %app_id, app_port = ?sidecar.config.app_port, grpc = %grpc_address, "sidecar listening on http://{address}");
     let connections = sidecar.config.max_connections;
-    service_kit::serve::serve(listener, app(sidecar.clone()), connections, shutdown).await;
+    let http = service_kit::serve::serve(
+        listeners.http,
+        app(sidecar.clone()),
+        connections,
+        stopped(sidecar.clone()),
+    );
+    let grpc = grpc::serve(listeners.grpc, sidecar.clone(), stopped(sidecar.clone()));
+    let ((), grpc_result) = tokio::join!(http, grpc);
     // Wait for the heartbeat to end (and any refresh in flight) before
     // deregistering, or a late refresh could register us again.
     let _ = stop_heartbeat.send(());
@@ -280,5 +344,10 @@ pub async fn run_on(
     if let Err(err) = sidecar.registry.deregister(&app_id, address) {
         tracing::warn!(error = %err, "cannot deregister from the name registry");
     }
-    Ok(())
+    grpc_result.context("the sidecar's gRPC server failed")
+}
+
+/// Completes when the sidecar is asked to stop.
+async fn stopped(sidecar: Arc<Sidecar>) {
+    sidecar.shutdown_was_requested().await;
 }

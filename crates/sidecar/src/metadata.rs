@@ -4,6 +4,7 @@
 //! - `PUT /v1.0/metadata/{key}` sets an `extended` attribute (body: the value)
 //! - `GET /v1.0/healthz`, `GET /v1.0/healthz/outbound` → 204 when healthy
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -17,14 +18,29 @@ use crate::Sidecar;
 /// The version reported as `runtimeVersion`.
 pub const RUNTIME_VERSION: &str = concat!("dapr-wasm-", env!("CARGO_PKG_VERSION"));
 
+impl Sidecar {
+    /// The `extended` attributes set so far.
+    pub(crate) fn extended_metadata(&self) -> HashMap<String, String> {
+        self.extended.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Sets an `extended` attribute (the metadata building block, shared by
+    /// the HTTP and gRPC APIs).
+    pub(crate) fn set_extended_metadata(&self, key: String, value: String) {
+        if let Ok(mut extended) = self.extended.lock() {
+            extended.insert(key, value);
+        }
+    }
+
+    /// The components, as the metadata API lists them.
+    pub(crate) fn component_infos(&self) -> &[crate::ComponentInfo] {
+        &self.components
+    }
+}
+
 pub(crate) async fn metadata_get(State(sidecar): State<Arc<Sidecar>>) -> Json<Value> {
-    let extended = sidecar
-        .extended
-        .lock()
-        .map(|m| m.clone())
-        .unwrap_or_default();
     let components: Vec<Value> = sidecar
-        .components
+        .component_infos()
         .iter()
         .map(|c| json!({ "name": c.name, "type": c.component_type, "version": c.version, "capabilities": c.capabilities }))
         .collect();
@@ -34,7 +50,7 @@ pub(crate) async fn metadata_get(State(sidecar): State<Arc<Sidecar>>) -> Json<Va
         "enabledFeatures": [],
         "actors": [],
         "components": components,
-        "extended": extended,
+        "extended": sidecar.extended_metadata(),
         "subscriptions": [],
         "httpEndpoints": [],
         "appConnectionProperties": {
@@ -50,10 +66,7 @@ pub(crate) async fn metadata_put(
     Path(key): Path<String>,
     body: Bytes,
 ) -> StatusCode {
-    let value = String::from_utf8_lossy(&body).into_owned();
-    if let Ok(mut extended) = sidecar.extended.lock() {
-        extended.insert(key, value);
-    }
+    sidecar.set_extended_metadata(key, String::from_utf8_lossy(&body).into_owned());
     StatusCode::NO_CONTENT
 }
 

@@ -96,18 +96,33 @@ impl Sidecar {
             .get(name)
             .ok_or_else(|| DaprError::SecretStoreNotFound(name.to_string()))
     }
+
+    /// One secret of `store_name` (the secrets building block, shared by
+    /// the HTTP and gRPC APIs).
+    pub(crate) fn read_secret(&self, store_name: &str, name: &str) -> Result<&str, DaprError> {
+        self.secret_store(store_name)?
+            .get(name)
+            .ok_or_else(|| DaprError::SecretGet {
+                key: name.to_string(),
+                store: store_name.to_string(),
+                reason: "secret not found".into(),
+            })
+    }
+
+    /// Every secret of `store_name`, by name.
+    pub(crate) fn read_secrets(
+        &self,
+        store_name: &str,
+    ) -> Result<&BTreeMap<String, String>, DaprError> {
+        Ok(&self.secret_store(store_name)?.secrets)
+    }
 }
 
 pub(crate) async fn secret_get(
     State(sidecar): State<Arc<Sidecar>>,
     Path((store_name, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, DaprError> {
-    let store = sidecar.secret_store(&store_name)?;
-    let value = store.get(&name).ok_or_else(|| DaprError::SecretGet {
-        key: name.clone(),
-        store: store_name.clone(),
-        reason: "secret not found".into(),
-    })?;
+    let value = sidecar.read_secret(&store_name, &name)?;
     Ok(Json(json!({ name: value })))
 }
 
@@ -115,10 +130,9 @@ pub(crate) async fn secret_bulk(
     State(sidecar): State<Arc<Sidecar>>,
     Path(store_name): Path<String>,
 ) -> Result<Json<HashMap<String, HashMap<String, String>>>, DaprError> {
-    let store = sidecar.secret_store(&store_name)?;
     Ok(Json(
-        store
-            .secrets
+        sidecar
+            .read_secrets(&store_name)?
             .iter()
             .map(|(k, v)| (k.clone(), HashMap::from([(k.clone(), v.clone())])))
             .collect(),

@@ -1,6 +1,6 @@
 //! Conformance with a client we did not write: the official Dapr
-//! JavaScript SDK (`@dapr/dapr`, HTTP protocol) drives a real sidecar
-//! through `js-sdk/conformance.mjs`. `scripts/test.sh` installs the SDK
+//! JavaScript SDK (`@dapr/dapr`) drives a real sidecar through
+//! `js-sdk/conformance.mjs`, once over HTTP and once over gRPC. `scripts/test.sh` installs the SDK
 //! with `npm ci`; without it this test skips locally and fails in CI.
 
 use std::path::PathBuf;
@@ -29,25 +29,34 @@ async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
     c.resources_paths = vec![resources.path().to_path_buf()];
     let sidecar = RunningSidecar::start(c).await;
 
-    let port = sidecar.address.port().to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("conformance.mjs")
-            .current_dir(&sdk_dir)
-            .env("DAPR_HTTP_PORT", port)
-            .env("TARGET_APP_ID", "js-target")
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(
-        output.status.success(),
-        "the JS SDK checks failed:\n{stdout}"
-    );
-    assert!(stdout.contains("11 passed, 0 failed"), "{stdout}");
+    // The same checks with each of the SDK's transports.
+    for protocol in ["http", "grpc"] {
+        let (http, grpc) = (sidecar.address.port(), sidecar.grpc_address.port());
+        let sdk_dir = sdk_dir.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("node")
+                .arg("conformance.mjs")
+                .current_dir(&sdk_dir)
+                .env("DAPR_HTTP_PORT", http.to_string())
+                .env("DAPR_GRPC_PORT", grpc.to_string())
+                .env("DAPR_PROTOCOL", protocol)
+                .env("TARGET_APP_ID", "js-target")
+                .output()
+        })
+        .await
+        .unwrap()
+        .expect("run node");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        println!("{protocol}:\n{stdout}");
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "the JS SDK checks failed over {protocol}:\n{stdout}"
+        );
+        assert!(
+            stdout.contains("11 passed, 0 failed"),
+            "{protocol}: {stdout}"
+        );
+    }
     sidecar.stop().await;
 }

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::any;
 use serde_json::{Value, json};
-use sidecar::{Sidecar, SidecarConfig};
+use sidecar::{Sidecar, SidecarConfig, SidecarListeners};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -73,6 +73,7 @@ pub fn config(app_id: &str, app_port: Option<u16>, data_dir: &Path) -> SidecarCo
         app_id: app_id.into(),
         app_port,
         dapr_http_port: 0,
+        dapr_grpc_port: 0,
         bind: "127.0.0.1".parse().unwrap(),
         resources_paths: Vec::new(),
         max_body_size: 1 << 20,
@@ -88,6 +89,8 @@ pub fn config(app_id: &str, app_port: Option<u16>, data_dir: &Path) -> SidecarCo
 pub struct RunningSidecar {
     pub base: String,
     pub address: SocketAddr,
+    /// Its gRPC API.
+    pub grpc_address: SocketAddr,
     pub shutdown: Option<oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -95,15 +98,20 @@ pub struct RunningSidecar {
 impl RunningSidecar {
     pub async fn start(config: SidecarConfig) -> RunningSidecar {
         let sidecar = Arc::new(Sidecar::new(config).await.expect("sidecar starts"));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
+        let listeners = SidecarListeners {
+            http: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            grpc: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
+        let address = listeners.http.local_addr().unwrap();
+        let grpc_address = listeners.grpc.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(sidecar::run_on(listener, sidecar, async {
+        let task = tokio::spawn(sidecar::run_on(listeners, sidecar, async {
             let _ = rx.await;
         }));
         let running = RunningSidecar {
             base: format!("http://{address}"),
             address,
+            grpc_address,
             shutdown: Some(tx),
             task,
         };

@@ -57,9 +57,10 @@ pub struct DemoSpec {
     pub app_args: [Vec<String>; 3],
 }
 
-/// Writes a run file like deploy/dapr.yaml, on `ports` (app, sidecar for
-/// each app in turn).
-pub fn write_run_file(dir: &Path, ports: &[u16; 6], spec: &DemoSpec) -> PathBuf {
+/// Writes a run file like deploy/dapr.yaml, on `ports`: the app and its
+/// sidecar's HTTP port for each app in turn (0-5), then the sidecars' gRPC
+/// ports (6-8).
+pub fn write_run_file(dir: &Path, ports: &[u16; 9], spec: &DemoSpec) -> PathBuf {
     let components = dir.join("components");
     std::fs::create_dir_all(&components).unwrap();
     let store = spec.state_store_spec.clone().unwrap_or_else(|| {
@@ -99,9 +100,10 @@ pub fn write_run_file(dir: &Path, ports: &[u16; 6], spec: &DemoSpec) -> PathBuf 
             .chain(spec.app_args[i].iter().cloned())
             .collect();
         text += &format!(
-            "- appID: {id}\n  appDirPath: {root}\n  appPort: {}\n  daprHTTPPort: {}\n  command: {}\n",
+            "- appID: {id}\n  appDirPath: {root}\n  appPort: {}\n  daprHTTPPort: {}\n  daprGRPCPort: {}\n  command: {}\n",
             ports[2 * i],
             ports[2 * i + 1],
+            ports[6 + i],
             serde_json::to_string(&command).unwrap(),
             root = root.display()
         );
@@ -151,14 +153,14 @@ impl Up {
     }
 
     /// The demo on free ports, with its run file in a temporary folder.
-    pub fn start_demo() -> (Up, [u16; 6], tempfile::TempDir) {
+    pub fn start_demo() -> (Up, [u16; 9], tempfile::TempDir) {
         Up::start_demo_with(&DemoSpec::default())
     }
 
     /// The demo set up by `spec`, on free ports.
-    pub fn start_demo_with(spec: &DemoSpec) -> (Up, [u16; 6], tempfile::TempDir) {
+    pub fn start_demo_with(spec: &DemoSpec) -> (Up, [u16; 9], tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let ports = [(); 6].map(|()| free_port());
+        let ports = [(); 9].map(|()| free_port());
         let run_file = write_run_file(dir.path(), &ports, spec);
         (
             Up::start(&run_file, tempfile::tempdir().unwrap()),

@@ -7,7 +7,8 @@
 //!   `parallelism` is accepted and ignored: keys are read one after another)
 //! - `POST   /v1.0/state/{store}/transaction`: `{operations: [{operation, request}]}` → 204
 //!
-//! Keys are stored as `<appId>||<key>`, as daprd does.
+//! Each handler only translates JSON to and from the calls of
+//! [`super::ops`], which the gRPC API shares.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Concurrency, DeleteRequest, Operation, SetRequest, StateStore, StoreError};
+use super::ops::{StateRemoval, StateWrite, TransactionStep, parse_concurrency, parse_ttl};
 use crate::Sidecar;
 use crate::error::DaprError;
 
@@ -63,69 +64,33 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DaprError> {
     serde_json::from_slice(body).map_err(|e| DaprError::MalformedRequest(e.to_string()))
 }
 
-fn concurrency(options: &SaveOptions) -> Result<Concurrency, DaprError> {
-    match options.concurrency.as_deref() {
-        None | Some("") | Some("last-write") => Ok(Concurrency::LastWrite),
-        Some("first-write") => Ok(Concurrency::FirstWrite),
-        Some(other) => Err(DaprError::MalformedRequest(format!(
-            "unknown concurrency `{other}`; use first-write or last-write"
-        ))),
-    }
-}
-
+/// `ttlInSeconds` from JSON metadata, a string or a number.
 fn ttl_seconds(metadata: &HashMap<String, Value>) -> Result<Option<u64>, DaprError> {
-    let Some(ttl) = metadata.get("ttlInSeconds") else {
-        return Ok(None);
-    };
-    let seconds = match ttl {
-        Value::String(s) => s.trim().parse::<i64>().ok(),
-        Value::Number(n) => n.as_i64(),
-        _ => None,
+    match metadata.get("ttlInSeconds") {
+        None => Ok(None),
+        Some(Value::String(text)) => parse_ttl(text),
+        Some(other) => parse_ttl(&other.to_string()),
     }
-    .ok_or_else(|| DaprError::MalformedRequest(format!("ttlInSeconds `{ttl}` is not a number")))?;
-    // Dapr: -1 means "never expires".
-    Ok(u64::try_from(seconds).ok())
 }
 
-impl Sidecar {
-    fn store(&self, name: &str) -> Result<Arc<dyn StateStore>, DaprError> {
-        if self.stores.is_empty() {
-            return Err(DaprError::StateStoresNotConfigured);
-        }
-        self.stores
-            .get(name)
-            .cloned()
-            .ok_or_else(|| DaprError::StateStoreNotFound(name.to_string()))
-    }
-
-    fn state_key(&self, key: &str) -> String {
-        format!("{}||{key}", self.config.app_id)
-    }
-
-    fn set_request(&self, item: SaveItem) -> Result<SetRequest, DaprError> {
-        if item.key.is_empty() {
-            return Err(DaprError::MalformedRequest("a key is empty".into()));
-        }
-        Ok(SetRequest {
-            key: self.state_key(&item.key),
-            value: serde_json::to_vec(&item.value)
+impl SaveItem {
+    fn into_write(self) -> Result<StateWrite, DaprError> {
+        Ok(StateWrite {
+            value: serde_json::to_vec(&self.value)
                 .map_err(|e| DaprError::MalformedRequest(e.to_string()))?,
-            etag: item.etag.filter(|e| !e.is_empty()),
-            concurrency: concurrency(&item.options)?,
-            ttl_seconds: ttl_seconds(&item.metadata)?,
+            concurrency: parse_concurrency(self.options.concurrency.as_deref())?,
+            ttl_seconds: ttl_seconds(&self.metadata)?,
+            key: self.key,
+            etag: self.etag,
         })
     }
-}
 
-/// Maps a store error on a write to Dapr's error.
-fn write_error(store: &str, err: StoreError) -> DaprError {
-    match err {
-        StoreError::EtagMismatch(m) => DaprError::EtagMismatch(m),
-        StoreError::EtagInvalid(m) => DaprError::EtagInvalid(m),
-        StoreError::Backend(reason) => DaprError::StateSave {
-            store: store.to_string(),
-            reason,
-        },
+    fn into_removal(self) -> Result<StateRemoval, DaprError> {
+        Ok(StateRemoval {
+            concurrency: parse_concurrency(self.options.concurrency.as_deref())?,
+            key: self.key,
+            etag: self.etag,
+        })
     }
 }
 
@@ -134,16 +99,12 @@ pub(crate) async fn state_save(
     Path(store_name): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, DaprError> {
-    let store = sidecar.store(&store_name)?;
     let items: Vec<SaveItem> = parse(&body)?;
-    let requests = items
+    let writes = items
         .into_iter()
-        .map(|item| sidecar.set_request(item))
+        .map(SaveItem::into_write)
         .collect::<Result<Vec<_>, _>>()?;
-    store
-        .transact(requests.into_iter().map(Operation::Upsert).collect())
-        .await
-        .map_err(|e| write_error(&store_name, e))?;
+    sidecar.write_state(&store_name, writes).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -151,16 +112,7 @@ pub(crate) async fn state_get(
     State(sidecar): State<Arc<Sidecar>>,
     Path((store_name, key)): Path<(String, String)>,
 ) -> Result<Response, DaprError> {
-    let store = sidecar.store(&store_name)?;
-    let item = store
-        .get(&sidecar.state_key(&key))
-        .await
-        .map_err(|e| DaprError::StateGet {
-            key: key.clone(),
-            store: store_name.clone(),
-            reason: e.to_string(),
-        })?;
-    let Some(item) = item else {
+    let Some(item) = sidecar.read_state(&store_name, &key).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let mut response = (StatusCode::OK, item.value).into_response();
@@ -180,20 +132,16 @@ pub(crate) async fn state_delete(
     Path((store_name, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, DaprError> {
-    let store = sidecar.store(&store_name)?;
     let etag = headers
         .get(header::IF_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.trim_matches('"').to_string());
-    let request = DeleteRequest {
-        key: sidecar.state_key(&key),
+    let removal = StateRemoval {
+        key,
         etag,
-        concurrency: Concurrency::LastWrite,
+        concurrency: Default::default(),
     };
-    store.delete(request).await.map_err(|e| match e {
-        StoreError::Backend(reason) => DaprError::StateDelete { key, reason },
-        other => write_error(&store_name, other),
-    })?;
+    sidecar.remove_state(&store_name, removal).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -202,20 +150,20 @@ pub(crate) async fn state_bulk_get(
     Path(store_name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, DaprError> {
-    let store = sidecar.store(&store_name)?;
     let request: BulkRequest = parse(&body)?;
-    let mut items = Vec::with_capacity(request.keys.len());
-    for key in request.keys {
-        match store.get(&sidecar.state_key(&key)).await {
+    let entries = sidecar.read_state_bulk(&store_name, request.keys).await?;
+    let items = entries
+        .into_iter()
+        .map(|entry| match entry.outcome {
             Ok(Some(item)) => {
                 let data: Value = serde_json::from_slice(&item.value)
                     .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&item.value).into()));
-                items.push(json!({ "key": key, "data": data, "etag": item.etag }));
+                json!({ "key": entry.key, "data": data, "etag": item.etag })
             }
-            Ok(None) => items.push(json!({ "key": key })),
-            Err(err) => items.push(json!({ "key": key, "error": err.to_string() })),
-        }
-    }
+            Ok(None) => json!({ "key": entry.key }),
+            Err(error) => json!({ "key": entry.key, "error": error }),
+        })
+        .collect();
     Ok(Json(Value::Array(items)))
 }
 
@@ -224,27 +172,18 @@ pub(crate) async fn state_transaction(
     Path(store_name): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, DaprError> {
-    let store = sidecar.store(&store_name)?;
     let request: TransactionRequest = parse(&body)?;
-    let mut operations = Vec::with_capacity(request.operations.len());
-    for op in request.operations {
-        operations.push(match op.operation.as_str() {
-            "upsert" => Operation::Upsert(sidecar.set_request(op.request)?),
-            "delete" => Operation::Delete(DeleteRequest {
-                key: sidecar.state_key(&op.request.key),
-                etag: op.request.etag.filter(|e| !e.is_empty()),
-                concurrency: concurrency(&op.request.options)?,
-            }),
-            other => {
-                return Err(DaprError::MalformedRequest(format!(
-                    "operation type {other} not supported"
-                )));
-            }
-        });
-    }
-    store.transact(operations).await.map_err(|e| match e {
-        StoreError::Backend(reason) => DaprError::StateTransaction(reason),
-        other => write_error(&store_name, other),
-    })?;
+    let steps = request
+        .operations
+        .into_iter()
+        .map(|op| match op.operation.as_str() {
+            "upsert" => op.request.into_write().map(TransactionStep::Upsert),
+            "delete" => op.request.into_removal().map(TransactionStep::Delete),
+            other => Err(DaprError::MalformedRequest(format!(
+                "operation type {other} not supported"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    sidecar.transact_state(&store_name, steps).await?;
     Ok(StatusCode::NO_CONTENT)
 }

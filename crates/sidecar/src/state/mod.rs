@@ -22,6 +22,7 @@
 //! - Transactions apply all their operations or none.
 
 pub mod api;
+pub(crate) mod ops;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;

@@ -1,20 +1,23 @@
-// Drives a dapr-wasm sidecar with the official Dapr JavaScript SDK over
-// HTTP: a client we did not write. Any difference from real Dapr's
-// documented behaviour is a bug in the sidecar, not in this script.
+// Drives a dapr-wasm sidecar with the official Dapr JavaScript SDK, over
+// HTTP or, with DAPR_PROTOCOL=grpc, over gRPC: a client we did not write.
+// Any difference from real Dapr's documented behaviour is a bug in the
+// sidecar, not in this script.
 //
 // Run by crates/sidecar/tests/js_sdk.rs, which starts an echo app
-// (TARGET_APP_ID) and its sidecar (DAPR_HTTP_PORT) with a SQLite state store
-// named `statestore` and a local-file secret store named `localsecrets`.
-// Prints one line per check and a closing "N passed, N failed".
+// (TARGET_APP_ID) and its sidecar (DAPR_HTTP_PORT, DAPR_GRPC_PORT) with a
+// SQLite state store named `statestore` and a local-file secret store named
+// `localsecrets`. Prints one line per check and a closing
+// "N passed, N failed".
 
 import assert from "node:assert/strict";
 import { CommunicationProtocolEnum, DaprClient, HttpMethod } from "@dapr/dapr";
 
 const appId = process.env.TARGET_APP_ID;
+const grpc = process.env.DAPR_PROTOCOL === "grpc";
 const client = new DaprClient({
   daprHost: "127.0.0.1",
-  daprPort: process.env.DAPR_HTTP_PORT,
-  communicationProtocol: CommunicationProtocolEnum.HTTP,
+  daprPort: grpc ? process.env.DAPR_GRPC_PORT : process.env.DAPR_HTTP_PORT,
+  communicationProtocol: grpc ? CommunicationProtocolEnum.GRPC : CommunicationProtocolEnum.HTTP,
 });
 const store = "statestore";
 const checks = [];
@@ -78,7 +81,9 @@ check("state delete", async () => {
 check("state transaction", async () => {
   await client.state.transaction(store, [
     { operation: "upsert", request: { key: "js-tx-1", value: "one" } },
-    { operation: "upsert", request: { key: "js-tx-2", value: { two: 2 } } },
+    // The SDK's gRPC client sends a transaction's values as given, so they
+    // must be text there; its HTTP client serialises objects itself.
+    { operation: "upsert", request: { key: "js-tx-2", value: grpc ? JSON.stringify({ two: 2 }) : { two: 2 } } },
     { operation: "delete", request: { key: "js-object" } },
   ]);
   assert.equal(await client.state.get(store, "js-tx-1"), "one");
@@ -90,11 +95,19 @@ check("state transaction", async () => {
 check("state save with a stale etag is rejected", async () => {
   await client.state.save(store, [{ key: "js-etag", value: 1 }]);
   await client.state.save(store, [{ key: "js-etag", value: 2 }]);
-  // The SDK's save() does not throw: it returns { error } (state.js).
-  const result = await client.state.save(store, [{ key: "js-etag", value: 3, etag: "123456789" }]);
-  const error = String(result.error);
-  assert.ok(error.includes('"status":409'), error);
-  assert.ok(error.includes("ERR_STATE_SAVE"), error);
+  const stale = [{ key: "js-etag", value: 3, etag: "123456789" }];
+  if (grpc) {
+    // Over gRPC the SDK throws the sidecar's status: ABORTED, as daprd.
+    await assert.rejects(client.state.save(store, stale), (err) => {
+      assert.ok(String(err).includes("[aborted] possible etag mismatch"), String(err));
+      return true;
+    });
+  } else {
+    // Over HTTP save() does not throw: it returns { error } (state.js).
+    const error = String((await client.state.save(store, stale)).error);
+    assert.ok(error.includes('"status":409'), error);
+    assert.ok(error.includes("ERR_STATE_SAVE"), error);
+  }
   assert.equal(await client.state.get(store, "js-etag"), 2);
 });
 

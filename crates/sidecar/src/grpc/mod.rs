@@ -1,0 +1,469 @@
+//! Dapr's gRPC API (`dapr.proto.runtime.v1.Dapr`), the transport the
+//! official SDKs use by default, on `--dapr-grpc-port` (50001).
+//!
+//! Each RPC below only translates protobuf to and from the building blocks
+//! the HTTP API uses too ([`crate::state::ops`], the secrets, metadata and
+//! invocation methods of [`Sidecar`]); errors are the same
+//! [`DaprError`]s, as gRPC statuses with an `ErrorInfo`
+//! ([`DaprError::to_status`]).
+//!
+//! | RPC | building block |
+//! |---|---|
+//! | `InvokeService` | service invocation of an HTTP app (verb, querystring, content type, data) |
+//! | `GetState`, `GetBulkState`, `SaveState`, `DeleteState`, `DeleteBulkState`, `ExecuteStateTransaction` | state (etags, concurrency, `ttlInSeconds`) |
+//! | `GetSecret`, `GetBulkSecret` | secrets |
+//! | `GetMetadata`, `SetMetadata` | metadata |
+//! | `Shutdown` | stops the sidecar |
+//!
+//! Every other RPC answers `UNIMPLEMENTED` naming itself ([`rpcs`], generated
+//! from the `dapr` crate's server trait by `scripts/gen-grpc-rpcs.py`).
+//!
+//! With `DAPR_API_TOKEN` set, every call needs the `dapr-api-token`
+//! metadata ([`check_grpc_api_token`], an interceptor), else
+//! `UNAUTHENTICATED`. Messages over `--max-body-size` get
+//! `RESOURCE_EXHAUSTED` from tonic before they reach an RPC.
+
+mod rpcs;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::body::Body;
+use dapr::dapr::proto::common::v1 as common;
+use dapr::dapr::proto::common::v1::http_extension::Verb;
+use dapr::dapr::proto::common::v1::state_options::StateConcurrency;
+use dapr::dapr::proto::runtime::v1 as pb;
+use dapr::dapr::proto::runtime::v1::dapr_server::DaprServer;
+use tokio::net::TcpListener;
+use tonic::{Request, Response, Status};
+
+use crate::Sidecar;
+use crate::error::DaprError;
+use crate::invoke::Origin;
+use crate::state::Concurrency;
+use crate::state::ops::{StateRemoval, StateWrite, TransactionStep, parse_ttl};
+
+/// The stream type of the streaming RPCs this sidecar does not serve.
+type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+/// The `Dapr` gRPC service over one sidecar.
+pub struct DaprApi {
+    sidecar: Arc<Sidecar>,
+}
+
+/// The status of an RPC this sidecar does not serve.
+fn unimplemented(rpc: &'static str) -> Status {
+    DaprError::Unimplemented(rpc).to_status()
+}
+
+/// Serves the gRPC API of `sidecar` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    sidecar: Arc<Sidecar>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let max_message = sidecar.config.max_body_size;
+    let token = sidecar.config.api_token.clone();
+    let service = DaprServer::new(DaprApi { sidecar })
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let service = tonic::service::interceptor::InterceptedService::new(
+        service,
+        move |request: Request<()>| check_grpc_api_token(token.as_deref(), request),
+    );
+    tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            oversized_is_resource_exhausted,
+        ))
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await
+}
+
+/// tonic answers a message over the size limit with `OUT_OF_RANGE`; daprd
+/// (grpc-go) with `RESOURCE_EXHAUSTED`, which clients treat differently.
+/// This rewrites that one status, in the trailers or in a trailers-only
+/// answer's headers, to daprd's.
+fn oversized_is_resource_exhausted(
+    response: axum::http::Response<tonic::body::Body>,
+) -> axum::http::Response<tonic::body::Body> {
+    use http_body_util::BodyExt;
+    let (mut parts, body) = response.into_parts();
+    rewrite_oversized_status(&mut parts.headers);
+    let body = body.map_frame(|frame| match frame.into_trailers() {
+        Ok(mut trailers) => {
+            rewrite_oversized_status(&mut trailers);
+            http_body::Frame::trailers(trailers)
+        }
+        Err(frame) => frame,
+    });
+    axum::http::Response::from_parts(parts, tonic::body::Body::new(body))
+}
+
+fn rewrite_oversized_status(headers: &mut axum::http::HeaderMap) {
+    let oversized = headers.get("grpc-status").is_some_and(|s| s == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            // grpc-message is percent-encoded.
+            .is_some_and(|m| m.replace("%20", " ").contains("message length too large"));
+    if oversized {
+        headers.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
+    }
+}
+
+/// With `DAPR_API_TOKEN` set, a call needs it as `dapr-api-token` metadata.
+fn check_grpc_api_token(
+    expected: Option<&str>,
+    request: Request<()>,
+) -> Result<Request<()>, Status> {
+    let Some(expected) = expected else {
+        return Ok(request);
+    };
+    let given = request
+        .metadata()
+        .get("dapr-api-token")
+        .and_then(|v| v.to_str().ok());
+    if given == Some(expected) {
+        Ok(request)
+    } else {
+        Err(DaprError::Unauthorized.to_status())
+    }
+}
+
+/// Dapr's gRPC concurrency: unspecified is last-write.
+fn concurrency(options: Option<common::StateOptions>) -> Concurrency {
+    match options.map(|o| o.concurrency()) {
+        Some(StateConcurrency::ConcurrencyFirstWrite) => Concurrency::FirstWrite,
+        _ => Concurrency::LastWrite,
+    }
+}
+
+fn state_write(item: common::StateItem) -> Result<StateWrite, DaprError> {
+    let ttl_seconds = match item.metadata.get("ttlInSeconds") {
+        Some(text) => parse_ttl(text)?,
+        None => None,
+    };
+    Ok(StateWrite {
+        concurrency: concurrency(item.options),
+        etag: item.etag.map(|e| e.value),
+        key: item.key,
+        value: item.value,
+        ttl_seconds,
+    })
+}
+
+fn state_removal(item: common::StateItem) -> StateRemoval {
+    StateRemoval {
+        concurrency: concurrency(item.options),
+        etag: item.etag.map(|e| e.value),
+        key: item.key,
+    }
+}
+
+async fn invoke_service(
+    api: &DaprApi,
+    request: Request<pb::InvokeServiceRequest>,
+) -> Result<Response<common::InvokeResponse>, Status> {
+    let peer = request
+        .remote_addr()
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let traceparent = request.metadata().get("traceparent").cloned();
+    let pb::InvokeServiceRequest { id, message } = request.into_inner();
+    let message = message
+        .ok_or_else(|| DaprError::MalformedRequest("InvokeService needs a message".into()))?;
+    let extension = message.http_extension.unwrap_or_default();
+    let verb = match extension.verb() {
+        Verb::None => "POST",
+        other => other.as_str_name(),
+    };
+    let query = if extension.querystring.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", extension.querystring.trim_start_matches('?'))
+    };
+    let method_path = format!("/{}", message.method.trim_start_matches('/'));
+    let mut http = axum::http::Request::builder()
+        .method(verb)
+        .uri(format!("{method_path}{query}"));
+    if !message.content_type.is_empty() {
+        http = http.header(axum::http::header::CONTENT_TYPE, &message.content_type);
+    }
+    if let Some(traceparent) = traceparent.and_then(|v| v.to_str().ok().map(str::to_string)) {
+        http = http.header("traceparent", traceparent);
+    }
+    let body = message.data.map(|any| any.value).unwrap_or_default();
+    let http = http
+        .body(Body::from(body))
+        .map_err(|e| DaprError::MalformedRequest(format!("invalid method or querystring: {e}")))?;
+    let response = api
+        .sidecar
+        .invoke(&id, &method_path, peer, Origin::Client, http)
+        .await?;
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let limit = api.sidecar.config.max_body_size;
+    let data = axum::body::to_bytes(response.into_body(), limit)
+        .await
+        .map_err(|e| DaprError::DirectInvoke {
+            id: id.clone(),
+            reason: format!("cannot read the app's answer: {e}"),
+        })?;
+    if !status.is_success() {
+        return Err(app_error_status(status, &data));
+    }
+    Ok(Response::new(common::InvokeResponse {
+        data: Some(prost_types::Any {
+            type_url: String::new(),
+            value: data.to_vec(),
+        }),
+        content_type,
+    }))
+}
+
+/// How daprd answers a gRPC invocation whose HTTP app said `status`: the
+/// gRPC code of that HTTP status, its text as the message, an `ErrorInfo`
+/// (reason: the status text; metadata `http.code` and `http.error_message`,
+/// the body's first 63 bytes) and the `dapr-http-status` header.
+fn app_error_status(status: axum::http::StatusCode, body: &[u8]) -> Status {
+    use tonic::Code;
+    use tonic_types::{ErrorDetails, StatusExt};
+    let code = match status.as_u16() {
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        408 => Code::Cancelled,
+        409 => Code::AlreadyExists,
+        429 => Code::ResourceExhausted,
+        501 => Code::Unimplemented,
+        503 => Code::Unavailable,
+        504 => Code::DeadlineExceeded,
+        _ => Code::Unknown,
+    };
+    let text = status.canonical_reason().unwrap_or("Unknown");
+    let mut detail = String::from_utf8_lossy(body).into_owned();
+    if detail.len() > 63 {
+        let mut end = 63;
+        while !detail.is_char_boundary(end) {
+            end -= 1;
+        }
+        detail.truncate(end);
+    }
+    let details = ErrorDetails::with_error_info(
+        text,
+        crate::error::ERROR_DOMAIN,
+        HashMap::from([
+            ("http.code".to_string(), status.as_u16().to_string()),
+            ("http.error_message".to_string(), detail),
+        ]),
+    );
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert("dapr-http-status", status.as_u16().into());
+    Status::with_error_details_and_metadata(code, text, details, metadata)
+}
+
+async fn get_state(
+    api: &DaprApi,
+    request: Request<pb::GetStateRequest>,
+) -> Result<Response<pb::GetStateResponse>, Status> {
+    let request = request.into_inner();
+    let item = api
+        .sidecar
+        .read_state(&request.store_name, &request.key)
+        .await?;
+    let (data, etag) = item.map(|i| (i.value, i.etag)).unwrap_or_default();
+    Ok(Response::new(pb::GetStateResponse {
+        data,
+        etag,
+        metadata: HashMap::new(),
+    }))
+}
+
+async fn get_bulk_state(
+    api: &DaprApi,
+    request: Request<pb::GetBulkStateRequest>,
+) -> Result<Response<pb::GetBulkStateResponse>, Status> {
+    let request = request.into_inner();
+    let entries = api
+        .sidecar
+        .read_state_bulk(&request.store_name, request.keys)
+        .await?;
+    let items = entries
+        .into_iter()
+        .map(|entry| {
+            let mut item = pb::BulkStateItem {
+                key: entry.key,
+                ..Default::default()
+            };
+            match entry.outcome {
+                Ok(Some(found)) => {
+                    item.data = found.value;
+                    item.etag = found.etag;
+                }
+                Ok(None) => {}
+                Err(error) => item.error = error,
+            }
+            item
+        })
+        .collect();
+    Ok(Response::new(pb::GetBulkStateResponse { items }))
+}
+
+async fn save_state(
+    api: &DaprApi,
+    request: Request<pb::SaveStateRequest>,
+) -> Result<Response<()>, Status> {
+    let request = request.into_inner();
+    let writes = request
+        .states
+        .into_iter()
+        .map(state_write)
+        .collect::<Result<Vec<_>, _>>()?;
+    api.sidecar.write_state(&request.store_name, writes).await?;
+    Ok(Response::new(()))
+}
+
+async fn delete_state(
+    api: &DaprApi,
+    request: Request<pb::DeleteStateRequest>,
+) -> Result<Response<()>, Status> {
+    let request = request.into_inner();
+    let removal = StateRemoval {
+        concurrency: concurrency(request.options),
+        etag: request.etag.map(|e| e.value),
+        key: request.key,
+    };
+    api.sidecar
+        .remove_state(&request.store_name, removal)
+        .await?;
+    Ok(Response::new(()))
+}
+
+async fn delete_bulk_state(
+    api: &DaprApi,
+    request: Request<pb::DeleteBulkStateRequest>,
+) -> Result<Response<()>, Status> {
+    let request = request.into_inner();
+    let removals = request.states.into_iter().map(state_removal).collect();
+    api.sidecar
+        .remove_state_bulk(&request.store_name, removals)
+        .await?;
+    Ok(Response::new(()))
+}
+
+async fn execute_state_transaction(
+    api: &DaprApi,
+    request: Request<pb::ExecuteStateTransactionRequest>,
+) -> Result<Response<()>, Status> {
+    let request = request.into_inner();
+    let steps = request
+        .operations
+        .into_iter()
+        .map(|operation| {
+            let item = operation.request.ok_or_else(|| {
+                DaprError::MalformedRequest("a transaction operation has no request".into())
+            })?;
+            match operation.operation_type.as_str() {
+                "upsert" => state_write(item).map(TransactionStep::Upsert),
+                "delete" => Ok(TransactionStep::Delete(state_removal(item))),
+                other => Err(DaprError::MalformedRequest(format!(
+                    "operation type {other} not supported"
+                ))),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    api.sidecar
+        .transact_state(&request.store_name, steps)
+        .await?;
+    Ok(Response::new(()))
+}
+
+async fn get_secret(
+    api: &DaprApi,
+    request: Request<pb::GetSecretRequest>,
+) -> Result<Response<pb::GetSecretResponse>, Status> {
+    let request = request.into_inner();
+    let value = api.sidecar.read_secret(&request.store_name, &request.key)?;
+    Ok(Response::new(pb::GetSecretResponse {
+        data: HashMap::from([(request.key.clone(), value.to_string())]),
+    }))
+}
+
+async fn get_bulk_secret(
+    api: &DaprApi,
+    request: Request<pb::GetBulkSecretRequest>,
+) -> Result<Response<pb::GetBulkSecretResponse>, Status> {
+    let request = request.into_inner();
+    let data = api
+        .sidecar
+        .read_secrets(&request.store_name)?
+        .iter()
+        .map(|(name, value)| {
+            let secrets = HashMap::from([(name.clone(), value.clone())]);
+            (name.clone(), pb::SecretResponse { secrets })
+        })
+        .collect();
+    Ok(Response::new(pb::GetBulkSecretResponse { data }))
+}
+
+async fn get_metadata(
+    api: &DaprApi,
+    _request: Request<pb::GetMetadataRequest>,
+) -> Result<Response<pb::GetMetadataResponse>, Status> {
+    let sidecar = &api.sidecar;
+    let registered_components = sidecar
+        .component_infos()
+        .iter()
+        .map(|c| pb::RegisteredComponents {
+            name: c.name.clone(),
+            r#type: c.component_type.clone(),
+            version: c.version.clone(),
+            capabilities: c.capabilities.iter().map(|c| c.to_string()).collect(),
+        })
+        .collect();
+    #[allow(deprecated)] // `active_actors_count` is deprecated, and empty here.
+    let metadata = pb::GetMetadataResponse {
+        id: sidecar.config.app_id.clone(),
+        registered_components,
+        extended_metadata: sidecar.extended_metadata(),
+        runtime_version: crate::metadata::RUNTIME_VERSION.to_string(),
+        app_connection_properties: Some(pb::AppConnectionProperties {
+            port: i32::from(sidecar.config.app_port.unwrap_or(0)),
+            protocol: "http".into(),
+            channel_address: "127.0.0.1".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Ok(Response::new(metadata))
+}
+
+async fn set_metadata(
+    api: &DaprApi,
+    request: Request<pb::SetMetadataRequest>,
+) -> Result<Response<()>, Status> {
+    let request = request.into_inner();
+    api.sidecar
+        .set_extended_metadata(request.key, request.value);
+    Ok(Response::new(()))
+}
+
+async fn shutdown(
+    api: &DaprApi,
+    _request: Request<pb::ShutdownRequest>,
+) -> Result<Response<()>, Status> {
+    tracing::info!("shutdown requested over gRPC");
+    api.sidecar.request_shutdown();
+    Ok(Response::new(()))
+}

@@ -1,0 +1,193 @@
+"""The official Dapr Python SDK (PyPI `dapr`, pinned in
+scripts/test-requirements.txt) against a real dapr-wasm sidecar, with the
+SDK's default transport: gRPC on DAPR_GRPC_PORT.
+
+crates/sidecar/tests/python_sdk.rs starts the sidecars and runs this with
+DAPR_HTTP_PORT and DAPR_GRPC_PORT of the caller's sidecar, TARGET_APP_ID
+(an HTTP echo app behind another sidecar) and
+DAPR_API_METHOD_INVOCATION_PROTOCOL=grpc. Every check prints `ok NAME` or
+`FAIL NAME: reason`; the last line is `N passed, M failed`.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+import grpc
+from dapr.clients import DaprClient
+from dapr.clients.exceptions import DaprGrpcError
+from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
+from dapr.clients.grpc._state import Concurrency, StateItem, StateOptions
+
+STORE = "statestore"
+SECRETS = "localsecrets"
+TARGET = os.environ["TARGET_APP_ID"]
+results = []
+
+
+def check(name):
+    def run(test):
+        try:
+            test()
+            results.append((name, None))
+            print(f"ok {name}", flush=True)
+        except Exception as err:  # noqa: BLE001 - any failure is reported
+            results.append((name, err))
+            print(f"FAIL {name}: {err!r}", flush=True)
+            traceback.print_exc()
+        return test
+    return run
+
+
+def dapr_error(err):
+    """The SDK wraps some calls' errors in DaprGrpcError, others not."""
+    return err if isinstance(err, DaprGrpcError) else DaprGrpcError(err)
+
+
+def expect_grpc_error(call, code, reason):
+    try:
+        call()
+    except grpc.RpcError as raw:
+        err = dapr_error(raw)
+        assert err.code() == code, f"code {err.code()}, wanted {code}: {err.details()}"
+        assert err.error_code() == reason, f"reason {err.error_code()}, wanted {reason}"
+        return err
+    raise AssertionError(f"no error, wanted {code}")
+
+
+client = DaprClient()
+
+
+@check("save and get with an etag")
+def _():
+    client.save_state(STORE, "py-order", "first")
+    got = client.get_state(STORE, "py-order")
+    assert got.data == b"first", got.data
+    assert got.etag, "an etag"
+    client.save_state(STORE, "py-order", "second", etag=got.etag)
+    assert client.get_state(STORE, "py-order").data == b"second"
+
+
+@check("an etag conflict is ABORTED")
+def _():
+    client.save_state(STORE, "py-conflict", "v1")
+    stale = client.get_state(STORE, "py-conflict").etag
+    client.save_state(STORE, "py-conflict", "v2", etag=stale)
+    expect_grpc_error(
+        lambda: client.save_state(STORE, "py-conflict", "v3", etag=stale),
+        grpc.StatusCode.ABORTED, "DAPR_STATE_ETAG_MISMATCH")
+    expect_grpc_error(
+        lambda: client.delete_state(STORE, "py-conflict", etag=stale),
+        grpc.StatusCode.ABORTED, "DAPR_STATE_ETAG_MISMATCH")
+    assert client.get_state(STORE, "py-conflict").data == b"v2"
+
+
+@check("first-write refuses an existing key without an etag")
+def _():
+    client.save_state(STORE, "py-first", "taken")
+    options = StateOptions(concurrency=Concurrency.first_write)
+    expect_grpc_error(
+        lambda: client.save_state(STORE, "py-first", "again", options=options),
+        grpc.StatusCode.ABORTED, "DAPR_STATE_ETAG_MISMATCH")
+
+
+@check("bulk save and bulk get")
+def _():
+    client.save_bulk_state(STORE, [StateItem("py-b1", "one"), StateItem("py-b2", "two")])
+    items = client.get_bulk_state(STORE, ["py-b1", "py-b2", "py-absent"]).items
+    by_key = {item.key: item for item in items}
+    assert by_key["py-b1"].data == b"one" and by_key["py-b1"].etag
+    assert by_key["py-b2"].data == b"two"
+    assert by_key["py-absent"].data == b"" and not by_key["py-absent"].etag
+
+
+@check("a transaction applies upserts and deletes together")
+def _():
+    client.save_state(STORE, "py-gone", "soon")
+    client.execute_state_transaction(STORE, [
+        TransactionalStateOperation(key="py-t1", data="t1"),
+        TransactionalStateOperation(key="py-gone", data="", operation_type=TransactionOperationType.delete),
+    ])
+    assert client.get_state(STORE, "py-t1").data == b"t1"
+    assert client.get_state(STORE, "py-gone").data == b""
+
+
+@check("ttlInSeconds expires a key")
+def _():
+    client.save_state(STORE, "py-brief", "here", state_metadata={"ttlInSeconds": "1"})
+    assert client.get_state(STORE, "py-brief").data == b"here"
+    deadline = time.monotonic() + 10
+    while client.get_state(STORE, "py-brief").data:
+        assert time.monotonic() < deadline, "still there after 10 s"
+        time.sleep(0.1)  # a poll with a deadline
+
+
+@check("delete")
+def _():
+    client.save_state(STORE, "py-del", "x")
+    client.delete_state(STORE, "py-del")
+    assert client.get_state(STORE, "py-del").data == b""
+    client.delete_state(STORE, "py-never-there")
+
+
+@check("an unknown store is INVALID_ARGUMENT")
+def _():
+    expect_grpc_error(lambda: client.get_state("no-such-store", "k"),
+                      grpc.StatusCode.INVALID_ARGUMENT, "DAPR_STATE_NOT_FOUND")
+
+
+@check("secrets")
+def _():
+    assert client.get_secret(SECRETS, "token").secret == {"token": "t0k"}
+    assert client.get_secret(SECRETS, "db:password").secret == {"db:password": "p4ss"}
+    bulk = client.get_bulk_secret(SECRETS).secrets
+    assert bulk["token"] == {"token": "t0k"}, bulk
+    assert bulk["db:ports:1"] == {"db:ports:1": "5433"}, bulk
+    expect_grpc_error(lambda: client.get_secret(SECRETS, "missing"),
+                      grpc.StatusCode.INTERNAL, "DAPR_SECRET_GET")
+
+
+@check("metadata")
+def _():
+    client.set_metadata("owner", "py-sdk")
+    metadata = client.get_metadata()
+    assert metadata.application_id == os.environ["CALLER_APP_ID"], metadata.application_id
+    names = {c.name for c in metadata.registered_components}
+    assert {STORE, SECRETS} <= names, names
+    assert metadata.extended_metadata["owner"] == "py-sdk"
+
+
+@check("invoke an HTTP app over gRPC, through two sidecars")
+def _():
+    response = client.invoke_method(
+        TARGET, "echo/nested", data=b'{"n": 1}', content_type="application/json",
+        http_verb="PUT", http_querystring=(("x", "1"), ("y", "two")))
+    echo = json.loads(response.data)
+    assert echo["method"] == "PUT", echo
+    assert echo["path"] == "/echo/nested", echo
+    assert echo["query"] == "x=1&y=two", echo
+    assert echo["body"] == '{"n": 1}', echo
+    assert echo["headers"]["dapr-callee-app-id"] == TARGET, echo
+    assert echo["headers"]["dapr-caller-app-id"] == os.environ["CALLER_APP_ID"], echo
+
+
+@check("an app's 404 comes back as NOT_FOUND with dapr-http-status")
+def _():
+    try:
+        client.invoke_method(TARGET, "status/404", data=b"", http_verb="GET")
+    except grpc.RpcError as raw:
+        err = dapr_error(raw)
+        assert dict(raw.trailing_metadata()).get("dapr-http-status") == "404", raw.trailing_metadata()
+        assert err.code() == grpc.StatusCode.NOT_FOUND, err.code()
+        assert err.error_code() == "Not Found", err.error_code()
+        info = err.status_details().error_info
+        assert info["metadata"]["http.code"] == "404", info
+    else:
+        raise AssertionError("no error for a 404")
+
+
+failed = sum(1 for _, err in results if err is not None)
+print(f"{len(results) - failed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
