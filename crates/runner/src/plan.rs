@@ -19,6 +19,8 @@ pub struct AppPlan {
     pub dir: PathBuf,
     /// The port it listens on, if any.
     pub app_port: Option<u16>,
+    /// How its sidecar calls it (`http` or `grpc`).
+    pub app_protocol: String,
     /// Its sidecar's HTTP port.
     pub dapr_http_port: u16,
     /// Its sidecar's gRPC port.
@@ -97,6 +99,7 @@ pub fn plan(
             app_id: app.app_id.clone(),
             dir,
             app_port: app.app_port,
+            app_protocol: app.app_protocol.clone().unwrap_or_else(|| "http".into()),
             dapr_http_port,
             dapr_grpc_port,
             program,
@@ -157,6 +160,8 @@ impl AppPlan {
             self.dapr_grpc_port.to_string(),
             "--app-port".into(),
             self.app_port.unwrap_or(0).to_string(),
+            "--app-protocol".into(),
+            self.app_protocol.clone(),
         ];
         for resources in &self.resources {
             args.push("--resources-path".into());

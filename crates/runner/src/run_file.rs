@@ -62,6 +62,9 @@ pub struct RunFileApp {
     /// The port it listens on.
     #[serde(rename = "appPort", default)]
     pub app_port: Option<u16>,
+    /// How its sidecar calls it: `http` (the default) or `grpc`.
+    #[serde(rename = "appProtocol", default)]
+    pub app_protocol: Option<String>,
     /// Its sidecar's HTTP port.
     #[serde(rename = "daprHTTPPort", default)]
     pub dapr_http_port: Option<u16>,
@@ -112,6 +115,14 @@ impl RunFile {
         for app in &self.apps {
             if app.app_id.is_empty() || app.app_id.contains('/') {
                 return Err(format!("`{}` is not a valid app id", app.app_id));
+            }
+            if let Some(protocol) = app.app_protocol.as_deref()
+                && !matches!(protocol, "http" | "grpc")
+            {
+                return Err(format!(
+                    "app `{}`: appProtocol {protocol} is not supported (use http or grpc)",
+                    app.app_id
+                ));
             }
             if app.command.is_empty() {
                 return Err(format!("app `{}` has no command", app.app_id));

@@ -124,6 +124,10 @@ fn a_bad_run_file_is_refused_with_the_reason() {
             "port 80 is used twice",
         ),
         ("apps: {not: a list}\n", "not a valid Dapr run file"),
+        (
+            "apps:\n- appID: a\n  appProtocol: smtp\n  command: [x]\n",
+            "appProtocol smtp is not supported",
+        ),
     ];
     for (text, expected) in cases {
         let path = dir.path().join("dapr.yaml");

@@ -31,8 +31,9 @@ pub struct SidecarArgs {
     #[arg(long = "resources-path", alias = "components-path")]
     pub resources_paths: Vec<PathBuf>,
 
-    /// The app's protocol; only `http` is supported.
-    #[arg(long, default_value = "http")]
+    /// How the sidecar calls its app: `http`, or `grpc` (Dapr's
+    /// `AppCallback` service on the app port).
+    #[arg(long, env = "APP_PROTOCOL", default_value = "http")]
     pub app_protocol: String,
 
     /// Largest request body, e.g. 16Mi (daprd's format).
@@ -57,6 +58,16 @@ pub struct SidecarArgs {
     pub connections: service_kit::serve::ConnectionArgs,
 }
 
+/// How a sidecar calls its app (`--app-protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AppProtocol {
+    /// HTTP/1.1 requests to the app's port.
+    #[default]
+    Http,
+    /// Dapr's `AppCallback` gRPC service on the app's port (`OnInvoke`).
+    Grpc,
+}
+
 /// A checked sidecar configuration.
 #[derive(Debug, Clone)]
 pub struct SidecarConfig {
@@ -70,6 +81,8 @@ pub struct SidecarConfig {
     pub dapr_grpc_port: u16,
     /// The address to bind.
     pub bind: IpAddr,
+    /// How the sidecar calls its app.
+    pub app_protocol: AppProtocol,
     /// Component folders.
     pub resources_paths: Vec<PathBuf>,
     /// Body limit in bytes.
@@ -100,12 +113,15 @@ impl SidecarArgs {
                 self.app_id
             ));
         }
-        if self.app_protocol != "http" {
-            return Err(format!(
-                "--app-protocol {} is not supported; use http",
-                self.app_protocol
-            ));
-        }
+        let app_protocol = match self.app_protocol.as_str() {
+            "http" => AppProtocol::Http,
+            "grpc" => AppProtocol::Grpc,
+            other => {
+                return Err(format!(
+                    "--app-protocol {other} is not supported; use http or grpc"
+                ));
+            }
+        };
         for path in &self.resources_paths {
             if !path.is_dir() {
                 return Err(format!(
@@ -124,6 +140,7 @@ impl SidecarArgs {
             app_port: (self.app_port != 0).then_some(self.app_port),
             dapr_http_port: self.dapr_http_port,
             dapr_grpc_port: self.dapr_grpc_port,
+            app_protocol,
             bind: self.bind,
             resources_paths: self.resources_paths.clone(),
             max_body_size: self.max_body_size,

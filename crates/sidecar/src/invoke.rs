@@ -24,6 +24,8 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 use axum::response::Response;
 
+use dapr::dapr::proto::runtime::v1::app_callback_client::AppCallbackClient;
+
 use crate::Sidecar;
 use crate::error::DaprError;
 
@@ -138,6 +140,11 @@ impl Sidecar {
             .map(|q| format!("?{q}"))
             .unwrap_or_default();
         let local = app_id == self.config.app_id;
+        if let (true, Some(app)) = (local, &self.app_callback) {
+            return self
+                .invoke_grpc_app(app.clone(), method_path, parts, body)
+                .await;
+        }
         let target: Uri = if local {
             let port = self
                 .config
@@ -217,6 +224,76 @@ impl Sidecar {
             .extensions
             .insert(service_kit::error_body::PassedThrough);
         Ok(Response::from_parts(parts, Body::new(body)))
+    }
+}
+
+impl Sidecar {
+    /// Calls this sidecar's gRPC app (`--app-protocol grpc`) through
+    /// `AppCallback.OnInvoke`: the method, the body as `data`, the content
+    /// type, and the HTTP verb and query as `http_extension`. Its answer
+    /// comes back as a 200 with its content type; a status from the app is
+    /// a 500 `ERR_DIRECT_INVOKE` naming it.
+    async fn invoke_grpc_app(
+        &self,
+        mut app: AppCallbackClient<tonic::transport::Channel>,
+        method_path: &str,
+        parts: axum::http::request::Parts,
+        body: Body,
+    ) -> Result<Response, DaprError> {
+        use dapr::dapr::proto::common::v1 as common;
+        let app_id = self.config.app_id.clone();
+        let direct_error = |reason: String| DaprError::DirectInvoke {
+            id: app_id.clone(),
+            reason,
+        };
+        let limit = self.config.max_body_size;
+        let data = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| DaprError::BodyTooLarge(limit))?;
+        let verb = common::http_extension::Verb::from_str_name(parts.method.as_str())
+            .unwrap_or(common::http_extension::Verb::Post);
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let request = common::InvokeRequest {
+            method: method_path.trim_start_matches('/').to_string(),
+            data: Some(prost_types::Any {
+                type_url: String::new(),
+                value: data.to_vec(),
+            }),
+            content_type,
+            http_extension: Some(common::HttpExtension {
+                verb: verb.into(),
+                querystring: parts.uri.query().unwrap_or_default().to_string(),
+            }),
+        };
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(self.config.invoke_timeout);
+        if let Some(token) = self.config.app_api_token.as_deref()
+            && let Ok(value) = token.parse()
+        {
+            request.metadata_mut().insert("dapr-api-token", value);
+        }
+        let answer = app
+            .on_invoke(request)
+            .await
+            .map_err(|status| direct_error(format!("the gRPC app answered {status}")))?
+            .into_inner();
+        let mut response = Response::new(Body::from(
+            answer.data.map(|any| any.value).unwrap_or_default(),
+        ));
+        if let Ok(content_type) = HeaderValue::from_str(&answer.content_type) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type);
+        }
+        response
+            .extensions_mut()
+            .insert(service_kit::error_body::PassedThrough);
+        Ok(response)
     }
 }
 

@@ -62,6 +62,8 @@ use tower_http::trace::TraceLayer;
 
 pub use args::{SidecarArgs, SidecarConfig};
 
+use dapr::dapr::proto::runtime::v1::app_callback_client::AppCallbackClient;
+
 use crate::components::Component;
 use crate::error::DaprError;
 use crate::nameres::Registry;
@@ -99,6 +101,8 @@ pub struct Sidecar {
     registry: Registry,
     client: Client<HttpConnector, Body>,
     extended: Mutex<HashMap<String, String>>,
+    /// The app's `AppCallback` service, when `--app-protocol grpc`.
+    app_callback: Option<AppCallbackClient<tonic::transport::Channel>>,
     /// Set by the gRPC `Shutdown` call; both servers stop on it.
     shutdown_requested: tokio::sync::watch::Sender<bool>,
 }
@@ -139,6 +143,19 @@ impl Sidecar {
             });
         }
         let registry = Registry::open(&config.data_dir.join("nameres.db"), nameres::DEFAULT_TTL)?;
+        let app_callback = match (config.app_protocol, config.app_port) {
+            (args::AppProtocol::Grpc, Some(port)) => {
+                // Connected on first use, like the HTTP client's pool.
+                let channel =
+                    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+                        .connect_timeout(std::time::Duration::from_secs(5))
+                        .connect_lazy();
+                Some(
+                    AppCallbackClient::new(channel).max_decoding_message_size(config.max_body_size),
+                )
+            }
+            _ => None,
+        };
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
@@ -153,6 +170,7 @@ impl Sidecar {
             registry,
             client,
             extended: Mutex::new(HashMap::new()),
+            app_callback,
             shutdown_requested: tokio::sync::watch::Sender::new(false),
         })
     }

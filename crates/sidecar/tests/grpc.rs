@@ -141,181 +141,181 @@ async fn state_over_grpc_round_trips_with_etags_bulk_and_transactions() {
     sidecar.stop().await;
 }
 
-/// Every error of the table, as daprd gives it. The store failure
+/// One row of the error table: what to call, and the status daprd gives.
+struct Expected {
+    case: &'static str,
+    outcome: Result<(), tonic::Status>,
+    code: Code,
+    reason: &'static str,
+    message: &'static str,
+}
+
+/// Every error of the table, as daprd gives it: the calls are made
+/// first, then each outcome is checked against its row. The store failure
 /// needs a Redis of its own, stopped mid-test.
 #[tokio::test]
 #[ignore = "needs redis-server installed (scripts/test.sh installs it and runs this)"]
 async fn errors_are_the_statuses_daprd_gives() {
-    let data = tempfile::tempdir().unwrap();
-    let resources = tempfile::tempdir().unwrap();
+    let resources = TestResources::new();
     let mut redis = test_support::RedisServer::start();
     std::fs::write(
-        resources.path().join("redis.yaml"),
+        resources.resources.path().join("redis.yaml"),
         format!(
             "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: failing\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: \"127.0.0.1:{}\"\n",
             redis.port()
         ),
     )
     .unwrap();
-    let secrets = data.path().join("secrets.json");
-    write_resources(resources.path(), &data.path().join("s.db"), &secrets);
-    let mut with_stores = config("grpc-errors", None, data.path());
-    with_stores.resources_paths = vec![resources.path().to_path_buf()];
-    let sidecar = RunningSidecar::start(with_stores).await;
+    let sidecar = RunningSidecar::start(resources.config("grpc-errors", None)).await;
     let mut dapr = client(&sidecar).await;
+    let get = |store: &str, key: &str| pb::GetStateRequest {
+        store_name: store.into(),
+        key: key.into(),
+        ..Default::default()
+    };
 
     dapr.save_state(save("statestore", vec![item("k", b"1", None)]))
         .await
         .unwrap();
-    let etag = dapr
-        .get_state(pb::GetStateRequest {
-            store_name: "statestore".into(),
-            key: "k".into(),
-            ..Default::default()
-        })
+    let stale = dapr
+        .get_state(get("statestore", "k"))
         .await
         .unwrap()
         .into_inner()
         .etag;
-    dapr.save_state(save("statestore", vec![item("k", b"2", Some(&etag))]))
+    dapr.save_state(save("statestore", vec![item("k", b"2", Some(&stale))]))
         .await
         .unwrap();
-
-    let stale_save = dapr
-        .save_state(save("statestore", vec![item("k", b"3", Some(&etag))]))
-        .await
-        .unwrap_err();
-    assert_status(
-        &stale_save,
-        Code::Aborted,
-        "DAPR_STATE_ETAG_MISMATCH",
-        "possible etag mismatch",
-    );
-    let stale_delete = dapr
-        .delete_state(pb::DeleteStateRequest {
-            store_name: "statestore".into(),
-            key: "k".into(),
-            etag: Some(common::Etag { value: etag }),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_status(
-        &stale_delete,
-        Code::Aborted,
-        "DAPR_STATE_ETAG_MISMATCH",
-        "possible etag mismatch",
-    );
-    let invalid_etag = dapr
-        .save_state(save(
-            "statestore",
-            vec![item("k", b"3", Some("not-a-version"))],
-        ))
-        .await
-        .unwrap_err();
-    assert_status(
-        &invalid_etag,
-        Code::InvalidArgument,
-        "DAPR_STATE_ETAG_INVALID",
-        "invalid etag",
-    );
-    let unknown = dapr
-        .get_state(pb::GetStateRequest {
-            store_name: "nope".into(),
-            key: "k".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_status(
-        &unknown,
-        Code::InvalidArgument,
-        "DAPR_STATE_NOT_FOUND",
-        "state store nope is not found",
-    );
-    let unknown_secrets = dapr
-        .get_secret(pb::GetSecretRequest {
-            store_name: "nope".into(),
-            key: "k".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_status(
-        &unknown_secrets,
-        Code::InvalidArgument,
-        "DAPR_SECRET_STORE_NOT_FOUND",
-        "nope",
-    );
-    let unimplemented = dapr
-        .publish_event(pb::PublishEventRequest {
-            pubsub_name: "p".into(),
-            topic: "t".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_status(
-        &unimplemented,
-        Code::Unimplemented,
-        "ERR_API_UNIMPLEMENTED",
-        "PublishEvent",
-    );
-    let no_target = dapr
-        .invoke_service(pb::InvokeServiceRequest {
-            id: "nobody-runs-this".into(),
-            message: Some(common::InvokeRequest {
-                method: "m".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap_err();
-    assert_status(
-        &no_target,
-        Code::NotFound,
-        "ERR_DIRECT_INVOKE",
-        "app id not found",
-    );
-
-    // A store that fails: INTERNAL.
-    redis.kill();
-    let failed = dapr
-        .save_state(save("failing", vec![item("k", b"1", None)]))
-        .await
-        .unwrap_err();
-    assert_status(
-        &failed,
-        Code::Internal,
-        "DAPR_STATE_SAVE",
-        "failed saving state in state store failing",
-    );
-
-    // No state store at all: FAILED_PRECONDITION.
+    // Another sidecar with a secret store and no state store.
     let only_secrets = tempfile::tempdir().unwrap();
     std::fs::copy(
-        resources.path().join("secrets.yaml"),
+        resources.resources.path().join("secrets.yaml"),
         only_secrets.path().join("secrets.yaml"),
     )
     .unwrap();
-    let mut storeless = config("grpc-storeless", None, data.path());
+    let mut storeless = config("grpc-storeless", None, resources.data.path());
     storeless.resources_paths = vec![only_secrets.path().to_path_buf()];
     let storeless = RunningSidecar::start(storeless).await;
-    let none = client(&storeless)
-        .await
-        .get_state(pb::GetStateRequest {
-            store_name: "statestore".into(),
-            key: "k".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_status(
-        &none,
-        Code::FailedPrecondition,
-        "DAPR_STATE_NOT_CONFIGURED",
-        "state store is not configured",
-    );
+
+    let mut table = vec![
+        Expected {
+            case: "save with a stale etag",
+            outcome: dapr
+                .save_state(save("statestore", vec![item("k", b"3", Some(&stale))]))
+                .await
+                .map(drop),
+            code: Code::Aborted,
+            reason: "DAPR_STATE_ETAG_MISMATCH",
+            message: "possible etag mismatch",
+        },
+        Expected {
+            case: "delete with a stale etag",
+            outcome: dapr
+                .delete_state(pb::DeleteStateRequest {
+                    store_name: "statestore".into(),
+                    key: "k".into(),
+                    etag: Some(common::Etag {
+                        value: stale.clone(),
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            code: Code::Aborted,
+            reason: "DAPR_STATE_ETAG_MISMATCH",
+            message: "possible etag mismatch",
+        },
+        Expected {
+            case: "an etag the store never issued",
+            outcome: dapr
+                .save_state(save(
+                    "statestore",
+                    vec![item("k", b"3", Some("not-a-version"))],
+                ))
+                .await
+                .map(drop),
+            code: Code::InvalidArgument,
+            reason: "DAPR_STATE_ETAG_INVALID",
+            message: "invalid etag",
+        },
+        Expected {
+            case: "an unknown state store",
+            outcome: dapr.get_state(get("nope", "k")).await.map(drop),
+            code: Code::InvalidArgument,
+            reason: "DAPR_STATE_NOT_FOUND",
+            message: "state store nope is not found",
+        },
+        Expected {
+            case: "an unknown secret store",
+            outcome: dapr
+                .get_secret(pb::GetSecretRequest {
+                    store_name: "nope".into(),
+                    key: "k".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            code: Code::InvalidArgument,
+            reason: "DAPR_SECRET_STORE_NOT_FOUND",
+            message: "nope",
+        },
+        Expected {
+            case: "an RPC this sidecar does not serve",
+            outcome: dapr
+                .publish_event(pb::PublishEventRequest {
+                    pubsub_name: "p".into(),
+                    topic: "t".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            code: Code::Unimplemented,
+            reason: "ERR_API_UNIMPLEMENTED",
+            message: "PublishEvent",
+        },
+        Expected {
+            case: "an app id nobody runs",
+            outcome: dapr
+                .invoke_service(pb::InvokeServiceRequest {
+                    id: "nobody-runs-this".into(),
+                    message: Some(common::InvokeRequest {
+                        method: "m".into(),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .map(drop),
+            code: Code::NotFound,
+            reason: "ERR_DIRECT_INVOKE",
+            message: "app id not found",
+        },
+        Expected {
+            case: "no state store configured",
+            outcome: client(&storeless)
+                .await
+                .get_state(get("statestore", "k"))
+                .await
+                .map(drop),
+            code: Code::FailedPrecondition,
+            reason: "DAPR_STATE_NOT_CONFIGURED",
+            message: "state store is not configured",
+        },
+    ];
+    redis.kill();
+    table.push(Expected {
+        case: "a store that fails",
+        outcome: dapr
+            .save_state(save("failing", vec![item("k", b"1", None)]))
+            .await
+            .map(drop),
+        code: Code::Internal,
+        reason: "DAPR_STATE_SAVE",
+        message: "failed saving state in state store failing",
+    });
+    for row in &table {
+        let status = row.outcome.as_ref().expect_err(row.case);
+        assert_status(status, row.code, row.reason, row.message);
+    }
     storeless.stop().await;
     sidecar.stop().await;
 }
@@ -369,13 +369,13 @@ async fn oversized_messages_are_resource_exhausted_and_the_sidecar_goes_on() {
     // The test configuration's limit is 1 MiB.
     let sidecar = RunningSidecar::start(config("grpc-big", None, data.path())).await;
     let mut dapr = client(&sidecar).await;
-    let big = vec![b'x'; (1 << 20) + 1];
+    let big = vec![b'x'; (1 << 20) + sidecar::grpc::MESSAGE_OVERHEAD + 1];
     let refused = dapr
         .save_state(save("statestore", vec![item("big", &big, None)]))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    let fits = vec![b'x'; 512 << 10];
+    let fits = vec![b'x'; 1 << 20];
     dapr.save_state(save("statestore", vec![item("fits", &fits, None)]))
         .await
         .unwrap();

@@ -17,17 +17,9 @@ async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
         "the Dapr JS SDK is not installed: run `npm ci --prefix {}` (scripts/test.sh does)",
         sdk_dir.display()
     );
-    let data = tempfile::tempdir().unwrap();
-    let resources = tempfile::tempdir().unwrap();
-    write_resources(
-        resources.path(),
-        &data.path().join("state.db"),
-        &data.path().join("secrets.json"),
-    );
+    let resources = TestResources::new();
     let (app, _app) = start_echo_app().await;
-    let mut c = config("js-target", Some(app.port()), data.path());
-    c.resources_paths = vec![resources.path().to_path_buf()];
-    let sidecar = RunningSidecar::start(c).await;
+    let sidecar = RunningSidecar::start(resources.config("js-target", Some(app.port()))).await;
 
     // The same checks with each of the SDK's transports.
     for protocol in ["http", "grpc"] {

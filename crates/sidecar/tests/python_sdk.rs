@@ -17,18 +17,11 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
         "{} is missing: scripts/test.sh creates it",
         python.display()
     );
-    let data = tempfile::tempdir().unwrap();
-    let resources = tempfile::tempdir().unwrap();
-    write_resources(
-        resources.path(),
-        &data.path().join("state.db"),
-        &data.path().join("secrets.json"),
-    );
+    let resources = TestResources::new();
     let (app, _app) = start_echo_app().await;
-    let target = RunningSidecar::start(config("py-target", Some(app.port()), data.path())).await;
-    let mut caller = config("py-caller", None, data.path());
-    caller.resources_paths = vec![resources.path().to_path_buf()];
-    let caller = RunningSidecar::start(caller).await;
+    let target =
+        RunningSidecar::start(config("py-target", Some(app.port()), resources.data.path())).await;
+    let caller = RunningSidecar::start(resources.config("py-caller", None)).await;
 
     let script = repo_path("crates/sidecar/tests/python-sdk/conformance.py");
     let (http_port, grpc_port) = (caller.address.port(), caller.grpc_address.port());

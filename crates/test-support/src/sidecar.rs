@@ -74,6 +74,7 @@ pub fn config(app_id: &str, app_port: Option<u16>, data_dir: &Path) -> SidecarCo
         app_port,
         dapr_http_port: 0,
         dapr_grpc_port: 0,
+        app_protocol: Default::default(),
         bind: "127.0.0.1".parse().unwrap(),
         resources_paths: Vec::new(),
         max_body_size: 1 << 20,
@@ -200,6 +201,42 @@ pub async fn get_json(url: String) -> Value {
 /// A header of what [`start_echo_app`]'s app received.
 pub fn header<'a>(echo: &'a Value, name: &str) -> Option<&'a str> {
     echo["headers"][name].as_str()
+}
+
+/// A data folder and a resources folder written by [`write_resources`]
+/// (SQLite `statestore`, `localsecrets`), removed when dropped.
+pub struct TestResources {
+    /// The sidecars' data folder (also holds the state and secrets files).
+    pub data: tempfile::TempDir,
+    /// The components.
+    pub resources: tempfile::TempDir,
+}
+
+impl TestResources {
+    /// Writes both folders.
+    pub fn new() -> TestResources {
+        let data = tempfile::tempdir().expect("a temporary folder");
+        let resources = tempfile::tempdir().expect("a temporary folder");
+        write_resources(
+            resources.path(),
+            &data.path().join("state.db"),
+            &data.path().join("secrets.json"),
+        );
+        TestResources { data, resources }
+    }
+
+    /// A sidecar configuration that loads these components.
+    pub fn config(&self, app_id: &str, app_port: Option<u16>) -> SidecarConfig {
+        let mut config = config(app_id, app_port, self.data.path());
+        config.resources_paths = vec![self.resources.path().to_path_buf()];
+        config
+    }
+}
+
+impl Default for TestResources {
+    fn default() -> Self {
+        TestResources::new()
+    }
 }
 
 /// Writes a resources folder: a SQLite `statestore` at `state_db`, a

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::Args;
 use service_kit::body::BodyLimits;
+
+use crate::dapr::InvokeProtocol;
 use service_kit::units::{parse_duration, parse_size};
 
 /// Flags of `dapr-wasm web-port`.
@@ -21,6 +23,20 @@ pub struct WebPortArgs {
     /// The sidecar's HTTP port, set by Dapr.
     #[arg(long, env = "DAPR_HTTP_PORT", default_value_t = 3500)]
     pub dapr_http_port: u16,
+
+    /// The sidecar's gRPC port, set by Dapr.
+    #[arg(long, env = "DAPR_GRPC_PORT", default_value_t = 50001)]
+    pub dapr_grpc_port: u16,
+
+    /// How uploads reach the grayscale app: over the sidecar's HTTP API (as
+    /// the seed did) or its gRPC API.
+    #[arg(long, value_enum, default_value = "http")]
+    pub grayscale_protocol: InvokeProtocol,
+
+    /// How uploads reach the classify app: over the sidecar's gRPC API (as
+    /// the seed's Go SDK did) or its HTTP API.
+    #[arg(long, value_enum, default_value = "grpc")]
+    pub classify_protocol: InvokeProtocol,
 
     /// The app id of the grayscale image app.
     #[arg(long, env = "GRAYSCALE_APP_ID", default_value = "image-api-grayscale")]
@@ -58,6 +74,12 @@ pub struct WebPortConfig {
     pub listen: SocketAddr,
     /// The sidecar's HTTP port.
     pub dapr_http_port: u16,
+    /// The sidecar's gRPC port.
+    pub dapr_grpc_port: u16,
+    /// How uploads reach the grayscale app.
+    pub grayscale_protocol: InvokeProtocol,
+    /// How uploads reach the classify app.
+    pub classify_protocol: InvokeProtocol,
     /// App id of the grayscale app.
     pub grayscale_app_id: String,
     /// App id of the classify app.
@@ -90,6 +112,9 @@ impl WebPortArgs {
         Ok(WebPortConfig {
             listen: SocketAddr::new(self.bind, self.app_port),
             dapr_http_port: self.dapr_http_port,
+            dapr_grpc_port: self.dapr_grpc_port,
+            grayscale_protocol: self.grayscale_protocol,
+            classify_protocol: self.classify_protocol,
             grayscale_app_id: self.grayscale_app_id.clone(),
             classify_app_id: self.classify_app_id.clone(),
             state_store: self.state_store.clone(),

@@ -1,5 +1,6 @@
-//! A small client for the Dapr sidecar's HTTP API: service invocation and
-//! the state API with etags. Every call has a timeout.
+//! A small client for the Dapr sidecar: service invocation over its HTTP
+//! API or its gRPC API (`InvokeService`, what the seed's Go SDK used for
+//! classify), and the state API with etags. Every call has a timeout.
 
 use std::time::Duration;
 
@@ -48,24 +49,112 @@ pub struct Invoked {
     pub body: Bytes,
 }
 
-/// The sidecar at `http://127.0.0.1:$DAPR_HTTP_PORT`.
+/// Which of the sidecar's APIs an invocation goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InvokeProtocol {
+    /// `POST /v1.0/invoke/{app}/method/{method}` on the HTTP API.
+    Http,
+    /// `InvokeService` on the gRPC API.
+    Grpc,
+}
+
+/// The sidecar at `127.0.0.1`: its HTTP API on `$DAPR_HTTP_PORT`, its
+/// gRPC API on `$DAPR_GRPC_PORT`.
 #[derive(Debug, Clone)]
 pub struct DaprClient {
     base: String,
     http: reqwest::Client,
+    grpc: GrpcApi,
+    grpc_address: String,
     invoke_timeout: Duration,
 }
+
+/// The generated client of the sidecar's gRPC API, on one lazily connected
+/// HTTP/2 channel.
+type GrpcApi = dapr::dapr::proto::runtime::v1::dapr_client::DaprClient<tonic::transport::Channel>;
 
 /// State calls are small and local: a short timeout.
 const STATE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl DaprClient {
-    /// A client for the sidecar on `port`.
-    pub fn new(port: u16, invoke_timeout: Duration) -> DaprClient {
+    /// A client for the sidecar on `http_port` and `grpc_port`.
+    pub fn new(http_port: u16, grpc_port: u16, invoke_timeout: Duration) -> DaprClient {
+        let grpc_address = format!("http://127.0.0.1:{grpc_port}");
+        // "http://127.0.0.1:PORT" is always a valid URI.
+        let channel = tonic::transport::Endpoint::from_shared(grpc_address.clone())
+            .unwrap_or_else(|_| tonic::transport::Endpoint::from_static("http://127.0.0.1:50001"))
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy();
         DaprClient {
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://127.0.0.1:{http_port}"),
             http: reqwest::Client::new(),
+            grpc: GrpcApi::new(channel).max_decoding_message_size(usize::MAX),
+            grpc_address,
             invoke_timeout,
+        }
+    }
+
+    /// Invokes `method` of `app_id` with `body` through `protocol`.
+    pub async fn invoke_with(
+        &self,
+        protocol: InvokeProtocol,
+        app_id: &str,
+        method: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<Invoked, DaprClientError> {
+        match protocol {
+            InvokeProtocol::Http => self.invoke(app_id, method, body, content_type).await,
+            InvokeProtocol::Grpc => self.invoke_grpc(app_id, method, body, content_type).await,
+        }
+    }
+
+    /// gRPC `InvokeService` (a `POST` of `body`). The answer is turned into
+    /// the same [`Invoked`] the HTTP API gives: an app's error status comes
+    /// back as daprd sends it over gRPC (the `dapr-http-status` header and an
+    /// `ErrorInfo` whose `http.error_message` holds the body's first 63
+    /// bytes), so its body becomes Dapr's JSON error with the app's
+    /// `errorCode` when those bytes name one.
+    pub async fn invoke_grpc(
+        &self,
+        app_id: &str,
+        method: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<Invoked, DaprClientError> {
+        use dapr::dapr::proto::common::v1 as common;
+        use dapr::dapr::proto::runtime::v1 as pb;
+        let message = common::InvokeRequest {
+            method: method.to_string(),
+            data: Some(prost_types::Any {
+                type_url: String::new(),
+                value: body.to_vec(),
+            }),
+            content_type: content_type.unwrap_or_default().to_string(),
+            http_extension: Some(common::HttpExtension {
+                verb: common::http_extension::Verb::Post.into(),
+                querystring: String::new(),
+            }),
+        };
+        let mut request = tonic::Request::new(pb::InvokeServiceRequest {
+            id: app_id.to_string(),
+            message: Some(message),
+        });
+        request.set_timeout(self.invoke_timeout);
+        match self.grpc.clone().invoke_service(request).await {
+            Ok(answer) => {
+                let answer = answer.into_inner();
+                Ok(Invoked {
+                    status: StatusCode::OK,
+                    content_type: Some(answer.content_type).filter(|c| !c.is_empty()),
+                    retry_after: None,
+                    body: answer
+                        .data
+                        .map(|d| Bytes::from(d.value))
+                        .unwrap_or_default(),
+                })
+            }
+            Err(status) => grpc_failure(&self.grpc_address, status),
         }
     }
 
@@ -196,5 +285,61 @@ impl DaprClient {
                 body: response.text().await.unwrap_or_default(),
             }),
         }
+    }
+}
+
+/// What a failed `InvokeService` means for web-port: the app's own error
+/// (it carries `dapr-http-status`), the sidecar's (its `ErrorInfo` reason,
+/// such as `ERR_DIRECT_INVOKE`, as a 500), or no sidecar at all.
+fn grpc_failure(address: &str, status: tonic::Status) -> Result<Invoked, DaprClientError> {
+    use tonic_types::StatusExt;
+    let info = status.get_details_error_info();
+    let app_status = status
+        .metadata()
+        .get("dapr-http-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u16>().ok())
+        .and_then(|v| StatusCode::from_u16(v).ok());
+    let json_error = |code: &str, message: String| {
+        Bytes::from(serde_json::json!({ "errorCode": code, "message": message }).to_string())
+    };
+    if let Some(app_status) = app_status {
+        let detail = info
+            .as_ref()
+            .and_then(|i| i.metadata.get("http.error_message").cloned())
+            .unwrap_or_default();
+        // The app's errorCode, when the 63 bytes daprd keeps include it.
+        let code = detail
+            .split("\"errorCode\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .filter(|code| code.starts_with("ERR_"))
+            .unwrap_or("ERR_IMAGE_APP");
+        return Ok(Invoked {
+            status: app_status,
+            content_type: Some("application/json".into()),
+            retry_after: (app_status == StatusCode::SERVICE_UNAVAILABLE).then(|| "1".into()),
+            body: json_error(code, format!("{}: {detail}", status.message())),
+        });
+    }
+    match (status.code(), info) {
+        (_, Some(info)) if info.domain == "dapr.io" => Ok(Invoked {
+            status: if status.code() == tonic::Code::NotFound {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            },
+            content_type: Some("application/json".into()),
+            retry_after: None,
+            body: json_error(&info.reason, status.message().to_string()),
+        }),
+        (tonic::Code::DeadlineExceeded, _) => Err(DaprClientError::Unreachable {
+            url: address.to_string(),
+            reason: "no answer in time".into(),
+        }),
+        _ => Err(DaprClientError::Unreachable {
+            url: address.to_string(),
+            reason: status.message().to_string(),
+        }),
     }
 }

@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use tower_http::trace::TraceLayer;
 
 use crate::config::WebPortConfig;
-use crate::dapr::{DaprClient, DaprClientError};
+use crate::dapr::{DaprClient, DaprClientError, InvokeProtocol};
 use crate::error::WebError;
 use crate::stats::{self, Event, Stats};
 use crate::ui;
@@ -34,7 +34,11 @@ struct AppState {
 /// The router.
 pub fn app(config: WebPortConfig) -> Router {
     let state = AppState {
-        dapr: DaprClient::new(config.dapr_http_port, config.invoke_timeout),
+        dapr: DaprClient::new(
+            config.dapr_http_port,
+            config.dapr_grpc_port,
+            config.invoke_timeout,
+        ),
         config: Arc::new(config),
     };
     Router::new()
@@ -79,23 +83,42 @@ struct ImageApp<'a> {
     api: &'static str,
     /// The app id it is invoked by.
     app_id: &'a str,
+    /// Through which of the sidecar's APIs.
+    protocol: InvokeProtocol,
 }
 
 /// The image app an `api` header names.
 fn image_app<'a>(config: &'a WebPortConfig, api: &str) -> Option<ImageApp<'a>> {
-    let (api, app_id) = match api.trim().to_ascii_lowercase().as_str() {
-        "grayscale" | "rs" => ("grayscale", &config.grayscale_app_id),
-        "classify" | "go" => ("classify", &config.classify_app_id),
+    let (api, app_id, protocol) = match api.trim().to_ascii_lowercase().as_str() {
+        "grayscale" | "rs" => (
+            "grayscale",
+            &config.grayscale_app_id,
+            config.grayscale_protocol,
+        ),
+        "classify" | "go" => (
+            "classify",
+            &config.classify_app_id,
+            config.classify_protocol,
+        ),
         _ => return None,
     };
-    Some(ImageApp { api, app_id })
+    Some(ImageApp {
+        api,
+        app_id,
+        protocol,
+    })
 }
 
 /// `POST /api/hello`
 async fn upload(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     let api_header = header_str(request.headers(), "api").unwrap_or_default();
-    let Some(ImageApp { api, app_id }) = image_app(&state.config, &api_header) else {
+    let Some(ImageApp {
+        api,
+        app_id,
+        protocol,
+    }) = image_app(&state.config, &api_header)
+    else {
         return WebError::UnknownApi(api_header).into_response();
     };
     let content_type = header_str(request.headers(), "content-type");
@@ -106,7 +129,13 @@ async fn upload(State(state): State<AppState>, request: Request) -> Response {
     let input_bytes = input.len();
     let response = match state
         .dapr
-        .invoke(app_id, "api/image", input, content_type.as_deref())
+        .invoke_with(
+            protocol,
+            app_id,
+            "api/image",
+            input,
+            content_type.as_deref(),
+        )
         .await
     {
         Ok(invoked) if sidecar_could_not_reach_app(&invoked) => WebError::ImageAppUnavailable {

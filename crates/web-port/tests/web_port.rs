@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use web_port::WebPortConfig;
+use web_port::dapr::InvokeProtocol;
 
 use test_support::sidecar::{self as sidecar_support, RunningSidecar};
 use test_support::{assert_dapr_error as assert_error, photo, repo_path};
@@ -92,12 +93,25 @@ struct System {
 }
 
 impl System {
+    /// The system as deployed: grayscale over the sidecar's HTTP API,
+    /// classify over its gRPC API (as the seed did).
     async fn start() -> System {
         System::start_with("grayscale", host_config()).await
     }
 
     /// The system with `function` as the grayscale app, on `host`.
     async fn start_with(function: &str, host: HostConfig) -> System {
+        System::start_with_protocols(function, host, (InvokeProtocol::Http, InvokeProtocol::Grpc))
+            .await
+    }
+
+    /// The same, with each app reached through the given protocol
+    /// (grayscale, classify).
+    async fn start_with_protocols(
+        function: &str,
+        host: HostConfig,
+        protocols: (InvokeProtocol, InvokeProtocol),
+    ) -> System {
         let data = tempfile::tempdir().unwrap();
         let grayscale = start_image_app_with(function, 0, host).await;
         let classify = start_image_app("classify", 0).await;
@@ -124,6 +138,9 @@ impl System {
             body_limits: service_kit::body::BodyLimits::max_bytes(16 << 20),
             invoke_timeout: Duration::from_secs(30),
             max_connections: Default::default(),
+            dapr_grpc_port: sidecars[2].grpc_address.port(),
+            grayscale_protocol: protocols.0,
+            classify_protocol: protocols.1,
         };
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(web_port::serve(listener, config, async {
@@ -220,6 +237,36 @@ async fn uploads_reach_both_apps_through_the_sidecars_and_are_counted() {
         events[3]["inputBytes"].as_u64().unwrap() as usize,
         photo("coffee-1024x768.jpg").len()
     );
+}
+
+/// Either app through either of the sidecar's APIs; an app's error over
+/// gRPC keeps its status and, from the bytes daprd passes on, its
+/// `errorCode`.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_app_works_through_either_sidecar_api() {
+    for protocols in [
+        (InvokeProtocol::Grpc, InvokeProtocol::Http),
+        (InvokeProtocol::Http, InvokeProtocol::Grpc),
+    ] {
+        let system = System::start_with_protocols("grayscale", host_config(), protocols).await;
+        let response = system.hello("grayscale", photo("cat.jpg")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{protocols:?}");
+        assert_eq!(response.headers()["content-type"], "image/png");
+        let gray = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+        assert_eq!((gray.width(), gray.height()), (451, 300));
+        let response = system.hello("classify", photo("coffee-1024x768.jpg")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{protocols:?}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["label"], "espresso", "{answer}");
+        for api in ["grayscale", "classify"] {
+            assert_error(
+                system.hello(api, b"text".to_vec()).await,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "ERR_UNSUPPORTED_IMAGE",
+            )
+            .await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

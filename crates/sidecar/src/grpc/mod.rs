@@ -20,8 +20,9 @@
 //!
 //! With `DAPR_API_TOKEN` set, every call needs the `dapr-api-token`
 //! metadata ([`check_grpc_api_token`], an interceptor), else
-//! `UNAUTHENTICATED`. Messages over `--max-body-size` get
-//! `RESOURCE_EXHAUSTED` from tonic before they reach an RPC.
+//! `UNAUTHENTICATED`. Messages over `--max-body-size` (plus
+//! [`MESSAGE_OVERHEAD`] for the framing) get `RESOURCE_EXHAUSTED` before
+//! they reach an RPC.
 
 mod rpcs;
 
@@ -43,7 +44,13 @@ use crate::Sidecar;
 use crate::error::DaprError;
 use crate::invoke::Origin;
 use crate::state::Concurrency;
-use crate::state::ops::{StateRemoval, StateWrite, TransactionStep, parse_ttl};
+use crate::state::ops::parse_ttl;
+use crate::state::{DeleteRequest, Operation, SetRequest};
+
+/// What a gRPC message may carry beyond `--max-body-size`: its protobuf
+/// framing (keys, content type, method), so that a body the HTTP API
+/// accepts is accepted over gRPC too.
+pub const MESSAGE_OVERHEAD: usize = 64 << 10;
 
 /// The stream type of the streaming RPCs this sidecar does not serve.
 type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
@@ -64,7 +71,10 @@ pub async fn serve(
     sidecar: Arc<Sidecar>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let max_message = sidecar.config.max_body_size;
+    let max_message = sidecar
+        .config
+        .max_body_size
+        .saturating_add(MESSAGE_OVERHEAD);
     let token = sidecar.config.api_token.clone();
     let service = DaprServer::new(DaprApi { sidecar })
         .max_decoding_message_size(max_message)
@@ -79,7 +89,8 @@ pub async fn serve(
         ))
         .add_service(service)
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            // No Nagle delay on small answers, as on the HTTP listener.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await
@@ -144,12 +155,12 @@ fn concurrency(options: Option<common::StateOptions>) -> Concurrency {
     }
 }
 
-fn state_write(item: common::StateItem) -> Result<StateWrite, DaprError> {
+fn state_write(item: common::StateItem) -> Result<SetRequest, DaprError> {
     let ttl_seconds = match item.metadata.get("ttlInSeconds") {
         Some(text) => parse_ttl(text)?,
         None => None,
     };
-    Ok(StateWrite {
+    Ok(SetRequest {
         concurrency: concurrency(item.options),
         etag: item.etag.map(|e| e.value),
         key: item.key,
@@ -158,8 +169,8 @@ fn state_write(item: common::StateItem) -> Result<StateWrite, DaprError> {
     })
 }
 
-fn state_removal(item: common::StateItem) -> StateRemoval {
-    StateRemoval {
+fn state_removal(item: common::StateItem) -> DeleteRequest {
+    DeleteRequest {
         concurrency: concurrency(item.options),
         etag: item.etag.map(|e| e.value),
         key: item.key,
@@ -339,7 +350,7 @@ async fn delete_state(
     request: Request<pb::DeleteStateRequest>,
 ) -> Result<Response<()>, Status> {
     let request = request.into_inner();
-    let removal = StateRemoval {
+    let removal = DeleteRequest {
         concurrency: concurrency(request.options),
         etag: request.etag.map(|e| e.value),
         key: request.key,
@@ -375,8 +386,8 @@ async fn execute_state_transaction(
                 DaprError::MalformedRequest("a transaction operation has no request".into())
             })?;
             match operation.operation_type.as_str() {
-                "upsert" => state_write(item).map(TransactionStep::Upsert),
-                "delete" => Ok(TransactionStep::Delete(state_removal(item))),
+                "upsert" => state_write(item).map(Operation::Upsert),
+                "delete" => Ok(Operation::Delete(state_removal(item))),
                 other => Err(DaprError::MalformedRequest(format!(
                     "operation type {other} not supported"
                 ))),

@@ -21,7 +21,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ops::{StateRemoval, StateWrite, TransactionStep, parse_concurrency, parse_ttl};
+use super::ops::{parse_concurrency, parse_ttl};
+use super::{DeleteRequest, Operation, SetRequest};
 use crate::Sidecar;
 use crate::error::DaprError;
 
@@ -74,8 +75,8 @@ fn ttl_seconds(metadata: &HashMap<String, Value>) -> Result<Option<u64>, DaprErr
 }
 
 impl SaveItem {
-    fn into_write(self) -> Result<StateWrite, DaprError> {
-        Ok(StateWrite {
+    fn into_write(self) -> Result<SetRequest, DaprError> {
+        Ok(SetRequest {
             value: serde_json::to_vec(&self.value)
                 .map_err(|e| DaprError::MalformedRequest(e.to_string()))?,
             concurrency: parse_concurrency(self.options.concurrency.as_deref())?,
@@ -85,8 +86,8 @@ impl SaveItem {
         })
     }
 
-    fn into_removal(self) -> Result<StateRemoval, DaprError> {
-        Ok(StateRemoval {
+    fn into_removal(self) -> Result<DeleteRequest, DaprError> {
+        Ok(DeleteRequest {
             concurrency: parse_concurrency(self.options.concurrency.as_deref())?,
             key: self.key,
             etag: self.etag,
@@ -136,7 +137,7 @@ pub(crate) async fn state_delete(
         .get(header::IF_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.trim_matches('"').to_string());
-    let removal = StateRemoval {
+    let removal = DeleteRequest {
         key,
         etag,
         concurrency: Default::default(),
@@ -177,8 +178,8 @@ pub(crate) async fn state_transaction(
         .operations
         .into_iter()
         .map(|op| match op.operation.as_str() {
-            "upsert" => op.request.into_write().map(TransactionStep::Upsert),
-            "delete" => op.request.into_removal().map(TransactionStep::Delete),
+            "upsert" => op.request.into_write().map(Operation::Upsert),
+            "delete" => op.request.into_removal().map(Operation::Delete),
             other => Err(DaprError::MalformedRequest(format!(
                 "operation type {other} not supported"
             ))),

@@ -54,7 +54,8 @@ pub enum Concurrency {
 /// One write.
 #[derive(Debug, Clone)]
 pub struct SetRequest {
-    /// The full key (`<appId>||<key>`).
+    /// The key: as the client named it in [`ops`], `<appId>||<key>` once it
+    /// reaches a store.
     pub key: String,
     /// The JSON value.
     pub value: Vec<u8>,
@@ -69,7 +70,7 @@ pub struct SetRequest {
 /// One delete.
 #[derive(Debug, Clone)]
 pub struct DeleteRequest {
-    /// The full key.
+    /// The key (as in [`SetRequest::key`]).
     pub key: String,
     /// The etag the client expects, if any.
     pub etag: Option<String>,

@@ -12,31 +12,6 @@ use super::{Concurrency, DeleteRequest, Operation, SetRequest, StateItem, StateS
 use crate::Sidecar;
 use crate::error::DaprError;
 
-/// One key to write, as the client named it.
-#[derive(Debug, Clone)]
-pub(crate) struct StateWrite {
-    pub key: String,
-    pub value: Vec<u8>,
-    pub etag: Option<String>,
-    pub concurrency: Concurrency,
-    pub ttl_seconds: Option<u64>,
-}
-
-/// One key to delete, as the client named it.
-#[derive(Debug, Clone)]
-pub(crate) struct StateRemoval {
-    pub key: String,
-    pub etag: Option<String>,
-    pub concurrency: Concurrency,
-}
-
-/// One step of a transaction.
-#[derive(Debug, Clone)]
-pub(crate) enum TransactionStep {
-    Upsert(StateWrite),
-    Delete(StateRemoval),
-}
-
 /// One key of a bulk read: its item, or why it could not be read.
 pub(crate) struct BulkEntry {
     pub key: String,
@@ -65,7 +40,7 @@ pub(crate) fn parse_ttl(text: &str) -> Result<Option<u64>, DaprError> {
 }
 
 /// An empty etag is no etag.
-pub(crate) fn given_etag(etag: Option<String>) -> Option<String> {
+fn given_etag(etag: Option<String>) -> Option<String> {
     etag.filter(|e| !e.is_empty())
 }
 
@@ -100,21 +75,42 @@ impl Sidecar {
         Ok(format!("{}||{key}", self.config.app_id))
     }
 
-    fn set_request(&self, write: StateWrite) -> Result<SetRequest, DaprError> {
-        Ok(SetRequest {
-            key: self.state_key(&write.key)?,
-            value: write.value,
-            etag: given_etag(write.etag),
-            concurrency: write.concurrency,
-            ttl_seconds: write.ttl_seconds,
+    /// A delete as the store takes it: the key prefixed with the app id,
+    /// an empty etag dropped.
+    fn stored_delete(&self, mut delete: DeleteRequest) -> Result<DeleteRequest, DaprError> {
+        delete.key = self.state_key(&delete.key)?;
+        delete.etag = given_etag(delete.etag);
+        Ok(delete)
+    }
+
+    /// [`Sidecar::stored_delete`] for any operation.
+    fn stored(&self, operation: Operation) -> Result<Operation, DaprError> {
+        Ok(match operation {
+            Operation::Upsert(mut set) => {
+                set.key = self.state_key(&set.key)?;
+                set.etag = given_etag(set.etag);
+                Operation::Upsert(set)
+            }
+            Operation::Delete(delete) => Operation::Delete(self.stored_delete(delete)?),
         })
     }
 
-    fn delete_request(&self, removal: StateRemoval) -> Result<DeleteRequest, DaprError> {
-        Ok(DeleteRequest {
-            key: self.state_key(&removal.key)?,
-            etag: given_etag(removal.etag),
-            concurrency: removal.concurrency,
+    /// Applies `operations` (keys as the client named them) all or none;
+    /// a backend failure becomes `backend_error`.
+    async fn apply(
+        &self,
+        store_name: &str,
+        operations: Vec<Operation>,
+        backend_error: impl FnOnce(String) -> DaprError,
+    ) -> Result<(), DaprError> {
+        let store = self.state_store(store_name)?;
+        let operations = operations
+            .into_iter()
+            .map(|operation| self.stored(operation))
+            .collect::<Result<Vec<_>, _>>()?;
+        store.transact(operations).await.map_err(|e| match e {
+            StoreError::Backend(reason) => backend_error(reason),
+            other => write_error(store_name, other),
         })
     }
 
@@ -154,33 +150,30 @@ impl Sidecar {
         Ok(entries)
     }
 
-    /// Writes every key, all or none.
+    /// Writes every key (as the client named it), all or none.
     pub(crate) async fn write_state(
         &self,
         store_name: &str,
-        writes: Vec<StateWrite>,
+        writes: Vec<SetRequest>,
     ) -> Result<(), DaprError> {
-        let store = self.state_store(store_name)?;
-        let operations = writes
-            .into_iter()
-            .map(|write| self.set_request(write).map(Operation::Upsert))
-            .collect::<Result<Vec<_>, _>>()?;
-        store
-            .transact(operations)
-            .await
-            .map_err(|e| write_error(store_name, e))
+        let operations = writes.into_iter().map(Operation::Upsert).collect();
+        self.apply(store_name, operations, |reason| DaprError::StateSave {
+            store: store_name.to_string(),
+            reason,
+        })
+        .await
     }
 
     /// Deletes one key (a missing key is no error).
     pub(crate) async fn remove_state(
         &self,
         store_name: &str,
-        removal: StateRemoval,
+        removal: DeleteRequest,
     ) -> Result<(), DaprError> {
         let store = self.state_store(store_name)?;
         let key = removal.key.clone();
         store
-            .delete(self.delete_request(removal)?)
+            .delete(self.stored_delete(removal)?)
             .await
             .map_err(|e| match e {
                 StoreError::Backend(reason) => DaprError::StateDelete { key, reason },
@@ -192,31 +185,19 @@ impl Sidecar {
     pub(crate) async fn remove_state_bulk(
         &self,
         store_name: &str,
-        removals: Vec<StateRemoval>,
+        removals: Vec<DeleteRequest>,
     ) -> Result<(), DaprError> {
-        let steps = removals.into_iter().map(TransactionStep::Delete).collect();
-        self.transact_state(store_name, steps).await
+        let operations = removals.into_iter().map(Operation::Delete).collect();
+        self.transact_state(store_name, operations).await
     }
 
-    /// Applies every step, all or none.
+    /// Applies every operation, all or none.
     pub(crate) async fn transact_state(
         &self,
         store_name: &str,
-        steps: Vec<TransactionStep>,
+        operations: Vec<Operation>,
     ) -> Result<(), DaprError> {
-        let store = self.state_store(store_name)?;
-        let operations = steps
-            .into_iter()
-            .map(|step| match step {
-                TransactionStep::Upsert(write) => self.set_request(write).map(Operation::Upsert),
-                TransactionStep::Delete(removal) => {
-                    self.delete_request(removal).map(Operation::Delete)
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        store.transact(operations).await.map_err(|e| match e {
-            StoreError::Backend(reason) => DaprError::StateTransaction(reason),
-            other => write_error(store_name, other),
-        })
+        self.apply(store_name, operations, DaprError::StateTransaction)
+            .await
     }
 }
