@@ -375,6 +375,12 @@ async fn oversized_messages_are_resource_exhausted_and_the_sidecar_goes_on() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    // Metadata (the request's head) past 64 KiB is refused too.
+    let mut heavy = tonic::Request::new(pb::GetMetadataRequest {});
+    heavy
+        .metadata_mut()
+        .insert("x-big", "a".repeat(70 << 10).parse().unwrap());
+    assert!(client(&sidecar).await.get_metadata(heavy).await.is_err());
     let fits = vec![b'x'; 1 << 20];
     dapr.save_state(save("statestore", vec![item("fits", &fits, None)]))
         .await

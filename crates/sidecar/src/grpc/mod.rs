@@ -84,6 +84,8 @@ pub async fn serve(
         move |request: Request<()>| check_grpc_api_token(token.as_deref(), request),
     );
     tonic::transport::Server::builder()
+        // The same bound on a request's head as the HTTP listener's.
+        .http2_max_header_list_size(Some(service_kit::serve::MAX_HEADER_BYTES as u32))
         .layer(tower::util::MapResponseLayer::new(
             oversized_is_resource_exhausted,
         ))
