@@ -355,6 +355,17 @@ fn component_file(dir: &Path, name: &str, kind: &str, metadata: &[(&str, &str)])
     .unwrap();
 }
 
+/// Under `CI`, the Redis and PostgreSQL suites below must be able to run:
+/// this fails there when a server is missing, even in a plain `cargo test`
+/// that leaves those suites ignored.
+#[test]
+fn under_ci_redis_and_postgres_are_there() {
+    test_support::services::require_services_under_ci(&[
+        ("Redis", "127.0.0.1:6379"),
+        ("PostgreSQL", "127.0.0.1:5432"),
+    ]);
+}
+
 #[tokio::test]
 #[ignore = "needs Redis on 127.0.0.1:6379 (scripts/test.sh starts it and runs this)"]
 async fn redis_store_follows_dapr_state_semantics() {
