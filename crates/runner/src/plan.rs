@@ -34,6 +34,8 @@ pub struct AppPlan {
     pub env: Vec<(String, String)>,
     /// The component folders its sidecar loads.
     pub resources: Vec<PathBuf>,
+    /// Its sidecar's app health flags, if the run file enables them.
+    pub health_args: Vec<String>,
 }
 
 /// Resolves `file` (read from `run_file`): directories relative to the run
@@ -106,6 +108,7 @@ pub fn plan(
             args: app.command[1..].to_vec(),
             env,
             resources,
+            health_args: app.health.sidecar_args(),
         });
     }
     Ok(plans)
@@ -167,6 +170,7 @@ impl AppPlan {
             args.push("--resources-path".into());
             args.push(resources.display().to_string());
         }
+        args.extend(self.health_args.iter().cloned());
         args
     }
 }

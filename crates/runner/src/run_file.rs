@@ -79,6 +79,60 @@ pub struct RunFileApp {
     /// Its own components folder.
     #[serde(rename = "resourcesPath", default)]
     pub resources_path: Option<String>,
+    /// How its sidecar probes its health (`dapr run`'s fields).
+    #[serde(flatten)]
+    pub health: AppHealthFields,
+}
+
+/// The app health fields of a run file entry; each becomes the sidecar
+/// flag of the same name (`enableAppHealthCheck` → `--enable-app-health-check`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppHealthFields {
+    /// Probe the app, and refuse invocations while it fails.
+    #[serde(default)]
+    pub enable_app_health_check: bool,
+    /// The HTTP path probed.
+    pub app_health_check_path: Option<String>,
+    /// Seconds between probes.
+    pub app_health_probe_interval: Option<u64>,
+    /// Milliseconds a probe may take.
+    pub app_health_probe_timeout: Option<u64>,
+    /// Failures in a row that make the app unhealthy.
+    pub app_health_threshold: Option<u32>,
+}
+
+impl AppHealthFields {
+    /// The sidecar flags these fields stand for.
+    pub fn sidecar_args(&self) -> Vec<String> {
+        if !self.enable_app_health_check {
+            return Vec::new();
+        }
+        let mut args = vec!["--enable-app-health-check".to_string()];
+        let numbers = [
+            (
+                "--app-health-probe-interval",
+                self.app_health_probe_interval,
+            ),
+            ("--app-health-probe-timeout", self.app_health_probe_timeout),
+            (
+                "--app-health-threshold",
+                self.app_health_threshold.map(u64::from),
+            ),
+        ];
+        let path = self.app_health_check_path.clone();
+        let flags = numbers
+            .into_iter()
+            .map(|(flag, value)| (flag, value.map(|v| v.to_string())))
+            .chain([("--app-health-check-path", path)]);
+        for (flag, value) in flags {
+            if let Some(value) = value {
+                args.push(flag.into());
+                args.push(value);
+            }
+        }
+        args
+    }
 }
 
 impl RunFile {
@@ -140,5 +194,47 @@ impl RunFile {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// The sidecar's own flag parser.
+    #[derive(Parser)]
+    struct SidecarCommand {
+        #[command(flatten)]
+        args: sidecar::SidecarArgs,
+    }
+
+    #[test]
+    fn app_health_fields_become_flags_the_sidecar_accepts() {
+        let app: RunFileApp = serde_yaml::from_str(
+            "appID: probed\nappPort: 8080\ncommand: [app]\nenableAppHealthCheck: true\n\
+             appHealthCheckPath: /ready\nappHealthProbeInterval: 2\n\
+             appHealthProbeTimeout: 300\nappHealthThreshold: 4\n",
+        )
+        .unwrap();
+        let mut argv = vec!["sidecar", "--app-id", "probed", "--app-port", "8080"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        argv.extend(app.health.sidecar_args());
+        let config = SidecarCommand::parse_from(argv)
+            .args
+            .validate()
+            .unwrap()
+            .app_health
+            .expect("health checks are enabled");
+        assert_eq!(config.path, "/ready");
+        assert_eq!(config.interval, std::time::Duration::from_secs(2));
+        assert_eq!(config.timeout, std::time::Duration::from_millis(300));
+        assert_eq!(config.threshold, 4);
+
+        let plain: RunFileApp = serde_yaml::from_str("appID: plain\ncommand: [app]\n").unwrap();
+        assert!(plain.health.sidecar_args().is_empty());
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Args;
 use service_kit::units::{parse_duration, parse_size};
 
+pub use crate::app_health::AppHealthConfig;
+
 /// Flags of `dapr-wasm sidecar`.
 #[derive(Debug, Clone, Args)]
 pub struct SidecarArgs {
@@ -56,6 +58,27 @@ pub struct SidecarArgs {
     /// The connection limit (`--max-connections`).
     #[command(flatten)]
     pub connections: service_kit::serve::ConnectionArgs,
+
+    /// Probe the app's health, and refuse invocations of it while it fails.
+    #[arg(long, env = "ENABLE_APP_HEALTH_CHECK")]
+    pub enable_app_health_check: bool,
+
+    /// The path probed on an HTTP app (a gRPC app is asked
+    /// `AppCallbackHealthCheck.HealthCheck`).
+    #[arg(long, default_value = "/healthz")]
+    pub app_health_check_path: String,
+
+    /// Seconds between health probes.
+    #[arg(long, default_value_t = 5)]
+    pub app_health_probe_interval: u64,
+
+    /// Milliseconds a health probe may take.
+    #[arg(long, default_value_t = 500)]
+    pub app_health_probe_timeout: u64,
+
+    /// Failed probes in a row that make the app unhealthy.
+    #[arg(long, default_value_t = 3)]
+    pub app_health_threshold: u32,
 }
 
 /// How a sidecar calls its app (`--app-protocol`).
@@ -97,6 +120,8 @@ pub struct SidecarConfig {
     pub api_token: Option<String>,
     /// `APP_API_TOKEN`: sent to the app when set.
     pub app_api_token: Option<String>,
+    /// App health checks, when enabled.
+    pub app_health: Option<AppHealthConfig>,
 }
 
 impl SidecarArgs {
@@ -130,6 +155,10 @@ impl SidecarArgs {
                 ));
             }
         }
+        let app_health = self
+            .enable_app_health_check
+            .then(|| self.app_health_config())
+            .transpose()?;
         let data_dir = self
             .data_dir
             .clone()
@@ -149,6 +178,35 @@ impl SidecarArgs {
             max_connections: self.connections.validate()?,
             api_token: non_empty_env("DAPR_API_TOKEN"),
             app_api_token: non_empty_env("APP_API_TOKEN"),
+            app_health,
+        })
+    }
+
+    fn app_health_config(&self) -> Result<AppHealthConfig, String> {
+        if self.app_port == 0 {
+            return Err("--enable-app-health-check needs an app (--app-port)".into());
+        }
+        if !self.app_health_check_path.starts_with('/') {
+            return Err(format!(
+                "--app-health-check-path {} must start with /",
+                self.app_health_check_path
+            ));
+        }
+        if self.app_health_probe_interval == 0
+            || self.app_health_probe_timeout == 0
+            || self.app_health_threshold == 0
+        {
+            return Err(
+                "--app-health-probe-interval, --app-health-probe-timeout and \
+                 --app-health-threshold must be at least 1"
+                    .into(),
+            );
+        }
+        Ok(AppHealthConfig {
+            path: self.app_health_check_path.clone(),
+            interval: Duration::from_secs(self.app_health_probe_interval),
+            timeout: Duration::from_millis(self.app_health_probe_timeout),
+            threshold: self.app_health_threshold,
         })
     }
 }

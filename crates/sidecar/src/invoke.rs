@@ -140,6 +140,9 @@ impl Sidecar {
             .map(|q| format!("?{q}"))
             .unwrap_or_default();
         let local = app_id == self.config.app_id;
+        if local {
+            self.check_app_healthy()?;
+        }
         if let (true, Some(app)) = (local, &self.app_callback) {
             return self
                 .invoke_grpc_app(app.clone(), method_path, parts, body)
@@ -157,7 +160,8 @@ impl Sidecar {
                 .lookup_cached(app_id)
                 .await
                 .map_err(|e| direct_error(e.to_string()))?
-                .ok_or_else(|| DaprError::AppNotFound(app_id.to_string()))?;
+                .ok_or_else(|| DaprError::AppNotFound(app_id.to_string()))?
+                .http;
             format!("http://{address}{INTERNAL_PREFIX}/{app_id}{method_path}{query}")
         }
         .parse()
@@ -396,7 +400,7 @@ fn is_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut current = err.source();
     while let Some(e) = current {

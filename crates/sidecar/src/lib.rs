@@ -20,6 +20,7 @@
 //!
 //! # Layout
 //!
+//! - [`app_health`]: probing the app (`--enable-app-health-check`).
 //! - [`args`]: flags and env vars → [`SidecarConfig`].
 //! - [`components`]: component YAML files.
 //! - [`grpc`]: the gRPC API (`dapr.proto.runtime.v1.Dapr`).
@@ -31,6 +32,7 @@
 //! - [`metadata`]: metadata and health.
 //! - [`error`]: the one table of statuses and error codes.
 
+pub mod app_health;
 pub mod args;
 pub mod components;
 pub mod error;
@@ -63,6 +65,7 @@ use tower_http::trace::TraceLayer;
 pub use args::{SidecarArgs, SidecarConfig};
 
 use dapr::dapr::proto::runtime::v1::app_callback_client::AppCallbackClient;
+use dapr::dapr::proto::runtime::v1::app_callback_health_check_client::AppCallbackHealthCheckClient;
 
 use crate::components::Component;
 use crate::error::DaprError;
@@ -100,9 +103,15 @@ pub struct Sidecar {
     components: Vec<ComponentInfo>,
     registry: Registry,
     client: Client<HttpConnector, Body>,
+    /// HTTP/2 without TLS: proxied gRPC calls, to the app or a peer.
+    h2_client: Client<HttpConnector, Body>,
     extended: Mutex<HashMap<String, String>>,
     /// The app's `AppCallback` service, when `--app-protocol grpc`.
     app_callback: Option<AppCallbackClient<tonic::transport::Channel>>,
+    /// The app's `AppCallbackHealthCheck` service, when `--app-protocol grpc`.
+    app_health_client: Option<AppCallbackHealthCheckClient<tonic::transport::Channel>>,
+    /// Whether the app may be sent work ([`app_health`]).
+    app_healthy: tokio::sync::watch::Sender<bool>,
     /// Set by the gRPC `Shutdown` call; both servers stop on it.
     shutdown_requested: tokio::sync::watch::Sender<bool>,
 }
@@ -143,25 +152,30 @@ impl Sidecar {
             });
         }
         let registry = Registry::open(&config.data_dir.join("nameres.db"), nameres::DEFAULT_TTL)?;
-        let app_callback = match (config.app_protocol, config.app_port) {
-            (args::AppProtocol::Grpc, Some(port)) => {
+        let app_channel = match (config.app_protocol, config.app_port) {
+            (args::AppProtocol::Grpc, Some(port)) => Some(
                 // Connected on first use, like the HTTP client's pool.
-                let channel =
-                    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
-                        .connect_timeout(std::time::Duration::from_secs(5))
-                        .connect_lazy();
-                Some(
-                    AppCallbackClient::new(channel).max_decoding_message_size(config.max_body_size),
-                )
-            }
+                tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .connect_lazy(),
+            ),
             _ => None,
         };
+        let app_callback = app_channel.clone().map(|channel| {
+            AppCallbackClient::new(channel).max_decoding_message_size(config.max_body_size)
+        });
+        let app_health_client = app_channel.map(AppCallbackHealthCheckClient::new);
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .build(connector.clone());
+        let h2_client = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build(connector);
+        let app_healthy = tokio::sync::watch::Sender::new(config.app_health.is_none());
         Ok(Sidecar {
             config,
             stores,
@@ -169,8 +183,11 @@ impl Sidecar {
             components: infos,
             registry,
             client,
+            h2_client,
             extended: Mutex::new(HashMap::new()),
             app_callback,
+            app_health_client,
+            app_healthy,
             shutdown_requested: tokio::sync::watch::Sender::new(false),
         })
     }
@@ -321,15 +338,19 @@ pub async fn run_on(
 ) -> anyhow::Result<()> {
     let address = listeners.http.local_addr()?;
     let grpc_address = listeners.grpc.local_addr()?;
+    let endpoints = nameres::Endpoints {
+        http: address,
+        grpc: Some(grpc_address),
+    };
     let app_id = sidecar.config.app_id.clone();
     sidecar
         .registry
-        .register(&app_id, address)
+        .register(&app_id, endpoints)
         .context("cannot register in the name registry")?;
     let (stop_heartbeat, stop) = tokio::sync::oneshot::channel();
     let heartbeat = tokio::spawn(sidecar.registry.clone().heartbeat(
         app_id.clone(),
-        address,
+        endpoints,
         nameres::DEFAULT_HEARTBEAT,
         stop,
     ));
@@ -345,6 +366,9 @@ pub async fn run_on(
         }
     };
     tokio::spawn(stopping);
+    if let Some(health) = sidecar.config.app_health.clone() {
+        tokio::spawn(sidecar.clone().watch_app_health(health));
+    }
     tracing::info!(app_id = %app_id, app_port = ?sidecar.config.app_port, grpc = %grpc_address, "sidecar listening on http://{address}");
     let connections = sidecar.config.max_connections;
     let http = service_kit::serve::serve(
@@ -359,7 +383,7 @@ pub async fn run_on(
     // deregistering, or a late refresh could register us again.
     let _ = stop_heartbeat.send(());
     let _ = heartbeat.await;
-    if let Err(err) = sidecar.registry.deregister(&app_id, address) {
+    if let Err(err) = sidecar.registry.deregister(&app_id, endpoints) {
         tracing::warn!(error = %err, "cannot deregister from the name registry");
     }
     grpc_result.context("the sidecar's gRPC server failed")

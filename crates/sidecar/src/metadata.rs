@@ -13,7 +13,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use dapr::dapr::proto::runtime::v1 as pb;
+
 use crate::Sidecar;
+use crate::args::AppProtocol;
 
 /// The version reported as `runtimeVersion`.
 pub const RUNTIME_VERSION: &str = concat!("dapr-wasm-", env!("CARGO_PKG_VERSION"));
@@ -29,6 +32,31 @@ impl Sidecar {
     pub(crate) fn set_extended_metadata(&self, key: String, value: String) {
         if let Ok(mut extended) = self.extended.lock() {
             extended.insert(key, value);
+        }
+    }
+
+    /// How this sidecar reaches its app, as both metadata APIs report it.
+    pub(crate) fn app_connection(&self) -> pb::AppConnectionProperties {
+        let health = self
+            .config
+            .app_health
+            .as_ref()
+            .map(|h| pb::AppConnectionHealthProperties {
+                health_check_path: h.path.clone(),
+                health_probe_interval: format!("{}s", h.interval.as_secs()),
+                health_probe_timeout: format!("{}ms", h.timeout.as_millis()),
+                health_threshold: i32::try_from(h.threshold).unwrap_or(i32::MAX),
+            });
+        pb::AppConnectionProperties {
+            port: i32::from(self.config.app_port.unwrap_or(0)),
+            protocol: match self.config.app_protocol {
+                AppProtocol::Http => "http",
+                AppProtocol::Grpc => "grpc",
+            }
+            .into(),
+            channel_address: "127.0.0.1".into(),
+            health,
+            ..Default::default()
         }
     }
 
@@ -53,12 +81,26 @@ pub(crate) async fn metadata_get(State(sidecar): State<Arc<Sidecar>>) -> Json<Va
         "extended": sidecar.extended_metadata(),
         "subscriptions": [],
         "httpEndpoints": [],
-        "appConnectionProperties": {
-            "port": sidecar.config.app_port.unwrap_or(0),
-            "protocol": "http",
-            "channelAddress": "127.0.0.1",
-        },
+        "appConnectionProperties": app_connection_json(&sidecar.app_connection()),
     }))
+}
+
+/// `appConnectionProperties` as daprd's HTTP metadata API writes it.
+fn app_connection_json(app: &pb::AppConnectionProperties) -> Value {
+    let mut properties = json!({
+        "port": app.port,
+        "protocol": app.protocol,
+        "channelAddress": app.channel_address,
+    });
+    if let Some(health) = &app.health {
+        properties["health"] = json!({
+            "healthCheckPath": health.health_check_path,
+            "healthProbeInterval": health.health_probe_interval,
+            "healthProbeTimeout": health.health_probe_timeout,
+            "healthThreshold": health.health_threshold,
+        });
+    }
+    properties
 }
 
 pub(crate) async fn metadata_put(

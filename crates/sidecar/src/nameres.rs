@@ -1,8 +1,8 @@
 //! Name resolution on one machine: a SQLite registry of `app-id → address`
 //! shared by every sidecar (like Dapr's SQLite name resolver).
 //!
-//! Each sidecar [`Registry::register`]s its app id with the address of its
-//! API, refreshes the row every heartbeat, and deletes it on clean
+//! Each sidecar [`Registry::register`]s its app id with the [`Endpoints`]
+//! of its APIs (HTTP for invocation, gRPC for proxied gRPC calls), refreshes the row every heartbeat, and deletes it on clean
 //! shutdown. A sidecar that dies stops refreshing; [`Registry::lookup`]
 //! ignores rows older than the TTL, and every heartbeat deletes them.
 //!
@@ -27,6 +27,23 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 /// How long [`Registry::lookup_cached`] reuses an answer.
 pub const LOOKUP_CACHE_FOR: Duration = Duration::from_secs(1);
 
+/// Where a sidecar serves: its HTTP API, and its gRPC API (absent in rows
+/// written by sidecars older than the gRPC API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The HTTP API: service invocation between sidecars.
+    pub http: SocketAddr,
+    /// The gRPC API: proxied gRPC calls between sidecars.
+    pub grpc: Option<SocketAddr>,
+}
+
+impl Endpoints {
+    /// A sidecar serving HTTP only.
+    pub fn http(http: SocketAddr) -> Endpoints {
+        Endpoints { http, grpc: None }
+    }
+}
+
 /// Where the registry reads the time, in Unix milliseconds: the system
 /// clock, or a test's own ([`Registry::with_clock`]).
 type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -38,7 +55,7 @@ pub struct Registry {
     path: PathBuf,
     ttl: Duration,
     clock: Clock,
-    recent: Arc<Mutex<HashMap<String, (SocketAddr, Instant)>>>,
+    recent: Arc<Mutex<HashMap<String, (Endpoints, Instant)>>>,
 }
 
 /// Why the registry failed.
@@ -79,6 +96,12 @@ impl Registry {
                  );",
         )
         .map_err(error)?;
+        // Registries created before the gRPC API lack its column.
+        match connection.execute("ALTER TABLE hosts ADD COLUMN grpc_address TEXT", []) {
+            Ok(_) => {}
+            Err(e) if e.to_string().contains("duplicate column") => {}
+            Err(e) => return Err(error(e)),
+        }
         Ok(Registry {
             connection: Arc::new(Mutex::new(connection)),
             path: path.to_path_buf(),
@@ -109,16 +132,25 @@ impl Registry {
         })
     }
 
-    /// Registers (or refreshes) `app_id` at `address`, and deletes rows
+    /// Registers (or refreshes) `app_id` at `endpoints`, and deletes rows
     /// whose TTL has passed.
-    pub fn register(&self, app_id: &str, address: SocketAddr) -> Result<(), RegistryError> {
+    pub fn register(&self, app_id: &str, endpoints: Endpoints) -> Result<(), RegistryError> {
         let now = (self.clock)();
         let stale_before = now - self.ttl_millis();
+        let grpc = endpoints.grpc.map(|a| a.to_string());
         self.with(|c| {
             c.execute(
-                "INSERT INTO hosts (app_id, address, pid, updated_ms) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (app_id, address) DO UPDATE SET pid = ?3, updated_ms = ?4",
-                params![app_id, address.to_string(), std::process::id(), now],
+                "INSERT INTO hosts (app_id, address, grpc_address, pid, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (app_id, address)
+                 DO UPDATE SET grpc_address = ?3, pid = ?4, updated_ms = ?5",
+                params![
+                    app_id,
+                    endpoints.http.to_string(),
+                    grpc,
+                    std::process::id(),
+                    now
+                ],
             )?;
             c.execute(
                 "DELETE FROM hosts WHERE updated_ms < ?1",
@@ -128,35 +160,42 @@ impl Registry {
         })
     }
 
-    /// Removes `app_id` at `address` (on clean shutdown).
-    pub fn deregister(&self, app_id: &str, address: SocketAddr) -> Result<(), RegistryError> {
+    /// Removes `app_id` at `endpoints` (on clean shutdown).
+    pub fn deregister(&self, app_id: &str, endpoints: Endpoints) -> Result<(), RegistryError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM hosts WHERE app_id = ?1 AND address = ?2",
-                params![app_id, address.to_string()],
+                params![app_id, endpoints.http.to_string()],
             )
             .map(drop)
         })
     }
 
-    /// The freshest live address of `app_id`, if any.
-    pub fn lookup(&self, app_id: &str) -> Result<Option<SocketAddr>, RegistryError> {
+    /// The freshest live endpoints of `app_id`, if any.
+    pub fn lookup(&self, app_id: &str) -> Result<Option<Endpoints>, RegistryError> {
         let fresh_after = (self.clock)() - self.ttl_millis();
-        let address: Option<String> = self.with(|c| {
+        let row: Option<(String, Option<String>)> = self.with(|c| {
             c.prepare_cached(
-                "SELECT address FROM hosts WHERE app_id = ?1 AND updated_ms >= ?2
+                "SELECT address, grpc_address FROM hosts WHERE app_id = ?1 AND updated_ms >= ?2
                  ORDER BY updated_ms DESC LIMIT 1",
             )?
-            .query_row(params![app_id, fresh_after], |row| row.get(0))
+            .query_row(params![app_id, fresh_after], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .optional()
         })?;
-        Ok(address.and_then(|a| a.parse().ok()))
+        Ok(row.and_then(|(http, grpc)| {
+            Some(Endpoints {
+                http: http.parse().ok()?,
+                grpc: grpc.and_then(|a| a.parse().ok()),
+            })
+        }))
     }
 
     /// [`Registry::lookup`], reusing an answer younger than
     /// [`LOOKUP_CACHE_FOR`]. A miss queries SQLite on tokio's blocking pool
     /// (it can wait up to the busy timeout), never on the caller's runtime.
-    pub async fn lookup_cached(&self, app_id: &str) -> Result<Option<SocketAddr>, RegistryError> {
+    pub async fn lookup_cached(&self, app_id: &str) -> Result<Option<Endpoints>, RegistryError> {
         if let Some(address) = self.cached(app_id) {
             return Ok(Some(address));
         }
@@ -167,19 +206,19 @@ impl Registry {
             .map_err(|join| RegistryError::Interrupted(join.to_string()))??;
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         match found {
-            Some(address) => recent.insert(app_id.to_string(), (address, Instant::now())),
+            Some(endpoints) => recent.insert(app_id.to_string(), (endpoints, Instant::now())),
             None => recent.remove(app_id),
         };
         Ok(found)
     }
 
     /// The cached answer for `app_id`, if younger than [`LOOKUP_CACHE_FOR`].
-    fn cached(&self, app_id: &str) -> Option<SocketAddr> {
+    fn cached(&self, app_id: &str) -> Option<Endpoints> {
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         recent
             .get(app_id)
             .filter(|(_, at)| at.elapsed() < LOOKUP_CACHE_FOR)
-            .map(|(address, _)| *address)
+            .map(|(endpoints, _)| *endpoints)
     }
 
     /// Drops a cached answer (after a failed connection to it).
@@ -215,7 +254,7 @@ impl Registry {
     pub async fn heartbeat(
         self,
         app_id: String,
-        address: SocketAddr,
+        endpoints: Endpoints,
         heartbeat: Duration,
         mut stop: tokio::sync::oneshot::Receiver<()>,
     ) {
@@ -227,7 +266,8 @@ impl Registry {
             }
             let registry = self.clone();
             let id = app_id.clone();
-            let result = tokio::task::spawn_blocking(move || registry.register(&id, address)).await;
+            let result =
+                tokio::task::spawn_blocking(move || registry.register(&id, endpoints)).await;
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::warn!(error = %err, "name registry heartbeat failed"),

@@ -1,18 +1,32 @@
-//! A gRPC app (`--app-protocol grpc`): a real tonic `AppCallback` server,
+//! gRPC apps (`--app-protocol grpc`): a real tonic `AppCallback` server,
 //! invoked by app id from an HTTP caller and from a gRPC caller, each
-//! through two sidecars.
+//! through two sidecars, and probed for health; and a plain gRPC service
+//! (`grpc.health.v1.Health`) reached through the sidecars' gRPC proxy.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dapr::dapr::proto::common::v1 as common;
 use dapr::dapr::proto::common::v1::http_extension::Verb;
 use dapr::dapr::proto::runtime::v1 as pb;
+use dapr::dapr::proto::runtime::v1::app_callback_health_check_server::{
+    AppCallbackHealthCheck, AppCallbackHealthCheckServer,
+};
 use dapr::dapr::proto::runtime::v1::app_callback_server::{AppCallback, AppCallbackServer};
 use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 use serde_json::{Value, json};
-use sidecar::args::AppProtocol;
+use sidecar::args::{AppHealthConfig, AppProtocol};
 use test_support::sidecar::*;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
+use tonic_health::ServingStatus;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus as Answered;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::server::HealthReporter;
 
 /// Answers `OnInvoke` with JSON describing what it received; every other
 /// callback is not used by these tests.
@@ -94,21 +108,43 @@ impl AppCallback for EchoApp {
     }
 }
 
-/// Starts the gRPC app on a port of its own; returns its address.
-async fn start_grpc_app() -> SocketAddr {
+/// The app's `AppCallbackHealthCheck`: healthy while its flag is set.
+struct HealthFlag(Arc<AtomicBool>);
+
+#[tonic::async_trait]
+impl AppCallbackHealthCheck for HealthFlag {
+    async fn health_check(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<pb::HealthCheckResponse>, Status> {
+        if self.0.load(Ordering::SeqCst) {
+            Ok(Response::new(pb::HealthCheckResponse {}))
+        } else {
+            Err(Status::unavailable("draining"))
+        }
+    }
+}
+
+/// Starts the gRPC app on a port of its own; returns its address and the
+/// flag its health check answers from (set).
+async fn start_grpc_app() -> (SocketAddr, Arc<AtomicBool>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    let healthy = Arc::new(AtomicBool::new(true));
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(AppCallbackServer::new(EchoApp))
+            .add_service(AppCallbackHealthCheckServer::new(HealthFlag(
+                healthy.clone(),
+            )))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
-    address
+    (address, healthy)
 }
 
 /// The gRPC app behind its sidecar (`grpc-app`), and a caller's sidecar.
 async fn start_pair(data: &std::path::Path) -> (RunningSidecar, RunningSidecar) {
-    let app = start_grpc_app().await;
+    let (app, _) = start_grpc_app().await;
     let mut target = config("grpc-app", Some(app.port()), data);
     target.app_protocol = AppProtocol::Grpc;
     target.app_api_token = Some("app-secret".into());
@@ -188,5 +224,257 @@ async fn a_grpc_caller_invokes_a_grpc_app_by_app_id() {
     assert_eq!(echo["query"], "page=2");
     assert_eq!(echo["body"], "{\"n\":1}");
     caller.stop().await;
+    target.stop().await;
+}
+
+/// What the proxied gRPC service saw of each call's metadata.
+type SeenMetadata = Arc<Mutex<Vec<tonic::metadata::MetadataMap>>>;
+
+/// A plain gRPC service, `grpc.health.v1.Health` (no Dapr in it), that
+/// records every call's metadata; returns its address, its status setter
+/// and the record.
+async fn start_health_service() -> (SocketAddr, HealthReporter, SeenMetadata) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    let seen = SeenMetadata::default();
+    let record = seen.clone();
+    let service = InterceptedService::new(service, move |request: Request<()>| {
+        record.lock().unwrap().push(request.metadata().clone());
+        Ok(request)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    (address, reporter, seen)
+}
+
+/// A `grpc.health.v1.Health` client of the sidecar at `sidecar`, whose
+/// calls carry `dapr-app-id: app_id` (and `token`, if any).
+async fn health_client_via(
+    sidecar: SocketAddr,
+    app_id: &'static str,
+    token: Option<&'static str>,
+) -> HealthClient<InterceptedService<Channel, impl tonic::service::Interceptor + Clone>> {
+    let channel = Channel::from_shared(format!("http://{sidecar}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::with_interceptor(channel, move |mut request: Request<()>| {
+        request
+            .metadata_mut()
+            .insert("dapr-app-id", app_id.parse().unwrap());
+        if let Some(token) = token {
+            request
+                .metadata_mut()
+                .insert("dapr-api-token", token.parse().unwrap());
+        }
+        Ok(request)
+    })
+}
+
+fn check(service: &str) -> HealthCheckRequest {
+    HealthCheckRequest {
+        service: service.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_proxied_grpc_call_reaches_a_plain_grpc_service_in_another_app() {
+    let data = tempfile::tempdir().unwrap();
+    let (app, reporter, seen) = start_health_service().await;
+    let mut target = config("health-app", Some(app.port()), data.path());
+    target.app_protocol = AppProtocol::Grpc;
+    let target = RunningSidecar::start(target).await;
+    let caller = RunningSidecar::start(config("health-caller", None, data.path())).await;
+    let mut health = health_client_via(caller.grpc_address, "health-app", None).await;
+
+    // Unary, through both sidecars: the request reaches the service and
+    // its answers (an OK, a status of its own) come back.
+    reporter
+        .set_service_status("orders", ServingStatus::NotServing)
+        .await;
+    let answer = health.check(check("orders")).await.unwrap().into_inner();
+    assert_eq!(answer.status(), Answered::NotServing);
+    let unknown = health.check(check("no-such-service")).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+
+    // The app saw the caller and callee ids, and no Dapr routing metadata.
+    let metadata = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(metadata.get("dapr-caller-app-id").unwrap(), "health-caller");
+    assert_eq!(metadata.get("dapr-callee-app-id").unwrap(), "health-app");
+    for hidden in ["dapr-app-id", "dapr-api-token", "dapr-wasm-proxied"] {
+        assert!(metadata.get(hidden).is_none(), "{hidden} reached the app");
+    }
+
+    // Server streaming: the first status, then a change as it happens.
+    let mut updates = health.watch(check("orders")).await.unwrap().into_inner();
+    let first = updates.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), Answered::NotServing);
+    reporter
+        .set_service_status("orders", ServingStatus::Serving)
+        .await;
+    let next = updates.message().await.unwrap().unwrap();
+    assert_eq!(next.status(), Answered::Serving);
+    drop(updates);
+
+    // A call to the sidecar's own app goes straight to it.
+    let mut own = health_client_via(target.grpc_address, "health-app", None).await;
+    let answer = own.check(check("orders")).await.unwrap().into_inner();
+    assert_eq!(answer.status(), Answered::Serving);
+    let metadata = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(metadata.get("dapr-caller-app-id").unwrap(), "health-app");
+
+    // No app id, or an unknown one: clear statuses, and the sidecar goes on.
+    let channel = Channel::from_shared(format!("http://{}", caller.grpc_address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let no_id = HealthClient::new(channel)
+        .check(check(""))
+        .await
+        .unwrap_err();
+    assert_eq!(no_id.code(), tonic::Code::Unimplemented, "{no_id:?}");
+    assert!(no_id.message().contains("dapr-app-id"), "{no_id:?}");
+    let mut nowhere = health_client_via(caller.grpc_address, "no-such-app", None).await;
+    let not_found = nowhere.check(check("")).await.unwrap_err();
+    assert_eq!(not_found.code(), tonic::Code::NotFound, "{not_found:?}");
+    assert!(
+        not_found.message().contains("app id not found"),
+        "{not_found:?}"
+    );
+    let answer = health.check(check("orders")).await.unwrap().into_inner();
+    assert_eq!(answer.status(), Answered::Serving);
+    caller.stop().await;
+    target.stop().await;
+}
+
+#[tokio::test]
+async fn proxied_grpc_calls_need_the_api_token_and_the_app_gets_its_own() {
+    let data = tempfile::tempdir().unwrap();
+    let (app, _reporter, seen) = start_health_service().await;
+    let with_tokens = |id: &str, port: Option<u16>| {
+        let mut config = config(id, port, data.path());
+        config.api_token = Some("secret".into());
+        config
+    };
+    let mut target = with_tokens("guarded-app", Some(app.port()));
+    target.app_protocol = AppProtocol::Grpc;
+    target.app_api_token = Some("app-secret".into());
+    let target = RunningSidecar::start(target).await;
+    let caller = RunningSidecar::start(with_tokens("guarded-caller", None)).await;
+
+    for token in [None, Some("wrong")] {
+        let mut health = health_client_via(caller.grpc_address, "guarded-app", token).await;
+        let refused = health.check(check("")).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{token:?}");
+    }
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "a refused call reached the app"
+    );
+
+    let mut health = health_client_via(caller.grpc_address, "guarded-app", Some("secret")).await;
+    let answer = health.check(check("")).await.unwrap().into_inner();
+    assert_eq!(answer.status(), Answered::Serving);
+    let metadata = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(metadata.get("dapr-api-token").unwrap(), "app-secret");
+    caller.stop().await;
+    target.stop().await;
+}
+
+/// Health checks every 20 ms; one failure makes the app unhealthy.
+fn quick_health_checks(path: &str) -> Option<AppHealthConfig> {
+    Some(AppHealthConfig {
+        path: path.into(),
+        interval: Duration::from_millis(20),
+        timeout: Duration::from_millis(500),
+        threshold: 1,
+    })
+}
+
+/// Invokes `app_id` through `sidecar` over HTTP until its answer is a 200
+/// (`healthy`) or the sidecar's refusal of an unhealthy app.
+async fn invoke_until(sidecar: &RunningSidecar, app_id: &str, healthy: bool) {
+    let url = sidecar.url(&format!("/v1.0/invoke/{app_id}/method/orders"));
+    let client = reqwest::Client::new();
+    let what = if healthy {
+        "the app is probed healthy and invoked"
+    } else {
+        "the sidecar refuses to invoke its unhealthy app"
+    };
+    test_support::wait_until(what, Duration::from_secs(10), || {
+        let request = client.post(&url).send();
+        async move {
+            let response = request.await.unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or_default();
+            let refused = status == 500
+                && body["errorCode"] == "ERR_DIRECT_INVOKE"
+                && body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("app is not in a healthy state"));
+            if healthy { status == 200 } else { refused }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_grpc_app_that_fails_its_health_check_gets_no_invocations_until_it_recovers() {
+    let data = tempfile::tempdir().unwrap();
+    let (app, healthy) = start_grpc_app().await;
+    let mut target = config("probed-app", Some(app.port()), data.path());
+    target.app_protocol = AppProtocol::Grpc;
+    target.app_health = quick_health_checks("/healthz");
+    let target = RunningSidecar::start(target).await;
+
+    invoke_until(&target, "probed-app", true).await;
+    let metadata = get_json(target.url("/v1.0/metadata")).await;
+    let connection = &metadata["appConnectionProperties"];
+    assert_eq!(connection["protocol"], "grpc");
+    assert_eq!(connection["health"]["healthThreshold"], 1);
+
+    healthy.store(false, Ordering::SeqCst);
+    invoke_until(&target, "probed-app", false).await;
+    // Over gRPC too.
+    let mut dapr = DaprClient::connect(format!("http://{}", target.grpc_address))
+        .await
+        .unwrap();
+    let status = dapr
+        .invoke_service(pb::InvokeServiceRequest {
+            id: "probed-app".into(),
+            message: Some(common::InvokeRequest {
+                method: "orders".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().contains("not in a healthy state"),
+        "{status:?}"
+    );
+
+    healthy.store(true, Ordering::SeqCst);
+    invoke_until(&target, "probed-app", true).await;
+    target.stop().await;
+}
+
+#[tokio::test]
+async fn an_http_app_that_stops_answering_its_health_path_gets_no_invocations() {
+    let data = tempfile::tempdir().unwrap();
+    let (app, stop_app) = start_echo_app().await;
+    let mut target = config("probed-http-app", Some(app.port()), data.path());
+    // The echo app answers 200 on every path but /status/{code}.
+    target.app_health = quick_health_checks("/healthz");
+    let target = RunningSidecar::start(target).await;
+    invoke_until(&target, "probed-http-app", true).await;
+    let _ = stop_app.send(());
+    invoke_until(&target, "probed-http-app", false).await;
     target.stop().await;
 }

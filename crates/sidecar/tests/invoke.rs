@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sidecar::nameres::Registry;
+use sidecar::nameres::{Endpoints, Registry};
 use test_support::sidecar::*;
 
 #[tokio::test]
@@ -297,7 +297,10 @@ async fn a_stopped_sidecar_deregisters_and_a_dead_one_expires() {
         Registry::open(&data.path().join("nameres.db"), Duration::from_secs(10)).unwrap();
     assert_eq!(
         registry.lookup("short-lived").unwrap(),
-        Some(sidecar.address)
+        Some(Endpoints {
+            http: sidecar.address,
+            grpc: Some(sidecar.grpc_address)
+        })
     );
     sidecar.stop().await;
     assert_eq!(
@@ -314,7 +317,7 @@ async fn a_stopped_sidecar_deregisters_and_a_dead_one_expires() {
             let now = now.clone();
             move || now.load(std::sync::atomic::Ordering::SeqCst)
         });
-    let address = "127.0.0.1:45678".parse().unwrap();
+    let address = Endpoints::http("127.0.0.1:45678".parse().unwrap());
     short_ttl.register("crashed", address).unwrap();
     now.fetch_add(1_000, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
@@ -330,7 +333,7 @@ async fn a_stopped_sidecar_deregisters_and_a_dead_one_expires() {
     );
     // The next heartbeat of any sidecar deletes it.
     short_ttl
-        .register("alive", "127.0.0.1:45679".parse().unwrap())
+        .register("alive", Endpoints::http("127.0.0.1:45679".parse().unwrap()))
         .unwrap();
     let live: Vec<String> = short_ttl
         .list()

@@ -83,6 +83,7 @@ pub fn config(app_id: &str, app_port: Option<u16>, data_dir: &Path) -> SidecarCo
         api_token: None,
         app_api_token: None,
         max_connections: Default::default(),
+        app_health: None,
     }
 }
 

@@ -18,12 +18,16 @@
 //! Every other RPC answers `UNIMPLEMENTED` naming itself ([`rpcs`], generated
 //! from the `dapr` crate's server trait by `scripts/gen-grpc-rpcs.py`).
 //!
+//! Calls for any other gRPC service that carry `dapr-app-id` metadata are
+//! proxied to that app ([`proxy`]).
+//!
 //! With `DAPR_API_TOKEN` set, every call needs the `dapr-api-token`
 //! metadata ([`check_grpc_api_token`], an interceptor), else
 //! `UNAUTHENTICATED`. Messages over `--max-body-size` (plus
 //! [`MESSAGE_OVERHEAD`] for the framing) get `RESOURCE_EXHAUSTED` before
 //! they reach an RPC.
 
+mod proxy;
 mod rpcs;
 
 use std::collections::HashMap;
@@ -76,20 +80,26 @@ pub async fn serve(
         .max_body_size
         .saturating_add(MESSAGE_OVERHEAD);
     let token = sidecar.config.api_token.clone();
-    let service = DaprServer::new(DaprApi { sidecar })
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
+    let service = DaprServer::new(DaprApi {
+        sidecar: sidecar.clone(),
+    })
+    .max_decoding_message_size(max_message)
+    .max_encoding_message_size(max_message);
     let service = tonic::service::interceptor::InterceptedService::new(
         service,
         move |request: Request<()>| check_grpc_api_token(token.as_deref(), request),
     );
+    // Dapr's own service, and every other path to the proxy.
+    let mut routes = tonic::service::Routes::new(service);
+    let router = std::mem::take(routes.axum_router_mut());
+    *routes.axum_router_mut() = router.fallback(move |request| proxy::proxy_call(sidecar, request));
     tonic::transport::Server::builder()
         // The same bound on a request's head as the HTTP listener's.
         .http2_max_header_list_size(Some(service_kit::serve::MAX_HEADER_BYTES as u32))
         .layer(tower::util::MapResponseLayer::new(
             oversized_is_resource_exhausted,
         ))
-        .add_service(service)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             // No Nagle delay on small answers, as on the HTTP listener.
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -451,12 +461,7 @@ async fn get_metadata(
         registered_components,
         extended_metadata: sidecar.extended_metadata(),
         runtime_version: crate::metadata::RUNTIME_VERSION.to_string(),
-        app_connection_properties: Some(pb::AppConnectionProperties {
-            port: i32::from(sidecar.config.app_port.unwrap_or(0)),
-            protocol: "http".into(),
-            channel_address: "127.0.0.1".into(),
-            ..Default::default()
-        }),
+        app_connection_properties: Some(sidecar.app_connection()),
         ..Default::default()
     };
     Ok(Response::new(metadata))
