@@ -79,6 +79,39 @@ pub struct SidecarArgs {
     /// Failed probes in a row that make the app unhealthy.
     #[arg(long, default_value_t = 3)]
     pub app_health_threshold: u32,
+
+    /// Most requests in flight to the app at once (pub/sub deliveries);
+    /// -1: no limit.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub app_max_concurrency: i64,
+
+    /// Retries of an event the app did not accept, before its dead-letter
+    /// topic (or the bin).
+    #[arg(long, default_value_t = 5)]
+    pub pubsub_max_retries: u32,
+
+    /// The first wait before retrying an event; each retry doubles it, up
+    /// to 16 times.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub pubsub_retry_backoff: Duration,
+}
+
+/// How undelivered events are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// The first wait; it doubles each retry, up to 16 times.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 5,
+            backoff: Duration::from_millis(500),
+        }
+    }
 }
 
 /// How a sidecar calls its app (`--app-protocol`).
@@ -122,6 +155,10 @@ pub struct SidecarConfig {
     pub app_api_token: Option<String>,
     /// App health checks, when enabled.
     pub app_health: Option<AppHealthConfig>,
+    /// Most requests in flight to the app (`--app-max-concurrency`).
+    pub app_max_concurrency: Option<usize>,
+    /// How undelivered events are retried.
+    pub pubsub_retry: RetryPolicy,
 }
 
 impl SidecarArgs {
@@ -179,6 +216,13 @@ impl SidecarArgs {
             api_token: non_empty_env("DAPR_API_TOKEN"),
             app_api_token: non_empty_env("APP_API_TOKEN"),
             app_health,
+            app_max_concurrency: usize::try_from(self.app_max_concurrency)
+                .ok()
+                .filter(|&n| n > 0),
+            pubsub_retry: RetryPolicy {
+                max_retries: self.pubsub_max_retries,
+                backoff: self.pubsub_retry_backoff,
+            },
         })
     }
 

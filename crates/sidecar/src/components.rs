@@ -16,10 +16,11 @@
 //! ```
 //!
 //! A file may hold several documents separated by `---`; documents of other
-//! kinds (Configuration, Subscription, ...) are skipped.
+//! kinds are skipped here (Subscriptions are read by
+//! [`crate::pubsub::subscriptions`]).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -118,6 +119,26 @@ pub enum ComponentError {
 /// components in scope for `app_id`, sorted by file name.
 pub fn load(folders: &[PathBuf], app_id: &str) -> Result<Vec<Component>, ComponentError> {
     let mut components = Vec::new();
+    for (path, document) in documents_of_kind(folders, "Component")? {
+        let component: Component =
+            serde_yaml::from_value(document).map_err(|e| ComponentError::Invalid {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        if component.in_scope(app_id) {
+            components.push(component);
+        }
+    }
+    Ok(components)
+}
+
+/// Every YAML document of `kind` (`Component`, `Subscription`, ...) in the
+/// `*.yaml`/`*.yml` files of `folders`, with its file, in file-name order.
+pub fn documents_of_kind(
+    folders: &[PathBuf],
+    kind: &str,
+) -> Result<Vec<(PathBuf, serde_yaml::Value)>, ComponentError> {
+    let mut documents = Vec::new();
     for folder in folders {
         let read_error = |source| ComponentError::Read {
             path: folder.clone(),
@@ -130,39 +151,24 @@ pub fn load(folders: &[PathBuf], app_id: &str) -> Result<Vec<Component>, Compone
             .collect();
         files.sort();
         for file in files {
-            components.extend(
-                parse_file(&file)?
-                    .into_iter()
-                    .filter(|c| c.in_scope(app_id)),
-            );
+            let text = std::fs::read_to_string(&file).map_err(|source| ComponentError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            for document in serde_yaml::Deserializer::from_str(&text) {
+                let value = serde_yaml::Value::deserialize(document).map_err(|e| {
+                    ComponentError::Invalid {
+                        path: file.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                if value.get("kind").and_then(|k| k.as_str()) == Some(kind) {
+                    documents.push((file.clone(), value));
+                }
+            }
         }
     }
-    Ok(components)
-}
-
-fn parse_file(path: &Path) -> Result<Vec<Component>, ComponentError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ComponentError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut components = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let value =
-            serde_yaml::Value::deserialize(document).map_err(|e| ComponentError::Invalid {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        if value.get("kind").and_then(|k| k.as_str()) != Some("Component") {
-            continue;
-        }
-        let component: Component =
-            serde_yaml::from_value(value).map_err(|e| ComponentError::Invalid {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        components.push(component);
-    }
-    Ok(components)
+    Ok(documents)
 }
 
 /// A YAML value as the text Dapr would read: strings as they are, null as

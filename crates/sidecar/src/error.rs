@@ -90,6 +90,33 @@ pub enum DaprError {
         /// The cause.
         reason: String,
     },
+    /// No pub/sub component is configured at all.
+    #[error("pubsub is not configured")]
+    PubsubNotConfigured,
+    /// No pub/sub component of that name.
+    #[error("pubsub {0} is not found")]
+    PubsubNotFound(String),
+    /// The component's `allowedTopics` do not include the topic.
+    #[error("topic {topic} is not allowed for app id {app_id}")]
+    PubsubForbidden {
+        /// The topic.
+        topic: String,
+        /// This sidecar's app id.
+        app_id: String,
+    },
+    /// The event could not be read as a CloudEvent.
+    #[error("failed to create the cloud event: {0}")]
+    PubsubCloudEvent(String),
+    /// The broker refused or failed the publish.
+    #[error("error when publish to topic {topic} in pubsub {pubsub}: {reason}")]
+    PubsubPublish {
+        /// The topic.
+        topic: String,
+        /// The component.
+        pubsub: String,
+        /// The cause.
+        reason: String,
+    },
     /// `DAPR_API_TOKEN` is set and the request lacks it.
     #[error("invalid api token")]
     Unauthorized,
@@ -110,9 +137,12 @@ impl DaprError {
             | NoAppId
             | EtagInvalid(_)
             | StateStoreNotFound(_)
-            | SecretStoreNotFound(_) => StatusCode::BAD_REQUEST,
+            | SecretStoreNotFound(_)
+            | PubsubNotConfigured
+            | PubsubCloudEvent(_) => StatusCode::BAD_REQUEST,
             BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            AppNotFound(_) | NotFound(_) => StatusCode::NOT_FOUND,
+            AppNotFound(_) | NotFound(_) | PubsubNotFound(_) => StatusCode::NOT_FOUND,
+            PubsubForbidden { .. } => StatusCode::FORBIDDEN,
             EtagMismatch(_) => StatusCode::CONFLICT,
             Unauthorized => StatusCode::UNAUTHORIZED,
             Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -123,7 +153,8 @@ impl DaprError {
             | StateDelete { .. }
             | StateTransaction(_)
             | SecretStoresNotConfigured
-            | SecretGet { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            | SecretGet { .. }
+            | PubsubPublish { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -143,6 +174,11 @@ impl DaprError {
             SecretStoreNotFound(_) => "ERR_SECRET_STORE_NOT_FOUND",
             SecretStoresNotConfigured => "ERR_SECRET_STORES_NOT_CONFIGURED",
             SecretGet { .. } => "ERR_SECRET_GET",
+            PubsubNotConfigured => "ERR_PUBSUB_NOT_CONFIGURED",
+            PubsubNotFound(_) => "ERR_PUBSUB_NOT_FOUND",
+            PubsubForbidden { .. } => "ERR_PUBSUB_FORBIDDEN",
+            PubsubCloudEvent(_) => "ERR_PUBSUB_CLOUD_EVENTS_SER",
+            PubsubPublish { .. } => "ERR_PUBSUB_PUBLISH_MESSAGE",
             Unauthorized => "ERR_API_UNAUTHORIZED",
             NotFound(_) => service_kit::error_body::NOT_FOUND,
             Unimplemented(_) => "ERR_API_UNIMPLEMENTED",
@@ -157,7 +193,11 @@ impl DaprError {
             MalformedRequest(_)
             | EtagInvalid(_)
             | StateStoreNotFound(_)
-            | SecretStoreNotFound(_) => Code::InvalidArgument,
+            | SecretStoreNotFound(_)
+            | PubsubNotFound(_)
+            | PubsubCloudEvent(_) => Code::InvalidArgument,
+            PubsubNotConfigured => Code::FailedPrecondition,
+            PubsubForbidden { .. } => Code::PermissionDenied,
             BodyTooLarge(_) => Code::ResourceExhausted,
             AppNotFound(_) | NoAppId | NotFound(_) => Code::NotFound,
             EtagMismatch(_) => Code::Aborted,
@@ -169,7 +209,8 @@ impl DaprError {
             | StateSave { .. }
             | StateDelete { .. }
             | StateTransaction(_)
-            | SecretGet { .. } => Code::Internal,
+            | SecretGet { .. }
+            | PubsubPublish { .. } => Code::Internal,
         }
     }
 
@@ -189,6 +230,11 @@ impl DaprError {
             SecretStoreNotFound(_) => "DAPR_SECRET_STORE_NOT_FOUND",
             SecretStoresNotConfigured => "DAPR_SECRET_STORES_NOT_CONFIGURED",
             SecretGet { .. } => "DAPR_SECRET_GET",
+            PubsubNotConfigured => "DAPR_PUBSUB_NOT_CONFIGURED",
+            PubsubNotFound(_) => "DAPR_PUBSUB_NOT_FOUND",
+            PubsubForbidden { .. } => "DAPR_PUBSUB_FORBIDDEN",
+            PubsubCloudEvent(_) => "DAPR_PUBSUB_CLOUD_EVENTS_SER",
+            PubsubPublish { .. } => "DAPR_PUBSUB_PUBLISH_MESSAGE",
             other => other.code(),
         }
     }

@@ -362,6 +362,14 @@ fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A `traceparent` for a new sampled trace.
+pub(crate) fn new_traceparent() -> String {
+    child_traceparent(None)
+        .to_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A `traceparent` for the outgoing call: the incoming trace with a new
 /// span id, or a new sampled trace when there is none (or it is invalid).
 fn child_traceparent(incoming: Option<&HeaderValue>) -> HeaderValue {

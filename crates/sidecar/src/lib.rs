@@ -26,6 +26,7 @@
 //! - [`grpc`]: the gRPC API (`dapr.proto.runtime.v1.Dapr`).
 //! - [`invoke`]: service invocation, local and through peer sidecars.
 //! - [`nameres`]: the SQLite registry of app ids.
+//! - [`pubsub`]: publishing, subscriptions, delivery, and the brokers.
 //! - [`state`]: the state building block ([`state::ops`]), its HTTP API and
 //!   its stores.
 //! - [`secrets`]: the local-file secret store and the secrets API.
@@ -40,6 +41,8 @@ pub mod grpc;
 pub mod invoke;
 pub mod metadata;
 pub mod nameres;
+pub mod pubsub;
+mod redis_conn;
 pub mod secrets;
 mod sqlite_file;
 pub mod state;
@@ -112,6 +115,14 @@ pub struct Sidecar {
     app_health_client: Option<AppCallbackHealthCheckClient<tonic::transport::Channel>>,
     /// Whether the app may be sent work ([`app_health`]).
     app_healthy: tokio::sync::watch::Sender<bool>,
+    /// Pub/sub components by name.
+    pubsubs: HashMap<String, pubsub::PubsubComponent>,
+    /// The `Subscription` documents for this app.
+    declarative: Vec<pubsub::subscriptions::Subscription>,
+    /// The subscriptions being consumed now.
+    subscriptions: Mutex<Vec<pubsub::subscriptions::Subscription>>,
+    /// `--app-max-concurrency`, when set.
+    app_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// Set by the gRPC `Shutdown` call; both servers stop on it.
     shutdown_requested: tokio::sync::watch::Sender<bool>,
 }
@@ -126,6 +137,7 @@ impl Sidecar {
         };
         let mut stores: HashMap<String, Arc<dyn StateStore>> = HashMap::new();
         let mut secret_stores = HashMap::new();
+        let mut pubsubs = HashMap::new();
         let mut infos = Vec::new();
         for component in &components {
             let name = component.metadata.name.clone();
@@ -134,6 +146,12 @@ impl Sidecar {
                 let store = state::open(component, &config.data_dir).await?;
                 stores.insert(name.clone(), Arc::from(store));
                 vec!["ETAG", "TRANSACTIONAL", "TTL"]
+            } else if component_type.starts_with("pubsub.") {
+                let pubsub = pubsub::PubsubComponent::open(component, &config.app_id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("pub/sub `{name}`: {e}"))?;
+                pubsubs.insert(name.clone(), pubsub);
+                vec![]
             } else if component_type == "secretstores.local.file" {
                 let store = LocalFileStore::open(component)
                     .map_err(|e| anyhow::anyhow!("secret store `{name}`: {e}"))?;
@@ -151,6 +169,8 @@ impl Sidecar {
                 capabilities,
             });
         }
+        let declarative =
+            pubsub::subscriptions::load_declarative(&config.resources_paths, &config.app_id)?;
         let registry = Registry::open(&config.data_dir.join("nameres.db"), nameres::DEFAULT_TTL)?;
         let app_channel = match (config.app_protocol, config.app_port) {
             (args::AppProtocol::Grpc, Some(port)) => Some(
@@ -176,6 +196,9 @@ impl Sidecar {
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build(connector);
         let app_healthy = tokio::sync::watch::Sender::new(config.app_health.is_none());
+        let app_slots = config
+            .app_max_concurrency
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         Ok(Sidecar {
             config,
             stores,
@@ -188,6 +211,10 @@ impl Sidecar {
             app_callback,
             app_health_client,
             app_healthy,
+            pubsubs,
+            declarative,
+            subscriptions: Mutex::new(Vec::new()),
+            app_slots,
             shutdown_requested: tokio::sync::watch::Sender::new(false),
         })
     }
@@ -244,6 +271,11 @@ pub fn app(sidecar: Arc<Sidecar>) -> Router {
         .route(
             "/v1.0/state/{store}/{key}",
             get(state::api::state_get).delete(state::api::state_delete),
+        )
+        .route("/v1.0/publish/{pubsub}/{topic}", post(pubsub::api::publish))
+        .route(
+            "/v1.0-alpha1/publish/bulk/{pubsub}/{topic}",
+            post(pubsub::api::publish_bulk),
         )
         .route("/v1.0/secrets/{store}/bulk", get(secrets::secret_bulk))
         .route("/v1.0/secrets/{store}/{name}", get(secrets::secret_get))
@@ -369,6 +401,7 @@ pub async fn run_on(
     if let Some(health) = sidecar.config.app_health.clone() {
         tokio::spawn(sidecar.clone().watch_app_health(health));
     }
+    let subscriptions = tokio::spawn(sidecar.clone().run_subscriptions());
     tracing::info!(app_id = %app_id, app_port = ?sidecar.config.app_port, grpc = %grpc_address, "sidecar listening on http://{address}");
     let connections = sidecar.config.max_connections;
     let http = service_kit::serve::serve(
@@ -379,6 +412,7 @@ pub async fn run_on(
     );
     let grpc = grpc::serve(listeners.grpc, sidecar.clone(), stopped(sidecar.clone()));
     let ((), grpc_result) = tokio::join!(http, grpc);
+    let _ = subscriptions.await;
     // Wait for the heartbeat to end (and any refresh in flight) before
     // deregistering, or a late refresh could register us again.
     let _ = stop_heartbeat.send(());

@@ -72,6 +72,20 @@ pub(crate) async fn metadata_get(State(sidecar): State<Arc<Sidecar>>) -> Json<Va
         .iter()
         .map(|c| json!({ "name": c.name, "type": c.component_type, "version": c.version, "capabilities": c.capabilities }))
         .collect();
+    let subscriptions: Vec<Value> = sidecar
+        .subscriptions()
+        .into_iter()
+        .map(|s| {
+            json!({
+                "pubsubname": s.pubsub_name,
+                "topic": s.topic,
+                "rules": [{"path": s.route}],
+                "deadLetterTopic": s.dead_letter_topic.unwrap_or_default(),
+                "metadata": s.metadata,
+                "type": s.kind.as_str(),
+            })
+        })
+        .collect();
     Json(json!({
         "id": sidecar.config.app_id,
         "runtimeVersion": RUNTIME_VERSION,
@@ -79,7 +93,7 @@ pub(crate) async fn metadata_get(State(sidecar): State<Arc<Sidecar>>) -> Json<Va
         "actors": [],
         "components": components,
         "extended": sidecar.extended_metadata(),
-        "subscriptions": [],
+        "subscriptions": subscriptions,
         "httpEndpoints": [],
         "appConnectionProperties": app_connection_json(&sidecar.app_connection()),
     }))

@@ -1,7 +1,8 @@
 //! Conformance with the official Dapr Python SDK (PyPI `dapr`, pinned in
 //! scripts/test-requirements.txt) over its default transport, gRPC:
 //! `python-sdk/conformance.py` drives a real sidecar, and invokes an HTTP
-//! app behind a second sidecar over gRPC `InvokeService`.
+//! app behind a second sidecar over gRPC `InvokeService`, and publishes
+//! events (`PublishEvent`).
 
 use std::process::Command;
 
@@ -18,6 +19,12 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
         python.display()
     );
     let resources = TestResources::new();
+    std::fs::write(
+        resources.resources.path().join("pubsub.yaml"),
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\n\
+         spec:\n  type: pubsub.in-memory\n  version: v1\n",
+    )
+    .unwrap();
     let (app, _app) = start_echo_app().await;
     let target =
         RunningSidecar::start(config("py-target", Some(app.port()), resources.data.path())).await;
@@ -45,7 +52,7 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
         output.status.success(),
         "the Python SDK checks failed:\n{stdout}"
     );
-    assert!(stdout.contains("12 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("13 passed, 0 failed"), "{stdout}");
     caller.stop().await;
     target.stop().await;
 }

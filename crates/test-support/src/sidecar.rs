@@ -84,6 +84,8 @@ pub fn config(app_id: &str, app_port: Option<u16>, data_dir: &Path) -> SidecarCo
         app_api_token: None,
         max_connections: Default::default(),
         app_health: None,
+        app_max_concurrency: None,
+        pubsub_retry: Default::default(),
     }
 }
 

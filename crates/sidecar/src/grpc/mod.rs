@@ -14,6 +14,7 @@
 //! | `GetSecret`, `GetBulkSecret` | secrets |
 //! | `GetMetadata`, `SetMetadata` | metadata |
 //! | `Shutdown` | stops the sidecar |
+//! | `PublishEvent`, `BulkPublishEvent` (and its `Alpha1` name) | pub/sub |
 //!
 //! Every other RPC answers `UNIMPLEMENTED` naming itself ([`rpcs`], generated
 //! from the `dapr` crate's server trait by `scripts/gen-grpc-rpcs.py`).
@@ -47,6 +48,7 @@ use tonic::{Request, Response, Status};
 use crate::Sidecar;
 use crate::error::DaprError;
 use crate::invoke::Origin;
+use crate::pubsub::ops::{BulkEntry, Publication};
 use crate::state::Concurrency;
 use crate::state::ops::parse_ttl;
 use crate::state::{DeleteRequest, Operation, SetRequest};
@@ -462,6 +464,30 @@ async fn get_metadata(
         extended_metadata: sidecar.extended_metadata(),
         runtime_version: crate::metadata::RUNTIME_VERSION.to_string(),
         app_connection_properties: Some(sidecar.app_connection()),
+        subscriptions: sidecar
+            .subscriptions()
+            .into_iter()
+            .map(|s| pb::PubsubSubscription {
+                pubsub_name: s.pubsub_name,
+                topic: s.topic,
+                rules: Some(pb::PubsubSubscriptionRules {
+                    rules: vec![pb::PubsubSubscriptionRule {
+                        r#match: String::new(),
+                        path: s.route,
+                    }],
+                }),
+                dead_letter_topic: s.dead_letter_topic.unwrap_or_default(),
+                metadata: s.metadata,
+                r#type: match s.kind {
+                    crate::pubsub::subscriptions::SubscriptionKind::Declarative => {
+                        pb::PubsubSubscriptionType::Declarative.into()
+                    }
+                    crate::pubsub::subscriptions::SubscriptionKind::Programmatic => {
+                        pb::PubsubSubscriptionType::Programmatic.into()
+                    }
+                },
+            })
+            .collect(),
         ..Default::default()
     };
     Ok(Response::new(metadata))
@@ -475,6 +501,72 @@ async fn set_metadata(
     api.sidecar
         .set_extended_metadata(request.key, request.value);
     Ok(Response::new(()))
+}
+
+async fn publish_event(
+    api: &DaprApi,
+    request: Request<pb::PublishEventRequest>,
+) -> Result<Response<()>, Status> {
+    let traceparent = grpc_traceparent(&request);
+    let request = request.into_inner();
+    let publication = Publication {
+        data: request.data,
+        content_type: request.data_content_type,
+        metadata: request.metadata,
+        traceparent,
+    };
+    api.sidecar
+        .publish_event(&request.pubsub_name, &request.topic, publication)
+        .await?;
+    Ok(Response::new(()))
+}
+
+async fn bulk_publish_event(
+    api: &DaprApi,
+    request: Request<pb::BulkPublishRequest>,
+) -> Result<Response<pb::BulkPublishResponse>, Status> {
+    let traceparent = grpc_traceparent(&request);
+    let request = request.into_inner();
+    let entries = request
+        .entries
+        .into_iter()
+        .map(|entry| {
+            let mut metadata = request.metadata.clone();
+            metadata.extend(entry.metadata);
+            BulkEntry {
+                entry_id: entry.entry_id,
+                publication: Publication {
+                    data: entry.event,
+                    content_type: entry.content_type,
+                    metadata,
+                    traceparent: traceparent.clone(),
+                },
+            }
+        })
+        .collect();
+    let failed_entries = api
+        .sidecar
+        .publish_events(&request.pubsub_name, &request.topic, entries)
+        .await?
+        .into_iter()
+        .map(|(entry_id, error)| pb::BulkPublishResponseFailedEntry { entry_id, error })
+        .collect();
+    Ok(Response::new(pb::BulkPublishResponse { failed_entries }))
+}
+
+async fn bulk_publish_event_alpha1(
+    api: &DaprApi,
+    request: Request<pb::BulkPublishRequest>,
+) -> Result<Response<pb::BulkPublishResponse>, Status> {
+    bulk_publish_event(api, request).await
+}
+
+fn grpc_traceparent<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 async fn shutdown(

@@ -68,22 +68,19 @@ impl Dapr for DaprApi {
         &self,
         request: Request<pb::PublishEventRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("PublishEvent"))
+        super::publish_event(self, request).await
     }
     async fn bulk_publish_event_alpha1(
         &self,
         request: Request<pb::BulkPublishRequest>,
     ) -> Result<Response<pb::BulkPublishResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("BulkPublishEventAlpha1"))
+        super::bulk_publish_event_alpha1(self, request).await
     }
     async fn bulk_publish_event(
         &self,
         request: Request<pb::BulkPublishRequest>,
     ) -> Result<Response<pb::BulkPublishResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("BulkPublishEvent"))
+        super::bulk_publish_event(self, request).await
     }
     async fn subscribe_topic_events_alpha1(
         &self,

@@ -67,24 +67,7 @@ fn backend(err: redis::RedisError) -> StoreError {
 impl RedisStore {
     /// Connects with the component's metadata.
     pub async fn open(properties: &HashMap<String, String>) -> Result<Self, StoreError> {
-        let host = properties
-            .get("redisHost")
-            .filter(|h| !h.is_empty())
-            .map(String::as_str)
-            .unwrap_or("localhost:6379");
-        let mut url = String::from("redis://");
-        let user = properties.get("redisUsername").filter(|u| !u.is_empty());
-        let password = properties.get("redisPassword").filter(|p| !p.is_empty());
-        match (user, password) {
-            (Some(user), Some(password)) => url.push_str(&format!("{user}:{password}@")),
-            (None, Some(password)) => url.push_str(&format!(":{password}@")),
-            _ => {}
-        }
-        url.push_str(host);
-        if let Some(db) = properties.get("redisDB").filter(|d| !d.is_empty()) {
-            url.push_str(&format!("/{db}"));
-        }
-        let client = redis::Client::open(url).map_err(backend)?;
+        let (client, host) = crate::redis_conn::client(properties).map_err(backend)?;
         let connection = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             ConnectionManager::new(client),

@@ -188,6 +188,15 @@ def _():
         raise AssertionError("no error for a 404")
 
 
+@check("publish an event, and an unknown pub/sub is INVALID_ARGUMENT")
+def _():
+    client.publish_event("pubsub", "orders", data=json.dumps({"n": 1}),
+                         data_content_type="application/json")
+    expect_grpc_error(
+        lambda: client.publish_event("no-such-pubsub", "orders", data="{}"),
+        grpc.StatusCode.INVALID_ARGUMENT, "DAPR_PUBSUB_NOT_FOUND")
+
+
 failed = sum(1 for _, err in results if err is not None)
 print(f"{len(results) - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -1,0 +1,233 @@
+//! Delivering a subscription's events to the app, at least once.
+//!
+//! Each event is `POST`ed to the subscription's route as a CloudEvent
+//! (`application/cloudevents+json`). The app's answer decides:
+//!
+//! | answer | outcome |
+//! |---|---|
+//! | 2xx, empty body or `{"status":"SUCCESS"}` | delivered |
+//! | 2xx with `{"status":"DROP"}` | dropped (warning log) |
+//! | 404 | dropped (error log), as daprd |
+//! | 2xx with `{"status":"RETRY"}`, any other status, no answer | retried |
+//!
+//! Events go to the app in the broker's order. An event that must be
+//! retried leaves the line: its retries (`--pubsub-max-retries`, backing
+//! off from `--pubsub-retry-backoff`, doubling) run beside the events
+//! behind it, so a poison event never blocks a topic. After the last retry
+//! it goes to the subscription's `deadLetterTopic`, or is dropped with an
+//! error log. Only then is it acknowledged to the broker; an event whose
+//! sidecar dies before that comes again. Expired events (`expiration`,
+//! from `ttlInSeconds`) are dropped. `--app-max-concurrency` bounds the
+//! deliveries in flight to the app.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use super::Message;
+use super::ops::{event_data, new_event_id};
+use super::subscriptions::Subscription;
+use crate::Sidecar;
+
+/// How many of a subscription's events may be retrying at once before its
+/// line waits for one to finish.
+const RETRYING_PER_SUBSCRIPTION: usize = 64;
+
+/// What one delivery attempt decided.
+enum Attempt {
+    /// Delivered or dropped: acknowledge.
+    Done,
+    /// Try again later, for this reason.
+    Retry(String),
+}
+
+/// Delivers `messages` to the app until the broker's channel ends or the
+/// task is aborted (events in flight are then not acknowledged).
+pub(crate) async fn consume(
+    sidecar: Arc<Sidecar>,
+    subscription: Arc<Subscription>,
+    mut messages: mpsc::Receiver<Message>,
+) {
+    let retry_slots = Arc::new(Semaphore::new(RETRYING_PER_SUBSCRIPTION));
+    let mut retrying = JoinSet::new();
+    while let Some(message) = messages.recv().await {
+        while retrying.try_join_next().is_some() {}
+        let event = envelope(&subscription, &message.payload);
+        match attempt(&sidecar, &subscription, &event).await {
+            Attempt::Done => message.ack(),
+            Attempt::Retry(reason) => {
+                let Ok(slot) = retry_slots.clone().acquire_owned().await else {
+                    return;
+                };
+                retrying.spawn(retry(
+                    sidecar.clone(),
+                    subscription.clone(),
+                    message,
+                    event,
+                    reason,
+                    slot,
+                ));
+            }
+        }
+    }
+    while retrying.join_next().await.is_some() {}
+}
+
+/// The event the app gets: the CloudEvent the broker holds, or, for raw
+/// payloads (`rawPayload`, or bytes a non-Dapr publisher wrote), a new
+/// CloudEvent around them.
+fn envelope(subscription: &Subscription, payload: &[u8]) -> Value {
+    if !subscription.raw_payload()
+        && let Ok(event @ Value::Object(_)) = serde_json::from_slice::<Value>(payload)
+        && event.get("specversion").is_some()
+    {
+        return event;
+    }
+    let content_type = "application/octet-stream";
+    let (key, data) = event_data(content_type, payload.to_vec());
+    let mut event = json!({
+        "id": new_event_id(),
+        "source": subscription.pubsub_name,
+        "type": "com.dapr.event.sent",
+        "specversion": "1.0",
+        "datacontenttype": content_type,
+        "topic": subscription.topic,
+        "pubsubname": subscription.pubsub_name,
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    event[key] = data;
+    event
+}
+
+/// Whether the event's `expiration` has passed.
+fn expired(event: &Value) -> bool {
+    event
+        .get("expiration")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|at| at < chrono::Utc::now())
+}
+
+/// One delivery of `event` to the app.
+async fn attempt(sidecar: &Sidecar, subscription: &Subscription, event: &Value) -> Attempt {
+    let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
+    if expired(event) {
+        tracing::warn!(topic = %subscription.topic, id, "event expired before delivery; dropped");
+        return Attempt::Done;
+    }
+    let Some(port) = sidecar.config.app_port else {
+        return Attempt::Retry("no app port".into());
+    };
+    let _slot = match &sidecar.app_slots {
+        Some(slots) => slots.clone().acquire_owned().await.ok(),
+        None => None,
+    };
+    let mut request =
+        axum::http::Request::post(format!("http://127.0.0.1:{port}{}", subscription.route))
+            .header("content-type", "application/cloudevents+json")
+            .header("pubsubname", &subscription.pubsub_name)
+            .header("topic", &subscription.topic);
+    if let Some(traceparent) = event.get("traceparent").and_then(Value::as_str) {
+        request = request.header("traceparent", traceparent);
+    }
+    if let Some(token) = &sidecar.config.app_api_token {
+        request = request.header("dapr-api-token", token);
+    }
+    let Ok(request) = request.body(Body::from(event.to_string())) else {
+        tracing::error!(topic = %subscription.topic, id, "the event cannot be sent as a request; dropped");
+        return Attempt::Done;
+    };
+    let answer = tokio::time::timeout(sidecar.config.invoke_timeout, async {
+        let response = sidecar.client.request(request).await?;
+        let status = response.status();
+        use http_body_util::BodyExt;
+        let body = http_body_util::Limited::new(response.into_body(), 64 << 10)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Ok::<_, hyper_util::client::legacy::Error>((status, body))
+    })
+    .await;
+    let (status, body) = match answer {
+        Err(_) => return Attempt::Retry("the app did not answer in time".into()),
+        Ok(Err(err)) => return Attempt::Retry(format!("the app cannot be reached: {err}")),
+        Ok(Ok(answer)) => answer,
+    };
+    if status == axum::http::StatusCode::NOT_FOUND {
+        tracing::error!(topic = %subscription.topic, route = %subscription.route, id, "the app answered 404 to an event: dropped, as daprd does");
+        return Attempt::Done;
+    }
+    if !status.is_success() {
+        return Attempt::Retry(format!("the app answered {status}"));
+    }
+    let verdict = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+        v.get("status")
+            .and_then(Value::as_str)
+            .map(str::to_uppercase)
+    });
+    match verdict.as_deref() {
+        None | Some("SUCCESS") | Some("") => Attempt::Done,
+        Some("DROP") => {
+            tracing::warn!(topic = %subscription.topic, id, "the app dropped an event");
+            Attempt::Done
+        }
+        Some("RETRY") => Attempt::Retry("the app asked to retry".into()),
+        Some(other) => Attempt::Retry(format!("the app answered unknown status {other}")),
+    }
+}
+
+/// Retries `event` with back-off; then dead-letters or drops it, and
+/// acknowledges it. Stops without acknowledging when the sidecar stops.
+async fn retry(
+    sidecar: Arc<Sidecar>,
+    subscription: Arc<Subscription>,
+    message: Message,
+    event: Value,
+    mut reason: String,
+    _slot: OwnedSemaphorePermit,
+) {
+    let policy = &sidecar.config.pubsub_retry;
+    let mut backoff = policy.backoff;
+    for _ in 0..policy.max_retries {
+        tokio::select! {
+            () = sidecar.shutdown_was_requested() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(policy.backoff * 16);
+        match attempt(&sidecar, &subscription, &event).await {
+            Attempt::Done => {
+                message.ack();
+                return;
+            }
+            Attempt::Retry(why) => reason = why,
+        }
+    }
+    let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
+    let Some(dead_letter) = &subscription.dead_letter_topic else {
+        tracing::error!(topic = %subscription.topic, id, %reason, "event not delivered after {} retries; dropped (no deadLetterTopic)", policy.max_retries);
+        message.ack();
+        return;
+    };
+    let Some(pubsub) = sidecar.pubsubs.get(&subscription.pubsub_name) else {
+        return;
+    };
+    let payload = if subscription.raw_payload() {
+        message.payload.clone()
+    } else {
+        event.to_string().into_bytes()
+    };
+    match pubsub.broker.publish(dead_letter, payload).await {
+        Ok(()) => {
+            tracing::warn!(topic = %subscription.topic, id, %reason, dead_letter = %dead_letter, "event not delivered; sent to the dead-letter topic");
+            message.ack();
+        }
+        Err(err) => {
+            // Not acknowledged: the broker delivers it again later.
+            tracing::error!(topic = %subscription.topic, id, error = %err, "cannot dead-letter an event; left to the broker");
+        }
+    }
+}

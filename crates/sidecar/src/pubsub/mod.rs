@@ -1,0 +1,153 @@
+//! Pub/sub: one [`Broker`] trait, one module per broker, and one [`open`]
+//! that picks the broker by its Dapr type name.
+//!
+//! | Dapr type | module | metadata |
+//! |---|---|---|
+//! | `pubsub.in-memory` | [`memory`] | none (events live in this sidecar only) |
+//! | `pubsub.redis` | [`redis`] | `redisHost`, `redisPassword`, `redisUsername`, `redisDB`, `consumerID`, `processingTimeout`, `redeliverInterval`, `maxLenApprox` |
+//!
+//! Every component also takes `consumerID` (default: the app id) and
+//! `allowedTopics` (a comma list; publishing elsewhere is 403).
+//!
+//! A broker only moves bytes: [`Broker::publish`] stores one event, and
+//! [`Broker::subscribe`] yields a topic's events in order as [`Message`]s,
+//! each acknowledged ([`Message::ack`]) once the sidecar is done with it.
+//! A message dropped without an ack is redelivered by brokers that can.
+//! Everything Dapr adds (CloudEvents, routes, retries, dead letters) is in
+//! [`ops`] and [`delivery`], the same for every broker.
+//!
+//! A new broker is one module plus one line in [`open`].
+
+pub mod api;
+pub(crate) mod delivery;
+pub mod memory;
+pub(crate) mod ops;
+pub mod redis;
+pub mod subscriptions;
+
+use std::collections::HashMap;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::components::Component;
+
+/// Why a broker failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker refused, failed or could not be reached.
+    #[error("{0}")]
+    Backend(String),
+    /// The component's metadata is wrong.
+    #[error("invalid metadata: {0}")]
+    Metadata(String),
+}
+
+/// One event from a broker, in the order the broker gave it.
+#[derive(Debug)]
+pub struct Message {
+    /// The event's bytes as published.
+    pub payload: Vec<u8>,
+    ack: Option<oneshot::Sender<()>>,
+}
+
+impl Message {
+    /// A message whose ack goes to `ack` (brokers without acks pass none).
+    pub fn new(payload: Vec<u8>, ack: Option<oneshot::Sender<()>>) -> Message {
+        Message { payload, ack }
+    }
+
+    /// Tells the broker this event is done with (delivered, dropped or
+    /// dead-lettered); it will not come again.
+    pub fn ack(mut self) {
+        if let Some(ack) = self.ack.take() {
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// How many events a subscription may hold between the broker and the
+/// sidecar's delivery loop.
+pub const SUBSCRIPTION_BUFFER: usize = 64;
+
+/// A pub/sub broker.
+#[async_trait::async_trait]
+pub trait Broker: Send + Sync {
+    /// Stores `payload` on `topic`; returns once the broker has it.
+    async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), BrokerError>;
+
+    /// Starts consuming `topic` as `consumer_id` (one consumer group per
+    /// app); events arrive on the returned channel. Consuming stops when
+    /// the receiver is dropped.
+    async fn subscribe(
+        &self,
+        topic: &str,
+        consumer_id: &str,
+    ) -> Result<mpsc::Receiver<Message>, BrokerError>;
+}
+
+/// Opens the broker `component` names.
+pub async fn open(
+    component: &Component,
+    properties: &HashMap<String, String>,
+) -> Result<Box<dyn Broker>, BrokerError> {
+    match component.spec.component_type.as_str() {
+        "pubsub.in-memory" => Ok(Box::new(memory::MemoryBroker::default())),
+        "pubsub.redis" => Ok(Box::new(redis::RedisBroker::open(properties).await?)),
+        other => Err(BrokerError::Metadata(format!(
+            "pub/sub type {other} is not supported (use pubsub.redis or pubsub.in-memory)"
+        ))),
+    }
+}
+
+/// A loaded pub/sub component.
+pub struct PubsubComponent {
+    /// The broker.
+    pub broker: Box<dyn Broker>,
+    /// Its consumer group (`consumerID`, default the app id).
+    pub consumer_id: String,
+    /// `allowedTopics`, if set: the only topics this app may publish to.
+    pub allowed_topics: Option<Vec<String>>,
+}
+
+impl PubsubComponent {
+    /// Opens `component` for `app_id`.
+    pub async fn open(component: &Component, app_id: &str) -> Result<Self, BrokerError> {
+        let properties = component.properties();
+        let broker = open(component, &properties).await?;
+        let consumer_id = properties
+            .get("consumerID")
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .unwrap_or_else(|| app_id.to_string());
+        let allowed_topics = properties
+            .get("allowedTopics")
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| t.split(',').map(|s| s.trim().to_string()).collect());
+        Ok(PubsubComponent {
+            broker,
+            consumer_id,
+            allowed_topics,
+        })
+    }
+}
+
+/// A duration in Dapr's component format: Go's (`60s`, `500ms`, `1m`) or a
+/// bare number of milliseconds.
+pub(crate) fn metadata_duration(
+    properties: &HashMap<String, String>,
+    name: &str,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, BrokerError> {
+    match properties
+        .get(name)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+    {
+        None => Ok(default),
+        Some(text) => match text.parse::<u64>() {
+            Ok(ms) => Ok(std::time::Duration::from_millis(ms)),
+            Err(_) => service_kit::units::parse_duration(text)
+                .map_err(|e| BrokerError::Metadata(format!("{name}: {e}"))),
+        },
+    }
+}

@@ -1,0 +1,323 @@
+//! The publish building block, shared by the HTTP API ([`super::api`]) and
+//! gRPC `PublishEvent`/`BulkPublishEvent`: checks the component and topic,
+//! wraps the event in a CloudEvent as daprd does ([`cloud_event`]), and
+//! hands it to the broker.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
+use super::PubsubComponent;
+use crate::Sidecar;
+use crate::error::DaprError;
+
+/// One event to publish, as either API received it.
+#[derive(Debug, Default)]
+pub(crate) struct Publication {
+    /// The event's bytes.
+    pub data: Vec<u8>,
+    /// Its content type (empty: `text/plain`, as daprd).
+    pub content_type: String,
+    /// `rawPayload`, `ttlInSeconds` and the like.
+    pub metadata: HashMap<String, String>,
+    /// The caller's W3C `traceparent`, if any.
+    pub traceparent: Option<String>,
+}
+
+/// One entry of a bulk publish.
+#[derive(Debug)]
+pub(crate) struct BulkEntry {
+    /// The caller's id for it, echoed in failures.
+    pub entry_id: String,
+    /// The event.
+    pub publication: Publication,
+}
+
+impl Sidecar {
+    /// The pub/sub component `name`.
+    pub(crate) fn pubsub(&self, name: &str) -> Result<&PubsubComponent, DaprError> {
+        if self.pubsubs.is_empty() {
+            return Err(DaprError::PubsubNotConfigured);
+        }
+        self.pubsubs
+            .get(name)
+            .ok_or_else(|| DaprError::PubsubNotFound(name.to_string()))
+    }
+
+    /// Publishes one event on `topic` of `pubsub_name`.
+    pub(crate) async fn publish_event(
+        &self,
+        pubsub_name: &str,
+        topic: &str,
+        publication: Publication,
+    ) -> Result<(), DaprError> {
+        let pubsub = self.publishable(pubsub_name, topic)?;
+        let payload = cloud_event(&self.config.app_id, pubsub_name, topic, publication)?;
+        pubsub
+            .broker
+            .publish(topic, payload)
+            .await
+            .map_err(|e| DaprError::PubsubPublish {
+                topic: topic.to_string(),
+                pubsub: pubsub_name.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Publishes each entry; returns the ones that failed, with why. A
+    /// wrong component or topic fails the whole call instead.
+    pub(crate) async fn publish_events(
+        &self,
+        pubsub_name: &str,
+        topic: &str,
+        entries: Vec<BulkEntry>,
+    ) -> Result<Vec<(String, String)>, DaprError> {
+        self.publishable(pubsub_name, topic)?;
+        let mut failed = Vec::new();
+        for entry in entries {
+            if let Err(err) = self
+                .publish_event(pubsub_name, topic, entry.publication)
+                .await
+            {
+                failed.push((entry.entry_id, err.to_string()));
+            }
+        }
+        Ok(failed)
+    }
+
+    /// The component, if this app may publish to `topic` on it.
+    fn publishable(&self, pubsub_name: &str, topic: &str) -> Result<&PubsubComponent, DaprError> {
+        let pubsub = self.pubsub(pubsub_name)?;
+        if topic.is_empty() {
+            return Err(DaprError::MalformedRequest("topic is empty".into()));
+        }
+        if let Some(allowed) = &pubsub.allowed_topics
+            && !allowed.iter().any(|t| t == topic)
+        {
+            return Err(DaprError::PubsubForbidden {
+                topic: topic.to_string(),
+                app_id: self.config.app_id.clone(),
+            });
+        }
+        Ok(pubsub)
+    }
+}
+
+/// The bytes the broker stores for `publication`: the body as it is with
+/// `rawPayload=true`; else a CloudEvent 1.0 with the fields daprd sets
+/// (`id`, `source` (the app id), `type`, `specversion`, `datacontenttype`,
+/// `topic`, `pubsubname`, `traceid`, `traceparent`, `tracestate`, `time`,
+/// `expiration` with `ttlInSeconds`) and the data (`data` as JSON or text,
+/// or `data_base64`). A caller's own CloudEvent
+/// (`application/cloudevents+json`) keeps its fields; the missing ones are
+/// added.
+pub(crate) fn cloud_event(
+    app_id: &str,
+    pubsub_name: &str,
+    topic: &str,
+    publication: Publication,
+) -> Result<Vec<u8>, DaprError> {
+    let flag = |name: &str| {
+        publication
+            .metadata
+            .get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    };
+    if flag("rawPayload") {
+        return Ok(publication.data);
+    }
+    let content_type = if publication.content_type.is_empty() {
+        "text/plain".to_string()
+    } else {
+        publication.content_type.clone()
+    };
+    let mut event: Map<String, Value> = if content_type.starts_with("application/cloudevents+json")
+    {
+        match serde_json::from_slice(&publication.data) {
+            Ok(Value::Object(event)) => event,
+            _ => {
+                return Err(DaprError::PubsubCloudEvent(
+                    "the body is not a JSON CloudEvent object".into(),
+                ));
+            }
+        }
+    } else {
+        let mut event = Map::new();
+        event.insert("datacontenttype".into(), json!(content_type));
+        let (key, data) = event_data(&content_type, publication.data);
+        event.insert(key.into(), data);
+        event
+    };
+    let traceparent = publication
+        .traceparent
+        .unwrap_or_else(crate::invoke::new_traceparent);
+    let defaults = [
+        ("id", json!(new_event_id())),
+        ("source", json!(app_id)),
+        ("type", json!("com.dapr.event.sent")),
+        ("specversion", json!("1.0")),
+        ("datacontenttype", json!("application/json")),
+        ("traceid", json!(traceparent)),
+        ("traceparent", json!(traceparent)),
+        ("tracestate", json!("")),
+        (
+            "time",
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        ),
+    ];
+    for (key, value) in defaults {
+        event.entry(key).or_insert(value);
+    }
+    event.insert("topic".into(), json!(topic));
+    event.insert("pubsubname".into(), json!(pubsub_name));
+    if let Some(ttl) = publication.metadata.get("ttlInSeconds") {
+        let seconds = crate::state::ops::parse_ttl(ttl)?.unwrap_or(0);
+        // A TTL past what a date can hold never expires.
+        let expiration = i64::try_from(seconds)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .and_then(|ttl| chrono::Utc::now().checked_add_signed(ttl));
+        if let Some(expiration) = expiration {
+            event.insert(
+                "expiration".into(),
+                json!(expiration.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            );
+        }
+    }
+    serde_json::to_vec(&event).map_err(|e| DaprError::PubsubCloudEvent(e.to_string()))
+}
+
+/// The CloudEvent field for a body of `content_type`: JSON as JSON, text
+/// as a string, anything else base64.
+pub(crate) fn event_data(content_type: &str, data: Vec<u8>) -> (&'static str, Value) {
+    use base64::Engine;
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if (essence.ends_with("/json") || essence.ends_with("+json"))
+        && let Ok(value) = serde_json::from_slice::<Value>(&data)
+    {
+        return ("data", value);
+    }
+    let textual =
+        essence.starts_with("text/") || essence.ends_with("/xml") || essence.ends_with("/json");
+    if textual && let Ok(text) = std::str::from_utf8(&data) {
+        return ("data", Value::String(text.to_string()));
+    }
+    (
+        "data_base64",
+        Value::String(base64::engine::general_purpose::STANDARD.encode(data)),
+    )
+}
+
+/// A random UUID (version 4), as daprd's event ids are.
+pub(crate) fn new_event_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(1);
+        bytes = nanos.to_le_bytes();
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(content_type: &str, data: &[u8], metadata: &[(&str, &str)]) -> Value {
+        let publication = Publication {
+            data: data.to_vec(),
+            content_type: content_type.into(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            traceparent: None,
+        };
+        let bytes = cloud_event("app", "bus", "orders", publication).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn events_are_cloud_events_with_daprs_fields() {
+        let event = publish("application/json", br#"{"n":1}"#, &[]);
+        assert_eq!(event["data"], json!({"n": 1}));
+        assert_eq!(event["datacontenttype"], "application/json");
+        for (field, value) in [
+            ("source", "app"),
+            ("type", "com.dapr.event.sent"),
+            ("specversion", "1.0"),
+            ("topic", "orders"),
+            ("pubsubname", "bus"),
+        ] {
+            assert_eq!(event[field], value, "{field}");
+        }
+        assert_eq!(event["id"].as_str().unwrap().len(), 36);
+        assert_eq!(event["traceid"], event["traceparent"]);
+        assert!(event["time"].as_str().unwrap().ends_with('Z'));
+        assert!(event.get("expiration").is_none());
+
+        assert_eq!(publish("text/plain", b"hi", &[])["data"], "hi");
+        assert_eq!(publish("", b"hi", &[])["datacontenttype"], "text/plain");
+        let binary = publish("application/octet-stream", &[0, 159, 255], &[]);
+        assert_eq!(binary["data_base64"], "AJ//");
+        assert!(binary.get("data").is_none());
+        let expiring = publish("text/plain", b"x", &[("ttlInSeconds", "60")]);
+        assert!(expiring["expiration"].as_str().is_some());
+    }
+
+    #[test]
+    fn a_callers_cloud_event_keeps_its_fields_and_raw_payloads_pass_as_they_are() {
+        let own = publish(
+            "application/cloudevents+json",
+            br#"{"id":"mine","type":"order.created","source":"shop","data":{"n":2}}"#,
+            &[],
+        );
+        assert_eq!(own["id"], "mine");
+        assert_eq!(own["type"], "order.created");
+        assert_eq!(own["source"], "shop");
+        assert_eq!(own["topic"], "orders");
+        assert_eq!(own["specversion"], "1.0");
+
+        let raw = cloud_event(
+            "app",
+            "bus",
+            "orders",
+            Publication {
+                data: b"not json".to_vec(),
+                metadata: HashMap::from([("rawPayload".into(), "true".into())]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(raw, b"not json");
+
+        let broken = cloud_event(
+            "app",
+            "bus",
+            "orders",
+            Publication {
+                data: b"[1]".to_vec(),
+                content_type: "application/cloudevents+json".into(),
+                ..Default::default()
+            },
+        );
+        assert!(matches!(broken, Err(DaprError::PubsubCloudEvent(_))));
+    }
+}

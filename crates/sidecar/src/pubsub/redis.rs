@@ -1,0 +1,252 @@
+//! `pubsub.redis`: Redis Streams, laid out as daprd lays them out.
+//!
+//! - A topic is a stream; an event is an entry with one field, `data`
+//!   (`XADD`, trimmed to `maxLenApprox` entries when set).
+//! - Each app reads through a consumer group named by its `consumerID`
+//!   (created at the start of the stream when missing, so events published
+//!   before the first subscription are delivered too).
+//! - An entry is acknowledged (`XACK`) only once the sidecar is done with
+//!   it. Entries read but never acknowledged (the sidecar died) are read
+//!   again: this consumer's own pending entries when it starts, and any
+//!   consumer's entries idle for `processingTimeout` (default 60 s),
+//!   claimed every `redeliverInterval` (default 60 s; 0 turns it off).
+//!
+//! Metadata: the connection's ([`crate::redis_conn`]), plus
+//! `processingTimeout`, `redeliverInterval`, `maxLenApprox`, `queueDepth`
+//! (entries read at once, default 100).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, metadata_duration};
+
+/// How long one blocking read waits before looking at claims again.
+const READ_BLOCK: Duration = Duration::from_secs(1);
+
+/// A Redis Streams broker.
+pub struct RedisBroker {
+    client: redis::Client,
+    host: String,
+    /// Publishes and acks.
+    connection: ConnectionManager,
+    processing_timeout: Duration,
+    redeliver_interval: Duration,
+    max_len_approx: Option<usize>,
+    queue_depth: usize,
+}
+
+fn backend(err: redis::RedisError) -> BrokerError {
+    BrokerError::Backend(err.to_string())
+}
+
+impl RedisBroker {
+    /// Connects with the component's metadata.
+    pub async fn open(properties: &HashMap<String, String>) -> Result<Self, BrokerError> {
+        let (client, host) = crate::redis_conn::client(properties).map_err(backend)?;
+        let connection = tokio::time::timeout(
+            Duration::from_secs(5),
+            ConnectionManager::new(client.clone()),
+        )
+        .await
+        .map_err(|_| BrokerError::Backend(format!("no answer from Redis at {host} within 5s")))?
+        .map_err(backend)?;
+        let number = |name: &str, default: usize| -> Result<usize, BrokerError> {
+            match properties.get(name).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(text) => text
+                    .trim()
+                    .parse()
+                    .map_err(|_| BrokerError::Metadata(format!("{name} `{text}` is not a number"))),
+            }
+        };
+        Ok(RedisBroker {
+            client,
+            host,
+            connection,
+            processing_timeout: metadata_duration(
+                properties,
+                "processingTimeout",
+                Duration::from_secs(60),
+            )?,
+            redeliver_interval: metadata_duration(
+                properties,
+                "redeliverInterval",
+                Duration::from_secs(60),
+            )?,
+            max_len_approx: Some(number("maxLenApprox", 0)?).filter(|&n| n > 0),
+            queue_depth: number("queueDepth", 100)?.max(1),
+        })
+    }
+
+    /// A connection of its own for a subscription's blocking reads.
+    async fn reader_connection(&self) -> Result<MultiplexedConnection, BrokerError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(READ_BLOCK + Duration::from_secs(5)));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| BrokerError::Backend(format!("Redis at {}: {e}", self.host)))
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for RedisBroker {
+    async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), BrokerError> {
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("XADD");
+        command.arg(topic);
+        if let Some(max) = self.max_len_approx {
+            command.arg("MAXLEN").arg("~").arg(max);
+        }
+        command.arg("*").arg("data").arg(payload);
+        command
+            .query_async::<String>(&mut connection)
+            .await
+            .map(drop)
+            .map_err(backend)
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        consumer_id: &str,
+    ) -> Result<mpsc::Receiver<Message>, BrokerError> {
+        let mut reader = self.reader_connection().await?;
+        let created: Result<(), redis::RedisError> =
+            reader.xgroup_create_mkstream(topic, consumer_id, "0").await;
+        if let Err(err) = created
+            && err.code() != Some("BUSYGROUP")
+        {
+            return Err(backend(err));
+        }
+        let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let stream = StreamReader {
+            topic: topic.to_string(),
+            group: consumer_id.to_string(),
+            reader,
+            acks: self.connection.clone(),
+            sender,
+            processing_timeout: self.processing_timeout,
+            redeliver_interval: self.redeliver_interval,
+            queue_depth: self.queue_depth,
+        };
+        tokio::spawn(stream.run());
+        Ok(receiver)
+    }
+}
+
+/// One subscription's reading loop.
+struct StreamReader {
+    topic: String,
+    group: String,
+    reader: MultiplexedConnection,
+    acks: ConnectionManager,
+    sender: mpsc::Sender<Message>,
+    processing_timeout: Duration,
+    redeliver_interval: Duration,
+    queue_depth: usize,
+}
+
+impl StreamReader {
+    /// Reads until the subscription's receiver is dropped: first this
+    /// consumer's pending entries (left by a sidecar that died), then new
+    /// entries, claiming stale ones every `redeliverInterval`.
+    async fn run(mut self) {
+        let mut next_claim = tokio::time::Instant::now();
+        let mut pending_done = false;
+        while !self.sender.is_closed() {
+            let result = if !pending_done {
+                self.read("0").await.map(|count| {
+                    pending_done = count == 0;
+                })
+            } else if !self.redeliver_interval.is_zero()
+                && tokio::time::Instant::now() >= next_claim
+            {
+                next_claim = tokio::time::Instant::now() + self.redeliver_interval;
+                self.claim_stale().await
+            } else {
+                self.read(">").await.map(drop)
+            };
+            if let Err(err) = result {
+                if self.sender.is_closed() {
+                    break;
+                }
+                tracing::warn!(topic = %self.topic, error = %err, "pub/sub read from Redis failed; retrying in 1s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+
+    /// Reads entries after `from` (`0`: this consumer's pending ones, `>`:
+    /// new ones) and hands them on; returns how many.
+    async fn read(&mut self, from: &str) -> Result<usize, redis::RedisError> {
+        let mut options = StreamReadOptions::default()
+            .group(&self.group, &self.group)
+            .count(self.queue_depth);
+        if from == ">" {
+            options = options.block(READ_BLOCK.as_millis() as usize);
+        }
+        let reply: Option<StreamReadReply> = self
+            .reader
+            .xread_options(&[&self.topic], &[from], &options)
+            .await?;
+        let entries: Vec<StreamId> = reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default();
+        let count = entries.len();
+        for entry in entries {
+            self.hand_on(entry).await;
+        }
+        Ok(count)
+    }
+
+    /// Claims entries idle longer than `processingTimeout` (their reader
+    /// died) and hands them on.
+    async fn claim_stale(&mut self) -> Result<(), redis::RedisError> {
+        let idle = self.processing_timeout.as_millis() as usize;
+        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(&self.topic)
+            .arg(&self.group)
+            .arg(&self.group)
+            .arg(idle)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(self.queue_depth)
+            .query_async(&mut self.reader)
+            .await?;
+        for entry in reply.claimed {
+            self.hand_on(entry).await;
+        }
+        Ok(())
+    }
+
+    /// Sends one entry to the subscription, and acks it once it is done.
+    async fn hand_on(&self, entry: StreamId) {
+        let (ack, acked) = oneshot::channel();
+        let mut acks = self.acks.clone();
+        let (topic, group, id) = (self.topic.clone(), self.group.clone(), entry.id.clone());
+        tokio::spawn(async move {
+            if acked.await.is_ok() {
+                let done: Result<(), redis::RedisError> = acks.xack(&topic, &group, &[&id]).await;
+                if let Err(err) = done {
+                    tracing::warn!(%topic, %id, error = %err, "cannot acknowledge an event; it will come again");
+                }
+            }
+        });
+        let payload = match entry.map.get("data") {
+            Some(value) => redis::from_redis_value_ref::<Vec<u8>>(value).unwrap_or_default(),
+            None => {
+                tracing::warn!(topic = %self.topic, id = %entry.id, "stream entry without a data field; skipped");
+                let _ = ack.send(());
+                return;
+            }
+        };
+        let _ = self.sender.send(Message::new(payload, Some(ack))).await;
+    }
+}

@@ -1,0 +1,364 @@
+//! Subscriptions: which topics this sidecar's app receives, and where.
+//!
+//! - **Declarative:** `kind: Subscription` documents in the resources
+//!   folders, `dapr.io/v2alpha1` (`routes: {rules, default}`) or
+//!   `dapr.io/v1alpha1` (`route`), with `scopes`.
+//! - **Programmatic:** the app's answer to `GET /dapr/subscribe`, read once
+//!   the app answers and again each time it becomes healthy (a 404 means
+//!   none).
+//!
+//! Both have `pubsubname`, `topic`, `deadLetterTopic` and `metadata` (such
+//! as `rawPayload`). A `match` rule cannot be evaluated by this sidecar: it
+//! is refused with an error log naming it, never silently dropped, and the
+//! default route serves the topic; a subscription with no route left is
+//! refused.
+//!
+//! [`Sidecar::run_subscriptions`] starts one consumer per subscription
+//! ([`super::delivery`]) and stops them all when the app turns unhealthy or
+//! the sidecar stops.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::Sidecar;
+use crate::components::{ComponentError, documents_of_kind, yaml_text};
+
+/// Where a subscription came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionKind {
+    /// A `Subscription` YAML document.
+    Declarative,
+    /// The app's `GET /dapr/subscribe`.
+    Programmatic,
+}
+
+impl SubscriptionKind {
+    /// The name the metadata API gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionKind::Declarative => "DECLARATIVE",
+            SubscriptionKind::Programmatic => "PROGRAMMATIC",
+        }
+    }
+}
+
+/// One topic this app receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The pub/sub component.
+    pub pubsub_name: String,
+    /// The topic.
+    pub topic: String,
+    /// The app's path events are posted to.
+    pub route: String,
+    /// Where events go that the app never accepted.
+    pub dead_letter_topic: Option<String>,
+    /// Per-topic metadata, e.g. `rawPayload`.
+    pub metadata: HashMap<String, String>,
+    /// Declarative or programmatic.
+    pub kind: SubscriptionKind,
+}
+
+impl Subscription {
+    /// Whether events are raw bytes, not CloudEvents (`rawPayload`).
+    pub fn raw_payload(&self) -> bool {
+        self.metadata
+            .get("rawPayload")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+}
+
+/// A subscription as written, in the YAML `spec` or the app's JSON.
+#[derive(Debug, Deserialize)]
+struct Written {
+    #[serde(alias = "pubsubName")]
+    pubsubname: String,
+    topic: String,
+    #[serde(default)]
+    route: Option<String>,
+    #[serde(default)]
+    routes: Option<WrittenRoutes>,
+    #[serde(default, rename = "deadLetterTopic")]
+    dead_letter_topic: Option<String>,
+    #[serde(default)]
+    metadata: HashMap<String, Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WrittenRoutes {
+    #[serde(default)]
+    rules: Vec<WrittenRule>,
+    #[serde(default)]
+    default: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WrittenRule {
+    #[serde(default, rename = "match")]
+    condition: String,
+    path: String,
+}
+
+impl Written {
+    /// The subscription, or why it is refused.
+    fn resolve(self, kind: SubscriptionKind) -> Result<Subscription, String> {
+        let routes = self.routes.unwrap_or_default();
+        let mut catch_all = None;
+        for rule in routes.rules {
+            if rule.condition.trim().is_empty() {
+                catch_all.get_or_insert(rule.path);
+            } else {
+                tracing::error!(
+                    pubsub = %self.pubsubname,
+                    topic = %self.topic,
+                    condition = %rule.condition,
+                    path = %rule.path,
+                    "a subscription rule with `match` is refused: this sidecar does not evaluate CEL; its events go to the default route"
+                );
+            }
+        }
+        let route = routes
+            .default
+            .or(self.route)
+            .or(catch_all)
+            .filter(|r| !r.trim().is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "subscription to {}/{} has no route its events can go to (a default route is needed beside `match` rules)",
+                    self.pubsubname, self.topic
+                )
+            })?;
+        if self.pubsubname.is_empty() || self.topic.is_empty() {
+            return Err("a subscription needs pubsubname and topic".into());
+        }
+        let metadata = self
+            .metadata
+            .into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, text)
+            })
+            .collect();
+        Ok(Subscription {
+            pubsub_name: self.pubsubname,
+            topic: self.topic,
+            route: format!("/{}", route.trim_start_matches('/')),
+            dead_letter_topic: self.dead_letter_topic.filter(|t| !t.is_empty()),
+            metadata,
+            kind,
+        })
+    }
+}
+
+/// The `Subscription` documents in `folders` in scope for `app_id`.
+pub fn load_declarative(
+    folders: &[PathBuf],
+    app_id: &str,
+) -> Result<Vec<Subscription>, ComponentError> {
+    let mut subscriptions = Vec::new();
+    for (path, document) in documents_of_kind(folders, "Subscription")? {
+        let invalid = |reason: String| ComponentError::Invalid {
+            path: path.clone(),
+            reason,
+        };
+        let scopes: Vec<String> = document
+            .get("scopes")
+            .and_then(|s| s.as_sequence())
+            .map(|s| s.iter().map(yaml_text).collect())
+            .unwrap_or_default();
+        if !scopes.is_empty() && !scopes.iter().any(|s| s == app_id) {
+            continue;
+        }
+        let spec = document
+            .get("spec")
+            .cloned()
+            .ok_or_else(|| invalid("a Subscription needs a spec".into()))?;
+        let written: Written =
+            serde_yaml::from_value(spec).map_err(|e| invalid(format!("Subscription: {e}")))?;
+        subscriptions.push(
+            written
+                .resolve(SubscriptionKind::Declarative)
+                .map_err(invalid)?,
+        );
+    }
+    Ok(subscriptions)
+}
+
+/// The subscriptions in an app's `GET /dapr/subscribe` answer; refused
+/// ones are logged and left out.
+pub fn parse_programmatic(body: &[u8]) -> Result<Vec<Subscription>, String> {
+    let written: Vec<Written> = serde_json::from_slice(body).map_err(|e| {
+        format!("GET /dapr/subscribe answered something else than a list of subscriptions: {e}")
+    })?;
+    Ok(written
+        .into_iter()
+        .filter_map(|w| match w.resolve(SubscriptionKind::Programmatic) {
+            Ok(subscription) => Some(subscription),
+            Err(reason) => {
+                tracing::error!(%reason, "subscription refused");
+                None
+            }
+        })
+        .collect())
+}
+
+/// How often the sidecar asks an app that does not answer yet for its
+/// subscriptions.
+const ASK_AGAIN: Duration = Duration::from_millis(250);
+
+impl Sidecar {
+    /// The app's programmatic subscriptions, asked until it answers (or
+    /// the sidecar stops: `None`).
+    async fn ask_app_subscriptions(&self) -> Option<Vec<Subscription>> {
+        let port = self.config.app_port?;
+        if self.config.app_protocol != crate::args::AppProtocol::Http {
+            return Some(Vec::new());
+        }
+        let mut warned = false;
+        loop {
+            let request =
+                axum::http::Request::get(format!("http://127.0.0.1:{port}/dapr/subscribe"))
+                    .body(Body::empty())
+                    .ok()?;
+            let answer = match self.client.request(request).await {
+                Ok(response) if response.status() == axum::http::StatusCode::NOT_FOUND => {
+                    return Some(Vec::new());
+                }
+                Ok(response) if response.status().is_success() => {
+                    use http_body_util::BodyExt;
+                    match http_body_util::Limited::new(response.into_body(), 1 << 20)
+                        .collect()
+                        .await
+                    {
+                        Ok(body) => parse_programmatic(&body.to_bytes()),
+                        Err(e) => Err(format!("cannot read GET /dapr/subscribe: {e}")),
+                    }
+                }
+                Ok(response) => Err(format!(
+                    "GET /dapr/subscribe answered {}",
+                    response.status()
+                )),
+                Err(e) => Err(format!("the app does not answer yet: {e}")),
+            };
+            match answer {
+                Ok(subscriptions) => return Some(subscriptions),
+                Err(reason) if !warned => {
+                    tracing::info!(%reason, "waiting for the app's subscriptions");
+                    warned = true;
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                () = self.shutdown_was_requested() => return None,
+                () = tokio::time::sleep(ASK_AGAIN) => {}
+            }
+        }
+    }
+
+    /// The subscriptions in effect (for the metadata APIs).
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        self.subscriptions
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Runs the app's subscriptions until the sidecar stops: waits for
+    /// the app to be healthy, reads its subscriptions, consumes every
+    /// topic, and starts over when the app turns unhealthy.
+    pub(crate) async fn run_subscriptions(self: Arc<Self>) {
+        if self.pubsubs.is_empty() || self.config.app_port.is_none() {
+            return;
+        }
+        let mut healthy = self.app_healthy.subscribe();
+        loop {
+            tokio::select! {
+                () = self.shutdown_was_requested() => return,
+                _ = healthy.wait_for(|&h| h) => {}
+            }
+            let Some(programmatic) = self.ask_app_subscriptions().await else {
+                return;
+            };
+            let mut all = self.declarative.clone();
+            all.extend(programmatic);
+            let mut consumers = tokio::task::JoinSet::new();
+            let mut running = Vec::new();
+            for subscription in all {
+                let Some(pubsub) = self.pubsubs.get(&subscription.pubsub_name) else {
+                    tracing::error!(pubsub = %subscription.pubsub_name, topic = %subscription.topic, "subscription to a pub/sub that is not loaded; refused");
+                    continue;
+                };
+                match pubsub
+                    .broker
+                    .subscribe(&subscription.topic, &pubsub.consumer_id)
+                    .await
+                {
+                    Ok(messages) => {
+                        tracing::info!(pubsub = %subscription.pubsub_name, topic = %subscription.topic, route = %subscription.route, "subscribed");
+                        running.push(subscription.clone());
+                        consumers.spawn(super::delivery::consume(
+                            self.clone(),
+                            Arc::new(subscription),
+                            messages,
+                        ));
+                    }
+                    Err(err) => {
+                        tracing::error!(pubsub = %subscription.pubsub_name, topic = %subscription.topic, error = %err, "cannot subscribe");
+                    }
+                }
+            }
+            if let Ok(mut current) = self.subscriptions.lock() {
+                *current = running;
+            }
+            tokio::select! {
+                () = self.shutdown_was_requested() => {}
+                _ = healthy.wait_for(|&h| !h) => {
+                    tracing::warn!("the app is unhealthy: its subscriptions stop until it recovers");
+                }
+            }
+            // Events being delivered are not acknowledged; brokers that
+            // can will deliver them again.
+            consumers.shutdown().await;
+            if let Ok(mut current) = self.subscriptions.lock() {
+                current.clear();
+            }
+            if *self.shutdown_requested.borrow() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programmatic_subscriptions_in_both_forms() {
+        let body = br#"[
+            {"pubsubname":"bus","topic":"a","route":"orders","metadata":{"rawPayload":"true"}},
+            {"pubsubname":"bus","topic":"b","routes":{"rules":[{"match":"event.type == \"x\"","path":"/x"}],"default":"/b"},"deadLetterTopic":"dead"},
+            {"pubsubname":"bus","topic":"c","routes":{"rules":[{"match":"event.type == \"x\"","path":"/x"}]}}
+        ]"#;
+        let subscriptions = parse_programmatic(body).unwrap();
+        assert_eq!(
+            subscriptions.len(),
+            2,
+            "the rule-only subscription is refused"
+        );
+        assert_eq!(subscriptions[0].route, "/orders");
+        assert!(subscriptions[0].raw_payload());
+        assert_eq!(subscriptions[1].route, "/b");
+        assert_eq!(subscriptions[1].dead_letter_topic.as_deref(), Some("dead"));
+        assert!(parse_programmatic(b"{\"not\":\"a list\"}").is_err());
+    }
+}
