@@ -105,6 +105,19 @@ ensure_redis() {
     wait_for_port 6379 Redis
 }
 
+# The pub/sub suites start their own nats-server (JetStream) and mosquitto,
+# and use the machine's RabbitMQ on 127.0.0.1:5672 (guest/guest), each in a
+# virtual host of their own.
+ensure_brokers() {
+    command -v nats-server >/dev/null || apt_install nats-server
+    command -v mosquitto >/dev/null || apt_install mosquitto
+    port_open 5672 && return 0
+    command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+    step "Starting RabbitMQ on 127.0.0.1:5672"
+    rabbitmq-server -detached
+    wait_for_port 5672 RabbitMQ
+}
+
 # The state-store tests use a real PostgreSQL on 127.0.0.1:5432, user
 # postgres with password postgres (or trust authentication).
 ensure_postgres() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, the guest functions' own tests, and the
 # workspace's unit and integration tests (which start the real services and
-# use a real Redis and PostgreSQL, started here when they are not running).
+# use a real Redis, PostgreSQL, RabbitMQ, NATS and Mosquitto, started or
+# installed here when they are missing).
 #
 # It needs root: it installs what is missing with apt-get and starts
 # PostgreSQL as the postgres user.
@@ -14,6 +15,7 @@ trap print_step_timings EXIT
 ensure_toolchain
 ensure_redis
 ensure_postgres
+ensure_brokers
 ensure_js_sdk
 ensure_browser
 ensure_test_venv

@@ -28,24 +28,40 @@ use test_support::wait_until;
 const RETRIES: u32 = 3;
 
 /// Where the suite's events live.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Backend {
     Memory,
     Redis(u16),
+    JetStream(u16),
+    RabbitMq(String),
+    Mqtt(u16),
+}
+
+/// One component metadata entry, as YAML.
+fn entry(name: &str, value: &str) -> String {
+    format!("  - name: {name}\n    value: \"{value}\"\n")
 }
 
 impl Backend {
-    /// The `bus` component for this backend.
-    fn component(self) -> String {
+    /// The `bus` component for this backend; events not acknowledged come
+    /// again within a second.
+    fn component(&self) -> String {
         let (kind, metadata) = match self {
             Backend::Memory => ("pubsub.in-memory", String::new()),
             Backend::Redis(port) => (
                 "pubsub.redis",
-                format!(
-                    "  - name: redisHost\n    value: \"127.0.0.1:{port}\"\n\
-                     \x20 - name: processingTimeout\n    value: 300ms\n\
-                     \x20 - name: redeliverInterval\n    value: 100ms\n"
-                ),
+                entry("redisHost", &format!("127.0.0.1:{port}"))
+                    + &entry("processingTimeout", "300ms")
+                    + &entry("redeliverInterval", "100ms"),
+            ),
+            Backend::JetStream(port) => (
+                "pubsub.jetstream",
+                entry("natsURL", &format!("nats://127.0.0.1:{port}")) + &entry("ackWait", "500ms"),
+            ),
+            Backend::RabbitMq(url) => ("pubsub.rabbitmq", entry("connectionString", url)),
+            Backend::Mqtt(port) => (
+                "pubsub.mqtt3",
+                entry("url", &format!("tcp://127.0.0.1:{port}")),
             ),
         };
         format!(
@@ -163,7 +179,7 @@ fn sidecar_config(
 }
 
 /// Folders with the backend's component (and `extra` YAML files).
-fn folders(backend: Backend, extra: &[(&str, &str)]) -> (tempfile::TempDir, tempfile::TempDir) {
+fn folders(backend: &Backend, extra: &[(&str, &str)]) -> (tempfile::TempDir, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let resources = tempfile::tempdir().unwrap();
     std::fs::write(resources.path().join("pubsub.yaml"), backend.component()).unwrap();
@@ -207,7 +223,7 @@ async fn wait_for(received: &Received, what: &str, done: impl Fn(&Received) -> b
 /// Delivery, order, retries, DROP, 404, dead letter and a poison event
 /// that does not hold up the events behind it, on `backend`.
 async fn behaviour_suite(backend: Backend) {
-    let (data, resources) = folders(backend, &[]);
+    let (data, resources) = folders(&backend, &[]);
     let (app, received) = start_subscriber(orders_subscriptions()).await;
     let subscriber = RunningSidecar::start(sidecar_config(
         "subscriber",
@@ -221,7 +237,7 @@ async fn behaviour_suite(backend: Backend) {
     // another app's sidecar.
     let other_publisher = match backend {
         Backend::Memory => None,
-        Backend::Redis(_) => Some(
+        _ => Some(
             RunningSidecar::start(sidecar_config(
                 "publisher",
                 None,
@@ -313,11 +329,55 @@ async fn in_memory_behaviour_suite() {
     behaviour_suite(Backend::Memory).await;
 }
 
+/// Under `CI` the broker suites below must be able to run: this fails
+/// there when a broker is missing, even in a plain `cargo test` that leaves
+/// those suites ignored.
+#[test]
+fn under_ci_the_brokers_are_there() {
+    if std::env::var_os("CI").is_none() {
+        return;
+    }
+    test_support::services::require_services_under_ci(&[("RabbitMQ", "127.0.0.1:5672")]);
+    for program in ["redis-server", "nats-server", "mosquitto"] {
+        let found = std::process::Command::new(program)
+            .arg("--help")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok();
+        assert!(
+            found,
+            "{program} is not installed: scripts/test.sh installs it"
+        );
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs redis-server installed (scripts/test.sh installs it and runs this)"]
 async fn redis_behaviour_suite() {
     let redis = test_support::RedisServer::start();
     behaviour_suite(Backend::Redis(redis.port())).await;
+}
+
+#[tokio::test]
+#[ignore = "needs nats-server installed (scripts/test.sh installs it and runs this)"]
+async fn jetstream_behaviour_suite() {
+    let nats = test_support::BrokerServer::nats();
+    behaviour_suite(Backend::JetStream(nats.port())).await;
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ on 127.0.0.1:5672 (scripts/test.sh starts it and runs this)"]
+async fn rabbitmq_behaviour_suite() {
+    let vhost = test_support::RabbitVhost::create();
+    behaviour_suite(Backend::RabbitMq(vhost.url())).await;
+}
+
+#[tokio::test]
+#[ignore = "needs mosquitto installed (scripts/test.sh installs it and runs this)"]
+async fn mqtt_behaviour_suite() {
+    let mosquitto = test_support::BrokerServer::mosquitto();
+    behaviour_suite(Backend::Mqtt(mosquitto.port())).await;
 }
 
 /// Declarative subscriptions (both versions, with scopes), raw payloads,
@@ -360,7 +420,7 @@ spec:
   route: /never
 scopes: [someone-else]
 ";
-    let (data, resources) = folders(Backend::Memory, &[("subscriptions.yaml", subscriptions)]);
+    let (data, resources) = folders(&Backend::Memory, &[("subscriptions.yaml", subscriptions)]);
     let (app, received) = start_subscriber(json!([])).await;
     let sidecar = RunningSidecar::start(sidecar_config(
         "declared",
@@ -495,15 +555,33 @@ async fn publishing_without_a_pubsub_component_is_a_clear_error() {
     sidecar.stop().await;
 }
 
-/// A subscriber whose sidecar is down while events are published gets
-/// them all once it is back; then its sidecar dies (its runtime is torn
-/// down, as by SIGKILL: no acks, no goodbye) with events in the app's
-/// hands, and a new sidecar delivers those again.
 #[tokio::test]
 #[ignore = "needs redis-server installed (scripts/test.sh installs it and runs this)"]
 async fn redis_keeps_events_for_a_subscriber_that_was_down_or_killed() {
     let redis = test_support::RedisServer::start();
-    let (data, resources) = folders(Backend::Redis(redis.port()), &[]);
+    nothing_lost(Backend::Redis(redis.port())).await;
+}
+
+#[tokio::test]
+#[ignore = "needs nats-server installed (scripts/test.sh installs it and runs this)"]
+async fn jetstream_keeps_events_for_a_subscriber_that_was_down_or_killed() {
+    let nats = test_support::BrokerServer::nats();
+    nothing_lost(Backend::JetStream(nats.port())).await;
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ on 127.0.0.1:5672 (scripts/test.sh starts it and runs this)"]
+async fn rabbitmq_keeps_events_for_a_subscriber_that_was_down_or_killed() {
+    let vhost = test_support::RabbitVhost::create();
+    nothing_lost(Backend::RabbitMq(vhost.url())).await;
+}
+
+/// A subscriber whose sidecar is down while events are published gets
+/// them all once it is back; then its sidecar dies (its runtime is torn
+/// down, as by SIGKILL: no acks, no goodbye) with events in the app's
+/// hands, and a new sidecar delivers those again.
+async fn nothing_lost(backend: Backend) {
+    let (data, resources) = folders(&backend, &[]);
     let (app, received) = start_subscriber(orders_subscriptions()).await;
     let subscriber_config =
         || sidecar_config("subscriber", Some(app), data.path(), resources.path());
@@ -567,7 +645,7 @@ async fn redis_keeps_events_for_a_subscriber_that_was_down_or_killed() {
 async fn publishing_over_grpc() {
     use dapr::dapr::proto::runtime::v1 as pb;
     use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
-    let (data, resources) = folders(Backend::Memory, &[]);
+    let (data, resources) = folders(&Backend::Memory, &[]);
     let (app, received) = start_subscriber(orders_subscriptions()).await;
     let sidecar = RunningSidecar::start(sidecar_config(
         "grpc-pub",

@@ -31,6 +31,6 @@ pub mod wait;
 
 pub use paths::{photo, repo_path, wasm_path};
 pub use process::spawn_listening;
-pub use services::{RedisServer, require_service};
+pub use services::{BrokerServer, RabbitVhost, RedisServer, require_service};
 pub use sidecar::{RunningSidecar, assert_dapr_error, get_json, start_echo_app};
 pub use wait::wait_until;

@@ -106,3 +106,147 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A broker of the test's own (`nats-server -js`, `mosquitto`), on a free
+/// loopback port with its data in a temporary folder, killed when dropped,
+/// so that no test sees another's events.
+pub struct BrokerServer {
+    child: Child,
+    port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl BrokerServer {
+    /// NATS with JetStream.
+    pub fn nats() -> BrokerServer {
+        BrokerServer::start("nats-server", |port, dir| {
+            vec![
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+                "-js".into(),
+                "-sd".into(),
+                dir.display().to_string(),
+            ]
+        })
+    }
+
+    /// Mosquitto (MQTT 3.1.1).
+    pub fn mosquitto() -> BrokerServer {
+        BrokerServer::start("mosquitto", |port, dir| {
+            let config = dir.join("mosquitto.conf");
+            std::fs::write(
+                &config,
+                format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            )
+            .expect("write mosquitto.conf");
+            vec!["-c".into(), config.display().to_string()]
+        })
+    }
+
+    fn start(program: &str, args: impl Fn(u16, &std::path::Path) -> Vec<String>) -> BrokerServer {
+        for _ in 0..5 {
+            let data = tempfile::tempdir().expect("a temporary folder");
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let child = Command::new(program)
+                .args(args(port, data.path()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("{program} is installed (scripts/test.sh installs it): {e}")
+                });
+            let mut server = BrokerServer {
+                child,
+                port,
+                _data: data,
+            };
+            let mut exited = false;
+            wait_until_blocking(
+                &format!("{program} accepts connections"),
+                Duration::from_secs(10),
+                || {
+                    exited = server.child.try_wait().ok().flatten().is_some();
+                    exited || TcpStream::connect(("127.0.0.1", port)).is_ok()
+                },
+            );
+            if !exited {
+                return server;
+            }
+        }
+        panic!("{program} did not start on any of 5 free ports");
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for BrokerServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A RabbitMQ virtual host of the test's own on the machine's RabbitMQ
+/// (127.0.0.1:5672, guest/guest), deleted when dropped.
+pub struct RabbitVhost {
+    name: String,
+}
+
+impl RabbitVhost {
+    /// Creates one and lets `guest` use it.
+    pub fn create() -> RabbitVhost {
+        require_service("RabbitMQ", "127.0.0.1:5672");
+        let name = format!(
+            "dapr-wasm-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        let vhost = RabbitVhost { name };
+        vhost.ctl(&["add_vhost", &vhost.name]);
+        vhost.ctl(&[
+            "set_permissions",
+            "-p",
+            &vhost.name,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ]);
+        vhost
+    }
+
+    /// The AMQP URL of the vhost.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let status = Command::new("rabbitmqctl")
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .expect("rabbitmqctl is installed with RabbitMQ");
+        assert!(status.success(), "rabbitmqctl {args:?} failed");
+    }
+}
+
+impl Drop for RabbitVhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

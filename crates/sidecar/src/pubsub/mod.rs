@@ -4,6 +4,9 @@
 //! | Dapr type | module | metadata |
 //! |---|---|---|
 //! | `pubsub.in-memory` | [`memory`] | none (events live in this sidecar only) |
+//! | `pubsub.jetstream` | [`jetstream`] | `natsURL`, `durableName`, `ackWait`, `maxDeliver`, `memoryStorage` |
+//! | `pubsub.mqtt3` | [`mqtt`] | `url`, `qos` (1), `retain`, `cleanSession` |
+//! | `pubsub.rabbitmq` | [`rabbitmq`] | `connectionString`, `durable`, `deletedWhenUnused`, `prefetchCount` |
 //! | `pubsub.redis` | [`redis`] | `redisHost`, `redisPassword`, `redisUsername`, `redisDB`, `consumerID`, `processingTimeout`, `redeliverInterval`, `maxLenApprox` |
 //!
 //! Every component also takes `consumerID` (default: the app id) and
@@ -20,8 +23,11 @@
 
 pub mod api;
 pub(crate) mod delivery;
+pub mod jetstream;
 pub mod memory;
+pub mod mqtt;
 pub(crate) mod ops;
+pub mod rabbitmq;
 pub mod redis;
 pub mod subscriptions;
 
@@ -89,12 +95,20 @@ pub trait Broker: Send + Sync {
 pub async fn open(
     component: &Component,
     properties: &HashMap<String, String>,
+    consumer_id: &str,
 ) -> Result<Box<dyn Broker>, BrokerError> {
     match component.spec.component_type.as_str() {
         "pubsub.in-memory" => Ok(Box::new(memory::MemoryBroker::default())),
         "pubsub.redis" => Ok(Box::new(redis::RedisBroker::open(properties).await?)),
+        "pubsub.mqtt3" => Ok(Box::new(
+            mqtt::MqttBroker::open(properties, consumer_id).await?,
+        )),
+        "pubsub.rabbitmq" => Ok(Box::new(rabbitmq::RabbitBroker::open(properties).await?)),
+        "pubsub.jetstream" => Ok(Box::new(
+            jetstream::JetStreamBroker::open(properties).await?,
+        )),
         other => Err(BrokerError::Metadata(format!(
-            "pub/sub type {other} is not supported (use pubsub.redis or pubsub.in-memory)"
+            "pub/sub type {other} is not supported (use pubsub.redis, pubsub.jetstream, pubsub.rabbitmq, pubsub.mqtt3 or pubsub.in-memory)"
         ))),
     }
 }
@@ -113,12 +127,12 @@ impl PubsubComponent {
     /// Opens `component` for `app_id`.
     pub async fn open(component: &Component, app_id: &str) -> Result<Self, BrokerError> {
         let properties = component.properties();
-        let broker = open(component, &properties).await?;
         let consumer_id = properties
             .get("consumerID")
             .filter(|c| !c.is_empty())
             .cloned()
             .unwrap_or_else(|| app_id.to_string());
+        let broker = open(component, &properties, &consumer_id).await?;
         let allowed_topics = properties
             .get("allowedTopics")
             .filter(|t| !t.trim().is_empty())

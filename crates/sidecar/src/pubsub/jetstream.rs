@@ -1,0 +1,197 @@
+//! `pubsub.jetstream`: NATS JetStream.
+//!
+//! - A topic is a subject. Its events are kept by the stream that covers
+//!   the subject; when none does, this sidecar creates one (named
+//!   `dapr-wasm-<topic>`, file storage). daprd expects the stream to have
+//!   been created beforehand; creating it makes `dapr-wasm up` work on a
+//!   bare server.
+//! - Each app reads through a durable pull consumer named by its
+//!   `durableName` (default: the `consumerID`), delivering all the
+//!   stream's events from the start, acknowledging explicitly. Events not
+//!   acknowledged within `ackWait` (default 30 s) come again: after a
+//!   sidecar dies, its consumer's events go to the next one.
+//! - A publish returns once JetStream has stored the event.
+//!
+//! Metadata: `natsURL` (default `nats://localhost:4222`), `durableName`,
+//! `ackWait`, `maxDeliver`, `memoryStorage`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt;
+
+use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, metadata_duration};
+
+/// A JetStream broker.
+pub struct JetStreamBroker {
+    context: jetstream::Context,
+    /// Topics whose stream is known to exist.
+    streams: Mutex<HashSet<String>>,
+    durable_name: Option<String>,
+    ack_wait: Duration,
+    max_deliver: i64,
+    memory_storage: bool,
+}
+
+fn backend(err: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Backend(err.to_string())
+}
+
+impl JetStreamBroker {
+    /// Connects with the component's metadata.
+    pub async fn open(properties: &HashMap<String, String>) -> Result<Self, BrokerError> {
+        let url = properties
+            .get("natsURL")
+            .filter(|u| !u.is_empty())
+            .map(String::as_str)
+            .unwrap_or("nats://localhost:4222");
+        let client = tokio::time::timeout(
+            Duration::from_secs(5),
+            async_nats::ConnectOptions::new()
+                .connection_timeout(Duration::from_secs(5))
+                .connect(url),
+        )
+        .await
+        .map_err(|_| BrokerError::Backend(format!("no answer from NATS at {url} within 5s")))?
+        .map_err(|e| BrokerError::Backend(format!("NATS at {url}: {e}")))?;
+        let max_deliver = match properties.get("maxDeliver").filter(|v| !v.is_empty()) {
+            Some(text) => text.trim().parse().map_err(|_| {
+                BrokerError::Metadata(format!("maxDeliver `{text}` is not a number"))
+            })?,
+            None => -1,
+        };
+        Ok(JetStreamBroker {
+            context: jetstream::new(client),
+            streams: Mutex::new(HashSet::new()),
+            durable_name: properties
+                .get("durableName")
+                .filter(|d| !d.is_empty())
+                .cloned(),
+            ack_wait: metadata_duration(properties, "ackWait", Duration::from_secs(30))?,
+            max_deliver,
+            memory_storage: properties
+                .get("memoryStorage")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        })
+    }
+
+    /// The stream holding `topic`, created when none covers it.
+    async fn stream_for(&self, topic: &str) -> Result<stream::Stream, BrokerError> {
+        let known = self
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(topic);
+        let name = match self.context.stream_by_subject(topic).await {
+            Ok(name) => name,
+            Err(_) if !known => {
+                let name = format!("dapr-wasm-{}", name_part(topic));
+                let config = stream::Config {
+                    name: name.clone(),
+                    subjects: vec![topic.to_string()],
+                    storage: if self.memory_storage {
+                        stream::StorageType::Memory
+                    } else {
+                        stream::StorageType::File
+                    },
+                    ..Default::default()
+                };
+                self.context
+                    .get_or_create_stream(config)
+                    .await
+                    .map_err(backend)?;
+                tracing::info!(topic, stream = %name, "created a JetStream stream for the topic");
+                name
+            }
+            Err(err) => return Err(backend(err)),
+        };
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_string());
+        self.context.get_stream(name).await.map_err(backend)
+    }
+}
+
+/// `text` with what NATS names cannot hold (`.`, `*`, `>`, spaces,
+/// slashes) replaced by `_`.
+fn name_part(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '.' | '*' | '>' | ' ' | '/' | '\\' => '_',
+            other => other,
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl Broker for JetStreamBroker {
+    async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), BrokerError> {
+        self.stream_for(topic).await?;
+        self.context
+            .publish(topic.to_string(), payload.into())
+            .await
+            .map_err(backend)?
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        consumer_id: &str,
+    ) -> Result<mpsc::Receiver<Message>, BrokerError> {
+        let stream = self.stream_for(topic).await?;
+        let durable = name_part(self.durable_name.as_deref().unwrap_or(consumer_id));
+        let config = consumer::pull::Config {
+            durable_name: Some(durable.clone()),
+            filter_subject: topic.to_string(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_wait: self.ack_wait,
+            max_deliver: self.max_deliver,
+            ..Default::default()
+        };
+        let consumer = stream
+            .get_or_create_consumer(&durable, config)
+            .await
+            .map_err(backend)?;
+        let mut messages = consumer.messages().await.map_err(backend)?;
+        let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let topic = topic.to_string();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    () = sender.closed() => return,
+                    next = messages.next() => next,
+                };
+                let message = match next {
+                    Some(Ok(message)) => message,
+                    Some(Err(err)) => {
+                        tracing::warn!(%topic, error = %err, "JetStream read failed; going on");
+                        continue;
+                    }
+                    None => return,
+                };
+                let (ack, acked) = oneshot::channel();
+                let payload = message.payload.to_vec();
+                let topic = topic.clone();
+                tokio::spawn(async move {
+                    if acked.await.is_ok()
+                        && let Err(err) = message.ack().await
+                    {
+                        tracing::warn!(%topic, error = %err, "cannot acknowledge an event; it will come again");
+                    }
+                });
+                if sender.send(Message::new(payload, Some(ack))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(receiver)
+    }
+}
