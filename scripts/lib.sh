@@ -118,6 +118,17 @@ ensure_brokers() {
     wait_for_port 5672 RabbitMQ
 }
 
+# The events service's tests use a real MariaDB on 127.0.0.1:3306 (root, no
+# password), as the machine kind runs it.
+ensure_mariadb() {
+    port_open 3306 && return 0
+    command -v mariadbd >/dev/null || apt_install mariadb-server
+    step "Starting MariaDB on 127.0.0.1:3306"
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+    start-stop-daemon --start --oknodo --background --exec "$(command -v mariadbd)" -- --user=mysql
+    wait_for_port 3306 MariaDB
+}
+
 # The state-store tests use a real PostgreSQL on 127.0.0.1:5432, user
 # postgres with password postgres (or trust authentication).
 ensure_postgres() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, the guest functions' own tests, and the
 # workspace's unit and integration tests (which start the real services and
-# use a real Redis, PostgreSQL, RabbitMQ, NATS and Mosquitto, started or
+# use a real Redis, PostgreSQL, MariaDB, RabbitMQ, NATS and Mosquitto, started or
 # installed here when they are missing).
 #
 # It needs root: it installs what is missing with apt-get and starts
@@ -16,6 +16,7 @@ ensure_toolchain
 ensure_redis
 ensure_postgres
 ensure_brokers
+ensure_mariadb
 ensure_js_sdk
 ensure_browser
 ensure_test_venv

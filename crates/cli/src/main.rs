@@ -50,6 +50,8 @@ enum Command {
     ImageApi(image_api::ImageApiArgs),
     /// Serve the web UI and route uploads to the image apps (a Dapr app).
     WebPort(web_port::WebPortArgs),
+    /// Keep and list the image events published by web-port (a Dapr app).
+    Events(events::EventsArgs),
     /// Run a function once: stdin in, stdout out, reason on stderr.
     Run(run::RunArgs),
     /// A Dapr-compatible sidecar for one app (invoke, state, secrets, metadata).
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
         Command::List => apps::list(),
         Command::Invoke(args) => apps::invoke(args),
         Command::WebPort(args) => serve_web_port(args),
+        Command::Events(args) => serve_events(args),
         Command::Run(args) => run::run(args),
         Command::Sidecar(args) => serve_sidecar(args),
         Command::Models(ModelsCommand::Fetch { dir }) => fetch_models(dir),
@@ -129,6 +132,13 @@ fn serve_web_port(args: web_port::WebPortArgs) -> anyhow::Result<ExitCode> {
     let config = args.validate().map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(web_port::run(config, service_kit::shutdown::signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve_events(args: events::EventsArgs) -> anyhow::Result<ExitCode> {
+    let config = args.validate().map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(events::run(config, service_kit::shutdown::signal()))?;
     Ok(ExitCode::SUCCESS)
 }
 

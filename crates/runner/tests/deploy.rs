@@ -83,7 +83,12 @@ fn the_run_file_plans_and_its_components_load() {
     let ids: Vec<&str> = plans.iter().map(|p| p.app_id.as_str()).collect();
     assert_eq!(
         ids,
-        ["web-port", "image-api-grayscale", "image-api-classify"]
+        [
+            "web-port",
+            "image-api-grayscale",
+            "image-api-classify",
+            "events"
+        ]
     );
     for plan in &plans {
         plan.check_components().unwrap();

@@ -260,7 +260,7 @@ async fn errors_are_the_statuses_daprd_gives() {
             message: "nope",
         },
         Expected {
-            case: "an RPC this sidecar does not serve",
+            case: "no pub/sub component",
             outcome: dapr
                 .publish_event(pb::PublishEventRequest {
                     pubsub_name: "p".into(),
@@ -269,9 +269,23 @@ async fn errors_are_the_statuses_daprd_gives() {
                 })
                 .await
                 .map(drop),
+            code: Code::FailedPrecondition,
+            reason: "DAPR_PUBSUB_NOT_CONFIGURED",
+            message: "pubsub is not configured",
+        },
+        Expected {
+            case: "an RPC this sidecar does not serve",
+            outcome: dapr
+                .invoke_binding(pb::InvokeBindingRequest {
+                    name: "b".into(),
+                    operation: "create".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
             code: Code::Unimplemented,
             reason: "ERR_API_UNIMPLEMENTED",
-            message: "PublishEvent",
+            message: "InvokeBinding",
         },
         Expected {
             case: "an app id nobody runs",

@@ -50,6 +50,18 @@ pub struct WebPortArgs {
     #[arg(long, env = "STATE_STORE", default_value = "statestore")]
     pub state_store: String,
 
+    /// The Dapr pub/sub component each upload's event is published to.
+    #[arg(long, env = "PUBSUB_NAME", default_value = "pubsub")]
+    pub pubsub: String,
+
+    /// The topic of those events.
+    #[arg(long, env = "EVENTS_TOPIC", default_value = "image-events")]
+    pub events_topic: String,
+
+    /// The app id of the events service (the UI's history).
+    #[arg(long, env = "EVENTS_APP_ID", default_value = "events")]
+    pub events_app_id: String,
+
     /// Largest upload, e.g. 16Mi.
     #[arg(long, default_value = "16Mi", value_parser = parse_size)]
     pub max_body_size: usize,
@@ -86,6 +98,12 @@ pub struct WebPortConfig {
     pub classify_app_id: String,
     /// The state store's name.
     pub state_store: String,
+    /// The pub/sub component of the image events.
+    pub pubsub: String,
+    /// Their topic.
+    pub events_topic: String,
+    /// The events service's app id.
+    pub events_app_id: String,
     /// Largest upload and how long it may take to arrive.
     pub body_limits: BodyLimits,
     /// Timeout of a call to an image app.
@@ -104,6 +122,9 @@ impl WebPortArgs {
             &self.grayscale_app_id,
             &self.classify_app_id,
             &self.state_store,
+            &self.pubsub,
+            &self.events_topic,
+            &self.events_app_id,
         ] {
             if id.is_empty() || id.contains('/') {
                 return Err(format!("`{id}` is not a valid app id or store name"));
@@ -118,6 +139,9 @@ impl WebPortArgs {
             grayscale_app_id: self.grayscale_app_id.clone(),
             classify_app_id: self.classify_app_id.clone(),
             state_store: self.state_store.clone(),
+            pubsub: self.pubsub.clone(),
+            events_topic: self.events_topic.clone(),
+            events_app_id: self.events_app_id.clone(),
             body_limits: BodyLimits {
                 max_bytes: self.max_body_size,
                 timeout: self.body_timeout,

@@ -180,8 +180,57 @@ impl DaprClient {
         body: Bytes,
         content_type: Option<&str>,
     ) -> Result<Invoked, DaprClientError> {
+        self.invoke_verb(reqwest::Method::POST, app_id, method, body, content_type)
+            .await
+    }
+
+    /// `GET /v1.0/invoke/{app_id}/method/{method}` (`method` may carry a
+    /// query string).
+    pub async fn invoke_get(&self, app_id: &str, method: &str) -> Result<Invoked, DaprClientError> {
+        self.invoke_verb(reqwest::Method::GET, app_id, method, Bytes::new(), None)
+            .await
+    }
+
+    /// `POST /v1.0/publish/{pubsub}/{topic}` with `event` as JSON: returns
+    /// once the broker has it.
+    pub async fn publish<T: Serialize>(
+        &self,
+        pubsub: &str,
+        topic: &str,
+        event: &T,
+    ) -> Result<(), DaprClientError> {
+        let url = format!("{}/v1.0/publish/{pubsub}/{topic}", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .timeout(STATE_TIMEOUT)
+            .json(event)
+            .send()
+            .await
+            .map_err(|e| Self::unreachable(&url, e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(DaprClientError::Status { status, body })
+    }
+
+    /// Service invocation over the HTTP API with `verb`.
+    async fn invoke_verb(
+        &self,
+        verb: reqwest::Method,
+        app_id: &str,
+        method: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<Invoked, DaprClientError> {
         let url = format!("{}/v1.0/invoke/{app_id}/method/{method}", self.base);
-        let mut request = self.http.post(&url).timeout(self.invoke_timeout).body(body);
+        let mut request = self
+            .http
+            .request(verb, &url)
+            .timeout(self.invoke_timeout)
+            .body(body);
         if let Some(content_type) = content_type {
             request = request.header(reqwest::header::CONTENT_TYPE, content_type);
         }

@@ -8,6 +8,7 @@
 //! | `ImageAppUnavailable` | 503 | `ERR_IMAGE_APP_UNAVAILABLE` |
 //! | `Sidecar` | 502 | `ERR_SIDECAR` |
 //! | `Stats` | 503 | `ERR_STATE_STORE` |
+//! | `EventsUnavailable` | 503 | `ERR_EVENTS_UNAVAILABLE` |
 //! | `NotFound` | 404 | `ERR_NOT_FOUND` |
 
 use axum::http::StatusCode;
@@ -38,6 +39,9 @@ pub enum WebError {
     /// The state store failed.
     #[error("the stats are unavailable: {0}")]
     Stats(DaprClientError),
+    /// The events service could not be reached through the sidecar.
+    #[error("the events service is unavailable: {0}")]
+    EventsUnavailable(String),
     /// No such route or file.
     #[error("not found: {0}")]
     NotFound(String),
@@ -49,9 +53,9 @@ impl WebError {
         match self {
             WebError::UnknownApi(_) => StatusCode::BAD_REQUEST,
             WebError::Body(body) => body.status(),
-            WebError::ImageAppUnavailable { .. } | WebError::Stats(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            WebError::ImageAppUnavailable { .. }
+            | WebError::Stats(_)
+            | WebError::EventsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Sidecar(_) => StatusCode::BAD_GATEWAY,
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
         }
@@ -65,6 +69,7 @@ impl WebError {
             WebError::ImageAppUnavailable { .. } => "ERR_IMAGE_APP_UNAVAILABLE",
             WebError::Sidecar(_) => "ERR_SIDECAR",
             WebError::Stats(_) => "ERR_STATE_STORE",
+            WebError::EventsUnavailable(_) => "ERR_EVENTS_UNAVAILABLE",
             WebError::NotFound(_) => service_kit::error_body::NOT_FOUND,
         }
     }

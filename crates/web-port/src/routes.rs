@@ -5,13 +5,17 @@
 //!   (`grayscale` or `classify`; the seed's `rs` and `go` too) to the image
 //!   app through the sidecar; the app's answer comes back as is.
 //! - `GET /api/invokecount`: the stats.
+//! - `GET /api/events`, `GET /api/events/summary` (also without `/api`):
+//!   the history, from the
+//!   events service through the sidecar (each upload publishes its event
+//!   to it over pub/sub).
 //! - `GET /healthz`: health.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -50,6 +54,10 @@ pub fn app(config: WebPortConfig) -> Router {
         )
         .route("/api/hello", post(upload))
         .route("/api/invokecount", get(stats_get))
+        .route("/api/events", get(events_list))
+        .route("/api/events/summary", get(events_summary))
+        .route("/events", get(events_list))
+        .route("/events/summary", get(events_summary))
         .fallback(|uri: axum::http::Uri| async move { WebError::NotFound(uri.path().to_string()) })
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -110,7 +118,11 @@ fn image_app<'a>(config: &'a WebPortConfig, api: &str) -> Option<ImageApp<'a>> {
 }
 
 /// `POST /api/hello`
-async fn upload(State(state): State<AppState>, request: Request) -> Response {
+async fn upload(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    request: Request,
+) -> Response {
     let started = Instant::now();
     let api_header = header_str(request.headers(), "api").unwrap_or_default();
     let Some(ImageApp {
@@ -172,7 +184,18 @@ async fn upload(State(state): State<AppState>, request: Request) -> Response {
         output_bytes,
         milliseconds: (elapsed.as_secs_f64() * 1e5).round() / 100.0,
         status: response.status().as_u16(),
+        client: Some(peer.ip().to_string()),
     };
+    // The events service's copy, over pub/sub: the broker keeps it while
+    // that service is down. A failure is logged; the upload stands.
+    let config = &state.config;
+    if let Err(err) = state
+        .dapr
+        .publish(&config.pubsub, &config.events_topic, &event)
+        .await
+    {
+        tracing::warn!(error = %err, "cannot publish the upload's event");
+    }
     // The upload's answer waits for the stats write (so a count the
     // client can read afterwards includes it) but never fails with it.
     if let Err(err) = stats::record(&state.dapr, &state.config.state_store, event).await {
@@ -193,6 +216,46 @@ async fn stats_get(State(state): State<AppState>) -> Result<Json<Stats>, WebErro
         .await
         .map(Json)
         .map_err(WebError::Stats)
+}
+
+/// `GET /api/events`: the events service's `GET /events`, query and all.
+async fn events_list(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+    let method = match uri.query() {
+        Some(query) => format!("events?{query}"),
+        None => "events".to_string(),
+    };
+    from_events_service(&state, &method).await
+}
+
+/// `GET /api/events/summary`
+async fn events_summary(State(state): State<AppState>) -> Response {
+    from_events_service(&state, "events/summary").await
+}
+
+/// The events service's answer to `GET method`, as it came, or a 503 when
+/// the sidecar cannot reach it.
+async fn from_events_service(state: &AppState, method: &str) -> Response {
+    match state
+        .dapr
+        .invoke_get(&state.config.events_app_id, method)
+        .await
+    {
+        Ok(invoked) if sidecar_could_not_reach_app(&invoked) => {
+            WebError::EventsUnavailable(dapr_message(&invoked.body)).into_response()
+        }
+        Ok(invoked) => {
+            let mut response = Response::new(Body::from(invoked.body));
+            *response.status_mut() = invoked.status;
+            if let Some(value) = invoked
+                .content_type
+                .and_then(|v| HeaderValue::from_str(&v).ok())
+            {
+                response.headers_mut().insert(header::CONTENT_TYPE, value);
+            }
+            response
+        }
+        Err(err) => WebError::EventsUnavailable(err.to_string()).into_response(),
+    }
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {

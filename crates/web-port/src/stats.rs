@@ -21,24 +21,8 @@ pub const MAX_EVENTS: usize = 10;
 /// Attempts before an update gives up (each lost race is one attempt).
 const MAX_ATTEMPTS: u32 = 200;
 
-/// One call, as recorded.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Event {
-    /// When it finished, RFC 3339 UTC.
-    pub time: String,
-    /// `grayscale` or `classify`.
-    pub api: String,
-    /// Upload size.
-    #[serde(rename = "inputBytes")]
-    pub input_bytes: usize,
-    /// Answer size.
-    #[serde(rename = "outputBytes")]
-    pub output_bytes: usize,
-    /// Time the call took, in milliseconds.
-    pub milliseconds: f64,
-    /// The HTTP status returned to the browser.
-    pub status: u16,
-}
+/// One call, as recorded here and published to the events service.
+pub use events::ImageEvent as Event;
 
 /// The stored record, and what `GET /api/invokecount` returns.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

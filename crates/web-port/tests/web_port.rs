@@ -89,7 +89,9 @@ struct System {
     _grayscale_stop: oneshot::Sender<()>,
     _web_stop: oneshot::Sender<()>,
     _sidecars: Vec<RunningSidecar>,
-    _data: tempfile::TempDir,
+    /// The components folder, when the system has pub/sub.
+    resources: Option<tempfile::TempDir>,
+    data: tempfile::TempDir,
 }
 
 impl System {
@@ -112,7 +114,28 @@ impl System {
         host: HostConfig,
         protocols: (InvokeProtocol, InvokeProtocol),
     ) -> System {
+        System::start_full(function, host, protocols, None).await
+    }
+
+    /// The same, and when `pubsub` (a component's YAML) is given, every
+    /// sidecar loads it beside the usual state store and secret store.
+    async fn start_full(
+        function: &str,
+        host: HostConfig,
+        protocols: (InvokeProtocol, InvokeProtocol),
+        pubsub: Option<String>,
+    ) -> System {
         let data = tempfile::tempdir().unwrap();
+        let resources = pubsub.map(|yaml| {
+            let dir = tempfile::tempdir().unwrap();
+            sidecar_support::write_resources(
+                dir.path(),
+                &data.path().join("state.db"),
+                &data.path().join("secrets.json"),
+            );
+            std::fs::write(dir.path().join("pubsub.yaml"), yaml).unwrap();
+            dir
+        });
         let grayscale = start_image_app_with(function, 0, host).await;
         let classify = start_image_app("classify", 0).await;
         let sidecar =
@@ -125,6 +148,7 @@ impl System {
         ] {
             let mut config = sidecar(id, port, data.path());
             config.max_body_size = 16 << 20;
+            config.resources_paths = resources.iter().map(|r| r.path().to_path_buf()).collect();
             sidecars.push(RunningSidecar::start(config).await);
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -135,6 +159,9 @@ impl System {
             grayscale_app_id: "image-api-grayscale".into(),
             classify_app_id: "image-api-classify".into(),
             state_store: "statestore".into(),
+            pubsub: "pubsub".into(),
+            events_topic: "image-events".into(),
+            events_app_id: "events".into(),
             body_limits: service_kit::body::BodyLimits::max_bytes(16 << 20),
             invoke_timeout: Duration::from_secs(30),
             max_connections: Default::default(),
@@ -155,7 +182,8 @@ impl System {
             _grayscale_stop: grayscale.stop,
             _web_stop: tx,
             _sidecars: sidecars,
-            _data: data,
+            resources,
+            data,
         }
     }
 
@@ -393,5 +421,146 @@ async fn the_ui_is_served_from_the_binary_and_nothing_else_is() {
     ] {
         let response = get(path).await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+/// Starts the events service on `listener`, behind the sidecar on
+/// `dapr_http_port`, keeping events in `database`.
+async fn start_events(
+    listener: TcpListener,
+    dapr_http_port: u16,
+    database: &Path,
+) -> oneshot::Sender<()> {
+    let config = events::EventsConfig {
+        listen: listener.local_addr().unwrap(),
+        dapr_http_port,
+        pubsub: "pubsub".into(),
+        topic: "image-events".into(),
+        database: events::config::DatabaseSource::Url(format!("sqlite:{}", database.display())),
+        max_connections: Default::default(),
+    };
+    let store = events::store::open(&config).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(events::serve(listener, config, store, async {
+        let _ = stopped.await;
+    }));
+    stop
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server installed (scripts/test.sh installs it and runs this)"]
+async fn the_history_comes_from_the_events_service_and_nothing_is_lost_while_it_is_down() {
+    let redis = test_support::RedisServer::start();
+    let pubsub = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\n\
+         spec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n\
+         \x20 - name: redisHost\n    value: \"127.0.0.1:{}\"\n",
+        redis.port()
+    );
+    let system = System::start_full(
+        "grayscale",
+        host_config(),
+        (InvokeProtocol::Http, InvokeProtocol::Grpc),
+        Some(pubsub),
+    )
+    .await;
+    // The events app behind its sidecar, which probes its health.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let events_app = listener.local_addr().unwrap();
+    let mut config = sidecar_support::config("events", Some(events_app.port()), system.data.path());
+    config.resources_paths = vec![system.resources.as_ref().unwrap().path().to_path_buf()];
+    config.app_health = Some(sidecar::args::AppHealthConfig {
+        path: "/healthz".into(),
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(500),
+        threshold: 1,
+    });
+    let events_sidecar = RunningSidecar::start(config).await;
+    let database = system.data.path().join("events.db");
+    let stop_events = start_events(listener, events_sidecar.address.port(), &database).await;
+
+    for _ in 0..2 {
+        let response = system.hello("grayscale", photo("cat.jpg")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let history = system.wait_for_history(2).await;
+    assert_eq!(history["events"][0]["api"], "grayscale");
+    assert_eq!(history["events"][0]["client"], "127.0.0.1");
+    assert_eq!(history["events"][0]["status"], 200);
+
+    // The events app stops: uploads still work, the history says why it is
+    // missing, and the event published meanwhile waits in the broker.
+    let _ = stop_events.send(());
+    let metadata = events_sidecar.url("/v1.0/metadata");
+    test_support::wait_until(
+        "the events sidecar stops taking events",
+        Duration::from_secs(10),
+        || {
+            let request = reqwest::get(metadata.clone());
+            async move {
+                let metadata: Value = request.await.unwrap().json().await.unwrap();
+                metadata["subscriptions"]
+                    .as_array()
+                    .is_some_and(Vec::is_empty)
+            }
+        },
+    )
+    .await;
+    let response = system.hello("grayscale", photo("cat.jpg")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let missing = system
+        .client
+        .get(format!("{}/api/events", system.web))
+        .send()
+        .await
+        .unwrap();
+    assert_error(missing, 503, "ERR_EVENTS_UNAVAILABLE").await;
+
+    let listener = TcpListener::bind(events_app).await.unwrap();
+    let _events = start_events(listener, events_sidecar.address.port(), &database).await;
+    let history = system.wait_for_history(3).await;
+    assert_eq!(history["total"], 3);
+    let summary: Value = system
+        .client
+        .get(format!("{}/api/events/summary", system.web))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["counts"][0]["count"], 3, "{summary}");
+}
+
+impl System {
+    /// Waits until web-port's history (from the events service) holds
+    /// `total` events; returns it.
+    async fn wait_for_history(&self, total: u64) -> Value {
+        let url = format!("{}/api/events", self.web);
+        test_support::wait_until(
+            "the events service lists every upload",
+            Duration::from_secs(20),
+            || {
+                let request = self.client.get(&url).send();
+                async move {
+                    match request.await {
+                        Ok(response) if response.status() == 200 => response
+                            .json::<Value>()
+                            .await
+                            .is_ok_and(|v| v["total"] == total),
+                        _ => false,
+                    }
+                }
+            },
+        )
+        .await;
+        self.client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }

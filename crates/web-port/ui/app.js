@@ -101,6 +101,25 @@ $("submit").addEventListener("click", async () => {
   }
 });
 
+// The last uploads: from the events service (fed by pub/sub), or, while it
+// is unavailable, from the stats record, saying so.
+async function history(fallback) {
+  let reason;
+  try {
+    const response = await fetch("/api/events?limit=10");
+    if (response.ok) {
+      $("history-note").hidden = true;
+      return (await response.json()).events;
+    }
+    reason = await errorMessage(response);
+  } catch (e) {
+    reason = e.message;
+  }
+  $("history-note").textContent = `History from the stats record: ${reason}`;
+  $("history-note").hidden = false;
+  return fallback;
+}
+
 async function refreshStats() {
   try {
     const response = await fetch("/api/invokecount");
@@ -113,7 +132,8 @@ async function refreshStats() {
     $("stats-error").hidden = true;
     $("count").textContent = stats.count;
     $("count").title = `${stats.count} answered, ${stats.failed ?? 0} failed`;
-    const rows = stats.events.map((e) => {
+    const events = await history(stats.events);
+    const rows = events.map((e) => {
       const tr = document.createElement("tr");
       const time = new Date(e.time).toLocaleTimeString();
       for (const v of [time, e.api, e.inputBytes, e.outputBytes, e.milliseconds.toFixed(1), e.status]) {
