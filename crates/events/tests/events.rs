@@ -11,7 +11,6 @@ use events::{EventsArgs, ImageEvent};
 use serde_json::{Value, json};
 use sidecar::args::AppHealthConfig;
 use test_support::sidecar::*;
-use test_support::wait_until;
 
 fn image_event(time: &str, api: &str, status: u16) -> ImageEvent {
     ImageEvent {
@@ -180,21 +179,10 @@ async fn publish(sidecar: &RunningSidecar, n: u64) {
 
 async fn wait_for_total(app: SocketAddr, total: u64) -> Value {
     let url = format!("http://{app}/events?limit=100");
-    wait_until(
-        "the events service lists every event",
-        Duration::from_secs(20),
-        || {
-            let request = reqwest::get(url.clone());
-            async move {
-                match request.await {
-                    Ok(r) => r.json::<Value>().await.is_ok_and(|v| v["total"] == total),
-                    Err(_) => false,
-                }
-            }
-        },
-    )
-    .await;
-    reqwest::get(url).await.unwrap().json().await.unwrap()
+    wait_for_json("the events service lists every event", &url, |v| {
+        v["total"] == total
+    })
+    .await
 }
 
 #[tokio::test]
@@ -242,19 +230,10 @@ async fn events_published_while_the_service_is_down_arrive_once_it_is_back() {
 
     // Down: the sidecar stops taking events; the broker keeps them.
     let _ = stop.send(());
-    let sidecar_url = sidecar.url("/v1.0/metadata");
-    wait_until(
+    wait_for_json(
         "the sidecar stops its subscriptions",
-        Duration::from_secs(10),
-        || {
-            let request = reqwest::get(sidecar_url.clone());
-            async move {
-                let metadata: Value = request.await.unwrap().json().await.unwrap();
-                metadata["subscriptions"]
-                    .as_array()
-                    .is_some_and(Vec::is_empty)
-            }
-        },
+        &sidecar.url("/v1.0/metadata"),
+        |m| m["subscriptions"].as_array().is_some_and(Vec::is_empty),
     )
     .await;
     for n in 3..=5 {

@@ -191,14 +191,11 @@ fn folders(backend: &Backend, extra: &[(&str, &str)]) -> (tempfile::TempDir, tem
 
 /// Waits until the app's sidecar lists `count` subscriptions.
 async fn wait_subscribed(sidecar: &RunningSidecar, count: usize) {
-    let url = sidecar.url("/v1.0/metadata");
-    wait_until("the sidecar subscribes", Duration::from_secs(10), || {
-        let request = reqwest::get(url.clone());
-        async move {
-            let metadata: Value = request.await.unwrap().json().await.unwrap();
-            metadata["subscriptions"].as_array().map(Vec::len) == Some(count)
-        }
-    })
+    wait_for_json(
+        "the sidecar subscribes",
+        &sidecar.url("/v1.0/metadata"),
+        |m| m["subscriptions"].as_array().map(Vec::len) == Some(count),
+    )
     .await;
 }
 

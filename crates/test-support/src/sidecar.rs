@@ -194,6 +194,27 @@ pub async fn assert_dapr_error(
     message
 }
 
+/// GETs `url` until it answers a 200 with a JSON body that `done` accepts
+/// (within 20 s, else panics naming `what`); returns that body.
+pub async fn wait_for_json(what: &str, url: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let client = reqwest::Client::new();
+    let last = std::sync::Mutex::new(Value::Null);
+    wait_until(what, Duration::from_secs(20), || async {
+        let Ok(response) = client.get(url).send().await else {
+            return false;
+        };
+        if response.status() != 200 {
+            return false;
+        }
+        let body: Value = response.json().await.unwrap_or_default();
+        let accepted = done(&body);
+        *last.lock().unwrap() = body;
+        accepted
+    })
+    .await;
+    last.into_inner().unwrap()
+}
+
 /// GETs `url`, asserts a 200, and returns the JSON body.
 pub async fn get_json(url: String) -> Value {
     let response = reqwest::get(&url).await.expect("the request is sent");

@@ -491,19 +491,10 @@ async fn the_history_comes_from_the_events_service_and_nothing_is_lost_while_it_
     // The events app stops: uploads still work, the history says why it is
     // missing, and the event published meanwhile waits in the broker.
     let _ = stop_events.send(());
-    let metadata = events_sidecar.url("/v1.0/metadata");
-    test_support::wait_until(
+    sidecar_support::wait_for_json(
         "the events sidecar stops taking events",
-        Duration::from_secs(10),
-        || {
-            let request = reqwest::get(metadata.clone());
-            async move {
-                let metadata: Value = request.await.unwrap().json().await.unwrap();
-                metadata["subscriptions"]
-                    .as_array()
-                    .is_some_and(Vec::is_empty)
-            }
-        },
+        &events_sidecar.url("/v1.0/metadata"),
+        |m| m["subscriptions"].as_array().is_some_and(Vec::is_empty),
     )
     .await;
     let response = system.hello("grayscale", photo("cat.jpg")).await;
@@ -537,30 +528,9 @@ impl System {
     /// `total` events; returns it.
     async fn wait_for_history(&self, total: u64) -> Value {
         let url = format!("{}/api/events", self.web);
-        test_support::wait_until(
-            "the events service lists every upload",
-            Duration::from_secs(20),
-            || {
-                let request = self.client.get(&url).send();
-                async move {
-                    match request.await {
-                        Ok(response) if response.status() == 200 => response
-                            .json::<Value>()
-                            .await
-                            .is_ok_and(|v| v["total"] == total),
-                        _ => false,
-                    }
-                }
-            },
-        )
-        .await;
-        self.client
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        sidecar_support::wait_for_json("the events service lists every upload", &url, |v| {
+            v["total"] == total
+        })
+        .await
     }
 }

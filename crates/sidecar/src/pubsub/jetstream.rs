@@ -20,10 +20,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
-use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, metadata_duration};
+use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, hand_on, metadata_duration};
 
 /// A JetStream broker.
 pub struct JetStreamBroker {
@@ -177,17 +177,8 @@ impl Broker for JetStreamBroker {
                     }
                     None => return,
                 };
-                let (ack, acked) = oneshot::channel();
                 let payload = message.payload.to_vec();
-                let topic = topic.clone();
-                tokio::spawn(async move {
-                    if acked.await.is_ok()
-                        && let Err(err) = message.ack().await
-                    {
-                        tracing::warn!(%topic, error = %err, "cannot acknowledge an event; it will come again");
-                    }
-                });
-                if sender.send(Message::new(payload, Some(ack))).await.is_err() {
+                if !hand_on(&sender, payload, move || async move { message.ack().await }).await {
                     return;
                 }
             }

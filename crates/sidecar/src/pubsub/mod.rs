@@ -71,6 +71,33 @@ impl Message {
     }
 }
 
+/// Hands `payload` to a subscription; once the sidecar acknowledges it,
+/// runs `acknowledge` (the broker's own ack, e.g. `XACK`). `false` when the
+/// subscription has gone.
+pub(crate) async fn hand_on<F, Fut, E>(
+    subscription: &mpsc::Sender<Message>,
+    payload: Vec<u8>,
+    acknowledge: F,
+) -> bool
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display,
+{
+    let (ack, acked) = oneshot::channel();
+    tokio::spawn(async move {
+        if acked.await.is_ok()
+            && let Err(err) = acknowledge().await
+        {
+            tracing::warn!(error = %err, "cannot acknowledge an event; it will come again");
+        }
+    });
+    subscription
+        .send(Message::new(payload, Some(ack)))
+        .await
+        .is_ok()
+}
+
 /// How many events a subscription may hold between the broker and the
 /// sidecar's delivery loop.
 pub const SUBSCRIPTION_BUFFER: usize = 64;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER};
+use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, hand_on};
 
 /// Publishes waiting for the broker's acknowledgement: first in the order
 /// they were handed to the client, then by packet id.
@@ -158,17 +158,12 @@ async fn run_events(mut events: EventLoop, client: AsyncClient, shared: Arc<Shar
                     let _ = client.ack(&publish).await;
                     continue;
                 };
-                let (ack, acked) = oneshot::channel();
                 let acker = client.clone();
                 let payload = publish.payload.to_vec();
-                tokio::spawn(async move {
-                    if acked.await.is_ok()
-                        && let Err(err) = acker.ack(&publish).await
-                    {
-                        tracing::warn!(error = %err, "cannot acknowledge an MQTT event");
-                    }
-                });
-                let _ = subscriber.send(Message::new(payload, Some(ack))).await;
+                hand_on(&subscriber, payload, move || async move {
+                    acker.ack(&publish).await
+                })
+                .await;
             }
             _ => {}
         }

@@ -22,10 +22,10 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
-use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER};
+use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, hand_on};
 
 /// A RabbitMQ broker.
 pub struct RabbitBroker {
@@ -186,21 +186,10 @@ impl Broker for RabbitBroker {
                     }
                     None => return,
                 };
-                let (ack, acked) = oneshot::channel();
                 let acker = delivery.acker.clone();
-                let queue_name = queue.clone();
-                tokio::spawn(async move {
-                    if acked.await.is_ok()
-                        && let Err(err) = acker.ack(BasicAckOptions::default()).await
-                    {
-                        tracing::warn!(queue = %queue_name, error = %err, "cannot acknowledge an event; it will come again");
-                    }
-                });
-                if sender
-                    .send(Message::new(delivery.data, Some(ack)))
-                    .await
-                    .is_err()
-                {
+                let acknowledge =
+                    move || async move { acker.ack(BasicAckOptions::default()).await.map(drop) };
+                if !hand_on(&sender, delivery.data, acknowledge).await {
                     return;
                 }
             }

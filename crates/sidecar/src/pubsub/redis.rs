@@ -21,9 +21,9 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, metadata_duration};
+use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, hand_on, metadata_duration};
 
 /// How long one blocking read waits before looking at claims again.
 const READ_BLOCK: Duration = Duration::from_secs(1);
@@ -228,25 +228,21 @@ impl StreamReader {
 
     /// Sends one entry to the subscription, and acks it once it is done.
     async fn hand_on(&self, entry: StreamId) {
-        let (ack, acked) = oneshot::channel();
         let mut acks = self.acks.clone();
         let (topic, group, id) = (self.topic.clone(), self.group.clone(), entry.id.clone());
-        tokio::spawn(async move {
-            if acked.await.is_ok() {
-                let done: Result<(), redis::RedisError> = acks.xack(&topic, &group, &[&id]).await;
-                if let Err(err) = done {
-                    tracing::warn!(%topic, %id, error = %err, "cannot acknowledge an event; it will come again");
-                }
+        let acknowledge =
+            move || async move { acks.xack::<_, _, _, ()>(&topic, &group, &[&id]).await };
+        match entry.map.get("data") {
+            Some(value) => {
+                let payload = redis::from_redis_value_ref::<Vec<u8>>(value).unwrap_or_default();
+                hand_on(&self.sender, payload, acknowledge).await;
             }
-        });
-        let payload = match entry.map.get("data") {
-            Some(value) => redis::from_redis_value_ref::<Vec<u8>>(value).unwrap_or_default(),
             None => {
                 tracing::warn!(topic = %self.topic, id = %entry.id, "stream entry without a data field; skipped");
-                let _ = ack.send(());
-                return;
+                if let Err(err) = acknowledge().await {
+                    tracing::warn!(error = %err, "cannot acknowledge a skipped entry");
+                }
             }
-        };
-        let _ = self.sender.send(Message::new(payload, Some(ack))).await;
+        }
     }
 }
