@@ -86,6 +86,9 @@ fn harness() -> &'static Harness {
             api_token: None,
             app_api_token: None,
             max_connections: Default::default(),
+            app_health: None,
+            app_max_concurrency: None,
+            pubsub_retry: Default::default(),
         };
         let app = runtime.block_on(async {
             sidecar::app(Arc::new(sidecar::Sidecar::new(config).await.unwrap()))
