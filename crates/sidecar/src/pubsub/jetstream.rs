@@ -15,7 +15,7 @@
 //! Metadata: `natsURL` (default `nats://localhost:4222`), `durableName`,
 //! `ackWait`, `maxDeliver`, `memoryStorage`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -28,8 +28,8 @@ use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, hand_on, metadata
 /// A JetStream broker.
 pub struct JetStreamBroker {
     context: jetstream::Context,
-    /// Topics whose stream is known to exist.
-    streams: Mutex<HashSet<String>>,
+    /// The stream of each topic seen so far.
+    streams: Mutex<HashMap<String, String>>,
     durable_name: Option<String>,
     ack_wait: Duration,
     max_deliver: i64,
@@ -65,7 +65,7 @@ impl JetStreamBroker {
         };
         Ok(JetStreamBroker {
             context: jetstream::new(client),
-            streams: Mutex::new(HashSet::new()),
+            streams: Mutex::new(HashMap::new()),
             durable_name: properties
                 .get("durableName")
                 .filter(|d| !d.is_empty())
@@ -78,16 +78,15 @@ impl JetStreamBroker {
         })
     }
 
-    /// The stream holding `topic`, created when none covers it.
-    async fn stream_for(&self, topic: &str) -> Result<stream::Stream, BrokerError> {
-        let known = self
-            .streams
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(topic);
+    /// The name of the stream holding `topic`, created when none covers
+    /// it. Remembered per topic, so publishing asks JetStream once.
+    async fn stream_name(&self, topic: &str) -> Result<String, BrokerError> {
+        if let Some(name) = self.lock_streams().get(topic) {
+            return Ok(name.clone());
+        }
         let name = match self.context.stream_by_subject(topic).await {
             Ok(name) => name,
-            Err(_) if !known => {
+            Err(_) => {
                 let name = format!("dapr-wasm-{}", name_part(topic));
                 let config = stream::Config {
                     name: name.clone(),
@@ -106,13 +105,13 @@ impl JetStreamBroker {
                 tracing::info!(topic, stream = %name, "created a JetStream stream for the topic");
                 name
             }
-            Err(err) => return Err(backend(err)),
         };
-        self.streams
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_string());
-        self.context.get_stream(name).await.map_err(backend)
+        self.lock_streams().insert(topic.to_string(), name.clone());
+        Ok(name)
+    }
+
+    fn lock_streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -130,7 +129,7 @@ fn name_part(text: &str) -> String {
 #[async_trait::async_trait]
 impl Broker for JetStreamBroker {
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), BrokerError> {
-        self.stream_for(topic).await?;
+        self.stream_name(topic).await?;
         self.context
             .publish(topic.to_string(), payload.into())
             .await
@@ -145,7 +144,8 @@ impl Broker for JetStreamBroker {
         topic: &str,
         consumer_id: &str,
     ) -> Result<mpsc::Receiver<Message>, BrokerError> {
-        let stream = self.stream_for(topic).await?;
+        let name = self.stream_name(topic).await?;
+        let stream = self.context.get_stream(name).await.map_err(backend)?;
         let durable = name_part(self.durable_name.as_deref().unwrap_or(consumer_id));
         let config = consumer::pull::Config {
             durable_name: Some(durable.clone()),
