@@ -8,7 +8,8 @@
 #
 # Each runs at a fixed RATE (default 1000 req/s) for DURATION seconds
 # (default 30) after a 5 s warm-up, with 1 KiB bodies, driven open-loop by
-# crates/sidecar/examples/invoke_load.rs. Prints Markdown for
+# crates/sidecar/examples/invoke_load.rs, on one thread (THREADS=2 runs it on
+# two, as the issue-12 figures were first measured). Prints Markdown for
 # docs/performance.md.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -58,14 +59,14 @@ for mode in direct http grpc; do
     echo "{\"cpu\": $(awk -v a="$before" -v b="$(sidecar_cpu)" 'BEGIN { print b - a }')}" > "$work/$mode.cpu"
 done
 
-python3 - "$work" "$RATE" "$DURATION" <<'PY'
+python3 - "$work" "$RATE" "$DURATION" "${THREADS:-1}" <<'PY'
 import json, os, sys, datetime
-work, rate, duration = sys.argv[1], sys.argv[2], sys.argv[3]
+work, rate, duration, threads = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 runs = {m: json.load(open(f"{work}/{m}.json")) for m in ("direct", "http", "grpc")}
 cpu = {m: json.load(open(f"{work}/{m}.cpu"))["cpu"] for m in runs}
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"### Sidecar benchmark, {datetime.date.today()}\n")
-print(f"- command: `bash scripts/bench-sidecar.sh` ({rate} req/s for {duration} s per path, 1 KiB bodies, loopback, open loop)")
+print(f"- command: `bash scripts/bench-sidecar.sh` ({rate} req/s for {duration} s per path, 1 KiB bodies, loopback, open loop; load generator on {threads} thread(s))")
 print(f"- machine: {model}, {os.cpu_count()} cores\n")
 print("| path | requests | ok | p50 | p90 | p99 | added p50 | added p90 | added p99 | sidecar CPU per 1000 calls | max send lag |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -89,6 +89,7 @@ fn harness() -> &'static Harness {
             app_health: None,
             app_max_concurrency: None,
             pubsub_retry: Default::default(),
+            embedded_pubsub_fallback: false,
         };
         let app = runtime.block_on(async {
             sidecar::app(Arc::new(sidecar::Sidecar::new(config).await.unwrap()))

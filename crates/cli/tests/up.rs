@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Up, wait_gone};
+use support::{DemoSpec, EventsApp, Up, free_port, wait_gone};
 use test_support::repo_path;
 
 async fn hello(client: &reqwest::Client, web: &str, api: &str, photo: &str) -> reqwest::Response {
@@ -142,6 +142,55 @@ fn the_python_sdk_works_against_up_over_grpc() {
     for grpc in &ports[6..] {
         assert!(list.contains(&grpc.to_string()), "{list}");
     }
+}
+
+/// The demo with its fifth app, events, on a machine whose broker is down:
+/// `up` runs every sidecar with `--embedded-pubsub-fallback`, so the
+/// `pubsub.redis` component is served by the embedded broker, and every
+/// upload is recorded: `GET /events` on web-port lists both uploads.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_records_every_upload_in_the_events_app_even_without_a_broker() {
+    let nothing_listens = free_port();
+    let spec = DemoSpec {
+        events: Some(EventsApp {
+            ports: [(); 3].map(|()| free_port()),
+            pubsub_spec: format!(
+                "  type: pubsub.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: \"127.0.0.1:{nothing_listens}\"\n"
+            ),
+        }),
+        ..DemoSpec::default()
+    };
+    let (up, _ports, _dir) = Up::start_demo_with(&spec);
+    let web = up.wait_ready();
+    let client = reqwest::Client::new();
+    assert_eq!(
+        hello(&client, &web, "grayscale", "cat.jpg").await.status(),
+        200
+    );
+    assert_eq!(
+        hello(&client, &web, "classify", "coffee.png")
+            .await
+            .status(),
+        200
+    );
+    let events = test_support::sidecar::wait_for_json(
+        "both uploads in the events app",
+        &format!("{web}/events"),
+        |page| page["events"].as_array().is_some_and(|e| e.len() == 2),
+    )
+    .await;
+    let apis: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["api"].as_str().unwrap())
+        .collect();
+    // Newest first.
+    assert_eq!(apis, ["classify", "grayscale"], "{events}");
+    let summary = test_support::get_json(format!("{web}/events/summary")).await;
+    assert_eq!(summary["total"], 2, "{summary}");
+    let list = String::from_utf8_lossy(&up.cli(&["list"]).stdout).into_owned();
+    assert!(list.contains("events"), "{list}");
 }
 
 /// The UI in a real browser (Debian's Chromium via playwright-core; see

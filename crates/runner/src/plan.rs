@@ -151,7 +151,9 @@ impl AppPlan {
         Ok(())
     }
 
-    /// The sidecar's command line (after the program, `dapr-wasm`).
+    /// The sidecar's command line (after the program, `dapr-wasm`). A
+    /// pub/sub broker that cannot be reached falls back to the embedded
+    /// one, so the demo runs on a machine without Redis.
     pub fn sidecar_args(&self) -> Vec<String> {
         let mut args = vec![
             "sidecar".to_string(),
@@ -165,6 +167,7 @@ impl AppPlan {
             self.app_port.unwrap_or(0).to_string(),
             "--app-protocol".into(),
             self.app_protocol.clone(),
+            "--embedded-pubsub-fallback".into(),
         ];
         for resources in &self.resources {
             args.push("--resources-path".into());

@@ -14,7 +14,10 @@
 //! generator's timer sent it is reported apart (`max_send_lag_ms`), since
 //! tokio's timer has a 1 ms granularity that is not the system's latency.
 //! HTTP uses one pooled keep-alive client; gRPC one HTTP/2 channel, as the
-//! SDKs do.
+//! SDKs do. The generator runs on one thread (`THREADS`, default 1): with
+//! more, tonic's channel hands every call to its worker task on another
+//! thread, and that hop, which is the client's and not the sidecar's, was
+//! counted as gRPC latency.
 
 use std::time::{Duration, Instant};
 
@@ -67,8 +70,25 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    let threads: usize = std::env::var("THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    }
+    .enable_all()
+    .build()
+    .expect("a tokio runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, target, rate, seconds, body_bytes] = args.as_slice() else {
         eprintln!("usage: invoke_load direct|http|grpc URL|ADDRESS/APP RATE SECONDS BODY_BYTES");

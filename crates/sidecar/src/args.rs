@@ -94,6 +94,12 @@ pub struct SidecarArgs {
     /// to 16 times.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub pubsub_retry_backoff: Duration,
+
+    /// When a pub/sub component's broker cannot be reached at start, serve
+    /// the component with the embedded broker (`pubsub.sqlite` in the data
+    /// directory) instead of failing. `dapr-wasm up` sets it.
+    #[arg(long, env = "DAPR_WASM_EMBEDDED_PUBSUB_FALLBACK")]
+    pub embedded_pubsub_fallback: bool,
 }
 
 /// How undelivered events are retried.
@@ -159,6 +165,8 @@ pub struct SidecarConfig {
     pub app_max_concurrency: Option<usize>,
     /// How undelivered events are retried.
     pub pubsub_retry: RetryPolicy,
+    /// Whether an unreachable broker falls back to the embedded one.
+    pub embedded_pubsub_fallback: bool,
 }
 
 impl SidecarArgs {
@@ -223,6 +231,7 @@ impl SidecarArgs {
                 max_retries: self.pubsub_max_retries,
                 backoff: self.pubsub_retry_backoff,
             },
+            embedded_pubsub_fallback: self.embedded_pubsub_fallback,
         })
     }
 

@@ -141,15 +141,21 @@ impl Sidecar {
         let mut infos = Vec::new();
         for component in &components {
             let name = component.metadata.name.clone();
-            let component_type = component.spec.component_type.as_str();
+            let mut component_type = component.spec.component_type.clone();
             let capabilities = if component_type.starts_with("state.") {
                 let store = state::open(component, &config.data_dir).await?;
                 stores.insert(name.clone(), Arc::from(store));
                 vec!["ETAG", "TRANSACTIONAL", "TTL"]
             } else if component_type.starts_with("pubsub.") {
-                let pubsub = pubsub::PubsubComponent::open(component, &config.app_id)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("pub/sub `{name}`: {e}"))?;
+                let pubsub = pubsub::PubsubComponent::open_or_embedded(
+                    component,
+                    &config.app_id,
+                    &config.data_dir,
+                    config.embedded_pubsub_fallback,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("pub/sub `{name}`: {e}"))?;
+                component_type = pubsub.component_type.clone();
                 pubsubs.insert(name.clone(), pubsub);
                 vec![]
             } else if component_type == "secretstores.local.file" {
@@ -158,13 +164,13 @@ impl Sidecar {
                 secret_stores.insert(name.clone(), store);
                 vec![]
             } else {
-                tracing::warn!(component = %name, component_type, "component type not supported; skipped");
+                tracing::warn!(component = %name, %component_type, "component type not supported; skipped");
                 continue;
             };
-            tracing::info!(component = %name, component_type, "component loaded");
+            tracing::info!(component = %name, %component_type, "component loaded");
             infos.push(ComponentInfo {
                 name,
-                component_type: component_type.to_string(),
+                component_type,
                 version: component.spec.version.clone(),
                 capabilities,
             });

@@ -35,6 +35,11 @@ enum Backend {
     JetStream(u16),
     RabbitMq(String),
     Mqtt(u16),
+    /// `pubsub.sqlite`, the embedded broker, named in the component.
+    Embedded,
+    /// `pubsub.redis` on a port where nothing listens, with
+    /// `--embedded-pubsub-fallback`: the embedded broker serves it.
+    Unreachable,
 }
 
 /// One component metadata entry, as YAML.
@@ -62,6 +67,11 @@ impl Backend {
             Backend::Mqtt(port) => (
                 "pubsub.mqtt3",
                 entry("url", &format!("tcp://127.0.0.1:{port}")),
+            ),
+            Backend::Embedded => ("pubsub.sqlite", entry("pollInterval", "20ms")),
+            Backend::Unreachable => (
+                "pubsub.redis",
+                entry("redisHost", &format!("127.0.0.1:{}", closed_port())),
             ),
         };
         format!(
@@ -162,8 +172,16 @@ fn orders_subscriptions() -> Value {
     ])
 }
 
-/// A sidecar for `app_id` with the suite's components and retries.
+/// A port where nothing listens.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A sidecar for `app_id` with the suite's components (on `backend`) and
+/// retries.
 fn sidecar_config(
+    backend: &Backend,
     app_id: &str,
     app: Option<SocketAddr>,
     data: &Path,
@@ -171,6 +189,7 @@ fn sidecar_config(
 ) -> SidecarConfig {
     let mut config = config(app_id, app.map(|a| a.port()), data);
     config.resources_paths = vec![resources.to_path_buf()];
+    config.embedded_pubsub_fallback = matches!(backend, Backend::Unreachable);
     config.pubsub_retry = RetryPolicy {
         max_retries: RETRIES,
         backoff: Duration::from_millis(10),
@@ -223,6 +242,7 @@ async fn behaviour_suite(backend: Backend) {
     let (data, resources) = folders(&backend, &[]);
     let (app, received) = start_subscriber(orders_subscriptions()).await;
     let subscriber = RunningSidecar::start(sidecar_config(
+        &backend,
         "subscriber",
         Some(app),
         data.path(),
@@ -236,6 +256,7 @@ async fn behaviour_suite(backend: Backend) {
         Backend::Memory => None,
         _ => Some(
             RunningSidecar::start(sidecar_config(
+                &backend,
                 "publisher",
                 None,
                 data.path(),
@@ -324,6 +345,52 @@ async fn behaviour_suite(backend: Backend) {
 #[tokio::test]
 async fn in_memory_behaviour_suite() {
     behaviour_suite(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn embedded_behaviour_suite() {
+    behaviour_suite(Backend::Embedded).await;
+}
+
+/// A broker that cannot be reached at start, with
+/// `--embedded-pubsub-fallback` (as `dapr-wasm up` runs sidecars): the
+/// embedded broker serves the component, and the metadata says so.
+#[tokio::test]
+async fn an_unreachable_broker_falls_back_to_the_embedded_one() {
+    let (data, resources) = folders(&Backend::Unreachable, &[]);
+    let sidecar = RunningSidecar::start(sidecar_config(
+        &Backend::Unreachable,
+        "fallback",
+        None,
+        data.path(),
+        resources.path(),
+    ))
+    .await;
+    let metadata = get_json(sidecar.url("/v1.0/metadata")).await;
+    let bus = metadata["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "bus")
+        .cloned();
+    assert_eq!(bus.unwrap()["type"], "pubsub.sqlite", "{metadata}");
+    sidecar.stop().await;
+    behaviour_suite(Backend::Unreachable).await;
+
+    // Without the flag, the same component stops the sidecar at start.
+    let mut config = sidecar_config(
+        &Backend::Memory,
+        "strict",
+        None,
+        data.path(),
+        resources.path(),
+    );
+    config.embedded_pubsub_fallback = false;
+    let err = sidecar::Sidecar::new(config)
+        .await
+        .err()
+        .expect("no fallback without the flag");
+    assert!(format!("{err:#}").contains("pub/sub `bus`"), "{err:#}");
 }
 
 /// Under `CI` the broker suites below must be able to run: this fails
@@ -420,6 +487,7 @@ scopes: [someone-else]
     let (data, resources) = folders(&Backend::Memory, &[("subscriptions.yaml", subscriptions)]);
     let (app, received) = start_subscriber(json!([])).await;
     let sidecar = RunningSidecar::start(sidecar_config(
+        &Backend::Memory,
         "declared",
         Some(app),
         data.path(),
@@ -567,6 +635,11 @@ async fn jetstream_keeps_events_for_a_subscriber_that_was_down_or_killed() {
 }
 
 #[tokio::test]
+async fn the_embedded_broker_keeps_events_for_a_subscriber_that_was_down_or_killed() {
+    nothing_lost(Backend::Embedded).await;
+}
+
+#[tokio::test]
 #[ignore = "needs RabbitMQ on 127.0.0.1:5672 (scripts/test.sh starts it and runs this)"]
 async fn rabbitmq_keeps_events_for_a_subscriber_that_was_down_or_killed() {
     let vhost = test_support::RabbitVhost::create();
@@ -580,9 +653,17 @@ async fn rabbitmq_keeps_events_for_a_subscriber_that_was_down_or_killed() {
 async fn nothing_lost(backend: Backend) {
     let (data, resources) = folders(&backend, &[]);
     let (app, received) = start_subscriber(orders_subscriptions()).await;
-    let subscriber_config =
-        || sidecar_config("subscriber", Some(app), data.path(), resources.path());
+    let subscriber_config = || {
+        sidecar_config(
+            &backend,
+            "subscriber",
+            Some(app),
+            data.path(),
+            resources.path(),
+        )
+    };
     let publisher = RunningSidecar::start(sidecar_config(
+        &backend,
         "publisher",
         None,
         data.path(),
@@ -645,6 +726,7 @@ async fn publishing_over_grpc() {
     let (data, resources) = folders(&Backend::Memory, &[]);
     let (app, received) = start_subscriber(orders_subscriptions()).await;
     let sidecar = RunningSidecar::start(sidecar_config(
+        &Backend::Memory,
         "grpc-pub",
         Some(app),
         data.path(),

@@ -55,6 +55,16 @@ pub struct DemoSpec {
     pub state_store_spec: Option<String>,
     /// Extra arguments per app.
     pub app_args: [Vec<String>; 3],
+    /// The events app as a fourth app, with the `pubsub` component.
+    pub events: Option<EventsApp>,
+}
+
+/// The events app in a demo run: its app, sidecar HTTP and gRPC ports, and
+/// the `spec:` of the `pubsub` component web-port publishes to. Its
+/// database URL comes from a local secret store, as in deploy/.
+pub struct EventsApp {
+    pub ports: [u16; 3],
+    pub pubsub_spec: String,
 }
 
 /// Writes a run file like deploy/dapr.yaml, on `ports`: the app and its
@@ -76,6 +86,31 @@ pub fn write_run_file(dir: &Path, ports: &[u16; 9], spec: &DemoSpec) -> PathBuf 
         ),
     )
     .unwrap();
+    if let Some(events) = &spec.events {
+        std::fs::write(
+            components.join("pubsub.yaml"),
+            format!(
+                "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\nspec:\n{}scopes:\n- web-port\n- events\n",
+                events.pubsub_spec
+            ),
+        )
+        .unwrap();
+        let secrets = dir.join("secrets.json");
+        let database = format!("sqlite:{}", dir.join("events.db").display());
+        std::fs::write(
+            &secrets,
+            serde_json::json!({ "events-db": database }).to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            components.join("secretstore.yaml"),
+            format!(
+                "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: localsecrets\nspec:\n  type: secretstores.local.file\n  version: v1\n  metadata:\n  - name: secretsFile\n    value: \"{}\"\n",
+                secrets.display()
+            ),
+        )
+        .unwrap();
+    }
     let root = repo_path("").canonicalize().unwrap();
     let commands = [
         vec!["dapr-wasm", "web-port"],
@@ -105,6 +140,15 @@ pub fn write_run_file(dir: &Path, ports: &[u16; 9], spec: &DemoSpec) -> PathBuf 
             ports[2 * i + 1],
             ports[6 + i],
             serde_json::to_string(&command).unwrap(),
+            root = root.display()
+        );
+    }
+    if let Some(events) = &spec.events {
+        text += &format!(
+            "- appID: events\n  appDirPath: {root}\n  appPort: {}\n  daprHTTPPort: {}\n  daprGRPCPort: {}\n  command: [\"dapr-wasm\", \"events\", \"--database-secret\", \"localsecrets/events-db\"]\n",
+            events.ports[0],
+            events.ports[1],
+            events.ports[2],
             root = root.display()
         );
     }

@@ -8,6 +8,7 @@
 //! | `pubsub.mqtt3` | [`mqtt`] | `url`, `qos` (1), `retain`, `cleanSession` |
 //! | `pubsub.rabbitmq` | [`rabbitmq`] | `connectionString`, `durable`, `deletedWhenUnused`, `prefetchCount` |
 //! | `pubsub.redis` | [`redis`] | `redisHost`, `redisPassword`, `redisUsername`, `redisDB`, `consumerID`, `processingTimeout`, `redeliverInterval`, `maxLenApprox` |
+//! | `pubsub.sqlite` (dapr-wasm's own) | [`sqlite`] | `connectionString` (a file), `pollInterval` |
 //!
 //! Every component also takes `consumerID` (default: the app id) and
 //! `allowedTopics` (a comma list; publishing elsewhere is 403).
@@ -20,6 +21,11 @@
 //! [`ops`] and [`delivery`], the same for every broker.
 //!
 //! A new broker is one module plus one line in [`open`].
+//!
+//! With `--embedded-pubsub-fallback` (which `dapr-wasm up` sets), a
+//! component whose broker cannot be reached at start is served by the
+//! embedded [`sqlite`] broker instead, with a warning
+//! ([`PubsubComponent::open_or_embedded`]).
 
 pub mod api;
 pub(crate) mod delivery;
@@ -29,9 +35,11 @@ pub mod mqtt;
 pub(crate) mod ops;
 pub mod rabbitmq;
 pub mod redis;
+pub mod sqlite;
 pub mod subscriptions;
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -118,14 +126,19 @@ pub trait Broker: Send + Sync {
     ) -> Result<mpsc::Receiver<Message>, BrokerError>;
 }
 
-/// Opens the broker `component` names.
+/// Opens the broker of type `component_type`; `data_dir` holds what the
+/// embedded broker stores.
 pub async fn open(
-    component: &Component,
+    component_type: &str,
     properties: &HashMap<String, String>,
     consumer_id: &str,
+    data_dir: &Path,
 ) -> Result<Box<dyn Broker>, BrokerError> {
-    match component.spec.component_type.as_str() {
+    match component_type {
         "pubsub.in-memory" => Ok(Box::new(memory::MemoryBroker::default())),
+        "pubsub.sqlite" => Ok(Box::new(
+            sqlite::SqliteBroker::open(properties, data_dir).await?,
+        )),
         "pubsub.redis" => Ok(Box::new(redis::RedisBroker::open(properties).await?)),
         "pubsub.mqtt3" => Ok(Box::new(
             mqtt::MqttBroker::open(properties, consumer_id).await?,
@@ -135,7 +148,7 @@ pub async fn open(
             jetstream::JetStreamBroker::open(properties).await?,
         )),
         other => Err(BrokerError::Metadata(format!(
-            "pub/sub type {other} is not supported (use pubsub.redis, pubsub.jetstream, pubsub.rabbitmq, pubsub.mqtt3 or pubsub.in-memory)"
+            "pub/sub type {other} is not supported (use pubsub.redis, pubsub.jetstream, pubsub.rabbitmq, pubsub.mqtt3, pubsub.in-memory or pubsub.sqlite)"
         ))),
     }
 }
@@ -144,6 +157,8 @@ pub async fn open(
 pub struct PubsubComponent {
     /// The broker.
     pub broker: Box<dyn Broker>,
+    /// Its Dapr type: the component's, or `pubsub.sqlite` after a fallback.
+    pub component_type: String,
     /// Its consumer group (`consumerID`, default the app id).
     pub consumer_id: String,
     /// `allowedTopics`, if set: the only topics this app may publish to.
@@ -152,20 +167,61 @@ pub struct PubsubComponent {
 
 impl PubsubComponent {
     /// Opens `component` for `app_id`.
-    pub async fn open(component: &Component, app_id: &str) -> Result<Self, BrokerError> {
-        let properties = component.properties();
+    pub async fn open(
+        component: &Component,
+        app_id: &str,
+        data_dir: &Path,
+    ) -> Result<Self, BrokerError> {
+        Self::open_as(component, &component.spec.component_type, app_id, data_dir).await
+    }
+
+    /// Opens `component` for `app_id`; when its broker cannot be reached
+    /// and `fallback` is set, the embedded broker serves it instead.
+    pub async fn open_or_embedded(
+        component: &Component,
+        app_id: &str,
+        data_dir: &Path,
+        fallback: bool,
+    ) -> Result<Self, BrokerError> {
+        match Self::open(component, app_id, data_dir).await {
+            Err(BrokerError::Backend(reason)) if fallback => {
+                tracing::warn!(
+                    component = %component.metadata.name,
+                    component_type = %component.spec.component_type,
+                    %reason,
+                    "the broker cannot be reached: using the embedded broker (pubsub.sqlite in {}) instead",
+                    data_dir.display()
+                );
+                Self::open_as(component, "pubsub.sqlite", app_id, data_dir).await
+            }
+            other => other,
+        }
+    }
+
+    async fn open_as(
+        component: &Component,
+        component_type: &str,
+        app_id: &str,
+        data_dir: &Path,
+    ) -> Result<Self, BrokerError> {
+        let mut properties = component.properties();
+        if component_type != component.spec.component_type {
+            // The other broker's connection settings mean nothing here.
+            properties.retain(|name, _| name == "consumerID" || name == "allowedTopics");
+        }
         let consumer_id = properties
             .get("consumerID")
             .filter(|c| !c.is_empty())
             .cloned()
             .unwrap_or_else(|| app_id.to_string());
-        let broker = open(component, &properties, &consumer_id).await?;
+        let broker = open(component_type, &properties, &consumer_id, data_dir).await?;
         let allowed_topics = properties
             .get("allowedTopics")
             .filter(|t| !t.trim().is_empty())
             .map(|t| t.split(',').map(|s| s.trim().to_string()).collect());
         Ok(PubsubComponent {
             broker,
+            component_type: component_type.to_string(),
             consumer_id,
             allowed_topics,
         })

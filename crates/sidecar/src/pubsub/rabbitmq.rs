@@ -14,7 +14,8 @@
 //! A lost connection is not re-established: publishing then fails with a
 //! clear error until the sidecar restarts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -32,6 +33,9 @@ pub struct RabbitBroker {
     connection: Connection,
     /// Publishes, with confirms.
     publisher: Channel,
+    /// The exchanges this publisher has declared, so a publish declares
+    /// its topic's once, not every time.
+    declared: Mutex<HashSet<String>>,
     durable: bool,
     delete_when_unused: bool,
     prefetch: u16,
@@ -78,6 +82,7 @@ impl RabbitBroker {
         Ok(RabbitBroker {
             connection,
             publisher,
+            declared: Mutex::new(HashSet::new()),
             durable: flag(properties, "durable", true),
             delete_when_unused: flag(properties, "deletedWhenUnused", false),
             prefetch,
@@ -103,7 +108,18 @@ impl RabbitBroker {
 #[async_trait::async_trait]
 impl Broker for RabbitBroker {
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), BrokerError> {
-        self.declare_exchange(&self.publisher, topic).await?;
+        let known = self
+            .declared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(topic);
+        if !known {
+            self.declare_exchange(&self.publisher, topic).await?;
+            self.declared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(topic.to_string());
+        }
         let properties =
             BasicProperties::default().with_delivery_mode(if self.durable { 2 } else { 1 });
         let confirmation = self

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Benchmark (not part of the tests): pub/sub through the sidecar against
+# the same broker driven directly by its Rust client, for every backend,
+# in one run.
+#
+#   sidecar  load generator -> POST /v1.0/publish -> sidecar -> broker
+#            -> sidecar -> POST (CloudEvent) -> load generator (the app)
+#   direct   load generator -> broker client -> broker -> broker client
+#
+# Per backend and path: publish -> delivery latency p50 and p99 at a fixed
+# RATE (default 500 events/s) for DURATION seconds (default 10, after a
+# 1 s warm-up); then sustained throughput: COUNT events (default 20000)
+# published by 32 concurrent publishers, events/s until the last is
+# delivered. Every event is 1 KiB. The load generator is
+# crates/sidecar/examples/pubsub_load.rs. Uses the machine's brokers
+# (Redis 6379, NATS JetStream 4222, RabbitMQ 5672, Mosquitto 1883),
+# starting any that is not running. Prints Markdown for docs/performance.md.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+DURATION="${DURATION:-10}"
+RATE="${RATE:-500}"
+COUNT="${COUNT:-20000}"
+APP=18090 DAPR=13590 DAPR_GRPC=15090
+
+ensure_toolchain
+ensure_redis
+ensure_brokers
+command -v python3 >/dev/null || apt_install python3
+if ! port_open 4222; then
+    step "Starting nats-server with JetStream on 127.0.0.1:4222"
+    nats-server -js -a 127.0.0.1 -p 4222 >/dev/null 2>&1 &
+    wait_for_port 4222 NATS
+fi
+if ! port_open 1883; then
+    step "Starting mosquitto on 127.0.0.1:1883"
+    mosquitto -p 1883 >/dev/null 2>&1 &
+    wait_for_port 1883 Mosquitto
+fi
+step "Building dapr-wasm and the load generator (release)"
+cargo build --release --locked -p dapr-wasm --bin dapr-wasm
+cargo build --release --locked -p sidecar --example pubsub_load
+bin="$(target_dir_of_workspace)/release"
+
+work="$(mktemp -d)"
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+declare -A urls=(
+    [redis]="redis://127.0.0.1:6379"
+    [jetstream]="nats://127.0.0.1:4222"
+    [rabbitmq]="amqp://guest:guest@127.0.0.1:5672"
+    [mqtt]="tcp://127.0.0.1:1883"
+)
+# The `bench` component of each backend, with Dapr's metadata names.
+component() { # KIND
+    local type metadata=""
+    case "$1" in
+        memory) type=pubsub.in-memory ;;
+        redis) type=pubsub.redis; metadata="  - name: redisHost
+    value: 127.0.0.1:6379" ;;
+        jetstream) type=pubsub.jetstream; metadata="  - name: natsURL
+    value: ${urls[jetstream]}" ;;
+        rabbitmq) type=pubsub.rabbitmq; metadata="  - name: connectionString
+    value: ${urls[rabbitmq]}" ;;
+        mqtt) type=pubsub.mqtt3; metadata="  - name: url
+    value: ${urls[mqtt]}
+  - name: cleanSession
+    value: \"true\"" ;;
+    esac
+    printf 'apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: bench\nspec:\n  type: %s\n  version: v1\n  metadata:\n%s\n' "$type" "$metadata"
+}
+
+for kind in memory redis jetstream rabbitmq mqtt; do
+    if [[ $kind != memory ]]; then
+        step "$kind, direct client: $RATE events/s for $DURATION s, then $COUNT events"
+        "$bin/examples/pubsub_load" direct "$kind" "${urls[$kind]}" "$RATE" "$DURATION" "$COUNT" \
+            > "$work/$kind-direct.json"
+    fi
+    step "$kind, through the sidecar: $RATE events/s for $DURATION s, then $COUNT events"
+    mkdir -p "$work/$kind-resources" "$work/$kind-data"
+    component "$kind" > "$work/$kind-resources/bench.yaml"
+    "$bin/examples/pubsub_load" sidecar "$kind" "$DAPR" "$APP" "$RATE" "$DURATION" "$COUNT" \
+        > "$work/$kind-sidecar.json" & load=$!
+    wait_for_port "$APP" "the load generator's app port"
+    DAPR_WASM_DATA_DIR="$work/$kind-data" "$bin/dapr-wasm" --log-level warn sidecar \
+        --app-id pubsub-bench --app-port "$APP" --dapr-http-port "$DAPR" \
+        --dapr-grpc-port "$DAPR_GRPC" --resources-path "$work/$kind-resources" & sidecar=$!
+    pids=("$sidecar")
+    wait "$load" || die "the $kind sidecar run failed"
+    kill "$sidecar"; wait "$sidecar" 2>/dev/null || true
+    pids=()
+done
+
+python3 - "$work" "$RATE" "$DURATION" "$COUNT" <<'PY'
+import json, os, sys, datetime
+work, rate, duration, count = sys.argv[1:5]
+kinds = ["memory", "redis", "jetstream", "rabbitmq", "mqtt"]
+def load(kind, path):
+    name = f"{work}/{kind}-{path}.json"
+    return json.load(open(name)) if os.path.exists(name) else None
+model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+print(f"### Pub/sub benchmark, {datetime.date.today()}\n")
+print(f"- command: `bash scripts/bench-pubsub.sh` (latency at {rate} events/s for {duration} s; "
+      f"throughput over {count} events from 32 concurrent publishers; 1 KiB events; loopback)")
+print(f"- machine: {model}, {os.cpu_count()} cores\n")
+print("| backend | path | latency p50 | latency p99 | throughput | sidecar / direct throughput | duplicates |")
+print("|---|---|---|---|---|---|---|")
+for kind in kinds:
+    direct, sidecar = load(kind, "direct"), load(kind, "sidecar")
+    for path, run in (("direct client", direct), ("through the sidecar", sidecar)):
+        if run is None:
+            continue
+        ratio = ""
+        if path != "direct client" and direct:
+            ratio = f"**{run['throughput_per_s'] / direct['throughput_per_s']:.2f}x**"
+        print(f"| {kind} | {path} | {run['p50_ms']:.2f} ms | {run['p99_ms']:.2f} ms | "
+              f"{run['throughput_per_s']:.0f} /s | {ratio} | {run['duplicates']} |")
+PY
