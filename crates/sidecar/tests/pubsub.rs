@@ -57,13 +57,17 @@ impl Backend {
                 "pubsub.redis",
                 entry("redisHost", &format!("127.0.0.1:{port}"))
                     + &entry("processingTimeout", "300ms")
-                    + &entry("redeliverInterval", "100ms"),
+                    + &entry("redeliverInterval", "100ms")
+                    + &in_order(self),
             ),
             Backend::JetStream(port) => (
                 "pubsub.jetstream",
                 entry("natsURL", &format!("nats://127.0.0.1:{port}")) + &entry("ackWait", "500ms"),
             ),
-            Backend::RabbitMq(url) => ("pubsub.rabbitmq", entry("connectionString", url)),
+            Backend::RabbitMq(url) => (
+                "pubsub.rabbitmq",
+                entry("connectionString", url) + &in_order(self),
+            ),
             Backend::Mqtt(port) => (
                 "pubsub.mqtt3",
                 entry("url", &format!("tcp://127.0.0.1:{port}")),
@@ -79,6 +83,16 @@ impl Backend {
              spec:\n  type: {kind}\n  version: v1\n  metadata:\n{metadata}\
              \x20 - name: allowedTopics\n    value: \"orders,dead,audit,late\"\n"
         )
+    }
+}
+
+/// The metadata that makes `backend` deliver one event at a time, in
+/// order (Redis and RabbitMQ deliver in parallel by default, as daprd).
+fn in_order(backend: &Backend) -> String {
+    match backend {
+        Backend::Redis(_) => entry("concurrency", "1"),
+        Backend::RabbitMq(_) => entry("concurrencyMode", "single"),
+        _ => String::new(),
     }
 }
 
@@ -644,6 +658,50 @@ async fn the_embedded_broker_keeps_events_for_a_subscriber_that_was_down_or_kill
 async fn rabbitmq_keeps_events_for_a_subscriber_that_was_down_or_killed() {
     let vhost = test_support::RabbitVhost::create();
     nothing_lost(Backend::RabbitMq(vhost.url())).await;
+}
+
+/// Redis and RabbitMQ deliver in parallel by default, as daprd does: an
+/// event the app holds on to does not hold up the events behind it.
+async fn parallel_by_default(backend: Backend) {
+    let (data, resources) = folders(&backend, &[]);
+    let component = backend.component().replace(&in_order(&backend), "");
+    std::fs::write(resources.path().join("pubsub.yaml"), component).unwrap();
+    let (app, received) = start_subscriber(orders_subscriptions()).await;
+    let mut config = sidecar_config(
+        &backend,
+        "parallel",
+        Some(app),
+        data.path(),
+        resources.path(),
+    );
+    // The held event times out only after the events behind it must have
+    // arrived (one at a time, they would wait for that timeout).
+    config.invoke_timeout = Duration::from_secs(120);
+    let sidecar = RunningSidecar::start(config).await;
+    wait_subscribed(&sidecar, 2).await;
+    publish(&sidecar, "orders", json!({"n": 1, "do": "hold"})).await;
+    for n in 2..6 {
+        publish(&sidecar, "orders", json!({"n": n})).await;
+    }
+    wait_for(&received, "the events behind the held one", |r| {
+        (1..6).all(|n| r.count("/orders", n) == 1)
+    })
+    .await;
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server installed (scripts/test.sh installs it and runs this)"]
+async fn redis_delivers_in_parallel_by_default() {
+    let redis = test_support::RedisServer::start();
+    parallel_by_default(Backend::Redis(redis.port())).await;
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ on 127.0.0.1:5672 (scripts/test.sh starts it and runs this)"]
+async fn rabbitmq_delivers_in_parallel_by_default() {
+    let vhost = test_support::RabbitVhost::create();
+    parallel_by_default(Backend::RabbitMq(vhost.url())).await;
 }
 
 /// A subscriber whose sidecar is down while events are published gets

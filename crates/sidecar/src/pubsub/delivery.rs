@@ -10,10 +10,15 @@
 //! | 404 | dropped (error log), as daprd |
 //! | 2xx with `{"status":"RETRY"}`, any other status, no answer | retried |
 //!
-//! Events go to the app in the broker's order. An event that must be
-//! retried leaves the line: its retries (`--pubsub-max-retries`, backing
-//! off from `--pubsub-retry-backoff`, doubling) run beside the events
-//! behind it, so a poison event never blocks a topic. After the last retry
+//! Events go to the app in the broker's order, one at a time, unless the
+//! broker's component asks for parallel delivery
+//! ([`super::Broker::delivery_concurrency`]: Redis's `concurrency`,
+//! RabbitMQ's `concurrencyMode`, as daprd): then up to that many events of
+//! a subscription are with the app at once, started in order. An event
+//! that must be retried leaves the line: its retries
+//! (`--pubsub-max-retries`, backing off from `--pubsub-retry-backoff`,
+//! doubling) run beside the events behind it, so a poison event never
+//! blocks a topic. After the last retry
 //! it goes to the subscription's `deadLetterTopic`, or is dropped with an
 //! error log. Only then is it acknowledged to the broker; an event whose
 //! sidecar dies before that comes again. Expired events (`expiration`,
@@ -44,36 +49,56 @@ enum Attempt {
     Retry(String),
 }
 
-/// Delivers `messages` to the app until the broker's channel ends or the
-/// task is aborted (events in flight are then not acknowledged).
+/// Delivers `messages` to the app, `concurrency` at a time, until the
+/// broker's channel ends or the task is aborted (events in flight are then
+/// not acknowledged).
 pub(crate) async fn consume(
     sidecar: Arc<Sidecar>,
     subscription: Arc<Subscription>,
     mut messages: mpsc::Receiver<Message>,
+    concurrency: usize,
 ) {
+    let line = Arc::new(Semaphore::new(concurrency.max(1)));
     let retry_slots = Arc::new(Semaphore::new(RETRYING_PER_SUBSCRIPTION));
-    let mut retrying = JoinSet::new();
+    let mut in_flight = JoinSet::new();
     while let Some(message) = messages.recv().await {
-        while retrying.try_join_next().is_some() {}
-        let event = envelope(&subscription, &message.payload);
-        match attempt(&sidecar, &subscription, &event).await {
-            Attempt::Done => message.ack(),
-            Attempt::Retry(reason) => {
-                let Ok(slot) = retry_slots.clone().acquire_owned().await else {
-                    return;
-                };
-                retrying.spawn(retry(
-                    sidecar.clone(),
-                    subscription.clone(),
-                    message,
-                    event,
-                    reason,
-                    slot,
-                ));
-            }
+        while in_flight.try_join_next().is_some() {}
+        // Taken here, in the broker's order: with one place in the line,
+        // the next event waits until this one has had its first attempt.
+        let Ok(place) = line.clone().acquire_owned().await else {
+            return;
+        };
+        in_flight.spawn(deliver(
+            sidecar.clone(),
+            subscription.clone(),
+            message,
+            place,
+            retry_slots.clone(),
+        ));
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+/// One event: its first attempt holds a `place` in the line; a retried
+/// event gives its place up and retries beside the line.
+async fn deliver(
+    sidecar: Arc<Sidecar>,
+    subscription: Arc<Subscription>,
+    message: Message,
+    place: OwnedSemaphorePermit,
+    retry_slots: Arc<Semaphore>,
+) {
+    let event = envelope(&subscription, &message.payload);
+    match attempt(&sidecar, &subscription, &event).await {
+        Attempt::Done => message.ack(),
+        Attempt::Retry(reason) => {
+            let Ok(slot) = retry_slots.acquire_owned().await else {
+                return;
+            };
+            drop(place);
+            retry(sidecar, subscription, message, event, reason, slot).await;
         }
     }
-    while retrying.join_next().await.is_some() {}
 }
 
 /// The event the app gets: the CloudEvent the broker holds, or, for raw

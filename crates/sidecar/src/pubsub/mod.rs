@@ -6,8 +6,8 @@
 //! | `pubsub.in-memory` | [`memory`] | none (events live in this sidecar only) |
 //! | `pubsub.jetstream` | [`jetstream`] | `natsURL`, `durableName`, `ackWait`, `maxDeliver`, `memoryStorage` |
 //! | `pubsub.mqtt3` | [`mqtt`] | `url`, `qos` (1), `retain`, `cleanSession` |
-//! | `pubsub.rabbitmq` | [`rabbitmq`] | `connectionString`, `durable`, `deletedWhenUnused`, `prefetchCount` |
-//! | `pubsub.redis` | [`redis`] | `redisHost`, `redisPassword`, `redisUsername`, `redisDB`, `consumerID`, `processingTimeout`, `redeliverInterval`, `maxLenApprox` |
+//! | `pubsub.rabbitmq` | [`rabbitmq`] | `connectionString`, `durable`, `deletedWhenUnused`, `prefetchCount`, `concurrencyMode` |
+//! | `pubsub.redis` | [`redis`] | `redisHost`, `redisPassword`, `redisUsername`, `redisDB`, `consumerID`, `processingTimeout`, `redeliverInterval`, `maxLenApprox`, `queueDepth`, `concurrency` |
 //! | `pubsub.sqlite` (dapr-wasm's own) | [`sqlite`] | `connectionString` (a file), `pollInterval` |
 //!
 //! Every component also takes `consumerID` (default: the app id) and
@@ -124,6 +124,30 @@ pub trait Broker: Send + Sync {
         topic: &str,
         consumer_id: &str,
     ) -> Result<mpsc::Receiver<Message>, BrokerError>;
+
+    /// How many of a subscription's events may be with the app at once: 1
+    /// (in order) unless the component's metadata asks for more.
+    fn delivery_concurrency(&self) -> usize {
+        1
+    }
+}
+
+/// A whole number from the component's metadata, or `default`.
+pub(crate) fn metadata_number(
+    properties: &HashMap<String, String>,
+    name: &str,
+    default: usize,
+) -> Result<usize, BrokerError> {
+    match properties
+        .get(name)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+    {
+        None => Ok(default),
+        Some(text) => text
+            .parse()
+            .map_err(|_| BrokerError::Metadata(format!("{name} `{text}` is not a number"))),
+    }
 }
 
 /// Opens the broker of type `component_type`; `data_dir` holds what the

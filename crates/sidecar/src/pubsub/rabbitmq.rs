@@ -10,7 +10,9 @@
 //!
 //! Metadata: `connectionString` (default
 //! `amqp://guest:guest@localhost:5672`), `durable` (default true),
-//! `deletedWhenUnused` (default false), `prefetchCount` (default 64).
+//! `deletedWhenUnused` (default false), `prefetchCount` (default 64),
+//! `concurrencyMode` (`parallel`, the default as in daprd: up to
+//! `prefetchCount` events with the app at once; `single`: in order).
 //! A lost connection is not re-established: publishing then fails with a
 //! clear error until the sidecar restarts.
 
@@ -39,6 +41,9 @@ pub struct RabbitBroker {
     durable: bool,
     delete_when_unused: bool,
     prefetch: u16,
+    /// `concurrencyMode` `parallel` (daprd's default): up to `prefetch`
+    /// events with the app at once; `single`: in order.
+    parallel: bool,
 }
 
 fn backend(err: impl std::fmt::Display) -> BrokerError {
@@ -86,6 +91,19 @@ impl RabbitBroker {
             durable: flag(properties, "durable", true),
             delete_when_unused: flag(properties, "deletedWhenUnused", false),
             prefetch,
+            parallel: match properties
+                .get("concurrencyMode")
+                .map(|m| m.trim())
+                .filter(|m| !m.is_empty())
+            {
+                None | Some("parallel") => true,
+                Some("single") => false,
+                Some(other) => {
+                    return Err(BrokerError::Metadata(format!(
+                        "concurrencyMode `{other}`: use parallel or single"
+                    )));
+                }
+            },
         })
     }
 
@@ -107,6 +125,15 @@ impl RabbitBroker {
 
 #[async_trait::async_trait]
 impl Broker for RabbitBroker {
+    fn delivery_concurrency(&self) -> usize {
+        match (self.parallel, self.prefetch) {
+            (false, _) => 1,
+            // prefetchCount 0 is RabbitMQ's "no limit".
+            (true, 0) => 1024,
+            (true, n) => usize::from(n),
+        }
+    }
+
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), BrokerError> {
         let known = self
             .declared

@@ -13,7 +13,8 @@
 //!
 //! Metadata: the connection's ([`crate::redis_conn`]), plus
 //! `processingTimeout`, `redeliverInterval`, `maxLenApprox`, `queueDepth`
-//! (entries read at once, default 100).
+//! (entries read at once, default 100), `concurrency` (events with the app
+//! at once, default 10 as daprd; `1` delivers in order).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,7 +24,9 @@ use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
 use tokio::sync::mpsc;
 
-use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, hand_on, metadata_duration};
+use super::{
+    Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, hand_on, metadata_duration, metadata_number,
+};
 
 /// How long one blocking read waits before looking at claims again.
 const READ_BLOCK: Duration = Duration::from_secs(1);
@@ -38,6 +41,9 @@ pub struct RedisBroker {
     redeliver_interval: Duration,
     max_len_approx: Option<usize>,
     queue_depth: usize,
+    /// `concurrency`: events of a subscription with the app at once
+    /// (daprd's default, 10; 1 delivers in order).
+    concurrency: usize,
 }
 
 fn backend(err: redis::RedisError) -> BrokerError {
@@ -55,15 +61,7 @@ impl RedisBroker {
         .await
         .map_err(|_| BrokerError::Backend(format!("no answer from Redis at {host} within 5s")))?
         .map_err(backend)?;
-        let number = |name: &str, default: usize| -> Result<usize, BrokerError> {
-            match properties.get(name).filter(|v| !v.is_empty()) {
-                None => Ok(default),
-                Some(text) => text
-                    .trim()
-                    .parse()
-                    .map_err(|_| BrokerError::Metadata(format!("{name} `{text}` is not a number"))),
-            }
-        };
+        let number = |name: &str, default: usize| metadata_number(properties, name, default);
         Ok(RedisBroker {
             client,
             host,
@@ -80,6 +78,7 @@ impl RedisBroker {
             )?,
             max_len_approx: Some(number("maxLenApprox", 0)?).filter(|&n| n > 0),
             queue_depth: number("queueDepth", 100)?.max(1),
+            concurrency: number("concurrency", 10)?.max(1),
         })
     }
 
@@ -97,6 +96,10 @@ impl RedisBroker {
 
 #[async_trait::async_trait]
 impl Broker for RedisBroker {
+    fn delivery_concurrency(&self) -> usize {
+        self.concurrency
+    }
+
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), BrokerError> {
         let mut connection = self.connection.clone();
         let mut command = redis::cmd("XADD");

@@ -309,6 +309,7 @@ impl Sidecar {
                             self.clone(),
                             Arc::new(subscription),
                             messages,
+                            pubsub.broker.delivery_concurrency(),
                         ));
                     }
                     Err(err) => {
