@@ -8,9 +8,8 @@
 #
 # Each runs at a fixed RATE (default 1000 req/s) for DURATION seconds
 # (default 30) after a 5 s warm-up, with 1 KiB bodies, driven open-loop by
-# crates/sidecar/examples/invoke_load.rs, on one thread (THREADS=2 runs it on
-# two, as the issue-12 figures were first measured). Prints Markdown for
-# docs/performance.md.
+# crates/sidecar/examples/invoke_load.rs, on THREADS worker threads
+# (default 2). Prints Markdown for docs/performance.md.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
@@ -59,7 +58,7 @@ for mode in direct http grpc; do
     echo "{\"cpu\": $(awk -v a="$before" -v b="$(sidecar_cpu)" 'BEGIN { print b - a }')}" > "$work/$mode.cpu"
 done
 
-python3 - "$work" "$RATE" "$DURATION" "${THREADS:-1}" <<'PY'
+python3 - "$work" "$RATE" "$DURATION" "${THREADS:-2}" <<'PY'
 import json, os, sys, datetime
 work, rate, duration, threads = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 runs = {m: json.load(open(f"{work}/{m}.json")) for m in ("direct", "http", "grpc")}

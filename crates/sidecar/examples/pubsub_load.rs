@@ -468,7 +468,12 @@ mod redis_direct {
         let client = redis::Client::open(url)?;
         let publisher = client.get_multiplexed_async_connection().await?;
         for (topic, timeline) in topics.both().into_iter().zip(timelines) {
-            let mut reader = client.get_multiplexed_async_connection().await?;
+            // Blocking reads outlast the default response timeout.
+            let config = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Duration::from_secs(10)));
+            let mut reader = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
             let _: () = reader.xgroup_create_mkstream(topic, "bench", "0").await?;
             let topic = topic.to_string();
             tokio::spawn(async move {
@@ -714,7 +719,7 @@ mod rabbitmq_direct {
 /// broker), a QoS 1 subscription acknowledged by the client.
 mod mqtt_direct {
     use super::*;
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
 
     pub struct MqttPublisher(AsyncClient);
 
@@ -726,6 +731,13 @@ mod mqtt_direct {
                 .await?;
             Ok(())
         }
+    }
+
+    /// TCP_NODELAY, as the sidecar's client sets it.
+    fn no_delay(events: &mut EventLoop) {
+        let mut network = NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        events.set_network_options(network);
     }
 
     fn options(url: &str, id: &str) -> anyhow::Result<MqttOptions> {
@@ -746,6 +758,7 @@ mod mqtt_direct {
         timelines: [Arc<Timeline>; 2],
     ) -> anyhow::Result<MqttPublisher> {
         let (subscriber, mut events) = AsyncClient::new(options(url, "bench-sub")?, 256);
+        no_delay(&mut events);
         for topic in topics.both() {
             subscriber.subscribe(topic, QoS::AtLeastOnce).await?;
         }
@@ -785,6 +798,7 @@ mod mqtt_direct {
             .await
             .context("no SUBACK from the MQTT broker")??;
         let (publisher, mut publisher_events) = AsyncClient::new(options(url, "bench-pub")?, 256);
+        no_delay(&mut publisher_events);
         tokio::spawn(async move {
             while publisher_events.poll().await.is_ok() {}
             eprintln!("mqtt publisher: connection closed");
