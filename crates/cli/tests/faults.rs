@@ -214,7 +214,10 @@ async fn killed_processes_give_clear_errors_and_restarted_ones_rejoin() {
     let counted_before = stats_count(&client, &web).await;
     kill9(up.pid_of("web-port", false));
     up.wait_for("web-port exited");
-    let refused = client
+    // A new connection, as a browser opening the page makes: the shared
+    // client's pooled one may still look alive for a moment and fail
+    // mid-request instead.
+    let refused = reqwest::Client::new()
         .get(format!("{web}/healthz"))
         .send()
         .await
