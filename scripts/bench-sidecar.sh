@@ -1,83 +1,149 @@
 #!/usr/bin/env bash
 # Benchmark (not part of the tests): the latency a sidecar pair adds, and
-# the CPU the two sidecars use, for the same call three ways in one run:
+# the CPU the two sidecars use, for the same call four ways in one run:
 #
 #   direct   app -> app                            POST http://127.0.0.1:$APP/echo
+#   haproxy  app -> HAProxy -> HAProxy -> app      POST http://127.0.0.1:$PROXY_IN/echo
 #   http     app -> sidecar -> sidecar -> app      POST .../v1.0/invoke/bench-target/method/echo
 #   grpc     app -> sidecar -> sidecar -> app      gRPC InvokeService on the caller's gRPC port
 #
-# Each runs at a fixed RATE (default 1000 req/s) for DURATION seconds
-# (default 30) after a 5 s warm-up, with 1 KiB bodies, driven open-loop by
-# crates/sidecar/examples/invoke_load.rs, on THREADS worker threads
-# (default 2). Prints Markdown for docs/performance.md.
+# The HAProxy pair (Debian's haproxy, one thread each, keep-alive both
+# ways) is the baseline: a plain, well-tuned proxy doing the same two hops.
+#
+# Each path runs at a fixed RATE (default 1000 req/s) for DURATION seconds
+# (default 20), after a 3 s warm-up, with 1 KiB bodies, driven open-loop by
+# crates/sidecar/examples/invoke_load.rs on THREADS worker threads (default
+# 2). The four paths take turns for ROUNDS rounds (default 3), so that a
+# slow spell of a shared VM hits them alike; each path's percentiles pool
+# all its calls. Prints Markdown for docs/performance.md.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-DURATION="${DURATION:-30}"
+DURATION="${DURATION:-20}"
 RATE="${RATE:-1000}"
-APP=18080 CALLER=13500 TARGET=13501 CALLER_GRPC=15001 TARGET_GRPC=15002
+ROUNDS="${ROUNDS:-3}"
+APP=18080 CALLER=13500 TARGET=13501 CALLER_GRPC=15001 TARGET_GRPC=15002 PROXY_IN=18081 PROXY_OUT=18082
 
 ensure_toolchain
 command -v python3 >/dev/null || apt_install python3
+command -v haproxy >/dev/null || apt_install haproxy
 step "Building dapr-wasm, the echo app and the load generator (release)"
 cargo build --release --locked -p dapr-wasm --bin dapr-wasm
 cargo build --release --locked -p sidecar --example echo_app --example invoke_load
 bin="$(target_dir_of_workspace)/release"
 
+for port in "$APP" "$TARGET" "$CALLER" "$CALLER_GRPC" "$TARGET_GRPC" "$PROXY_IN" "$PROXY_OUT"; do
+    port_open "$port" && die "port $port is in use; stop what holds it first"
+done
 work="$(mktemp -d)"
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
+
+# One HAProxy: LISTEN forwards every request to NEXT, keeping connections
+# alive on both sides.
+haproxy_hop() { # LISTEN NEXT NAME
+    cat > "$work/$3.cfg" <<CFG
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend in
+    bind 127.0.0.1:$1
+    default_backend next
+backend next
+    server next 127.0.0.1:$2
+CFG
+    haproxy -db -f "$work/$3.cfg" &
+}
 
 "$bin/examples/echo_app" "$APP" & pids+=($!)
 DAPR_WASM_DATA_DIR="$work" "$bin/dapr-wasm" --log-level warn sidecar --app-id bench-target \
     --app-port "$APP" --dapr-http-port "$TARGET" --dapr-grpc-port "$TARGET_GRPC" & pids+=($!); target_pid=$!
 DAPR_WASM_DATA_DIR="$work" "$bin/dapr-wasm" --log-level warn sidecar --app-id bench-caller \
     --dapr-http-port "$CALLER" --dapr-grpc-port "$CALLER_GRPC" & pids+=($!); caller_pid=$!
-for port in "$APP" "$TARGET" "$CALLER" "$CALLER_GRPC"; do wait_for_port "$port" "port $port"; done
+haproxy_hop "$PROXY_OUT" "$APP" proxy-out; pids+=($!); proxy_out_pid=$!
+haproxy_hop "$PROXY_IN" "$PROXY_OUT" proxy-in; pids+=($!); proxy_in_pid=$!
+for port in "$APP" "$TARGET" "$CALLER" "$CALLER_GRPC" "$PROXY_IN" "$PROXY_OUT"; do
+    wait_for_port "$port" "port $port"
+done
 
 declare -A targets=(
     [direct]="http://127.0.0.1:$APP/echo"
+    [haproxy]="http://127.0.0.1:$PROXY_IN/echo"
     [http]="http://127.0.0.1:$CALLER/v1.0/invoke/bench-target/method/echo"
     [grpc]="127.0.0.1:$CALLER_GRPC/bench-target"
 )
 load() { # MODE SECONDS
     "$bin/examples/invoke_load" "$1" "${targets[$1]}" "$RATE" "$2" 1024
 }
-# CPU seconds (user + system) used so far by the two sidecars.
-sidecar_cpu() {
+# CPU seconds (user + system) used so far by the pair of proxies of MODE.
+pair_cpu() { # MODE
+    local pair
+    case "$1" in
+        haproxy) pair=("$proxy_in_pid" "$proxy_out_pid") ;;
+        *) pair=("$caller_pid" "$target_pid") ;;
+    esac
     awk -v t="$(getconf CLK_TCK)" '{ s += $14 + $15 } END { printf "%.3f", s / t }' \
-        "/proc/$caller_pid/stat" "/proc/$target_pid/stat"
+        "/proc/${pair[0]}/stat" "/proc/${pair[1]}/stat"
 }
 
-for mode in direct http grpc; do
-    step "$mode: warm-up 5 s, then $RATE req/s for $DURATION s"
-    load "$mode" 5 > /dev/null
-    before=$(sidecar_cpu)
-    load "$mode" "$DURATION" > "$work/$mode.json"
-    echo "{\"cpu\": $(awk -v a="$before" -v b="$(sidecar_cpu)" 'BEGIN { print b - a }')}" > "$work/$mode.cpu"
+modes=(direct haproxy http grpc)
+for round in $(seq 1 "$ROUNDS"); do
+    for mode in "${modes[@]}"; do
+        step "round $round/$ROUNDS, $mode: warm-up 3 s, then $RATE req/s for $DURATION s"
+        load "$mode" 3 > /dev/null
+        before=$(pair_cpu "$mode")
+        LATENCIES="$work/$mode.latencies" load "$mode" "$DURATION" >> "$work/$mode.runs"
+        awk -v a="$before" -v b="$(pair_cpu "$mode")" 'BEGIN { print b - a }' >> "$work/$mode.cpu"
+    done
 done
 
-python3 - "$work" "$RATE" "$DURATION" "${THREADS:-2}" <<'PY'
-import json, os, sys, datetime
-work, rate, duration, threads = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-runs = {m: json.load(open(f"{work}/{m}.json")) for m in ("direct", "http", "grpc")}
-cpu = {m: json.load(open(f"{work}/{m}.cpu"))["cpu"] for m in runs}
+python3 - "$work" "$RATE" "$DURATION" "${THREADS:-2}" "$ROUNDS" <<'PY'
+import json, os, sys, datetime, math
+work, rate, duration, threads, rounds = sys.argv[1:6]
+modes = ("direct", "haproxy", "http", "grpc")
+def pct(xs, p):
+    return xs[max(1, math.ceil(p / 100 * len(xs))) - 1]
+runs = {}
+for m in modes:
+    lat = sorted(float(l) for l in open(f"{work}/{m}.latencies"))
+    parts = [json.loads(l) for l in open(f"{work}/{m}.runs")]
+    cpu = sum(float(l) for l in open(f"{work}/{m}.cpu"))
+    runs[m] = {"requests": len(lat), "ok": sum(r["ok"] for r in parts),
+               "lag": max(r["max_send_lag_ms"] for r in parts),
+               "cpu_per_1000": cpu / len(lat) * 1000,
+               **{p: pct(lat, p) for p in (50, 90, 99)}}
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"### Sidecar benchmark, {datetime.date.today()}\n")
-print(f"- command: `bash scripts/bench-sidecar.sh` ({rate} req/s for {duration} s per path, 1 KiB bodies, loopback, open loop; load generator on {threads} thread(s))")
+print(f"- command: `bash scripts/bench-sidecar.sh` ({rate} req/s, {rounds} rounds of {duration} s per path taking turns, "
+      f"1 KiB bodies, loopback, open loop; load generator on {threads} thread(s))")
 print(f"- machine: {model}, {os.cpu_count()} cores\n")
-print("| path | requests | ok | p50 | p90 | p99 | added p50 | added p90 | added p99 | sidecar CPU per 1000 calls | max send lag |")
+print("| path | requests | ok | p50 | p90 | p99 | added p50 | added p90 | added p99 | proxy pair CPU per 1000 calls | max send lag |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
-names = {"direct": "app -> app (direct)", "http": "HTTP through two sidecars", "grpc": "gRPC InvokeService through two sidecars"}
+names = {"direct": "app -> app (direct)", "haproxy": "HTTP through two HAProxy (baseline)",
+         "http": "HTTP through two sidecars", "grpc": "gRPC InvokeService through two sidecars"}
 base = runs["direct"]
-for mode, run in runs.items():
-    added = ["" if mode == "direct" else f"{run[p] - base[p]:+.3f} ms" for p in ("p50_ms", "p90_ms", "p99_ms")]
-    per_1000 = "" if mode == "direct" else f"{cpu[mode] / run['requests'] * 1000:.3f} CPU-s"
-    print(f"| {names[mode]} | {run['requests']} | {run['ok']} | {run['p50_ms']:.3f} ms | {run['p90_ms']:.3f} ms | "
-          f"{run['p99_ms']:.3f} ms | {' | '.join(added)} | {per_1000} | {run['max_send_lag_ms']:.1f} ms |")
-g, h = runs["grpc"], runs["http"]
-print(f"\ngRPC / HTTP added latency (p90): {(g['p90_ms'] - base['p90_ms']) / (h['p90_ms'] - base['p90_ms']):.2f}x; "
-      f"CPU: {cpu['grpc'] / g['requests'] / (cpu['http'] / h['requests']):.2f}x.")
-print("Dapr's published figures for comparison: +1.40 ms p90, 0.48 vCPU per 1000 req/s.")
+added = {m: {p: runs[m][p] - base[p] for p in (50, 90, 99)} for m in modes}
+for m, r in runs.items():
+    cells = ["" if m == "direct" else f"{added[m][p]:+.3f} ms" for p in (50, 90, 99)]
+    cpu = "" if m == "direct" else f"{r['cpu_per_1000']:.3f} CPU-s"
+    print(f"| {names[m]} | {r['requests']} | {r['ok']} | {r[50]:.3f} ms | {r[90]:.3f} ms | {r[99]:.3f} ms | "
+          f"{' | '.join(cells)} | {cpu} | {r['lag']:.1f} ms |")
+def ratio(a, b):
+    return f"{a / b:.2f}x" if b > 0 else "n/a (baseline added nothing)"
+print()
+print(f"- gRPC / HTTP, added p90: {ratio(added['grpc'][90], added['http'][90])}; "
+      f"CPU: {ratio(runs['grpc']['cpu_per_1000'], runs['http']['cpu_per_1000'])}")
+print(f"- sidecars / HAProxy, added p90: {ratio(added['http'][90], added['haproxy'][90])} (HTTP), "
+      f"{ratio(added['grpc'][90], added['haproxy'][90])} (gRPC); added p99: {ratio(added['http'][99], added['haproxy'][99])} (HTTP)")
+print(f"- sidecars / HAProxy, CPU per call: {ratio(runs['http']['cpu_per_1000'], runs['haproxy']['cpu_per_1000'])} (HTTP), "
+      f"{ratio(runs['grpc']['cpu_per_1000'], runs['haproxy']['cpu_per_1000'])} (gRPC)")
+print("- Dapr's published figures for comparison: +1.40 ms p90, +2.10 ms p99, 0.48 vCPU per 1000 req/s.")
 PY

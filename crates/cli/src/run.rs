@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
-use function_host::{CallError, CallLimits, FunctionHost, HostConfig};
+use function_host::{CacheArgs, CallError, CallLimits, FunctionHost, HostConfig};
 
 /// Flags of `dapr-wasm run`.
 #[derive(Debug, Args)]
@@ -27,6 +27,9 @@ pub struct RunArgs {
     /// Largest linear memory, e.g. 512Mi.
     #[arg(long, default_value = "512Mi", value_parser = service_kit::units::parse_size)]
     pub max_memory: usize,
+    /// The module cache: compiled once, then loaded from disk by every run.
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// WASI-NN models and engine (for functions that import WASI-NN).
     #[command(flatten)]
     pub nn: function_host::nn::NnArgs,
@@ -44,6 +47,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .to_string();
     let host = FunctionHost::new(HostConfig {
         max_concurrent_calls: 1,
+        cache_dir: args.cache.cache_dir(),
         limits: CallLimits {
             deadline: args.timeout,
             max_memory_bytes: args.max_memory,

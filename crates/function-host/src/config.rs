@@ -63,3 +63,27 @@ impl Default for HostConfig {
         }
     }
 }
+
+/// The module-cache flags every command that loads functions takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CacheArgs {
+    /// Where compiled modules are cached [default: ~/.cache/dapr-wasm/modules].
+    #[arg(long, env = "DAPR_WASM_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile on every start instead of using the disk cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache directory for [`HostConfig::cache_dir`]: the flag, else the
+    /// default, or none with `--no-cache`.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(local_dirs::module_cache_dir)
+        }
+    }
+}

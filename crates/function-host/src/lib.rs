@@ -59,6 +59,6 @@ pub mod host;
 pub mod nn;
 mod stdio;
 
-pub use config::{CallLimits, HostConfig};
+pub use config::{CacheArgs, CallLimits, HostConfig};
 pub use error::{CallError, ExitKind, LoadError};
 pub use host::{CallOutput, Function, FunctionHost};

@@ -32,6 +32,7 @@ fn nn_config(backend: Backend) -> NnConfig {
         backend,
         onnxruntime_lib: files.onnxruntime,
         threads: 1,
+        sessions: 1,
     }
 }
 
@@ -206,4 +207,41 @@ fn a_guest_passing_bad_pointers_to_wasi_nn_gets_an_error_and_others_keep_working
     let classify = classify().with_models(models);
     let answer = answer(&classify, "coffee.png");
     assert_eq!(answer["index"].as_u64(), Some(ESPRESSO));
+}
+
+#[test]
+fn concurrent_calls_on_a_pool_of_onnx_runtime_sessions_give_each_photo_its_own_answer() {
+    if model_files::onnxruntime_lib().is_none() {
+        panic!("no ONNX Runtime is pinned for this platform; this test needs it");
+    }
+    let alone = classify().with_models(Models::load(&nn_config(Backend::OnnxRuntime)).unwrap());
+    let expected: Vec<Value> = ["cat.jpg", "coffee.png"]
+        .iter()
+        .map(|photo| answer(&alone, photo))
+        .collect();
+    let pooled = classify().with_models(
+        Models::load(&NnConfig {
+            sessions: 2,
+            ..nn_config(Backend::OnnxRuntime)
+        })
+        .unwrap(),
+    );
+    // Two callers at once, each on its own photo, many times over: a
+    // session shared by mistake, or answers crossed between sessions,
+    // would give a caller the other photo's classes.
+    std::thread::scope(|scope| {
+        for (photo, expected) in ["cat.jpg", "coffee.png"].into_iter().zip(&expected) {
+            let pooled = &pooled;
+            scope.spawn(move || {
+                for _ in 0..8 {
+                    let got = answer(pooled, photo);
+                    assert_eq!(got["index"], expected["index"], "{photo}: {got}");
+                    for ((ia, pa), (ib, pb)) in top5(&got).into_iter().zip(top5(expected)) {
+                        assert_eq!(ia, ib, "{photo}: the top 5 differ");
+                        assert!((pa - pb).abs() < 1e-5, "{photo}: class {ia}: {pa} vs {pb}");
+                    }
+                }
+            });
+        }
+    });
 }

@@ -52,7 +52,7 @@ fn main() {
         tract.run(input.clone()).unwrap();
     });
     init(&library).unwrap();
-    let ort = OrtGraph::load(&onnx, 1).unwrap();
+    let ort = OrtGraph::load(&onnx, 1, 1).unwrap();
     let ort_top1 = top1(&ort.run(input.clone()).unwrap().1);
     let ort_sample = Sample::measure(iterations, || {
         ort.run(input.clone()).unwrap();
@@ -107,6 +107,7 @@ fn main() {
         backend: Backend::OnnxRuntime,
         onnxruntime_lib: Some(library),
         threads: 1,
+        sessions: 1,
     })
     .unwrap();
     let function = function.with_models(models);

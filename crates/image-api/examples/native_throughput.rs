@@ -66,7 +66,7 @@ fn main() {
             .expect("ONNX Runtime");
             let photo = photo.clone();
             Box::new(move || {
-                let session = OrtGraph::load(&onnx, 1).expect("the model");
+                let session = OrtGraph::load(&onnx, 1, 1).expect("the model");
                 let photo = photo.clone();
                 Box::new(move || {
                     let tensor = classify::preprocess(&photo, &limits).expect("preprocess");

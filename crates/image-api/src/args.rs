@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 use function_host::nn::{NnArgs, NnConfig};
-use function_host::{CallLimits, HostConfig};
+use function_host::{CacheArgs, CallLimits, HostConfig};
 
 use service_kit::units::{parse_duration, parse_size};
 
@@ -60,13 +60,9 @@ pub struct ImageApiArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub queue_timeout: Duration,
 
-    /// Where compiled modules are cached [default: ~/.cache/dapr-wasm/modules].
-    #[arg(long, env = "DAPR_WASM_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
-
-    /// Compile on every start instead of using the disk cache.
-    #[arg(long, conflicts_with = "cache_dir")]
-    pub no_cache: bool,
+    /// The module cache.
+    #[command(flatten)]
+    pub cache: CacheArgs,
 
     /// WASI-NN models and engine.
     #[command(flatten)]
@@ -143,11 +139,7 @@ impl ImageApiArgs {
         }
         let defaults = HostConfig::default();
         let host = HostConfig {
-            cache_dir: if self.no_cache {
-                None
-            } else {
-                self.cache_dir.clone().or_else(local_dirs::module_cache_dir)
-            },
+            cache_dir: self.cache.cache_dir(),
             max_concurrent_calls: match self.max_concurrent_calls {
                 Some(0) => return Err("--max-concurrent-calls must be at least 1".into()),
                 Some(n) => n,
@@ -162,6 +154,11 @@ impl ImageApiArgs {
             },
             ..defaults
         };
+        // One inference session per call slot: no call waits for another's.
+        let nn = NnConfig {
+            sessions: host.max_concurrent_calls,
+            ..self.nn.validate()?
+        };
         Ok(ImageApiConfig {
             function_name: name.to_string(),
             function_path: path,
@@ -171,7 +168,7 @@ impl ImageApiArgs {
             ),
             dapr_http_port: self.dapr_http_port,
             host,
-            nn: self.nn.validate()?,
+            nn,
             body_timeout: self.body_timeout,
             max_connections: self.connections.validate()?,
         })

@@ -3,9 +3,10 @@
 //! percentiles as one JSON line.
 //!
 //! ```text
-//! invoke_load direct URL          RATE SECONDS BODY_BYTES   # POST URL
-//! invoke_load http   URL          RATE SECONDS BODY_BYTES   # POST through a sidecar
-//! invoke_load grpc   ADDRESS/APP  RATE SECONDS BODY_BYTES   # gRPC InvokeService
+//! invoke_load direct  URL          RATE SECONDS BODY_BYTES   # POST URL
+//! invoke_load haproxy URL          RATE SECONDS BODY_BYTES   # POST through HAProxy
+//! invoke_load http    URL          RATE SECONDS BODY_BYTES   # POST through a sidecar
+//! invoke_load grpc    ADDRESS/APP  RATE SECONDS BODY_BYTES   # gRPC InvokeService
 //! ```
 //!
 //! Request `i` is due at `start + i / RATE` and is sent then, whether or
@@ -13,10 +14,15 @@
 //! offered load). Its latency runs from when it was sent; how late the
 //! generator's timer sent it is reported apart (`max_send_lag_ms`), since
 //! tokio's timer has a 1 ms granularity that is not the system's latency.
-//! HTTP uses one pooled keep-alive client; gRPC one HTTP/2 channel, as the
-//! SDKs do. The generator runs on `THREADS` worker threads (default 2; 1
-//! runs it on the current thread, which measured worse for gRPC: tonic's
-//! channel then shares that thread with the timer loop).
+//! HTTP uses one pooled keep-alive client (reqwest, over hyper); gRPC one
+//! HTTP/2 connection, as the SDKs do, on the same hyper client stack. With
+//! `GRPC_CLIENT=channel`, gRPC goes through tonic's `Channel` instead,
+//! which hands every call to a buffer task first: a cost of that client,
+//! not of the server measured, and one the SDKs (grpc-go, grpcio) do not
+//! have. The generator runs on `THREADS` worker threads (default 2).
+//!
+//! With `LATENCIES=FILE`, every call's latency (ms) is also appended to
+//! FILE, one per line, so that runs can be pooled.
 
 use std::time::{Duration, Instant};
 
@@ -25,9 +31,34 @@ use dapr::dapr::proto::common::v1::http_extension::Verb;
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 
+/// gRPC over hyper's own HTTP/2 client: no buffer task in between.
+type HyperGrpc = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    tonic::body::Body,
+>;
+
 enum Target {
     Http(reqwest::Client, String),
-    Grpc(DaprClient<tonic::transport::Channel>, String),
+    Grpc(Box<DaprClient<HyperGrpc>>, String),
+    GrpcChannel(DaprClient<tonic::transport::Channel>, String),
+}
+
+fn invoke_request(app_id: &str, body: Vec<u8>) -> pb::InvokeServiceRequest {
+    pb::InvokeServiceRequest {
+        id: app_id.to_string(),
+        message: Some(common::InvokeRequest {
+            method: "echo".into(),
+            data: Some(prost_types::Any {
+                type_url: String::new(),
+                value: body,
+            }),
+            content_type: "application/octet-stream".into(),
+            http_extension: Some(common::HttpExtension {
+                verb: Verb::Post.into(),
+                querystring: String::new(),
+            }),
+        }),
+    }
 }
 
 impl Target {
@@ -39,24 +70,16 @@ impl Target {
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success()),
-            Target::Grpc(client, app_id) => {
-                let request = pb::InvokeServiceRequest {
-                    id: app_id.clone(),
-                    message: Some(common::InvokeRequest {
-                        method: "echo".into(),
-                        data: Some(prost_types::Any {
-                            type_url: String::new(),
-                            value: body,
-                        }),
-                        content_type: "application/octet-stream".into(),
-                        http_extension: Some(common::HttpExtension {
-                            verb: Verb::Post.into(),
-                            querystring: String::new(),
-                        }),
-                    }),
-                };
-                client.clone().invoke_service(request).await.is_ok()
-            }
+            Target::Grpc(client, app_id) => client
+                .clone()
+                .invoke_service(invoke_request(app_id, body))
+                .await
+                .is_ok(),
+            Target::GrpcChannel(client, app_id) => client
+                .clone()
+                .invoke_service(invoke_request(app_id, body))
+                .await
+                .is_ok(),
         }
     }
 }
@@ -90,20 +113,39 @@ fn main() {
 async fn run() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, target, rate, seconds, body_bytes] = args.as_slice() else {
-        eprintln!("usage: invoke_load direct|http|grpc URL|ADDRESS/APP RATE SECONDS BODY_BYTES");
+        eprintln!(
+            "usage: invoke_load direct|haproxy|http|grpc URL|ADDRESS/APP RATE SECONDS BODY_BYTES"
+        );
         std::process::exit(2);
     };
     let rate: f64 = rate.parse().expect("RATE is a number");
     let seconds: f64 = seconds.parse().expect("SECONDS is a number");
     let body = vec![b'x'; body_bytes.parse().expect("BODY_BYTES is a number")];
     let target = match mode.as_str() {
-        "direct" | "http" => Target::Http(reqwest::Client::new(), target.clone()),
+        "direct" | "haproxy" | "http" => Target::Http(reqwest::Client::new(), target.clone()),
         "grpc" => {
             let (address, app_id) = target.split_once('/').expect("grpc takes ADDRESS/APP");
-            let client = DaprClient::connect(format!("http://{address}"))
-                .await
-                .expect("the sidecar's gRPC API");
-            Target::Grpc(client, app_id.to_string())
+            let origin: hyper::Uri = format!("http://{address}")
+                .parse()
+                .expect("ADDRESS is host:port");
+            if std::env::var("GRPC_CLIENT").is_ok_and(|c| c == "channel") {
+                let client = DaprClient::connect(origin)
+                    .await
+                    .expect("the sidecar's gRPC API");
+                Target::GrpcChannel(client, app_id.to_string())
+            } else {
+                let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+                connector.set_nodelay(true);
+                let client = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .http2_only(true)
+                .build(connector);
+                Target::Grpc(
+                    Box::new(DaprClient::with_origin(client, origin)),
+                    app_id.to_string(),
+                )
+            }
         }
         other => panic!("unknown mode {other}"),
     };
@@ -130,6 +172,16 @@ async fn run() {
         ok += usize::from(success);
         latencies.push(ms);
         max_lag = max_lag.max(lag);
+    }
+    if let Ok(path) = std::env::var("LATENCIES") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("LATENCIES names a writable file");
+        let lines: String = latencies.iter().map(|ms| format!("{ms:.4}\n")).collect();
+        file.write_all(lines.as_bytes()).expect("latencies written");
     }
     latencies.sort_by(f64::total_cmp);
     println!(

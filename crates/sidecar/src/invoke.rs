@@ -347,21 +347,6 @@ fn append_forwarded(headers: &mut HeaderMap, incoming: &HeaderMap, peer: SocketA
     }
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    if getrandom::fill(&mut buf).is_err() {
-        // Fall back to the clock: a trace id must be unique, not secret.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(1);
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (nanos >> ((i % 16) * 8)) as u8 ^ i as u8;
-        }
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A `traceparent` for a new sampled trace.
 pub(crate) fn new_traceparent() -> String {
     child_traceparent(None)
@@ -390,8 +375,8 @@ fn child_traceparent(incoming: Option<&HeaderValue>) -> HeaderValue {
             _ => None,
         }
     });
-    let (trace, flags) = parent.unwrap_or_else(|| (random_hex(16), "01".to_string()));
-    let value = format!("00-{trace}-{}-{flags}", random_hex(8));
+    let (trace, flags) = parent.unwrap_or_else(|| (crate::ids::new_trace_id(), "01".to_string()));
+    let value = format!("00-{trace}-{}-{flags}", crate::ids::new_span_id());
     HeaderValue::from_str(&value).unwrap_or_else(|_| {
         HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
     })

@@ -38,6 +38,7 @@ pub mod args;
 pub mod components;
 pub mod error;
 pub mod grpc;
+mod ids;
 pub mod invoke;
 pub mod metadata;
 pub mod nameres;

@@ -12,8 +12,9 @@
 //!
 //! - [`config`]: flags and env vars.
 //! - [`dapr`]: the little Dapr HTTP client (invoke, state with etags).
-//! - [`stats`]: the invocation counter and the last events, updated with
-//!   etag concurrency so that concurrent uploads never lose a count.
+//! - [`stats`]: the invocation counter and the last events, updated in
+//!   batches with etag concurrency so that concurrent uploads never lose a
+//!   count.
 //! - [`routes`]: the handlers; [`error`]: their JSON errors.
 //! - [`ui`]: the page, its script and its style.
 

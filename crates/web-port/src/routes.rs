@@ -25,24 +25,28 @@ use tower_http::trace::TraceLayer;
 use crate::config::WebPortConfig;
 use crate::dapr::{DaprClient, DaprClientError, InvokeProtocol};
 use crate::error::WebError;
-use crate::stats::{self, Event, Stats};
+use crate::stats::{self, Event, Stats, StatsRecorder};
 use crate::ui;
 
 /// What the handlers share.
 #[derive(Clone)]
 struct AppState {
     dapr: DaprClient,
+    stats: StatsRecorder,
     config: Arc<WebPortConfig>,
 }
 
-/// The router.
+/// The router. Starts the stats recorder, so it must be called on a
+/// runtime.
 pub fn app(config: WebPortConfig) -> Router {
+    let dapr = DaprClient::new(
+        config.dapr_http_port,
+        config.dapr_grpc_port,
+        config.invoke_timeout,
+    );
     let state = AppState {
-        dapr: DaprClient::new(
-            config.dapr_http_port,
-            config.dapr_grpc_port,
-            config.invoke_timeout,
-        ),
+        stats: StatsRecorder::start(dapr.clone(), config.state_store.clone()),
+        dapr,
         config: Arc::new(config),
     };
     Router::new()
@@ -198,7 +202,7 @@ async fn upload(
     }
     // The upload's answer waits for the stats write (so a count the
     // client can read afterwards includes it) but never fails with it.
-    if let Err(err) = stats::record(&state.dapr, &state.config.state_store, event).await {
+    if let Err(err) = state.stats.record(event).await {
         tracing::warn!(error = %err, "cannot record the call in the state store");
     }
     let mut response = response;

@@ -56,6 +56,7 @@ async fn start_image_app_with(function: &str, port: u16, host: HostConfig) -> Im
             backend: Backend::Auto,
             onnxruntime_lib: files.onnxruntime,
             threads: 1,
+            sessions: 1,
         };
         loaded =
             tokio::task::spawn_blocking(move || function_host::nn::load_models_for(loaded, &nn))

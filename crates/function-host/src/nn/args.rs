@@ -70,6 +70,7 @@ impl NnArgs {
             backend: self.nn_backend,
             onnxruntime_lib,
             threads: self.nn_threads,
+            sessions: 1,
         })
     }
 }

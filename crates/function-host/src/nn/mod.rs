@@ -95,6 +95,10 @@ pub struct NnConfig {
     /// Threads one inference may use (ONNX Runtime's intra-op threads;
     /// tract always uses one).
     pub threads: usize,
+    /// Inferences one model may run at once (ONNX Runtime: one session
+    /// each, built at start-up). The apps set it to their call slots, so
+    /// that no call waits for another's inference.
+    pub sessions: usize,
 }
 
 impl Default for NnConfig {
@@ -104,6 +108,7 @@ impl Default for NnConfig {
             backend: Backend::Auto,
             onnxruntime_lib: None,
             threads: 1,
+            sessions: 1,
         }
     }
 }
@@ -196,15 +201,15 @@ impl Models {
                 source,
             })?;
             let graph: Box<dyn BackendGraph> = match backend {
-                Backend::OnnxRuntime => {
-                    Box::new(onnxruntime::OrtGraph::load(&bytes, config.threads).map_err(
+                Backend::OnnxRuntime => Box::new(
+                    onnxruntime::OrtGraph::load(&bytes, config.threads, config.sessions).map_err(
                         |reason| NnError::Load {
                             name: spec.name.clone(),
                             backend,
                             reason,
                         },
-                    )?)
-                }
+                    )?,
+                ),
                 _ => Box::new(
                     tract::TractGraph::load(&bytes).map_err(|reason| NnError::Load {
                         name: spec.name.clone(),

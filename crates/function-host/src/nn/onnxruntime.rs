@@ -5,11 +5,15 @@
 //! so [`init`] loads it once, at startup, catching that panic and turning it
 //! into an error; nothing on a request path loads the library.
 //!
-//! One session per model is built (and its graph optimised) at startup. The
-//! `ort` API runs a session through `&mut`, so calls take turns on it; each
-//! inference may use [`NnConfig::threads`](super::NnConfig) threads.
+//! Each model gets [`NnConfig::sessions`](super::NnConfig) sessions, built
+//! (and their graphs optimised) at startup. The `ort` API runs a session
+//! through `&mut`, so one session runs one inference at a time; with a
+//! session per call slot, concurrent calls never take turns. Each inference
+//! may use [`NnConfig::threads`](super::NnConfig) threads. Every session
+//! holds its own copy of the weights (EfficientNet-Lite0: about 19 MB).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ort::session::Session;
@@ -83,23 +87,33 @@ fn load(library: &Path) -> Result<PathBuf, String> {
 pub struct OrtGraph(Arc<OrtModel>);
 
 struct OrtModel {
-    session: Mutex<Session>,
+    /// At least one.
+    sessions: Vec<Mutex<Session>>,
+    /// Where the next call starts looking for a free session.
+    next: AtomicUsize,
     input_shape: Vec<usize>,
 }
 
 impl OrtGraph {
-    /// Builds an optimised session from ONNX bytes. [`init`] must have
-    /// succeeded first.
-    pub fn load(onnx: &[u8], threads: usize) -> Result<OrtGraph, String> {
+    /// Builds `sessions` optimised sessions (at least one) from ONNX bytes,
+    /// each running one inference at a time on `threads` threads. [`init`]
+    /// must have succeeded first.
+    pub fn load(onnx: &[u8], threads: usize, sessions: usize) -> Result<OrtGraph, String> {
         if !is_initialised() {
             return Err("ONNX Runtime is not initialised".into());
         }
-        let session = Session::builder()
-            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
-            .and_then(|b| b.with_intra_threads(threads.max(1)))
-            .and_then(|b| b.with_inter_threads(1))
-            .and_then(|b| b.commit_from_memory(onnx))
-            .map_err(|e| e.to_string())?;
+        let build = || {
+            Session::builder()
+                .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
+                .and_then(|b| b.with_intra_threads(threads.max(1)))
+                .and_then(|b| b.with_inter_threads(1))
+                .and_then(|b| b.commit_from_memory(onnx))
+                .map_err(|e| e.to_string())
+        };
+        let sessions = (0..sessions.max(1))
+            .map(|_| build().map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let session = sessions[0].lock().unwrap_or_else(|p| p.into_inner());
         let input = session.inputs.first().ok_or("the model has no input")?;
         let ValueType::Tensor { shape, .. } = &input.input_type else {
             return Err("the model's input is not a tensor".into());
@@ -108,10 +122,17 @@ impl OrtGraph {
             .iter()
             .map(|&d| usize::try_from(d).map_err(|_| "the model's input shape is not fixed"))
             .collect::<Result<Vec<_>, _>>()?;
+        drop(session);
         Ok(OrtGraph(Arc::new(OrtModel {
-            session: Mutex::new(session),
+            sessions,
+            next: AtomicUsize::new(0),
             input_shape,
         })))
+    }
+
+    /// How many inferences can run at once.
+    pub fn sessions(&self) -> usize {
+        self.0.sessions.len()
     }
 
     /// Runs one inference: `input` in the model's input shape, row-major.
@@ -130,9 +151,7 @@ impl Model for OrtModel {
         let dims: Vec<i64> = self.input_shape.iter().map(|&d| d as i64).collect();
         let tensor = ort::value::Tensor::from_array((dims, input))
             .map_err(|e| format!("ONNX Runtime: {e}"))?;
-        // A poisoned session is still usable: ONNX Runtime keeps no partial
-        // state between runs.
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let mut session = self.free_session();
         let outputs = session
             .run(ort::inputs![tensor])
             .map_err(|e| format!("ONNX Runtime: {e}"))?;
@@ -144,6 +163,27 @@ impl Model for OrtModel {
             .map_err(|e| format!("ONNX Runtime: {e}"))?;
         let shape = shape.iter().map(|&d| d.max(0) as usize).collect();
         Ok((shape, data.to_vec()))
+    }
+}
+
+impl OrtModel {
+    /// A session no other call is using, taking turns from a rotating start;
+    /// if all are busy (more callers than sessions), waits for one. A
+    /// poisoned session is still usable: ONNX Runtime keeps no partial state
+    /// between runs.
+    fn free_session(&self) -> std::sync::MutexGuard<'_, Session> {
+        let count = self.sessions.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        for offset in 0..count {
+            match self.sessions[(start + offset) % count].try_lock() {
+                Ok(session) => return session,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        self.sessions[start]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 

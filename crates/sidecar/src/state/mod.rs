@@ -157,14 +157,9 @@ impl StateStore for TimeLimited {
 }
 
 /// A fresh etag for the SQL stores: a random positive 63-bit number, so an
-/// etag of a deleted and re-created key never matches (the clock if the OS
-/// has no randomness).
+/// etag of a deleted and re-created key never matches.
 pub(crate) fn new_etag() -> i64 {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        return crate::unix_millis();
-    }
-    (u64::from_le_bytes(bytes) >> 1) as i64
+    crate::ids::new_positive_i63()
 }
 
 /// Parses an etag issued by a store (a decimal version number).
