@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The classify benchmark (not part of the tests): tract vs ONNX Runtime vs
-# Python's onnxruntime per inference, and one photo end to end by stage.
+# Python's onnxruntime per inference, one photo end to end by stage, and
+# each model (Lite0, Lite1, Lite2) side by side: inference, end to end,
+# throughput on 2 cores and memory at rest.
 # Prints Markdown for docs/performance.md. Extra arguments go to `cargo bench`.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"

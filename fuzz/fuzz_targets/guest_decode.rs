@@ -17,7 +17,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((output, _format)) = grayscale::grayscale(data, &limits) {
         assert!(!output.is_empty());
     }
-    if let Ok(tensor) = classify::preprocess(data, &limits) {
-        assert_eq!(tensor.len(), 3 * 224 * 224);
+    // The largest model's side: the most work per photo.
+    let side = classify::MODELS.iter().map(|m| m.side).max().unwrap_or(224);
+    if let Ok(tensor) = classify::preprocess(data, &limits, side) {
+        assert_eq!(tensor.len(), 3 * side * side);
     }
 });

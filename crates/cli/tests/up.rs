@@ -13,8 +13,17 @@ use support::{DemoSpec, EventsApp, Up, free_port, wait_gone};
 use test_support::repo_path;
 
 async fn hello(client: &reqwest::Client, web: &str, api: &str, photo: &str) -> reqwest::Response {
+    hello_at(client, &format!("{web}/api/hello"), api, photo).await
+}
+
+async fn hello_at(
+    client: &reqwest::Client,
+    url: &str,
+    api: &str,
+    photo: &str,
+) -> reqwest::Response {
     client
-        .post(format!("{web}/api/hello"))
+        .post(url)
         .header("api", api)
         .body(test_support::photo(photo))
         .send()
@@ -40,8 +49,20 @@ async fn up_runs_the_whole_demo_and_stops_without_leftovers() {
         .await
         .unwrap();
     assert_eq!(answer["label"], "espresso", "{answer}");
+    // The acceptance: a model chosen per request, named in the answer.
+    let url = format!("{web}/api/hello?model=efficientnet-lite2");
+    let answer: Value = hello_at(&client, &url, "classify", "cat.jpg")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["model"], "efficientnet-lite2", "{answer}");
+    assert!(
+        (281..=285).contains(&answer["index"].as_u64().unwrap()),
+        "{answer}"
+    );
     let stats = test_support::get_json(format!("{web}/api/invokecount")).await;
-    assert_eq!(stats["count"], 2, "{stats}");
+    assert_eq!(stats["count"], 3, "{stats}");
 
     // `list` shows the three apps; `invoke` calls one through its sidecar.
     let list = up.cli(&["list"]);

@@ -46,6 +46,9 @@ pub enum ExitKind {
     /// Exit code 4: a host service the function relies on failed (for
     /// `classify`, the WASI-NN inference): not the caller's fault.
     HostService,
+    /// Exit code 5: the call named something the function does not have,
+    /// such as a model (`classify --model NAME`).
+    UnknownName,
     /// Any other non-zero code: the input is invalid.
     Invalid,
 }
@@ -57,6 +60,7 @@ impl ExitKind {
             2 => ExitKind::Unsupported,
             3 => ExitKind::TooLarge,
             4 => ExitKind::HostService,
+            5 => ExitKind::UnknownName,
             _ => ExitKind::Invalid,
         }
     }

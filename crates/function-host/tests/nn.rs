@@ -15,9 +15,9 @@ fn model_files() -> model_files::ModelFiles {
     let dir = local_dirs::models_dir().expect("HOME is set");
     let files = model_files::ModelFiles::in_dir(&dir);
     assert!(
-        files.onnx.is_file(),
-        "{} is missing: run `dapr-wasm models fetch` (scripts/test.sh does)",
-        files.onnx.display()
+        files.all_converted(),
+        "a model is missing from {}: run `dapr-wasm models fetch` (scripts/test.sh does)",
+        dir.display()
     );
     files
 }
@@ -27,7 +27,7 @@ fn nn_config(backend: Backend) -> NnConfig {
     NnConfig {
         models: vec![ModelSpec {
             name: model_files::MODEL_NAME.into(),
-            path: files.onnx,
+            path: files.default_onnx(),
         }],
         backend,
         onnxruntime_lib: files.onnxruntime,
@@ -244,4 +244,37 @@ fn concurrent_calls_on_a_pool_of_onnx_runtime_sessions_give_each_photo_its_own_a
             });
         }
     });
+}
+
+#[test]
+fn a_model_asked_for_by_name_but_not_loaded_is_the_callers_mistake() {
+    let function = classify();
+    let photo = std::fs::read(repo_path("testdata/cat.jpg")).unwrap();
+    // A name the function knows, but this host loaded no model.
+    match function.call_blocking(
+        Bytes::from(photo.clone()),
+        &["--model", "efficientnet-lite2"],
+    ) {
+        Err(CallError::BadInput {
+            exit_code: 5,
+            stderr,
+        }) => assert!(
+            stderr.contains("no model `efficientnet-lite2` loaded"),
+            "{stderr}"
+        ),
+        other => panic!("expected exit code 5, got {other:?}"),
+    }
+    // A name it does not know at all.
+    match function.call_blocking(Bytes::from(photo), &["--model=squeezenet"]) {
+        Err(CallError::BadInput {
+            exit_code: 5,
+            stderr,
+        }) => assert!(
+            stderr.starts_with(
+                "unknown model `squeezenet`; the models are: efficientnet-lite0 (224x224)"
+            ),
+            "{stderr}"
+        ),
+        other => panic!("expected exit code 5, got {other:?}"),
+    }
 }

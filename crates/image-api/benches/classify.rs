@@ -8,8 +8,16 @@
 //!   the stages inside the call as the guest's clock sees them (decode,
 //!   crop and resize, inference on the host, the JSON answer).
 //!
+//! - (c) Each model (EfficientNet-Lite0, Lite1, Lite2): one inference on
+//!   ONNX Runtime, 1 thread; one photo end to end over HTTP
+//!   (`?model=NAME`); throughput of the service with 2 call slots and 2
+//!   clients on the 2 cores, all models measured in the same run; and the
+//!   memory one model adds at rest (2 sessions, measured in a child
+//!   process per model).
+//!
 //! Prints Markdown for `docs/performance.md`. `BENCH_ITERATIONS` sets the
-//! number of timed runs per figure (default 50).
+//! number of timed runs per figure (default 50), `BENCH_SECONDS` the
+//! length of each throughput run (default 10).
 
 use std::time::Duration;
 
@@ -31,19 +39,27 @@ fn top1(logits: &[f32]) -> usize {
 }
 
 fn main() {
+    if let Ok(name) = std::env::var("BENCH_RSS_MODEL") {
+        return rss_of_one_model(&name);
+    }
     let iterations: usize = std::env::var("BENCH_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
     let dir = local_dirs::models_dir().expect("HOME is set");
     let files = model_files::ModelFiles::in_dir(&dir);
-    let onnx = std::fs::read(&files.onnx).expect("run `dapr-wasm models fetch` first");
+    let onnx = std::fs::read(files.default_onnx()).expect("run `dapr-wasm models fetch` first");
     let library = files
         .onnxruntime
         .clone()
         .expect("ONNX Runtime is pinned for this platform");
     let photo = std::fs::read(repo_path("testdata/cat.jpg")).unwrap();
-    let input = classify::preprocess(&photo, &classify::Limits::default()).unwrap();
+    let input = classify::preprocess(
+        &photo,
+        &classify::Limits::default(),
+        classify::DEFAULT_MODEL.side,
+    )
+    .unwrap();
 
     // (a) one inference, one thread.
     let tract = TractGraph::load(&onnx).unwrap();
@@ -57,7 +73,7 @@ fn main() {
     let ort_sample = Sample::measure(iterations, || {
         ort.run(input.clone()).unwrap();
     });
-    let python = python_reference(&files.onnx, &input, iterations);
+    let python = python_reference(&files.default_onnx(), &input, iterations);
 
     println!("### Classify: one 224x224 inference, 1 thread ({iterations} runs, cat.jpg)\n");
     println!("| engine | median | p10 | p90 | vs Python onnxruntime |");
@@ -102,7 +118,7 @@ fn main() {
     let models = Models::load(&NnConfig {
         models: vec![ModelSpec {
             name: model_files::MODEL_NAME.into(),
-            path: files.onnx.clone(),
+            path: files.default_onnx(),
         }],
         backend: Backend::OnnxRuntime,
         onnxruntime_lib: Some(library),
@@ -187,6 +203,165 @@ fn main() {
         "| HTTP and service overhead (round trip minus call) | {} |",
         fmt(http.median().saturating_sub(call.median()))
     );
+    drop(runtime);
+    per_model(iterations, &files, &photo);
+}
+
+/// (c): the models side by side.
+fn per_model(iterations: usize, files: &model_files::ModelFiles, photo: &[u8]) {
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let library = files.onnxruntime.clone().expect("ONNX Runtime is pinned");
+    let host = FunctionHost::new(HostConfig {
+        cache_dir: None,
+        max_concurrent_calls: 2,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let models = Models::load(&NnConfig {
+        models: model_files::CLASSIFIERS
+            .iter()
+            .map(|m| ModelSpec {
+                name: m.name.into(),
+                path: files.onnx(m),
+            })
+            .collect(),
+        backend: Backend::OnnxRuntime,
+        onnxruntime_lib: Some(library),
+        threads: 1,
+        sessions: 2,
+    })
+    .unwrap();
+    let function = host
+        .load_file("classify", &repo_path("build/functions/classify.wasm"))
+        .unwrap()
+        .with_models(models);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let base = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/api/image", listener.local_addr().unwrap());
+        let app = image_api::routes::app(
+            function.clone(),
+            service_kit::body::BodyLimits::max_bytes(16 << 20),
+        );
+        tokio::spawn(image_api::serve(
+            listener,
+            app,
+            Default::default(),
+            std::future::pending(),
+        ));
+        base
+    });
+    let client = reqwest::Client::new();
+    let exe = std::env::current_exe().unwrap();
+    println!(
+        "\n### Classify per model: cat.jpg, ONNX Runtime, 1 thread per inference ({iterations} runs; throughput: 2 call slots, 2 clients, {seconds} s)\n"
+    );
+    println!(
+        "| model | input | top-1 (published) | inference median | end to end median | end to end p90 | throughput | memory at rest |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for model in &model_files::CLASSIFIERS {
+        let onnx = std::fs::read(files.onnx(model)).unwrap();
+        let ort = OrtGraph::load(&onnx, 1, 1).unwrap();
+        let input =
+            classify::preprocess(photo, &classify::Limits::default(), model.input_size).unwrap();
+        let inference = Sample::measure(iterations, || {
+            ort.run(input.clone()).unwrap();
+        });
+        drop(ort);
+        let url = format!("{base}?model={}", model.name);
+        let post = |client: &reqwest::Client| {
+            let request = client.post(&url).body(photo.to_vec());
+            async move {
+                let response = request.send().await.unwrap();
+                assert!(response.status().is_success(), "{}", response.status());
+                response.bytes().await.unwrap();
+            }
+        };
+        let end_to_end = Sample::measure(iterations, || runtime.block_on(post(&client)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+        let started = std::time::Instant::now();
+        let body = Bytes::copy_from_slice(photo);
+        let calls: usize = runtime.block_on(async {
+            let mut clients = tokio::task::JoinSet::new();
+            for _ in 0..2 {
+                let (client, url, body) = (reqwest::Client::new(), url.clone(), body.clone());
+                clients.spawn(async move {
+                    let mut calls = 0usize;
+                    while std::time::Instant::now() < deadline {
+                        let response = client.post(&url).body(body.clone()).send().await.unwrap();
+                        assert!(response.status().is_success(), "{}", response.status());
+                        response.bytes().await.unwrap();
+                        calls += 1;
+                    }
+                    calls
+                });
+            }
+            clients.join_all().await.into_iter().sum()
+        });
+        let throughput = calls as f64 / started.elapsed().as_secs_f64();
+        let rss = std::process::Command::new(&exe)
+            .env("BENCH_RSS_MODEL", model.name)
+            .output()
+            .unwrap();
+        let rss = String::from_utf8_lossy(&rss.stdout).trim().to_string();
+        println!(
+            "| {} | {}x{} | {}% | {} | {} | {} | {throughput:.1} photos/s | {rss} |",
+            model.name,
+            model.input_size,
+            model.input_size,
+            model.top1_accuracy,
+            fmt(inference.median()),
+            fmt(end_to_end.median()),
+            fmt(end_to_end.quantile(0.9)),
+        );
+    }
+}
+
+/// The child of (c): the resident memory one model adds, loaded as the
+/// service loads it (2 sessions, one warm-up inference), after ONNX
+/// Runtime itself is loaded. Prints `+N MiB (process M MiB)`.
+fn rss_of_one_model(name: &str) {
+    let files = model_files::ModelFiles::in_dir(&local_dirs::models_dir().expect("HOME"));
+    let model = model_files::classifier(name).expect("a known model");
+    init(
+        files
+            .onnxruntime
+            .as_deref()
+            .expect("ONNX Runtime is pinned"),
+    )
+    .unwrap();
+    let before = rss_mib();
+    let models = Models::load(&NnConfig {
+        models: vec![ModelSpec {
+            name: name.into(),
+            path: files.onnx(model),
+        }],
+        backend: Backend::OnnxRuntime,
+        onnxruntime_lib: files.onnxruntime.clone(),
+        threads: 1,
+        sessions: 2,
+    })
+    .unwrap();
+    let after = rss_mib();
+    drop(models);
+    println!("+{:.0} MiB (process {after:.0} MiB)", after - before);
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
 }
 
 /// `timings decode_ms=.. preprocess_ms=.. inference_ms=.. answer_ms=..`

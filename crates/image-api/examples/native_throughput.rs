@@ -56,7 +56,8 @@ fn main() {
         }
         "classify" => {
             let files = model_files::ModelFiles::in_dir(&local_dirs::models_dir().expect("HOME"));
-            let onnx = std::fs::read(&files.onnx).expect("run `dapr-wasm models fetch` first");
+            let onnx =
+                std::fs::read(files.default_onnx()).expect("run `dapr-wasm models fetch` first");
             init(
                 files
                     .onnxruntime
@@ -69,9 +70,15 @@ fn main() {
                 let session = OrtGraph::load(&onnx, 1, 1).expect("the model");
                 let photo = photo.clone();
                 Box::new(move || {
-                    let tensor = classify::preprocess(&photo, &limits).expect("preprocess");
+                    let tensor =
+                        classify::preprocess(&photo, &limits, classify::DEFAULT_MODEL.side)
+                            .expect("preprocess");
                     let (_, logits) = session.run(tensor).expect("inference");
-                    let answer = classify::Classification::from_logits(&logits).to_json();
+                    let answer = classify::Classification::from_logits(
+                        &logits,
+                        classify::DEFAULT_MODEL.name,
+                    )
+                    .to_json();
                     assert!(answer.contains("label"));
                 })
             })

@@ -7,6 +7,8 @@
 //! | `InvalidImage`     | 400    | `ERR_INVALID_IMAGE`              |
 //! | `UnsupportedImage` | 415    | `ERR_UNSUPPORTED_IMAGE`          |
 //! | `ImageTooLarge`    | 413    | `ERR_IMAGE_TOO_LARGE`            |
+//! | `UnknownModel`     | 400    | `ERR_UNKNOWN_MODEL`              |
+//! | `BadQuery`         | 400    | `ERR_BAD_REQUEST`                |
 //! | `NotFound`         | 404    | `ERR_NOT_FOUND`                  |
 //! | `MethodNotAllowed` | 405    | `ERR_METHOD_NOT_ALLOWED`         |
 //! | `Busy`             | 503    | `ERR_BUSY` (with `Retry-After`)  |
@@ -35,6 +37,12 @@ pub enum ApiError {
     /// The image is over the function's own limits (a decompression bomb).
     #[error("{0}")]
     ImageTooLarge(String),
+    /// The call named a model the function or the host does not have.
+    #[error("{0}")]
+    UnknownModel(String),
+    /// The query string is not one this route takes.
+    #[error("{0}")]
+    BadQuery(String),
     /// No route matches.
     #[error("no route for {0}; see GET / for usage")]
     NotFound(String),
@@ -60,7 +68,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Body(body) => body.status(),
-            ApiError::InvalidImage(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidImage(_) | ApiError::UnknownModel(_) | ApiError::BadQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::UnsupportedImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -78,6 +88,8 @@ impl ApiError {
             ApiError::InvalidImage(_) => "ERR_INVALID_IMAGE",
             ApiError::UnsupportedImage(_) => "ERR_UNSUPPORTED_IMAGE",
             ApiError::ImageTooLarge(_) => "ERR_IMAGE_TOO_LARGE",
+            ApiError::UnknownModel(_) => "ERR_UNKNOWN_MODEL",
+            ApiError::BadQuery(_) => error_body::BAD_REQUEST,
             ApiError::NotFound(_) => error_body::NOT_FOUND,
             ApiError::MethodNotAllowed => error_body::METHOD_NOT_ALLOWED,
             ApiError::Busy(_) => "ERR_BUSY",
@@ -101,6 +113,7 @@ impl From<CallError> for ApiError {
                     ExitKind::TooLarge => ApiError::ImageTooLarge(reason),
                     ExitKind::Invalid => ApiError::InvalidImage(reason),
                     ExitKind::HostService => ApiError::Inference(reason),
+                    ExitKind::UnknownName => ApiError::UnknownModel(reason),
                 }
             }
             CallError::InputTooLarge { limit, .. } => ApiError::Body(BodyError::TooLarge { limit }),

@@ -520,3 +520,145 @@ async fn classify_refuses_bad_images_with_json_errors_and_keeps_serving() {
     let response = service.post("/api/image", fixture("cat.jpg")).await;
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn each_model_classifies_the_test_photos_and_says_it_did() {
+    let service = Service::classify().await;
+    for model in [
+        "efficientnet-lite0",
+        "efficientnet-lite1",
+        "efficientnet-lite2",
+    ] {
+        let response = service
+            .post(&format!("/api/image?model={model}"), fixture("cat.jpg"))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{model}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["model"], model);
+        let index = answer["index"].as_u64().unwrap();
+        assert!((281..=285).contains(&index), "{model}: {answer}");
+
+        let response = service
+            .post(
+                &format!("/classify?model={model}"),
+                fixture("coffee-1024x768.jpg"),
+            )
+            .await;
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["label"], "espresso", "{model}: {answer}");
+    }
+    // No model named: the default, Lite0.
+    let response = service.post("/api/image", fixture("cat.jpg")).await;
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["model"], "efficientnet-lite0");
+}
+
+#[tokio::test]
+async fn models_are_listed_with_their_size_file_load_time_and_accuracy() {
+    let service = Service::classify().await;
+    service
+        .post("/api/image?model=efficientnet-lite1", fixture("cat.jpg"))
+        .await;
+    let list: Value = service
+        .client
+        .get(format!("{}/models", service.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let models = list["models"].as_array().unwrap();
+    let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "efficientnet-lite0",
+            "efficientnet-lite1",
+            "efficientnet-lite2"
+        ]
+    );
+    for (m, (size, accuracy)) in models.iter().zip([(224, 75.1), (240, 76.7), (260, 77.6)]) {
+        assert_eq!(m["inputSize"], size, "{m}");
+        assert!(
+            (m["top1Accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-3,
+            "{m}"
+        );
+        let file = m["file"].as_str().unwrap();
+        assert!(
+            file.ends_with(&format!("{}.onnx", m["name"].as_str().unwrap())),
+            "{m}"
+        );
+        assert!(m["loadMs"].as_f64().unwrap() > 0.0, "{m}");
+        assert!(m["inferenceMs"].as_f64().unwrap() > 0.0, "{m}");
+    }
+    assert_eq!(models[0]["default"], true);
+    assert_eq!(models[1]["calls"], 1);
+    assert!(models[1]["meanCallMs"].as_f64().unwrap() > 0.0);
+    assert_eq!(models[2]["calls"], 0);
+    assert!(models[2]["meanCallMs"].is_null());
+}
+
+#[tokio::test]
+async fn unknown_models_get_400_listing_the_models_and_the_service_keeps_serving() {
+    let service = Service::classify().await;
+    let response = service
+        .post("/api/image?model=resnet-50", fixture("cat.jpg"))
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errorCode"], "ERR_UNKNOWN_MODEL");
+    assert_eq!(
+        body["message"],
+        "unknown model `resnet-50`; the models are: efficientnet-lite0, efficientnet-lite1, efficientnet-lite2"
+    );
+    // The grayscale function uses no model: asking for one is a bad request.
+    let gray = Service::grayscale().await;
+    assert_error(
+        gray.post("/api/image?model=efficientnet-lite0", fixture("cat.jpg"))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "ERR_BAD_REQUEST",
+    )
+    .await;
+    let response = service.post("/api/image", fixture("cat.jpg")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// A model the host loaded under a name the function does not know: the
+/// function itself refuses it (exit code 5), listing its models.
+#[tokio::test]
+async fn a_model_the_function_does_not_know_is_refused_by_the_function() {
+    let files = model_files::ModelFiles::in_dir(&local_dirs::models_dir().unwrap());
+    let nn = function_host::nn::NnConfig {
+        models: vec![function_host::nn::ModelSpec {
+            name: "my-model".into(),
+            path: files.default_onnx(),
+        }],
+        backend: function_host::nn::Backend::Tract,
+        ..Default::default()
+    };
+    let host = FunctionHost::new(test_config(CallLimits::default())).unwrap();
+    let function = host
+        .load_file("classify", &test_support::wasm_path("classify"))
+        .unwrap();
+    let function =
+        tokio::task::spawn_blocking(move || function_host::nn::load_models_for(function, &nn))
+            .await
+            .unwrap()
+            .unwrap();
+    let service = Service::serve(function, 16 << 20).await;
+    let response = service
+        .post("/api/image?model=my-model", fixture("cat.jpg"))
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errorCode"], "ERR_UNKNOWN_MODEL");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown model `my-model`; the models are: efficientnet-lite0 (224x224)"),
+        "{body}"
+    );
+}

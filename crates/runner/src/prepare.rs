@@ -56,9 +56,9 @@ pub fn prepare(plans: &[AppPlan], mut progress: impl FnMut(&str)) -> Result<(), 
     let models_dir = local_dirs::models_dir().ok_or_else(|| {
         RunnerError::Prepare("no models directory: set DAPR_WASM_MODELS_DIR or HOME".into())
     })?;
-    if !model_files::ModelFiles::in_dir(&models_dir).onnx.is_file() {
+    if !model_files::ModelFiles::in_dir(&models_dir).all_converted() {
         progress(&format!(
-            "the model is missing; fetching it into {}",
+            "a model is missing; fetching the models into {}",
             models_dir.display()
         ));
         models::prepare(&models_dir, |line| progress(&format!("  {line}")))

@@ -94,7 +94,8 @@ impl DaprClient {
         }
     }
 
-    /// Invokes `method` of `app_id` with `body` through `protocol`.
+    /// Invokes `method` of `app_id` with `body` through `protocol`
+    /// (`method` may carry a query string).
     pub async fn invoke_with(
         &self,
         protocol: InvokeProtocol,
@@ -109,7 +110,8 @@ impl DaprClient {
         }
     }
 
-    /// gRPC `InvokeService` (a `POST` of `body`). The answer is turned into
+    /// gRPC `InvokeService` (a `POST` of `body`; a query string in `method`
+    /// goes in the HTTP extension). The answer is turned into
     /// the same [`Invoked`] the HTTP API gives: an app's error status comes
     /// back as daprd sends it over gRPC (the `dapr-http-status` header and an
     /// `ErrorInfo` whose `http.error_message` holds the body's first 63
@@ -124,6 +126,7 @@ impl DaprClient {
     ) -> Result<Invoked, DaprClientError> {
         use dapr::dapr::proto::common::v1 as common;
         use dapr::dapr::proto::runtime::v1 as pb;
+        let (method, querystring) = method.split_once('?').unwrap_or((method, ""));
         let message = common::InvokeRequest {
             method: method.to_string(),
             data: Some(prost_types::Any {
@@ -133,7 +136,7 @@ impl DaprClient {
             content_type: content_type.unwrap_or_default().to_string(),
             http_extension: Some(common::HttpExtension {
                 verb: common::http_extension::Verb::Post.into(),
-                querystring: String::new(),
+                querystring: querystring.to_string(),
             }),
         };
         let mut request = tonic::Request::new(pb::InvokeServiceRequest {

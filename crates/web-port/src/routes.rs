@@ -3,7 +3,9 @@
 //! - `GET /`, `GET /static/{file}`: the UI, embedded in the binary.
 //! - `POST /api/hello`: the upload, routed by its `api` header
 //!   (`grayscale` or `classify`; the seed's `rs` and `go` too) to the image
-//!   app through the sidecar; the app's answer comes back as is.
+//!   app through the sidecar; the app's answer comes back as is. A `model`
+//!   query parameter goes through to the image app (`?model=NAME`).
+//! - `GET /api/models`: the classify app's `GET /models`.
 //! - `GET /api/invokecount`: the stats.
 //! - `GET /api/events`, `GET /api/events/summary` (also without `/api`):
 //!   the history, from the
@@ -11,11 +13,12 @@
 //!   to it over pub/sub).
 //! - `GET /healthz`: health.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -58,6 +61,7 @@ pub fn app(config: WebPortConfig) -> Router {
         )
         .route("/api/hello", post(upload))
         .route("/api/invokecount", get(stats_get))
+        .route("/api/models", get(models_get))
         .route("/api/events", get(events_list))
         .route("/api/events/summary", get(events_summary))
         .route("/events", get(events_list))
@@ -125,6 +129,7 @@ fn image_app<'a>(config: &'a WebPortConfig, api: &str) -> Option<ImageApp<'a>> {
 async fn upload(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
     let started = Instant::now();
@@ -143,15 +148,13 @@ async fn upload(
         Err(body) => return WebError::Body(body).into_response(),
     };
     let input_bytes = input.len();
+    let method = match query.get("model") {
+        Some(model) => format!("api/image?model={}", query_escape(model)),
+        None => "api/image".to_string(),
+    };
     let response = match state
         .dapr
-        .invoke_with(
-            protocol,
-            app_id,
-            "api/image",
-            input,
-            content_type.as_deref(),
-        )
+        .invoke_with(protocol, app_id, &method, input, content_type.as_deref())
         .await
     {
         Ok(invoked) if sidecar_could_not_reach_app(&invoked) => WebError::ImageAppUnavailable {
@@ -222,6 +225,37 @@ async fn stats_get(State(state): State<AppState>) -> Result<Json<Stats>, WebErro
         .map_err(WebError::Stats)
 }
 
+/// `GET /api/models`: the classify app's models, as it lists them.
+async fn models_get(State(state): State<AppState>) -> Response {
+    let app_id = state.config.classify_app_id.clone();
+    match state.dapr.invoke_get(&app_id, "models").await {
+        Ok(invoked) if sidecar_could_not_reach_app(&invoked) => WebError::ImageAppUnavailable {
+            api: "classify".into(),
+            reason: dapr_message(&invoked.body),
+        }
+        .into_response(),
+        Ok(invoked) => passed_through(invoked),
+        Err(err) => WebError::ImageAppUnavailable {
+            api: "classify".into(),
+            reason: err.to_string(),
+        }
+        .into_response(),
+    }
+}
+
+/// `value` percent-encoded for a query string.
+fn query_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `GET /api/events`: the events service's `GET /events`, query and all.
 async fn events_list(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
     let method = match uri.query() {
@@ -247,19 +281,22 @@ async fn from_events_service(state: &AppState, method: &str) -> Response {
         Ok(invoked) if sidecar_could_not_reach_app(&invoked) => {
             WebError::EventsUnavailable(dapr_message(&invoked.body)).into_response()
         }
-        Ok(invoked) => {
-            let mut response = Response::new(Body::from(invoked.body));
-            *response.status_mut() = invoked.status;
-            if let Some(value) = invoked
-                .content_type
-                .and_then(|v| HeaderValue::from_str(&v).ok())
-            {
-                response.headers_mut().insert(header::CONTENT_TYPE, value);
-            }
-            response
-        }
+        Ok(invoked) => passed_through(invoked),
         Err(err) => WebError::EventsUnavailable(err.to_string()).into_response(),
     }
+}
+
+/// An app's answer, status, body and content type, as it came.
+fn passed_through(invoked: crate::dapr::Invoked) -> Response {
+    let mut response = Response::new(Body::from(invoked.body));
+    *response.status_mut() = invoked.status;
+    if let Some(value) = invoked
+        .content_type
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {

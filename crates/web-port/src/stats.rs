@@ -117,7 +117,7 @@ impl StatsRecorder {
 
 /// Adds `events` (oldest first) to the stats, counting each as a success or
 /// a failure, in one update; retries lost etag races.
-pub async fn record_all(
+async fn record_all(
     dapr: &DaprClient,
     store: &str,
     events: &[Event],

@@ -49,10 +49,13 @@ async fn start_image_app_with(function: &str, port: u16, host: HostConfig) -> Im
     if loaded.uses_wasi_nn() {
         let files = model_files::ModelFiles::in_dir(&local_dirs::models_dir().unwrap());
         let nn = NnConfig {
-            models: vec![ModelSpec {
-                name: model_files::MODEL_NAME.into(),
-                path: files.onnx,
-            }],
+            models: model_files::CLASSIFIERS
+                .iter()
+                .map(|m| ModelSpec {
+                    name: m.name.into(),
+                    path: files.onnx(m),
+                })
+                .collect(),
             backend: Backend::Auto,
             onnxruntime_lib: files.onnxruntime,
             threads: 1,
@@ -189,8 +192,13 @@ impl System {
     }
 
     async fn hello(&self, api: &str, body: Vec<u8>) -> reqwest::Response {
+        self.hello_at("/api/hello", api, body).await
+    }
+
+    /// An upload to `path` (`/api/hello` with a query string).
+    async fn hello_at(&self, path: &str, api: &str, body: Vec<u8>) -> reqwest::Response {
         self.client
-            .post(format!("{}/api/hello", self.web))
+            .post(format!("{}{path}", self.web))
             .header("api", api)
             .header("content-type", "image/jpeg")
             .body(body)
@@ -287,6 +295,38 @@ async fn each_app_works_through_either_sidecar_api() {
         assert_eq!(response.status(), StatusCode::OK, "{protocols:?}");
         let answer: Value = response.json().await.unwrap();
         assert_eq!(answer["label"], "espresso", "{answer}");
+        assert_eq!(answer["model"], "efficientnet-lite0", "{answer}");
+        // The model query parameter goes through to the classify app.
+        let response = system
+            .hello_at(
+                "/api/hello?model=efficientnet-lite2",
+                "classify",
+                photo("coffee-1024x768.jpg"),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{protocols:?}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["label"], "espresso", "{answer}");
+        assert_eq!(answer["model"], "efficientnet-lite2", "{answer}");
+        assert_error(
+            system
+                .hello_at("/api/hello?model=no%20such", "classify", photo("cat.jpg"))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "ERR_UNKNOWN_MODEL",
+        )
+        .await;
+        let models: Value = system
+            .client
+            .get(format!("{}/api/models", system.web))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(models["models"].as_array().unwrap().len(), 3, "{models}");
+        assert_eq!(models["models"][2]["name"], "efficientnet-lite2");
         for api in ["grayscale", "classify"] {
             assert_error(
                 system.hello(api, b"text".to_vec()).await,

@@ -32,6 +32,7 @@ drop.addEventListener("drop", (e) => choose(e.dataTransfer.files[0]));
 document.querySelectorAll(".mode").forEach((button) => {
   button.addEventListener("click", () => {
     api = button.dataset.api;
+    $("model-picker").hidden = api !== "classify" || $("model").options.length === 0;
     document.querySelectorAll(".mode").forEach((b) => {
       b.classList.toggle("active", b === button);
       b.setAttribute("aria-checked", String(b === button));
@@ -48,8 +49,34 @@ async function errorMessage(response) {
   }
 }
 
+// The classify app's models (GET /api/models), each with its published
+// accuracy and its measured latency (the mean call, or one inference at
+// start-up before any call), in the picker beside "Classify".
+async function loadModels() {
+  try {
+    const response = await fetch("/api/models");
+    if (!response.ok) return;
+    const { models } = await response.json();
+    const picker = $("model");
+    const chosen = picker.value;
+    picker.replaceChildren(...models.map((m) => {
+      const option = document.createElement("option");
+      option.value = m.name;
+      const ms = m.meanCallMs ?? m.inferenceMs;
+      const accuracy = m.top1Accuracy == null ? "" : ` · ${m.top1Accuracy}% top-1`;
+      option.textContent = `${m.name} · ${m.inputSize}px${accuracy} · ${ms.toFixed(0)} ms`;
+      option.selected = chosen ? m.name === chosen : m.default;
+      return option;
+    }));
+    $("model-picker").hidden = api !== "classify" || models.length === 0;
+  } catch (_) {
+    // No picker: classify still works with the app's default model.
+  }
+}
+
 function renderClassify(answer) {
   $("sentence").textContent = answer.sentence;
+  $("model-used").textContent = answer.model || "";
   const list = $("top5");
   list.replaceChildren();
   for (const p of answer.top5) {
@@ -71,7 +98,9 @@ $("submit").addEventListener("click", async () => {
   showError("");
   const started = performance.now();
   try {
-    const response = await fetch("/api/hello", {
+    const model = $("model").value;
+    const target = api === "classify" && model ? `/api/hello?model=${encodeURIComponent(model)}` : "/api/hello";
+    const response = await fetch(target, {
       method: "POST",
       headers: { api, "content-type": file.type || "application/octet-stream" },
       body: file,
@@ -98,6 +127,7 @@ $("submit").addEventListener("click", async () => {
     button.disabled = false;
     button.classList.remove("loading");
     refreshStats();
+    if (api === "classify") loadModels();
   }
 });
 
@@ -151,3 +181,4 @@ async function refreshStats() {
 }
 
 refreshStats();
+loadModels();

@@ -4,52 +4,138 @@
 //! and benchmarked natively; `main.rs` wires it to stdin, stdout and
 //! WASI-NN.
 //!
-//! 1. [`preprocess`]: decode the image (with `image-input`'s limits and
+//! 1. [`model`]: the model the caller named (`--model NAME`; by default
+//!    EfficientNet-Lite0), one of [`MODELS`], with its input side.
+//! 2. [`preprocess`]: decode the image (with `image-input`'s limits and
 //!    errors), take TensorFlow's evaluation crop (the centre 224/256 of the
-//!    short side), resize it to 224x224 with bicubic interpolation, and
-//!    scale each channel to `(pixel - 127) / 128`, laid out NCHW.
-//! 2. The host runs EfficientNet-Lite0 on it (WASI-NN `load_by_name`).
-//! 3. [`Classification::from_logits`]: softmax, top 5, and the seed's
-//!    sentence.
+//!    short side), resize it to the model's side with bicubic
+//!    interpolation, and scale each channel to `(pixel - 127) / 128`, laid
+//!    out NCHW.
+//! 3. The host runs the model on it (WASI-NN `load_by_name`).
+//! 4. [`Classification::from_logits`]: softmax, top 5, and the seed's
+//!    sentence, with the model's name.
 
 use image_input::{Error, decode_rgb};
 pub use image_input::{Limits, RgbImage};
 
-/// The model the function asks the host for.
-pub const MODEL_NAME: &str = "efficientnet-lite0";
-/// The model's input side.
-pub const SIDE: usize = 224;
-/// The model's input shape, NCHW.
-pub const INPUT_SHAPE: [usize; 4] = [1, 3, SIDE, SIDE];
+/// A model the function can ask the host for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelInput {
+    /// The name it is loaded by (`load_by_name`).
+    pub name: &'static str,
+    /// The side of its square input in pixels.
+    pub side: usize,
+}
+
+impl ModelInput {
+    /// Its input shape, NCHW.
+    pub fn input_shape(&self) -> [usize; 4] {
+        [1, 3, self.side, self.side]
+    }
+}
+
+/// The models this function knows, smallest first; the first is the
+/// default. (Their weights and ONNX files are the host's: `dapr-wasm models
+/// fetch`.)
+pub const MODELS: [ModelInput; 3] = [
+    ModelInput {
+        name: "efficientnet-lite0",
+        side: 224,
+    },
+    ModelInput {
+        name: "efficientnet-lite1",
+        side: 240,
+    },
+    ModelInput {
+        name: "efficientnet-lite2",
+        side: 260,
+    },
+];
+
+/// The model used when the caller names none.
+pub const DEFAULT_MODEL: ModelInput = MODELS[0];
+
 /// The number of classes.
 pub const CLASSES: usize = 1000;
+
+/// The model called `name`, or an error listing the models there are.
+pub fn model(name: &str) -> Result<ModelInput, String> {
+    MODELS
+        .iter()
+        .copied()
+        .find(|m| m.name == name)
+        .ok_or_else(|| {
+            let known: Vec<String> = MODELS
+                .iter()
+                .map(|m| format!("{} ({}x{})", m.name, m.side, m.side))
+                .collect();
+            format!(
+                "unknown model `{name}`; the models are: {}",
+                known.join(", ")
+            )
+        })
+}
+
+/// What the command line asks for: `[--model NAME] [--timings]`. Other
+/// arguments are ignored (a Dapr binding passes its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The model's name, if one is given.
+    pub model: Option<String>,
+    /// Whether to write the stage timings to stderr.
+    pub timings: bool,
+}
+
+impl Options {
+    /// Reads the arguments after `argv[0]`.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Options {
+        let mut options = Options {
+            model: None,
+            timings: false,
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "--timings" {
+                options.timings = true;
+            } else if arg == "--model" {
+                options.model = args.next();
+            } else if let Some(name) = arg.strip_prefix("--model=") {
+                options.model = Some(name.to_string());
+            }
+        }
+        options
+    }
+}
 
 /// The class names, in index order.
 pub fn labels() -> impl Iterator<Item = &'static str> {
     include_str!("../imagenet-labels.txt").lines()
 }
 
-/// Decodes `input` and returns the model's input tensor, NCHW, row-major.
-pub fn preprocess(input: &[u8], limits: &Limits) -> Result<Vec<f32>, Error> {
-    Ok(to_tensor(&decode_rgb(input, limits)?))
+/// Decodes `input` and returns the input tensor of a model whose side is
+/// `side`, NCHW, row-major.
+pub fn preprocess(input: &[u8], limits: &Limits, side: usize) -> Result<Vec<f32>, Error> {
+    Ok(to_tensor(&decode_rgb(input, limits)?, side))
 }
 
-/// The model's input tensor for a decoded image: centre crop, bicubic
-/// resize to 224x224, `(pixel - 127) / 128`, NCHW.
-pub fn to_tensor(rgb: &RgbImage) -> Vec<f32> {
+/// A model's input tensor for a decoded image: centre crop, bicubic resize
+/// to `side` x `side`, `(pixel - 127) / 128`, NCHW.
+pub fn to_tensor(rgb: &RgbImage, side: usize) -> Vec<f32> {
+    // TensorFlow's eval crop for 224: the centre 224 / (224 + 32) of the
+    // short side, kept for every model (the crop is then resized to `side`).
+    const CROP_FRACTION: f64 = 224.0 / 256.0;
     let (width, height) = (rgb.width() as usize, rgb.height() as usize);
-    // TensorFlow's eval crop: the centre (224 / (224 + 32)) of the short side.
-    let crop = ((SIDE as f64 / (SIDE + 32) as f64) * width.min(height) as f64) as usize;
+    let crop = (CROP_FRACTION * width.min(height) as f64) as usize;
     let crop = crop.max(1);
     let top = (height - crop).div_ceil(2);
     let left = (width - crop).div_ceil(2);
 
-    let columns = Taps::new(crop, SIDE);
-    let rows = Taps::new(crop, SIDE);
+    let columns = Taps::new(crop, side);
+    let rows = Taps::new(crop, side);
     let pixels = rgb.as_raw();
-    let mut tensor = vec![0f32; 3 * SIDE * SIDE];
+    let mut tensor = vec![0f32; 3 * side * side];
     // Horizontal pass over the crop's rows, then vertical, per channel.
-    let mut horizontal = vec![0f32; crop * SIDE];
+    let mut horizontal = vec![0f32; crop * side];
     for channel in 0..3 {
         for y in 0..crop {
             let row = (top + y) * width;
@@ -58,17 +144,17 @@ pub fn to_tensor(rgb: &RgbImage) -> Vec<f32> {
                 for &(source, weight) in taps {
                     sum += weight * f32::from(pixels[(row + left + source) * 3 + channel]);
                 }
-                horizontal[y * SIDE + x] = sum;
+                horizontal[y * side + x] = sum;
             }
         }
-        let plane = &mut tensor[channel * SIDE * SIDE..(channel + 1) * SIDE * SIDE];
+        let plane = &mut tensor[channel * side * side..(channel + 1) * side * side];
         for (y, taps) in rows.taps.iter().enumerate() {
-            for x in 0..SIDE {
+            for x in 0..side {
                 let mut sum = 0f32;
                 for &(source, weight) in taps {
-                    sum += weight * horizontal[source * SIDE + x];
+                    sum += weight * horizontal[source * side + x];
                 }
-                plane[y * SIDE + x] = (sum.clamp(0.0, 255.0) - 127.0) / 128.0;
+                plane[y * side + x] = (sum.clamp(0.0, 255.0) - 127.0) / 128.0;
             }
         }
     }
@@ -136,11 +222,14 @@ pub struct Classification {
     pub top5: Vec<Prediction>,
     /// The seed's sentence for the top class.
     pub sentence: String,
+    /// The model that produced it.
+    pub model: &'static str,
 }
 
 impl Classification {
-    /// Softmax over `logits`, then the top 5 (ties go to the lower index).
-    pub fn from_logits(logits: &[f32]) -> Classification {
+    /// Softmax over `logits` of `model`, then the top 5 (ties go to the
+    /// lower index).
+    pub fn from_logits(logits: &[f32], model: &'static str) -> Classification {
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let exps: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
         let total: f64 = exps.iter().sum();
@@ -160,10 +249,14 @@ impl Classification {
             Some(top) => sentence(top.label, top.probability),
             None => sentence("", 0.0),
         };
-        Classification { top5, sentence }
+        Classification {
+            top5,
+            sentence,
+            model,
+        }
     }
 
-    /// The JSON answer: `{label, index, confidence, top5, sentence}`.
+    /// The JSON answer: `{label, index, confidence, top5, sentence, model}`.
     pub fn to_json(&self) -> String {
         let mut out = String::from("{");
         if let Some(top) = self.top5.first() {
@@ -186,7 +279,11 @@ impl Classification {
                 p.probability
             ));
         }
-        out.push_str(&format!("],\"sentence\":{}}}", json_string(&self.sentence)));
+        out.push_str(&format!(
+            "],\"sentence\":{},\"model\":{}}}",
+            json_string(&self.sentence),
+            json_string(self.model)
+        ));
         out
     }
 }
@@ -261,23 +358,27 @@ mod tests {
     fn a_uniform_image_gives_a_uniform_tensor() {
         // A 300x200 PNG of one colour: every tensor value is that colour, scaled.
         let png = solid_png(300, 200, [200, 100, 27]);
-        let tensor = preprocess(&png, &Limits::default()).unwrap();
-        assert_eq!(tensor.len(), 3 * SIDE * SIDE);
-        for (channel, value) in [200.0f32, 100.0, 27.0].iter().enumerate() {
-            let expected = (value - 127.0) / 128.0;
-            let plane = &tensor[channel * SIDE * SIDE..(channel + 1) * SIDE * SIDE];
-            assert!(plane.iter().all(|v| (v - expected).abs() < 1e-5));
+        for side in MODELS.map(|m| m.side) {
+            let tensor = preprocess(&png, &Limits::default(), side).unwrap();
+            assert_eq!(tensor.len(), 3 * side * side);
+            for (channel, value) in [200.0f32, 100.0, 27.0].iter().enumerate() {
+                let expected = (value - 127.0) / 128.0;
+                let plane = &tensor[channel * side * side..(channel + 1) * side * side];
+                assert!(plane.iter().all(|v| (v - expected).abs() < 1e-5));
+            }
         }
     }
 
     #[test]
     fn bad_images_fail_like_everywhere_else() {
         assert_eq!(
-            preprocess(b"", &Limits::default()).unwrap_err().exit_code(),
+            preprocess(b"", &Limits::default(), 224)
+                .unwrap_err()
+                .exit_code(),
             1
         );
         assert_eq!(
-            preprocess(b"hello", &Limits::default())
+            preprocess(b"hello", &Limits::default(), 224)
                 .unwrap_err()
                 .exit_code(),
             2
@@ -294,7 +395,7 @@ mod tests {
         ))
         .unwrap();
         gif[8..10].copy_from_slice(&[0, 0]);
-        let err = preprocess(&gif, &Limits::default()).unwrap_err();
+        let err = preprocess(&gif, &Limits::default(), 224).unwrap_err();
         assert_eq!(err.exit_code(), 1, "{err}");
         assert!(err.to_string().contains("no pixels"), "{err}");
     }
@@ -304,7 +405,7 @@ mod tests {
         let mut logits = vec![0f32; CLASSES];
         logits[282] = 10.0;
         logits[281] = 7.0;
-        let c = Classification::from_logits(&logits);
+        let c = Classification::from_logits(&logits, "efficientnet-lite1");
         assert_eq!(c.top5.len(), 5);
         assert_eq!(c.top5[0].index, 282);
         assert_eq!(c.top5[0].label, "tiger cat");
@@ -320,8 +421,39 @@ mod tests {
             "{json}"
         );
         assert!(
-            json.ends_with("\"sentence\":\"It is very likely a tiger cat in the picture\"}"),
+            json.ends_with(
+                "\"sentence\":\"It is very likely a tiger cat in the picture\",\"model\":\"efficientnet-lite1\"}"
+            ),
             "{json}"
+        );
+    }
+
+    #[test]
+    fn models_are_found_by_name_and_unknown_names_list_the_models() {
+        assert_eq!(model("efficientnet-lite2").unwrap().side, 260);
+        assert_eq!(DEFAULT_MODEL.input_shape(), [1, 3, 224, 224]);
+        let err = model("resnet50").unwrap_err();
+        assert_eq!(
+            err,
+            "unknown model `resnet50`; the models are: efficientnet-lite0 (224x224), \
+             efficientnet-lite1 (240x240), efficientnet-lite2 (260x260)"
+        );
+    }
+
+    #[test]
+    fn options_take_a_model_in_either_form_and_ignore_the_rest() {
+        let parse = |args: &[&str]| Options::parse(args.iter().map(|a| a.to_string()));
+        assert_eq!(parse(&[]).model, None);
+        assert_eq!(
+            parse(&["--model", "efficientnet-lite1", "--timings"]),
+            Options {
+                model: Some("efficientnet-lite1".into()),
+                timings: true
+            }
+        );
+        assert_eq!(
+            parse(&["x", "--model=efficientnet-lite2"]).model.as_deref(),
+            Some("efficientnet-lite2")
         );
     }
 

@@ -13,8 +13,9 @@ use super::{Backend, ModelSpec, NnConfig};
 #[derive(Debug, Clone, Args)]
 pub struct NnArgs {
     /// A model for WASI-NN, as NAME=PATH to an ONNX file (repeatable). Used
-    /// only by functions that import WASI-NN. [default:
-    /// efficientnet-lite0=MODELS_DIR/efficientnet-lite0.onnx]
+    /// only by functions that import WASI-NN. [default: every model
+    /// `dapr-wasm models fetch` prepares: efficientnet-lite0, -lite1 and
+    /// -lite2, each NAME=MODELS_DIR/NAME.onnx]
     #[arg(long = "model", value_name = "NAME=PATH")]
     pub models: Vec<String>,
 
@@ -53,10 +54,14 @@ impl NnArgs {
             });
         }
         if let (true, Some(dir)) = (specs.is_empty(), &models_dir) {
-            specs.push(ModelSpec {
-                name: model_files::MODEL_NAME.to_string(),
-                path: dir.join(model_files::ONNX_FILE),
-            });
+            let files = model_files::ModelFiles::in_dir(dir);
+            specs.extend(model_files::CLASSIFIERS.iter().map(|model| ModelSpec {
+                name: model.name.to_string(),
+                path: files.onnx(model),
+            }));
+        }
+        if let Some(name) = duplicate(specs.iter().map(|s| s.name.as_str())) {
+            return Err(format!("--model `{name}` is given twice"));
         }
         if self.nn_threads == 0 {
             return Err("--nn-threads must be at least 1".into());
@@ -73,4 +78,10 @@ impl NnArgs {
             sessions: 1,
         })
     }
+}
+
+/// The first name that occurs twice.
+fn duplicate<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    names.into_iter().find(|name| !seen.insert(*name))
 }

@@ -176,7 +176,24 @@ pub fn load_models_for(function: Function, config: &NnConfig) -> Result<Function
 #[derive(Clone)]
 pub struct Models {
     graphs: HashMap<String, Graph>,
+    loaded: Vec<LoadedModel>,
     backend: Backend,
+}
+
+/// What loading one model found and took.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    /// The name guests load it by.
+    pub name: String,
+    /// Its ONNX file.
+    pub path: PathBuf,
+    /// Its input shape, e.g. `[1, 3, 224, 224]`.
+    pub input_shape: Vec<usize>,
+    /// How long reading and optimising it took.
+    pub load_time: std::time::Duration,
+    /// How long one inference on a zero input took right after loading
+    /// (one session, as configured: the model's cost without the function).
+    pub inference_time: std::time::Duration,
 }
 
 impl std::fmt::Debug for Models {
@@ -188,11 +205,44 @@ impl std::fmt::Debug for Models {
     }
 }
 
+/// A model loaded by one backend, before WASI-NN wraps it.
+enum BackendModel {
+    OnnxRuntime(onnxruntime::OrtGraph),
+    Tract(tract::TractGraph),
+}
+
+impl BackendModel {
+    fn input_shape(&self) -> &[usize] {
+        match self {
+            BackendModel::OnnxRuntime(g) => g.input_shape(),
+            BackendModel::Tract(g) => g.input_shape(),
+        }
+    }
+
+    fn run(&self, input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>), String> {
+        match self {
+            BackendModel::OnnxRuntime(g) => g.run(input),
+            BackendModel::Tract(g) => g.run(input),
+        }
+    }
+
+    fn into_graph(self) -> Graph {
+        let graph: Box<dyn BackendGraph> = match self {
+            BackendModel::OnnxRuntime(g) => Box::new(g),
+            BackendModel::Tract(g) => Box::new(g),
+        };
+        Graph::from(graph)
+    }
+}
+
 impl Models {
-    /// Resolves the backend, then loads and optimises every model.
+    /// Resolves the backend, then loads and optimises every model, and
+    /// runs each once (so the first call does not pay for a cold start,
+    /// and [`LoadedModel::inference_time`] is known).
     pub fn load(config: &NnConfig) -> Result<Models, NnError> {
         let backend = resolve_backend(config)?;
         let mut graphs = HashMap::new();
+        let mut loaded = Vec::new();
         for spec in &config.models {
             let started = std::time::Instant::now();
             let bytes = std::fs::read(&spec.path).map_err(|source| NnError::Read {
@@ -200,34 +250,53 @@ impl Models {
                 path: spec.path.clone(),
                 source,
             })?;
-            let graph: Box<dyn BackendGraph> = match backend {
-                Backend::OnnxRuntime => Box::new(
-                    onnxruntime::OrtGraph::load(&bytes, config.threads, config.sessions).map_err(
-                        |reason| NnError::Load {
-                            name: spec.name.clone(),
-                            backend,
-                            reason,
-                        },
-                    )?,
-                ),
-                _ => Box::new(
-                    tract::TractGraph::load(&bytes).map_err(|reason| NnError::Load {
-                        name: spec.name.clone(),
-                        backend,
-                        reason,
-                    })?,
-                ),
+            let load_error = |reason| NnError::Load {
+                name: spec.name.clone(),
+                backend,
+                reason,
             };
+            let model = match backend {
+                Backend::OnnxRuntime => BackendModel::OnnxRuntime(
+                    onnxruntime::OrtGraph::load(&bytes, config.threads, config.sessions)
+                        .map_err(load_error)?,
+                ),
+                _ => BackendModel::Tract(tract::TractGraph::load(&bytes).map_err(load_error)?),
+            };
+            let load_time = started.elapsed();
+            let input_shape = model.input_shape().to_vec();
+            let started = std::time::Instant::now();
+            model
+                .run(vec![0.0; input_shape.iter().product()])
+                .map_err(load_error)?;
+            let inference_time = started.elapsed();
             tracing::info!(
                 model = %spec.name,
                 path = %spec.path.display(),
                 %backend,
-                elapsed = ?started.elapsed(),
+                ?input_shape,
+                ?load_time,
+                ?inference_time,
                 "model loaded"
             );
-            graphs.insert(spec.name.clone(), Graph::from(graph));
+            graphs.insert(spec.name.clone(), model.into_graph());
+            loaded.push(LoadedModel {
+                name: spec.name.clone(),
+                path: spec.path.clone(),
+                input_shape,
+                load_time,
+                inference_time,
+            });
         }
-        Ok(Models { graphs, backend })
+        Ok(Models {
+            graphs,
+            loaded,
+            backend,
+        })
+    }
+
+    /// Each model, in the configured order, with what loading it took.
+    pub fn loaded(&self) -> &[LoadedModel] {
+        &self.loaded
     }
 
     /// The backend actually in use (never `Auto`).

@@ -130,9 +130,9 @@ impl OrtGraph {
         })))
     }
 
-    /// How many inferences can run at once.
-    pub fn sessions(&self) -> usize {
-        self.0.sessions.len()
+    /// The model's input shape.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.0.input_shape
     }
 
     /// Runs one inference: `input` in the model's input shape, row-major.

@@ -39,6 +39,11 @@ impl TractGraph {
         Ok(TractGraph(Arc::new(TractModel { plan, input_shape })))
     }
 
+    /// The model's input shape.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.0.input_shape
+    }
+
     /// Runs one inference: `input` in the model's input shape, row-major.
     /// Returns the first output's shape and elements.
     pub fn run(&self, input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>), String> {

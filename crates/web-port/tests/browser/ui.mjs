@@ -3,8 +3,9 @@
 //
 // Usage: node ui.mjs URL PHOTO SCREENSHOT_DIR
 // Uploads PHOTO, runs Grayscale and checks the gray image shows, switches
-// to Classify and checks the sentence and the five bars, checks the stats
-// panel counted both, and saves screenshots (desktop and phone size).
+// to Classify and checks the sentence and the five bars, picks each other
+// model in the picker and checks the answer names it, checks the stats
+// panel counted them all, and saves screenshots (desktop and phone size).
 // Exits non-zero with a reason on the first failed check.
 import { chromium } from "playwright-core";
 import path from "node:path";
@@ -50,7 +51,29 @@ try {
   if (barWidth < 20) throw new Error(`the top bar is ${barWidth}px wide`);
   if (await page.getByTestId("gray").isVisible()) throw new Error("the grayscale view is still shown in classify mode");
 
-  await page.waitForFunction(() => Number(document.querySelector("[data-testid=count]").textContent) >= 2, null, { timeout: 10000 });
+  // The model picker: every model, with its accuracy and latency; the
+  // answer says which model produced it.
+  const picker = page.getByTestId("model");
+  await picker.waitFor({ state: "visible", timeout: 10000 });
+  const options = await picker.locator("option").allTextContents();
+  console.log("models offered:", options.join(" | "));
+  const names = ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"];
+  for (const name of names) {
+    const option = options.find((o) => o.startsWith(name));
+    if (!option || !/% top-1 · \d+ ms$/.test(option)) throw new Error(`the picker shows ${name} as ${option}`);
+  }
+  const used = page.getByTestId("model-used");
+  if ((await used.textContent()) !== "efficientnet-lite0") throw new Error(`the default answer came from ${await used.textContent()}`);
+  for (const name of names.slice(1)) {
+    await picker.selectOption(name);
+    await page.getByTestId("submit").click();
+    await page.waitForFunction((n) => document.querySelector("[data-testid=model-used]").textContent === n, name, { timeout: 30000 });
+    const said = await sentence.textContent();
+    console.log(`classify with ${name}:`, said);
+    if (!/cat/.test(said)) throw new Error(`${name}'s sentence names no cat: ${said}`);
+  }
+
+  await page.waitForFunction(() => Number(document.querySelector("[data-testid=count]").textContent) >= 4, null, { timeout: 10000 });
   const rows = await page.locator("[data-testid=events] tr").count();
   if (rows < 2) throw new Error(`the stats panel shows ${rows} events`);
   await page.screenshot({ path: path.join(shots, "ui-classify.png"), fullPage: true });
