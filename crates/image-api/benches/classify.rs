@@ -137,25 +137,7 @@ fn main() {
         stages.push(parse_timings(&String::from_utf8_lossy(&out.stderr)));
     });
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let url = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/api/image", listener.local_addr().unwrap());
-        let app = image_api::routes::app(
-            function.clone(),
-            service_kit::body::BodyLimits::max_bytes(16 << 20),
-        );
-        tokio::spawn(image_api::serve(
-            listener,
-            app,
-            Default::default(),
-            std::future::pending(),
-        ));
-        url
-    });
+    let (runtime, url) = serve_on_loopback(&function);
     let client = reqwest::Client::new();
     let http = Sample::measure(iterations, || {
         runtime.block_on(async {
@@ -221,13 +203,7 @@ fn per_model(iterations: usize, files: &model_files::ModelFiles, photo: &[u8]) {
     })
     .unwrap();
     let models = Models::load(&NnConfig {
-        models: model_files::CLASSIFIERS
-            .iter()
-            .map(|m| ModelSpec {
-                name: m.name.into(),
-                path: files.onnx(m),
-            })
-            .collect(),
+        models: function_host::nn::prepared_models(&files.dir),
         backend: Backend::OnnxRuntime,
         onnxruntime_lib: Some(library),
         threads: 1,
@@ -238,25 +214,7 @@ fn per_model(iterations: usize, files: &model_files::ModelFiles, photo: &[u8]) {
         .load_file("classify", &repo_path("build/functions/classify.wasm"))
         .unwrap()
         .with_models(models);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let base = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}/api/image", listener.local_addr().unwrap());
-        let app = image_api::routes::app(
-            function.clone(),
-            service_kit::body::BodyLimits::max_bytes(16 << 20),
-        );
-        tokio::spawn(image_api::serve(
-            listener,
-            app,
-            Default::default(),
-            std::future::pending(),
-        ));
-        base
-    });
+    let (runtime, base) = serve_on_loopback(&function);
     let client = reqwest::Client::new();
     let exe = std::env::current_exe().unwrap();
     println!(
@@ -322,6 +280,31 @@ fn per_model(iterations: usize, files: &model_files::ModelFiles, photo: &[u8]) {
             fmt(end_to_end.quantile(0.9)),
         );
     }
+}
+
+/// Serves `function` as the image service on a loopback port, on a new
+/// runtime; returns the runtime and the `POST /api/image` URL.
+fn serve_on_loopback(function: &function_host::Function) -> (tokio::runtime::Runtime, String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/image", listener.local_addr().unwrap());
+        let app = image_api::routes::app(
+            function.clone(),
+            service_kit::body::BodyLimits::max_bytes(16 << 20),
+        );
+        tokio::spawn(image_api::serve(
+            listener,
+            app,
+            Default::default(),
+            std::future::pending(),
+        ));
+        url
+    });
+    (runtime, url)
 }
 
 /// The child of (c): the resident memory one model adds, loaded as the

@@ -47,6 +47,11 @@ impl Service {
             .nn
             .validate()
             .unwrap();
+        Service::classify_with(nn).await
+    }
+
+    /// The classify function with the models of `nn`.
+    async fn classify_with(nn: function_host::nn::NnConfig) -> Service {
         let config = test_config(CallLimits::default());
         let max_body = config.limits.max_input_bytes;
         let host = FunctionHost::new(config).unwrap();
@@ -559,15 +564,7 @@ async fn models_are_listed_with_their_size_file_load_time_and_accuracy() {
     service
         .post("/api/image?model=efficientnet-lite1", fixture("cat.jpg"))
         .await;
-    let list: Value = service
-        .client
-        .get(format!("{}/models", service.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = test_support::get_json(format!("{}/models", service.base)).await;
     let models = list["models"].as_array().unwrap();
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert_eq!(
@@ -638,16 +635,7 @@ async fn a_model_the_function_does_not_know_is_refused_by_the_function() {
         backend: function_host::nn::Backend::Tract,
         ..Default::default()
     };
-    let host = FunctionHost::new(test_config(CallLimits::default())).unwrap();
-    let function = host
-        .load_file("classify", &test_support::wasm_path("classify"))
-        .unwrap();
-    let function =
-        tokio::task::spawn_blocking(move || function_host::nn::load_models_for(function, &nn))
-            .await
-            .unwrap()
-            .unwrap();
-    let service = Service::serve(function, 16 << 20).await;
+    let service = Service::classify_with(nn).await;
     let response = service
         .post("/api/image?model=my-model", fixture("cat.jpg"))
         .await;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use function_host::nn::{Backend, ModelSpec, NnConfig};
+use function_host::nn::{Backend, NnConfig};
 use function_host::{Function, FunctionHost, HostConfig};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -49,13 +49,7 @@ async fn start_image_app_with(function: &str, port: u16, host: HostConfig) -> Im
     if loaded.uses_wasi_nn() {
         let files = model_files::ModelFiles::in_dir(&local_dirs::models_dir().unwrap());
         let nn = NnConfig {
-            models: model_files::CLASSIFIERS
-                .iter()
-                .map(|m| ModelSpec {
-                    name: m.name.into(),
-                    path: files.onnx(m),
-                })
-                .collect(),
+            models: function_host::nn::prepared_models(&files.dir),
             backend: Backend::Auto,
             onnxruntime_lib: files.onnxruntime,
             threads: 1,
@@ -316,15 +310,7 @@ async fn each_app_works_through_either_sidecar_api() {
             "ERR_UNKNOWN_MODEL",
         )
         .await;
-        let models: Value = system
-            .client
-            .get(format!("{}/api/models", system.web))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let models = test_support::get_json(format!("{}/api/models", system.web)).await;
         assert_eq!(models["models"].as_array().unwrap().len(), 3, "{models}");
         assert_eq!(models["models"][2]["name"], "efficientnet-lite2");
         for api in ["grayscale", "classify"] {

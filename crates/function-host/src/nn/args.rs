@@ -54,11 +54,7 @@ impl NnArgs {
             });
         }
         if let (true, Some(dir)) = (specs.is_empty(), &models_dir) {
-            let files = model_files::ModelFiles::in_dir(dir);
-            specs.extend(model_files::CLASSIFIERS.iter().map(|model| ModelSpec {
-                name: model.name.to_string(),
-                path: files.onnx(model),
-            }));
+            specs = prepared_models(dir);
         }
         if let Some(name) = duplicate(specs.iter().map(|s| s.name.as_str())) {
             return Err(format!("--model `{name}` is given twice"));
@@ -78,6 +74,19 @@ impl NnArgs {
             sessions: 1,
         })
     }
+}
+
+/// Every model `dapr-wasm models fetch` prepares in `dir`
+/// ([`model_files::CLASSIFIERS`]), by its name, smallest first.
+pub fn prepared_models(dir: &std::path::Path) -> Vec<ModelSpec> {
+    let files = model_files::ModelFiles::in_dir(dir);
+    model_files::CLASSIFIERS
+        .iter()
+        .map(|model| ModelSpec {
+            name: model.name.to_string(),
+            path: files.onnx(model),
+        })
+        .collect()
 }
 
 /// The first name that occurs twice.

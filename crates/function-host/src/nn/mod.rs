@@ -33,7 +33,7 @@ pub mod args;
 pub mod onnxruntime;
 pub mod tract;
 
-pub use args::NnArgs;
+pub use args::{NnArgs, prepared_models};
 
 /// The witx module name the guest imports.
 pub const WASI_NN_MODULE: &str = "wasi_ephemeral_nn";
