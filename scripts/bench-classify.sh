@@ -21,4 +21,4 @@ fi
 export BENCH_PYTHON="$venv/bin/python"
 
 step "cargo bench -p image-api --bench classify (release; the first build takes ~10 minutes on 2 cores)"
-cargo bench --locked -p image-api --bench classify "$@"
+cargo bench --locked -p image-api --features tract --bench classify "$@"

@@ -5,7 +5,9 @@
 #
 #   bash scripts/fuzz.sh                   each target for FUZZ_SECONDS (60)
 #   FUZZ_SECONDS=300 bash scripts/fuzz.sh  the longer run (docs/performance.md)
-#   bash scripts/fuzz.sh guest_decode      one target
+#   bash scripts/fuzz.sh guest_decode      one target (what scripts/test.sh
+#                                          runs; the sidecar's tests replay
+#                                          sidecar_request's seeds)
 #
 # Starts from the committed seeds in fuzz/seeds/<target>; the corpus grows
 # in $FUZZ_WORK (default target/fuzz-corpus), outside the repository.
@@ -33,7 +35,11 @@ work="${FUZZ_WORK:-$(target_dir_of_workspace)/fuzz-corpus}"
 fuzz_target_dir="$(cd fuzz && target_dir_of_workspace)"
 step "Building the fuzz targets (${targets[*]}; instrumented, release)"
 bins=()
-for target in "${targets[@]}"; do bins+=(--bin "$target"); done
+for target in "${targets[@]}"; do
+    bins+=(--bin "$target")
+    # sidecar_request needs the sidecar (behind the fuzz crate's feature).
+    [[ $target != sidecar_request ]] || bins+=(--features sidecar)
+done
 cargo build --manifest-path fuzz/Cargo.toml --locked --release --target "$host" "${bins[@]}"
 for target in "${targets[@]}"; do
     mkdir -p "$work/$target" "$work/$target-artifacts"

@@ -169,5 +169,5 @@ ensure_test_venv() {
 ensure_js_sdk() {
     command -v npm >/dev/null || apt_install nodejs npm
     step "Installing the Dapr JS SDK for the conformance test (npm ci)"
-    npm ci --prefix "$REPO_ROOT/crates/sidecar/tests/js-sdk" --no-audit --no-fund --loglevel=error
+    npm ci --prefix "$REPO_ROOT/crates/sidecar/tests/sidecar/js-sdk" --no-audit --no-fund --loglevel=error
 }

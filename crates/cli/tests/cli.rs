@@ -146,7 +146,7 @@ fn run_converts_stdin_and_reports_bad_input_with_the_guest_exit_code() {
 #[test]
 fn run_classifies_with_the_fetched_model() {
     let mut child = dapr_wasm()
-        .args(["--log-level", "warn", "run", "--nn-backend", "tract"])
+        .args(["--log-level", "warn", "run"])
         .arg(wasm_path("classify"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

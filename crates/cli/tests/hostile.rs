@@ -32,8 +32,15 @@ const PEAK_MIB_WEB_PORT: u64 = 256;
 const PEAK_MIB_SIDECAR: u64 = 128;
 const PEAK_MIB_IMAGE_APP: u64 = 1536;
 const PEAK_MIB_UP: u64 = 64;
-/// How far above its baseline a process may stay once the suite is over.
-const SETTLED_MIB_ABOVE_BASELINE: u64 = 160;
+/// How far above its baseline a process may stay once the suite is over
+/// and it has been idle long enough to give freed memory back
+/// (`service_kit::idle_trim`): the goal of issue 16.
+const SETTLED_MIB_ABOVE_BASELINE: u64 = 16;
+/// What an image app's instance slots may keep on top of that: each keeps
+/// up to `HostConfig::keep_resident_bytes` (8 MiB) of the linear memory it
+/// touched, warm for the next call, by configuration. The baseline's one
+/// small photo warms less than that in one slot; the suite fills them all.
+const KEEP_RESIDENT_MIB_PER_SLOT: u64 = 8;
 
 const BODY_LIMIT: usize = 16 << 20;
 
@@ -202,6 +209,18 @@ fn peak_bound_mib(name: &str) -> u64 {
         PEAK_MIB_WEB_PORT
     } else {
         PEAK_MIB_IMAGE_APP
+    }
+}
+
+/// How far above its baseline `name` may stay once idle: image apps also
+/// keep their slots' warm pages (one slot per core, the default
+/// `--max-concurrent-calls`).
+fn settled_bound_mib(name: &str) -> u64 {
+    if name.starts_with("image-api") && !name.ends_with("sidecar") {
+        let slots = std::thread::available_parallelism().map_or(2, |n| n.get() as u64);
+        SETTLED_MIB_ABOVE_BASELINE + KEEP_RESIDENT_MIB_PER_SLOT * slots
+    } else {
+        SETTLED_MIB_ABOVE_BASELINE
     }
 }
 
@@ -456,15 +475,16 @@ async fn hostile_inputs_get_valid_answers_or_json_errors_and_nothing_crashes() {
         }
     }
     // Back near the baseline once idle: polled, since freed memory goes
-    // back to the kernel lazily; what is still high after 30 s fails.
+    // back to the kernel a second after the last request
+    // (service_kit::idle_trim); what is still high after 30 s fails.
     let settle_deadline = std::time::Instant::now() + Duration::from_secs(30);
     let settled = loop {
         let settled = memory(&up);
         let high = baseline
             .iter()
             .zip(&settled)
-            .any(|((_, _, base, _), (_, _, rss, _))| {
-                rss.saturating_sub(*base) / 1024 > SETTLED_MIB_ABOVE_BASELINE
+            .any(|((name, _, base, _), (_, _, rss, _))| {
+                rss.saturating_sub(*base) / 1024 > settled_bound_mib(name)
             });
         if !high || std::time::Instant::now() > settle_deadline {
             break settled;
@@ -474,11 +494,12 @@ async fn hostile_inputs_get_valid_answers_or_json_errors_and_nothing_crashes() {
     };
     print_memory("settled", &settled);
     for ((name, _, base, _), (_, _, rss, _)) in baseline.iter().zip(&settled) {
-        if rss.saturating_sub(*base) / 1024 > SETTLED_MIB_ABOVE_BASELINE {
+        if rss.saturating_sub(*base) / 1024 > settled_bound_mib(name) {
             failures.push(format!(
-                "{name} stayed at {} MiB after the suite (baseline {} MiB)",
+                "{name} stayed at {} MiB after the suite (baseline {} MiB, bound +{} MiB)",
                 rss / 1024,
-                base / 1024
+                base / 1024,
+                settled_bound_mib(name)
             ));
         }
     }

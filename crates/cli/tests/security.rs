@@ -1,7 +1,7 @@
 //! Security properties of the whole demo under `dapr-wasm up`: every
 //! listening socket of every process is on loopback, and request heads are
 //! bounded on every listener. (The sidecar's API token is tested in
-//! crates/sidecar/tests/invoke.rs, static files in
+//! crates/sidecar/tests/sidecar/invoke.rs, static files in
 //! crates/web-port/tests/web_port.rs, the guest sandbox in
 //! crates/function-host/tests/calls.rs.)
 
@@ -97,7 +97,7 @@ fn every_listener_is_on_loopback_and_request_heads_are_bounded() {
     assert!(listeners >= 9, "found only {listeners} listening sockets");
 
     // The HTTP/1.1 listeners (apps and the sidecars' HTTP APIs; the gRPC
-    // APIs' bounds are tested in crates/sidecar/tests/grpc.rs).
+    // APIs' bounds are tested in crates/sidecar/tests/sidecar/grpc.rs).
     for port in &ports[..6] {
         let port = *port;
         // 100 headers and 30 KiB of head are fine; 101 headers, or 65 KiB

@@ -46,7 +46,8 @@
 //! - [`host`](crate::host): [`FunctionHost`], [`Function`] and the call itself.
 //! - [`error`](crate::error): [`LoadError`] and [`CallError`].
 //! - [`nn`](crate::nn): WASI-NN: models preloaded by name, run by ONNX
-//!   Runtime or tract, linked only into functions that import it.
+//!   Runtime (or tract, with the `tract` feature), linked only into
+//!   functions that import it.
 //! - `stdio` (private): the direct `fd_write` behind stdout and stderr.
 
 #![deny(missing_docs)]

@@ -1,5 +1,6 @@
 //! WASI-NN through the host: the real `classify` guest on real photos, with
-//! both backends, and the ways model loading can fail.
+//! ONNX Runtime (and, with the `tract` feature, tract against it), and the
+//! ways model loading can fail.
 //!
 //! Needs the guests (`build/functions/`) and the prepared models
 //! (`dapr-wasm models fetch`); `scripts/test.sh` provides both.
@@ -71,26 +72,50 @@ fn top5(answer: &Value) -> Vec<(u64, f64)> {
 const CAT_CLASSES: std::ops::RangeInclusive<u64> = 281..=285;
 const ESPRESSO: u64 = 967;
 
-#[test]
-fn photos_get_the_right_classes_and_both_backends_agree() {
+const PHOTOS: [&str; 4] = [
+    "cat.jpg",
+    "coffee-1024x768.jpg",
+    "coffee.png",
+    "rocket.webp",
+];
+
+fn onnxruntime_models() -> Models {
     if model_files::onnxruntime_lib().is_none() {
-        panic!("no ONNX Runtime is pinned for this platform; this test compares both backends");
+        panic!("no ONNX Runtime is pinned for this platform; this test needs it");
     }
-    let tract = Models::load(&nn_config(Backend::Tract)).unwrap();
-    let onnxruntime = Models::load(&nn_config(Backend::OnnxRuntime)).unwrap();
-    assert_eq!(tract.backend(), Backend::Tract);
-    assert_eq!(onnxruntime.backend(), Backend::OnnxRuntime);
+    let models = Models::load(&nn_config(Backend::OnnxRuntime)).unwrap();
+    assert_eq!(models.backend(), Backend::OnnxRuntime);
+    models
+}
+
+#[test]
+fn photos_get_the_right_classes() {
     let function = classify();
     assert!(function.uses_wasi_nn());
-    let with_tract = function.clone().with_models(tract);
-    let with_ort = function.with_models(onnxruntime);
+    let function = function.with_models(onnxruntime_models());
+    for photo in PHOTOS {
+        let answer = answer(&function, photo);
+        let index = answer["index"].as_u64().unwrap();
+        match photo {
+            "cat.jpg" => assert!(CAT_CLASSES.contains(&index), "cat.jpg: {answer}"),
+            "coffee-1024x768.jpg" | "coffee.png" => {
+                assert_eq!(index, ESPRESSO, "{photo}: {answer}")
+            }
+            _ => {}
+        }
+        assert_eq!(answer["label"], answer["top5"][0]["label"]);
+        assert!(answer["sentence"].as_str().unwrap().starts_with("It "));
+    }
+}
 
-    for photo in [
-        "cat.jpg",
-        "coffee-1024x768.jpg",
-        "coffee.png",
-        "rocket.webp",
-    ] {
+#[cfg(feature = "tract")]
+#[test]
+fn both_backends_agree() {
+    let tract = Models::load(&nn_config(Backend::Tract)).unwrap();
+    assert_eq!(tract.backend(), Backend::Tract);
+    let with_tract = classify().with_models(tract);
+    let with_ort = classify().with_models(onnxruntime_models());
+    for photo in PHOTOS {
         let a = answer(&with_tract, photo);
         let b = answer(&with_ort, photo);
         eprintln!("{photo}: tract {a}\n{photo}: onnxruntime {b}");
@@ -99,20 +124,12 @@ fn photos_get_the_right_classes_and_both_backends_agree() {
             assert_eq!(ia, ib, "{photo}: the top 5 differ");
             assert!((pa - pb).abs() < 1e-3, "{photo}: class {ia}: {pa} vs {pb}");
         }
-        let index = a["index"].as_u64().unwrap();
-        match photo {
-            "cat.jpg" => assert!(CAT_CLASSES.contains(&index), "cat.jpg: {a}"),
-            "coffee-1024x768.jpg" | "coffee.png" => assert_eq!(index, ESPRESSO, "{photo}: {a}"),
-            _ => {}
-        }
-        assert_eq!(a["label"], a["top5"][0]["label"]);
-        assert!(a["sentence"].as_str().unwrap().starts_with("It "));
     }
 }
 
 #[test]
 fn bad_images_fail_before_inference_with_the_usual_exit_codes() {
-    let function = classify().with_models(Models::load(&nn_config(Backend::Tract)).unwrap());
+    let function = classify().with_models(onnxruntime_models());
     for (input, code) in [
         (&b"not an image"[..], 2),
         (&b"\x89PNG\r\n\x1a\n\0\0"[..], 1),
@@ -168,6 +185,7 @@ fn asking_for_onnxruntime_without_its_library_fails_clearly() {
     assert!(err.to_string().contains("models fetch"), "{err}");
 }
 
+#[cfg(feature = "tract")]
 #[test]
 fn auto_falls_back_to_tract_when_the_library_is_missing() {
     let mut config = nn_config(Backend::Auto);
@@ -175,9 +193,23 @@ fn auto_falls_back_to_tract_when_the_library_is_missing() {
     assert_eq!(Models::load(&config).unwrap().backend(), Backend::Tract);
 }
 
+#[cfg(not(feature = "tract"))]
+#[test]
+fn auto_without_the_library_or_tract_fails_with_the_fix() {
+    let mut config = nn_config(Backend::Auto);
+    config.onnxruntime_lib = Some("/nonexistent/libonnxruntime.so".into());
+    let err = Models::load(&config).unwrap_err();
+    assert!(matches!(err, NnError::OnnxRuntimeUnavailable(_)), "{err}");
+    assert!(err.to_string().contains("models fetch"), "{err}");
+
+    let err = Models::load(&nn_config(Backend::Tract)).unwrap_err();
+    assert!(matches!(err, NnError::TractNotBuilt), "{err}");
+    assert!(err.to_string().contains("--features tract"), "{err}");
+}
+
 #[test]
 fn a_missing_model_file_names_the_model() {
-    let mut config = nn_config(Backend::Tract);
+    let mut config = nn_config(Backend::OnnxRuntime);
     config.models[0].path = "/nonexistent/model.onnx".into();
     let err = Models::load(&config).unwrap_err();
     assert!(err.to_string().contains("efficientnet-lite0"), "{err}");
@@ -190,7 +222,7 @@ fn a_guest_passing_bad_pointers_to_wasi_nn_gets_an_error_and_others_keep_working
         ..HostConfig::default()
     })
     .unwrap();
-    let models = Models::load(&nn_config(Backend::Tract)).unwrap();
+    let models = onnxruntime_models();
     let abuse = host
         .load_file("nn-abuse", &wasm_path("nn-abuse"))
         .unwrap()

@@ -1,7 +1,8 @@
 //! `bash scripts/bench-classify.sh`: the classify figures, all in one run.
 //!
 //! - (a) One 224x224 inference of EfficientNet-Lite0, single-threaded: the
-//!   tract backend, the ONNX Runtime backend, and the reference, Python's
+//!   tract backend (built with `--features tract`, as the script does), the
+//!   ONNX Runtime backend, and the reference, Python's
 //!   `onnxruntime` on the same ONNX file and the same input (when
 //!   `BENCH_PYTHON` names a Python that has it; the script makes one).
 //! - (b) One photo end to end through the classify service over HTTP, and
@@ -23,7 +24,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use function_host::nn::onnxruntime::{OrtGraph, init};
-use function_host::nn::tract::TractGraph;
 use function_host::nn::{Backend, ModelSpec, Models, NnConfig};
 use function_host::{FunctionHost, HostConfig};
 
@@ -62,11 +62,15 @@ fn main() {
     .unwrap();
 
     // (a) one inference, one thread.
-    let tract = TractGraph::load(&onnx).unwrap();
-    let tract_top1 = top1(&tract.run(input.clone()).unwrap().1);
-    let tract_sample = Sample::measure(iterations, || {
-        tract.run(input.clone()).unwrap();
-    });
+    #[cfg(feature = "tract")]
+    let tract = {
+        let tract = function_host::nn::tract::TractGraph::load(&onnx).unwrap();
+        let top = top1(&tract.run(input.clone()).unwrap().1);
+        let sample = Sample::measure(iterations, || {
+            tract.run(input.clone()).unwrap();
+        });
+        (sample, top)
+    };
     init(&library).unwrap();
     let ort = OrtGraph::load(&onnx, 1, 1).unwrap();
     let ort_top1 = top1(&ort.run(input.clone()).unwrap().1);
@@ -82,11 +86,14 @@ fn main() {
         Some((median, ..)) => format!("{:.2}x", ratio(s.median(), *median)),
         None => "n/a".into(),
     };
+    #[cfg(feature = "tract")]
     println!(
         "{} {} |",
-        tract_sample.row(&format!("tract (top-1 {tract_top1})")),
-        vs(&tract_sample)
+        tract.0.row(&format!("tract (top-1 {})", tract.1)),
+        vs(&tract.0)
     );
+    #[cfg(not(feature = "tract"))]
+    println!("| tract | not built: `--features tract` | | | |");
     println!(
         "{} {} |",
         ort_sample.row(&format!("ONNX Runtime via ort (top-1 {ort_top1})")),
@@ -101,9 +108,10 @@ fn main() {
         ),
         None => println!("| Python onnxruntime | not measured: set BENCH_PYTHON | | | |"),
     }
+    #[cfg(feature = "tract")]
     println!(
         "\ntract / ONNX Runtime: {:.2}x\n",
-        ratio(tract_sample.median(), ort_sample.median())
+        ratio(tract.0.median(), ort_sample.median())
     );
 
     // (b) end to end through the service, ONNX Runtime, one thread.

@@ -632,7 +632,8 @@ async fn a_model_the_function_does_not_know_is_refused_by_the_function() {
             name: "my-model".into(),
             path: files.default_onnx(),
         }],
-        backend: function_host::nn::Backend::Tract,
+        backend: function_host::nn::Backend::OnnxRuntime,
+        onnxruntime_lib: files.onnxruntime.clone(),
         ..Default::default()
     };
     let service = Service::classify_with(nn).await;

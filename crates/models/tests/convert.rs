@@ -8,11 +8,11 @@
 
 use std::path::PathBuf;
 
+use function_host::nn::onnxruntime::{self, OrtGraph};
 use model_files::{CLASSIFIERS, Classifier};
 use models::efficientnet::{Until, to_onnx};
 use models::torch_legacy::{StateDict, read_state_dict};
 use test_support::repo_path;
-use tract_onnx::prelude::*;
 
 fn models_dir() -> PathBuf {
     local_dirs::models_dir().expect("HOME is set")
@@ -32,27 +32,17 @@ fn state_dict(model: &Classifier) -> StateDict {
     read_state_dict(&weights(model)).unwrap()
 }
 
-/// Runs an ONNX model with tract on one NCHW input; returns the output's
-/// shape and values.
+/// Runs an ONNX model with ONNX Runtime (the backend that serves the
+/// models, from the pinned library the models fetch puts beside them) on
+/// one NCHW input; returns the output's shape and values.
 fn run_onnx(onnx: &[u8], side: usize, input: Vec<f32>) -> (Vec<usize>, Vec<f32>) {
-    let plan = tract_onnx::onnx()
-        .model_for_read(&mut std::io::Cursor::new(onnx))
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
-    let tensor = tract_ndarray::ArrayD::from_shape_vec(vec![1, 3, side, side], input)
-        .unwrap()
-        .into_tensor();
-    let outputs = plan.run(tvec!(tensor.into_tvalue())).unwrap();
-    let values = outputs[0]
-        .to_plain_array_view::<f32>()
-        .unwrap()
-        .iter()
-        .copied()
-        .collect();
-    (outputs[0].shape().to_vec(), values)
+    let library = model_files::ModelFiles::in_dir(&models_dir())
+        .onnxruntime
+        .expect("no ONNX Runtime is pinned for this platform; these tests need it");
+    onnxruntime::init(&library).unwrap();
+    let graph = OrtGraph::load(onnx, 1, 1).unwrap();
+    assert_eq!(graph.input_shape(), [1, 3, side, side]);
+    graph.run(input).unwrap()
 }
 
 #[test]
@@ -70,7 +60,7 @@ fn each_state_dict_has_the_expected_tensors() {
 }
 
 /// The stem (3x3 stride-2 conv, batch norm, ReLU6) computed by hand from
-/// the raw, unfolded weights, against the converted graph run by tract, at
+/// the raw, unfolded weights, against the converted graph run by ONNX Runtime, at
 /// each model's resolution.
 #[test]
 fn each_converted_stem_matches_a_hand_computed_layer() {
@@ -147,7 +137,7 @@ fn photo_tensor(side: usize) -> Vec<f32> {
     tensor
 }
 
-/// Each converted model, run by tract, against an independent forward pass
+/// Each converted model, run by ONNX Runtime, against an independent forward pass
 /// in numpy (scripts/efficientnet_reference.py): its own pickle reader, the
 /// architecture from TensorFlow's published definition, unfolded batch
 /// norm, float64.

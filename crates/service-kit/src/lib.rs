@@ -7,12 +7,15 @@
 //! - [`body`]: reading a request body under a size limit.
 //! - [`serve`]: the HTTP server loop, with header bounds, timeouts and a
 //!   connection limit (`--max-connections`).
+//! - [`idle_trim`]: giving freed memory back to the kernel when a server
+//!   goes idle (what [`serve`] does after a burst).
 //! - [`shutdown`]: one shutdown signal (Ctrl-C or SIGTERM) for every
 //!   long-running subcommand.
 
 pub mod body;
 pub mod error_body;
 pub mod headers;
+pub mod idle_trim;
 pub mod serve;
 pub mod shutdown;
 pub mod units;

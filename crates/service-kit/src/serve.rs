@@ -18,6 +18,8 @@
 //!   mini-redis does.
 //!
 //! Bodies are bounded where they are read ([`crate::body::read_limited`]).
+//! Once no request has run for a second, freed memory goes back to the
+//! kernel ([`IdleTrim`]).
 //! On shutdown it stops accepting, lets the requests in flight finish (for
 //! at most [`DRAIN_TIMEOUT`]), then returns.
 
@@ -34,6 +36,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
+
+use crate::idle_trim::IdleTrim;
 
 /// How long a client may take to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,6 +109,9 @@ pub async fn serve(
         .max_buf_size(READ_BUFFER_BYTES);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(connections.get()));
+    let idle_trim = IdleTrim::default();
+    let app = idle_trim.layer(app);
+    let trimmer = tokio::spawn(idle_trim.run());
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -155,4 +162,5 @@ pub async fn serve(
     {
         tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
     }
+    trimmer.abort();
 }

@@ -24,8 +24,9 @@ pub struct NnArgs {
     #[arg(long, env = "DAPR_WASM_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
 
-    /// The inference engine: auto (ONNX Runtime if its library is there,
-    /// else tract), onnxruntime, or tract.
+    /// The inference engine: auto (ONNX Runtime; tract when its library is
+    /// missing, in a build with the `tract` feature), onnxruntime, or tract
+    /// (that feature only).
     #[arg(long, env = "DAPR_WASM_NN_BACKEND", default_value = "auto")]
     pub nn_backend: Backend,
 

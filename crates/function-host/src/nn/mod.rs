@@ -1,5 +1,5 @@
-//! WASI-NN for functions: models preloaded by name, run by ONNX Runtime or
-//! tract.
+//! WASI-NN for functions: models preloaded by name, run by ONNX Runtime
+//! (or tract, in a build with the `tract` feature).
 //!
 //! A function that imports `wasi_ephemeral_nn` (the witx ABI of WASI-NN,
 //! what the `wasi-nn` 0.6 guest crate calls) gets those imports linked; no
@@ -13,11 +13,13 @@
 //! - Guests cannot load models from bytes: the context has no backends for
 //!   `load`, so it fails with "unsupported operation". Only the operator's
 //!   preloaded models run.
-//! - [`Backend::Auto`] picks ONNX Runtime when its library is present and
-//!   tract otherwise, and logs which and why.
+//! - [`Backend::Auto`] picks ONNX Runtime when its library is present. Without
+//!   it, a build with the `tract` feature falls back to tract (and logs which
+//!   and why); the default build fails at startup, naming the fix.
 //!
 //! Backends: [`onnxruntime`] (the `ort` crate, loading ONNX Runtime's shared
-//! library at run time) and [`tract`] (pure Rust, nothing to install).
+//! library at run time) and, with the `tract` feature, `tract` (pure Rust,
+//! nothing to install).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,6 +33,7 @@ use crate::Function;
 
 pub mod args;
 pub mod onnxruntime;
+#[cfg(feature = "tract")]
 pub mod tract;
 
 pub use args::{NnArgs, prepared_models};
@@ -41,12 +44,12 @@ pub const WASI_NN_MODULE: &str = "wasi_ephemeral_nn";
 /// Which inference engine runs the models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// ONNX Runtime when its library is available, else tract.
+    /// ONNX Runtime when its library is available, else tract (if built).
     #[default]
     Auto,
     /// ONNX Runtime through `ort`; fails at startup without its library.
     OnnxRuntime,
-    /// tract, pure Rust.
+    /// tract, pure Rust: only in a build with the `tract` feature.
     Tract,
 }
 
@@ -129,9 +132,15 @@ pub enum NnError {
         /// Where it should be.
         path: PathBuf,
     },
-    /// ONNX Runtime was asked for but cannot be used.
+    /// ONNX Runtime was asked for, or is the only backend, but cannot be
+    /// used.
     #[error("ONNX Runtime is not available: {0}")]
     OnnxRuntimeUnavailable(String),
+    /// tract was asked for, but this build does not have it.
+    #[error(
+        "the tract backend is not in this build (rebuild with `cargo build --features tract`), or use --nn-backend onnxruntime"
+    )]
+    TractNotBuilt,
     /// A model file could not be read.
     #[error("cannot read model `{name}` from {path}: {source}")]
     Read {
@@ -208,6 +217,7 @@ impl std::fmt::Debug for Models {
 /// A model loaded by one backend, before WASI-NN wraps it.
 enum BackendModel {
     OnnxRuntime(onnxruntime::OrtGraph),
+    #[cfg(feature = "tract")]
     Tract(tract::TractGraph),
 }
 
@@ -215,6 +225,7 @@ impl BackendModel {
     fn input_shape(&self) -> &[usize] {
         match self {
             BackendModel::OnnxRuntime(g) => g.input_shape(),
+            #[cfg(feature = "tract")]
             BackendModel::Tract(g) => g.input_shape(),
         }
     }
@@ -222,6 +233,7 @@ impl BackendModel {
     fn run(&self, input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>), String> {
         match self {
             BackendModel::OnnxRuntime(g) => g.run(input),
+            #[cfg(feature = "tract")]
             BackendModel::Tract(g) => g.run(input),
         }
     }
@@ -229,6 +241,7 @@ impl BackendModel {
     fn into_graph(self) -> Graph {
         let graph: Box<dyn BackendGraph> = match self {
             BackendModel::OnnxRuntime(g) => Box::new(g),
+            #[cfg(feature = "tract")]
             BackendModel::Tract(g) => Box::new(g),
         };
         Graph::from(graph)
@@ -255,12 +268,16 @@ impl Models {
                 backend,
                 reason,
             };
+            // resolve_backend() gives tract only in a build that has it.
             let model = match backend {
-                Backend::OnnxRuntime => BackendModel::OnnxRuntime(
+                #[cfg(feature = "tract")]
+                Backend::Tract => {
+                    BackendModel::Tract(tract::TractGraph::load(&bytes).map_err(load_error)?)
+                }
+                _ => BackendModel::OnnxRuntime(
                     onnxruntime::OrtGraph::load(&bytes, config.threads, config.sessions)
                         .map_err(load_error)?,
                 ),
-                _ => BackendModel::Tract(tract::TractGraph::load(&bytes).map_err(load_error)?),
             };
             let load_time = started.elapsed();
             let input_shape = model.input_shape().to_vec();
@@ -335,7 +352,8 @@ impl GraphRegistry for Preloaded {
 
 fn resolve_backend(config: &NnConfig) -> Result<Backend, NnError> {
     match config.backend {
-        Backend::Tract => Ok(Backend::Tract),
+        Backend::Tract if cfg!(feature = "tract") => Ok(Backend::Tract),
+        Backend::Tract => Err(NnError::TractNotBuilt),
         Backend::OnnxRuntime => {
             let lib = config.onnxruntime_lib.as_deref().ok_or_else(|| {
                 NnError::OnnxRuntimeUnavailable(
@@ -349,27 +367,35 @@ fn resolve_backend(config: &NnConfig) -> Result<Backend, NnError> {
         }
         Backend::Auto => {
             let Some(lib) = config.onnxruntime_lib.as_deref() else {
-                tracing::info!("WASI-NN backend: tract (auto: no ONNX Runtime library configured)");
-                return Ok(Backend::Tract);
+                return auto_without_onnxruntime(
+                    "no ONNX Runtime library configured (set --onnxruntime-lib, or run `dapr-wasm models fetch`)",
+                );
             };
             if !lib.is_file() {
-                tracing::info!(
-                    library = %lib.display(),
-                    "WASI-NN backend: tract (auto: the ONNX Runtime library is not there; `dapr-wasm models fetch` gets it)"
-                );
-                return Ok(Backend::Tract);
+                return auto_without_onnxruntime(&format!(
+                    "{} does not exist: `dapr-wasm models fetch` gets it",
+                    lib.display()
+                ));
             }
             match onnxruntime::init(lib) {
                 Ok(()) => {
                     tracing::info!(library = %lib.display(), "WASI-NN backend: ONNX Runtime (auto: library found)");
                     Ok(Backend::OnnxRuntime)
                 }
-                Err(reason) => {
-                    tracing::warn!(library = %lib.display(), %reason, "WASI-NN backend: tract (auto: ONNX Runtime failed to load)");
-                    Ok(Backend::Tract)
-                }
+                Err(reason) => auto_without_onnxruntime(&reason),
             }
         }
+    }
+}
+
+/// `auto` when ONNX Runtime cannot be used: tract, in a build that has it;
+/// otherwise the reason, as an error.
+fn auto_without_onnxruntime(reason: &str) -> Result<Backend, NnError> {
+    if cfg!(feature = "tract") {
+        tracing::warn!(%reason, "WASI-NN backend: tract (auto: ONNX Runtime cannot be used)");
+        Ok(Backend::Tract)
+    } else {
+        Err(NnError::OnnxRuntimeUnavailable(reason.to_string()))
     }
 }
 

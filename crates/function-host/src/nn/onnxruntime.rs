@@ -34,6 +34,9 @@ static INITIALISED: Mutex<Option<PathBuf>> = Mutex::new(None);
 /// succeed; a file that exists but fails to load fixes `ort`'s library path
 /// for the process (its own rule), so later calls fail too.
 pub fn init(library: &Path) -> Result<(), String> {
+    if !library.is_file() {
+        return Err(format!("{} does not exist", library.display()));
+    }
     let mut initialised = INITIALISED.lock().unwrap_or_else(|p| p.into_inner());
     match initialised.as_ref() {
         Some(loaded) if loaded == library => Ok(()),
@@ -56,9 +59,6 @@ fn is_initialised() -> bool {
 }
 
 fn load(library: &Path) -> Result<PathBuf, String> {
-    if !library.is_file() {
-        return Err(format!("{} does not exist", library.display()));
-    }
     let path = library.display().to_string();
     // Silence the default panic message: the panic becomes our error.
     let previous_hook = std::panic::take_hook();

@@ -11,7 +11,7 @@ use test_support::sidecar::*;
 #[tokio::test]
 #[ignore = "needs the Dapr JS SDK and node (scripts/test.sh installs them and runs this)"]
 async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
-    let sdk_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js-sdk");
+    let sdk_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sidecar/js-sdk");
     assert!(
         sdk_dir.join("node_modules/@dapr/dapr").exists(),
         "the Dapr JS SDK is not installed: run `npm ci --prefix {}` (scripts/test.sh does)",

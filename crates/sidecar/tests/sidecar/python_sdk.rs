@@ -30,7 +30,7 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
         RunningSidecar::start(config("py-target", Some(app.port()), resources.data.path())).await;
     let caller = RunningSidecar::start(resources.config("py-caller", None)).await;
 
-    let script = repo_path("crates/sidecar/tests/python-sdk/conformance.py");
+    let script = repo_path("crates/sidecar/tests/sidecar/python-sdk/conformance.py");
     let (http_port, grpc_port) = (caller.address.port(), caller.grpc_address.port());
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python)

@@ -1,0 +1,19 @@
+//! The sidecar's integration tests, one binary (one link, and the shared
+//! test helpers compiled once), one module per area:
+//!
+//! - `state`: the state API over HTTP against the real stores;
+//! - `invoke`: service invocation between sidecars and apps;
+//! - `pubsub`: publishing and delivery on the real brokers;
+//! - `grpc`: the gRPC API, its errors and its bounds;
+//! - `grpc_app`: apps that speak gRPC, and proxied gRPC calls;
+//! - `python_sdk`, `js_sdk`: the official Dapr SDKs against a real sidecar;
+//! - `fuzz_seeds`: the `sidecar_request` fuzz target's seeds, replayed.
+
+mod fuzz_seeds;
+mod grpc;
+mod grpc_app;
+mod invoke;
+mod js_sdk;
+mod pubsub;
+mod python_sdk;
+mod state;

@@ -1,0 +1,154 @@
+//! The sidecar's HTTP API on arbitrary requests: the method, path and
+//! query, headers and body all come from the input, and go through the real
+//! router (token layer, body limit, state, secrets, metadata and invoke
+//! handlers) over an SQLite state store.
+//!
+//! Shared, by `#[path]`, by the fuzz target (`sidecar_request.rs`) and the
+//! sidecar's tests, which replay every committed seed through it
+//! (`crates/sidecar/tests/sidecar/fuzz_seeds.rs`). It needs only `sidecar`,
+//! `axum`, `tower`, `tokio`, `serde_json` and `tempfile`.
+//!
+//! Input layout: byte 0 picks the method; then the target up to `\n`; then
+//! `name: value` header lines up to an empty line; the rest is the body.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, Method, Request};
+use tower::ServiceExt;
+
+const METHODS: [Method; 5] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+];
+
+struct Harness {
+    runtime: tokio::runtime::Runtime,
+    app: Router,
+    _data: tempfile::TempDir,
+}
+
+/// Writes a Dapr component file `NAME.yaml` into `dir`.
+fn write_component(dir: &std::path::Path, name: &str, kind: &str, metadata: &[(&str, &str)]) {
+    let mut yaml = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: {kind}\n  version: v1\n  metadata:\n"
+    );
+    for (key, value) in metadata {
+        yaml += &format!("  - name: {key}\n    value: \"{value}\"\n");
+    }
+    std::fs::write(dir.join(format!("{name}.yaml")), yaml).unwrap();
+}
+
+fn harness() -> &'static Harness {
+    static HARNESS: OnceLock<Harness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let data = tempfile::tempdir().unwrap();
+        // With a secret store beside the default state store.
+        std::fs::write(
+            data.path().join("secrets.json"),
+            r#"{"a": "1", "b": {"c": "2"}}"#,
+        )
+        .unwrap();
+        let dir = data.path();
+        let secrets_file = dir.join("secrets.json").display().to_string();
+        let database = dir.join("state.db").display().to_string();
+        write_component(
+            dir,
+            "localsecrets",
+            "secretstores.local.file",
+            &[("secretsFile", &secrets_file), ("nestedSeparator", ":")],
+        );
+        write_component(
+            dir,
+            "statestore",
+            "state.sqlite",
+            &[("connectionString", &database)],
+        );
+        let config = sidecar::SidecarConfig {
+            app_id: "fuzz".into(),
+            app_port: None,
+            dapr_http_port: 0,
+            dapr_grpc_port: 0,
+            app_protocol: Default::default(),
+            bind: std::net::Ipv4Addr::LOCALHOST.into(),
+            resources_paths: vec![data.path().to_path_buf()],
+            max_body_size: 64 << 10,
+            data_dir: data.path().to_path_buf(),
+            invoke_timeout: std::time::Duration::from_secs(1),
+            api_token: None,
+            app_api_token: None,
+            max_connections: Default::default(),
+            app_health: None,
+            app_max_concurrency: None,
+            pubsub_retry: Default::default(),
+            embedded_pubsub_fallback: false,
+        };
+        let app = runtime.block_on(async {
+            sidecar::app(Arc::new(sidecar::Sidecar::new(config).await.unwrap()))
+        });
+        Harness {
+            runtime,
+            app,
+            _data: data,
+        }
+    })
+}
+
+/// Splits the input into a request; `None` if it is not a valid one (those
+/// never get past hyper to the router).
+fn request(data: &[u8]) -> Option<Request<Body>> {
+    let (&method, rest) = data.split_first()?;
+    let method = METHODS[usize::from(method) % METHODS.len()].clone();
+    let newline = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    let target = std::str::from_utf8(&rest[..newline]).ok()?;
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(format!("/{}", target.trim_start_matches('/')));
+    let mut rest = rest.get(newline + 1..).unwrap_or_default();
+    loop {
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let line = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or_default();
+        if line.is_empty() {
+            break;
+        }
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = HeaderName::from_bytes(&line[..colon]).ok()?;
+        let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).ok()?;
+        builder = builder.header(name, value);
+    }
+    builder.body(Body::from(rest.to_vec())).ok()
+}
+
+/// Sends the request `data` describes (if it is a valid one) through the
+/// sidecar's router. Panics (the fuzzer's finding) unless the answer is a
+/// 2xx, or an error carrying Dapr's JSON `{errorCode, message}`.
+pub fn check(data: &[u8]) {
+    let Some(request) = request(data) else {
+        return;
+    };
+    let harness = harness();
+    harness.runtime.block_on(async {
+        let response = harness.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        if status.is_client_error() || status.is_server_error() {
+            let error: serde_json::Value = serde_json::from_slice(&body)
+                .unwrap_or_else(|e| panic!("{status} without a JSON body ({e}): {body:?}"));
+            assert!(
+                error["errorCode"].is_string() && error["message"].is_string(),
+                "{status} {error}"
+            );
+        }
+    });
+}
