@@ -26,6 +26,9 @@ step "cargo fmt --check"
 cargo fmt --all --check
 (cd functions && cargo fmt --all --check)
 (cd fuzz && cargo fmt --check)
+# The fuzz workspace builds last; a stale lock file should fail here, not
+# after the long build.
+cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
 
 step "cargo clippy -D warnings (the guest functions)"
 (cd functions && cargo clippy --release --locked -- -D warnings)
