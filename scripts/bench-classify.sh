@@ -20,5 +20,5 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import onnxruntime,
 fi
 export BENCH_PYTHON="$venv/bin/python"
 
-step "cargo bench -p image-api --bench classify (release; the first build takes ~10 minutes on 2 cores)"
-cargo bench --locked -p image-api --features tract --bench classify "$@"
+step "cargo bench -p function-app --bench classify (release; the first build takes ~10 minutes on 2 cores)"
+cargo bench --locked -p function-app --features tract --bench classify "$@"

@@ -59,7 +59,39 @@ build_functions() {
     for wasm in "$target_dir"/wasm32-wasip1/release/*.wasm; do
         cp -f "$wasm" "$FUNCTIONS_OUT/"
     done
+    build_c_functions
     ls -1 "$FUNCTIONS_OUT" | sed 's/^/    /' >&2
+}
+
+# Whether Debian's C-to-wasm toolchain is here: clang, wasm-ld (lld), the
+# WASI libc (wasi-libc) and the compiler's builtins (libclang-rt-dev-wasm32).
+have_wasi_clang() {
+    command -v clang >/dev/null && command -v wasm-ld >/dev/null \
+        && [[ -f /usr/lib/wasm32-wasi/libc.a ]] \
+        && compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a" >/dev/null
+}
+
+# Installs that toolchain from Debian when it is missing (the tests build
+# the C functions).
+ensure_wasi_clang() {
+    have_wasi_clang || apt_install --no-install-recommends clang lld wasi-libc libclang-rt-dev-wasm32
+}
+
+# Builds each C function (functions/*-c/*.c, one function per folder) into
+# build/functions/<folder>.wasm. The image demo needs none of them, so
+# without the toolchain (scripts/up.sh on a machine without clang) they are
+# left out with a note; scripts/test.sh installs it first.
+build_c_functions() {
+    local dir
+    for dir in "$REPO_ROOT"/functions/*-c; do
+        [[ -d $dir ]] || continue
+        if ! have_wasi_clang; then
+            echo "    (not building $(basename "$dir"): no clang for wasm32-wasi; apt-get install clang lld wasi-libc libclang-rt-dev-wasm32)" >&2
+            continue
+        fi
+        clang --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Wextra -Werror -Wl,--strip-all \
+            -o "$FUNCTIONS_OUT/$(basename "$dir").wasm" "$dir"/*.c
+    done
 }
 
 # Builds the dapr-wasm binary (debug, the profile tests share) and prints its path.

@@ -34,7 +34,7 @@ fi
 build_functions
 step "Building dapr-wasm and the native baseline (release)"
 cargo build --release --locked -p dapr-wasm --bin dapr-wasm
-cargo build --release --locked -p image-api --example native_throughput
+cargo build --release --locked -p function-app --example native_throughput
 bin="$(target_dir_of_workspace)/release"
 fetch_models "$bin/dapr-wasm"
 

@@ -20,6 +20,7 @@ ensure_mariadb
 ensure_js_sdk
 ensure_browser
 ensure_test_venv
+ensure_wasi_clang
 build_functions
 
 step "cargo fmt --check"

@@ -1,8 +1,10 @@
 //! `dapr-wasm`: the one binary. It only parses the command line and wires the
 //! service crates together; each subcommand's flags belong to its crate.
 //!
-//! - `dapr-wasm image-api --function NAME=PATH`: the image microservice
-//!   ([`image_api`]).
+//! - `dapr-wasm functions --config FILE`: a Dapr app serving every function
+//!   a functions file declares, reloaded live ([`function_app`]).
+//! - `dapr-wasm image-api --function NAME=PATH`: the image apps' shorthand
+//!   for a function app with one image function ([`function_app::image_api`]).
 //! - `dapr-wasm web-port`: the web UI and router ([`web_port`]).
 //! - `dapr-wasm sidecar --app-id ID --app-port N --dapr-http-port M`: the
 //!   Dapr-compatible sidecar ([`sidecar`]).
@@ -11,11 +13,14 @@
 //! - `dapr-wasm up [-f deploy/dapr.yaml]`: every app of a Dapr run file,
 //!   each with our sidecar ([`up`]); `dapr-wasm list` and `dapr-wasm
 //!   invoke` see and call them ([`apps`]).
+//! - `dapr-wasm new NAME --lang rust|c`: a function skeleton added to a
+//!   functions file ([`new`]).
 //! - `dapr-wasm run PATH [ARGS...]`: runs a WASI function once, stdin to
 //!   stdout, with a service's deadline and memory limit (`--timeout`,
 //!   `--max-memory`); its input and output sizes are not limited.
 
 mod apps;
+mod new;
 mod run;
 mod up;
 
@@ -30,7 +35,7 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "dapr-wasm", version, about)]
 struct Cli {
     /// Log level or filter (error, warn, info, debug, trace, or an
-    /// EnvFilter directive such as `image_api=debug`).
+    /// EnvFilter directive such as `function_app=debug`).
     #[arg(long, global = true, env = "DAPR_WASM_LOG", default_value = "info")]
     log_level: String,
 
@@ -46,12 +51,18 @@ enum Command {
     List,
     /// Call a method of a running app through a sidecar, like `dapr invoke`.
     Invoke(apps::InvokeArgs),
-    /// Serve one function over HTTP as a Dapr app (POST /api/image).
-    ImageApi(image_api::ImageApiArgs),
+    /// Serve the functions a functions file declares, as a Dapr app
+    /// (POST /fn/NAME), reloading them when their files change.
+    Functions(function_app::FunctionsArgs),
+    /// Serve one image function as a Dapr app (POST /api/image): a
+    /// function app with one entry.
+    ImageApi(function_app::ImageApiArgs),
     /// Serve the web UI and route uploads to the image apps (a Dapr app).
     WebPort(web_port::WebPortArgs),
     /// Keep and list the image events published by web-port (a Dapr app).
     Events(events::EventsArgs),
+    /// Write a function skeleton (Rust or C) and add it to a functions file.
+    New(new::NewArgs),
     /// Run a function once: stdin in, stdout out, reason on stderr.
     Run(run::RunArgs),
     /// A Dapr-compatible sidecar for one app (invoke, state, secrets, metadata).
@@ -98,12 +109,14 @@ fn main() -> ExitCode {
         .init();
 
     let result = match cli.command {
-        Command::ImageApi(args) => serve_image_api(args),
+        Command::Functions(args) => serve_functions(args.validate()),
+        Command::ImageApi(args) => serve_functions(args.validate()),
         Command::Up(args) => up::up(args),
         Command::List => apps::list(),
         Command::Invoke(args) => apps::invoke(args),
         Command::WebPort(args) => serve_web_port(args),
         Command::Events(args) => serve_events(args),
+        Command::New(args) => new::new(args),
         Command::Run(args) => run::run(args),
         Command::Sidecar(args) => serve_sidecar(args),
         Command::Models(ModelsCommand::Fetch { dir }) => fetch_models(dir),
@@ -142,9 +155,9 @@ fn serve_events(args: events::EventsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve_image_api(args: image_api::ImageApiArgs) -> anyhow::Result<ExitCode> {
-    let config = args.validate().map_err(anyhow::Error::msg)?;
+fn serve_functions(config: Result<function_app::AppConfig, String>) -> anyhow::Result<ExitCode> {
+    let config = config.map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(image_api::run(config, service_kit::shutdown::signal()))?;
+    runtime.block_on(function_app::run(config, service_kit::shutdown::signal()))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -228,3 +228,106 @@ async fn sidecar_reads_dapr_env_vars_serves_and_deregisters_on_sigterm() {
     );
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Runs `command` and returns its stdout; fails the test with its stderr.
+fn output_of(command: &mut Command) -> String {
+    let output = command.output().expect("the command runs");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `dapr-wasm new` in each language: the skeleton builds with its own
+/// script, lands in the functions file, is served by `dapr-wasm
+/// functions`, and answers what the printed example says.
+#[tokio::test]
+async fn new_writes_skeletons_that_build_and_are_served_from_the_functions_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, lang) in [("hello-rust", "rust"), ("hello-c", "c")] {
+        let said = output_of(
+            dapr_wasm()
+                .current_dir(dir.path())
+                .args(["new", name, "--lang", lang]),
+        );
+        assert!(said.contains(&format!("bash {name}/build.sh")), "{said}");
+        assert!(said.contains(&format!("/fn/{name}")), "{said}");
+        assert!(said.contains("type: bindings.wasm"), "{said}");
+        // The skeleton's own build, as a user runs it (not under this
+        // test's clippy wrapper).
+        output_of(
+            Command::new("bash")
+                .arg(format!("{name}/build.sh"))
+                .current_dir(dir.path())
+                .env_remove("RUSTC_WORKSPACE_WRAPPER")
+                .env_remove("CLIPPY_ARGS")
+                .env_remove("CARGO_TARGET_DIR"),
+        );
+        assert!(dir.path().join(name).join(format!("{name}.wasm")).is_file());
+    }
+    // The same name twice is refused, and the file is left as it was.
+    let file = dir.path().join("functions.yaml");
+    let before = std::fs::read_to_string(&file).unwrap();
+    let refused = dapr_wasm()
+        .current_dir(dir.path())
+        .args(["new", "hello-c", "--lang", "c", "--dir", "again"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("already declares a function `hello-c`"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+
+    let mut command = dapr_wasm();
+    command.current_dir(dir.path()).args([
+        "functions",
+        "--config",
+        "functions.yaml",
+        "--app-port",
+        "0",
+    ]);
+    let (mut running, url) = start_and_read_address(command);
+    let client = reqwest::Client::new();
+    for name in ["hello-rust", "hello-c"] {
+        let response = client
+            .post(format!("{url}/fn/{name}"))
+            .body("Dapr")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{name}");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(
+            response.text().await.unwrap(),
+            "{\"greeting\":\"Hello, Dapr!\"}\n",
+            "{name}"
+        );
+    }
+    let status = running.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+}
+
+#[test]
+fn functions_refuses_a_bad_functions_file_before_binding_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("functions.yaml");
+    std::fs::write(&file, "functions:\n  - name: ghost\n    wasm: ghost.wasm\n").unwrap();
+    let output = dapr_wasm()
+        .args(["functions", "--app-port", "0", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("function `ghost`: wasm: ") && stderr.contains("ghost.wasm does not exist"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening on"), "{stderr}");
+}

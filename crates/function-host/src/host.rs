@@ -1,7 +1,7 @@
 //! [`FunctionHost`] owns the engine; [`Function`] is one loaded module, ready
 //! to be called many times, each call in a fresh instance.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,9 +12,9 @@ use wasmtime::{
     PoolingAllocationConfig, ResourceLimiter, Store, Trap,
 };
 use wasmtime_wasi::I32Exit;
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::cache::{CacheOutcome, ModuleCache};
 use crate::config::HostConfig;
@@ -212,6 +212,9 @@ impl FunctionHost {
             cache,
             uses_nn,
             models: None,
+            limits: self.inner.config.limits,
+            dirs: Arc::from(Vec::new()),
+            strict_sandbox: false,
             host: self.inner.clone(),
         })
     }
@@ -228,6 +231,15 @@ pub struct CallOutput {
     pub elapsed: Duration,
 }
 
+/// A host directory a function may read, and where the guest sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOnlyDir {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// The path the guest opens it by, e.g. `/data`.
+    pub guest: String,
+}
+
 /// A loaded function: compiled, linked and ready to instantiate.
 ///
 /// Cheap to clone; clones share the compiled code.
@@ -238,8 +250,50 @@ pub struct Function {
     cache: CacheOutcome,
     uses_nn: bool,
     models: Option<Models>,
+    limits: crate::CallLimits,
+    dirs: Arc<[ReadOnlyDir]>,
+    strict_sandbox: bool,
     host: Arc<HostInner>,
 }
+
+/// A clock for [`Function::with_strict_sandbox`]: it starts at zero and
+/// moves one millisecond each time it is read, whatever the real time is.
+#[derive(Default)]
+struct SteppingClock {
+    reads: std::sync::atomic::AtomicU64,
+}
+
+impl SteppingClock {
+    const STEP_NANOS: u64 = 1_000_000;
+
+    fn next(&self) -> u64 {
+        let reads = self
+            .reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        reads.saturating_mul(Self::STEP_NANOS)
+    }
+}
+
+impl wasmtime_wasi::HostWallClock for SteppingClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(Self::STEP_NANOS)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.next())
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for SteppingClock {
+    fn resolution(&self) -> u64 {
+        Self::STEP_NANOS
+    }
+    fn now(&self) -> u64 {
+        self.next()
+    }
+}
+
+/// The fixed bytes a strict sandbox's random numbers cycle through.
+const STRICT_RANDOM_SEED: [u8; 16] = *b"dapr-wasm strict";
 
 impl Function {
     /// The name the function was loaded under (its `argv[0]`).
@@ -247,9 +301,52 @@ impl Function {
         &self.name
     }
 
-    /// The limits applied to each call.
+    /// The host this function runs on.
+    pub fn host(&self) -> FunctionHost {
+        FunctionHost {
+            inner: self.host.clone(),
+        }
+    }
+
+    /// The limits applied to each call: the host's, unless
+    /// [`Function::with_limits`] gave this function its own.
     pub fn limits(&self) -> &crate::CallLimits {
-        &self.host.config.limits
+        &self.limits
+    }
+
+    /// Gives this function its own limits. Its memory limit is capped by the
+    /// host's ([`HostConfig::limits`](crate::HostConfig)), which sizes the
+    /// instance pool's slots.
+    pub fn with_limits(mut self, limits: crate::CallLimits) -> Self {
+        self.limits = crate::CallLimits {
+            max_memory_bytes: limits
+                .max_memory_bytes
+                .min(self.host.config.limits.max_memory_bytes),
+            ..limits
+        };
+        self
+    }
+
+    /// Lets every call read these host directories (and nothing else of
+    /// the file system). A directory that cannot be opened fails the call
+    /// as [`CallError::Internal`].
+    pub fn with_read_only_dirs(mut self, dirs: Vec<ReadOnlyDir>) -> Self {
+        self.dirs = Arc::from(dirs);
+        self
+    }
+
+    /// Makes every call deterministic, as Dapr's `strictSandbox` asks:
+    /// both clocks start at zero and step 1 ms per reading, and random
+    /// numbers repeat a fixed sequence, so a guest can neither time the
+    /// host nor tell two calls apart.
+    pub fn with_strict_sandbox(mut self, strict: bool) -> Self {
+        self.strict_sandbox = strict;
+        self
+    }
+
+    /// The directories this function may read.
+    pub fn read_only_dirs(&self) -> &[ReadOnlyDir] {
+        &self.dirs
     }
 
     /// Whether the function imports WASI-NN, and so needs
@@ -288,7 +385,7 @@ impl Function {
     /// blocking thread. If this future is dropped, the call still finishes
     /// (within its deadline) and only then frees its slot.
     pub async fn call(&self, input: Bytes, args: &[&str]) -> Result<CallOutput, CallError> {
-        let limits = &self.host.config.limits;
+        let limits = &self.limits;
         if input.len() > limits.max_input_bytes {
             return Err(CallError::InputTooLarge {
                 size: input.len(),
@@ -330,7 +427,7 @@ impl Function {
         input: Bytes,
         args: &[impl AsRef<str>],
     ) -> Result<CallOutput, CallError> {
-        let limits = self.host.config.limits;
+        let limits = self.limits;
         if input.len() > limits.max_input_bytes {
             return Err(CallError::InputTooLarge {
                 size: input.len(),
@@ -339,14 +436,35 @@ impl Function {
         }
         let started = Instant::now();
         // stdout and stderr are written by `stdio`'s direct `fd_write`.
-        let wasi = WasiCtxBuilder::new()
-            .stdin(MemoryInputPipe::new(input))
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdin(MemoryInputPipe::new(input))
             .arg(&*self.name)
             .args(args)
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build_p1();
+            .allow_ip_name_lookup(false);
+        for dir in self.dirs.iter() {
+            wasi.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)
+                .map_err(|e| {
+                    CallError::Internal(format!(
+                        "cannot open {} for function `{}`: {e:#}",
+                        dir.host.display(),
+                        self.name
+                    ))
+                })?;
+        }
+        if self.strict_sandbox {
+            wasi.wall_clock(SteppingClock::default())
+                .monotonic_clock(SteppingClock::default())
+                .secure_random(wasmtime_wasi::Deterministic::new(
+                    STRICT_RANDOM_SEED.to_vec(),
+                ))
+                .insecure_random(wasmtime_wasi::Deterministic::new(
+                    STRICT_RANDOM_SEED.to_vec(),
+                ))
+                .insecure_random_seed(0);
+        }
+        let wasi = wasi.build_p1();
         let mut store = Store::new(
             &self.host.engine,
             CallState {

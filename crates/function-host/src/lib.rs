@@ -24,7 +24,8 @@
 //! 2. [`Function::call`] waits, for at most [`HostConfig::queue_timeout`], for
 //!    one of [`HostConfig::max_concurrent_calls`] slots; else [`CallError::Busy`].
 //! 3. On a blocking thread it builds a fresh `Store` with in-memory stdio, no
-//!    environment, no preopened directories and no sockets, instantiates from
+//!    environment, no sockets, and no preopened directories except the
+//!    read-only ones the function was given, instantiates from
 //!    the pooling allocator and runs `_start`.
 //! 4. The epoch ticker (see [`epoch`](crate::epoch)) interrupts a call that
 //!    runs past its deadline; a resource limiter refuses memory growth past
@@ -62,4 +63,4 @@ mod stdio;
 
 pub use config::{CacheArgs, CallLimits, HostConfig};
 pub use error::{CallError, ExitKind, LoadError};
-pub use host::{CallOutput, Function, FunctionHost};
+pub use host::{CallOutput, Function, FunctionHost, ReadOnlyDir};

@@ -81,8 +81,18 @@ impl BodyLimits {
     }
 }
 
-/// Reads the whole body of `request` within `limits`.
+/// Reads the whole body of `request` within `limits`; an empty body is
+/// [`BodyError::Empty`].
 pub async fn read_limited(request: Request, limits: BodyLimits) -> Result<Bytes, BodyError> {
+    let body = read_to_limit(request, limits).await?;
+    if body.is_empty() {
+        return Err(BodyError::Empty);
+    }
+    Ok(body)
+}
+
+/// Reads the whole body of `request` within `limits`; it may be empty.
+pub async fn read_to_limit(request: Request, limits: BodyLimits) -> Result<Bytes, BodyError> {
     let BodyLimits {
         max_bytes: limit,
         timeout,
@@ -101,8 +111,5 @@ pub async fn read_limited(request: Request, limits: BodyLimits) -> Result<Bytes,
                 BodyError::Read(err.to_string())
             }
         })?;
-    if body.is_empty() {
-        return Err(BodyError::Empty);
-    }
     Ok(body)
 }

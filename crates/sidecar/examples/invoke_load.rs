@@ -7,6 +7,7 @@
 //! invoke_load haproxy URL          RATE SECONDS BODY_BYTES   # POST through HAProxy
 //! invoke_load http    URL          RATE SECONDS BODY_BYTES   # POST through a sidecar
 //! invoke_load grpc    ADDRESS/APP  RATE SECONDS BODY_BYTES   # gRPC InvokeService
+//! invoke_load binding URL          RATE SECONDS BODY_BYTES   # POST {"operation":"execute","data":"xx..."}
 //! ```
 //!
 //! Request `i` is due at `start + i / RATE` and is sent then, whether or
@@ -114,15 +115,23 @@ async fn run() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, target, rate, seconds, body_bytes] = args.as_slice() else {
         eprintln!(
-            "usage: invoke_load direct|haproxy|http|grpc URL|ADDRESS/APP RATE SECONDS BODY_BYTES"
+            "usage: invoke_load direct|haproxy|http|grpc|binding URL|ADDRESS/APP RATE SECONDS BODY_BYTES"
         );
         std::process::exit(2);
     };
     let rate: f64 = rate.parse().expect("RATE is a number");
     let seconds: f64 = seconds.parse().expect("SECONDS is a number");
-    let body = vec![b'x'; body_bytes.parse().expect("BODY_BYTES is a number")];
+    let mut body = vec![b'x'; body_bytes.parse().expect("BODY_BYTES is a number")];
+    if mode == "binding" {
+        // An output binding's request: the same bytes as its `data`.
+        let data = String::from_utf8(body).expect("x's are UTF-8");
+        body = serde_json::to_vec(&serde_json::json!({"operation": "execute", "data": data}))
+            .expect("JSON");
+    }
     let target = match mode.as_str() {
-        "direct" | "haproxy" | "http" => Target::Http(reqwest::Client::new(), target.clone()),
+        "direct" | "haproxy" | "http" | "binding" => {
+            Target::Http(reqwest::Client::new(), target.clone())
+        }
         "grpc" => {
             let (address, app_id) = target.split_once('/').expect("grpc takes ADDRESS/APP");
             let origin: hyper::Uri = format!("http://{address}")

@@ -126,6 +126,25 @@ pub enum DaprError {
     /// A gRPC method this sidecar does not serve.
     #[error("{0} is not implemented by this sidecar")]
     Unimplemented(&'static str),
+    /// No output binding of that name, or an operation it does not have
+    /// (daprd's `ERR_INVOKE_OUTPUT_BINDING`).
+    #[error("error invoking output binding {name}: {reason}")]
+    BindingInvoke {
+        /// The binding.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A `bindings.wasm` function's call failed: where daprd would say
+    /// only `ERR_INVOKE_OUTPUT_BINDING`, the function app's own table
+    /// keeps the exit code, stderr, timeout or trap apart.
+    #[error("output binding {name}: {error}")]
+    BindingFunction {
+        /// The binding.
+        name: String,
+        /// The function's failure, as the function app answers it.
+        error: function_app::error::ApiError,
+    },
 }
 
 impl DaprError {
@@ -146,7 +165,9 @@ impl DaprError {
             EtagMismatch(_) => StatusCode::CONFLICT,
             Unauthorized => StatusCode::UNAUTHORIZED,
             Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            DirectInvoke { .. }
+            BindingFunction { error, .. } => error.status(),
+            BindingInvoke { .. }
+            | DirectInvoke { .. }
             | StateStoresNotConfigured
             | StateGet { .. }
             | StateSave { .. }
@@ -159,7 +180,7 @@ impl DaprError {
     }
 
     /// Dapr's `errorCode` for this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         use DaprError::*;
         match self {
             MalformedRequest(_) => "ERR_MALFORMED_REQUEST",
@@ -182,6 +203,8 @@ impl DaprError {
             Unauthorized => "ERR_API_UNAUTHORIZED",
             NotFound(_) => service_kit::error_body::NOT_FOUND,
             Unimplemented(_) => "ERR_API_UNIMPLEMENTED",
+            BindingInvoke { .. } => "ERR_INVOKE_OUTPUT_BINDING",
+            BindingFunction { error, .. } => error.code(),
         }
     }
 
@@ -204,7 +227,15 @@ impl DaprError {
             StateStoresNotConfigured | SecretStoresNotConfigured => Code::FailedPrecondition,
             Unauthorized => Code::Unauthenticated,
             Unimplemented(_) => Code::Unimplemented,
-            DirectInvoke { .. }
+            BindingFunction { error, .. } => match error.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => Code::ResourceExhausted,
+                StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+                StatusCode::GATEWAY_TIMEOUT => Code::DeadlineExceeded,
+                status if status.is_client_error() => Code::InvalidArgument,
+                _ => Code::Internal,
+            },
+            BindingInvoke { .. }
+            | DirectInvoke { .. }
             | StateGet { .. }
             | StateSave { .. }
             | StateDelete { .. }
@@ -216,7 +247,7 @@ impl DaprError {
 
     /// The `google.rpc.ErrorInfo` reason: daprd's `DAPR_*` reason where it
     /// has one, else the `errorCode`.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &str {
         use DaprError::*;
         match self {
             StateStoreNotFound(_) => "DAPR_STATE_NOT_FOUND",

@@ -22,6 +22,7 @@
 //!
 //! - [`app_health`]: probing the app (`--enable-app-health-check`).
 //! - [`args`]: flags and env vars → [`SidecarConfig`].
+//! - [`bindings`]: output bindings: `bindings.wasm` on the function host.
 //! - [`components`]: component YAML files.
 //! - [`grpc`]: the gRPC API (`dapr.proto.runtime.v1.Dapr`).
 //! - [`invoke`]: service invocation, local and through peer sidecars.
@@ -35,6 +36,7 @@
 
 pub mod app_health;
 pub mod args;
+pub mod bindings;
 pub mod components;
 pub mod error;
 pub mod grpc;
@@ -126,6 +128,8 @@ pub struct Sidecar {
     app_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// Set by the gRPC `Shutdown` call; both servers stop on it.
     shutdown_requested: tokio::sync::watch::Sender<bool>,
+    /// The `bindings.wasm` components, when there are any.
+    bindings: Option<bindings::WasmBindings>,
 }
 
 impl Sidecar {
@@ -140,6 +144,7 @@ impl Sidecar {
         let mut secret_stores = HashMap::new();
         let mut pubsubs = HashMap::new();
         let mut infos = Vec::new();
+        let mut wasm_bindings = Vec::new();
         for component in &components {
             let name = component.metadata.name.clone();
             let mut component_type = component.spec.component_type.clone();
@@ -159,6 +164,9 @@ impl Sidecar {
                 component_type = pubsub.component_type.clone();
                 pubsubs.insert(name.clone(), pubsub);
                 vec![]
+            } else if component_type == bindings::WASM_BINDING {
+                wasm_bindings.push(component.clone());
+                vec![]
             } else if component_type == "secretstores.local.file" {
                 let store = LocalFileStore::open(component)
                     .map_err(|e| anyhow::anyhow!("secret store `{name}`: {e}"))?;
@@ -176,6 +184,18 @@ impl Sidecar {
                 capabilities,
             });
         }
+        let bindings = if wasm_bindings.is_empty() {
+            None
+        } else {
+            let max_input = config.max_body_size;
+            let loaded = tokio::task::spawn_blocking(move || {
+                bindings::WasmBindings::load(&wasm_bindings.iter().collect::<Vec<_>>(), max_input)
+            })
+            .await
+            .context("loading the wasm bindings panicked")?
+            .map_err(anyhow::Error::msg)?;
+            Some(loaded)
+        };
         let declarative =
             pubsub::subscriptions::load_declarative(&config.resources_paths, &config.app_id)?;
         let registry = Registry::open(&config.data_dir.join("nameres.db"), nameres::DEFAULT_TTL)?;
@@ -223,6 +243,7 @@ impl Sidecar {
             subscriptions: Mutex::new(Vec::new()),
             app_slots,
             shutdown_requested: tokio::sync::watch::Sender::new(false),
+            bindings,
         })
     }
 
@@ -283,6 +304,10 @@ pub fn app(sidecar: Arc<Sidecar>) -> Router {
         .route(
             "/v1.0-alpha1/publish/bulk/{pubsub}/{topic}",
             post(pubsub::api::publish_bulk),
+        )
+        .route(
+            "/v1.0/bindings/{name}",
+            post(bindings::invoke_http).put(bindings::invoke_http),
         )
         .route("/v1.0/secrets/{store}/bulk", get(secrets::secret_bulk))
         .route("/v1.0/secrets/{store}/{name}", get(secrets::secret_get))
@@ -409,6 +434,7 @@ pub async fn run_on(
         tokio::spawn(sidecar.clone().watch_app_health(health));
     }
     let subscriptions = tokio::spawn(sidecar.clone().run_subscriptions());
+    let reload_bindings = sidecar.bindings.as_ref().map(|b| b.watch());
     tracing::info!(app_id = %app_id, app_port = ?sidecar.config.app_port, grpc = %grpc_address, "sidecar listening on http://{address}");
     let connections = sidecar.config.max_connections;
     let http = service_kit::serve::serve(
@@ -420,6 +446,9 @@ pub async fn run_on(
     let grpc = grpc::serve(listeners.grpc, sidecar.clone(), stopped(sidecar.clone()));
     let ((), grpc_result) = tokio::join!(http, grpc);
     let _ = subscriptions.await;
+    if let Some(reload) = reload_bindings {
+        reload.abort();
+    }
     // Wait for the heartbeat to end (and any refresh in flight) before
     // deregistering, or a late refresh could register us again.
     let _ = stop_heartbeat.send(());

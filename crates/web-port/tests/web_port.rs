@@ -64,13 +64,18 @@ async fn start_image_app_with(function: &str, port: u16, host: HostConfig) -> Im
     let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let address = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let app = image_api::routes::app(
+    let app = function_app::single_function_app(
         loaded.clone(),
         service_kit::body::BodyLimits::max_bytes(16 << 20),
     );
-    tokio::spawn(image_api::serve(listener, app, Default::default(), async {
-        let _ = rx.await;
-    }));
+    tokio::spawn(function_app::serve(
+        listener,
+        app,
+        Default::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     ImageApp {
         address,
         function: loaded,

@@ -425,6 +425,28 @@ async fn get_secret(
     }))
 }
 
+async fn invoke_binding(
+    api: &DaprApi,
+    request: Request<pb::InvokeBindingRequest>,
+) -> Result<Response<pb::InvokeBindingResponse>, Status> {
+    let request = request.into_inner();
+    let data = api
+        .sidecar
+        .invoke_binding(
+            &request.name,
+            crate::bindings::BindingRequest {
+                operation: request.operation,
+                data: request.data.into(),
+                metadata: request.metadata,
+            },
+        )
+        .await?;
+    Ok(Response::new(pb::InvokeBindingResponse {
+        data: data.to_vec(),
+        metadata: HashMap::new(),
+    }))
+}
+
 async fn get_bulk_secret(
     api: &DaprApi,
     request: Request<pb::GetBulkSecretRequest>,

@@ -93,8 +93,7 @@ impl Dapr for DaprApi {
         &self,
         request: Request<pb::InvokeBindingRequest>,
     ) -> Result<Response<pb::InvokeBindingResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("InvokeBinding"))
+        super::invoke_binding(self, request).await
     }
     async fn get_secret(
         &self,

@@ -276,6 +276,19 @@ async fn errors_are_the_statuses_daprd_gives() {
         Expected {
             case: "an RPC this sidecar does not serve",
             outcome: dapr
+                .get_configuration(pb::GetConfigurationRequest {
+                    store_name: "c".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            code: Code::Unimplemented,
+            reason: "ERR_API_UNIMPLEMENTED",
+            message: "GetConfiguration",
+        },
+        Expected {
+            case: "an output binding nobody declared",
+            outcome: dapr
                 .invoke_binding(pb::InvokeBindingRequest {
                     name: "b".into(),
                     operation: "create".into(),
@@ -283,9 +296,9 @@ async fn errors_are_the_statuses_daprd_gives() {
                 })
                 .await
                 .map(drop),
-            code: Code::Unimplemented,
-            reason: "ERR_API_UNIMPLEMENTED",
-            message: "InvokeBinding",
+            code: Code::Internal,
+            reason: "ERR_INVOKE_OUTPUT_BINDING",
+            message: "couldn't find output binding b",
         },
         Expected {
             case: "an app id nobody runs",

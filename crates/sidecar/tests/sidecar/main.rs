@@ -7,8 +7,10 @@
 //! - `grpc`: the gRPC API, its errors and its bounds;
 //! - `grpc_app`: apps that speak gRPC, and proxied gRPC calls;
 //! - `python_sdk`, `js_sdk`: the official Dapr SDKs against a real sidecar;
+//! - `bindings`: `bindings.wasm` output bindings on the function host;
 //! - `fuzz_seeds`: the `sidecar_request` fuzz target's seeds, replayed.
 
+mod bindings;
 mod fuzz_seeds;
 mod grpc;
 mod grpc_app;

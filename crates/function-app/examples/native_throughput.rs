@@ -2,7 +2,7 @@
 //! same work as the `grayscale` or `classify` function, compiled natively
 //! (no wasm, no HTTP), on `threads` threads for `seconds`.
 //!
-//! `cargo run --release -p image-api --example native_throughput -- \
+//! `cargo run --release -p function-app --example native_throughput -- \
 //!     grayscale|classify PHOTO SECONDS THREADS`
 //!
 //! Prints one JSON line: images, images per second, p50 and p99 latency,

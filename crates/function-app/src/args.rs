@@ -1,6 +1,7 @@
-//! The `dapr-wasm image-api` command line: [`ImageApiArgs`] is what the user
-//! typed (flags and Dapr's env vars); [`ImageApiArgs::validate`] turns it into
-//! an [`ImageApiConfig`] whose values are checked before any port is bound.
+//! The flags every function app takes ([`ServeArgs`]: where to listen,
+//! default limits, call slots, cache, models), and those of `dapr-wasm
+//! functions` ([`FunctionsArgs`]), checked into an [`AppConfig`] before any
+//! port is bound.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -9,18 +10,18 @@ use std::time::Duration;
 use clap::Args;
 use function_host::nn::{NnArgs, NnConfig};
 use function_host::{CacheArgs, CallLimits, HostConfig};
-
 use service_kit::units::{parse_duration, parse_size};
 
-/// Flags of `dapr-wasm image-api`.
-#[derive(Debug, Clone, Args)]
-pub struct ImageApiArgs {
-    /// The function to serve, as NAME=PATH to a WASI command (.wasm).
-    #[arg(long, value_name = "NAME=PATH", env = "DAPR_WASM_FUNCTION")]
-    pub function: String,
+use crate::catalog::Source;
+use crate::config::{Defaults, FunctionsFile};
 
-    /// The port this app listens on (Dapr's app port) [default: 9003 for
-    /// the `classify` function, the seed's classify port; 9004 otherwise].
+/// The app port of `dapr-wasm functions` when none is given.
+pub const DEFAULT_FUNCTIONS_PORT: u16 = 9006;
+
+/// Flags shared by `dapr-wasm functions` and `dapr-wasm image-api`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The port this app listens on (Dapr's app port).
     #[arg(long, env = "APP_PORT")]
     pub app_port: Option<u16>,
 
@@ -40,7 +41,8 @@ pub struct ImageApiArgs {
     #[arg(long, default_value = "64Mi", value_parser = parse_size)]
     pub max_output_size: usize,
 
-    /// Largest linear memory of one call, e.g. 512Mi.
+    /// Largest linear memory of one call, e.g. 512Mi (also the most a
+    /// functions file may give one function).
     #[arg(long, default_value = "512Mi", value_parser = parse_size)]
     pub max_memory: usize,
 
@@ -52,13 +54,19 @@ pub struct ImageApiArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: Duration,
 
-    /// Calls that may run at once; more wait. Defaults to the number of cores.
+    /// Calls that may run at once (all functions together); more wait.
+    /// Defaults to the number of cores.
     #[arg(long)]
     pub max_concurrent_calls: Option<usize>,
 
     /// How long a call waits for a free slot before it gets 503 busy.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub queue_timeout: Duration,
+
+    /// How often wasm files (and the functions file) are checked for
+    /// changes, which are then loaded live; 0 turns reloading off.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
 
     /// The module cache.
     #[command(flatten)]
@@ -73,64 +81,45 @@ pub struct ImageApiArgs {
     pub connections: service_kit::serve::ConnectionArgs,
 }
 
-/// A checked configuration of the image service.
+/// Flags of `dapr-wasm functions`.
+#[derive(Debug, Clone, Args)]
+pub struct FunctionsArgs {
+    /// The functions file (YAML) declaring what this app serves.
+    #[arg(long, short = 'c', value_name = "FILE", env = "DAPR_WASM_FUNCTIONS")]
+    pub config: PathBuf,
+
+    /// Everything else.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// A checked configuration of a function app.
 #[derive(Debug, Clone)]
-pub struct ImageApiConfig {
-    /// The function's name: its `argv[0]` and its alias route `POST /<name>`.
-    pub function_name: String,
-    /// The function's wasm file.
-    pub function_path: PathBuf,
+pub struct AppConfig {
+    /// Where its functions are declared.
+    pub source: Source,
     /// Where to listen.
     pub listen: SocketAddr,
     /// The sidecar's HTTP port, when running under Dapr.
     pub dapr_http_port: Option<u16>,
-    /// The function host's configuration (limits, slots, cache).
+    /// The function host's configuration (slots, cache, the largest limits).
     pub host: HostConfig,
-    /// Models for WASI-NN, loaded only if the function imports it.
+    /// Models for WASI-NN, loaded only for functions that import it.
     pub nn: NnConfig,
+    /// What a function that sets no limits gets, and what bounds them.
+    pub defaults: Defaults,
     /// How long a whole upload may take to arrive.
     pub body_timeout: Duration,
+    /// How often to look for changed files; `None` never reloads.
+    pub reload_interval: Option<Duration>,
     /// How many connections it serves at once.
     pub max_connections: service_kit::serve::ConnectionLimit,
 }
 
-/// The app port when none is given: the seed's ports.
-pub fn default_app_port(function_name: &str) -> u16 {
-    if function_name == "classify" {
-        9003
-    } else {
-        9004
-    }
-}
-
-impl ImageApiArgs {
-    /// Checks the flags and derives the service's configuration.
-    pub fn validate(&self) -> Result<ImageApiConfig, String> {
-        let (name, path) = self
-            .function
-            .split_once('=')
-            .ok_or_else(|| format!("--function `{}` must be NAME=PATH", self.function))?;
-        let valid_name = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !valid_name {
-            return Err(format!(
-                "--function name `{name}` must be letters, digits, `-` or `_`"
-            ));
-        }
-        if name == "api" || name == "healthz" {
-            return Err(format!(
-                "--function name `{name}` clashes with a built-in route"
-            ));
-        }
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            return Err(format!(
-                "--function {name}: {} does not exist (build the functions first: bash scripts/up.sh)",
-                path.display()
-            ));
-        }
+impl ServeArgs {
+    /// Checks the shared flags into a configuration serving `source`, on
+    /// `default_port` unless `--app-port` says otherwise.
+    pub fn validate(&self, source: Source, default_port: u16) -> Result<AppConfig, String> {
         if self.max_body_size == 0 || self.max_output_size == 0 || self.max_memory == 0 {
             return Err("sizes must be greater than zero".into());
         }
@@ -138,6 +127,12 @@ impl ImageApiArgs {
             return Err("--timeout and --body-timeout must be greater than zero".into());
         }
         let defaults = HostConfig::default();
+        let limits = CallLimits {
+            max_memory_bytes: self.max_memory,
+            deadline: self.timeout,
+            max_input_bytes: self.max_body_size,
+            max_output_bytes: self.max_output_size,
+        };
         let host = HostConfig {
             cache_dir: self.cache.cache_dir(),
             max_concurrent_calls: match self.max_concurrent_calls {
@@ -146,12 +141,7 @@ impl ImageApiArgs {
                 None => defaults.max_concurrent_calls,
             },
             queue_timeout: self.queue_timeout,
-            limits: CallLimits {
-                max_memory_bytes: self.max_memory,
-                deadline: self.timeout,
-                max_input_bytes: self.max_body_size,
-                max_output_bytes: self.max_output_size,
-            },
+            limits,
             ..defaults
         };
         // One inference session per call slot: no call waits for another's.
@@ -159,18 +149,32 @@ impl ImageApiArgs {
             sessions: host.max_concurrent_calls,
             ..self.nn.validate()?
         };
-        Ok(ImageApiConfig {
-            function_name: name.to_string(),
-            function_path: path,
-            listen: SocketAddr::new(
-                self.bind,
-                self.app_port.unwrap_or_else(|| default_app_port(name)),
-            ),
+        let defaults = Defaults {
+            limits,
+            models: nn.models.iter().map(|m| m.name.clone()).collect(),
+        };
+        // A file's own errors come first, before any port is bound.
+        if let Source::File(path) = &source {
+            FunctionsFile::load(path, &defaults)?;
+        }
+        Ok(AppConfig {
+            source,
+            listen: SocketAddr::new(self.bind, self.app_port.unwrap_or(default_port)),
             dapr_http_port: self.dapr_http_port,
             host,
             nn,
+            defaults,
             body_timeout: self.body_timeout,
+            reload_interval: (!self.reload_interval.is_zero()).then_some(self.reload_interval),
             max_connections: self.connections.validate()?,
         })
+    }
+}
+
+impl FunctionsArgs {
+    /// Checks the flags and the functions file.
+    pub fn validate(&self) -> Result<AppConfig, String> {
+        self.serve
+            .validate(Source::File(self.config.clone()), DEFAULT_FUNCTIONS_PORT)
     }
 }

@@ -70,13 +70,18 @@ impl Service {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let app = image_api::routes::app(
+        let app = function_app::single_function_app(
             function.clone(),
             service_kit::body::BodyLimits::max_bytes(max_body),
         );
-        tokio::spawn(image_api::serve(listener, app, Default::default(), async {
-            let _ = rx.await;
-        }));
+        tokio::spawn(function_app::serve(
+            listener,
+            app,
+            Default::default(),
+            async {
+                let _ = rx.await;
+            },
+        ));
         Service {
             base,
             client: reqwest::Client::new(),
@@ -647,7 +652,7 @@ async fn a_model_the_function_does_not_know_is_refused_by_the_function() {
         body["message"]
             .as_str()
             .unwrap()
-            .starts_with("unknown model `my-model`; the models are: efficientnet-lite0 (224x224)"),
+            .starts_with("function `classify` exited with code 5: unknown model `my-model`; the models are: efficientnet-lite0 (224x224)"),
         "{body}"
     );
 }

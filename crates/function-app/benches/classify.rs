@@ -300,11 +300,11 @@ fn serve_on_loopback(function: &function_host::Function) -> (tokio::runtime::Run
     let url = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/api/image", listener.local_addr().unwrap());
-        let app = image_api::routes::app(
+        let app = function_app::single_function_app(
             function.clone(),
             service_kit::body::BodyLimits::max_bytes(16 << 20),
         );
-        tokio::spawn(image_api::serve(
+        tokio::spawn(function_app::serve(
             listener,
             app,
             Default::default(),

@@ -1,0 +1,289 @@
+//! A function app's routes.
+//!
+//! - `POST /fn/{name}`, and every alias its configuration gives (the image
+//!   apps: `POST /api/image` and `POST /{name}`): runs the function on the
+//!   body. For a function that uses WASI-NN, `?model=NAME` picks the model:
+//!   it is passed to the function as `--model NAME` (a name the function
+//!   was not given gets 400 `ERR_UNKNOWN_MODEL` without a call).
+//! - `GET /fn`: every function with its routes, version (wasm SHA-256),
+//!   load time, limits, models, and any reload that failed.
+//! - `GET /models`: the first WASI-NN function's models, with their input
+//!   size, file, load time, measured latency and published accuracy.
+//! - `GET /`: usage text.
+//! - `GET /healthz`: health, for Dapr's app health checks.
+//!
+//! Function routes are looked up in the catalog's current table on every
+//! request (the fallback handler), so a reload that adds, removes or
+//! replaces a function needs no new router.
+//!
+//! Success answers with the function's output and its configured
+//! `Content-Type`, or one sniffed from its first bytes; a `Server-Timing`
+//! header says how long the wasm call took. Errors are JSON `{errorCode,
+//! message}` (see [`crate::error`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use service_kit::body::BodyLimits;
+use tower_http::trace::TraceLayer;
+
+use crate::catalog::{Catalog, Served};
+use crate::error::ApiError;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    catalog: Arc<Catalog>,
+    body_timeout: Duration,
+    model_calls: Arc<std::sync::Mutex<HashMap<String, Arc<CallCounter>>>>,
+}
+
+/// Successful calls per model and their total wasm time, for `GET /models`.
+#[derive(Default)]
+struct CallCounter {
+    calls: AtomicU64,
+    micros: AtomicU64,
+}
+
+/// The app's router: the functions of `catalog`, each body arriving within
+/// `body_timeout` and within its function's input limit.
+pub fn app(catalog: Arc<Catalog>, body_timeout: Duration) -> Router {
+    Router::new()
+        .route("/", get(usage_get))
+        .route("/healthz", get(healthz_get))
+        .route("/models", get(models_get))
+        .route("/fn", get(functions_get))
+        .fallback(function_call)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+        .with_state(AppState {
+            catalog,
+            body_timeout,
+            model_calls: Default::default(),
+        })
+}
+
+/// Any other path: a function's route, or 404.
+async fn function_call(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let table = state.catalog.current();
+    let path = request.uri().path().to_string();
+    let Some(served) = table.route(&path).cloned() else {
+        return Err(ApiError::NotFound(path));
+    };
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let query = Query::<HashMap<String, String>>::try_from_uri(request.uri())
+        .map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let model = chosen_model(&served, query.get("model").map(String::as_str))?;
+    let limits = BodyLimits {
+        max_bytes: served.function.limits().max_input_bytes,
+        timeout: state.body_timeout,
+    };
+    let config = &served.config;
+    let input = if config.refuse_empty_input {
+        service_kit::body::read_limited(request, limits).await?
+    } else {
+        service_kit::body::read_to_limit(request, limits).await?
+    };
+    let mut args: Vec<&str> = config.args.iter().map(String::as_str).collect();
+    if let Some(model) = model {
+        args.extend(["--model", model]);
+    }
+    let output = served
+        .function
+        .call(input, &args)
+        .await
+        .map_err(|e| ApiError::from_call(&config.name, &config.exit_codes, e))?;
+    if let Some(model) = model {
+        let counter = state
+            .model_calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(model.to_string())
+            .or_default()
+            .clone();
+        counter.calls.fetch_add(1, Ordering::Relaxed);
+        counter
+            .micros
+            .fetch_add(output.elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+    let timing = format!("wasm;dur={:.2}", output.elapsed.as_secs_f64() * 1e3);
+    let content_type = match &config.content_type {
+        Some(configured) => HeaderValue::from_str(configured)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        None => HeaderValue::from_static(media_type(&output.stdout)),
+    };
+    let mut response = Body::from(output.stdout).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    if let Ok(value) = HeaderValue::from_str(&timing) {
+        headers.insert("server-timing", value);
+    }
+    Ok(response)
+}
+
+/// `GET /fn`: see [`Catalog::listing`].
+async fn functions_get(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.catalog.listing())
+}
+
+/// The model a call asked for: checked against the models the host
+/// loaded, and the first of them (the default) when the function uses
+/// WASI-NN and the call names none.
+fn chosen_model<'a>(served: &'a Served, asked: Option<&str>) -> Result<Option<&'a str>, ApiError> {
+    let Some(models) = served.function.models() else {
+        return match asked {
+            Some(_) => Err(ApiError::BadQuery(format!(
+                "`model` is for functions that use WASI-NN; `{}` uses none",
+                served.config.name
+            ))),
+            None => Ok(None),
+        };
+    };
+    let loaded = models.loaded();
+    let Some(asked) = asked else {
+        return Ok(loaded.first().map(|m| m.name.as_str()));
+    };
+    loaded
+        .iter()
+        .find(|m| m.name == asked)
+        .map(|m| Some(m.name.as_str()))
+        .ok_or_else(|| {
+            let names: Vec<&str> = loaded.iter().map(|m| m.name.as_str()).collect();
+            ApiError::UnknownModel(format!(
+                "unknown model `{asked}`; the models are: {}",
+                names.join(", ")
+            ))
+        })
+}
+
+/// `GET /models`: each loaded model with its input size, file, load time,
+/// latency (one inference at start-up; the mean call since) and published
+/// accuracy.
+async fn models_get(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
+    let table = state.catalog.current();
+    let with_models = table
+        .functions()
+        .iter()
+        .find_map(|served| Some((served, served.function.models()?)));
+    let Some((served, models)) = with_models else {
+        let first = table.functions().first().map(|s| s.config.name.clone());
+        return Json(json!({ "function": first, "backend": null, "models": [] }));
+    };
+    let model_calls = state
+        .model_calls
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let list: Vec<serde_json::Value> = models
+        .loaded()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let counter = model_calls.get(&m.name);
+            let calls = counter.map_or(0, |c| c.calls.load(Ordering::Relaxed));
+            let micros = counter.map_or(0, |c| c.micros.load(Ordering::Relaxed));
+            let published = model_files::classifier(&m.name);
+            json!({
+                "name": m.name,
+                "default": i == 0,
+                "inputSize": m.input_shape.last(),
+                "inputShape": m.input_shape,
+                "file": m.path.display().to_string(),
+                "loadMs": ms(m.load_time),
+                "inferenceMs": ms(m.inference_time),
+                "calls": calls,
+                "meanCallMs": (calls > 0).then(|| (micros as f64 / calls as f64 / 10.0).round() / 100.0),
+                "top1Accuracy": published.map(|p| p.top1_accuracy),
+            })
+        })
+        .collect();
+    Json(json!({
+        "function": served.config.name,
+        "backend": models.backend().to_string(),
+        "models": list,
+    }))
+}
+
+/// The media type of a function's output, from its leading bytes.
+pub fn media_type(output: &[u8]) -> &'static str {
+    match output {
+        [0x89, b'P', b'N', b'G', ..] => "image/png",
+        [b'G', b'I', b'F', b'8', ..] => "image/gif",
+        [0xFF, 0xD8, 0xFF, ..] => "image/jpeg",
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => "image/webp",
+        [b'B', b'M', ..] => "image/bmp",
+        _ if serde_json::from_slice::<serde::de::IgnoredAny>(output).is_ok() => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn usage_get(State(state): State<AppState>) -> String {
+    let table = state.catalog.current();
+    let mut text = String::from("dapr-wasm function app\n\n");
+    for served in table.functions() {
+        let limits = served.function.limits();
+        text.push_str(&format!(
+            "`{}` ({}): POST {}\n  limits: input {} bytes, output {} bytes, memory {} bytes, deadline {:?} per call\n",
+            served.config.name,
+            served.version,
+            served.config.routes.join(", POST "),
+            limits.max_input_bytes,
+            limits.max_output_bytes,
+            limits.max_memory_bytes,
+            limits.deadline,
+        ));
+    }
+    text.push_str(
+        "\nGET  /fn        the functions, their versions and any reload error\n\
+         GET  /healthz   health\n\
+         \n\
+         Example:\n  curl --data-binary @input http://HOST:PORT/fn/NAME\n\
+         \n\
+         Errors are JSON: {\"errorCode\": \"...\", \"message\": \"...\"}\n",
+    );
+    text
+}
+
+async fn healthz_get(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let table = state.catalog.current();
+    let names: Vec<&str> = table
+        .functions()
+        .iter()
+        .map(|s| s.config.name.as_str())
+        .collect();
+    // `function`: the first (for the image apps, the only) function.
+    Json(json!({ "status": "ok", "function": names.first(), "functions": names }))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

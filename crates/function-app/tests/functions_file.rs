@@ -1,0 +1,617 @@
+//! `dapr-wasm functions`: an app serving what a functions file declares.
+//! Routes, arguments, content types, exit codes and per-function limits;
+//! read-only directories; `GET /fn`; bad files refused before anything is
+//! bound; and live reload, of a wasm file and of the file itself, under load.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use function_app::{AppConfig, Catalog, FunctionsArgs};
+use reqwest::StatusCode;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// How long a reload may take to show: compiling a small module takes
+/// milliseconds, the app looks every 20 ms.
+const RELOAD_WITHIN: Duration = Duration::from_secs(30);
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    functions: FunctionsArgs,
+}
+
+/// The flags `dapr-wasm functions` would get, checked as it checks them.
+fn validate(file: &Path) -> Result<AppConfig, String> {
+    Cli::parse_from([
+        "functions",
+        "--config",
+        file.to_str().unwrap(),
+        "--no-cache",
+        "--reload-interval",
+        "20ms",
+        "--max-memory",
+        "128Mi",
+    ])
+    .functions
+    .validate()
+}
+
+/// A running app and the folder its functions file is in.
+struct App {
+    base: String,
+    client: reqwest::Client,
+    dir: tempfile::TempDir,
+    _catalog: Arc<Catalog>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl App {
+    /// Writes `yaml` as `functions.yaml` in a new folder (where `files`
+    /// are copied first: (name in the folder, built guest)) and serves it.
+    async fn start(files: &[(&str, &str)], yaml: &str) -> App {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, guest) in files {
+            std::fs::copy(test_support::wasm_path(guest), dir.path().join(name)).unwrap();
+        }
+        let file = dir.path().join("functions.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let config = validate(&file).expect("a valid functions file");
+        let catalog = function_app::load_catalog(&config).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let served = catalog.clone();
+        tokio::spawn(async move {
+            function_app::serve_catalog(&config, served, listener, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        App {
+            base,
+            client: reqwest::Client::new(),
+            dir,
+            _catalog: catalog,
+            _shutdown: tx,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn functions(&self) -> Value {
+        test_support::get_json(format!("{}/fn", self.base)).await
+    }
+
+    /// Polls `GET /fn` until it satisfies `done`, and returns it.
+    async fn wait_for_listing(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + RELOAD_WITHIN;
+        loop {
+            let listing = self.functions().await;
+            if done(&listing) {
+                return listing;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within {RELOAD_WITHIN:?}; GET /fn says {listing}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Replaces the file `name` with `bytes` as a deploy would: written
+    /// beside it, then renamed over it.
+    fn replace(&self, name: &str, bytes: &[u8]) {
+        let temporary = self.path(&format!(".{name}.new"));
+        std::fs::write(&temporary, bytes).unwrap();
+        std::fs::rename(&temporary, self.path(name)).unwrap();
+    }
+}
+
+/// The version `GET /fn` shows for a wasm file with these bytes.
+fn version_of(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..8])
+}
+
+fn function<'a>(listing: &'a Value, name: &str) -> &'a Value {
+    listing["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no function `{name}` in {listing}"))
+}
+
+async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) -> String {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errorCode"], code, "{body}");
+    body["message"].as_str().unwrap().to_string()
+}
+
+const SENTENCE: &str = "The cat and the hat. The end";
+
+#[tokio::test]
+async fn each_function_answers_at_its_routes_with_its_args_content_type_and_exit_codes() {
+    let app = App::start(
+        &[
+            ("wordcount.wasm", "wordcount-c"),
+            ("echo.wasm", "echo"),
+            ("grayscale.wasm", "grayscale"),
+        ],
+        r#"
+functions:
+  - name: wordcount
+    wasm: wordcount.wasm
+    args: ["--top", "2"]
+    routes: [/count, /text/words]
+    contentType: application/json
+    exitCodes:
+      2: {status: 415, errorCode: ERR_NOT_TEXT}
+  - name: echo
+    wasm: echo.wasm
+    contentType: text/plain; charset=utf-8
+  - name: grayscale
+    wasm: grayscale.wasm
+"#,
+    )
+    .await;
+
+    for route in ["/fn/wordcount", "/count", "/text/words"] {
+        let response = app.post(route, SENTENCE).await;
+        assert_eq!(response.status(), StatusCode::OK, "{route}");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let counts: Value = response.json().await.unwrap();
+        assert_eq!(counts["words"], 7, "{counts}");
+        assert_eq!(counts["bytes"], SENTENCE.len());
+        // `--top 2` came from the file's args.
+        assert_eq!(counts["top"].as_array().unwrap().len(), 2, "{counts}");
+        assert_eq!(counts["top"][0]["word"], "the");
+        assert_eq!(counts["top"][0]["count"], 3);
+    }
+
+    let response = app.post("/fn/echo", "hello").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(response.text().await.unwrap(), "hello");
+
+    // No contentType: sniffed from the output.
+    let response = app
+        .post("/fn/grayscale", test_support::photo("cat.jpg"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/png");
+
+    // Exit code 2 has its own answer; the message names the function and
+    // says what it wrote to stderr.
+    let message = assert_error(
+        app.post("/count", &b"text\0more"[..]).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "ERR_NOT_TEXT",
+    )
+    .await;
+    assert!(
+        message.starts_with("function `wordcount` exited with code 2: the input is not text"),
+        "{message}"
+    );
+    // A function without `exitCodes` gets the default answer for any code: 422.
+    let message = assert_error(
+        app.post("/fn/grayscale", "not an image").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "ERR_FUNCTION_REJECTED",
+    )
+    .await;
+    assert!(
+        message.starts_with("function `grayscale` exited with code 2: unsupported image"),
+        "{message}"
+    );
+
+    assert_error(
+        app.client
+            .get(format!("{}/fn/echo", app.base))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "ERR_METHOD_NOT_ALLOWED",
+    )
+    .await;
+    assert_error(
+        app.post("/fn/nothing", "x").await,
+        StatusCode::NOT_FOUND,
+        "ERR_NOT_FOUND",
+    )
+    .await;
+
+    let listing = app.functions().await;
+    assert!(listing["configError"].is_null(), "{listing}");
+    let wordcount = function(&listing, "wordcount");
+    assert_eq!(
+        wordcount["routes"],
+        serde_json::json!(["/fn/wordcount", "/count", "/text/words"])
+    );
+    assert_eq!(
+        wordcount["version"],
+        version_of(&std::fs::read(app.path("wordcount.wasm")).unwrap())
+    );
+    assert_eq!(wordcount["args"], serde_json::json!(["--top", "2"]));
+    assert!(wordcount["reloadError"].is_null());
+    assert_eq!(listing["functions"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn limits_belong_to_each_function() {
+    let app = App::start(
+        &[
+            ("spin.wasm", "spin"),
+            ("echo.wasm", "echo"),
+            ("hog.wasm", "hog"),
+        ],
+        r#"
+functions:
+  - name: spin
+    wasm: spin.wasm
+    limits: {timeout: 200ms}
+  - name: small
+    wasm: echo.wasm
+    limits: {maxInput: 10, maxOutput: 1Ki}
+  - name: echo
+    wasm: echo.wasm
+  - name: hog
+    wasm: hog.wasm
+    limits: {memory: 32Mi}
+"#,
+    )
+    .await;
+    let message = assert_error(
+        app.post("/fn/spin", "x").await,
+        StatusCode::GATEWAY_TIMEOUT,
+        "ERR_FUNCTION_TIMEOUT",
+    )
+    .await;
+    assert!(message.starts_with("function `spin`: "), "{message}");
+    assert!(message.contains("200ms"), "{message}");
+
+    assert_error(
+        app.post("/fn/small", "eleven char").await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "ERR_BODY_TOO_LARGE",
+    )
+    .await;
+    // The same file under another name keeps the app's limits.
+    let response = app.post("/fn/echo", "eleven chars and more").await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let message = assert_error(
+        app.post("/fn/hog", "x").await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ERR_FUNCTION_MEMORY_LIMIT",
+    )
+    .await;
+    assert!(message.contains(&(32 << 20).to_string()), "{message}");
+    assert_eq!(app.post("/fn/small", "ok").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_function_reads_only_the_directories_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("hello.txt"), "hello from the host").unwrap();
+    let app = App::start(
+        &[("read-file.wasm", "read-file")],
+        &format!(
+            r#"
+functions:
+  - name: reader
+    wasm: read-file.wasm
+    args: [/data/hello.txt]
+    dirs: [{{host: {}, guest: /data}}]
+  - name: blind
+    wasm: read-file.wasm
+    args: [/data/hello.txt]
+"#,
+            data.display()
+        ),
+    )
+    .await;
+    let response = app.post("/fn/reader", "").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "hello from the host\nwrite=denied list-root=denied\n"
+    );
+    assert!(!data.join("hello.txt.new").exists());
+    let message = assert_error(
+        app.post("/fn/blind", "").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "ERR_FUNCTION_REJECTED",
+    )
+    .await;
+    assert!(message.contains("cannot read /data/hello.txt"), "{message}");
+}
+
+#[test]
+fn bad_files_are_refused_before_anything_is_bound_naming_file_function_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        test_support::wasm_path("echo"),
+        dir.path().join("echo.wasm"),
+    )
+    .unwrap();
+    let file = dir.path().join("functions.yaml");
+    let shown = file.display().to_string();
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "a missing wasm file",
+            "functions:\n  - name: gone\n    wasm: missing.wasm\n",
+            &["function `gone`: wasm: ", "missing.wasm does not exist"],
+        ),
+        ("bad YAML", "functions: [\n", &["line 2"]),
+        (
+            "an unknown field",
+            "functions:\n  - name: echo\n    wasm: echo.wasm\n    timeout: 3s\n",
+            &["unknown field `timeout`", "line 4"],
+        ),
+        (
+            "a duplicate route",
+            "functions:\n  - name: a\n    wasm: echo.wasm\n    routes: [/x]\n  - name: b\n    wasm: echo.wasm\n    routes: [/x]\n",
+            &["function `b`: routes: `/x` is taken by another function"],
+        ),
+        (
+            "a route the app answers itself",
+            "functions:\n  - name: a\n    wasm: echo.wasm\n    routes: [/healthz]\n",
+            &["function `a`: routes: `/healthz` is taken by the app itself"],
+        ),
+        (
+            "a duplicate name",
+            "functions:\n  - name: a\n    wasm: echo.wasm\n  - name: a\n    wasm: echo.wasm\n",
+            &["function `a`: name: `a` is declared twice"],
+        ),
+        (
+            "a model that does not exist",
+            "functions:\n  - name: a\n    wasm: echo.wasm\n    models: [resnet-50]\n",
+            &["function `a`: models: no model named `resnet-50`"],
+        ),
+        (
+            "a limit that is not a size",
+            "functions:\n  - name: a\n    wasm: echo.wasm\n    limits: {memory: lots}\n",
+            &["function `a`: limits.memory: "],
+        ),
+        (
+            "more memory than the app allows",
+            "functions:\n  - name: a\n    wasm: echo.wasm\n    limits: {memory: 1Gi}\n",
+            &[
+                "function `a`: limits.memory: ",
+                "over the app's --max-memory",
+            ],
+        ),
+        (
+            "an exit code that is not one",
+            "functions:\n  - name: a\n    wasm: echo.wasm\n    exitCodes: {300: {status: 400, errorCode: E}}\n",
+            &["function `a`: exitCodes: `300`"],
+        ),
+        (
+            "a success status for an error",
+            "functions:\n  - name: a\n    wasm: echo.wasm\n    exitCodes: {1: {status: 200, errorCode: E}}\n",
+            &["function `a`: exitCodes.1.status: 200"],
+        ),
+        (
+            "a bad name",
+            "functions:\n  - name: a/b\n    wasm: echo.wasm\n",
+            &["name: `a/b` must be"],
+        ),
+        ("no functions", "functions: []\n", &["`functions` is empty"]),
+    ];
+    for (what, yaml, expected) in cases {
+        std::fs::write(&file, yaml).unwrap();
+        let error = validate(&file)
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted"));
+        assert!(error.starts_with(&shown), "{what}: {error}");
+        for part in *expected {
+            assert!(error.contains(part), "{what}: `{error}` lacks `{part}`");
+        }
+    }
+    let error = validate(&dir.path().join("nope.yaml")).err().unwrap();
+    assert!(error.contains("cannot read the functions file"), "{error}");
+    assert!(error.contains("nope.yaml"), "{error}");
+}
+
+#[tokio::test]
+async fn a_replaced_wasm_file_is_served_and_a_broken_one_changes_nothing() {
+    let app = App::start(
+        &[("f.wasm", "echo")],
+        "functions:\n  - name: f\n    wasm: f.wasm\n",
+    )
+    .await;
+    assert_eq!(
+        app.post("/fn/f", SENTENCE).await.text().await.unwrap(),
+        SENTENCE
+    );
+
+    let wordcount = std::fs::read(test_support::wasm_path("wordcount-c")).unwrap();
+    app.replace("f.wasm", &wordcount);
+    let listing = app
+        .wait_for_listing("the new version", |l| {
+            function(l, "f")["version"] == version_of(&wordcount)
+        })
+        .await;
+    assert!(function(&listing, "f")["reloadError"].is_null());
+    let counts: Value = app.post("/fn/f", SENTENCE).await.json().await.unwrap();
+    assert_eq!(counts["words"], 7);
+
+    // A file that is not wasm: the old version keeps serving, and `GET /fn`
+    // says why the new one is not.
+    app.replace("f.wasm", b"\0asm garbage");
+    let listing = app
+        .wait_for_listing("the reload error", |l| {
+            function(l, "f")["reloadError"].is_string()
+        })
+        .await;
+    let error = function(&listing, "f")["reloadError"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("cannot prepare function `f`"), "{error}");
+    assert_eq!(function(&listing, "f")["version"], version_of(&wordcount));
+    let counts: Value = app.post("/fn/f", SENTENCE).await.json().await.unwrap();
+    assert_eq!(counts["words"], 7);
+
+    // A good file again: served, and the error is gone.
+    let echo = std::fs::read(test_support::wasm_path("echo")).unwrap();
+    app.replace("f.wasm", &echo);
+    app.wait_for_listing("the echo version", |l| {
+        function(l, "f")["version"] == version_of(&echo)
+            && function(l, "f")["reloadError"].is_null()
+    })
+    .await;
+    assert_eq!(
+        app.post("/fn/f", SENTENCE).await.text().await.unwrap(),
+        SENTENCE
+    );
+}
+
+/// 4 clients call without pause while the file is replaced 20 times (and
+/// once with a broken file): every answer comes from the old or the new
+/// version, none fails, no connection drops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloading_under_load_loses_no_call() {
+    let app = Arc::new(
+        App::start(
+            &[("f.wasm", "echo")],
+            "functions:\n  - name: f\n    wasm: f.wasm\n",
+        )
+        .await,
+    );
+    let versions = [
+        std::fs::read(test_support::wasm_path("echo")).unwrap(),
+        std::fs::read(test_support::wasm_path("wordcount-c")).unwrap(),
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (app, stop, answers) = (app.clone(), stop.clone(), answers.clone());
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let response = app.post("/fn/f", SENTENCE).await;
+                assert_eq!(response.status(), StatusCode::OK);
+                let text = response.text().await.unwrap();
+                if text == SENTENCE {
+                    answers[0].fetch_add(1, Ordering::Relaxed);
+                } else {
+                    let counts: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+                        panic!("neither version answered this: {text:?} ({e})")
+                    });
+                    assert_eq!(counts["words"], 7, "{counts}");
+                    answers[1].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for round in 1..=20 {
+        let bytes = &versions[round % 2];
+        app.replace("f.wasm", bytes);
+        let want = version_of(bytes);
+        app.wait_for_listing(&format!("version {round}"), |l| {
+            function(l, "f")["version"] == want
+        })
+        .await;
+        if round == 10 {
+            app.replace("f.wasm", b"not wasm at all");
+            app.wait_for_listing("the broken file's error", |l| {
+                function(l, "f")["reloadError"].is_string() && function(l, "f")["version"] == want
+            })
+            .await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.expect("a client saw a failed call");
+    }
+    let (old, new) = (
+        answers[0].load(Ordering::Relaxed),
+        answers[1].load(Ordering::Relaxed),
+    );
+    assert!(old > 0 && new > 0, "echo answered {old}, wordcount {new}");
+}
+
+#[tokio::test]
+async fn a_changed_functions_file_is_loaded_whole_or_not_at_all() {
+    let app = App::start(
+        &[("echo.wasm", "echo"), ("wordcount.wasm", "wordcount-c")],
+        "functions:\n  - name: echo\n    wasm: echo.wasm\n",
+    )
+    .await;
+    let echo_loaded = function(&app.functions().await, "echo")["loadedAt"].clone();
+    assert_error(
+        app.post("/fn/words", SENTENCE).await,
+        StatusCode::NOT_FOUND,
+        "ERR_NOT_FOUND",
+    )
+    .await;
+
+    // A second function and an alias: both appear; echo is not reloaded.
+    app.replace(
+        "functions.yaml",
+        b"functions:\n  - name: echo\n    wasm: echo.wasm\n  - name: words\n    wasm: wordcount.wasm\n    routes: [/count]\n",
+    );
+    let listing = app
+        .wait_for_listing("the second function", |l| {
+            l["functions"].as_array().unwrap().len() == 2
+        })
+        .await;
+    assert_eq!(function(&listing, "echo")["loadedAt"], echo_loaded);
+    let counts: Value = app.post("/count", SENTENCE).await.json().await.unwrap();
+    assert_eq!(counts["words"], 7);
+
+    // A broken file (an unknown field): nothing changes, and `GET /fn` says why.
+    app.replace(
+        "functions.yaml",
+        b"functions:\n  - name: echo\n    wasm: echo.wasm\n    colour: blue\n",
+    );
+    let listing = app
+        .wait_for_listing("the config error", |l| l["configError"].is_string())
+        .await;
+    let error = listing["configError"].as_str().unwrap();
+    assert!(error.contains("unknown field `colour`"), "{error}");
+    assert_eq!(listing["functions"].as_array().unwrap().len(), 2);
+    assert_eq!(app.post("/count", SENTENCE).await.status(), StatusCode::OK);
+
+    // Fixed, without `words`: its routes are gone.
+    app.replace(
+        "functions.yaml",
+        b"functions:\n  - name: echo\n    wasm: echo.wasm\n",
+    );
+    app.wait_for_listing("the fixed file", |l| {
+        l["configError"].is_null() && l["functions"].as_array().unwrap().len() == 1
+    })
+    .await;
+    assert_error(
+        app.post("/count", SENTENCE).await,
+        StatusCode::NOT_FOUND,
+        "ERR_NOT_FOUND",
+    )
+    .await;
+    assert_eq!(app.post("/fn/echo", "hi").await.text().await.unwrap(), "hi");
+}

@@ -1,0 +1,279 @@
+//! Output bindings: Dapr's `bindings.wasm` components, run on dapr-wasm's
+//! function host instead of daprd's wazero.
+//!
+//! A component of `type: bindings.wasm` names a WASI command by `url`
+//! (`file://` relative to the working directory, or absolute). Its calls:
+//!
+//! - `POST /v1.0/bindings/{name}` with `{"operation": "execute", "data":
+//!   ..., "metadata": {"args": "a,b"}}`, or gRPC `InvokeBinding`;
+//! - stdin is the JSON encoding of `data` over HTTP (as daprd marshals it;
+//!   a string arrives quoted), the request's bytes over gRPC;
+//! - argv is the binding's name followed by the comma-split `args`;
+//! - the answer is 200 with stdout (`data` over gRPC).
+//!
+//! Where daprd answers every failure with `ERR_INVOKE_OUTPUT_BINDING`, a
+//! failed call answers from the function app's table instead (the exit
+//! code and stderr line, a timeout, a trap, the memory limit: see
+//! [`function_app::error`]).
+//!
+//! Unlike daprd's binding, each call has limits (component metadata
+//! `memory`, `timeout`, `maxInput`, `maxOutput`, with the function app's
+//! defaults), instances come from a pool of compiled modules cached on
+//! disk, WASI-NN models can be named (`models`: `efficientnet-lite0,...`),
+//! and a wasm file replaced on disk is loaded live ([`Catalog::watch`]).
+//! `strictSandbox: "true"` gives the guest deterministic clocks and random
+//! numbers ([`function_host::Function::with_strict_sandbox`]).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use function_app::Catalog;
+use function_app::catalog::Source;
+use function_app::config::{Defaults, ExitCodes, FunctionConfig, LimitsSpec, check_limits};
+use function_app::error::ApiError;
+use function_host::nn::{Backend, NnArgs, NnConfig};
+use function_host::{CallLimits, FunctionHost, HostConfig};
+
+use crate::Sidecar;
+use crate::components::Component;
+use crate::error::DaprError;
+
+/// The component type this module serves.
+pub const WASM_BINDING: &str = "bindings.wasm";
+
+/// How often replaced wasm files are looked for.
+pub const RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The only operation `bindings.wasm` has.
+pub const EXECUTE: &str = "execute";
+
+/// The `bindings.wasm` components of a sidecar, loaded.
+pub struct WasmBindings {
+    catalog: Arc<Catalog>,
+}
+
+/// One call of an output binding, from either API.
+pub struct BindingRequest {
+    /// The operation (`execute`).
+    pub operation: String,
+    /// The function's stdin.
+    pub data: Bytes,
+    /// The request's metadata (`args`).
+    pub metadata: HashMap<String, String>,
+}
+
+/// The function's configuration a `bindings.wasm` component describes.
+pub fn function_config(
+    component: &Component,
+    defaults: &Defaults,
+) -> Result<FunctionConfig, String> {
+    let name = component.metadata.name.clone();
+    let properties = component.properties();
+    let url = properties
+        .get("url")
+        .filter(|u| !u.is_empty())
+        .ok_or("metadata `url` is required (e.g. file://hello.wasm)")?;
+    let wasm = match url.split_once("://") {
+        Some(("file", path)) => PathBuf::from(path),
+        Some((scheme @ ("http" | "https"), _)) => {
+            return Err(format!(
+                "url `{url}`: {scheme}:// is not supported yet; download the file and use file://"
+            ));
+        }
+        _ => return Err(format!("url `{url}` must be file://PATH")),
+    };
+    if !wasm.is_file() {
+        return Err(format!("url `{url}`: {} does not exist", wasm.display()));
+    }
+    let strict_sandbox = match properties.get("strictSandbox").map(String::as_str) {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(format!("strictSandbox `{other}` must be true or false")),
+    };
+    let limits = check_limits(
+        &LimitsSpec {
+            memory: properties.get("memory").cloned(),
+            timeout: properties.get("timeout").cloned(),
+            max_input: properties.get("maxInput").cloned(),
+            max_output: properties.get("maxOutput").cloned(),
+        },
+        &defaults.limits,
+    )
+    .map_err(|e| e.replace("limits.", "metadata "))?;
+    let models: Vec<String> = properties
+        .get("models")
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(unknown) = models.iter().find(|m| !defaults.models.contains(m)) {
+        return Err(format!(
+            "metadata models: no model named `{unknown}` (run `dapr-wasm models fetch`; the models are: {})",
+            defaults.models.join(", ")
+        ));
+    }
+    Ok(FunctionConfig {
+        routes: vec![format!("/fn/{name}")],
+        name,
+        wasm,
+        args: Vec::new(),
+        content_type: None,
+        limits,
+        models,
+        dirs: Vec::new(),
+        exit_codes: ExitCodes::default(),
+        refuse_empty_input: false,
+        strict_sandbox,
+    })
+}
+
+impl WasmBindings {
+    /// Loads `components` (all `bindings.wasm`), with at most `max_input`
+    /// bytes per call: compiles each (or finds it in the module cache) and
+    /// loads the models they name (blocking).
+    pub fn load(components: &[&Component], max_input: usize) -> Result<WasmBindings, String> {
+        let nn = NnArgs {
+            models: Vec::new(),
+            models_dir: None,
+            nn_backend: Backend::Auto,
+            onnxruntime_lib: None,
+            nn_threads: 1,
+        }
+        .validate()?;
+        let host_config = HostConfig {
+            cache_dir: local_dirs::module_cache_dir(),
+            limits: CallLimits {
+                max_input_bytes: CallLimits::default().max_input_bytes.min(max_input),
+                ..CallLimits::default()
+            },
+            ..HostConfig::default()
+        };
+        let nn = NnConfig {
+            sessions: host_config.max_concurrent_calls,
+            ..nn
+        };
+        let defaults = Defaults {
+            limits: host_config.limits,
+            models: nn.models.iter().map(|m| m.name.clone()).collect(),
+        };
+        let mut configs = Vec::new();
+        for component in components {
+            let config = function_config(component, &defaults)
+                .map_err(|e| format!("binding `{}`: {e}", component.metadata.name))?;
+            configs.push(config);
+        }
+        let host = FunctionHost::new(host_config).map_err(|e| e.to_string())?;
+        let catalog = Catalog::load(host, nn, defaults, Source::Fixed(configs))?;
+        Ok(WasmBindings {
+            catalog: Arc::new(catalog),
+        })
+    }
+
+    /// Starts reloading replaced wasm files; stops when the task is aborted.
+    pub fn watch(&self) -> tokio::task::JoinHandle<()> {
+        self.catalog.watch(RELOAD_INTERVAL)
+    }
+
+    /// Runs the binding `name` once.
+    pub async fn invoke(&self, name: &str, request: BindingRequest) -> Result<Bytes, DaprError> {
+        let table = self.catalog.current();
+        let served = table
+            .functions()
+            .iter()
+            .find(|served| served.config.name == name)
+            .cloned()
+            .ok_or_else(|| not_found(name))?;
+        if request.operation != EXECUTE {
+            return Err(DaprError::BindingInvoke {
+                name: name.to_string(),
+                reason: format!(
+                    "binding error: unsupported operation {} (bindings.wasm has only {EXECUTE})",
+                    request.operation
+                ),
+            });
+        }
+        let args: Vec<&str> = match request.metadata.get("args") {
+            Some(args) if !args.is_empty() => args.split(',').collect(),
+            _ => Vec::new(),
+        };
+        let output = served
+            .function
+            .call(request.data, &args)
+            .await
+            .map_err(|e| DaprError::BindingFunction {
+                name: name.to_string(),
+                error: ApiError::from_call(name, &served.config.exit_codes, e),
+            })?;
+        Ok(output.stdout)
+    }
+}
+
+fn not_found(name: &str) -> DaprError {
+    DaprError::BindingInvoke {
+        name: name.to_string(),
+        reason: format!("couldn't find output binding {name}"),
+    }
+}
+
+impl Sidecar {
+    /// Runs the output binding `name` (the HTTP and gRPC APIs both call this).
+    pub async fn invoke_binding(
+        &self,
+        name: &str,
+        request: BindingRequest,
+    ) -> Result<Bytes, DaprError> {
+        match &self.bindings {
+            Some(bindings) => bindings.invoke(name, request).await,
+            None => Err(not_found(name)),
+        }
+    }
+}
+
+/// The body of `POST /v1.0/bindings/{name}`.
+#[derive(serde::Deserialize)]
+pub struct BindingBody {
+    #[serde(default)]
+    data: serde_json::Value,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+    #[serde(default)]
+    operation: String,
+}
+
+/// `POST /v1.0/bindings/{name}`.
+pub async fn invoke_http(
+    State(sidecar): State<Arc<Sidecar>>,
+    Path(name): Path<String>,
+    body: Result<Json<BindingBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, DaprError> {
+    let Json(body) = body.map_err(|e| DaprError::MalformedRequest(e.body_text()))?;
+    let data =
+        serde_json::to_vec(&body.data).map_err(|e| DaprError::MalformedRequest(e.to_string()))?;
+    let output = sidecar
+        .invoke_binding(
+            &name,
+            BindingRequest {
+                operation: body.operation,
+                data: Bytes::from(data),
+                metadata: body.metadata,
+            },
+        )
+        .await?;
+    let media_type = function_app::routes::media_type(&output);
+    let mut response = Body::from(output).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+    Ok(response)
+}

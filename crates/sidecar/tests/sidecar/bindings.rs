@@ -1,0 +1,344 @@
+//! Output bindings: `bindings.wasm` components run on the function host,
+//! over HTTP and gRPC, field by field as daprd runs them (stdin is the
+//! JSON-encoded `data`, argv the name and the comma-split `args`), with
+//! our limits and errors, `strictSandbox`, metadata, and live reload.
+
+use std::path::Path;
+
+use dapr::dapr::proto::runtime::v1 as pb;
+use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
+use serde_json::{Value, json};
+use test_support::sidecar::*;
+use tonic::Code;
+
+/// A `bindings.wasm` component named `name` for the wasm file at `wasm`,
+/// with more metadata items.
+fn binding_yaml(name: &str, wasm: &Path, metadata: &[(&str, &str)]) -> String {
+    let mut yaml = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: bindings.wasm\n  version: v1\n  metadata:\n  - name: url\n    value: \"file://{}\"\n",
+        wasm.display()
+    );
+    for (key, value) in metadata {
+        yaml.push_str(&format!("  - name: {key}\n    value: \"{value}\"\n"));
+    }
+    yaml
+}
+
+/// Copies the built guest `guest` into `dir` as `name` and returns its path.
+fn copy_guest(dir: &Path, guest: &str, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::copy(test_support::wasm_path(guest), &path).unwrap();
+    path
+}
+
+/// A sidecar with the bindings `wordcount`, `echo`, `slow` (200 ms),
+/// `strict` and `loose` (the entropy guest with and without
+/// `strictSandbox`).
+async fn sidecar_with_bindings(resources: &TestResources) -> RunningSidecar {
+    let data = resources.data.path();
+    let components = [
+        binding_yaml(
+            "wordcount",
+            &copy_guest(data, "wordcount-c", "wordcount.wasm"),
+            &[],
+        ),
+        binding_yaml(
+            "echo",
+            &copy_guest(data, "echo", "echo.wasm"),
+            &[("maxInput", "1Ki")],
+        ),
+        binding_yaml(
+            "slow",
+            &copy_guest(data, "spin", "spin.wasm"),
+            &[("timeout", "200ms")],
+        ),
+        binding_yaml(
+            "strict",
+            &copy_guest(data, "entropy", "entropy.wasm"),
+            &[("strictSandbox", "true")],
+        ),
+        binding_yaml("loose", &data.join("entropy.wasm"), &[]),
+    ];
+    std::fs::write(
+        resources.resources.path().join("bindings.yaml"),
+        components.join("---\n"),
+    )
+    .unwrap();
+    RunningSidecar::start(resources.config("binder", None)).await
+}
+
+async fn invoke(sidecar: &RunningSidecar, name: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(sidecar.url(&format!("/v1.0/bindings/{name}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn execute_runs_the_function_as_daprd_does_stdin_json_data_and_argv_args() {
+    let resources = TestResources::new();
+    let sidecar = sidecar_with_bindings(&resources).await;
+
+    // `data` arrives JSON-encoded: a string with its quotes.
+    let response = invoke(
+        &sidecar,
+        "echo",
+        json!({"operation": "execute", "data": "hello"}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "\"hello\"");
+    let response = invoke(
+        &sidecar,
+        "echo",
+        json!({"operation": "execute", "data": {"a": [1, 2]}}),
+    )
+    .await;
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.text().await.unwrap(), r#"{"a":[1,2]}"#);
+
+    // argv: the name, then `args` split at commas.
+    let response = invoke(
+        &sidecar,
+        "wordcount",
+        json!({"operation": "execute", "data": "to be or not to be", "metadata": {"args": "--top,1"}}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let counts: Value = response.json().await.unwrap();
+    assert_eq!(counts["words"], 6, "{counts}");
+    assert_eq!(counts["top"], json!([{"word": "be", "count": 2}]));
+
+    // No `args`: the function's defaults (top 5).
+    let counts: Value = invoke(
+        &sidecar,
+        "wordcount",
+        json!({"operation": "execute", "data": "to be or not to be"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(counts["top"].as_array().unwrap().len(), 4, "{counts}");
+
+    // The metadata API lists the bindings.
+    let metadata = get_json(sidecar.url("/v1.0/metadata")).await;
+    let components = metadata["components"].as_array().unwrap();
+    for name in ["wordcount", "echo", "slow", "strict", "loose"] {
+        assert!(
+            components
+                .iter()
+                .any(|c| c["name"] == name && c["type"] == "bindings.wasm"),
+            "{name} missing from {metadata}"
+        );
+    }
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn failures_get_daprds_error_or_ours_where_daprd_loses_the_reason() {
+    let resources = TestResources::new();
+    let sidecar = sidecar_with_bindings(&resources).await;
+
+    let message = assert_dapr_error(
+        invoke(&sidecar, "nope", json!({"operation": "execute", "data": 1})).await,
+        500,
+        "ERR_INVOKE_OUTPUT_BINDING",
+    )
+    .await;
+    assert!(
+        message.contains("couldn't find output binding nope"),
+        "{message}"
+    );
+    let message = assert_dapr_error(
+        invoke(&sidecar, "echo", json!({"operation": "create", "data": 1})).await,
+        500,
+        "ERR_INVOKE_OUTPUT_BINDING",
+    )
+    .await;
+    assert!(
+        message.contains("unsupported operation create"),
+        "{message}"
+    );
+    let response = reqwest::Client::new()
+        .post(sidecar.url("/v1.0/bindings/echo"))
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_dapr_error(response, 400, "ERR_MALFORMED_REQUEST").await;
+
+    // The function said no: its exit code and stderr line.
+    let message = assert_dapr_error(
+        invoke(
+            &sidecar,
+            "wordcount",
+            json!({"operation": "execute", "data": "x", "metadata": {"args": "--top,many"}}),
+        )
+        .await,
+        422,
+        "ERR_FUNCTION_REJECTED",
+    )
+    .await;
+    assert!(
+        message.contains("function `wordcount` exited with code 1: --top must be a number"),
+        "{message}"
+    );
+    // A guest that loops meets its component's timeout.
+    let message = assert_dapr_error(
+        invoke(&sidecar, "slow", json!({"operation": "execute", "data": 1})).await,
+        504,
+        "ERR_FUNCTION_TIMEOUT",
+    )
+    .await;
+    assert!(message.contains("200ms"), "{message}");
+    // Over the component's maxInput.
+    assert_dapr_error(
+        invoke(
+            &sidecar,
+            "echo",
+            json!({"operation": "execute", "data": "x".repeat(2000)}),
+        )
+        .await,
+        413,
+        "ERR_BODY_TOO_LARGE",
+    )
+    .await;
+
+    // The same over gRPC: daprd's codes, ErrorInfo carrying our errorCode.
+    let mut client = DaprClient::connect(format!("http://{}", sidecar.grpc_address))
+        .await
+        .unwrap();
+    let call = |name: &str, data: &[u8], args: Option<&str>| pb::InvokeBindingRequest {
+        name: name.into(),
+        data: data.to_vec(),
+        metadata: args
+            .map(|a| [("args".to_string(), a.to_string())].into())
+            .unwrap_or_default(),
+        operation: "execute".into(),
+    };
+    let answer = client
+        .invoke_binding(call("wordcount", b"to be or not to be", Some("--top,1")))
+        .await
+        .unwrap()
+        .into_inner();
+    // gRPC passes the bytes as they are: no JSON quoting.
+    let counts: Value = serde_json::from_slice(&answer.data).unwrap();
+    assert_eq!(counts["words"], 6);
+    let status = client
+        .invoke_binding(call("nope", b"", None))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    let status = client
+        .invoke_binding(call("wordcount", b"x", Some("--top,many")))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let status = client
+        .invoke_binding(call("slow", b"", None))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+
+    // Still serving.
+    let response = invoke(&sidecar, "echo", json!({"operation": "execute", "data": 7})).await;
+    assert_eq!(response.text().await.unwrap(), "7");
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn a_strict_sandbox_cannot_tell_two_calls_apart() {
+    let resources = TestResources::new();
+    let sidecar = sidecar_with_bindings(&resources).await;
+    let run = |name: &'static str| {
+        let sidecar = &sidecar;
+        async move {
+            let response = invoke(sidecar, name, json!({"operation": "execute"})).await;
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        }
+    };
+    let strict = (run("strict").await, run("strict").await);
+    assert_eq!(
+        strict.0, strict.1,
+        "a strict sandbox differed between calls"
+    );
+    assert!(strict.0.starts_with("wall=0 "), "{}", strict.0);
+    let loose = (run("loose").await, run("loose").await);
+    assert_ne!(
+        loose.0, loose.1,
+        "the same guest without strictSandbox saw no change"
+    );
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn a_wasm_file_replaced_on_disk_is_served_without_a_restart() {
+    let resources = TestResources::new();
+    let sidecar = sidecar_with_bindings(&resources).await;
+    let echo = resources.data.path().join("echo.wasm");
+    let replacement = resources.data.path().join("echo.wasm.new");
+    std::fs::copy(test_support::wasm_path("wordcount-c"), &replacement).unwrap();
+    std::fs::rename(&replacement, &echo).unwrap();
+    let client = reqwest::Client::new();
+    let url = sidecar.url("/v1.0/bindings/echo");
+    test_support::wait_until(
+        "the replaced echo binding counts words",
+        std::time::Duration::from_secs(30),
+        || {
+            let request = client
+                .post(&url)
+                .json(&json!({"operation": "execute", "data": "one two"}))
+                .send();
+            async move {
+                let Ok(response) = request.await else {
+                    return false;
+                };
+                let text = response.text().await.unwrap_or_default();
+                text.starts_with("{\"bytes\":9,\"lines\":1,\"words\":2")
+            }
+        },
+    )
+    .await;
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_component_stops_the_sidecar_at_start_naming_it() {
+    let resources = TestResources::new();
+    std::fs::write(
+        resources.resources.path().join("bindings.yaml"),
+        binding_yaml("ghost", &resources.data.path().join("missing.wasm"), &[]),
+    )
+    .unwrap();
+    let error = sidecar::Sidecar::new(resources.config("binder", None))
+        .await
+        .err()
+        .expect("a missing wasm file is refused");
+    let error = format!("{error:#}");
+    assert!(error.contains("binding `ghost`"), "{error}");
+    assert!(error.contains("missing.wasm does not exist"), "{error}");
+
+    std::fs::write(
+        resources.resources.path().join("bindings.yaml"),
+        binding_yaml(
+            "ghost",
+            &copy_guest(resources.data.path(), "echo", "echo.wasm"),
+            &[("memory", "lots")],
+        ),
+    )
+    .unwrap();
+    let error = sidecar::Sidecar::new(resources.config("binder", None))
+        .await
+        .err()
+        .expect("a bad limit is refused");
+    let error = format!("{error:#}");
+    assert!(
+        error.contains("binding `ghost`: metadata memory: "),
+        "{error}"
+    );
+}
