@@ -60,6 +60,7 @@ build_functions() {
         cp -f "$wasm" "$FUNCTIONS_OUT/"
     done
     build_c_functions
+    build_assemblyscript_functions
     ls -1 "$FUNCTIONS_OUT" | sed 's/^/    /' >&2
 }
 
@@ -75,6 +76,26 @@ have_wasi_clang() {
 # the C functions).
 ensure_wasi_clang() {
     have_wasi_clang || apt_install --no-install-recommends clang lld wasi-libc libclang-rt-dev-wasm32
+}
+
+# Builds each AssemblyScript function (functions/*-as, with its pinned
+# assemblyscript and @assemblyscript/wasi-shim from npm) into
+# build/functions/<folder>.wasm. Without npm they are left out with a note,
+# as the C ones are without clang; scripts/test.sh installs npm first.
+build_assemblyscript_functions() {
+    local dir
+    for dir in "$REPO_ROOT"/functions/*-as; do
+        [[ -d $dir ]] || continue
+        if ! command -v npm >/dev/null; then
+            echo "    (not building $(basename "$dir"): no npm; apt-get install npm)" >&2
+            continue
+        fi
+        [[ -x $dir/node_modules/.bin/asc ]] \
+            || npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+        (cd "$dir" && node_modules/.bin/asc assembly/index.ts \
+            --config node_modules/@assemblyscript/wasi-shim/asconfig.json -O3 --noAssert \
+            -o "$FUNCTIONS_OUT/$(basename "$dir").wasm")
+    done
 }
 
 # Builds each C function (functions/*-c/*.c, one function per folder) into

@@ -13,7 +13,7 @@
 //! - `dapr-wasm up [-f deploy/dapr.yaml]`: every app of a Dapr run file,
 //!   each with our sidecar ([`up`]); `dapr-wasm list` and `dapr-wasm
 //!   invoke` see and call them ([`apps`]).
-//! - `dapr-wasm new NAME --lang rust|c`: a function skeleton added to a
+//! - `dapr-wasm new NAME --lang rust|c|assemblyscript`: a function skeleton added to a
 //!   functions file ([`new`]).
 //! - `dapr-wasm run PATH [ARGS...]`: runs a WASI function once, stdin to
 //!   stdout, with a service's deadline and memory limit (`--timeout`,
@@ -61,7 +61,8 @@ enum Command {
     WebPort(web_port::WebPortArgs),
     /// Keep and list the image events published by web-port (a Dapr app).
     Events(events::EventsArgs),
-    /// Write a function skeleton (Rust or C) and add it to a functions file.
+    /// Write a function skeleton (Rust, C or AssemblyScript) and add it to a
+    /// functions file.
     New(new::NewArgs),
     /// Run a function once: stdin in, stdout out, reason on stderr.
     Run(run::RunArgs),

@@ -1,4 +1,4 @@
-//! `dapr-wasm new NAME --lang rust|c`: a function skeleton that builds,
+//! `dapr-wasm new NAME --lang rust|c|assemblyscript`: a function skeleton that builds,
 //! added to a functions file, with the commands that build it, serve it
 //! and call it over HTTP and as a Dapr binding.
 //!
@@ -18,6 +18,8 @@ pub enum Lang {
     Rust,
     /// C, built with Debian's clang for wasm32-wasi.
     C,
+    /// AssemblyScript, built with asc and the WASI shim from npm.
+    Assemblyscript,
 }
 
 /// Flags of `dapr-wasm new`.
@@ -56,6 +58,20 @@ fn template(lang: Lang) -> &'static [(&'static str, &'static str)] {
         Lang::C => &[
             ("main.c", include_str!("../templates/c/main.c.txt")),
             ("build.sh", include_str!("../templates/c/build.sh.txt")),
+        ],
+        Lang::Assemblyscript => &[
+            (
+                "package.json",
+                include_str!("../templates/assemblyscript/package.json.txt"),
+            ),
+            (
+                "assembly/index.ts",
+                include_str!("../templates/assemblyscript/assembly/index.ts.txt"),
+            ),
+            (
+                "build.sh",
+                include_str!("../templates/assemblyscript/build.sh.txt"),
+            ),
         ],
     }
 }

@@ -247,7 +247,12 @@ fn output_of(command: &mut Command) -> String {
 #[tokio::test]
 async fn new_writes_skeletons_that_build_and_are_served_from_the_functions_file() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, lang) in [("hello-rust", "rust"), ("hello-c", "c")] {
+    let languages = [
+        ("hello-rust", "rust"),
+        ("hello-c", "c"),
+        ("hello-as", "assemblyscript"),
+    ];
+    for (name, lang) in languages {
         let said = output_of(
             dapr_wasm()
                 .current_dir(dir.path())
@@ -294,7 +299,7 @@ async fn new_writes_skeletons_that_build_and_are_served_from_the_functions_file(
     ]);
     let (mut running, url) = start_and_read_address(command);
     let client = reqwest::Client::new();
-    for name in ["hello-rust", "hello-c"] {
+    for (name, _) in languages {
         let response = client
             .post(format!("{url}/fn/{name}"))
             .body("Dapr")

@@ -258,6 +258,59 @@ functions:
     assert_eq!(listing["functions"].as_array().unwrap().len(), 3);
 }
 
+/// The example functions in other languages, served by configuration
+/// only: C (clang) and AssemblyScript (asc with the WASI shim).
+#[tokio::test]
+async fn functions_in_c_and_assemblyscript_are_served_from_the_file() {
+    let app = App::start(
+        &[
+            ("wordcount.wasm", "wordcount-c"),
+            ("csv2json.wasm", "csv2json-as"),
+        ],
+        r#"
+functions:
+  - name: wordcount
+    wasm: wordcount.wasm
+    contentType: application/json
+  - name: csv2json
+    wasm: csv2json.wasm
+    contentType: application/json
+    exitCodes:
+      1: {status: 400, errorCode: ERR_BAD_CSV}
+"#,
+    )
+    .await;
+    let counts: Value = app
+        .post("/fn/wordcount", SENTENCE)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counts["words"], 7);
+
+    let response = app
+        .post("/fn/csv2json", "name,cups\nana,2\n\"bo, jr\",3\n")
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let rows: Value = response.json().await.unwrap();
+    assert_eq!(
+        rows,
+        serde_json::json!([{"name": "ana", "cups": "2"}, {"name": "bo, jr", "cups": "3"}])
+    );
+    let message = assert_error(
+        app.post("/fn/csv2json", "a,b\n1\n").await,
+        StatusCode::BAD_REQUEST,
+        "ERR_BAD_CSV",
+    )
+    .await;
+    assert_eq!(
+        message,
+        "function `csv2json` exited with code 1: row 1 has 1 fields; the header has 2"
+    );
+    let response = app.post("/fn/csv2json", "").await;
+    assert_eq!(response.text().await.unwrap(), "[]\n");
+}
+
 #[tokio::test]
 async fn limits_belong_to_each_function() {
     let app = App::start(

@@ -31,9 +31,9 @@ fn copy_guest(dir: &Path, guest: &str, name: &str) -> std::path::PathBuf {
     path
 }
 
-/// A sidecar with the bindings `wordcount`, `echo`, `slow` (200 ms),
-/// `strict` and `loose` (the entropy guest with and without
-/// `strictSandbox`).
+/// A sidecar with the bindings `wordcount` (C), `csv2json`
+/// (AssemblyScript), `echo`, `slow` (200 ms), `strict` and `loose` (the
+/// entropy guest with and without `strictSandbox`).
 async fn sidecar_with_bindings(resources: &TestResources) -> RunningSidecar {
     let data = resources.data.path();
     let components = [
@@ -58,6 +58,11 @@ async fn sidecar_with_bindings(resources: &TestResources) -> RunningSidecar {
             &[("strictSandbox", "true")],
         ),
         binding_yaml("loose", &data.join("entropy.wasm"), &[]),
+        binding_yaml(
+            "csv2json",
+            &copy_guest(data, "csv2json-as", "csv2json.wasm"),
+            &[],
+        ),
     ];
     std::fs::write(
         resources.resources.path().join("bindings.yaml"),
@@ -122,6 +127,17 @@ async fn execute_runs_the_function_as_daprd_does_stdin_json_data_and_argv_args()
     .await
     .unwrap();
     assert_eq!(counts["top"].as_array().unwrap().len(), 4, "{counts}");
+
+    // An AssemblyScript function: `data` is a JSON string, so the CSV
+    // arrives quoted; over gRPC (below) it would arrive as it is.
+    let response = invoke(
+        &sidecar,
+        "csv2json",
+        json!({"operation": "execute", "data": {"ignored": true}}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "[]\n");
 
     // The metadata API lists the bindings.
     let metadata = get_json(sidecar.url("/v1.0/metadata")).await;
