@@ -1,8 +1,11 @@
 //! Output bindings: Dapr's `bindings.wasm` components, run on dapr-wasm's
 //! function host instead of daprd's wazero.
 //!
-//! A component of `type: bindings.wasm` names a WASI command by `url`
-//! (`file://` relative to the working directory, or absolute). Its calls:
+//! A component of `type: bindings.wasm` names a WASI command by `url`:
+//! `file://` relative to the working directory (or absolute), or
+//! `http://`, fetched at start-up into the data directory
+//! ([`fetch_remote`]; the copy there is used when the server cannot be
+//! reached). Its calls:
 //!
 //! - `POST /v1.0/bindings/{name}` with `{"operation": "execute", "data":
 //!   ..., "metadata": {"args": "a,b"}}`, or gRPC `InvokeBinding`;
@@ -69,25 +72,111 @@ pub struct BindingRequest {
     pub metadata: HashMap<String, String>,
 }
 
-/// The function's configuration a `bindings.wasm` component describes.
+/// The most bytes a fetched wasm file may have.
+const MAX_REMOTE_WASM_BYTES: usize = 256 << 20;
+/// How long fetching one wasm file may take.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The `url` of a `bindings.wasm` component.
+fn url_of(component: &Component) -> Result<String, String> {
+    component
+        .properties()
+        .get("url")
+        .filter(|u| !u.is_empty())
+        .cloned()
+        .ok_or_else(|| "metadata `url` is required (e.g. file://hello.wasm)".to_string())
+}
+
+/// Where the copy of a fetched wasm file is kept.
+fn cached_copy(cache_dir: &std::path::Path, url: &str) -> PathBuf {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(url.as_bytes());
+    cache_dir.join(format!("{}.wasm", hex::encode(&digest[..8])))
+}
+
+/// Fetches the wasm file of each `http://` binding in `components` into
+/// `cache_dir`, and returns where each URL's copy is. A URL that cannot be
+/// fetched falls back to the copy an earlier start kept (with a warning);
+/// without one it is an error naming the binding.
+pub async fn fetch_remote(
+    components: &[Component],
+    cache_dir: &std::path::Path,
+) -> Result<HashMap<String, PathBuf>, String> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Body>();
+    let mut fetched = HashMap::new();
+    for component in components {
+        let name = &component.metadata.name;
+        let Ok(url) = url_of(component) else { continue };
+        if !url.starts_with("http://") {
+            continue;
+        }
+        let copy = cached_copy(cache_dir, &url);
+        let download = async {
+            let uri: axum::http::Uri = url.parse().map_err(|e| format!("{e}"))?;
+            let response = client.get(uri).await.map_err(|e| format!("{e}"))?;
+            if !response.status().is_success() {
+                return Err(format!("the server answered {}", response.status()));
+            }
+            let body = http_body_util::Limited::new(response.into_body(), MAX_REMOTE_WASM_BYTES)
+                .collect()
+                .await
+                .map_err(|e| format!("{e}"))?;
+            Ok::<_, String>(body.to_bytes())
+        };
+        let result = match tokio::time::timeout(FETCH_TIMEOUT, download).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {FETCH_TIMEOUT:?}")),
+        };
+        match result {
+            Ok(bytes) => {
+                let keep = || -> std::io::Result<()> {
+                    std::fs::create_dir_all(cache_dir)?;
+                    let partial = copy.with_extension("part");
+                    std::fs::write(&partial, &bytes)?;
+                    std::fs::rename(&partial, &copy)
+                };
+                keep().map_err(|e| {
+                    format!("binding `{name}`: cannot keep {}: {e}", copy.display())
+                })?;
+                tracing::info!(binding = %name, %url, bytes = bytes.len(), "wasm file fetched");
+            }
+            Err(reason) if copy.is_file() => {
+                tracing::warn!(binding = %name, %url, %reason, copy = %copy.display(),
+                    "cannot fetch the wasm file; using the copy from an earlier start");
+            }
+            Err(reason) => {
+                return Err(format!("binding `{name}`: cannot fetch {url}: {reason}"));
+            }
+        }
+        fetched.insert(url, copy);
+    }
+    Ok(fetched)
+}
+
+/// The function's configuration a `bindings.wasm` component describes;
+/// `fetched` holds the local copies of `http://` URLs ([`fetch_remote`]).
 pub fn function_config(
     component: &Component,
     defaults: &Defaults,
+    fetched: &HashMap<String, PathBuf>,
 ) -> Result<FunctionConfig, String> {
     let name = component.metadata.name.clone();
     let properties = component.properties();
-    let url = properties
-        .get("url")
-        .filter(|u| !u.is_empty())
-        .ok_or("metadata `url` is required (e.g. file://hello.wasm)")?;
+    let url = url_of(component)?;
     let wasm = match url.split_once("://") {
         Some(("file", path)) => PathBuf::from(path),
-        Some((scheme @ ("http" | "https"), _)) => {
+        Some(("http", _)) => fetched
+            .get(&url)
+            .cloned()
+            .ok_or_else(|| format!("url `{url}` was not fetched"))?,
+        Some(("https", _)) => {
             return Err(format!(
-                "url `{url}`: {scheme}:// is not supported yet; download the file and use file://"
+                "url `{url}`: https:// is not supported yet; use http:// or download the file and use file://"
             ));
         }
-        _ => return Err(format!("url `{url}` must be file://PATH")),
+        _ => return Err(format!("url `{url}` must be file://PATH or http://...")),
     };
     if !wasm.is_file() {
         return Err(format!("url `{url}`: {} does not exist", wasm.display()));
@@ -139,10 +228,15 @@ pub fn function_config(
 }
 
 impl WasmBindings {
-    /// Loads `components` (all `bindings.wasm`), with at most `max_input`
-    /// bytes per call: compiles each (or finds it in the module cache) and
-    /// loads the models they name (blocking).
-    pub fn load(components: &[&Component], max_input: usize) -> Result<WasmBindings, String> {
+    /// Loads `components` (all `bindings.wasm`; `fetched` holds the copies
+    /// of their `http://` URLs), with at most `max_input` bytes per call:
+    /// compiles each (or finds it in the module cache) and loads the models
+    /// they name (blocking).
+    pub fn load(
+        components: &[Component],
+        fetched: &HashMap<String, PathBuf>,
+        max_input: usize,
+    ) -> Result<WasmBindings, String> {
         let nn = NnArgs {
             models: Vec::new(),
             models_dir: None,
@@ -169,7 +263,7 @@ impl WasmBindings {
         };
         let mut configs = Vec::new();
         for component in components {
-            let config = function_config(component, &defaults)
+            let config = function_config(component, &defaults, fetched)
                 .map_err(|e| format!("binding `{}`: {e}", component.metadata.name))?;
             configs.push(config);
         }

@@ -188,8 +188,11 @@ impl Sidecar {
             None
         } else {
             let max_input = config.max_body_size;
+            let fetched = bindings::fetch_remote(&wasm_bindings, &config.data_dir.join("bindings"))
+                .await
+                .map_err(anyhow::Error::msg)?;
             let loaded = tokio::task::spawn_blocking(move || {
-                bindings::WasmBindings::load(&wasm_bindings.iter().collect::<Vec<_>>(), max_input)
+                bindings::WasmBindings::load(&wasm_bindings, &fetched, max_input)
             })
             .await
             .context("loading the wasm bindings panicked")?

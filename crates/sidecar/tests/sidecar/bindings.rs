@@ -14,9 +14,13 @@ use tonic::Code;
 /// A `bindings.wasm` component named `name` for the wasm file at `wasm`,
 /// with more metadata items.
 fn binding_yaml(name: &str, wasm: &Path, metadata: &[(&str, &str)]) -> String {
+    binding_yaml_at(name, &format!("file://{}", wasm.display()), metadata)
+}
+
+/// A `bindings.wasm` component named `name` for the wasm file at `url`.
+fn binding_yaml_at(name: &str, url: &str, metadata: &[(&str, &str)]) -> String {
     let mut yaml = format!(
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: bindings.wasm\n  version: v1\n  metadata:\n  - name: url\n    value: \"file://{}\"\n",
-        wasm.display()
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: bindings.wasm\n  version: v1\n  metadata:\n  - name: url\n    value: \"{url}\"\n"
     );
     for (key, value) in metadata {
         yaml.push_str(&format!("  - name: {key}\n    value: \"{value}\"\n"));
@@ -355,6 +359,60 @@ async fn a_bad_component_stops_the_sidecar_at_start_naming_it() {
     let error = format!("{error:#}");
     assert!(
         error.contains("binding `ghost`: metadata memory: "),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_http_url_is_fetched_at_start_and_its_copy_serves_when_the_server_is_gone() {
+    let resources = TestResources::new();
+    let wasm = std::fs::read(test_support::wasm_path("echo")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let files = axum::Router::new().route(
+        "/echo.wasm",
+        axum::routing::get(move || {
+            let wasm = wasm.clone();
+            async move { wasm }
+        }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, files).await });
+    let components = resources.resources.path().join("bindings.yaml");
+    std::fs::write(
+        &components,
+        binding_yaml_at("remote", &format!("http://{address}/echo.wasm"), &[]),
+    )
+    .unwrap();
+    let call = json!({"operation": "execute", "data": "fetched"});
+    let sidecar = RunningSidecar::start(resources.config("binder", None)).await;
+    let response = invoke(&sidecar, "remote", call.clone()).await;
+    assert_eq!(response.text().await.unwrap(), "\"fetched\"");
+    sidecar.stop().await;
+
+    // The server is gone: the copy kept in the data directory serves.
+    server.abort();
+    let _ = server.await;
+    let sidecar = RunningSidecar::start(resources.config("binder", None)).await;
+    let response = invoke(&sidecar, "remote", call).await;
+    assert_eq!(response.text().await.unwrap(), "\"fetched\"");
+    sidecar.stop().await;
+
+    // A URL never fetched, from a server that is not there: a start-up
+    // error naming the binding.
+    std::fs::write(
+        &components,
+        binding_yaml_at("never", &format!("http://{address}/other.wasm"), &[]),
+    )
+    .unwrap();
+    let error = sidecar::Sidecar::new(resources.config("binder", None))
+        .await
+        .err()
+        .expect("an unreachable URL without a copy is refused");
+    let error = format!("{error:#}");
+    assert!(
+        error.contains(&format!(
+            "binding `never`: cannot fetch http://{address}/other.wasm"
+        )),
         "{error}"
     );
 }
