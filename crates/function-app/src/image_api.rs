@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use function_host::Function;
+use function_host::{CallLimits, Function};
 
 use crate::args::{AppConfig, ServeArgs};
 use crate::catalog::{Served, Source};
@@ -59,8 +59,14 @@ pub fn image_exit_codes() -> ExitCodes {
     }
 }
 
-/// The functions-file entry `image-api` serves `name` from `wasm` with.
-pub fn image_function(name: &str, wasm: PathBuf, config: &AppConfig) -> FunctionConfig {
+/// The functions-file entry `image-api` serves `name` from `wasm` with,
+/// with `limits` and (if it imports WASI-NN) `models`.
+pub fn image_function(
+    name: &str,
+    wasm: PathBuf,
+    limits: CallLimits,
+    models: Vec<String>,
+) -> FunctionConfig {
     FunctionConfig {
         name: name.to_string(),
         wasm,
@@ -71,8 +77,8 @@ pub fn image_function(name: &str, wasm: PathBuf, config: &AppConfig) -> Function
             format!("/{name}"),
         ],
         content_type: None,
-        limits: config.defaults.limits,
-        models: config.defaults.models.clone(),
+        limits,
+        models,
         dirs: Vec::new(),
         exit_codes: image_exit_codes(),
         refuse_empty_input: true,
@@ -107,7 +113,13 @@ impl ImageApiArgs {
         let mut config = self
             .serve
             .validate(Source::Fixed(Vec::new()), default_app_port(name))?;
-        config.source = Source::Fixed(vec![image_function(name, path, &config)]);
+        let function = image_function(
+            name,
+            path,
+            config.defaults.limits,
+            config.defaults.models.clone(),
+        );
+        config.source = Source::Fixed(vec![function]);
         Ok(config)
     }
 }
@@ -115,8 +127,7 @@ impl ImageApiArgs {
 /// `function`, already loaded with its limits and models, as the image
 /// apps serve it; `max_input_bytes` caps its input.
 pub fn loaded_image_function(function: Function, max_input_bytes: usize) -> Served {
-    let name = function.name().to_string();
-    let limits = function_host::CallLimits {
+    let limits = CallLimits {
         max_input_bytes,
         ..*function.limits()
     };
@@ -124,22 +135,6 @@ pub fn loaded_image_function(function: Function, max_input_bytes: usize) -> Serv
         .models()
         .map(|m| m.names().map(str::to_string).collect())
         .unwrap_or_default();
-    let config = FunctionConfig {
-        name: name.clone(),
-        wasm: PathBuf::new(),
-        args: Vec::new(),
-        routes: vec![
-            format!("/fn/{name}"),
-            "/api/image".into(),
-            format!("/{name}"),
-        ],
-        content_type: None,
-        limits,
-        models,
-        dirs: Vec::new(),
-        exit_codes: image_exit_codes(),
-        refuse_empty_input: true,
-        strict_sandbox: false,
-    };
+    let config = image_function(function.name(), PathBuf::new(), limits, models);
     Served::preloaded(config, function.with_limits(limits))
 }

@@ -13,6 +13,7 @@ use function_app::{AppConfig, Catalog, FunctionsArgs};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use test_support::assert_dapr_error as assert_error;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -136,13 +137,6 @@ fn function<'a>(listing: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|f| f["name"] == name)
         .unwrap_or_else(|| panic!("no function `{name}` in {listing}"))
-}
-
-async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) -> String {
-    assert_eq!(response.status(), status);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["errorCode"], code, "{body}");
-    body["message"].as_str().unwrap().to_string()
 }
 
 const SENTENCE: &str = "The cat and the hat. The end";
