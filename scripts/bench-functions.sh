@@ -118,6 +118,9 @@ for m in ("direct", "binding"):
     cpu = sum(float(l) for l in open(f"{work}/{m}.cpu"))
     runs[m] = {"requests": len(lat), "ok": sum(r["ok"] for r in parts),
                "cpu_us": cpu / len(lat) * 1e6, **{p: pct(lat, p) for p in (50, 90, 99)}}
+failed = [f"{m}: {r['requests'] - r['ok']} of {r['requests']} calls failed" for m, r in runs.items() if r["ok"] != r["requests"]]
+if failed:
+    sys.exit("no figures, calls failed: " + "; ".join(failed))
 reloads = json.load(open(f"{work}/reload.json"))
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"### Functions benchmark, {datetime.date.today()}\n")

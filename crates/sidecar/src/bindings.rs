@@ -31,7 +31,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
@@ -345,13 +344,15 @@ pub struct BindingBody {
     operation: String,
 }
 
-/// `POST /v1.0/bindings/{name}`.
+/// `POST /v1.0/bindings/{name}`. The body is read as JSON whatever its
+/// `Content-Type` says, as daprd reads it (`curl -d` sends a form type).
 pub async fn invoke_http(
     State(sidecar): State<Arc<Sidecar>>,
     Path(name): Path<String>,
-    body: Result<Json<BindingBody>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> Result<Response, DaprError> {
-    let Json(body) = body.map_err(|e| DaprError::MalformedRequest(e.body_text()))?;
+    let body: BindingBody =
+        serde_json::from_slice(&body).map_err(|e| DaprError::MalformedRequest(e.to_string()))?;
     let data =
         serde_json::to_vec(&body.data).map_err(|e| DaprError::MalformedRequest(e.to_string()))?;
     let output = sidecar

@@ -190,6 +190,17 @@ async fn failures_get_daprds_error_or_ours_where_daprd_loses_the_reason() {
         .await
         .unwrap();
     assert_dapr_error(response, 400, "ERR_MALFORMED_REQUEST").await;
+    // As daprd, the body is JSON whatever its content type says (`curl -d`
+    // sends application/x-www-form-urlencoded).
+    let response = reqwest::Client::new()
+        .post(sidecar.url("/v1.0/bindings/echo"))
+        .body(r#"{"operation":"execute","data":"as a form"}"#)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "\"as a form\"");
 
     // The function said no: its exit code and stderr line.
     let message = assert_dapr_error(
