@@ -190,11 +190,6 @@ impl Catalog {
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
     }
 
-    /// The host every function runs on.
-    pub fn host(&self) -> &FunctionHost {
-        &self.host
-    }
-
     fn read_source(&self) -> Result<Vec<FunctionConfig>, String> {
         match &self.source {
             Source::File(path) => Ok(FunctionsFile::load(path, &self.defaults)?.functions),
@@ -203,7 +198,7 @@ impl Catalog {
     }
 
     /// Loads `configs`, reusing what the current table already has loaded
-    /// from the same file and settings.
+    /// from the same bytes and settings ([`Catalog::load_function`]).
     fn load_table(&self, configs: Vec<FunctionConfig>) -> Result<Table, String> {
         let current = self.current();
         let mut functions = Vec::with_capacity(configs.len());
@@ -212,19 +207,16 @@ impl Catalog {
                 .functions
                 .iter()
                 .find(|served| served.config.name == config.name);
-            let served = match old {
-                Some(old) if old.config == config && old.stamp == FileStamp::of(&config.wasm) => {
-                    old.clone()
-                }
-                _ => Arc::new(self.load_function(config, old.map(|o| &**o))?),
-            };
+            let served = Arc::new(self.load_function(config, old.map(|o| &**o))?);
             functions.push(served);
         }
         Ok(Table::new(functions))
     }
 
-    /// Loads one function (blocking). Models already loaded for `old` are
-    /// reused when the function lists the same ones.
+    /// Loads one function (blocking). When `old` was loaded from the same
+    /// bytes with the same settings it is kept as it is (only its file's
+    /// stamp is renewed); else models already loaded for `old` are reused
+    /// when the function lists the same ones.
     fn load_function(
         &self,
         config: FunctionConfig,
