@@ -40,6 +40,14 @@ ensure_toolchain() {
     fi
 }
 
+# cargo-nextest, which scripts/test.sh runs the tests with: the machine's,
+# or installed from crates.io (a few minutes, once).
+ensure_nextest() {
+    cargo nextest --version >/dev/null 2>&1 && return 0
+    step "Installing cargo-nextest from crates.io (cargo install; a few minutes, once)"
+    cargo install --locked cargo-nextest
+}
+
 # Prints the target directory of the workspace in the current directory
 # (honours CARGO_TARGET_DIR and .cargo/config.toml).
 target_dir_of_workspace() {
@@ -61,6 +69,7 @@ build_functions() {
     done
     build_c_functions
     build_assemblyscript_functions
+    build_js_functions
     ls -1 "$FUNCTIONS_OUT" | sed 's/^/    /' >&2
 }
 
@@ -74,8 +83,32 @@ have_wasi_clang() {
 
 # Installs that toolchain from Debian when it is missing (the tests build
 # the C functions).
+# (llvm gives llvm-ar, for archives wasm-ld can index: QuickJS's.)
 ensure_wasi_clang() {
-    have_wasi_clang || apt_install --no-install-recommends clang lld wasi-libc libclang-rt-dev-wasm32
+    { have_wasi_clang && command -v llvm-ar >/dev/null; } \
+        || apt_install --no-install-recommends clang lld llvm wasi-libc libclang-rt-dev-wasm32
+}
+
+# Runs a cargo command of the functions workspace with Debian's clang as
+# the C compiler for wasm32-wasip1 (QuickJS, in functions/quickjs, is C):
+# its headers and libc are Debian's wasi-libc, and RQUICKJS_SYS_NO_WASI_SDK
+# keeps rquickjs-sys's build script from downloading a wasi-sdk.
+with_wasi_cc() {
+    (cd "$REPO_ROOT/functions" && RQUICKJS_SYS_NO_WASI_SDK=1 CC_wasm32_wasip1=clang \
+        AR_wasm32_wasip1=llvm-ar CFLAGS_wasm32_wasip1="--target=wasm32-wasi --sysroot=/usr" "$@")
+}
+
+# Builds the JavaScript engine function (functions/quickjs, QuickJS through
+# rquickjs) into build/functions/quickjs.wasm. The JavaScript functions
+# (functions/*-js/index.js) are scripts it runs; they need no build. Left
+# out with a note without clang, as the C functions are.
+build_js_functions() {
+    if ! have_wasi_clang || ! command -v llvm-ar >/dev/null; then
+        echo "    (not building quickjs, the JavaScript engine: no clang and llvm-ar for wasm32-wasi; apt-get install clang lld llvm wasi-libc libclang-rt-dev-wasm32)" >&2
+        return 0
+    fi
+    with_wasi_cc cargo build --release --locked -p quickjs-function
+    cp -f "$(cd "$REPO_ROOT/functions" && target_dir_of_workspace)/wasm32-wasip1/release/quickjs.wasm" "$FUNCTIONS_OUT/"
 }
 
 # Builds each AssemblyScript function (functions/*-as, with its pinned

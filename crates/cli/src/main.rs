@@ -13,7 +13,7 @@
 //! - `dapr-wasm up [-f deploy/dapr.yaml]`: every app of a Dapr run file,
 //!   each with our sidecar ([`up`]); `dapr-wasm list` and `dapr-wasm
 //!   invoke` see and call them ([`apps`]).
-//! - `dapr-wasm new NAME --lang rust|c|assemblyscript`: a function skeleton added to a
+//! - `dapr-wasm new NAME --lang rust|c|assemblyscript|js`: a function skeleton added to a
 //!   functions file ([`new`]).
 //! - `dapr-wasm run PATH [ARGS...]`: runs a WASI function once, stdin to
 //!   stdout, with a service's deadline and memory limit (`--timeout`,

@@ -1,9 +1,10 @@
-//! `dapr-wasm new NAME --lang rust|c|assemblyscript`: a function skeleton that builds,
+//! `dapr-wasm new NAME --lang rust|c|assemblyscript|js`: a function skeleton that builds,
 //! added to a functions file, with the commands that build it, serve it
 //! and call it over HTTP and as a Dapr binding.
 //!
 //! The templates are in `crates/cli/templates/`; `{{name}}` in them is
-//! replaced with the function's name.
+//! replaced with the function's name, `{{engine}}` with the path of the
+//! JavaScript engine (`quickjs.wasm`) a JavaScript function runs on.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,7 +21,12 @@ pub enum Lang {
     C,
     /// AssemblyScript, built with asc and the WASI shim from npm.
     Assemblyscript,
+    /// JavaScript, run by the QuickJS function (no build).
+    Js,
 }
+
+/// The folder the JavaScript function finds its script in.
+const JS_GUEST_DIR: &str = "/app";
 
 /// Flags of `dapr-wasm new`.
 #[derive(Debug, Args)]
@@ -73,7 +79,38 @@ fn template(lang: Lang) -> &'static [(&'static str, &'static str)] {
                 include_str!("../templates/assemblyscript/build.sh.txt"),
             ),
         ],
+        Lang::Js => &[
+            ("index.js", include_str!("../templates/js/index.js.txt")),
+            ("build.sh", include_str!("../templates/js/build.sh.txt")),
+        ],
     }
+}
+
+/// The JavaScript engine: `quickjs.wasm` in `$DAPR_WASM_FUNCTIONS_DIR`, or
+/// in the `build/functions` of the checkout this `dapr-wasm` was built in,
+/// or of the working directory.
+fn find_js_engine() -> anyhow::Result<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("DAPR_WASM_FUNCTIONS_DIR") {
+        candidates.push(PathBuf::from(dir).join("quickjs.wasm"));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        candidates.extend(
+            exe.ancestors()
+                .skip(1)
+                .map(|dir| dir.join("build/functions/quickjs.wasm")),
+        );
+    }
+    candidates.push(PathBuf::from("build/functions/quickjs.wasm"));
+    candidates
+        .into_iter()
+        .find(|path| path.is_file())
+        .map(|path| std::path::absolute(&path).unwrap_or(path))
+        .context(
+            "cannot find the JavaScript engine, quickjs.wasm: build it with scripts/build-functions.sh \
+             in the dapr-wasm repo (it needs Debian's clang for wasm32-wasi), or set \
+             DAPR_WASM_FUNCTIONS_DIR to the folder that has it",
+        )
 }
 
 /// Writes the skeleton and the functions-file entry, and says what next.
@@ -98,20 +135,47 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
             args.config.display()
         );
     }
+    let engine = match args.lang {
+        Lang::Js => find_js_engine()?.display().to_string(),
+        _ => String::new(),
+    };
     for (path, text) in template(args.lang) {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(&path, text.replace("{{name}}", name))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let text = text
+            .replace("{{name}}", name)
+            .replace("{{engine}}", &engine);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let wasm = dir.join(format!("{name}.wasm"));
-    let entry = format!(
+    let mut entry = format!(
         "  - name: {name}\n    wasm: {}\n    contentType: application/json\n    # args: [--shout]\n",
         relative_to_file(&wasm, &args.config).display()
     );
+    let folder = relative_to_file(&dir, &args.config);
+    // The binding needs the same folder: `dirs` metadata, HOST:GUEST.
+    let mut binding_dirs = String::new();
+    if let Lang::Js = args.lang {
+        // Read at each call: nothing to rebuild.
+        entry.push_str(&format!(
+            "    dirs: [{{host: {}, guest: {JS_GUEST_DIR}}}]   # where index.js is\n",
+            folder.display()
+        ));
+        binding_dirs = format!(
+            "\n      - name: dirs\n        value: \"{}:{JS_GUEST_DIR}\"",
+            dir.display()
+        );
+    } else {
+        entry.push_str(&format!(
+            "    build:   # `dapr-wasm functions --watch` runs it when a file in `watch` changes\n      \
+             command: bash {}\n      watch: [{}]\n",
+            folder.join("build.sh").display(),
+            folder.display()
+        ));
+    }
     let text = if existing.is_empty() {
         format!(
             "# Functions served by `dapr-wasm functions --config {}`.\nfunctions:\n{entry}",
@@ -134,7 +198,8 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
          \n\
          Build it:\n    bash {build}\n\
          \n\
-         Serve it (it reloads when you build again):\n    dapr-wasm functions --config {config} --app-port 9010\n\
+         Serve it (it reloads when you build again; with --watch it also rebuilds when you save):\n    \
+         dapr-wasm functions --config {config} --app-port 9010 --watch\n\
          \n\
          Call it over HTTP:\n    echo -n Dapr | curl --data-binary @- http://127.0.0.1:9010/fn/{name}\n    \
          {{\"greeting\":\"Hello, Dapr!\"}}\n\
@@ -142,7 +207,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
          Under Dapr, from any app:  POST http://127.0.0.1:$DAPR_HTTP_PORT/v1.0/invoke/<app-id>/method/fn/{name}\n\
          \n\
          Or run it as a Dapr output binding, with no app, from a component in your resources path:\n\
-         \n    apiVersion: dapr.io/v1alpha1\n    kind: Component\n    metadata:\n      name: {name}\n    spec:\n      type: bindings.wasm\n      version: v1\n      metadata:\n      - name: url\n        value: \"file://{wasm}\"\n\
+         \n    apiVersion: dapr.io/v1alpha1\n    kind: Component\n    metadata:\n      name: {name}\n    spec:\n      type: bindings.wasm\n      version: v1\n      metadata:\n      - name: url\n        value: \"file://{wasm}\"{binding_dirs}\n\
          \n    curl -d '{{\"operation\":\"execute\",\"data\":\"Dapr\",\"metadata\":{{\"args\":\"--shout\"}}}}' http://127.0.0.1:3500/v1.0/bindings/{name}",
         lang = args.lang,
         dir = dir.display(),

@@ -22,6 +22,12 @@ pub struct UpArgs {
     /// How long to wait for every app and sidecar to answer.
     #[arg(long, default_value = "120s", value_parser = service_kit::units::parse_duration)]
     pub ready_timeout: Duration,
+    /// Rebuild functions when their sources change, as `spin watch` does:
+    /// every app gets DAPR_WASM_WATCH=true, so the function apps
+    /// (`dapr-wasm functions`) run each entry's `build` command when its
+    /// watched files change, and serve the new wasm file live.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// Runs `dapr-wasm up`: checks and plans everything first, prepares the
@@ -29,7 +35,12 @@ pub struct UpArgs {
 pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let own_binary = std::env::current_exe().context("cannot find the dapr-wasm binary")?;
     let file = RunFile::load(&args.run_file)?;
-    let plans = runner::plan(&args.run_file, &file, &own_binary)?;
+    let mut plans = runner::plan(&args.run_file, &file, &own_binary)?;
+    if args.watch {
+        for plan in &mut plans {
+            plan.env.push(("DAPR_WASM_WATCH".into(), "true".into()));
+        }
+    }
     for plan in &plans {
         plan.check_ports_free()?;
         plan.check_components()?;

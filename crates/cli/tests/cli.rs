@@ -251,6 +251,7 @@ async fn new_writes_skeletons_that_build_and_are_served_from_the_functions_file(
         ("hello-rust", "rust"),
         ("hello-c", "c"),
         ("hello-as", "assemblyscript"),
+        ("hello-js", "js"),
     ];
     for (name, lang) in languages {
         let said = output_of(
@@ -296,6 +297,9 @@ async fn new_writes_skeletons_that_build_and_are_served_from_the_functions_file(
         "functions.yaml",
         "--app-port",
         "0",
+        "--reload-interval",
+        "100ms",
+        "--watch",
     ]);
     let (mut running, url) = start_and_read_address(command);
     let client = reqwest::Client::new();
@@ -314,6 +318,37 @@ async fn new_writes_skeletons_that_build_and_are_served_from_the_functions_file(
             "{name}"
         );
     }
+    let greet = |name: &'static str| {
+        let request = client.post(format!("{url}/fn/{name}")).body("Dapr").send();
+        async move {
+            match request.await {
+                Ok(response) => response.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        }
+    };
+    // --watch: a saved source is rebuilt (the entry's `build`) and served.
+    let source = dir.path().join("hello-c/main.c");
+    let edited = std::fs::read_to_string(&source)
+        .unwrap()
+        .replace("Hello, %s!", "Howdy, %s!");
+    std::fs::write(&source, edited).unwrap();
+    test_support::wait_until(
+        "the edited C function answers",
+        std::time::Duration::from_secs(60),
+        || {
+            let answer = greet("hello-c");
+            async move { answer.await == "{\"greeting\":\"Howdy, Dapr!\"}\n" }
+        },
+    )
+    .await;
+    // A JavaScript function's script is read at each call: no build.
+    let script = dir.path().join("hello-js/index.js");
+    let edited = std::fs::read_to_string(&script)
+        .unwrap()
+        .replace("`Hello, ${name}!`", "`Hi, ${name}!`");
+    std::fs::write(&script, edited).unwrap();
+    assert_eq!(greet("hello-js").await, "{\"greeting\":\"Hi, Dapr!\"}\n");
     let status = running.terminate();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 }

@@ -214,6 +214,110 @@ async fn up_records_every_upload_in_the_events_app_even_without_a_broker() {
     assert!(list.contains("events"), "{list}");
 }
 
+/// A function in each example language (C, AssemblyScript, JavaScript)
+/// under `dapr-wasm up`, as deploy/examples.yaml runs them: invoked through
+/// the sidecar from the function app (deploy/functions/examples.yaml), and
+/// run by the sidecar itself as `bindings.wasm` components
+/// (deploy/examples/components).
+#[tokio::test(flavor = "multi_thread")]
+async fn up_serves_a_function_in_each_language_invoked_and_as_bindings() {
+    let dir = tempfile::tempdir().unwrap();
+    let [app, http, grpc] = [(); 3].map(|()| free_port());
+    let root = repo_path("").canonicalize().unwrap();
+    let run_file = dir.path().join("examples.yaml");
+    std::fs::write(
+        &run_file,
+        format!(
+            "version: 1\ncommon:\n  resourcesPath: {root}/deploy/examples/components\napps:\n\
+             - appID: functions-examples\n  appDirPath: {root}\n  appPort: {app}\n  daprHTTPPort: {http}\n  daprGRPCPort: {grpc}\n  \
+             command: [\"dapr-wasm\", \"functions\", \"--config\", \"deploy/functions/examples.yaml\"]\n",
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let up = Up::start_with(&run_file, tempfile::tempdir().unwrap(), &["--watch"]);
+    up.wait_for("apps and their sidecars are ready");
+    let client = reqwest::Client::new();
+    let sidecar = format!("http://127.0.0.1:{http}");
+    // `up --watch`: the function app rebuilds each function with a
+    // `build` section when its sources change.
+    let listing = test_support::get_json(format!(
+        "{sidecar}/v1.0/invoke/functions-examples/method/fn"
+    ))
+    .await;
+    assert_eq!(listing["watch"], true, "{listing}");
+    let wordcount = &listing["functions"][0];
+    assert_eq!(wordcount["name"], "wordcount");
+    assert_eq!(
+        wordcount["build"]["command"],
+        "bash ../../scripts/build-functions.sh"
+    );
+    let invoke = |method: &str, body: &'static str| {
+        client
+            .post(format!(
+                "{sidecar}/v1.0/invoke/functions-examples/method/fn/{method}"
+            ))
+            .body(body)
+            .send()
+    };
+    let bind = |name: &str, call: Value| {
+        client
+            .post(format!("{sidecar}/v1.0/bindings/{name}"))
+            .json(&call)
+            .send()
+    };
+    let json = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    };
+
+    let counts = json(invoke("wordcount", "to be or not to be").await.unwrap()).await;
+    assert_eq!(counts["words"], 6, "{counts}");
+    let rows = json(invoke("csv2json", "a,b\n1,2\n").await.unwrap()).await;
+    assert_eq!(rows, serde_json::json!([{"a": "1", "b": "2"}]));
+    let groups = json(
+        invoke(
+            "summarize",
+            r#"[{"city":"Porto","cups":1},{"city":"Porto","cups":2}]"#,
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        groups,
+        serde_json::json!([{"city": "Porto", "count": 2, "cups": 3}])
+    );
+
+    let execute = |data: Value, args: &str| serde_json::json!({"operation": "execute", "data": data, "metadata": {"args": args}});
+    let counts = json(
+        bind("wordcount", execute("to be or not to be".into(), "--top,1"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        counts["top"],
+        serde_json::json!([{"word": "be", "count": 2}])
+    );
+    // `data` arrives JSON-encoded: one line, so a header and no rows.
+    let rows = json(bind("csv2json", execute("a,b".into(), "")).await.unwrap()).await;
+    assert_eq!(rows, serde_json::json!([]));
+    let groups = json(
+        bind(
+            "summarize",
+            execute(
+                serde_json::json!([{"kind": "tea"}, {"kind": "tea"}]),
+                "kind",
+            ),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(groups, serde_json::json!([{"kind": "tea", "count": 2}]));
+}
+
 /// The UI in a real browser (Debian's Chromium via playwright-core; see
 /// crates/web-port/tests/browser/ui.mjs). Screenshots go to
 /// `<target dir>/ui-screenshots/`.

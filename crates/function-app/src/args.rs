@@ -87,6 +87,11 @@ pub struct FunctionsArgs {
     /// The functions file (YAML) declaring what this app serves.
     #[arg(long, short = 'c', value_name = "FILE", env = "DAPR_WASM_FUNCTIONS")]
     pub config: PathBuf,
+    /// Rebuild a function when its sources change (each entry's `build`:
+    /// command and watched files); the new wasm file then reloads live.
+    /// `dapr-wasm up --watch` sets it for every app.
+    #[arg(long, env = "DAPR_WASM_WATCH", value_parser = clap::builder::BoolishValueParser::new())]
+    pub watch: bool,
 
     /// Everything else.
     #[command(flatten)]
@@ -112,6 +117,9 @@ pub struct AppConfig {
     pub body_timeout: Duration,
     /// How often to look for changed files; `None` never reloads.
     pub reload_interval: Option<Duration>,
+    /// Whether functions are rebuilt when their sources change
+    /// ([`crate::rebuild`]; at the reload interval).
+    pub watch: bool,
     /// How many connections it serves at once.
     pub max_connections: service_kit::serve::ConnectionLimit,
 }
@@ -166,6 +174,7 @@ impl ServeArgs {
             defaults,
             body_timeout: self.body_timeout,
             reload_interval: (!self.reload_interval.is_zero()).then_some(self.reload_interval),
+            watch: false,
             max_connections: self.connections.validate()?,
         })
     }
@@ -174,7 +183,18 @@ impl ServeArgs {
 impl FunctionsArgs {
     /// Checks the flags and the functions file.
     pub fn validate(&self) -> Result<AppConfig, String> {
-        self.serve
-            .validate(Source::File(self.config.clone()), DEFAULT_FUNCTIONS_PORT)
+        let config = self
+            .serve
+            .validate(Source::File(self.config.clone()), DEFAULT_FUNCTIONS_PORT)?;
+        if self.watch && config.reload_interval.is_none() {
+            return Err(
+                "--watch rebuilds wasm files for live reload, which --reload-interval 0 turns off"
+                    .into(),
+            );
+        }
+        Ok(AppConfig {
+            watch: self.watch,
+            ..config
+        })
     }
 }

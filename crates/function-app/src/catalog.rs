@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -130,6 +131,11 @@ pub struct Catalog {
     config_error: Mutex<Option<String>>,
     /// Per function: the wasm file that failed to load, and why.
     load_errors: Mutex<HashMap<String, (Option<FileStamp>, String)>>,
+    /// Per function: why its last rebuild from sources failed
+    /// ([`crate::rebuild`]).
+    build_errors: Mutex<HashMap<String, String>>,
+    /// Whether functions are rebuilt when their sources change.
+    watching: AtomicBool,
 }
 
 impl Catalog {
@@ -153,6 +159,8 @@ impl Catalog {
             config_stamp: Mutex::new(config_stamp),
             config_error: Mutex::new(None),
             load_errors: Mutex::new(HashMap::new()),
+            build_errors: Mutex::new(HashMap::new()),
+            watching: AtomicBool::new(false),
         };
         let configs = catalog.read_source()?;
         let table = catalog.load_table(configs)?;
@@ -175,6 +183,8 @@ impl Catalog {
             config_stamp: Mutex::new(None),
             config_error: Mutex::new(None),
             load_errors: Mutex::new(HashMap::new()),
+            build_errors: Mutex::new(HashMap::new()),
+            watching: AtomicBool::new(false),
         }
     }
 
@@ -399,12 +409,33 @@ impl Catalog {
             .remove(name);
     }
 
+    /// Marks the functions as rebuilt from their sources
+    /// ([`crate::rebuild::watch_sources`]); `GET /fn` says so.
+    pub fn set_watching(&self) {
+        self.watching.store(true, Ordering::Relaxed);
+    }
+
+    /// Records how the last rebuild of `name` from its sources ended:
+    /// `None` when it succeeded.
+    pub fn set_build_error(&self, name: &str, error: Option<String>) {
+        let mut errors = self.build_errors.lock().unwrap_or_else(|p| p.into_inner());
+        match error {
+            Some(error) => errors.insert(name.to_string(), error),
+            None => errors.remove(name),
+        };
+    }
+
     /// `GET /fn`: every function with its routes, version, load time,
-    /// limits and models, and any reload that failed.
+    /// limits and models, and any reload or rebuild that failed.
     pub fn listing(&self) -> Value {
         let table = self.current();
         let errors = self
             .load_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let build_errors = self
+            .build_errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
@@ -429,6 +460,11 @@ impl Catalog {
                         "maxOutputBytes": limits.max_output_bytes,
                     },
                     "reloadError": errors.get(&config.name).map(|(_, e)| e),
+                    "build": config.build.as_ref().map(|build| json!({
+                        "command": build.command,
+                        "watch": build.watch.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                    })),
+                    "buildError": build_errors.get(&config.name),
                 })
             })
             .collect();
@@ -438,6 +474,7 @@ impl Catalog {
                 Source::Fixed(_) => None,
             },
             "configError": *self.config_error.lock().unwrap_or_else(|p| p.into_inner()),
+            "watch": self.watching.load(Ordering::Relaxed),
             "functions": functions,
         })
     }

@@ -17,6 +17,9 @@
 //!       default: {status: 422, errorCode: ERR_FUNCTION_REJECTED}
 //!     refuseEmptyInput: false         # true: 400 ERR_EMPTY_BODY, no call
 //!     strictSandbox: false            # true: deterministic clocks and random
+//!     build:                          # for `--watch` (see crate::rebuild)
+//!       command: bash build.sh        # run by sh in this file's folder
+//!       watch: [src, Cargo.toml]      # files or folders it depends on
 //! ```
 //!
 //! [`FunctionsFile::parse`] checks the whole file (unknown fields, paths,
@@ -61,6 +64,19 @@ pub struct FunctionConfig {
     pub refuse_empty_input: bool,
     /// Deterministic clocks and random numbers (Dapr's `strictSandbox`).
     pub strict_sandbox: bool,
+    /// How to rebuild the wasm file from its sources, for `--watch`.
+    pub build: Option<BuildSpec>,
+}
+
+/// How a function's wasm file is rebuilt when its sources change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// A shell command (run by `sh -c`).
+    pub command: String,
+    /// Where it runs: the functions file's folder.
+    pub dir: PathBuf,
+    /// The files and folders whose change triggers it.
+    pub watch: Vec<PathBuf>,
 }
 
 /// What a non-zero exit code becomes: a status and an `errorCode`.
@@ -132,6 +148,14 @@ struct RawFunction {
     refuse_empty_input: bool,
     #[serde(default)]
     strict_sandbox: bool,
+    build: Option<RawBuild>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    command: String,
+    watch: Vec<PathBuf>,
 }
 
 /// A function's limits as written: sizes (`64Mi`) and a duration (`2s`),
@@ -293,21 +317,13 @@ fn check_function(
             ));
         }
     }
-    let mut dirs = Vec::new();
-    for dir in raw.dirs {
-        let host = base.join(&dir.host);
-        if !host.is_dir() {
-            return Err(format!("dirs: {} is not a directory", host.display()));
-        }
-        if !dir.guest.starts_with('/') {
-            return Err(format!("dirs: guest path `{}` must be absolute", dir.guest));
-        }
-        dirs.push(ReadOnlyDir {
-            host,
-            guest: dir.guest,
-        });
-    }
+    let dirs = raw
+        .dirs
+        .into_iter()
+        .map(|dir| check_dir(base.join(&dir.host), dir.guest))
+        .collect::<Result<Vec<_>, _>>()?;
     let exit_codes = check_exit_codes(raw.exit_codes)?;
+    let build = raw.build.map(|raw| check_build(raw, base)).transpose()?;
     Ok(FunctionConfig {
         name: raw.name,
         wasm,
@@ -320,7 +336,52 @@ fn check_function(
         exit_codes,
         refuse_empty_input: raw.refuse_empty_input,
         strict_sandbox: raw.strict_sandbox,
+        build,
     })
+}
+
+fn check_build(raw: RawBuild, base: &Path) -> Result<BuildSpec, String> {
+    if raw.command.trim().is_empty() {
+        return Err("build.command: empty; give the command that builds the wasm file".into());
+    }
+    if raw.watch.is_empty() {
+        return Err("build.watch: empty; list the files or folders the build reads".into());
+    }
+    let watch = raw
+        .watch
+        .iter()
+        .map(|path| {
+            let path = base.join(path);
+            if path.exists() {
+                Ok(path)
+            } else {
+                Err(format!("build.watch: {} does not exist", path.display()))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // The folder of `functions.yaml` given as a bare name is "".
+    let dir = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base.to_path_buf()
+    };
+    Ok(BuildSpec {
+        command: raw.command,
+        dir,
+        watch,
+    })
+}
+
+/// Checks a read-only directory: the host side must be a directory, the
+/// guest side an absolute path. Errors name the field (`dirs: ...`).
+pub fn check_dir(host: PathBuf, guest: String) -> Result<ReadOnlyDir, String> {
+    if !host.is_dir() {
+        return Err(format!("dirs: {} is not a directory", host.display()));
+    }
+    if !guest.starts_with('/') {
+        return Err(format!("dirs: guest path `{guest}` must be absolute"));
+    }
+    Ok(ReadOnlyDir { host, guest })
 }
 
 /// Checks `raw` into limits, each one not given taken from `defaults`; the

@@ -83,6 +83,7 @@ pub fn image_function(
         exit_codes: image_exit_codes(),
         refuse_empty_input: true,
         strict_sandbox: false,
+        build: None,
     }
 }
 

@@ -28,6 +28,7 @@
 //! - [`config`]: the functions file.
 //! - [`image_api`]: the `image-api` shorthand.
 //! - [`catalog`]: the loaded functions and their live reload.
+//! - [`rebuild`]: rebuilding functions from their sources (`--watch`).
 //! - [`routes`]: the router and its handlers.
 //! - [`error`]: the one table of status codes and `errorCode`s.
 //! - [`serve`] and [`run`]: the server loop, testable on any listener.
@@ -37,6 +38,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod image_api;
+pub mod rebuild;
 pub mod routes;
 
 use std::future::Future;
@@ -136,11 +138,18 @@ pub async fn serve_catalog(
     let _watch = config
         .reload_interval
         .map(|interval| AbortOnDrop(catalog.watch(interval)));
+    let _rebuild = match config.reload_interval {
+        Some(interval) if config.watch => Some(AbortOnDrop(rebuild::watch_sources(
+            catalog.clone(),
+            interval,
+        ))),
+        _ => None,
+    };
     let app = routes::app(catalog, config.body_timeout);
     serve(listener, app, config.max_connections, shutdown).await;
 }
 
-/// Stops the reload task when the server stops.
+/// Stops the reload (and rebuild) task when the server stops.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {

@@ -29,7 +29,12 @@ struct Cli {
 
 /// The flags `dapr-wasm functions` would get, checked as it checks them.
 fn validate(file: &Path) -> Result<AppConfig, String> {
-    Cli::parse_from([
+    validate_with(file, &[])
+}
+
+/// [`validate`] with more flags.
+fn validate_with(file: &Path, more: &[&str]) -> Result<AppConfig, String> {
+    let mut flags = vec![
         "functions",
         "--config",
         file.to_str().unwrap(),
@@ -38,9 +43,9 @@ fn validate(file: &Path) -> Result<AppConfig, String> {
         "20ms",
         "--max-memory",
         "128Mi",
-    ])
-    .functions
-    .validate()
+    ];
+    flags.extend_from_slice(more);
+    Cli::parse_from(flags).functions.validate()
 }
 
 /// A running app and the folder its functions file is in.
@@ -56,13 +61,19 @@ impl App {
     /// Writes `yaml` as `functions.yaml` in a new folder (where `files`
     /// are copied first: (name in the folder, built guest)) and serves it.
     async fn start(files: &[(&str, &str)], yaml: &str) -> App {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, guest) in files {
-            std::fs::copy(test_support::wasm_path(guest), dir.path().join(name)).unwrap();
-        }
+        Self::start_with(files, yaml, &[]).await
+    }
+
+    /// [`App::start`] with more flags.
+    async fn start_with(files: &[(&str, &str)], yaml: &str, flags: &[&str]) -> App {
+        Self::serve_dir(with_guests(files), yaml, flags).await
+    }
+
+    /// Writes `yaml` as `functions.yaml` in `dir` and serves it.
+    async fn serve_dir(dir: tempfile::TempDir, yaml: &str, flags: &[&str]) -> App {
         let file = dir.path().join("functions.yaml");
         std::fs::write(&file, yaml).unwrap();
-        let config = validate(&file).expect("a valid functions file");
+        let config = validate_with(&file, flags).expect("a valid functions file");
         let catalog = function_app::load_catalog(&config).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -123,6 +134,15 @@ impl App {
         std::fs::write(&temporary, bytes).unwrap();
         std::fs::rename(&temporary, self.path(name)).unwrap();
     }
+}
+
+/// A new folder with `files` in it: (name in the folder, built guest).
+fn with_guests(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, guest) in files {
+        std::fs::copy(test_support::wasm_path(guest), dir.path().join(name)).unwrap();
+    }
+    dir
 }
 
 /// The version `GET /fn` shows for a wasm file with these bytes.
@@ -249,20 +269,37 @@ functions:
     );
     assert_eq!(wordcount["args"], serde_json::json!(["--top", "2"]));
     assert!(wordcount["reloadError"].is_null());
+    assert!(wordcount["build"].is_null());
+    assert_eq!(listing["watch"], false, "--watch was not given");
     assert_eq!(listing["functions"].as_array().unwrap().len(), 3);
 }
 
 /// The example functions in other languages, served by configuration
-/// only: C (clang) and AssemblyScript (asc with the WASI shim).
+/// only: C (clang), AssemblyScript (asc with the WASI shim) and
+/// JavaScript (a script the QuickJS function finds in its read-only
+/// directory).
 #[tokio::test]
-async fn functions_in_c_and_assemblyscript_are_served_from_the_file() {
+async fn functions_in_c_assemblyscript_and_javascript_are_served_from_the_file() {
+    let scripts = test_support::repo_path("functions/summarize-js");
     let app = App::start(
         &[
             ("wordcount.wasm", "wordcount-c"),
             ("csv2json.wasm", "csv2json-as"),
+            ("quickjs.wasm", "quickjs"),
         ],
-        r#"
+        &format!(
+            r#"
 functions:
+  - name: summarize
+    wasm: quickjs.wasm
+    args: [city, cups]
+    contentType: application/json
+    dirs: [{{host: {scripts}, guest: /app}}]
+    exitCodes:
+      1: {{status: 500, errorCode: ERR_SCRIPT}}
+      2: {{status: 400, errorCode: ERR_BAD_RECORDS}}
+  - name: no-script
+    wasm: quickjs.wasm
   - name: wordcount
     wasm: wordcount.wasm
     contentType: application/json
@@ -270,8 +307,10 @@ functions:
     wasm: csv2json.wasm
     contentType: application/json
     exitCodes:
-      1: {status: 400, errorCode: ERR_BAD_CSV}
+      1: {{status: 400, errorCode: ERR_BAD_CSV}}
 "#,
+            scripts = scripts.display()
+        ),
     )
     .await;
     let counts: Value = app
@@ -303,6 +342,57 @@ functions:
     );
     let response = app.post("/fn/csv2json", "").await;
     assert_eq!(response.text().await.unwrap(), "[]\n");
+
+    let response = app
+        .post(
+            "/fn/summarize",
+            r#"[{"city":"Porto","cups":1},{"city":"Lisbon","cups":2},{"city":"Lisbon","cups":3.5}]"#,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let groups: Value = response.json().await.unwrap();
+    assert_eq!(
+        groups,
+        serde_json::json!([
+            {"city": "Lisbon", "count": 2, "cups": 5.5},
+            {"city": "Porto", "count": 1, "cups": 1}
+        ])
+    );
+    // The script throws: exit code 2, its message is the answer's.
+    let message = assert_error(
+        app.post("/fn/summarize", r#"[{"town":"Faro"}]"#).await,
+        StatusCode::BAD_REQUEST,
+        "ERR_BAD_RECORDS",
+    )
+    .await;
+    assert_eq!(
+        message,
+        r#"function `summarize` exited with code 2: record 0 has no field "city""#
+    );
+    let message = assert_error(
+        app.post("/fn/summarize", "not json").await,
+        StatusCode::BAD_REQUEST,
+        "ERR_BAD_RECORDS",
+    )
+    .await;
+    assert!(
+        message.starts_with("function `summarize` exited with code 2: the input is not JSON"),
+        "{message}"
+    );
+    // Without its directory the function cannot find a script: exit code 1.
+    let message = assert_error(
+        app.post("/fn/no-script", "[]").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "ERR_FUNCTION_REJECTED",
+    )
+    .await;
+    assert!(
+        message.starts_with(
+            "function `no-script` exited with code 1: cannot read the script /app/index.js"
+        ),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -468,6 +558,11 @@ fn bad_files_are_refused_before_anything_is_bound_naming_file_function_and_field
             &["name: `a/b` must be"],
         ),
         ("no functions", "functions: []\n", &["`functions` is empty"]),
+        (
+            "a build watching nothing there",
+            "functions:\n  - name: a\n    wasm: echo.wasm\n    build: {command: make, watch: [src]}\n",
+            &["function `a`: build.watch: ", "src does not exist"],
+        ),
     ];
     for (what, yaml, expected) in cases {
         std::fs::write(&file, yaml).unwrap();
@@ -530,6 +625,82 @@ async fn a_replaced_wasm_file_is_served_and_a_broken_one_changes_nothing() {
     app.wait_for_listing("the echo version", |l| {
         function(l, "f")["version"] == version_of(&echo)
             && function(l, "f")["reloadError"].is_null()
+    })
+    .await;
+    assert_eq!(
+        app.post("/fn/f", SENTENCE).await.text().await.unwrap(),
+        SENTENCE
+    );
+}
+
+/// `--watch`: a function whose watched sources change is rebuilt by its
+/// `build` command, and the new wasm file served; a build that fails
+/// leaves the old version serving and says why in `GET /fn`.
+#[tokio::test]
+async fn watch_rebuilds_a_function_when_its_sources_change() {
+    // The "source" names which built guest the "build" copies into place.
+    let dir = with_guests(&[
+        ("echo.wasm", "echo"),
+        ("wordcount.wasm", "wordcount-c"),
+        ("f.wasm", "echo"),
+    ]);
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/which"), "echo").unwrap();
+    let app = App::serve_dir(
+        dir,
+        r#"
+functions:
+  - name: f
+    wasm: f.wasm
+    build:
+      command: 'cp "$(cat src/which).wasm" f.wasm.new && mv f.wasm.new f.wasm'
+      watch: [src]
+"#,
+        &["--watch"],
+    )
+    .await;
+    assert_eq!(
+        app.post("/fn/f", SENTENCE).await.text().await.unwrap(),
+        SENTENCE
+    );
+
+    let wordcount = std::fs::read(test_support::wasm_path("wordcount-c")).unwrap();
+    std::fs::write(app.path("src/which"), "wordcount").unwrap();
+    let listing = app
+        .wait_for_listing("the rebuilt version", |l| {
+            function(l, "f")["version"] == version_of(&wordcount)
+        })
+        .await;
+    assert!(function(&listing, "f")["buildError"].is_null(), "{listing}");
+    assert_eq!(listing["watch"], true);
+    assert_eq!(
+        function(&listing, "f")["build"]["watch"][0],
+        app.path("src").display().to_string()
+    );
+    let counts: Value = app.post("/fn/f", SENTENCE).await.json().await.unwrap();
+    assert_eq!(counts["words"], 7);
+
+    // A build that fails: the old version serves, GET /fn says why.
+    std::fs::write(app.path("src/which"), "missing").unwrap();
+    let listing = app
+        .wait_for_listing("the build error", |l| {
+            function(l, "f")["buildError"].is_string()
+        })
+        .await;
+    let error = function(&listing, "f")["buildError"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("failed (exit status: 1)"), "{error}");
+    assert!(error.contains("missing.wasm"), "{error}");
+    let counts: Value = app.post("/fn/f", SENTENCE).await.json().await.unwrap();
+    assert_eq!(counts["words"], 7);
+
+    // Fixed: rebuilt, served, and the error is gone.
+    std::fs::write(app.path("src/which"), "echo").unwrap();
+    let echo = std::fs::read(test_support::wasm_path("echo")).unwrap();
+    app.wait_for_listing("the echo version", |l| {
+        function(l, "f")["version"] == version_of(&echo) && function(l, "f")["buildError"].is_null()
     })
     .await;
     assert_eq!(

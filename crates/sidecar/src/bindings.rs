@@ -25,7 +25,10 @@
 //! disk, WASI-NN models can be named (`models`: `efficientnet-lite0,...`),
 //! and a wasm file replaced on disk is loaded live ([`Catalog::watch`]).
 //! `strictSandbox: "true"` gives the guest deterministic clocks and random
-//! numbers ([`function_host::Function::with_strict_sandbox`]).
+//! numbers ([`function_host::Function::with_strict_sandbox`]). Beyond
+//! Dapr's metadata, `dirs: "HOST:GUEST,..."` gives the guest read-only
+//! directories (HOST relative to the working directory, as `file://`
+//! URLs are), e.g. the script a JavaScript function runs.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -38,7 +41,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use function_app::Catalog;
 use function_app::catalog::Source;
-use function_app::config::{Defaults, ExitCodes, FunctionConfig, LimitsSpec, check_limits};
+use function_app::config::{
+    Defaults, ExitCodes, FunctionConfig, LimitsSpec, check_dir, check_limits,
+};
 use function_app::error::ApiError;
 use function_host::nn::{Backend, NnArgs, NnConfig};
 use function_host::{CallLimits, FunctionHost, HostConfig};
@@ -211,6 +216,23 @@ pub fn function_config(
             defaults.models.join(", ")
         ));
     }
+    let dirs = properties
+        .get("dirs")
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|dir| !dir.is_empty())
+                .map(|dir| match dir.split_once(':') {
+                    Some((host, guest)) => check_dir(PathBuf::from(host), guest.to_string()),
+                    None => Err(format!(
+                        "dirs: `{dir}` must be HOST:GUEST (e.g. ./scripts:/app)"
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(|e| format!("metadata {e}"))?
+        .unwrap_or_default();
     Ok(FunctionConfig {
         routes: vec![format!("/fn/{name}")],
         name,
@@ -219,10 +241,11 @@ pub fn function_config(
         content_type: None,
         limits,
         models,
-        dirs: Vec::new(),
+        dirs,
         exit_codes: ExitCodes::default(),
         refuse_empty_input: false,
         strict_sandbox,
+        build: None,
     })
 }
 

@@ -193,9 +193,15 @@ impl Drop for Up {
 
 impl Up {
     pub fn start(run_file: &Path, data: tempfile::TempDir) -> Up {
+        Up::start_with(run_file, data, &[])
+    }
+
+    /// [`Up::start`] with more flags for `up`.
+    pub fn start_with(run_file: &Path, data: tempfile::TempDir, flags: &[&str]) -> Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dapr-wasm"))
             .args(["up", "-f"])
             .arg(run_file)
+            .args(flags)
             .env("DAPR_WASM_DATA_DIR", data.path())
             // The models `scripts/test.sh` fetched, not a fresh download.
             .env("DAPR_WASM_MODELS_DIR", local_dirs::models_dir().unwrap())

@@ -36,11 +36,26 @@ fn copy_guest(dir: &Path, guest: &str, name: &str) -> std::path::PathBuf {
 }
 
 /// A sidecar with the bindings `wordcount` (C), `csv2json`
-/// (AssemblyScript), `echo`, `slow` (200 ms), `strict` and `loose` (the
-/// entropy guest with and without `strictSandbox`).
+/// (AssemblyScript), `summarize` (JavaScript: the QuickJS function with
+/// `data/scripts`, a copy of functions/summarize-js, as its /app), `echo`,
+/// `slow` (200 ms), `strict` and `loose` (the entropy guest with and
+/// without `strictSandbox`).
 async fn sidecar_with_bindings(resources: &TestResources) -> RunningSidecar {
     let data = resources.data.path();
+    let scripts = data.join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    std::fs::copy(
+        test_support::repo_path("functions/summarize-js/index.js"),
+        scripts.join("index.js"),
+    )
+    .unwrap();
+    let scripts_dir = format!("{}:/app", scripts.display());
     let components = [
+        binding_yaml(
+            "summarize",
+            &copy_guest(data, "quickjs", "quickjs.wasm"),
+            &[("dirs", &scripts_dir)],
+        ),
         binding_yaml(
             "wordcount",
             &copy_guest(data, "wordcount-c", "wordcount.wasm"),
@@ -143,10 +158,33 @@ async fn execute_runs_the_function_as_daprd_does_stdin_json_data_and_argv_args()
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "[]\n");
 
+    // A JavaScript function: the script from the component's `dirs`, the
+    // JSON `data` its input, `args` its arguments.
+    let response = invoke(
+        &sidecar,
+        "summarize",
+        json!({"operation": "execute", "data": [{"kind": "tea"}, {"kind": "coffee"}, {"kind": "tea"}], "metadata": {"args": "kind"}}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let groups: Value = response.json().await.unwrap();
+    assert_eq!(
+        groups,
+        json!([{"kind": "tea", "count": 2}, {"kind": "coffee", "count": 1}])
+    );
+
     // The metadata API lists the bindings.
     let metadata = get_json(sidecar.url("/v1.0/metadata")).await;
     let components = metadata["components"].as_array().unwrap();
-    for name in ["wordcount", "echo", "slow", "strict", "loose"] {
+    for name in [
+        "wordcount",
+        "csv2json",
+        "summarize",
+        "echo",
+        "slow",
+        "strict",
+        "loose",
+    ] {
         assert!(
             components
                 .iter()
@@ -338,6 +376,47 @@ async fn a_wasm_file_replaced_on_disk_is_served_without_a_restart() {
     sidecar.stop().await;
 }
 
+/// A JavaScript function reads its script at each call: a changed script
+/// answers the next call, and a broken one is an error naming the file
+/// and line, not a broken binding.
+#[tokio::test]
+async fn a_changed_script_answers_the_next_call() {
+    let resources = TestResources::new();
+    let sidecar = sidecar_with_bindings(&resources).await;
+    let script = resources.data.path().join("scripts/index.js");
+    let call = || {
+        invoke(
+            &sidecar,
+            "summarize",
+            json!({"operation": "execute", "data": "hi"}),
+        )
+    };
+    std::fs::write(&script, "function handle(input) { return `v2 ${input}`; }").unwrap();
+    let response = call().await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "v2 \"hi\"");
+
+    std::fs::write(&script, "function handle(input) {\n  return input +;\n}").unwrap();
+    let message = assert_dapr_error(call().await, 422, "ERR_FUNCTION_REJECTED").await;
+    assert!(
+        message.contains("function `summarize` exited with code 1: /app/index.js: SyntaxError: "),
+        "{message}"
+    );
+    assert!(message.contains("(at /app/index.js:2:"), "{message}");
+
+    std::fs::write(
+        &script,
+        "function handle() { throw new Error('no, thanks'); }",
+    )
+    .unwrap();
+    let message = assert_dapr_error(call().await, 422, "ERR_FUNCTION_REJECTED").await;
+    assert!(
+        message.ends_with("function `summarize` exited with code 2: no, thanks"),
+        "{message}"
+    );
+    sidecar.stop().await;
+}
+
 #[tokio::test]
 async fn a_bad_component_stops_the_sidecar_at_start_naming_it() {
     let resources = TestResources::new();
@@ -370,6 +449,25 @@ async fn a_bad_component_stops_the_sidecar_at_start_naming_it() {
     let error = format!("{error:#}");
     assert!(
         error.contains("binding `ghost`: metadata memory: "),
+        "{error}"
+    );
+
+    std::fs::write(
+        resources.resources.path().join("bindings.yaml"),
+        binding_yaml(
+            "ghost",
+            &resources.data.path().join("echo.wasm"),
+            &[("dirs", "/nowhere/at/all:/app")],
+        ),
+    )
+    .unwrap();
+    let error = sidecar::Sidecar::new(resources.config("binder", None))
+        .await
+        .err()
+        .expect("a missing directory is refused");
+    let error = format!("{error:#}");
+    assert!(
+        error.contains("binding `ghost`: metadata dirs: /nowhere/at/all is not a directory"),
         "{error}"
     );
 }
