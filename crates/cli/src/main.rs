@@ -94,6 +94,26 @@ fn fetch_models(dir: Option<std::path::PathBuf>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where the logs go: stderr, but a line that cannot be written is
+/// dropped. When the reader of a piped stderr is gone (`dapr-wasm up`
+/// killed, its apps told to stop), tracing-subscriber would report the
+/// failed write with `eprintln!`, which panics on the same closed pipe:
+/// the panic killed the task that was shutting the service down, and the
+/// process never exited.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|err| {
@@ -105,7 +125,7 @@ fn main() -> ExitCode {
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 

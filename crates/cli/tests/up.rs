@@ -316,6 +316,26 @@ async fn up_serves_a_function_in_each_language_invoked_and_as_bindings() {
     )
     .await;
     assert_eq!(groups, serde_json::json!([{"kind": "tea", "count": 2}]));
+
+    // `up` killed outright: its apps and sidecars are told to stop (their
+    // parent-death signal) and do, though the pipe their logs went to is
+    // gone with it.
+    let pids: Vec<u64> = up
+        .records()
+        .iter()
+        .flat_map(|r| {
+            [
+                r["app_pid"].as_u64().unwrap(),
+                r["sidecar_pid"].as_u64().unwrap(),
+            ]
+        })
+        .collect();
+    assert_eq!(pids.len(), 2);
+    let mut up = up;
+    up.child.kill().unwrap();
+    up.child.wait().unwrap();
+    let left = wait_gone(&pids, Duration::from_secs(10));
+    assert!(left.is_empty(), "processes left behind: {left:?}");
 }
 
 /// The UI in a real browser (Debian's Chromium via playwright-core; see
