@@ -59,7 +59,15 @@ target_dir_of_workspace() {
 # build/functions/, where the services and tests look for them.
 build_functions() {
     step "Building wasm functions (functions/ -> build/functions/)"
-    (cd "$REPO_ROOT/functions" && cargo build --release --locked)
+    # With clang for wasm32-wasi, one cargo build makes every function,
+    # the JavaScript engine (functions/quickjs: QuickJS's C, compiled while
+    # the Rust functions are) included; without it, all but that engine.
+    if have_js_engine_toolchain; then
+        with_wasi_cc cargo build --release --locked --workspace
+    else
+        echo "    (not building quickjs, the JavaScript engine: no clang and llvm-ar for wasm32-wasi; apt-get install clang lld llvm wasi-libc libclang-rt-dev-wasm32)" >&2
+        (cd "$REPO_ROOT/functions" && cargo build --release --locked)
+    fi
     local target_dir
     target_dir="$(cd "$REPO_ROOT/functions" && target_dir_of_workspace)"
     mkdir -p "$FUNCTIONS_OUT"
@@ -69,7 +77,6 @@ build_functions() {
     done
     build_c_functions
     build_assemblyscript_functions
-    build_js_functions
     ls -1 "$FUNCTIONS_OUT" | sed 's/^/    /' >&2
 }
 
@@ -98,17 +105,13 @@ with_wasi_cc() {
         AR_wasm32_wasip1=llvm-ar CFLAGS_wasm32_wasip1="--target=wasm32-wasi --sysroot=/usr" "$@")
 }
 
-# Builds the JavaScript engine function (functions/quickjs, QuickJS through
-# rquickjs) into build/functions/quickjs.wasm. The JavaScript functions
-# (functions/*-js/index.js) are scripts it runs; they need no build. Left
-# out with a note without clang, as the C functions are.
-build_js_functions() {
-    if ! have_wasi_clang || ! command -v llvm-ar >/dev/null; then
-        echo "    (not building quickjs, the JavaScript engine: no clang and llvm-ar for wasm32-wasi; apt-get install clang lld llvm wasi-libc libclang-rt-dev-wasm32)" >&2
-        return 0
-    fi
-    with_wasi_cc cargo build --release --locked -p quickjs-function
-    cp -f "$(cd "$REPO_ROOT/functions" && target_dir_of_workspace)/wasm32-wasip1/release/quickjs.wasm" "$FUNCTIONS_OUT/"
+# Whether the JavaScript engine (functions/quickjs: QuickJS, C, through
+# rquickjs) can be built: clang for wasm32-wasi and llvm-ar. It is a member
+# of the functions workspace but not a default member, so a plain `cargo
+# build` there works without them. The JavaScript functions
+# (functions/*-js/index.js) are scripts it runs; they need no build.
+have_js_engine_toolchain() {
+    have_wasi_clang && command -v llvm-ar >/dev/null
 }
 
 # Builds each AssemblyScript function (functions/*-as, with its pinned

@@ -33,8 +33,9 @@ cargo fmt --all --check
 cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
 
 step "cargo clippy -D warnings (the guest functions)"
-(cd functions && cargo clippy --release --locked -- -D warnings)
-with_wasi_cc cargo clippy --release --locked -p quickjs-function -- -D warnings
+# (All of them, the JavaScript engine too: ensure_wasi_clang gave the C
+# toolchain it needs, as build_functions used it.)
+with_wasi_cc cargo clippy --release --locked --workspace -- -D warnings
 
 step "Guest function tests (on the host)"
 (cd functions && cargo test --locked --target "$(rustc -vV | sed -n 's/^host: //p')")
@@ -46,15 +47,16 @@ step "Guest function tests (on the host)"
 # would, and the dependencies are built once instead of checked, then
 # built. (Building the binary on its own would resolve other features and
 # build twice.)
-# CI builds from nothing: incremental compilation would only add the cost
-# of writing its caches (developers keep it).
-[[ -n ${CI:-} ]] && export CARGO_INCREMENTAL=0
 step "Building the workspace's tests, benches and examples, linted by clippy (-D warnings)"
 RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)" \
     || die "clippy-driver not found: rustup component add clippy"
 export RUSTC_WORKSPACE_WRAPPER
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
-cargo test --workspace --all-targets --locked --no-run
+# Exactly the targets `cargo nextest run` builds (so that it finds them built:
+# with --all-targets, examples are built in test mode and nextest would
+# build them again), then the benches.
+cargo test --workspace --locked --no-run
+cargo test --workspace --locked --no-run --benches
 fetch_models "$(target_dir_of_workspace)/debug/dapr-wasm"
 
 # Tests that need a service or tool from outside the repository (Redis,

@@ -229,6 +229,124 @@ async fn sidecar_reads_dapr_env_vars_serves_and_deregisters_on_sigterm() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// Serves `body` to every request over TLS with the test certificate
+/// (tests/tls) on a loopback port; returns the port.
+async fn serve_over_tls(body: Vec<u8>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let tls = repo_path("crates/cli/tests/tls");
+    let certs = CertificateDer::pem_file_iter(tls.join("cert.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(tls.join("key.pem")).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            tokio::spawn(async move {
+                // A client that does not trust the certificate hangs up here.
+                let Ok(mut stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let status = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(status.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// A `bindings.wasm` component with an `https://` URL: fetched at start-up
+/// from a server the system's trust store (here `SSL_CERT_FILE`, as a
+/// private CA is given) vouches for, and refused, naming the binding and
+/// the reason, when nothing vouches for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_fetches_an_https_binding_url_checking_the_certificate() {
+    let port = serve_over_tls(std::fs::read(wasm_path("echo")).unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let resources = dir.path().join("components");
+    std::fs::create_dir(&resources).unwrap();
+    let url = format!("https://localhost:{port}/echo.wasm");
+    std::fs::write(
+        resources.join("echo.yaml"),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: remote-echo\nspec:\n  type: bindings.wasm\n  version: v1\n  metadata:\n  - name: url\n    value: \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+    let sidecar = |ca: &str| {
+        let mut command = dapr_wasm();
+        command
+            .arg("sidecar")
+            .arg("--resources-path")
+            .arg(&resources)
+            .env("APP_ID", "https-binding")
+            .env("DAPR_HTTP_PORT", "0")
+            .env("DAPR_GRPC_PORT", "0")
+            .env("DAPR_WASM_DATA_DIR", dir.path().join(format!("data-{ca}")))
+            .env_remove("SSL_CERT_DIR");
+        match ca {
+            "untrusted" => command.env("SSL_CERT_FILE", repo_path("crates/cli/tests/tls/cert.pem")),
+            _ => command.env("SSL_CERT_FILE", repo_path("crates/cli/tests/tls/ca.pem")),
+        };
+        command
+    };
+
+    // Trusting only the server's own (non-CA) certificate vouches for nothing.
+    let mut untrusted = sidecar("untrusted");
+    let refused = tokio::task::spawn_blocking(move || untrusted.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("binding `remote-echo`: cannot fetch {url}"))
+            && stderr.contains("certificate"),
+        "{stderr}"
+    );
+
+    let trusted = sidecar("trusted");
+    let (mut running, sidecar_url) =
+        tokio::task::spawn_blocking(move || start_and_read_address(trusted))
+            .await
+            .unwrap();
+    let answer = reqwest::Client::new()
+        .post(format!("{sidecar_url}/v1.0/bindings/remote-echo"))
+        .json(&serde_json::json!({"operation": "execute", "data": "over tls"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "\"over tls\"");
+    assert!(running.terminate().success());
+}
+
 /// Runs `command` and returns its stdout; fails the test with its stderr.
 fn output_of(command: &mut Command) -> String {
     let output = command.output().expect("the command runs");

@@ -3,9 +3,10 @@
 //!
 //! A component of `type: bindings.wasm` names a WASI command by `url`:
 //! `file://` relative to the working directory (or absolute), or
-//! `http://`, fetched at start-up into the data directory
+//! `http://` or `https://`, fetched at start-up into the data directory
 //! ([`fetch_remote`]; the copy there is used when the server cannot be
-//! reached). Its calls:
+//! reached; `https://` servers are checked against the system's trust
+//! store, or the `SSL_CERT_FILE` / `SSL_CERT_DIR` it names). Its calls:
 //!
 //! - `POST /v1.0/bindings/{name}` with `{"operation": "execute", "data":
 //!   ..., "metadata": {"args": "a,b"}}`, or gRPC `InvokeBinding`;
@@ -47,6 +48,8 @@ use function_app::config::{
 use function_app::error::ApiError;
 use function_host::nn::{Backend, NnArgs, NnConfig};
 use function_host::{CallLimits, FunctionHost, HostConfig};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::Sidecar;
 use crate::components::Component;
@@ -98,7 +101,49 @@ fn cached_copy(cache_dir: &std::path::Path, url: &str) -> PathBuf {
     cache_dir.join(format!("{}.wasm", hex::encode(&digest[..8])))
 }
 
-/// Fetches the wasm file of each `http://` binding in `components` into
+/// The HTTP client that fetches wasm files.
+enum WasmFetcher {
+    Http(hyper_util::client::legacy::Client<HttpConnector, Body>),
+    /// `https://` too, trusting the system's roots (rustls-native-certs:
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` override the platform's store);
+    /// loaded only when a URL needs them.
+    Https(hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Body>),
+}
+
+impl WasmFetcher {
+    fn new(https: bool) -> Result<WasmFetcher, String> {
+        let builder =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
+        if !https {
+            return Ok(WasmFetcher::Http(builder.build_http()));
+        }
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| format!("cannot load the system's trusted certificates: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(WasmFetcher::Https(builder.build(connector)))
+    }
+
+    async fn get(
+        &self,
+        uri: axum::http::Uri,
+    ) -> Result<axum::http::Response<hyper::body::Incoming>, String> {
+        let response = match self {
+            WasmFetcher::Http(client) => client.get(uri).await,
+            WasmFetcher::Https(client) => client.get(uri).await,
+        };
+        response.map_err(|e| crate::invoke::error_chain(&e))
+    }
+}
+
+/// Whether `url` is fetched over the network (`http://` or `https://`).
+fn is_remote(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// Fetches the wasm file of each `http(s)://` binding in `components` into
 /// `cache_dir`, and returns where each URL's copy is. A URL that cannot be
 /// fetched falls back to the copy an earlier start kept (with a warning);
 /// without one it is an error naming the binding.
@@ -107,19 +152,22 @@ pub async fn fetch_remote(
     cache_dir: &std::path::Path,
 ) -> Result<HashMap<String, PathBuf>, String> {
     use http_body_util::BodyExt;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Body>();
+    let remote: Vec<(&String, String)> = components
+        .iter()
+        .filter_map(|c| Some((&c.metadata.name, url_of(c).ok()?)))
+        .filter(|(_, url)| is_remote(url))
+        .collect();
     let mut fetched = HashMap::new();
-    for component in components {
-        let name = &component.metadata.name;
-        let Ok(url) = url_of(component) else { continue };
-        if !url.starts_with("http://") {
-            continue;
-        }
+    if remote.is_empty() {
+        return Ok(fetched);
+    }
+    // (Without a client, each URL falls back to its copy, or fails naming it.)
+    let client = WasmFetcher::new(remote.iter().any(|(_, url)| url.starts_with("https://")));
+    for (name, url) in remote {
         let copy = cached_copy(cache_dir, &url);
         let download = async {
             let uri: axum::http::Uri = url.parse().map_err(|e| format!("{e}"))?;
-            let response = client.get(uri).await.map_err(|e| format!("{e}"))?;
+            let response = client.as_ref().map_err(Clone::clone)?.get(uri).await?;
             if !response.status().is_success() {
                 return Err(format!("the server answered {}", response.status()));
             }
@@ -160,7 +208,7 @@ pub async fn fetch_remote(
 }
 
 /// The function's configuration a `bindings.wasm` component describes;
-/// `fetched` holds the local copies of `http://` URLs ([`fetch_remote`]).
+/// `fetched` holds the local copies of `http(s)://` URLs ([`fetch_remote`]).
 pub fn function_config(
     component: &Component,
     defaults: &Defaults,
@@ -171,16 +219,15 @@ pub fn function_config(
     let url = url_of(component)?;
     let wasm = match url.split_once("://") {
         Some(("file", path)) => PathBuf::from(path),
-        Some(("http", _)) => fetched
+        Some(("http" | "https", _)) => fetched
             .get(&url)
             .cloned()
             .ok_or_else(|| format!("url `{url}` was not fetched"))?,
-        Some(("https", _)) => {
+        _ => {
             return Err(format!(
-                "url `{url}`: https:// is not supported yet; use http:// or download the file and use file://"
+                "url `{url}` must be file://PATH, http://... or https://..."
             ));
         }
-        _ => return Err(format!("url `{url}` must be file://PATH or http://...")),
     };
     if !wasm.is_file() {
         return Err(format!("url `{url}`: {} does not exist", wasm.display()));
@@ -251,7 +298,7 @@ pub fn function_config(
 
 impl WasmBindings {
     /// Loads `components` (all `bindings.wasm`; `fetched` holds the copies
-    /// of their `http://` URLs), with at most `max_input` bytes per call:
+    /// of their `http(s)://` URLs), with at most `max_input` bytes per call:
     /// compiles each (or finds it in the module cache) and loads the models
     /// they name (blocking).
     pub fn load(
