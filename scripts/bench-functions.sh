@@ -66,7 +66,7 @@ export DAPR_WASM_CACHE_DIR="$work/cache" DAPR_WASM_DATA_DIR="$work"
 "$bin/dapr-wasm" --log-level warn functions --config "$work/functions.yaml" --app-port "$APP" \
     --reload-interval 100ms & pids+=($!); app_pid=$!
 "$bin/dapr-wasm" --log-level warn sidecar --app-id bench-binder --resources-path "$work/resources" \
-    --dapr-http-port "$SIDECAR" --dapr-grpc-port "$SIDECAR_GRPC" & pids+=($!); sidecar_pid=$!
+    --dapr-http-port "$SIDECAR" --metrics-port 0 --dapr-grpc-port "$SIDECAR_GRPC" & pids+=($!); sidecar_pid=$!
 for port in "$APP" "$SIDECAR"; do wait_for_port "$port" "port $port"; done
 
 declare -A targets=(

@@ -86,7 +86,7 @@ for kind in memory redis jetstream rabbitmq mqtt; do
     wait_for_port "$APP" "the load generator's app port"
     DAPR_WASM_DATA_DIR="$work/$kind-data" "$bin/dapr-wasm" --log-level warn sidecar \
         --app-id pubsub-bench --app-port "$APP" --dapr-http-port "$DAPR" \
-        --dapr-grpc-port "$DAPR_GRPC" --resources-path "$work/$kind-resources" & sidecar=$!
+        --metrics-port 0 --dapr-grpc-port "$DAPR_GRPC" --resources-path "$work/$kind-resources" & sidecar=$!
     pids=("$sidecar")
     wait "$load" || die "the $kind sidecar run failed"
     kill "$sidecar"; wait "$sidecar" 2>/dev/null || true

@@ -65,9 +65,9 @@ CFG
 
 "$bin/examples/echo_app" "$APP" & pids+=($!)
 DAPR_WASM_DATA_DIR="$work" "$bin/dapr-wasm" --log-level warn sidecar --app-id bench-target \
-    --app-port "$APP" --dapr-http-port "$TARGET" --dapr-grpc-port "$TARGET_GRPC" & pids+=($!); target_pid=$!
+    --app-port "$APP" --dapr-http-port "$TARGET" --metrics-port 0 --dapr-grpc-port "$TARGET_GRPC" & pids+=($!); target_pid=$!
 DAPR_WASM_DATA_DIR="$work" "$bin/dapr-wasm" --log-level warn sidecar --app-id bench-caller \
-    --dapr-http-port "$CALLER" --dapr-grpc-port "$CALLER_GRPC" & pids+=($!); caller_pid=$!
+    --dapr-http-port "$CALLER" --metrics-port 0 --dapr-grpc-port "$CALLER_GRPC" & pids+=($!); caller_pid=$!
 haproxy_hop "$PROXY_OUT" "$APP" proxy-out; pids+=($!); proxy_out_pid=$!
 haproxy_hop "$PROXY_IN" "$PROXY_OUT" proxy-in; pids+=($!); proxy_in_pid=$!
 for port in "$APP" "$TARGET" "$CALLER" "$CALLER_GRPC" "$PROXY_IN" "$PROXY_OUT"; do

@@ -77,6 +77,7 @@ fn harness() -> &'static Harness {
             app_port: None,
             dapr_http_port: 0,
             dapr_grpc_port: 0,
+            metrics_port: None,
             app_protocol: Default::default(),
             bind: std::net::Ipv4Addr::LOCALHOST.into(),
             resources_paths: vec![data.path().to_path_buf()],

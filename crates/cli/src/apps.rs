@@ -32,15 +32,23 @@ pub fn list() -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<22} {:>9} {:>9} {:>8} {:>8} {:>11} {:>6}  COMMAND",
-        "APP ID", "HTTP PORT", "GRPC PORT", "APP PORT", "APP PID", "SIDECAR PID", "AGE"
+        "{:<22} {:>9} {:>9} {:>12} {:>8} {:>8} {:>11} {:>6}  COMMAND",
+        "APP ID",
+        "HTTP PORT",
+        "GRPC PORT",
+        "METRICS PORT",
+        "APP PORT",
+        "APP PID",
+        "SIDECAR PID",
+        "AGE"
     );
     for app in apps {
         println!(
-            "{:<22} {:>9} {:>9} {:>8} {:>8} {:>11} {:>6}  {}",
+            "{:<22} {:>9} {:>9} {:>12} {:>8} {:>8} {:>11} {:>6}  {}",
             app.app_id,
             app.dapr_http_port,
             app.dapr_grpc_port,
+            app.metrics_port,
             app.app_port
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".into()),

@@ -17,6 +17,8 @@ fn dapr_wasm() -> Command {
     let cache = std::env::temp_dir().join(format!("dapr-wasm-cli-test-{}", std::process::id()));
     command
         .env("DAPR_WASM_CACHE_DIR", cache)
+        // A sidecar's metrics on a free port: tests run side by side.
+        .env("DAPR_METRICS_PORT", "0")
         .env_remove("APP_PORT");
     command
 }

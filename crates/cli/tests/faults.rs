@@ -43,6 +43,7 @@ fn dapr_wasm(up: &Up, ports: &[u16; 9], index: usize) -> Command {
         .env("APP_PORT", app_port.to_string())
         .env("DAPR_HTTP_PORT", dapr_http_port.to_string())
         .env("DAPR_GRPC_PORT", dapr_grpc_port.to_string())
+        .env("DAPR_METRICS_PORT", "0")
         .stdout(Stdio::null());
     command
 }
@@ -352,6 +353,7 @@ async fn acknowledged_saves_survive_a_killed_sidecar() {
             Command::new(env!("CARGO_BIN_EXE_dapr-wasm"))
                 .env("DAPR_WASM_DATA_DIR", data.path())
                 .env("DAPR_WASM_LOG", "info")
+                .env("DAPR_METRICS_PORT", "0")
                 .args(["sidecar", "--app-id", "durable", "--dapr-http-port", "0"])
                 .arg("--resources-path")
                 .arg(&components),

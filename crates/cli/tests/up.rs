@@ -157,12 +157,44 @@ fn the_python_sdk_works_against_up_over_grpc() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert_eq!(stdout.trim(), "espresso", "{stderr}");
-    // `list` shows the gRPC ports.
+    // `list` shows the gRPC and metrics ports.
     let list = String::from_utf8_lossy(&up.cli(&["list"]).stdout).into_owned();
     assert!(list.contains("GRPC PORT"), "{list}");
+    assert!(list.contains("METRICS PORT"), "{list}");
     for grpc in &ports[6..] {
         assert!(list.contains(&grpc.to_string()), "{list}");
     }
+    // Each sidecar has its own metrics port (one `up` picked); web-port's
+    // counted the SDK's calls with daprd's names.
+    let records = up.records();
+    let metrics_ports: std::collections::HashSet<u64> = records
+        .iter()
+        .map(|r| r["metrics_port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(metrics_ports.len(), records.len(), "{records:?}");
+    let web_port = records
+        .iter()
+        .find(|r| r["app_id"] == "web-port")
+        .expect("web-port's record");
+    let url = format!(
+        "http://127.0.0.1:{}/metrics",
+        web_port["metrics_port"].as_u64().unwrap()
+    );
+    let scrape = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(test_support::metrics::Scrape::fetch(&url));
+    let rpc = |method: &str| {
+        scrape.value(
+            "dapr_grpc_io_server_completed_rpcs",
+            &[
+                ("app_id", "web-port"),
+                ("grpc_server_method", method),
+                ("grpc_server_status", "OK"),
+            ],
+        )
+    };
+    assert_eq!(rpc("dapr.proto.runtime.v1.Dapr/InvokeService"), Some(1.0));
+    assert_eq!(rpc("dapr.proto.runtime.v1.Dapr/SaveState"), Some(1.0));
 }
 
 /// The demo with its fifth app, events, on a machine whose broker is down:

@@ -25,12 +25,14 @@ pub struct AppPlan {
     pub dapr_http_port: u16,
     /// Its sidecar's gRPC port.
     pub dapr_grpc_port: u16,
+    /// Its sidecar's metrics port.
+    pub metrics_port: u16,
     /// Its program (this very binary for `dapr-wasm`).
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
     /// Its env vars: the run file's, then Dapr's (`APP_ID`, `APP_PORT`,
-    /// `DAPR_HTTP_PORT`, `DAPR_GRPC_PORT`).
+    /// `DAPR_HTTP_PORT`, `DAPR_GRPC_PORT`, `DAPR_METRICS_PORT`).
     pub env: Vec<(String, String)>,
     /// The component folders its sidecar loads.
     pub resources: Vec<PathBuf>,
@@ -90,8 +92,16 @@ pub fn plan(
         let dapr_grpc_port = app
             .dapr_grpc_port
             .unwrap_or(FIRST_DAPR_GRPC_PORT.saturating_add(offset));
+        let metrics_port = match app.metrics_port {
+            Some(port) => port,
+            None => free_port().map_err(|err| RunnerError::Invalid {
+                path: run_file.to_path_buf(),
+                reason: format!("app `{}`: no free port for metrics: {err}", app.app_id),
+            })?,
+        };
         env.push(("DAPR_HTTP_PORT".into(), dapr_http_port.to_string()));
         env.push(("DAPR_GRPC_PORT".into(), dapr_grpc_port.to_string()));
+        env.push(("DAPR_METRICS_PORT".into(), metrics_port.to_string()));
         if let Some(port) = app.app_port {
             env.push(("APP_PORT".into(), port.to_string()));
         }
@@ -104,6 +114,7 @@ pub fn plan(
             app_protocol: app.app_protocol.clone().unwrap_or_else(|| "http".into()),
             dapr_http_port,
             dapr_grpc_port,
+            metrics_port,
             program,
             args: app.command[1..].to_vec(),
             env,
@@ -112,6 +123,14 @@ pub fn plan(
         });
     }
     Ok(plans)
+}
+
+/// A port free on 127.0.0.1 now (the kernel's pick, as `dapr run` picks a
+/// sidecar's metrics port).
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
 }
 
 impl AppPlan {
@@ -134,6 +153,7 @@ impl AppPlan {
             (self.app_port, "appPort"),
             (Some(self.dapr_http_port), "daprHTTPPort"),
             (Some(self.dapr_grpc_port), "daprGRPCPort"),
+            (Some(self.metrics_port), "metricsPort"),
         ];
         for (port, field) in ports {
             let Some(port) = port.filter(|&p| p != 0) else {
@@ -163,6 +183,8 @@ impl AppPlan {
             self.dapr_http_port.to_string(),
             "--dapr-grpc-port".into(),
             self.dapr_grpc_port.to_string(),
+            "--metrics-port".into(),
+            self.metrics_port.to_string(),
             "--app-port".into(),
             self.app_port.unwrap_or(0).to_string(),
             "--app-protocol".into(),

@@ -20,6 +20,9 @@ pub struct AppRecord {
     /// Its sidecar's gRPC port (0 in records from before it had one).
     #[serde(default)]
     pub dapr_grpc_port: u16,
+    /// Its sidecar's metrics port (0 in records from before it had one).
+    #[serde(default)]
+    pub metrics_port: u16,
     /// The app's pid.
     pub app_pid: u32,
     /// The sidecar's pid.

@@ -71,6 +71,10 @@ pub struct RunFileApp {
     /// Its sidecar's gRPC port.
     #[serde(rename = "daprGRPCPort", default)]
     pub dapr_grpc_port: Option<u16>,
+    /// Its sidecar's metrics port (a free one when not given, as `dapr
+    /// run` picks).
+    #[serde(rename = "metricsPort", default)]
+    pub metrics_port: Option<u16>,
     /// Its command line.
     pub command: Vec<String>,
     /// Its own env vars.
@@ -184,9 +188,14 @@ impl RunFile {
             if !ids.insert(&app.app_id) {
                 return Err(format!("app id `{}` appears twice", app.app_id));
             }
-            let named = [app.app_port, app.dapr_http_port, app.dapr_grpc_port]
-                .into_iter()
-                .flatten();
+            let named = [
+                app.app_port,
+                app.dapr_http_port,
+                app.dapr_grpc_port,
+                app.metrics_port,
+            ]
+            .into_iter()
+            .flatten();
             for port in named.filter(|&port| port != 0) {
                 if !ports.insert(port) {
                     return Err(format!("port {port} is used twice (app `{}`)", app.app_id));

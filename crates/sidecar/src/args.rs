@@ -29,6 +29,15 @@ pub struct SidecarArgs {
     #[arg(long, env = "DAPR_GRPC_PORT", default_value_t = 50001)]
     pub dapr_grpc_port: u16,
 
+    /// The port of `GET /metrics` (Prometheus, daprd's metric names).
+    #[arg(long, env = "DAPR_METRICS_PORT", default_value_t = 9090)]
+    pub metrics_port: u16,
+
+    /// Whether to serve the metrics (`--enable-metrics=false` turns the
+    /// metrics port off, as with daprd).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_metrics: bool,
+
     /// Folders of Dapr component YAML files (repeatable).
     #[arg(long = "resources-path", alias = "components-path")]
     pub resources_paths: Vec<PathBuf>,
@@ -141,6 +150,8 @@ pub struct SidecarConfig {
     pub dapr_http_port: u16,
     /// The gRPC API port.
     pub dapr_grpc_port: u16,
+    /// The metrics port, unless metrics are off.
+    pub metrics_port: Option<u16>,
     /// The address to bind.
     pub bind: IpAddr,
     /// How the sidecar calls its app.
@@ -214,6 +225,7 @@ impl SidecarArgs {
             app_port: (self.app_port != 0).then_some(self.app_port),
             dapr_http_port: self.dapr_http_port,
             dapr_grpc_port: self.dapr_grpc_port,
+            metrics_port: self.enable_metrics.then_some(self.metrics_port),
             app_protocol,
             bind: self.bind,
             resources_paths: self.resources_paths.clone(),

@@ -195,6 +195,7 @@ impl Sidecar {
             headers.insert(API_TOKEN, token);
         }
 
+        let method = parts.method.clone();
         let mut outgoing = axum::http::Request::builder()
             .method(parts.method)
             .uri(target)
@@ -202,25 +203,34 @@ impl Sidecar {
             .map_err(|e| direct_error(e.to_string()))?;
         *outgoing.headers_mut() = headers;
 
-        let response =
-            tokio::time::timeout(self.config.invoke_timeout, self.client.request(outgoing))
-                .await
-                .map_err(|_| {
-                    direct_error(format!(
-                        "no response within {:?}",
-                        self.config.invoke_timeout
-                    ))
-                })?
-                .map_err(|e| {
-                    if is_length_limit(&e) {
-                        return DaprError::BodyTooLarge(limit);
-                    }
-                    if !local && e.is_connect() {
-                        // The target sidecar may have restarted elsewhere.
-                        self.registry.forget(app_id);
-                    }
-                    direct_error(error_chain(&e))
-                })?;
+        let started = std::time::Instant::now();
+        let answer =
+            tokio::time::timeout(self.config.invoke_timeout, self.client.request(outgoing)).await;
+        if local {
+            let status = match &answer {
+                Ok(Ok(response)) => response.status().as_u16(),
+                _ => 0,
+            };
+            self.metrics
+                .record_app_call(method.as_str(), method_path, status, started.elapsed());
+        }
+        let response = answer
+            .map_err(|_| {
+                direct_error(format!(
+                    "no response within {:?}",
+                    self.config.invoke_timeout
+                ))
+            })?
+            .map_err(|e| {
+                if is_length_limit(&e) {
+                    return DaprError::BodyTooLarge(limit);
+                }
+                if !local && e.is_connect() {
+                    // The target sidecar may have restarted elsewhere.
+                    self.registry.forget(app_id);
+                }
+                direct_error(error_chain(&e))
+            })?;
         let (mut parts, body) = response.into_parts();
         parts.headers = forwardable(&parts.headers);
         // The app's answer, whatever it is, goes back as it came.

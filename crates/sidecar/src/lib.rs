@@ -32,6 +32,7 @@
 //!   its stores.
 //! - [`secrets`]: the local-file secret store and the secrets API.
 //! - [`metadata`]: metadata and health.
+//! - [`metrics`]: daprd's Prometheus metrics, on `--metrics-port`.
 //! - [`error`]: the one table of statuses and error codes.
 
 pub mod app_health;
@@ -43,6 +44,7 @@ pub mod grpc;
 mod ids;
 pub mod invoke;
 pub mod metadata;
+pub mod metrics;
 pub mod nameres;
 pub mod pubsub;
 mod redis_conn;
@@ -130,6 +132,8 @@ pub struct Sidecar {
     shutdown_requested: tokio::sync::watch::Sender<bool>,
     /// The `bindings.wasm` components, when there are any.
     bindings: Option<bindings::WasmBindings>,
+    /// Its Prometheus metrics.
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl Sidecar {
@@ -140,6 +144,8 @@ impl Sidecar {
         } else {
             components::load(&config.resources_paths, &config.app_id)?
         };
+        let metrics =
+            Arc::new(metrics::Metrics::new(&config.app_id).context("cannot set up the metrics")?);
         let mut stores: HashMap<String, Arc<dyn StateStore>> = HashMap::new();
         let mut secret_stores = HashMap::new();
         let mut pubsubs = HashMap::new();
@@ -177,6 +183,7 @@ impl Sidecar {
                 continue;
             };
             tracing::info!(component = %name, %component_type, "component loaded");
+            metrics.component_loaded();
             infos.push(ComponentInfo {
                 name,
                 component_type,
@@ -247,12 +254,18 @@ impl Sidecar {
             app_slots,
             shutdown_requested: tokio::sync::watch::Sender::new(false),
             bindings,
+            metrics,
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &SidecarConfig {
         &self.config
+    }
+
+    /// Its metrics.
+    pub fn metrics(&self) -> &Arc<metrics::Metrics> {
+        &self.metrics
     }
 
     /// The name registry.
@@ -325,6 +338,10 @@ pub fn app(sidecar: Arc<Sidecar>) -> Router {
             sidecar.clone(),
             require_api_token,
         ))
+        .layer(middleware::from_fn_with_state(
+            sidecar.clone(),
+            metrics::record_http,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(sidecar)
 }
@@ -367,10 +384,13 @@ pub struct SidecarListeners {
     pub http: TcpListener,
     /// The gRPC API.
     pub grpc: TcpListener,
+    /// `GET /metrics`, unless metrics are off.
+    pub metrics: Option<TcpListener>,
 }
 
 impl SidecarListeners {
-    /// Binds `--dapr-http-port` and `--dapr-grpc-port` on `--bind`.
+    /// Binds `--dapr-http-port`, `--dapr-grpc-port` and `--metrics-port`
+    /// on `--bind`.
     pub async fn bind(config: &SidecarConfig) -> anyhow::Result<SidecarListeners> {
         let bind = |port: u16| async move {
             let address = SocketAddr::new(config.bind, port);
@@ -378,9 +398,18 @@ impl SidecarListeners {
                 .await
                 .with_context(|| format!("cannot listen on {address}"))
         };
+        let metrics = match config.metrics_port {
+            Some(port) => Some(
+                bind(port)
+                    .await
+                    .context("the metrics port (--metrics-port)")?,
+            ),
+            None => None,
+        };
         Ok(SidecarListeners {
             http: bind(config.dapr_http_port).await?,
             grpc: bind(config.dapr_grpc_port).await?,
+            metrics,
         })
     }
 }
@@ -438,6 +467,16 @@ pub async fn run_on(
     }
     let subscriptions = tokio::spawn(sidecar.clone().run_subscriptions());
     let reload_bindings = sidecar.bindings.as_ref().map(|b| b.watch());
+    let metrics = listeners.metrics.map(|listener| {
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!("metrics on http://{address}/metrics");
+        }
+        tokio::spawn(metrics::serve(
+            listener,
+            sidecar.metrics.clone(),
+            stopped(sidecar.clone()),
+        ))
+    });
     tracing::info!(app_id = %app_id, app_port = ?sidecar.config.app_port, grpc = %grpc_address, "sidecar listening on http://{address}");
     let connections = sidecar.config.max_connections;
     let http = service_kit::serve::serve(
@@ -449,6 +488,13 @@ pub async fn run_on(
     let grpc = grpc::serve(listeners.grpc, sidecar.clone(), stopped(sidecar.clone()));
     let ((), grpc_result) = tokio::join!(http, grpc);
     let _ = subscriptions.await;
+    if let Some(metrics) = metrics {
+        match metrics.await {
+            Ok(Err(err)) => tracing::warn!(error = %err, "the metrics server failed"),
+            Err(err) => tracing::warn!(error = %err, "the metrics server panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
     if let Some(reload) = reload_bindings {
         reload.abort();
     }

@@ -8,6 +8,8 @@
 //! - [`services`]: real servers the tests need: [`require_service`] for the
 //!   machine's Redis or PostgreSQL, and [`RedisServer`], a private
 //!   `redis-server` killed on drop.
+//! - [`metrics`]: a scrape of `GET /metrics`, its samples looked up by name
+//!   and labels ([`metrics::Scrape`]).
 //! - [`wait`]: waiting for readiness instead of sleeping ([`wait_until`]).
 //! - [`process`]: a service binary on port 0, its address read from its
 //!   log ([`spawn_listening`]).
@@ -23,6 +25,7 @@
 //! (`--run-ignored all`). A test that runs and finds its service missing
 //! fails with the fix ([`require_service`]): it never skips itself.
 
+pub mod metrics;
 pub mod paths;
 pub mod process;
 pub mod services;

@@ -74,6 +74,7 @@ pub fn config(app_id: &str, app_port: Option<u16>, data_dir: &Path) -> SidecarCo
         app_port,
         dapr_http_port: 0,
         dapr_grpc_port: 0,
+        metrics_port: Some(0),
         app_protocol: Default::default(),
         bind: "127.0.0.1".parse().unwrap(),
         resources_paths: Vec::new(),
@@ -96,6 +97,8 @@ pub struct RunningSidecar {
     pub address: SocketAddr,
     /// Its gRPC API.
     pub grpc_address: SocketAddr,
+    /// Its `GET /metrics`.
+    pub metrics_address: SocketAddr,
     pub shutdown: Option<oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -106,9 +109,15 @@ impl RunningSidecar {
         let listeners = SidecarListeners {
             http: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             grpc: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            metrics: Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
         };
         let address = listeners.http.local_addr().unwrap();
         let grpc_address = listeners.grpc.local_addr().unwrap();
+        let metrics_address = listeners
+            .metrics
+            .as_ref()
+            .and_then(|m| m.local_addr().ok())
+            .unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(sidecar::run_on(listeners, sidecar, async {
             let _ = rx.await;
@@ -117,6 +126,7 @@ impl RunningSidecar {
             base: format!("http://{address}"),
             address,
             grpc_address,
+            metrics_address,
             shutdown: Some(tx),
             task,
         };
@@ -167,6 +177,16 @@ impl ExpectedStatus for reqwest::StatusCode {
     }
 }
 
+/// A response's `Content-Type` (empty when it has none).
+pub fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Asserts a Dapr error response: `status`, a JSON body
 /// `{errorCode, message}` with `code` and a message; returns the message.
 pub async fn assert_dapr_error(
@@ -175,12 +195,7 @@ pub async fn assert_dapr_error(
     code: &str,
 ) -> String {
     assert_eq!(response.status().as_u16(), status.code());
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let content_type = content_type(&response);
     assert!(
         content_type.starts_with("application/json"),
         "errors are JSON, not {content_type:?}"

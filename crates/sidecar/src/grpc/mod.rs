@@ -94,7 +94,13 @@ pub async fn serve(
     // Dapr's own service, and every other path to the proxy.
     let mut routes = tonic::service::Routes::new(service);
     let router = std::mem::take(routes.axum_router_mut());
-    *routes.axum_router_mut() = router.fallback(move |request| proxy::proxy_call(sidecar, request));
+    let measured = sidecar.clone();
+    *routes.axum_router_mut() = router
+        .fallback(move |request| proxy::proxy_call(sidecar, request))
+        .layer(axum::middleware::from_fn_with_state(
+            measured,
+            crate::metrics::record_grpc,
+        ));
     tonic::transport::Server::builder()
         // The same bound on a request's head as the HTTP listener's.
         .http2_max_header_list_size(Some(service_kit::serve::MAX_HEADER_BYTES as u32))

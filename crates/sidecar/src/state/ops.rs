@@ -95,11 +95,27 @@ impl Sidecar {
         })
     }
 
-    /// Applies `operations` (keys as the client named them) all or none;
-    /// a backend failure becomes `backend_error`.
+    /// Runs `call` on the store `store_name`, recorded as daprd records
+    /// the building block's `operation` (`dapr_component_state_*`).
+    async fn measured<T, E>(
+        &self,
+        store_name: &str,
+        operation: &str,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        self.metrics
+            .record_state(store_name, operation, result.is_ok(), started.elapsed());
+        result
+    }
+
+    /// Applies `operations` (keys as the client named them) all or none,
+    /// recorded as `operation`; a backend failure becomes `backend_error`.
     async fn apply(
         &self,
         store_name: &str,
+        operation: &str,
         operations: Vec<Operation>,
         backend_error: impl FnOnce(String) -> DaprError,
     ) -> Result<(), DaprError> {
@@ -108,7 +124,10 @@ impl Sidecar {
             .into_iter()
             .map(|operation| self.stored(operation))
             .collect::<Result<Vec<_>, _>>()?;
-        store.transact(operations).await.map_err(|e| match e {
+        let result = self
+            .measured(store_name, operation, store.transact(operations))
+            .await;
+        result.map_err(|e| match e {
             StoreError::Backend(reason) => backend_error(reason),
             other => write_error(store_name, other),
         })
@@ -121,8 +140,8 @@ impl Sidecar {
         key: &str,
     ) -> Result<Option<StateItem>, DaprError> {
         let store = self.state_store(store_name)?;
-        store
-            .get(&self.state_key(key)?)
+        let key_in_store = self.state_key(key)?;
+        self.measured(store_name, "get", store.get(&key_in_store))
             .await
             .map_err(|e| DaprError::StateGet {
                 key: key.to_string(),
@@ -139,15 +158,26 @@ impl Sidecar {
         keys: Vec<String>,
     ) -> Result<Vec<BulkEntry>, DaprError> {
         let store = self.state_store(store_name)?;
-        let mut entries = Vec::with_capacity(keys.len());
-        for key in keys {
-            let outcome = match self.state_key(&key) {
-                Ok(full) => store.get(&full).await.map_err(|e| e.to_string()),
-                Err(err) => Err(err.to_string()),
-            };
-            entries.push(BulkEntry { key, outcome });
-        }
-        Ok(entries)
+        let read = async {
+            let mut entries = Vec::with_capacity(keys.len());
+            for key in keys {
+                let outcome = match self.state_key(&key) {
+                    Ok(full) => store.get(&full).await.map_err(|e| e.to_string()),
+                    Err(err) => Err(err.to_string()),
+                };
+                entries.push(BulkEntry { key, outcome });
+            }
+            // Recorded as failed when any key failed.
+            if entries.iter().all(|entry| entry.outcome.is_ok()) {
+                Ok(entries)
+            } else {
+                Err(entries)
+            }
+        };
+        Ok(self
+            .measured(store_name, "bulk_get", read)
+            .await
+            .unwrap_or_else(|entries| entries))
     }
 
     /// Writes every key (as the client named it), all or none.
@@ -157,9 +187,11 @@ impl Sidecar {
         writes: Vec<SetRequest>,
     ) -> Result<(), DaprError> {
         let operations = writes.into_iter().map(Operation::Upsert).collect();
-        self.apply(store_name, operations, |reason| DaprError::StateSave {
-            store: store_name.to_string(),
-            reason,
+        self.apply(store_name, "set", operations, |reason| {
+            DaprError::StateSave {
+                store: store_name.to_string(),
+                reason,
+            }
         })
         .await
     }
@@ -172,8 +204,8 @@ impl Sidecar {
     ) -> Result<(), DaprError> {
         let store = self.state_store(store_name)?;
         let key = removal.key.clone();
-        store
-            .delete(self.stored_delete(removal)?)
+        let removal = self.stored_delete(removal)?;
+        self.measured(store_name, "delete", store.delete(removal))
             .await
             .map_err(|e| match e {
                 StoreError::Backend(reason) => DaprError::StateDelete { key, reason },
@@ -188,7 +220,13 @@ impl Sidecar {
         removals: Vec<DeleteRequest>,
     ) -> Result<(), DaprError> {
         let operations = removals.into_iter().map(Operation::Delete).collect();
-        self.transact_state(store_name, operations).await
+        self.apply(
+            store_name,
+            "bulk_delete",
+            operations,
+            DaprError::StateTransaction,
+        )
+        .await
     }
 
     /// Applies every operation, all or none.
@@ -197,7 +235,12 @@ impl Sidecar {
         store_name: &str,
         operations: Vec<Operation>,
     ) -> Result<(), DaprError> {
-        self.apply(store_name, operations, DaprError::StateTransaction)
-            .await
+        self.apply(
+            store_name,
+            "transaction",
+            operations,
+            DaprError::StateTransaction,
+        )
+        .await
     }
 }

@@ -8,6 +8,7 @@
 //! - `grpc_app`: apps that speak gRPC, and proxied gRPC calls;
 //! - `python_sdk`, `js_sdk`: the official Dapr SDKs against a real sidecar;
 //! - `bindings`: `bindings.wasm` output bindings on the function host;
+//! - `metrics`: `GET /metrics`, daprd's metric names and labels;
 //! - `fuzz_seeds`: the `sidecar_request` fuzz target's seeds, replayed.
 
 mod bindings;
@@ -16,6 +17,7 @@ mod grpc;
 mod grpc_app;
 mod invoke;
 mod js_sdk;
+mod metrics;
 mod pubsub;
 mod python_sdk;
 mod state;

@@ -1,0 +1,379 @@
+//! Prometheus metrics with daprd's names and labels, so that dashboards and
+//! alerts written for Dapr read a dapr-wasm sidecar unchanged.
+//!
+//! daprd records them with OpenCensus and exports them on its metrics port
+//! (`--metrics-port`, default 9090; `--enable-metrics=false` turns the port
+//! off); so does this sidecar, as `GET /metrics` in Prometheus's text
+//! format ([`serve`]). The names, labels and bucket bounds are daprd's
+//! (dapr/dapr `docs/development/dapr-metrics.md` and
+//! `pkg/diagnostics/*_monitoring.go`), latencies in milliseconds:
+//!
+//! - `dapr_http_server_request_count`, `dapr_http_server_response_count`,
+//!   `dapr_http_server_latency`, `dapr_http_server_request_bytes`,
+//!   `dapr_http_server_response_bytes`: the HTTP API ([`record_http`]). Its
+//!   `path` label is the route (`/v1.0/state/{store}`), so a key or an app
+//!   id does not make a new series; requests no route matched are `other`.
+//! - `dapr_grpc_io_server_completed_rpcs`, `dapr_grpc_io_server_server_latency`:
+//!   the gRPC API, by method and status ([`record_grpc`]).
+//! - `dapr_http_client_roundtrip_latency`, `dapr_http_client_completed_count`:
+//!   calls from the sidecar to its app ([`Metrics::record_app_call`]).
+//! - `dapr_runtime_component_loaded`: components loaded at start.
+//! - `dapr_component_state_count`, `dapr_component_state_latencies`: each
+//!   call of the state building block, from either API
+//!   ([`Metrics::record_state`]).
+//!
+//! Recording is always on (a few atomic adds per request); only serving
+//! them depends on the flags.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use service_kit::headers::content_length;
+use tokio::net::TcpListener;
+
+use crate::Sidecar;
+
+/// daprd's latency buckets, in milliseconds.
+const LATENCY_BUCKETS_MS: [f64; 34] = [
+    1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0, 40.0, 50.0, 65.0, 80.0,
+    100.0, 130.0, 160.0, 200.0, 250.0, 300.0, 400.0, 500.0, 650.0, 800.0, 1000.0, 2000.0, 5000.0,
+    10000.0, 20000.0, 50000.0, 100000.0,
+];
+
+/// daprd's size buckets, in bytes.
+const SIZE_BUCKETS: [f64; 13] = [
+    1024.0,
+    2048.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262144.0,
+    1048576.0,
+    4194304.0,
+    16777216.0,
+    67108864.0,
+    268435456.0,
+    1073741824.0,
+    4294967296.0,
+];
+
+/// The `path` label of a request no route matched.
+const UNMATCHED_PATH: &str = "other";
+
+/// Errors building the metric families (a name or label set refused).
+pub type MetricsError = prometheus::Error;
+
+/// One sidecar's metrics.
+pub struct Metrics {
+    registry: Registry,
+    app_id: String,
+    http_server_request_count: IntCounterVec,
+    http_server_response_count: IntCounterVec,
+    http_server_latency: HistogramVec,
+    http_server_request_bytes: HistogramVec,
+    http_server_response_bytes: HistogramVec,
+    http_client_roundtrip_latency: HistogramVec,
+    http_client_completed_count: IntCounterVec,
+    grpc_server_completed_rpcs: IntCounterVec,
+    grpc_server_latency: HistogramVec,
+    component_loaded: IntCounterVec,
+    state_count: IntCounterVec,
+    state_latencies: HistogramVec,
+}
+
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(counter.clone()))?;
+    Ok(counter)
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> Result<HistogramVec, MetricsError> {
+    let histogram = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )?;
+    registry.register(Box::new(histogram.clone()))?;
+    Ok(histogram)
+}
+
+/// Milliseconds, as daprd's latencies are.
+fn millis(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64() * 1000.0
+}
+
+impl Metrics {
+    /// The metric families of the sidecar of `app_id`, all at zero.
+    pub fn new(app_id: &str) -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let r = &registry;
+        let http = ["app_id", "method", "path", "status"];
+        let component = ["app_id", "component", "namespace", "operation", "success"];
+        Ok(Metrics {
+            http_server_request_count: counter(
+                r,
+                "dapr_http_server_request_count",
+                "Number of HTTP requests started in server.",
+                &http[..3],
+            )?,
+            http_server_response_count: counter(
+                r,
+                "dapr_http_server_response_count",
+                "The number of HTTP responses",
+                &http,
+            )?,
+            http_server_latency: histogram(
+                r,
+                "dapr_http_server_latency",
+                "HTTP request end to end latency in server (ms).",
+                &http,
+                &LATENCY_BUCKETS_MS,
+            )?,
+            http_server_request_bytes: histogram(
+                r,
+                "dapr_http_server_request_bytes",
+                "HTTP request body size if set as ContentLength (uncompressed) in server.",
+                &["app_id"],
+                &SIZE_BUCKETS,
+            )?,
+            http_server_response_bytes: histogram(
+                r,
+                "dapr_http_server_response_bytes",
+                "HTTP response body size (uncompressed) in server.",
+                &["app_id"],
+                &SIZE_BUCKETS,
+            )?,
+            http_client_roundtrip_latency: histogram(
+                r,
+                "dapr_http_client_roundtrip_latency",
+                "Time between first byte of request headers sent to last byte of response received, or terminal error (ms).",
+                &http,
+                &LATENCY_BUCKETS_MS,
+            )?,
+            http_client_completed_count: counter(
+                r,
+                "dapr_http_client_completed_count",
+                "Count of completed requests",
+                &http,
+            )?,
+            grpc_server_completed_rpcs: counter(
+                r,
+                "dapr_grpc_io_server_completed_rpcs",
+                "Count of RPCs by method and status.",
+                &["app_id", "grpc_server_method", "grpc_server_status"],
+            )?,
+            grpc_server_latency: histogram(
+                r,
+                "dapr_grpc_io_server_server_latency",
+                "Distribution of server latency in milliseconds, by method.",
+                &["app_id", "grpc_server_method"],
+                &LATENCY_BUCKETS_MS,
+            )?,
+            component_loaded: counter(
+                r,
+                "dapr_runtime_component_loaded",
+                "The number of successfully loaded components.",
+                &["app_id"],
+            )?,
+            state_count: counter(
+                r,
+                "dapr_component_state_count",
+                "The number of operations performed on the state component.",
+                &component,
+            )?,
+            state_latencies: histogram(
+                r,
+                "dapr_component_state_latencies",
+                "The latency of the response from the state component (ms).",
+                &component,
+                &LATENCY_BUCKETS_MS,
+            )?,
+            app_id: app_id.to_string(),
+            registry,
+        })
+    }
+
+    /// Every metric, in Prometheus's text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&self.registry.gather(), &mut text)
+            .unwrap_or_else(|err| tracing::warn!(error = %err, "cannot encode the metrics"));
+        text
+    }
+
+    /// One component loaded at start.
+    pub fn component_loaded(&self) {
+        self.component_loaded
+            .with_label_values(&[self.app_id.as_str()])
+            .inc();
+    }
+
+    /// One call from the sidecar to its app over HTTP: `path` is the
+    /// method invoked, `status` the app's answer (`0` when it gave none).
+    pub fn record_app_call(&self, method: &str, path: &str, status: u16, elapsed: Duration) {
+        let status = status.to_string();
+        let labels = [self.app_id.as_str(), method, path, status.as_str()];
+        self.http_client_completed_count
+            .with_label_values(&labels)
+            .inc();
+        self.http_client_roundtrip_latency
+            .with_label_values(&labels)
+            .observe(millis(elapsed));
+    }
+
+    /// One operation on the state store `component`, as daprd names the
+    /// building block's calls (`get`, `bulk_get`, `set`, `delete`,
+    /// `bulk_delete`, `transaction`), and whether it succeeded.
+    pub fn record_state(&self, component: &str, operation: &str, success: bool, elapsed: Duration) {
+        let labels = [
+            self.app_id.as_str(),
+            component,
+            "",
+            operation,
+            if success { "true" } else { "false" },
+        ];
+        self.state_count.with_label_values(&labels).inc();
+        self.state_latencies
+            .with_label_values(&labels)
+            .observe(millis(elapsed));
+    }
+}
+
+/// HTTP API middleware: counts and times each request by route.
+pub async fn record_http(
+    State(sidecar): State<Arc<Sidecar>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let metrics = &sidecar.metrics;
+    let method = request.method().as_str().to_string();
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_PATH, MatchedPath::as_str)
+        .to_string();
+    let app_id = metrics.app_id.as_str();
+    metrics
+        .http_server_request_count
+        .with_label_values(&[app_id, &method, &path])
+        .inc();
+    metrics
+        .http_server_request_bytes
+        .with_label_values(&[app_id])
+        .observe(content_length(request.headers()).unwrap_or(0) as f64);
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [app_id, method.as_str(), path.as_str(), status.as_str()];
+    metrics
+        .http_server_response_count
+        .with_label_values(&labels)
+        .inc();
+    metrics
+        .http_server_latency
+        .with_label_values(&labels)
+        .observe(millis(started.elapsed()));
+    let response_bytes = content_length(response.headers())
+        .or_else(|| http_body::Body::size_hint(response.body()).exact())
+        .unwrap_or(0);
+    metrics
+        .http_server_response_bytes
+        .with_label_values(&[app_id])
+        .observe(response_bytes as f64);
+    response
+}
+
+/// gRPC API middleware: counts each call by method and status, and times
+/// it to the response's head (a unary call's answer, or its error).
+pub async fn record_grpc(
+    State(sidecar): State<Arc<Sidecar>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.uri().path().trim_start_matches('/').to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    // An error is a trailers-only answer, its status in the head; a
+    // success's status comes in the trailers, always OK for a unary call.
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from);
+    let metrics = &sidecar.metrics;
+    let app_id = metrics.app_id.as_str();
+    metrics
+        .grpc_server_completed_rpcs
+        .with_label_values(&[app_id, method.as_str(), grpc_status_name(code)])
+        .inc();
+    metrics
+        .grpc_server_latency
+        .with_label_values(&[app_id, method.as_str()])
+        .observe(millis(started.elapsed()));
+    response
+}
+
+/// A status as OpenCensus's gRPC plugin names it.
+fn grpc_status_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                    metrics.render(),
+                )
+                    .into_response()
+            }
+        }),
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
