@@ -348,6 +348,15 @@ impl WasmBindings {
         self.catalog.watch(RELOAD_INTERVAL)
     }
 
+    /// Whether there is a binding called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.catalog
+            .current()
+            .functions()
+            .iter()
+            .any(|served| served.config.name == name)
+    }
+
     /// Runs the binding `name` once.
     pub async fn invoke(&self, name: &str, request: BindingRequest) -> Result<Bytes, DaprError> {
         let table = self.catalog.current();
@@ -397,8 +406,19 @@ impl Sidecar {
         request: BindingRequest,
     ) -> Result<Bytes, DaprError> {
         match &self.bindings {
-            Some(bindings) => bindings.invoke(name, request).await,
-            None => Err(not_found(name)),
+            Some(bindings) if bindings.contains(name) => {
+                let operation = request.operation.clone();
+                let started = std::time::Instant::now();
+                let result = bindings.invoke(name, request).await;
+                self.metrics.record_output_binding(
+                    name,
+                    &operation,
+                    result.is_ok(),
+                    started.elapsed(),
+                );
+                result
+            }
+            _ => Err(not_found(name)),
         }
     }
 }

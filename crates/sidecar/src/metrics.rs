@@ -18,6 +18,10 @@
 //! - `dapr_http_client_roundtrip_latency`, `dapr_http_client_completed_count`:
 //!   calls from the sidecar to its app ([`Metrics::record_app_call`]).
 //! - `dapr_runtime_component_loaded`: components loaded at start.
+//! - `dapr_component_pubsub_egress_*` (publishing) and
+//!   `dapr_component_pubsub_ingress_*` (each delivery to the app, by
+//!   `process_status`: `success`, `retry`, `drop`).
+//! - `dapr_component_output_binding_*`: `bindings.wasm` calls.
 //! - `dapr_component_state_count`, `dapr_component_state_latencies`: each
 //!   call of the state building block, from either API
 //!   ([`Metrics::record_state`]).
@@ -82,8 +86,51 @@ pub struct Metrics {
     grpc_server_completed_rpcs: IntCounterVec,
     grpc_server_latency: HistogramVec,
     component_loaded: IntCounterVec,
-    state_count: IntCounterVec,
-    state_latencies: HistogramVec,
+    state: Timed,
+    pubsub_egress: Timed,
+    pubsub_ingress: Timed,
+    output_binding: Timed,
+}
+
+/// A component metric pair as daprd has them: `<name>_count` and
+/// `<name>_latencies` (ms), with the same labels.
+struct Timed {
+    count: IntCounterVec,
+    latencies: HistogramVec,
+}
+
+impl Timed {
+    /// `dapr_component_<what>_count` and `_latencies`.
+    fn new(
+        registry: &Registry,
+        what: &str,
+        count_help: &str,
+        latency_help: &str,
+        labels: &[&str],
+    ) -> Result<Timed, MetricsError> {
+        Ok(Timed {
+            count: counter(
+                registry,
+                &format!("dapr_component_{what}_count"),
+                count_help,
+                labels,
+            )?,
+            latencies: histogram(
+                registry,
+                &format!("dapr_component_{what}_latencies"),
+                latency_help,
+                labels,
+                &LATENCY_BUCKETS_MS,
+            )?,
+        })
+    }
+
+    fn record(&self, labels: &[&str], elapsed: Duration) {
+        self.count.with_label_values(labels).inc();
+        self.latencies
+            .with_label_values(labels)
+            .observe(millis(elapsed));
+    }
 }
 
 fn counter(
@@ -112,6 +159,13 @@ fn histogram(
     Ok(histogram)
 }
 
+/// The `namespace` label: daprd's is empty outside Kubernetes.
+const NAMESPACE: &str = "";
+
+fn success_label(success: bool) -> &'static str {
+    if success { "true" } else { "false" }
+}
+
 /// Milliseconds, as daprd's latencies are.
 fn millis(elapsed: Duration) -> f64 {
     elapsed.as_secs_f64() * 1000.0
@@ -124,6 +178,15 @@ impl Metrics {
         let r = &registry;
         let http = ["app_id", "method", "path", "status"];
         let component = ["app_id", "component", "namespace", "operation", "success"];
+        let egress = ["app_id", "component", "namespace", "success", "topic"];
+        let ingress = [
+            "app_id",
+            "component",
+            "namespace",
+            "process_status",
+            "status",
+            "topic",
+        ];
         Ok(Metrics {
             http_server_request_count: counter(
                 r,
@@ -190,18 +253,33 @@ impl Metrics {
                 "The number of successfully loaded components.",
                 &["app_id"],
             )?,
-            state_count: counter(
+            state: Timed::new(
                 r,
-                "dapr_component_state_count",
+                "state",
                 "The number of operations performed on the state component.",
-                &component,
-            )?,
-            state_latencies: histogram(
-                r,
-                "dapr_component_state_latencies",
                 "The latency of the response from the state component (ms).",
                 &component,
-                &LATENCY_BUCKETS_MS,
+            )?,
+            pubsub_egress: Timed::new(
+                r,
+                "pubsub_egress",
+                "The number of outgoing messages published to the pub/sub component.",
+                "The latency of the response from the pub/sub component (ms).",
+                &egress,
+            )?,
+            pubsub_ingress: Timed::new(
+                r,
+                "pubsub_ingress",
+                "The number of incoming messages arriving from the pub/sub component.",
+                "The consuming app event processing latency (ms).",
+                &ingress,
+            )?,
+            output_binding: Timed::new(
+                r,
+                "output_binding",
+                "The number of operations invoked on the output binding component.",
+                "The latency of the response from the output binding component (ms).",
+                &component,
             )?,
             app_id: app_id.to_string(),
             registry,
@@ -244,14 +322,67 @@ impl Metrics {
         let labels = [
             self.app_id.as_str(),
             component,
-            "",
+            NAMESPACE,
             operation,
-            if success { "true" } else { "false" },
+            success_label(success),
         ];
-        self.state_count.with_label_values(&labels).inc();
-        self.state_latencies
-            .with_label_values(&labels)
-            .observe(millis(elapsed));
+        self.state.record(&labels, elapsed);
+    }
+
+    /// One event published to the broker of `component`.
+    pub fn record_pubsub_egress(
+        &self,
+        component: &str,
+        topic: &str,
+        success: bool,
+        elapsed: Duration,
+    ) {
+        let labels = [
+            self.app_id.as_str(),
+            component,
+            NAMESPACE,
+            success_label(success),
+            topic,
+        ];
+        self.pubsub_egress.record(&labels, elapsed);
+    }
+
+    /// One delivery of an event to the app: daprd's `process_status`
+    /// (`success`, `retry`, `drop`), also its `status` label.
+    pub fn record_pubsub_ingress(
+        &self,
+        component: &str,
+        topic: &str,
+        process_status: &str,
+        elapsed: Duration,
+    ) {
+        let labels = [
+            self.app_id.as_str(),
+            component,
+            NAMESPACE,
+            process_status,
+            process_status,
+            topic,
+        ];
+        self.pubsub_ingress.record(&labels, elapsed);
+    }
+
+    /// One call of the output binding `component`.
+    pub fn record_output_binding(
+        &self,
+        component: &str,
+        operation: &str,
+        success: bool,
+        elapsed: Duration,
+    ) {
+        let labels = [
+            self.app_id.as_str(),
+            component,
+            NAMESPACE,
+            operation,
+            success_label(success),
+        ];
+        self.output_binding.record(&labels, elapsed);
     }
 }
 

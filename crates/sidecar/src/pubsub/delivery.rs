@@ -136,15 +136,40 @@ fn expired(event: &Value) -> bool {
         .is_some_and(|at| at < chrono::Utc::now())
 }
 
-/// One delivery of `event` to the app.
+/// One delivery of `event` to the app, recorded
+/// (`dapr_component_pubsub_ingress_*`, [`crate::metrics`]).
 async fn attempt(sidecar: &Sidecar, subscription: &Subscription, event: &Value) -> Attempt {
+    let started = std::time::Instant::now();
+    let (outcome, process_status) = deliver_once(sidecar, subscription, event).await;
+    sidecar.metrics.record_pubsub_ingress(
+        &subscription.pubsub_name,
+        &subscription.topic,
+        process_status,
+        started.elapsed(),
+    );
+    outcome
+}
+
+/// daprd's `process_status` of a delivery the app took.
+const SUCCESS: &str = "success";
+/// ... of one to try again.
+const RETRY: &str = "retry";
+/// ... of one dropped.
+const DROP: &str = "drop";
+
+/// [`attempt`], and its `process_status`.
+async fn deliver_once(
+    sidecar: &Sidecar,
+    subscription: &Subscription,
+    event: &Value,
+) -> (Attempt, &'static str) {
     let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
     if expired(event) {
         tracing::warn!(topic = %subscription.topic, id, "event expired before delivery; dropped");
-        return Attempt::Done;
+        return (Attempt::Done, DROP);
     }
     let Some(port) = sidecar.config.app_port else {
-        return Attempt::Retry("no app port".into());
+        return (Attempt::Retry("no app port".into()), RETRY);
     };
     let _slot = match &sidecar.app_slots {
         Some(slots) => slots.clone().acquire_owned().await.ok(),
@@ -163,7 +188,7 @@ async fn attempt(sidecar: &Sidecar, subscription: &Subscription, event: &Value) 
     }
     let Ok(request) = request.body(Body::from(event.to_string())) else {
         tracing::error!(topic = %subscription.topic, id, "the event cannot be sent as a request; dropped");
-        return Attempt::Done;
+        return (Attempt::Done, DROP);
     };
     let answer = tokio::time::timeout(sidecar.config.invoke_timeout, async {
         let response = sidecar.client.request(request).await?;
@@ -178,16 +203,26 @@ async fn attempt(sidecar: &Sidecar, subscription: &Subscription, event: &Value) 
     })
     .await;
     let (status, body) = match answer {
-        Err(_) => return Attempt::Retry("the app did not answer in time".into()),
-        Ok(Err(err)) => return Attempt::Retry(format!("the app cannot be reached: {err}")),
+        Err(_) => {
+            return (
+                Attempt::Retry("the app did not answer in time".into()),
+                RETRY,
+            );
+        }
+        Ok(Err(err)) => {
+            return (
+                Attempt::Retry(format!("the app cannot be reached: {err}")),
+                RETRY,
+            );
+        }
         Ok(Ok(answer)) => answer,
     };
     if status == axum::http::StatusCode::NOT_FOUND {
         tracing::error!(topic = %subscription.topic, route = %subscription.route, id, "the app answered 404 to an event: dropped, as daprd does");
-        return Attempt::Done;
+        return (Attempt::Done, DROP);
     }
     if !status.is_success() {
-        return Attempt::Retry(format!("the app answered {status}"));
+        return (Attempt::Retry(format!("the app answered {status}")), RETRY);
     }
     let verdict = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
         v.get("status")
@@ -195,13 +230,16 @@ async fn attempt(sidecar: &Sidecar, subscription: &Subscription, event: &Value) 
             .map(str::to_uppercase)
     });
     match verdict.as_deref() {
-        None | Some("SUCCESS") | Some("") => Attempt::Done,
+        None | Some("SUCCESS") | Some("") => (Attempt::Done, SUCCESS),
         Some("DROP") => {
             tracing::warn!(topic = %subscription.topic, id, "the app dropped an event");
-            Attempt::Done
+            (Attempt::Done, DROP)
         }
-        Some("RETRY") => Attempt::Retry("the app asked to retry".into()),
-        Some(other) => Attempt::Retry(format!("the app answered unknown status {other}")),
+        Some("RETRY") => (Attempt::Retry("the app asked to retry".into()), RETRY),
+        Some(other) => (
+            Attempt::Retry(format!("the app answered unknown status {other}")),
+            RETRY,
+        ),
     }
 }
 

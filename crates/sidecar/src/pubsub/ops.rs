@@ -53,15 +53,15 @@ impl Sidecar {
     ) -> Result<(), DaprError> {
         let pubsub = self.publishable(pubsub_name, topic)?;
         let payload = cloud_event(&self.config.app_id, pubsub_name, topic, publication)?;
-        pubsub
-            .broker
-            .publish(topic, payload)
-            .await
-            .map_err(|e| DaprError::PubsubPublish {
-                topic: topic.to_string(),
-                pubsub: pubsub_name.to_string(),
-                reason: e.to_string(),
-            })
+        let started = std::time::Instant::now();
+        let published = pubsub.broker.publish(topic, payload).await;
+        self.metrics
+            .record_pubsub_egress(pubsub_name, topic, published.is_ok(), started.elapsed());
+        published.map_err(|e| DaprError::PubsubPublish {
+            topic: topic.to_string(),
+            pubsub: pubsub_name.to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// Publishes each entry; returns the ones that failed, with why. A

@@ -200,3 +200,62 @@ async fn calls_to_the_app_are_counted() {
     );
     sidecar.stop().await;
 }
+
+/// `bindings.wasm` calls: `dapr_component_output_binding_*`, by operation
+/// and outcome.
+#[tokio::test]
+async fn binding_calls_are_counted_by_operation_and_outcome() {
+    let resources = TestResources::new();
+    let wasm = test_support::wasm_path("echo");
+    std::fs::write(
+        resources.resources.path().join("echo.yaml"),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: echo\nspec:\n  type: bindings.wasm\n  version: v1\n  metadata:\n  - name: url\n    value: \"file://{}\"\n",
+            wasm.display()
+        ),
+    )
+    .unwrap();
+    let sidecar = RunningSidecar::start(resources.config("metered-binder", None)).await;
+    let client = reqwest::Client::new();
+    for (operation, status) in [("execute", 200), ("execute", 200), ("delete", 500)] {
+        let answer = client
+            .post(sidecar.url("/v1.0/bindings/echo"))
+            .json(&json!({"operation": operation, "data": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{operation}");
+    }
+    let scrape = Scrape::fetch(&format!("http://{}/metrics", sidecar.metrics_address)).await;
+    let binding = |operation: &'static str, success: &'static str| {
+        [
+            ("app_id", "metered-binder"),
+            ("component", "echo"),
+            ("namespace", ""),
+            ("operation", operation),
+            ("success", success),
+        ]
+    };
+    assert_eq!(
+        scrape.value(
+            "dapr_component_output_binding_count",
+            &binding("execute", "true")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        scrape.value(
+            "dapr_component_output_binding_count",
+            &binding("delete", "false")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        scrape.value(
+            "dapr_component_output_binding_latencies_count",
+            &binding("execute", "true")
+        ),
+        Some(2.0)
+    );
+    sidecar.stop().await;
+}

@@ -21,6 +21,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use sidecar::SidecarConfig;
 use sidecar::args::RetryPolicy;
+use test_support::metrics::Scrape;
 use test_support::sidecar::*;
 use test_support::wait_until;
 
@@ -349,6 +350,61 @@ async fn behaviour_suite(backend: Backend) {
             .position(|(p, e)| p == "/orders" && e["data"]["n"] == n)
             .unwrap_or_else(|| panic!("event {n} was not delivered"));
         assert!(at < dead_at, "event {n} waited for the poison event");
+    }
+
+    // daprd's pub/sub metrics: 31 events published on `orders`; each
+    // delivery attempt by `process_status` (28 taken, RETRY once and the
+    // poison event's 1 + RETRIES tries to retry, DROP and 404 dropped).
+    let egress = Scrape::fetch(&format!("http://{}/metrics", publisher.metrics_address))
+        .await
+        .value(
+            "dapr_component_pubsub_egress_count",
+            &[
+                ("app_id", source),
+                ("component", "bus"),
+                ("namespace", ""),
+                ("success", "true"),
+                ("topic", "orders"),
+            ],
+        );
+    assert_eq!(egress, Some(31.0));
+    let ingress = |scrape: &Scrape, topic: &str, process_status: &str| {
+        scrape.value(
+            "dapr_component_pubsub_ingress_count",
+            &[
+                ("app_id", "subscriber"),
+                ("component", "bus"),
+                ("namespace", ""),
+                ("process_status", process_status),
+                ("status", process_status),
+                ("topic", topic),
+            ],
+        )
+    };
+    let metrics_url = format!("http://{}/metrics", subscriber.metrics_address);
+    let retried = 1.0 + f64::from(1 + RETRIES);
+    let expected = [("success", 28.0), ("retry", retried), ("drop", 2.0)];
+    let attempts = |scrape: &Scrape| -> f64 {
+        expected
+            .iter()
+            .filter_map(|(status, _)| ingress(scrape, "orders", status))
+            .sum()
+    };
+    // An attempt is recorded once the app has answered it: the last ones
+    // may still be on their way.
+    let total: f64 = expected.iter().map(|(_, n)| n).sum();
+    wait_until("every attempt is recorded", Duration::from_secs(10), || {
+        let url = metrics_url.clone();
+        async move { attempts(&Scrape::fetch(&url).await) >= total }
+    })
+    .await;
+    let scrape = Scrape::fetch(&metrics_url).await;
+    for (process_status, count) in expected {
+        assert_eq!(
+            ingress(&scrape, "orders", process_status),
+            Some(count),
+            "{process_status}"
+        );
     }
     if let Some(publisher) = other_publisher {
         publisher.stop().await;
