@@ -22,6 +22,7 @@
 //!   `dapr_component_pubsub_ingress_*` (each delivery to the app, by
 //!   `process_status`: `success`, `retry`, `drop`).
 //! - `dapr_component_output_binding_*`: `bindings.wasm` calls.
+//! - `dapr_component_secret_*`: secret reads (`get`, `bulk_get`).
 //! - `dapr_component_state_count`, `dapr_component_state_latencies`: each
 //!   call of the state building block, from either API
 //!   ([`Metrics::record_state`]).
@@ -90,6 +91,7 @@ pub struct Metrics {
     pubsub_egress: Timed,
     pubsub_ingress: Timed,
     output_binding: Timed,
+    secret: Timed,
 }
 
 /// A component metric pair as daprd has them: `<name>_count` and
@@ -281,6 +283,13 @@ impl Metrics {
                 "The latency of the response from the output binding component (ms).",
                 &component,
             )?,
+            secret: Timed::new(
+                r,
+                "secret",
+                "The number of operations performed on the secret component.",
+                "The latency of the response from the secret component (ms).",
+                &component,
+            )?,
             app_id: app_id.to_string(),
             registry,
         })
@@ -365,6 +374,24 @@ impl Metrics {
             topic,
         ];
         self.pubsub_ingress.record(&labels, elapsed);
+    }
+
+    /// One read of the secret store `component` (`get` or `bulk_get`).
+    pub fn record_secret(
+        &self,
+        component: &str,
+        operation: &str,
+        success: bool,
+        elapsed: Duration,
+    ) {
+        let labels = [
+            self.app_id.as_str(),
+            component,
+            NAMESPACE,
+            operation,
+            success_label(success),
+        ];
+        self.secret.record(&labels, elapsed);
     }
 
     /// One call of the output binding `component`.

@@ -100,13 +100,16 @@ impl Sidecar {
     /// One secret of `store_name` (the secrets building block, shared by
     /// the HTTP and gRPC APIs).
     pub(crate) fn read_secret(&self, store_name: &str, name: &str) -> Result<&str, DaprError> {
-        self.secret_store(store_name)?
-            .get(name)
-            .ok_or_else(|| DaprError::SecretGet {
-                key: name.to_string(),
-                store: store_name.to_string(),
-                reason: "secret not found".into(),
-            })
+        let store = self.secret_store(store_name)?;
+        let started = std::time::Instant::now();
+        let secret = store.get(name);
+        self.metrics
+            .record_secret(store_name, "get", secret.is_some(), started.elapsed());
+        secret.ok_or_else(|| DaprError::SecretGet {
+            key: name.to_string(),
+            store: store_name.to_string(),
+            reason: "secret not found".into(),
+        })
     }
 
     /// Every secret of `store_name`, by name.
@@ -114,7 +117,10 @@ impl Sidecar {
         &self,
         store_name: &str,
     ) -> Result<&BTreeMap<String, String>, DaprError> {
-        Ok(&self.secret_store(store_name)?.secrets)
+        let store = self.secret_store(store_name)?;
+        self.metrics
+            .record_secret(store_name, "bulk_get", true, std::time::Duration::ZERO);
+        Ok(&store.secrets)
     }
 }
 

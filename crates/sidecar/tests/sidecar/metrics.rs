@@ -48,6 +48,16 @@ async fn each_api_call_is_counted_with_daprds_names_and_labels() {
         .unwrap();
     assert_eq!(missing.status(), 400);
 
+    // Secrets: one found, one missing.
+    for (name, status) in [("db:password", 200), ("missing", 500)] {
+        let answer = client
+            .get(sidecar.url(&format!("/v1.0/secrets/localsecrets/{name}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{name}");
+    }
+
     let mut grpc = DaprClient::connect(format!("http://{}", sidecar.grpc_address))
         .await
         .unwrap();
@@ -137,6 +147,22 @@ async fn each_api_call_is_counted_with_daprds_names_and_labels() {
         after.value("dapr_component_state_latencies_count", &state("get")),
         Some(2.0)
     );
+    let secret = |success: &'static str| {
+        [
+            ("app_id", "metered"),
+            ("component", "localsecrets"),
+            ("namespace", ""),
+            ("operation", "get"),
+            ("success", success),
+        ]
+    };
+    for success in ["true", "false"] {
+        assert_eq!(
+            after.value("dapr_component_secret_count", &secret(success)),
+            Some(1.0),
+            "{success}"
+        );
+    }
     // The gRPC API, by method and status.
     let rpc = |status: &'static str| {
         [
