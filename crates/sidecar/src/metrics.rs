@@ -324,10 +324,16 @@ impl Metrics {
             .observe(millis(elapsed));
     }
 
-    /// One operation on the state store `component`, as daprd names the
-    /// building block's calls (`get`, `bulk_get`, `set`, `delete`,
-    /// `bulk_delete`, `transaction`), and whether it succeeded.
-    pub fn record_state(&self, component: &str, operation: &str, success: bool, elapsed: Duration) {
+    /// One `operation` of `component` in `timed` (the labels `app_id`,
+    /// `component`, `namespace`, `operation`, `success`).
+    fn record_operation(
+        &self,
+        timed: &Timed,
+        component: &str,
+        operation: &str,
+        success: bool,
+        elapsed: Duration,
+    ) {
         let labels = [
             self.app_id.as_str(),
             component,
@@ -335,7 +341,14 @@ impl Metrics {
             operation,
             success_label(success),
         ];
-        self.state.record(&labels, elapsed);
+        timed.record(&labels, elapsed);
+    }
+
+    /// One operation on the state store `component`, as daprd names the
+    /// building block's calls (`get`, `bulk_get`, `set`, `delete`,
+    /// `bulk_delete`, `transaction`), and whether it succeeded.
+    pub fn record_state(&self, component: &str, operation: &str, success: bool, elapsed: Duration) {
+        self.record_operation(&self.state, component, operation, success, elapsed);
     }
 
     /// One event published to the broker of `component`.
@@ -384,14 +397,7 @@ impl Metrics {
         success: bool,
         elapsed: Duration,
     ) {
-        let labels = [
-            self.app_id.as_str(),
-            component,
-            NAMESPACE,
-            operation,
-            success_label(success),
-        ];
-        self.secret.record(&labels, elapsed);
+        self.record_operation(&self.secret, component, operation, success, elapsed);
     }
 
     /// One call of the output binding `component`.
@@ -402,14 +408,7 @@ impl Metrics {
         success: bool,
         elapsed: Duration,
     ) {
-        let labels = [
-            self.app_id.as_str(),
-            component,
-            NAMESPACE,
-            operation,
-            success_label(success),
-        ];
-        self.output_binding.record(&labels, elapsed);
+        self.record_operation(&self.output_binding, component, operation, success, elapsed);
     }
 }
 
