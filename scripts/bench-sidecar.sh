@@ -6,6 +6,8 @@
 #   haproxy  app -> HAProxy -> HAProxy -> app      POST http://127.0.0.1:$PROXY_IN/echo
 #   http     app -> sidecar -> sidecar -> app      POST .../v1.0/invoke/bench-target/method/echo
 #   grpc     app -> sidecar -> sidecar -> app      gRPC InvokeService on the caller's gRPC port
+#   nometrics  as http, through a second sidecar pair run with
+#              --enable-metrics=false (what recording the metrics costs)
 #
 # The HAProxy pair (Debian's haproxy, one thread each, keep-alive both
 # ways) is the baseline: a plain, well-tuned proxy doing the same two hops.
@@ -13,7 +15,7 @@
 # Each path runs at a fixed RATE (default 1000 req/s) for DURATION seconds
 # (default 20), after a 3 s warm-up, with 1 KiB bodies, driven open-loop by
 # crates/sidecar/examples/invoke_load.rs on THREADS worker threads (default
-# 2). The four paths take turns for ROUNDS rounds (default 3), so that a
+# 2). The paths take turns for ROUNDS rounds (default 3), so that a
 # slow spell of a shared VM hits them alike; each path's percentiles pool
 # all its calls. Prints Markdown for docs/performance.md.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -23,6 +25,7 @@ DURATION="${DURATION:-20}"
 RATE="${RATE:-1000}"
 ROUNDS="${ROUNDS:-3}"
 APP=18080 CALLER=13500 TARGET=13501 CALLER_GRPC=15001 TARGET_GRPC=15002 PROXY_IN=18081 PROXY_OUT=18082
+BARE_CALLER=13502 BARE_TARGET=13503 BARE_CALLER_GRPC=15003 BARE_TARGET_GRPC=15004
 
 ensure_toolchain
 command -v python3 >/dev/null || apt_install python3
@@ -32,7 +35,8 @@ cargo build --release --locked -p dapr-wasm --bin dapr-wasm
 cargo build --release --locked -p sidecar --example echo_app --example invoke_load
 bin="$(target_dir_of_workspace)/release"
 
-for port in "$APP" "$TARGET" "$CALLER" "$CALLER_GRPC" "$TARGET_GRPC" "$PROXY_IN" "$PROXY_OUT"; do
+for port in "$APP" "$TARGET" "$CALLER" "$CALLER_GRPC" "$TARGET_GRPC" "$PROXY_IN" "$PROXY_OUT" \
+    "$BARE_CALLER" "$BARE_TARGET" "$BARE_CALLER_GRPC" "$BARE_TARGET_GRPC"; do
     port_open "$port" && die "port $port is in use; stop what holds it first"
 done
 work="$(mktemp -d)"
@@ -68,9 +72,14 @@ DAPR_WASM_DATA_DIR="$work" "$bin/dapr-wasm" --log-level warn sidecar --app-id be
     --app-port "$APP" --dapr-http-port "$TARGET" --metrics-port 0 --dapr-grpc-port "$TARGET_GRPC" & pids+=($!); target_pid=$!
 DAPR_WASM_DATA_DIR="$work" "$bin/dapr-wasm" --log-level warn sidecar --app-id bench-caller \
     --dapr-http-port "$CALLER" --metrics-port 0 --dapr-grpc-port "$CALLER_GRPC" & pids+=($!); caller_pid=$!
+# The same pair with nothing recorded.
+DAPR_WASM_DATA_DIR="$work" "$bin/dapr-wasm" --log-level warn sidecar --app-id bench-bare-target \
+    --app-port "$APP" --dapr-http-port "$BARE_TARGET" --enable-metrics=false --dapr-grpc-port "$BARE_TARGET_GRPC" & pids+=($!); bare_target_pid=$!
+DAPR_WASM_DATA_DIR="$work" "$bin/dapr-wasm" --log-level warn sidecar --app-id bench-bare-caller \
+    --dapr-http-port "$BARE_CALLER" --enable-metrics=false --dapr-grpc-port "$BARE_CALLER_GRPC" & pids+=($!); bare_caller_pid=$!
 haproxy_hop "$PROXY_OUT" "$APP" proxy-out; pids+=($!); proxy_out_pid=$!
 haproxy_hop "$PROXY_IN" "$PROXY_OUT" proxy-in; pids+=($!); proxy_in_pid=$!
-for port in "$APP" "$TARGET" "$CALLER" "$CALLER_GRPC" "$PROXY_IN" "$PROXY_OUT"; do
+for port in "$APP" "$TARGET" "$CALLER" "$CALLER_GRPC" "$PROXY_IN" "$PROXY_OUT" "$BARE_CALLER" "$BARE_TARGET"; do
     wait_for_port "$port" "port $port"
 done
 
@@ -79,6 +88,7 @@ declare -A targets=(
     [haproxy]="http://127.0.0.1:$PROXY_IN/echo"
     [http]="http://127.0.0.1:$CALLER/v1.0/invoke/bench-target/method/echo"
     [grpc]="127.0.0.1:$CALLER_GRPC/bench-target"
+    [nometrics]="http://127.0.0.1:$BARE_CALLER/v1.0/invoke/bench-bare-target/method/echo"
 )
 load() { # MODE SECONDS
     "$bin/examples/invoke_load" "$1" "${targets[$1]}" "$RATE" "$2" 1024
@@ -88,13 +98,14 @@ pair_cpu() { # MODE
     local pair
     case "$1" in
         haproxy) pair=("$proxy_in_pid" "$proxy_out_pid") ;;
+        nometrics) pair=("$bare_caller_pid" "$bare_target_pid") ;;
         *) pair=("$caller_pid" "$target_pid") ;;
     esac
     awk -v t="$(getconf CLK_TCK)" '{ s += $14 + $15 } END { printf "%.3f", s / t }' \
         "/proc/${pair[0]}/stat" "/proc/${pair[1]}/stat"
 }
 
-modes=(direct haproxy http grpc)
+modes=(direct haproxy http grpc nometrics)
 for round in $(seq 1 "$ROUNDS"); do
     for mode in "${modes[@]}"; do
         step "round $round/$ROUNDS, $mode: warm-up 3 s, then $RATE req/s for $DURATION s"
@@ -108,7 +119,7 @@ done
 python3 - "$work" "$RATE" "$DURATION" "${THREADS:-2}" "$ROUNDS" <<'PY'
 import json, os, sys, datetime, math
 work, rate, duration, threads, rounds = sys.argv[1:6]
-modes = ("direct", "haproxy", "http", "grpc")
+modes = ("direct", "haproxy", "http", "grpc", "nometrics")
 def pct(xs, p):
     return xs[max(1, math.ceil(p / 100 * len(xs))) - 1]
 runs = {}
@@ -128,7 +139,8 @@ print(f"- machine: {model}, {os.cpu_count()} cores\n")
 print("| path | requests | ok | p50 | p90 | p99 | added p50 | added p90 | added p99 | proxy pair CPU per 1000 calls | max send lag |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 names = {"direct": "app -> app (direct)", "haproxy": "HTTP through two HAProxy (baseline)",
-         "http": "HTTP through two sidecars", "grpc": "gRPC InvokeService through two sidecars"}
+         "http": "HTTP through two sidecars", "grpc": "gRPC InvokeService through two sidecars",
+         "nometrics": "HTTP through two sidecars, --enable-metrics=false"}
 base = runs["direct"]
 added = {m: {p: runs[m][p] - base[p] for p in (50, 90, 99)} for m in modes}
 for m, r in runs.items():
@@ -145,5 +157,7 @@ print(f"- sidecars / HAProxy, added p90: {ratio(added['http'][90], added['haprox
       f"{ratio(added['grpc'][90], added['haproxy'][90])} (gRPC); added p99: {ratio(added['http'][99], added['haproxy'][99])} (HTTP)")
 print(f"- sidecars / HAProxy, CPU per call: {ratio(runs['http']['cpu_per_1000'], runs['haproxy']['cpu_per_1000'])} (HTTP), "
       f"{ratio(runs['grpc']['cpu_per_1000'], runs['haproxy']['cpu_per_1000'])} (gRPC)")
+print(f"- metrics on / off (HTTP through two sidecars): CPU per call {ratio(runs['http']['cpu_per_1000'], runs['nometrics']['cpu_per_1000'])}, "
+      f"added p90 {ratio(added['http'][90], added['nometrics'][90])}")
 print("- Dapr's published figures for comparison: +1.40 ms p90, +2.10 ms p99, 0.48 vCPU per 1000 req/s.")
 PY

@@ -32,19 +32,20 @@ pub fn list() -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<22} {:>9} {:>9} {:>12} {:>8} {:>8} {:>11} {:>6}  COMMAND",
+        "{:<22} {:>9} {:>9} {:>12} {:>8} {:>16} {:>8} {:>11} {:>6}  COMMAND",
         "APP ID",
         "HTTP PORT",
         "GRPC PORT",
         "METRICS PORT",
         "APP PORT",
+        "APP METRICS PORT",
         "APP PID",
         "SIDECAR PID",
         "AGE"
     );
     for app in apps {
         println!(
-            "{:<22} {:>9} {:>9} {:>12} {:>8} {:>8} {:>11} {:>6}  {}",
+            "{:<22} {:>9} {:>9} {:>12} {:>8} {:>16} {:>8} {:>11} {:>6}  {}",
             app.app_id,
             app.dapr_http_port,
             app.dapr_grpc_port,
@@ -52,6 +53,7 @@ pub fn list() -> anyhow::Result<ExitCode> {
             app.app_port
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".into()),
+            app.app_metrics_port,
             app.app_pid,
             app.sidecar_pid,
             age(app.started_unix),

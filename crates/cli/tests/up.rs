@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{DemoSpec, EventsApp, Up, free_port, wait_gone};
+use test_support::metrics::Scrape;
 use test_support::repo_path;
 
 async fn hello(client: &reqwest::Client, web: &str, api: &str, photo: &str) -> reqwest::Response {
@@ -31,6 +32,125 @@ async fn hello_at(
         .unwrap()
 }
 
+/// An upload's `Server-Timing`, in the order the hops added it on the way
+/// back: the image app's stages, its sidecar's hop, web-port's sidecar's
+/// hop, then web-port's own; each hop's time covers the hops inside it.
+fn every_hop_says_where_the_time_went(
+    headers: &reqwest::header::HeaderMap,
+    image_app: &str,
+    inference: Option<&str>,
+) {
+    let entries: Vec<(String, f64, Option<String>)> = headers
+        .get_all("server-timing")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap().split(','))
+        .map(|entry| {
+            let mut parts = entry.trim().split(';');
+            let name = parts.next().unwrap().to_string();
+            let (mut dur, mut desc) = (None, None);
+            for param in parts {
+                match param.split_once('=') {
+                    Some(("dur", v)) => dur = Some(v.parse::<f64>().unwrap()),
+                    Some(("desc", v)) => desc = Some(v.trim_matches('"').to_string()),
+                    _ => panic!("unexpected parameter {param} in {entry}"),
+                }
+            }
+            (
+                name,
+                dur.unwrap_or_else(|| panic!("no dur in {entry}")),
+                desc,
+            )
+        })
+        .collect();
+    let names: Vec<&str> = entries.iter().map(|(n, _, _)| n.as_str()).collect();
+    let mut expected = vec!["queue", "instantiate", "wasm"];
+    expected.extend(inference.map(|_| "inference"));
+    expected.extend(["app", "dapr", "dapr", "stats", "web-port"]);
+    assert_eq!(names, expected, "{entries:?}");
+    let at = |i: usize| &entries[i];
+    let n = entries.len();
+    let (app, callee, caller, web_port) = (at(n - 5), at(n - 4), at(n - 3), at(n - 1));
+    assert_eq!(callee.2.as_deref(), Some(image_app), "{entries:?}");
+    assert_eq!(caller.2.as_deref(), Some("web-port"), "{entries:?}");
+    if let Some(described) = inference {
+        assert_eq!(at(3).2.as_deref(), Some(described), "{entries:?}");
+        assert!(at(3).1 <= at(2).1, "inference within wasm: {entries:?}");
+    }
+    // Each hop contains the next one in.
+    assert!(at(1).1 <= at(2).1, "instantiate within wasm: {entries:?}");
+    assert!(at(2).1 <= app.1, "wasm within app: {entries:?}");
+    assert!(app.1 <= callee.1, "app within its sidecar: {entries:?}");
+    assert!(callee.1 <= caller.1, "callee within caller: {entries:?}");
+    assert!(
+        caller.1 <= web_port.1,
+        "sidecars within web-port: {entries:?}"
+    );
+}
+
+/// The issue's acceptance, after one grayscale and two classify uploads
+/// (efficientnet-lite0, then lite2): every app and every sidecar serves its
+/// own metrics port, and each counted them.
+async fn uploads_show_on_every_metrics_port(up: &Up) {
+    let records = up.records();
+    let scrape = |app_id: &str, port: &str| {
+        let record = records
+            .iter()
+            .find(|r| r["app_id"] == app_id)
+            .unwrap_or_else(|| panic!("no record of {app_id}"));
+        let port = record[port].as_u64().unwrap();
+        Scrape::fetch_owned(format!("http://127.0.0.1:{port}/metrics"))
+    };
+    let web = scrape("web-port", "app_metrics_port").await;
+    let uploads =
+        |api: &str| web.value("web_port_uploads_total", &[("api", api), ("status", "200")]);
+    assert_eq!(uploads("grayscale"), Some(1.0));
+    assert_eq!(uploads("classify"), Some(2.0));
+    let answered = web.value(
+        "http_server_requests_total",
+        &[
+            ("http_request_method", "POST"),
+            ("http_route", "/api/hello"),
+            ("http_response_status_code", "200"),
+        ],
+    );
+    assert_eq!(answered, Some(3.0));
+
+    let gray = scrape("image-api-grayscale", "app_metrics_port").await;
+    let ok = [("function", "grayscale"), ("outcome", "ok")];
+    assert_eq!(gray.value("dapr_wasm_function_calls_total", &ok), Some(1.0));
+    let classify = scrape("image-api-classify", "app_metrics_port").await;
+    let ok = [("function", "classify"), ("outcome", "ok")];
+    assert_eq!(
+        classify.value("dapr_wasm_function_calls_total", &ok),
+        Some(2.0)
+    );
+    for model in ["efficientnet-lite0", "efficientnet-lite2"] {
+        let inferences = classify.value(
+            "dapr_wasm_nn_inference_duration_seconds_count",
+            &[("model", model), ("backend", "onnxruntime")],
+        );
+        assert_eq!(inferences, Some(1.0), "{model}");
+    }
+
+    // Each sidecar: web-port's invoked the image apps, theirs were invoked.
+    let invoked = |scrape: &Scrape, app_id: &str| {
+        scrape.sum(
+            "dapr_http_client_completed_count",
+            &[("app_id", app_id), ("status", "200")],
+        )
+    };
+    let web_sidecar = scrape("web-port", "metrics_port").await;
+    let state = web_sidecar.sum(
+        "dapr_component_state_count",
+        &[("app_id", "web-port"), ("success", "true")],
+    );
+    assert!(state >= 2.0, "the stats were read and written: {state}");
+    let gray_sidecar = scrape("image-api-grayscale", "metrics_port").await;
+    assert_eq!(invoked(&gray_sidecar, "image-api-grayscale"), 1.0);
+    let classify_sidecar = scrape("image-api-classify", "metrics_port").await;
+    assert_eq!(invoked(&classify_sidecar, "image-api-classify"), 2.0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn up_runs_the_whole_demo_and_stops_without_leftovers() {
     let (up, ports, _dir) = Up::start_demo();
@@ -41,13 +161,16 @@ async fn up_runs_the_whole_demo_and_stops_without_leftovers() {
     let gray = hello(&client, &web, "grayscale", "cat.jpg").await;
     assert_eq!(gray.status(), 200);
     assert_eq!(gray.headers()["content-type"], "image/png");
+    every_hop_says_where_the_time_went(gray.headers(), "image-api-grayscale", None);
     let gray = image::load_from_memory(&gray.bytes().await.unwrap()).unwrap();
     assert!(gray.as_luma8().is_some());
-    let answer: Value = hello(&client, &web, "classify", "coffee.png")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer = hello(&client, &web, "classify", "coffee.png").await;
+    every_hop_says_where_the_time_went(
+        answer.headers(),
+        "image-api-classify",
+        Some("onnxruntime/efficientnet-lite0"),
+    );
+    let answer: Value = answer.json().await.unwrap();
     assert_eq!(answer["label"], "espresso", "{answer}");
     // The issue's acceptance: a model chosen per request, named in the answer.
     let url = format!("{web}/api/hello?model=efficientnet-lite2");
@@ -63,6 +186,7 @@ async fn up_runs_the_whole_demo_and_stops_without_leftovers() {
     );
     let stats = test_support::get_json(format!("{web}/api/invokecount")).await;
     assert_eq!(stats["count"], 3, "{stats}");
+    uploads_show_on_every_metrics_port(&up).await;
 
     // `list` shows the three apps; `invoke` calls one through its sidecar.
     let list = up.cli(&["list"]);

@@ -37,6 +37,10 @@ pub struct EventsArgs {
     #[arg(long, env = "EVENTS_DATABASE_SECRET")]
     pub database_secret: Option<String>,
 
+    /// The metrics port (`--metrics-port`).
+    #[command(flatten)]
+    pub metrics: service_kit::metrics::MetricsArgs,
+
     /// The connection limit (`--max-connections`).
     #[command(flatten)]
     pub connections: service_kit::serve::ConnectionArgs,
@@ -71,6 +75,8 @@ pub struct EventsConfig {
     pub database: DatabaseSource,
     /// How many connections it serves at once.
     pub max_connections: service_kit::serve::ConnectionLimit,
+    /// Where its metrics are served, if anywhere.
+    pub metrics: service_kit::metrics::MetricsArgs,
 }
 
 impl EventsArgs {
@@ -104,6 +110,7 @@ impl EventsArgs {
             topic: self.topic.clone(),
             database,
             max_connections: self.connections.validate()?,
+            metrics: self.metrics.clone(),
         })
     }
 }

@@ -26,9 +26,8 @@ pub mod store;
 
 use std::future::Future;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use service_kit::metrics::Listeners;
 
 pub use config::{EventsArgs, EventsConfig};
 
@@ -59,26 +58,21 @@ pub async fn run(
     config: EventsConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listeners = Listeners::bind("events service", config.listen, &config.metrics).await?;
     let store = store::open(&config).await?;
-    tracing::info!(
-        database = store.kind(),
-        "events service listening on http://{}",
-        listener.local_addr()?
-    );
-    serve(listener, config, store, shutdown).await;
+    tracing::info!(database = store.kind(), "events service ready");
+    serve(listeners, config, store, shutdown).await;
     Ok(())
 }
 
-/// Serves on `listener` with `store` (for tests and [`run`]).
+/// Serves on `listeners` with `store` (for tests and [`run`]).
 pub async fn serve(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     config: EventsConfig,
     store: Box<dyn store::EventStore>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let connections = config.max_connections;
-    service_kit::serve::serve(listener, routes::app(config, store), connections, shutdown).await;
+    let app = routes::app(config, store);
+    service_kit::metrics::serve_app(listeners, app, Vec::new(), connections, shutdown).await;
 }

@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// The connection limit (`--max-connections`).
     #[command(flatten)]
     pub connections: service_kit::serve::ConnectionArgs,
+
+    /// The metrics port (`--metrics-port`).
+    #[command(flatten)]
+    pub metrics: service_kit::metrics::MetricsArgs,
 }
 
 /// Flags of `dapr-wasm functions`.
@@ -122,6 +126,8 @@ pub struct AppConfig {
     pub watch: bool,
     /// How many connections it serves at once.
     pub max_connections: service_kit::serve::ConnectionLimit,
+    /// Where its metrics are served, if anywhere.
+    pub metrics: service_kit::metrics::MetricsArgs,
 }
 
 impl ServeArgs {
@@ -176,6 +182,7 @@ impl ServeArgs {
             reload_interval: (!self.reload_interval.is_zero()).then_some(self.reload_interval),
             watch: false,
             max_connections: self.connections.validate()?,
+            metrics: self.metrics.clone(),
         })
     }
 }

@@ -168,6 +168,11 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// The host the functions run on.
+    pub fn host(&self) -> &FunctionHost {
+        &self.host
+    }
+
     /// A catalog of one function loaded elsewhere, never reloaded.
     pub fn with_loaded(served: Served) -> Catalog {
         let host = served.function.host();

@@ -47,6 +47,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use function_host::{Function, FunctionHost};
+use service_kit::metrics::Listeners;
 use service_kit::serve::ConnectionLimit;
 use tokio::net::TcpListener;
 
@@ -105,21 +106,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let catalog = load_catalog(&config).await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    serve_catalog(&config, catalog, listener, shutdown).await;
+    let listeners = Listeners::bind("function app", config.listen, &config.metrics).await?;
+    serve_catalog(&config, catalog, listeners, shutdown).await;
     Ok(())
 }
 
-/// Serves `catalog` on `listener` as `config` says, watching its files for
-/// changes, until `shutdown`.
+/// Serves `catalog` on `listeners` as `config` says (its function host's
+/// metrics on the metrics port, [`function_host::metrics`]), watching its
+/// files for changes, until `shutdown`.
 pub async fn serve_catalog(
     config: &AppConfig,
     catalog: Arc<Catalog>,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let listeners = listeners.into();
+    let listener = &listeners.app;
     let names: Vec<String> = catalog
         .current()
         .functions()
@@ -131,7 +133,7 @@ pub async fn serve_catalog(
             functions = ?names,
             dapr_http_port = config.dapr_http_port,
             reload_interval = ?config.reload_interval,
-            "function app listening on http://{local}"
+            "function app serving on http://{local}"
         ),
         Err(e) => tracing::warn!(error = %e, "function app listening (address unknown)"),
     }
@@ -145,8 +147,10 @@ pub async fn serve_catalog(
         ))),
         _ => None,
     };
+    let registries = vec![catalog.host().metrics().clone()];
     let app = routes::app(catalog, config.body_timeout);
-    serve(listener, app, config.max_connections, shutdown).await;
+    service_kit::metrics::serve_app(listeners, app, registries, config.max_connections, shutdown)
+        .await;
 }
 
 /// Stops the reload (and rebuild) task when the server stops.

@@ -17,14 +17,17 @@
 //! replaces a function needs no new router.
 //!
 //! Success answers with the function's output and its configured
-//! `Content-Type`, or one sniffed from its first bytes; a `Server-Timing`
-//! header says how long the wasm call took. Errors are JSON `{errorCode,
+//! `Content-Type`, or one sniffed from its first bytes. Its `Server-Timing`
+//! says where the time went (milliseconds): `app` (the whole request, body
+//! included), `queue` (waiting for a call slot), `instantiate`, `wasm`
+//! (instantiating and running the guest) and, for a WASI-NN function,
+//! `inference`, described as `BACKEND/MODEL`. Errors are JSON `{errorCode,
 //! message}` (see [`crate::error`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
@@ -34,6 +37,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use service_kit::body::BodyLimits;
+use service_kit::headers::{add_server_timing, timing_entry};
+use service_kit::metrics::RouteLabel;
 use tower_http::trace::TraceLayer;
 
 use crate::catalog::{Catalog, Served};
@@ -72,22 +77,38 @@ pub fn app(catalog: Arc<Catalog>, body_timeout: Duration) -> Router {
         })
 }
 
-/// Any other path: a function's route, or 404.
-async fn function_call(
-    State(state): State<AppState>,
-    request: Request,
-) -> Result<Response, ApiError> {
+/// Any other path: a function's route, or 404. A function's answer carries
+/// its route for the HTTP metrics (routes are configured, so few).
+async fn function_call(State(state): State<AppState>, request: Request) -> Response {
     let table = state.catalog.current();
     let path = request.uri().path().to_string();
     let Some(served) = table.route(&path).cloned() else {
-        return Err(ApiError::NotFound(path));
+        return ApiError::NotFound(path).into_response();
     };
+    let started = Instant::now();
+    let mut response = call_function(&state, &served, request)
+        .await
+        .into_response();
+    add_server_timing(
+        response.headers_mut(),
+        &[timing_entry("app", started.elapsed(), None)],
+    );
+    response.extensions_mut().insert(RouteLabel(path));
+    response
+}
+
+/// Runs `served` on the request's body.
+async fn call_function(
+    state: &AppState,
+    served: &Served,
+    request: Request,
+) -> Result<Response, ApiError> {
     if request.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed);
     }
     let query = Query::<HashMap<String, String>>::try_from_uri(request.uri())
         .map_err(|e| ApiError::BadQuery(e.body_text()))?;
-    let model = chosen_model(&served, query.get("model").map(String::as_str))?;
+    let model = chosen_model(served, query.get("model").map(String::as_str))?;
     let limits = BodyLimits {
         max_bytes: served.function.limits().max_input_bytes,
         timeout: state.body_timeout,
@@ -120,18 +141,25 @@ async fn function_call(
             .micros
             .fetch_add(output.elapsed.as_micros() as u64, Ordering::Relaxed);
     }
-    let timing = format!("wasm;dur={:.2}", output.elapsed.as_secs_f64() * 1e3);
+    let mut timing = vec![
+        timing_entry("queue", output.queue_wait, None),
+        timing_entry("instantiate", output.instantiate, None),
+        timing_entry("wasm", output.elapsed, None),
+    ];
+    if let (Some(model), Some(models)) = (model, served.function.models()) {
+        let desc = format!("{}/{model}", models.backend());
+        timing.push(timing_entry("inference", output.inference, Some(&desc)));
+    }
     let content_type = match &config.content_type {
         Some(configured) => HeaderValue::from_str(configured)
             .unwrap_or(HeaderValue::from_static("application/octet-stream")),
         None => HeaderValue::from_static(media_type(&output.stdout)),
     };
     let mut response = Body::from(output.stdout).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, content_type);
-    if let Ok(value) = HeaderValue::from_str(&timing) {
-        headers.insert("server-timing", value);
-    }
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    add_server_timing(response.headers_mut(), &timing);
     Ok(response)
 }
 

@@ -12,8 +12,10 @@ use clap::Parser;
 use function_app::{AppConfig, Catalog, FunctionsArgs};
 use reqwest::StatusCode;
 use serde_json::Value;
+use service_kit::metrics::Listeners;
 use sha2::{Digest, Sha256};
 use test_support::assert_dapr_error as assert_error;
+use test_support::metrics::Scrape;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -51,6 +53,8 @@ fn validate_with(file: &Path, more: &[&str]) -> Result<AppConfig, String> {
 /// A running app and the folder its functions file is in.
 struct App {
     base: String,
+    /// Its `GET /metrics`.
+    metrics_url: String,
     client: reqwest::Client,
     dir: tempfile::TempDir,
     _catalog: Arc<Catalog>,
@@ -77,16 +81,23 @@ impl App {
         let catalog = function_app::load_catalog(&config).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_url = format!("http://{}/metrics", metrics.local_addr().unwrap());
+        let listeners = Listeners {
+            app: listener,
+            metrics: Some(metrics),
+        };
         let (tx, rx) = oneshot::channel::<()>();
         let served = catalog.clone();
         tokio::spawn(async move {
-            function_app::serve_catalog(&config, served, listener, async {
+            function_app::serve_catalog(&config, served, listeners, async {
                 let _ = rx.await;
             })
             .await
         });
         App {
             base,
+            metrics_url,
             client: reqwest::Client::new(),
             dir,
             _catalog: catalog,
@@ -446,6 +457,112 @@ functions:
     .await;
     assert!(message.contains(&(32 << 20).to_string()), "{message}");
     assert_eq!(app.post("/fn/small", "ok").await.status(), StatusCode::OK);
+}
+
+/// The issue's function host metrics: each call counted by outcome, its
+/// time, its wait for a slot and its peak memory; the slots; each load by
+/// cache outcome; and the app's HTTP requests by function route.
+#[tokio::test]
+async fn the_metrics_port_counts_each_call_by_outcome_with_its_time_and_memory() {
+    let app = App::start_with(
+        &[
+            ("spin.wasm", "spin"),
+            ("echo.wasm", "echo"),
+            ("hog.wasm", "hog"),
+            ("trap.wasm", "trap"),
+        ],
+        r#"
+functions:
+  - name: spin
+    wasm: spin.wasm
+    limits: {timeout: 200ms}
+  - name: echo
+    wasm: echo.wasm
+  - name: hog
+    wasm: hog.wasm
+    limits: {memory: 32Mi}
+  - name: trap
+    wasm: trap.wasm
+"#,
+        &["--max-concurrent-calls", "3"],
+    )
+    .await;
+    for _ in 0..2 {
+        assert_eq!(app.post("/fn/echo", "hello").await.status(), StatusCode::OK);
+    }
+    for (function, status) in [
+        ("spin", StatusCode::GATEWAY_TIMEOUT),
+        ("hog", StatusCode::INTERNAL_SERVER_ERROR),
+        ("trap", StatusCode::INTERNAL_SERVER_ERROR),
+    ] {
+        let path = format!("/fn/{function}");
+        assert_eq!(app.post(&path, "x").await.status(), status, "{function}");
+    }
+    let scrape = Scrape::fetch(&app.metrics_url).await;
+    let calls = |function: &str, outcome: &str| {
+        scrape.sum(
+            "dapr_wasm_function_calls_total",
+            &[("function", function), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(calls("echo", "ok"), 2.0);
+    assert_eq!(calls("spin", "timeout"), 1.0);
+    assert_eq!(calls("hog", "memory"), 1.0);
+    assert_eq!(calls("trap", "trap"), 1.0);
+    assert_eq!(scrape.sum("dapr_wasm_function_calls_total", &[]), 5.0);
+    for family in [
+        "dapr_wasm_function_call_duration_seconds_count",
+        "dapr_wasm_function_queue_wait_seconds_count",
+        "dapr_wasm_function_peak_memory_bytes_count",
+    ] {
+        assert_eq!(scrape.sum(family, &[("function", "echo")]), 2.0, "{family}");
+        assert_eq!(scrape.sum(family, &[]), 5.0, "{family}");
+    }
+    // The spinning call ran for its whole deadline.
+    let spin = scrape.sum(
+        "dapr_wasm_function_call_duration_seconds_sum",
+        &[("function", "spin")],
+    );
+    assert!(spin >= 0.2, "spin ran {spin} s");
+    // The hog got close to its limit, and never past it.
+    let hog = scrape.sum(
+        "dapr_wasm_function_peak_memory_bytes_sum",
+        &[("function", "hog")],
+    );
+    assert!(
+        hog > f64::from(16 << 20) && hog <= f64::from(32 << 20),
+        "{hog}"
+    );
+    let echo = scrape.sum(
+        "dapr_wasm_function_peak_memory_bytes_sum",
+        &[("function", "echo")],
+    );
+    assert!(echo > 0.0 && echo < hog, "{echo}");
+    assert_eq!(scrape.value("dapr_wasm_function_slots", &[]), Some(3.0));
+    assert_eq!(
+        scrape.value("dapr_wasm_function_slots_in_use", &[]),
+        Some(0.0)
+    );
+    for function in ["spin", "echo", "hog", "trap"] {
+        let loads = [("function", function), ("cache", "uncached")];
+        assert_eq!(
+            scrape.value("dapr_wasm_function_loads_total", &loads),
+            Some(1.0),
+            "{function}"
+        );
+    }
+    let requests = |route: &str, status: &str| {
+        scrape.value(
+            "http_server_requests_total",
+            &[
+                ("http_request_method", "POST"),
+                ("http_route", route),
+                ("http_response_status_code", status),
+            ],
+        )
+    };
+    assert_eq!(requests("/fn/echo", "200"), Some(2.0));
+    assert_eq!(requests("/fn/spin", "504"), Some(1.0));
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ use crate::cache::{CacheOutcome, ModuleCache};
 use crate::config::HostConfig;
 use crate::epoch::EpochTicker;
 use crate::error::{CallError, LoadError};
+use crate::metrics::HostMetrics;
 use crate::nn::{Models, WASI_NN_MODULE};
 use crate::stdio::{CallStdio, CappedBuffer};
 use wasmtime_wasi_nn::witx::WasiNnCtx;
@@ -49,6 +50,7 @@ struct HostInner {
     ticker: EpochTicker,
     slots: Arc<Semaphore>,
     config: HostConfig,
+    metrics: HostMetrics,
 }
 
 /// Per-call store data: the call's WASI (and WASI-NN) context, its output
@@ -72,10 +74,12 @@ impl CallStdio for CallState {
 }
 
 /// Refuses memory growth past the limit and remembers that it did, so a
-/// resulting crash is reported as [`CallError::MemoryLimit`].
+/// resulting crash is reported as [`CallError::MemoryLimit`]; keeps the
+/// most memory the call had (wasmtime asks it for the initial memory too).
 struct MemoryLimiter {
     max_bytes: usize,
     hit: bool,
+    peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -89,6 +93,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -140,8 +145,11 @@ impl FunctionHost {
             .cache_dir
             .as_ref()
             .map(|dir| ModuleCache::new(dir, &engine));
+        let metrics = HostMetrics::new(config.max_concurrent_calls.max(1))
+            .map_err(|e| LoadError::Engine(format!("cannot set up the metrics: {e}")))?;
         Ok(FunctionHost {
             inner: Arc::new(HostInner {
+                metrics,
                 slots: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1))),
                 engine,
                 linker,
@@ -156,6 +164,16 @@ impl FunctionHost {
     /// The configuration this host was created with.
     pub fn config(&self) -> &HostConfig {
         &self.inner.config
+    }
+
+    /// This host's metrics (see [`metrics`](crate::metrics)), for the app
+    /// to serve with its own.
+    pub fn metrics(&self) -> &service_kit::metrics::Registry {
+        &self.inner.metrics.registry
+    }
+
+    pub(crate) fn host_metrics(&self) -> &HostMetrics {
+        &self.inner.metrics
     }
 
     /// Loads the WASI command at `path` under `name`.
@@ -199,6 +217,7 @@ impl FunctionHost {
             &self.inner.linker
         };
         let pre = linker.instantiate_pre(&module).map_err(invalid)?;
+        self.inner.metrics.record_load(name, cache);
         tracing::info!(
             function = name,
             wasi_nn = uses_nn,
@@ -229,6 +248,13 @@ pub struct CallOutput {
     pub stderr: Bytes,
     /// Time spent instantiating and running the function.
     pub elapsed: Duration,
+    /// Of which instantiating it.
+    pub instantiate: Duration,
+    /// Of which its WASI-NN inferences.
+    pub inference: Duration,
+    /// Time spent waiting for a call slot before (zero for
+    /// [`Function::call_blocking`]).
+    pub queue_wait: Duration,
 }
 
 /// A host directory a function may read, and where the guest sees it.
@@ -387,7 +413,7 @@ impl Function {
     pub async fn call(&self, input: Bytes, args: &[&str]) -> Result<CallOutput, CallError> {
         let limits = &self.limits;
         if input.len() > limits.max_input_bytes {
-            return Err(CallError::InputTooLarge {
+            return self.refused(CallError::InputTooLarge {
                 size: input.len(),
                 limit: limits.max_input_bytes,
             });
@@ -401,22 +427,39 @@ impl Function {
         .await
         {
             Ok(Ok(permit)) => permit,
-            Ok(Err(closed)) => return Err(CallError::Internal(closed.to_string())),
+            Ok(Err(closed)) => return self.refused(CallError::Internal(closed.to_string())),
             Err(_elapsed) => {
-                return Err(CallError::Busy {
+                return self.refused(CallError::Busy {
                     slots: self.host.config.max_concurrent_calls,
                     waited: queued.elapsed(),
                 });
             }
         };
+        let metrics = &self.host.metrics;
+        let queue_wait = queued.elapsed();
+        metrics.record_queue_wait(&self.name, queue_wait);
         let function = self.clone();
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        metrics.slots_in_use.inc();
+        let slot_in_use = metrics.slots_in_use.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            function.call_blocking(input, &args)
+            let output = function.call_blocking(input, &args);
+            slot_in_use.dec();
+            output.map(|output| CallOutput {
+                queue_wait,
+                ..output
+            })
         })
         .await
         .map_err(|e| CallError::Internal(format!("call thread failed: {e}")))?
+    }
+
+    /// A call refused before it ran, counted as such.
+    fn refused(&self, error: CallError) -> Result<CallOutput, CallError> {
+        let result = Err(error);
+        self.host.metrics.record_call(&self.name, &result, None);
+        result
     }
 
     /// Runs the function once on the current thread, without waiting for a
@@ -427,13 +470,29 @@ impl Function {
         input: Bytes,
         args: &[impl AsRef<str>],
     ) -> Result<CallOutput, CallError> {
-        let limits = self.limits;
-        if input.len() > limits.max_input_bytes {
-            return Err(CallError::InputTooLarge {
+        if input.len() > self.limits.max_input_bytes {
+            return self.refused(CallError::InputTooLarge {
                 size: input.len(),
-                limit: limits.max_input_bytes,
+                limit: self.limits.max_input_bytes,
             });
         }
+        let started = Instant::now();
+        let mut peak_memory = 0;
+        let result = self.run(input, args, &mut peak_memory);
+        self.host
+            .metrics
+            .record_call(&self.name, &result, Some((started.elapsed(), peak_memory)));
+        result
+    }
+
+    /// One run of the guest; sets `peak_memory` to the most memory it had.
+    fn run(
+        &self,
+        input: Bytes,
+        args: &[impl AsRef<str>],
+        peak_memory: &mut usize,
+    ) -> Result<CallOutput, CallError> {
+        let limits = self.limits;
         let started = Instant::now();
         // stdout and stderr are written by `stdio`'s direct `fd_write`.
         let mut wasi = WasiCtxBuilder::new();
@@ -478,6 +537,7 @@ impl Function {
                 limiter: MemoryLimiter {
                     max_bytes: limits.max_memory_bytes,
                     hit: false,
+                    peak: 0,
                 },
             },
         );
@@ -488,8 +548,12 @@ impl Function {
         // A host function that panics (wasmtime-wasi-nn 48 does on some
         // malformed guest arguments) unwinds out of `call`; it becomes this
         // call's error instead of taking the thread, or the server, down.
+        let mut instantiate = Duration::ZERO;
+        crate::nn::take_inference_time();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.pre.instantiate(&mut store).and_then(|instance| {
+            let instance = self.pre.instantiate(&mut store);
+            instantiate = started.elapsed();
+            instance.and_then(|instance| {
                 let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
                 start.call(&mut store, ())
             })
@@ -507,7 +571,9 @@ impl Function {
         // Dropping the store returns the instance's slot to the pool; its
         // data keeps the call's output.
         let state = store.into_data();
+        *peak_memory = state.limiter.peak;
         let elapsed = started.elapsed();
+        let inference = crate::nn::take_inference_time();
         if state.stdout.overflowed() {
             return Err(CallError::OutputTooLarge {
                 limit: limits.max_output_bytes,
@@ -522,6 +588,9 @@ impl Function {
                     stdout,
                     stderr,
                     elapsed,
+                    instantiate,
+                    inference,
+                    queue_wait: Duration::ZERO,
                 });
             }
             Err(err) => err,
@@ -532,6 +601,9 @@ impl Function {
                     stdout,
                     stderr,
                     elapsed,
+                    instantiate,
+                    inference,
+                    queue_wait: Duration::ZERO,
                 });
             }
             return Err(CallError::BadInput {

@@ -27,12 +27,15 @@ pub struct AppPlan {
     pub dapr_grpc_port: u16,
     /// Its sidecar's metrics port.
     pub metrics_port: u16,
+    /// The app's own metrics port (`APP_METRICS_PORT`).
+    pub app_metrics_port: u16,
     /// Its program (this very binary for `dapr-wasm`).
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
     /// Its env vars: the run file's, then Dapr's (`APP_ID`, `APP_PORT`,
-    /// `DAPR_HTTP_PORT`, `DAPR_GRPC_PORT`, `DAPR_METRICS_PORT`).
+    /// `DAPR_HTTP_PORT`, `DAPR_GRPC_PORT`, `DAPR_METRICS_PORT`), and
+    /// dapr-wasm's `APP_METRICS_PORT`.
     pub env: Vec<(String, String)>,
     /// The component folders its sidecar loads.
     pub resources: Vec<PathBuf>,
@@ -92,16 +95,19 @@ pub fn plan(
         let dapr_grpc_port = app
             .dapr_grpc_port
             .unwrap_or(FIRST_DAPR_GRPC_PORT.saturating_add(offset));
-        let metrics_port = match app.metrics_port {
-            Some(port) => port,
+        let port_or_free = |port: Option<u16>, what: &str| match port {
+            Some(port) => Ok(port),
             None => free_port().map_err(|err| RunnerError::Invalid {
                 path: run_file.to_path_buf(),
-                reason: format!("app `{}`: no free port for metrics: {err}", app.app_id),
-            })?,
+                reason: format!("app `{}`: no free port for {what}: {err}", app.app_id),
+            }),
         };
+        let metrics_port = port_or_free(app.metrics_port, "metrics")?;
+        let app_metrics_port = port_or_free(app.app_metrics_port, "the app's metrics")?;
         env.push(("DAPR_HTTP_PORT".into(), dapr_http_port.to_string()));
         env.push(("DAPR_GRPC_PORT".into(), dapr_grpc_port.to_string()));
         env.push(("DAPR_METRICS_PORT".into(), metrics_port.to_string()));
+        env.push(("APP_METRICS_PORT".into(), app_metrics_port.to_string()));
         if let Some(port) = app.app_port {
             env.push(("APP_PORT".into(), port.to_string()));
         }
@@ -115,6 +121,7 @@ pub fn plan(
             dapr_http_port,
             dapr_grpc_port,
             metrics_port,
+            app_metrics_port,
             program,
             args: app.command[1..].to_vec(),
             env,
@@ -154,6 +161,7 @@ impl AppPlan {
             (Some(self.dapr_http_port), "daprHTTPPort"),
             (Some(self.dapr_grpc_port), "daprGRPCPort"),
             (Some(self.metrics_port), "metricsPort"),
+            (Some(self.app_metrics_port), "appMetricsPort"),
         ];
         for (port, field) in ports {
             let Some(port) = port.filter(|&p| p != 0) else {

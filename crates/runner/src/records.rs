@@ -23,6 +23,9 @@ pub struct AppRecord {
     /// Its sidecar's metrics port (0 in records from before it had one).
     #[serde(default)]
     pub metrics_port: u16,
+    /// The app's own metrics port (0 in records from before it had one).
+    #[serde(default)]
+    pub app_metrics_port: u16,
     /// The app's pid.
     pub app_pid: u32,
     /// The sidecar's pid.

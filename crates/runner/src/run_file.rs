@@ -75,6 +75,10 @@ pub struct RunFileApp {
     /// run` picks).
     #[serde(rename = "metricsPort", default)]
     pub metrics_port: Option<u16>,
+    /// The app's own metrics port, passed as `APP_METRICS_PORT` (a
+    /// dapr-wasm field; a free one when not given).
+    #[serde(rename = "appMetricsPort", default)]
+    pub app_metrics_port: Option<u16>,
     /// Its command line.
     pub command: Vec<String>,
     /// Its own env vars.
@@ -193,6 +197,7 @@ impl RunFile {
                 app.dapr_http_port,
                 app.dapr_grpc_port,
                 app.metrics_port,
+                app.app_metrics_port,
             ]
             .into_iter()
             .flatten();

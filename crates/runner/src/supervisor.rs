@@ -79,6 +79,7 @@ impl Supervisor {
             dapr_http_port: plan.dapr_http_port,
             dapr_grpc_port: plan.dapr_grpc_port,
             metrics_port: plan.metrics_port,
+            app_metrics_port: plan.app_metrics_port,
             app_pid,
             sidecar_pid,
             up_pid: std::process::id(),

@@ -1,6 +1,10 @@
-//! Reading request headers the services share.
+//! Headers the services share: reading `Content-Length`, and writing
+//! `Server-Timing`, which each hop of an upload adds to on the way back
+//! so the browser can show where the time went.
 
-use http::{HeaderMap, header};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, header};
 
 /// The declared `Content-Length`, if present and valid. Services compare it
 /// with their body limit to refuse a large upload before reading it.
@@ -11,4 +15,22 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// One `Server-Timing` entry: `name;dur=MS` with `;desc="..."` when given.
+pub fn timing_entry(name: &str, duration: Duration, desc: Option<&str>) -> String {
+    let millis = duration.as_secs_f64() * 1e3;
+    match desc {
+        Some(desc) => format!("{name};dur={millis:.2};desc=\"{desc}\""),
+        None => format!("{name};dur={millis:.2}"),
+    }
+}
+
+/// Appends `entries` (comma-separated [`timing_entry`]s) as one more
+/// `Server-Timing` line, after those of the hops inside this one; a client
+/// reads all the lines as one list.
+pub fn add_server_timing(headers: &mut HeaderMap, entries: &[String]) {
+    if let Ok(value) = HeaderValue::from_str(&entries.join(", ")) {
+        headers.append("server-timing", value);
+    }
 }

@@ -9,6 +9,8 @@
 //!   connection limit (`--max-connections`).
 //! - [`idle_trim`]: giving freed memory back to the kernel when a server
 //!   goes idle (what [`serve`] does after a burst).
+//! - [`metrics`]: Prometheus metrics: building them, `GET /metrics`, and
+//!   the apps' HTTP server metrics.
 //! - [`shutdown`]: one shutdown signal (Ctrl-C or SIGTERM) for every
 //!   long-running subcommand.
 
@@ -16,6 +18,7 @@ pub mod body;
 pub mod error_body;
 pub mod headers;
 pub mod idle_trim;
+pub mod metrics;
 pub mod serve;
 pub mod shutdown;
 pub mod units;

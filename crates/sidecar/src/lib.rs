@@ -144,8 +144,10 @@ impl Sidecar {
         } else {
             components::load(&config.resources_paths, &config.app_id)?
         };
-        let metrics =
-            Arc::new(metrics::Metrics::new(&config.app_id).context("cannot set up the metrics")?);
+        let metrics = Arc::new(
+            metrics::Metrics::new(&config.app_id, config.metrics_port.is_some())
+                .context("cannot set up the metrics")?,
+        );
         let mut stores: HashMap<String, Arc<dyn StateStore>> = HashMap::new();
         let mut secret_stores = HashMap::new();
         let mut pubsubs = HashMap::new();

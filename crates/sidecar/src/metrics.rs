@@ -27,21 +27,23 @@
 //!   call of the state building block, from either API
 //!   ([`Metrics::record_state`]).
 //!
-//! Recording is always on (a few atomic adds per request); only serving
-//! them depends on the flags.
+//! Recording costs a few atomic adds per request; with the metrics off
+//! (`--enable-metrics=false`) nothing is recorded, as in daprd.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use axum::response::Response;
 use service_kit::headers::content_length;
+use service_kit::metrics::{HistogramVec, IntCounterVec, Registry, counter, histogram};
 use tokio::net::TcpListener;
 
 use crate::Sidecar;
+
+/// Errors building the metric families (a name or label set refused).
+pub use service_kit::metrics::MetricsError;
 
 /// daprd's latency buckets, in milliseconds.
 const LATENCY_BUCKETS_MS: [f64; 34] = [
@@ -67,15 +69,11 @@ const SIZE_BUCKETS: [f64; 13] = [
     4294967296.0,
 ];
 
-/// The `path` label of a request no route matched.
-const UNMATCHED_PATH: &str = "other";
-
-/// Errors building the metric families (a name or label set refused).
-pub type MetricsError = prometheus::Error;
-
 /// One sidecar's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// Whether anything is recorded.
+    enabled: bool,
     app_id: String,
     http_server_request_count: IntCounterVec,
     http_server_response_count: IntCounterVec,
@@ -135,32 +133,6 @@ impl Timed {
     }
 }
 
-fn counter(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntCounterVec, MetricsError> {
-    let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(counter.clone()))?;
-    Ok(counter)
-}
-
-fn histogram(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-    buckets: &[f64],
-) -> Result<HistogramVec, MetricsError> {
-    let histogram = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-        labels,
-    )?;
-    registry.register(Box::new(histogram.clone()))?;
-    Ok(histogram)
-}
-
 /// The `namespace` label: daprd's is empty outside Kubernetes.
 const NAMESPACE: &str = "";
 
@@ -174,8 +146,9 @@ fn millis(elapsed: Duration) -> f64 {
 }
 
 impl Metrics {
-    /// The metric families of the sidecar of `app_id`, all at zero.
-    pub fn new(app_id: &str) -> Result<Metrics, MetricsError> {
+    /// The metric families of the sidecar of `app_id`, all at zero; they
+    /// record nothing unless `enabled`.
+    pub fn new(app_id: &str, enabled: bool) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let r = &registry;
         let http = ["app_id", "method", "path", "status"];
@@ -291,21 +264,21 @@ impl Metrics {
                 &component,
             )?,
             app_id: app_id.to_string(),
+            enabled,
             registry,
         })
     }
 
     /// Every metric, in Prometheus's text format.
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        prometheus::TextEncoder::new()
-            .encode_utf8(&self.registry.gather(), &mut text)
-            .unwrap_or_else(|err| tracing::warn!(error = %err, "cannot encode the metrics"));
-        text
+        service_kit::metrics::render(&[&self.registry])
     }
 
     /// One component loaded at start.
     pub fn component_loaded(&self) {
+        if !self.enabled {
+            return;
+        }
         self.component_loaded
             .with_label_values(&[self.app_id.as_str()])
             .inc();
@@ -314,6 +287,9 @@ impl Metrics {
     /// One call from the sidecar to its app over HTTP: `path` is the
     /// method invoked, `status` the app's answer (`0` when it gave none).
     pub fn record_app_call(&self, method: &str, path: &str, status: u16, elapsed: Duration) {
+        if !self.enabled {
+            return;
+        }
         let status = status.to_string();
         let labels = [self.app_id.as_str(), method, path, status.as_str()];
         self.http_client_completed_count
@@ -334,6 +310,9 @@ impl Metrics {
         success: bool,
         elapsed: Duration,
     ) {
+        if !self.enabled {
+            return;
+        }
         let labels = [
             self.app_id.as_str(),
             component,
@@ -359,6 +338,9 @@ impl Metrics {
         success: bool,
         elapsed: Duration,
     ) {
+        if !self.enabled {
+            return;
+        }
         let labels = [
             self.app_id.as_str(),
             component,
@@ -378,6 +360,9 @@ impl Metrics {
         process_status: &str,
         elapsed: Duration,
     ) {
+        if !self.enabled {
+            return;
+        }
         let labels = [
             self.app_id.as_str(),
             component,
@@ -418,12 +403,15 @@ pub async fn record_http(
     request: Request,
     next: Next,
 ) -> Response {
+    if !sidecar.metrics.enabled {
+        return next.run(request).await;
+    }
     let metrics = &sidecar.metrics;
     let method = request.method().as_str().to_string();
     let path = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or(UNMATCHED_PATH, MatchedPath::as_str)
+        .map_or(service_kit::metrics::UNMATCHED_ROUTE, MatchedPath::as_str)
         .to_string();
     let app_id = metrics.app_id.as_str();
     metrics
@@ -463,6 +451,9 @@ pub async fn record_grpc(
     request: Request,
     next: Next,
 ) -> Response {
+    if !sidecar.metrics.enabled {
+        return next.run(request).await;
+    }
     let method = request.uri().path().trim_start_matches('/').to_string();
     let started = Instant::now();
     let response = next.run(request).await;
@@ -517,20 +508,5 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let metrics = metrics.clone();
-            async move {
-                (
-                    [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-                    metrics.render(),
-                )
-                    .into_response()
-            }
-        }),
-    );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    service_kit::metrics::serve(listener, move || metrics.render(), shutdown).await
 }

@@ -22,6 +22,11 @@ impl Scrape {
         Scrape::parse(&response.text().await.expect("a text body"))
     }
 
+    /// [`Scrape::fetch`] of an owned URL (a future that borrows nothing).
+    pub async fn fetch_owned(url: String) -> Scrape {
+        Scrape::fetch(&url).await
+    }
+
     /// Parses a text exposition; panics on a line it cannot read.
     pub fn parse(text: &str) -> Scrape {
         let samples = text
@@ -42,6 +47,21 @@ impl Scrape {
             .iter()
             .find(|(n, l, _)| n == name && *l == wanted)
             .map(|(_, _, value)| *value)
+    }
+
+    /// The sum of the samples `name` whose labels include `labels` (0 when
+    /// there are none).
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).is_some_and(|have| have == v))
+            })
+            .map(|(_, _, value)| value)
+            .sum()
     }
 }
 

@@ -74,6 +74,10 @@ pub struct WebPortArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub invoke_timeout: Duration,
 
+    /// The metrics port (`--metrics-port`).
+    #[command(flatten)]
+    pub metrics: service_kit::metrics::MetricsArgs,
+
     /// The connection limit (`--max-connections`).
     #[command(flatten)]
     pub connections: service_kit::serve::ConnectionArgs,
@@ -110,6 +114,8 @@ pub struct WebPortConfig {
     pub invoke_timeout: Duration,
     /// How many connections it serves at once.
     pub max_connections: service_kit::serve::ConnectionLimit,
+    /// Where its metrics are served, if anywhere.
+    pub metrics: service_kit::metrics::MetricsArgs,
 }
 
 impl WebPortArgs {
@@ -148,6 +154,7 @@ impl WebPortArgs {
             },
             invoke_timeout: self.invoke_timeout,
             max_connections: self.connections.validate()?,
+            metrics: self.metrics.clone(),
         })
     }
 }

@@ -47,6 +47,8 @@ pub struct Invoked {
     pub retry_after: Option<String>,
     /// Its body.
     pub body: Bytes,
+    /// Its `Server-Timing` entries, each hop's (empty when it gave none).
+    pub server_timing: Vec<String>,
 }
 
 /// Which of the sidecar's APIs an invocation goes through.
@@ -146,8 +148,15 @@ impl DaprClient {
         request.set_timeout(self.invoke_timeout);
         match self.grpc.clone().invoke_service(request).await {
             Ok(answer) => {
+                let server_timing = answer
+                    .metadata()
+                    .get_all("server-timing")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok().map(str::to_string))
+                    .collect();
                 let answer = answer.into_inner();
                 Ok(Invoked {
+                    server_timing,
                     status: StatusCode::OK,
                     content_type: Some(answer.content_type).filter(|c| !c.is_empty()),
                     retry_after: None,
@@ -251,6 +260,12 @@ impl DaprClient {
         };
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let retry_after = header(reqwest::header::RETRY_AFTER);
+        let server_timing = response
+            .headers()
+            .get_all("server-timing")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
         let body = response
             .bytes()
             .await
@@ -260,6 +275,7 @@ impl DaprClient {
             content_type,
             retry_after,
             body,
+            server_timing,
         })
     }
 
@@ -372,6 +388,7 @@ fn grpc_failure(address: &str, status: tonic::Status) -> Result<Invoked, DaprCli
             content_type: Some("application/json".into()),
             retry_after: (app_status == StatusCode::SERVICE_UNAVAILABLE).then(|| "1".into()),
             body: json_error(code, format!("{}: {detail}", status.message())),
+            server_timing: Vec::new(),
         });
     }
     match (status.code(), info) {
@@ -384,6 +401,7 @@ fn grpc_failure(address: &str, status: tonic::Status) -> Result<Invoked, DaprCli
             content_type: Some("application/json".into()),
             retry_after: None,
             body: json_error(&info.reason, status.message().to_string()),
+            server_timing: Vec::new(),
         }),
         (tonic::Code::DeadlineExceeded, _) => Err(DaprClientError::Unreachable {
             url: address.to_string(),

@@ -16,19 +16,24 @@
 //!   batches with etag concurrency so that concurrent uploads never lose a
 //!   count.
 //! - [`routes`]: the handlers; [`error`]: their JSON errors.
+//! - [`metrics`]: uploads and stats retries, for `GET /metrics`.
 //! - [`ui`]: the page, its script and its style.
 
 pub mod config;
 pub mod dapr;
 pub mod error;
+pub mod metrics;
 pub mod routes;
 pub mod stats;
 pub mod ui;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use service_kit::metrics::Listeners;
+
+use crate::metrics::WebPortMetrics;
 
 pub use config::{WebPortArgs, WebPortConfig};
 
@@ -37,24 +42,21 @@ pub async fn run(
     config: WebPortConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local = listener.local_addr()?;
-    tracing::info!(
-        dapr_http_port = config.dapr_http_port,
-        "web-port listening on http://{local}"
-    );
-    serve(listener, config, shutdown).await;
-    Ok(())
+    tracing::info!(dapr_http_port = config.dapr_http_port, "starting web-port");
+    let listeners = Listeners::bind("web-port", config.listen, &config.metrics).await?;
+    serve(listeners, config, shutdown).await
 }
 
-/// Serves web-port on `listener` (for tests and `run`).
+/// Serves web-port on `listeners` (for tests and `run`).
 pub async fn serve(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     config: WebPortConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> anyhow::Result<()> {
     let connections = config.max_connections;
-    service_kit::serve::serve(listener, routes::app(config), connections, shutdown).await;
+    let metrics = Arc::new(WebPortMetrics::new().context("cannot set up the metrics")?);
+    let registries = vec![metrics.registry().clone()];
+    let app = routes::app(config, metrics);
+    service_kit::metrics::serve_app(listeners, app, registries, connections, shutdown).await;
+    Ok(())
 }

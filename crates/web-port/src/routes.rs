@@ -23,11 +23,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use service_kit::headers::{add_server_timing, timing_entry};
 use tower_http::trace::TraceLayer;
 
 use crate::config::WebPortConfig;
 use crate::dapr::{DaprClient, DaprClientError, InvokeProtocol};
 use crate::error::WebError;
+use crate::metrics::WebPortMetrics;
 use crate::stats::{self, Event, Stats, StatsRecorder};
 use crate::ui;
 
@@ -37,20 +39,22 @@ struct AppState {
     dapr: DaprClient,
     stats: StatsRecorder,
     config: Arc<WebPortConfig>,
+    metrics: Arc<WebPortMetrics>,
 }
 
-/// The router. Starts the stats recorder, so it must be called on a
-/// runtime.
-pub fn app(config: WebPortConfig) -> Router {
+/// The router, counting in `metrics`. Starts the stats recorder, so it
+/// must be called on a runtime.
+pub fn app(config: WebPortConfig, metrics: Arc<WebPortMetrics>) -> Router {
     let dapr = DaprClient::new(
         config.dapr_http_port,
         config.dapr_grpc_port,
         config.invoke_timeout,
     );
     let state = AppState {
-        stats: StatsRecorder::start(dapr.clone(), config.state_store.clone()),
+        stats: StatsRecorder::start(dapr.clone(), config.state_store.clone(), metrics.clone()),
         dapr,
         config: Arc::new(config),
+        metrics,
     };
     Router::new()
         .route("/", get(ui_index))
@@ -173,6 +177,7 @@ async fn upload(
                     response.headers_mut().insert(name, value);
                 }
             }
+            add_server_timing(response.headers_mut(), &invoked.server_timing);
             response
         }
         Err(err @ DaprClientError::Unreachable { .. }) => WebError::Sidecar(err).into_response(),
@@ -183,6 +188,9 @@ async fn upload(
         .into_response(),
     };
     let elapsed = started.elapsed();
+    state
+        .metrics
+        .record_upload(api, response.status().as_u16(), elapsed);
     let output_bytes = response_len(&response);
     let event = Event {
         time: stats::now_rfc3339(),
@@ -205,15 +213,16 @@ async fn upload(
     }
     // The upload's answer waits for the stats write (so a count the
     // client can read afterwards includes it) but never fails with it.
+    let recording = Instant::now();
     if let Err(err) = state.stats.record(event).await {
         tracing::warn!(error = %err, "cannot record the call in the state store");
     }
     let mut response = response;
-    if let Ok(value) =
-        HeaderValue::from_str(&format!("total;dur={:.2}", elapsed.as_secs_f64() * 1e3))
-    {
-        response.headers_mut().insert("server-timing", value);
-    }
+    let timing = [
+        timing_entry("stats", recording.elapsed(), None),
+        timing_entry("web-port", started.elapsed(), None),
+    ];
+    add_server_timing(response.headers_mut(), &timing);
     response
 }
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dapr::{DaprClient, DaprClientError};
+use crate::metrics::WebPortMetrics;
 
 /// The state key of the record.
 pub const STATS_KEY: &str = "invokecount";
@@ -72,8 +73,9 @@ pub struct StatsRecorder {
 }
 
 impl StatsRecorder {
-    /// Starts the recording task for `store`, on the current runtime.
-    pub fn start(dapr: DaprClient, store: String) -> StatsRecorder {
+    /// Starts the recording task for `store`, on the current runtime,
+    /// counting its lost etag races in `metrics`.
+    pub fn start(dapr: DaprClient, store: String, metrics: Arc<WebPortMetrics>) -> StatsRecorder {
         let (queue, mut waiting) = mpsc::unbounded_channel::<Pending>();
         tokio::spawn(async move {
             while let Some(first) = waiting.recv().await {
@@ -86,7 +88,7 @@ impl StatsRecorder {
                 }
                 let (events, recorded): (Vec<Event>, Vec<_>) =
                     batch.into_iter().map(|p| (p.event, p.recorded)).unzip();
-                let outcome = record_all(&dapr, &store, &events)
+                let outcome = record_all(&dapr, &store, &events, &metrics)
                     .await
                     .map(drop)
                     .map_err(Arc::new);
@@ -121,6 +123,7 @@ async fn record_all(
     dapr: &DaprClient,
     store: &str,
     events: &[Event],
+    metrics: &WebPortMetrics,
 ) -> Result<Stats, DaprClientError> {
     for attempt in 0..MAX_ATTEMPTS {
         let (mut stats, etag) = match dapr.get_state::<Stats>(store, STATS_KEY).await? {
@@ -134,6 +137,7 @@ async fn record_all(
         {
             Ok(()) => return Ok(stats),
             Err(DaprClientError::EtagMismatch) => {
+                metrics.record_stats_conflict();
                 // Someone else won; back off a little, more on each loss.
                 let wait = Duration::from_micros(200 * u64::from(attempt.min(20)) + jitter());
                 tokio::time::sleep(wait).await;

@@ -168,6 +168,7 @@ impl System {
             body_limits: service_kit::body::BodyLimits::max_bytes(16 << 20),
             invoke_timeout: Duration::from_secs(30),
             max_connections: Default::default(),
+            metrics: Default::default(),
             dapr_grpc_port: sidecars[2].grpc_address.port(),
             grayscale_protocol: protocols.0,
             classify_protocol: protocols.1,
@@ -470,6 +471,7 @@ async fn start_events(
         topic: "image-events".into(),
         database: events::config::DatabaseSource::Url(format!("sqlite:{}", database.display())),
         max_connections: Default::default(),
+        metrics: Default::default(),
     };
     let store = events::store::open(&config).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

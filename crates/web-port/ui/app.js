@@ -90,6 +90,78 @@ function renderClassify(answer) {
   }
 }
 
+// The answer's Server-Timing entries (each hop adds its own on the way
+// back, innermost first): [{name, dur, desc}].
+function serverTimings(header) {
+  return (header || "").split(",").map((entry) => {
+    const [name, ...params] = entry.trim().split(";");
+    const timing = { name, dur: null, desc: "" };
+    for (const param of params) {
+      const [key, value = ""] = param.split("=");
+      if (key === "dur") timing.dur = Number(value);
+      if (key === "desc") timing.desc = value.replace(/^"|"$/g, "");
+    }
+    return timing;
+  }).filter((t) => t.name && Number.isFinite(t.dur));
+}
+
+const BACKENDS = { onnxruntime: "ONNX Runtime", tract: "tract" };
+
+// The waterfall: the browser's whole round trip, then each hop inside it,
+// from the answer's Server-Timing (so it works with tracing off). Hops
+// nest: each is drawn centred in the one around it (the network and the
+// proxying split between the way in and the way out); inside the app,
+// the wait for a call slot comes before the guest, and the inference ends
+// its run.
+function renderWaterfall(timings, totalMs) {
+  const first = (name) => timings.find((t) => t.name === name);
+  const stages = [{ name: "browser", label: "browser (whole round trip)", dur: totalMs, start: 0 }];
+  const nest = (name, label, dur, tail = 0) => {
+    if (dur == null) return;
+    const outer = stages[stages.length - 1];
+    const start = outer.start + Math.max(0, (outer.dur - tail - dur) / 2);
+    stages.push({ name, label, dur, start });
+  };
+  const webPort = first("web-port");
+  const stats = first("stats");
+  nest("web-port", "web-port", webPort?.dur);
+  // The sidecars, outermost (web-port's) first.
+  const sidecars = timings.filter((t) => t.name === "dapr").reverse();
+  sidecars.forEach((s, i) => nest(`sidecar-${i}`, `sidecar of ${s.desc}`, s.dur, i === 0 ? stats?.dur ?? 0 : 0));
+  const app = first("app");
+  nest("app", "image app", app?.dur);
+  const queue = first("queue");
+  const wasm = first("wasm");
+  if (app && queue && wasm) {
+    const appStage = stages[stages.length - 1];
+    const queueStart = appStage.start + Math.max(0, app.dur - queue.dur - wasm.dur);
+    stages.push({ name: "queue", label: "queue (call slot)", dur: queue.dur, start: queueStart, inner: true });
+    stages.push({ name: "wasm", label: "wasm (fresh instance)", dur: wasm.dur, start: queueStart + queue.dur, inner: true });
+    const inference = first("inference");
+    if (inference) {
+      const end = queueStart + queue.dur + wasm.dur;
+      stages.push({ name: "inference", label: "inference", dur: inference.dur, start: end - inference.dur, inner: true });
+    }
+  }
+  const scale = Math.max(totalMs, ...stages.map((s) => s.start + s.dur)) || 1;
+  $("waterfall").replaceChildren(...stages.map((s) => {
+    const li = document.createElement("li");
+    li.className = s.inner ? "stage inner" : "stage";
+    li.dataset.stage = s.name;
+    li.innerHTML = `<span class="label"></span><span class="lane"><span class="span"></span></span><span class="ms"></span>`;
+    li.querySelector(".label").textContent = s.label;
+    const span = li.querySelector(".span");
+    span.style.left = `${(s.start / scale) * 100}%`;
+    span.style.width = `${(s.dur / scale) * 100}%`;
+    li.querySelector(".ms").textContent = `${s.dur.toFixed(1)} ms`;
+    return li;
+  }));
+  const inference = first("inference");
+  const [backend, model] = (inference?.desc || "").split("/");
+  $("backend-used").textContent = inference ? `Answered by ${BACKENDS[backend] || backend}, ${model}` : "";
+  $("backend-used").hidden = !inference;
+}
+
 $("submit").addEventListener("click", async () => {
   if (!file) return;
   const button = $("submit");
@@ -109,18 +181,23 @@ $("submit").addEventListener("click", async () => {
       showError(await errorMessage(response));
       return;
     }
-    const ms = performance.now() - started;
+    const timings = serverTimings(response.headers.get("server-timing"));
     $("result").hidden = false;
-    $("elapsed").textContent = `${ms.toFixed(0)} ms`;
     const isGray = api === "grayscale";
     $("gray-view").hidden = !isGray;
     $("classify-view").hidden = isGray;
     $("result-title").textContent = isGray ? "Grayscale" : "Classification";
     if (isGray) {
-      $("gray").src = URL.createObjectURL(await response.blob());
+      const gray = $("gray");
+      gray.src = URL.createObjectURL(await response.blob());
+      await gray.decode().catch(() => {});
     } else {
       renderClassify(await response.json());
     }
+    // The whole round trip: upload, answer, download and drawing.
+    const ms = performance.now() - started;
+    $("elapsed").textContent = `${ms.toFixed(0)} ms`;
+    renderWaterfall(timings, ms);
   } catch (e) {
     showError(`cannot reach web-port: ${e.message}`);
   } finally {

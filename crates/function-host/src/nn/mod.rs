@@ -29,7 +29,11 @@ use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGr
 use wasmtime_wasi_nn::witx::WasiNnCtx;
 use wasmtime_wasi_nn::{Graph, GraphRegistry, Registry};
 
-use crate::Function;
+use std::sync::Arc;
+
+use service_kit::metrics::Histogram;
+
+use crate::{Function, FunctionHost};
 
 pub mod args;
 pub mod onnxruntime;
@@ -178,7 +182,8 @@ pub fn load_models_for(function: Function, config: &NnConfig) -> Result<Function
             path: missing.path.clone(),
         });
     }
-    Ok(function.with_models(Models::load(config)?))
+    let models = Models::load_on(config, &function.host())?;
+    Ok(function.with_models(models))
 }
 
 /// Preloaded, optimised models, shared by every call.
@@ -238,12 +243,14 @@ impl BackendModel {
         }
     }
 
-    fn into_graph(self) -> Graph {
-        let graph: Box<dyn BackendGraph> = match self {
-            BackendModel::OnnxRuntime(g) => Box::new(g),
+    /// The model as WASI-NN's graph, its inferences timed by `inference`.
+    fn into_graph(self, inference: Option<Histogram>) -> Graph {
+        let model: Arc<dyn Model> = match self {
+            BackendModel::OnnxRuntime(g) => g.into_model(),
             #[cfg(feature = "tract")]
-            BackendModel::Tract(g) => Box::new(g),
+            BackendModel::Tract(g) => g.into_model(),
         };
+        let graph: Box<dyn BackendGraph> = Box::new(ModelGraph { model, inference });
         Graph::from(graph)
     }
 }
@@ -253,6 +260,16 @@ impl Models {
     /// runs each once (so the first call does not pay for a cold start,
     /// and [`LoadedModel::inference_time`] is known).
     pub fn load(config: &NnConfig) -> Result<Models, NnError> {
+        Models::load_timed(config, None)
+    }
+
+    /// [`Models::load`], each inference then counted in `host`'s metrics
+    /// (`dapr_wasm_nn_inference_duration_seconds`).
+    pub fn load_on(config: &NnConfig, host: &FunctionHost) -> Result<Models, NnError> {
+        Models::load_timed(config, Some(host))
+    }
+
+    fn load_timed(config: &NnConfig, host: Option<&FunctionHost>) -> Result<Models, NnError> {
         let backend = resolve_backend(config)?;
         let mut graphs = HashMap::new();
         let mut loaded = Vec::new();
@@ -295,7 +312,9 @@ impl Models {
                 ?inference_time,
                 "model loaded"
             );
-            graphs.insert(spec.name.clone(), model.into_graph());
+            let inference =
+                host.map(|h| h.host_metrics().inference(&spec.name, &backend.to_string()));
+            graphs.insert(spec.name.clone(), model.into_graph(inference));
             loaded.push(LoadedModel {
                 name: spec.name.clone(),
                 path: spec.path.clone(),
@@ -399,6 +418,18 @@ fn auto_without_onnxruntime(reason: &str) -> Result<Backend, NnError> {
     }
 }
 
+thread_local! {
+    /// The inference time of the call running on this thread: a call runs
+    /// on one thread from start to end, and so do its WASI-NN calls.
+    static INFERENCE_TIME: std::cell::Cell<std::time::Duration> =
+        const { std::cell::Cell::new(std::time::Duration::ZERO) };
+}
+
+/// The inference time this thread added up since the last take; resets it.
+pub(crate) fn take_inference_time() -> std::time::Duration {
+    INFERENCE_TIME.with(|time| time.replace(std::time::Duration::ZERO))
+}
+
 /// A backend error with a message.
 pub(crate) fn backend_error(message: impl std::fmt::Display) -> BackendError {
     BackendError::BackendAccess(wasmtime::Error::msg(message.to_string()))
@@ -447,8 +478,8 @@ pub(crate) fn input_elements(
 }
 
 /// What a backend provides: one inference on a loaded model. The model is
-/// shared by every call (behind an `Arc`); each call's execution context is
-/// a [`ModelContext`] around it.
+/// shared by every call (behind an `Arc`, in a [`ModelGraph`]); each call's
+/// execution context is a [`ModelContext`] around it.
 pub(crate) trait Model: Send + Sync + 'static {
     /// The model's input shape.
     fn input_shape(&self) -> &[usize];
@@ -456,27 +487,36 @@ pub(crate) trait Model: Send + Sync + 'static {
     fn infer(&self, input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>), String>;
 }
 
-/// A fresh execution context over a shared model, as WASI-NN hands out.
-pub(crate) fn execution_context<M: Model>(
-    model: &std::sync::Arc<M>,
-) -> wasmtime_wasi_nn::ExecutionContext {
-    let context: Box<dyn BackendExecutionContext> = Box::new(ModelContext {
-        model: model.clone(),
-        input: None,
-        outputs: Vec::new(),
-    });
-    context.into()
+/// A backend's model as WASI-NN's graph: each call's execution context is
+/// a fresh [`ModelContext`] over the shared model.
+struct ModelGraph {
+    model: Arc<dyn Model>,
+    /// Where each inference's time goes, if anywhere.
+    inference: Option<Histogram>,
+}
+
+impl BackendGraph for ModelGraph {
+    fn init_execution_context(&self) -> Result<wasmtime_wasi_nn::ExecutionContext, BackendError> {
+        let context: Box<dyn BackendExecutionContext> = Box::new(ModelContext {
+            model: self.model.clone(),
+            inference: self.inference.clone(),
+            input: None,
+            outputs: Vec::new(),
+        });
+        Ok(context.into())
+    }
 }
 
 /// One call's execution context: the input the guest set and the outputs
 /// of the last `compute`, over the shared model.
-struct ModelContext<M> {
-    model: std::sync::Arc<M>,
+struct ModelContext {
+    model: Arc<dyn Model>,
+    inference: Option<Histogram>,
     input: Option<Vec<f32>>,
     outputs: Vec<wasmtime_wasi_nn::Tensor>,
 }
 
-impl<M: Model> BackendExecutionContext for ModelContext<M> {
+impl BackendExecutionContext for ModelContext {
     fn set_input(
         &mut self,
         id: wasmtime_wasi_nn::backend::Id,
@@ -502,7 +542,13 @@ impl<M: Model> BackendExecutionContext for ModelContext<M> {
             .input
             .take()
             .ok_or_else(|| backend_error("compute before set_input"))?;
+        let started = std::time::Instant::now();
         let (shape, values) = self.model.infer(input).map_err(backend_error)?;
+        let elapsed = started.elapsed();
+        INFERENCE_TIME.with(|time| time.set(time.get() + elapsed));
+        if let Some(inference) = &self.inference {
+            inference.observe(elapsed.as_secs_f64());
+        }
         self.outputs = vec![wasmtime_wasi_nn::Tensor {
             dimensions: shape.iter().map(|&d| d as u32).collect(),
             ty: wasmtime_wasi_nn::wit::TensorType::Fp32,

@@ -19,10 +19,8 @@ use std::sync::{Arc, Mutex};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::ValueType;
-use wasmtime_wasi_nn::ExecutionContext;
-use wasmtime_wasi_nn::backend::{BackendError, BackendGraph};
 
-use super::{Model, execution_context};
+use super::Model;
 
 /// The library `ort` was initialised with.
 static INITIALISED: Mutex<Option<PathBuf>> = Mutex::new(None);
@@ -140,6 +138,11 @@ impl OrtGraph {
     pub fn run(&self, input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>), String> {
         self.0.infer(input)
     }
+
+    /// The loaded model, for WASI-NN to share between calls.
+    pub(crate) fn into_model(self) -> Arc<dyn Model> {
+        self.0
+    }
 }
 
 impl Model for OrtModel {
@@ -184,11 +187,5 @@ impl OrtModel {
         self.sessions[start]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl BackendGraph for OrtGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        Ok(execution_context(&self.0))
     }
 }

@@ -8,10 +8,8 @@
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
-use wasmtime_wasi_nn::ExecutionContext;
-use wasmtime_wasi_nn::backend::{BackendError, BackendGraph};
 
-use super::{Model, execution_context};
+use super::Model;
 
 /// An optimised model.
 pub struct TractGraph(Arc<TractModel>);
@@ -49,6 +47,11 @@ impl TractGraph {
     pub fn run(&self, input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>), String> {
         self.0.infer(input)
     }
+
+    /// The loaded model, for WASI-NN to share between calls.
+    pub(crate) fn into_model(self) -> Arc<dyn Model> {
+        self.0
+    }
 }
 
 impl TractModel {
@@ -75,11 +78,5 @@ impl Model for TractModel {
 
     fn infer(&self, input: Vec<f32>) -> Result<(Vec<usize>, Vec<f32>), String> {
         self.run(input).map_err(|e| format!("tract: {e:#}"))
-    }
-}
-
-impl BackendGraph for TractGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        Ok(execution_context(&self.0))
     }
 }

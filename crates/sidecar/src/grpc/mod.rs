@@ -243,6 +243,14 @@ async fn invoke_service(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    // Where the time went, as the hops said (`Server-Timing`), goes back as
+    // response metadata, where daprd puts the app's headers.
+    let timings: Vec<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = response
+        .headers()
+        .get_all("server-timing")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.parse().ok())
+        .collect();
     let limit = api.sidecar.config.max_body_size;
     let data = axum::body::to_bytes(response.into_body(), limit)
         .await
@@ -253,13 +261,17 @@ async fn invoke_service(
     if !status.is_success() {
         return Err(app_error_status(status, &data));
     }
-    Ok(Response::new(common::InvokeResponse {
+    let mut answer = Response::new(common::InvokeResponse {
         data: Some(prost_types::Any {
             type_url: String::new(),
             value: data.to_vec(),
         }),
         content_type,
-    }))
+    });
+    for timing in timings {
+        answer.metadata_mut().append("server-timing", timing);
+    }
+    Ok(answer)
 }
 
 /// How daprd answers a gRPC invocation whose HTTP app said `status`: the

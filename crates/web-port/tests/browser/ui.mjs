@@ -2,8 +2,9 @@
 // playwright-core (never a downloaded browser).
 //
 // Usage: node ui.mjs URL PHOTO SCREENSHOT_DIR
-// Uploads PHOTO, runs Grayscale and checks the gray image shows, switches
-// to Classify and checks the sentence and the five bars, picks each other
+// Uploads PHOTO, runs Grayscale and checks the gray image shows and the
+// waterfall has every hop, switches to Classify and checks the sentence,
+// the five bars, the waterfall's inference and the backend named, picks each other
 // model in the picker and checks the answer names it, checks the stats
 // panel counted them all, and saves screenshots (desktop and phone size).
 // Exits non-zero with a reason on the first failed check.
@@ -14,6 +15,30 @@ const [url, photo, shots] = process.argv.slice(2);
 if (!url || !photo || !shots) {
   console.error("usage: node ui.mjs URL PHOTO SCREENSHOT_DIR");
   process.exit(2);
+}
+
+// The waterfall shows exactly `stages`, in order, each with a time and a
+// bar inside the browser's; the sidecars are labelled `sidecars`.
+async function checkWaterfall(page, stages, sidecars) {
+  await page.waitForFunction((n) => document.querySelectorAll("[data-testid=waterfall] li").length === n,
+    stages.length, { timeout: 10000 });
+  const shown = await page.locator("[data-testid=waterfall] li").evaluateAll((items) => items.map((li) => ({
+    stage: li.dataset.stage,
+    label: li.querySelector(".label").textContent,
+    ms: li.querySelector(".ms").textContent,
+    width: li.querySelector(".span").getBoundingClientRect().width,
+    lane: li.querySelector(".lane").getBoundingClientRect().width,
+  })));
+  console.log("waterfall:", shown.map((s) => `${s.label} ${s.ms}`).join(" | "));
+  const names = shown.map((s) => s.stage).join(",");
+  if (names !== stages.join(",")) throw new Error(`the waterfall shows ${names}, not ${stages.join(",")}`);
+  const labels = shown.filter((s) => s.stage.startsWith("sidecar")).map((s) => s.label).join(",");
+  if (labels !== sidecars.join(",")) throw new Error(`the sidecars are labelled ${labels}`);
+  for (const s of shown) {
+    if (!/^\d+\.\d ms$/.test(s.ms)) throw new Error(`${s.stage} shows ${s.ms}`);
+    if (s.width > s.lane + 0.5) throw new Error(`${s.stage}'s bar overflows its lane`);
+  }
+  if (shown[0].width < shown[0].lane * 0.99) throw new Error("the browser's bar does not fill its lane");
 }
 
 const browser = await chromium.launch({
@@ -36,6 +61,8 @@ try {
     return img && img.complete && img.naturalWidth > 0;
   }, null, { timeout: 30000 });
   console.log("grayscale shown:", await gray.evaluate((img) => `${img.naturalWidth}x${img.naturalHeight}`));
+  const hops = ["browser", "web-port", "sidecar-0", "sidecar-1", "app", "queue", "wasm"];
+  await checkWaterfall(page, hops, ["sidecar of web-port", "sidecar of image-api-grayscale"]);
   await page.screenshot({ path: path.join(shots, "ui-grayscale.png"), fullPage: true });
 
   await page.getByTestId("mode-classify").click();
@@ -50,6 +77,10 @@ try {
   const barWidth = await page.locator("[data-testid=top5] li .fill").first().evaluate((el) => el.getBoundingClientRect().width);
   if (barWidth < 20) throw new Error(`the top bar is ${barWidth}px wide`);
   if (await page.getByTestId("gray").isVisible()) throw new Error("the grayscale view is still shown in classify mode");
+  await checkWaterfall(page, [...hops, "inference"], ["sidecar of web-port", "sidecar of image-api-classify"]);
+  const backend = await page.getByTestId("backend-used").textContent();
+  if (backend !== "Answered by ONNX Runtime, efficientnet-lite0") throw new Error(`the backend shown: ${backend}`);
+  await page.getByTestId("waterfall").screenshot({ path: path.join(shots, "ui-waterfall.png") });
 
   // The model picker: every model, with its accuracy and latency; the
   // answer says which model produced it.
