@@ -236,7 +236,7 @@ ensure_postgres() {
 ensure_browser() {
     [[ -x /usr/bin/chromium ]] || apt_install chromium
     command -v npm >/dev/null || apt_install nodejs npm
-    step "Installing playwright-core for the browser test (npm ci)"
+    step "Installing playwright-core and axe-core for the browser test (npm ci)"
     npm ci --prefix "$REPO_ROOT/crates/web-port/tests/browser" --no-audit --no-fund --loglevel=error
 }
 

@@ -524,6 +524,8 @@ fn the_ui_works_in_a_real_browser() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
+    // What the browser saw (shown with `--no-capture`).
+    println!("{stdout}");
     assert!(stdout.contains("grayscale shown: 451x300"), "{stdout}");
     assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
     assert!(shots.join("ui-classify.png").exists());

@@ -70,6 +70,11 @@ pub struct WebPortArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: Duration,
 
+    /// The most pixels the image apps decode (their functions' limit): the
+    /// UI checks a photo against it before uploading.
+    #[arg(long, default_value_t = 50_000_000)]
+    pub max_image_pixels: u64,
+
     /// How long a call to an image app may take.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub invoke_timeout: Duration,
@@ -110,6 +115,8 @@ pub struct WebPortConfig {
     pub events_app_id: String,
     /// Largest upload and how long it may take to arrive.
     pub body_limits: BodyLimits,
+    /// The most pixels the image apps decode.
+    pub max_image_pixels: u64,
     /// Timeout of a call to an image app.
     pub invoke_timeout: Duration,
     /// How many connections it serves at once.
@@ -152,6 +159,7 @@ impl WebPortArgs {
                 max_bytes: self.max_body_size,
                 timeout: self.body_timeout,
             },
+            max_image_pixels: self.max_image_pixels,
             invoke_timeout: self.invoke_timeout,
             max_connections: self.connections.validate()?,
             metrics: self.metrics.clone(),

@@ -58,7 +58,8 @@ pub fn app(config: WebPortConfig, metrics: Arc<WebPortMetrics>) -> Router {
     };
     Router::new()
         .route("/", get(ui_index))
-        .route("/static/{file}", get(ui_asset))
+        .route("/static/{*file}", get(ui_asset))
+        .route("/api/limits", get(limits_get))
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
@@ -76,7 +77,16 @@ pub fn app(config: WebPortConfig, metrics: Arc<WebPortMetrics>) -> Router {
 }
 
 async fn ui_index() -> Response {
-    asset_response(ui::INDEX_HTML, "text/html; charset=utf-8")
+    asset_response(ui::INDEX_HTML.as_bytes(), "text/html; charset=utf-8")
+}
+
+/// `GET /api/limits`: what the page checks a photo against before it
+/// uploads it.
+async fn limits_get(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "maxUploadBytes": state.config.body_limits.max_bytes,
+        "maxImagePixels": state.config.max_image_pixels,
+    }))
 }
 
 async fn ui_asset(Path(file): Path<String>) -> Result<Response, WebError> {
@@ -86,7 +96,7 @@ async fn ui_asset(Path(file): Path<String>) -> Result<Response, WebError> {
     Ok(asset_response(body, media_type))
 }
 
-fn asset_response(body: &'static str, media_type: &'static str) -> Response {
+fn asset_response(body: &'static [u8], media_type: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, media_type),

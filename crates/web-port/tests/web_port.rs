@@ -166,6 +166,7 @@ impl System {
             events_topic: "image-events".into(),
             events_app_id: "events".into(),
             body_limits: service_kit::body::BodyLimits::max_bytes(16 << 20),
+            max_image_pixels: 50_000_000,
             invoke_timeout: Duration::from_secs(30),
             max_connections: Default::default(),
             metrics: Default::default(),
@@ -446,7 +447,26 @@ async fn the_ui_is_served_from_the_binary_and_nothing_else_is() {
         get("/static/style.css").await.unwrap().status(),
         StatusCode::OK
     );
+    // The icon and the example photos are embedded too; the page reads
+    // the limits it checks photos against.
+    for (path, media_type) in [
+        ("/static/favicon.svg", "image/svg+xml"),
+        ("/static/examples/cat.jpg", "image/jpeg"),
+        ("/static/examples/coffee.jpg", "image/jpeg"),
+        ("/static/examples/rocket.webp", "image/webp"),
+    ] {
+        let response = get(path).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()["content-type"], media_type, "{path}");
+    }
+    let cat = get("/static/examples/cat.jpg").await.unwrap();
+    assert_eq!(cat.bytes().await.unwrap(), test_support::photo("cat.jpg"));
+    let limits: serde_json::Value = get("/api/limits").await.unwrap().json().await.unwrap();
+    assert_eq!(limits["maxUploadBytes"], 16 << 20, "{limits}");
+    assert_eq!(limits["maxImagePixels"], 50_000_000, "{limits}");
     for path in [
+        "/static/examples/%2e%2e%2fapp.js",
+        "/static/examples/nope.jpg",
         "/static/../Cargo.toml",
         "/static/%2e%2e%2fCargo.toml",
         "/static/nope.js",

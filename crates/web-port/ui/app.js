@@ -1,18 +1,99 @@
-// The image demo's page: choose a photo, pick an API, POST it to
-// /api/hello with the `api` header, show the answer, refresh the stats.
+// The image demo's page: choose a photo (checked here first against the
+// limits web-port states), pick an API, POST it to /api/hello with the
+// `api` header, show the answer and where its time went, keep it in this
+// browser's history, refresh the stats.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let file = null;
 let api = "grayscale";
+// What web-port accepts (GET /api/limits); the defaults until it answers.
+let limits = { maxUploadBytes: 16 * 1024 * 1024, maxImagePixels: 50000000 };
+const HISTORY_KEY = "dapr-wasm-history";
+const HISTORY_SIZE = 6;
 
-function showError(message) {
-  $("error").textContent = message;
+// 16 MiB, 1.2 MiB, 340 KiB, 12 bytes.
+function formatBytes(bytes) {
+  if (bytes == null) return "–";
+  const units = ["bytes", "KiB", "MiB", "GiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  const digits = unit === 0 || value >= 10 || Number.isInteger(value) ? 0 : 1;
+  return `${value.toFixed(digits)} ${units[unit]}`;
+}
+
+// 50 MP, 0.8 MP.
+function formatPixels(pixels) {
+  const mp = pixels / 1e6;
+  return `${mp >= 10 || Number.isInteger(mp) ? mp.toFixed(0) : mp.toFixed(1)} MP`;
+}
+
+function showError(message, code) {
+  $("error-text").textContent = message || "";
+  $("error-code").textContent = code ? `(${code})` : "";
   $("error").hidden = !message;
 }
 
-function choose(picked) {
+// A new photo or a new mode: the last answer no longer applies.
+function clearResult() {
+  $("result").hidden = true;
+  $("gray").removeAttribute("src");
+  $("download").hidden = true;
+  $("sentence").textContent = "";
+  $("model-used").textContent = "";
+  $("top5").replaceChildren();
+  $("waterfall").replaceChildren();
+  $("backend-used").hidden = true;
+  $("elapsed").textContent = "";
+}
+
+async function loadLimits() {
+  try {
+    const response = await fetch("/api/limits");
+    if (response.ok) limits = await response.json();
+  } catch (_) {
+    // The defaults stand; web-port checks again anyway.
+  }
+  $("limits").textContent =
+    `JPEG, PNG, GIF, WebP or BMP, up to ${formatBytes(limits.maxUploadBytes)} and ${formatPixels(limits.maxImagePixels)}.`;
+}
+
+// Why `picked` cannot be uploaded, in plain words, or "" when it can.
+async function problemWith(picked) {
+  if (picked.size === 0) return "This file is empty.";
+  if (picked.size > limits.maxUploadBytes) {
+    return `This file is ${formatBytes(picked.size)}; the limit is ${formatBytes(limits.maxUploadBytes)}.`;
+  }
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(picked);
+  } catch (_) {
+    return "This is not a photo this page can read: choose a JPEG, PNG, GIF, WebP or BMP file.";
+  }
+  const pixels = bitmap.width * bitmap.height;
+  bitmap.close();
+  if (pixels > limits.maxImagePixels) {
+    return `This photo is ${formatPixels(pixels)}; the limit is ${formatPixels(limits.maxImagePixels)}.`;
+  }
+  return "";
+}
+
+async function choose(picked) {
   if (!picked) return;
+  clearResult();
+  file = null;
+  $("submit").disabled = true;
+  const problem = await problemWith(picked);
+  if (problem) {
+    showError(problem);
+    $("preview").hidden = true;
+    $("drop-hint").hidden = false;
+    return;
+  }
   file = picked;
   const url = URL.createObjectURL(file);
   $("preview").src = url;
@@ -29,23 +110,50 @@ const drop = $("drop");
 ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
 drop.addEventListener("drop", (e) => choose(e.dataTransfer.files[0]));
 
-document.querySelectorAll(".mode").forEach((button) => {
-  button.addEventListener("click", () => {
-    api = button.dataset.api;
-    $("model-picker").hidden = api !== "classify" || $("model").options.length === 0;
-    document.querySelectorAll(".mode").forEach((b) => {
-      b.classList.toggle("active", b === button);
-      b.setAttribute("aria-checked", String(b === button));
-    });
+document.querySelectorAll(".example").forEach((button) => {
+  button.addEventListener("click", async () => {
+    const name = button.dataset.example;
+    try {
+      const response = await fetch(`/static/examples/${name}`);
+      const blob = await response.blob();
+      await choose(new File([blob], name, { type: blob.type }));
+    } catch (e) {
+      showError(`cannot load the example: ${e.message}`);
+    }
   });
 });
 
-async function errorMessage(response) {
+// The mode toggle is a radio group: one tab stop, arrow keys move.
+const modes = [...document.querySelectorAll(".mode")];
+function selectMode(button, focus) {
+  if (api !== button.dataset.api) clearResult();
+  api = button.dataset.api;
+  $("model-picker").hidden = api !== "classify" || $("model").options.length === 0;
+  for (const b of modes) {
+    const on = b === button;
+    b.classList.toggle("active", on);
+    b.setAttribute("aria-checked", String(on));
+    b.tabIndex = on ? 0 : -1;
+  }
+  if (focus) button.focus();
+}
+modes.forEach((button, i) => {
+  button.addEventListener("click", () => selectMode(button, false));
+  button.addEventListener("keydown", (e) => {
+    const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[e.key];
+    if (!step) return;
+    e.preventDefault();
+    selectMode(modes[(i + step + modes.length) % modes.length], true);
+  });
+});
+
+// An error answer's message and code (Dapr's {errorCode, message}).
+async function errorOf(status, body) {
   try {
-    const body = await response.json();
-    return `${body.message || "request failed"} (${body.errorCode || response.status})`;
+    const parsed = JSON.parse(await body.text());
+    return { message: parsed.message || `request failed with status ${status}`, code: parsed.errorCode };
   } catch (_) {
-    return `request failed with status ${response.status}`;
+    return { message: `request failed with status ${status}`, code: String(status) };
   }
 }
 
@@ -122,9 +230,8 @@ function renderWaterfall(timings, totalMs) {
     const start = outer.start + Math.max(0, (outer.dur - tail - dur) / 2);
     stages.push({ name, label, dur, start });
   };
-  const webPort = first("web-port");
   const stats = first("stats");
-  nest("web-port", "web-port", webPort?.dur);
+  nest("web-port", "web-port", first("web-port")?.dur);
   // The sidecars, outermost (web-port's) first.
   const sidecars = timings.filter((t) => t.name === "dapr").reverse();
   sidecars.forEach((s, i) => nest(`sidecar-${i}`, `sidecar of ${s.desc}`, s.dur, i === 0 ? stats?.dur ?? 0 : 0));
@@ -132,12 +239,12 @@ function renderWaterfall(timings, totalMs) {
   nest("app", "image app", app?.dur);
   const queue = first("queue");
   const wasm = first("wasm");
+  const inference = first("inference");
   if (app && queue && wasm) {
     const appStage = stages[stages.length - 1];
     const queueStart = appStage.start + Math.max(0, app.dur - queue.dur - wasm.dur);
     stages.push({ name: "queue", label: "queue (call slot)", dur: queue.dur, start: queueStart, inner: true });
     stages.push({ name: "wasm", label: "wasm (fresh instance)", dur: wasm.dur, start: queueStart + queue.dur, inner: true });
-    const inference = first("inference");
     if (inference) {
       const end = queueStart + queue.dur + wasm.dur;
       stages.push({ name: "inference", label: "inference", dur: inference.dur, start: end - inference.dur, inner: true });
@@ -156,10 +263,89 @@ function renderWaterfall(timings, totalMs) {
     li.querySelector(".ms").textContent = `${s.dur.toFixed(1)} ms`;
     return li;
   }));
-  const inference = first("inference");
   const [backend, model] = (inference?.desc || "").split("/");
   $("backend-used").textContent = inference ? `Answered by ${BACKENDS[backend] || backend}, ${model}` : "";
   $("backend-used").hidden = !inference;
+}
+
+// POSTs the photo with XMLHttpRequest (fetch cannot report upload
+// progress); resolves with {status, body: Blob, serverTiming}.
+function upload(target, headers, body) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", target);
+    xhr.responseType = "blob";
+    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
+    const progress = $("progress");
+    progress.value = 0;
+    progress.hidden = false;
+    xhr.upload.addEventListener("progress", (e) => {
+      if (e.lengthComputable) progress.value = e.loaded / e.total;
+    });
+    xhr.addEventListener("load", () => resolve({
+      status: xhr.status,
+      body: xhr.response,
+      serverTiming: xhr.getResponseHeader("server-timing"),
+    }));
+    xhr.addEventListener("error", () => reject(new Error("the connection failed")));
+    xhr.addEventListener("loadend", () => { progress.hidden = true; });
+    xhr.send(body);
+  });
+}
+
+// A small thumbnail of `image` for the history, as a data URL.
+function thumbnail(image) {
+  const canvas = document.createElement("canvas");
+  const scale = 72 / Math.max(image.naturalWidth, image.naturalHeight, 1);
+  canvas.width = Math.max(1, Math.round(image.naturalWidth * scale));
+  canvas.height = Math.max(1, Math.round(image.naturalHeight * scale));
+  canvas.getContext("2d").drawImage(image, 0, 0, canvas.width, canvas.height);
+  return canvas.toDataURL("image/jpeg", 0.7);
+}
+
+function loadHistory() {
+  try {
+    return JSON.parse(localStorage.getItem(HISTORY_KEY)) || [];
+  } catch (_) {
+    return [];
+  }
+}
+
+function remember(entry) {
+  const history = [entry, ...loadHistory()].slice(0, HISTORY_SIZE);
+  try {
+    localStorage.setItem(HISTORY_KEY, JSON.stringify(history));
+  } catch (_) {
+    // A full or disabled storage: the history just is not kept.
+  }
+  renderHistory();
+}
+
+function renderHistory() {
+  const history = loadHistory();
+  $("recent").hidden = history.length === 0;
+  $("recent-list").replaceChildren(...history.map((h) => {
+    const li = document.createElement("li");
+    li.innerHTML = `<img alt=""><span><strong></strong><small></small></span>`;
+    li.querySelector("img").src = h.thumbnail;
+    li.querySelector("strong").textContent = h.summary;
+    li.querySelector("small").textContent = `${h.api} · ${h.ms.toFixed(0)} ms · ${new Date(h.time).toLocaleTimeString()}`;
+    return li;
+  }));
+}
+
+// Shows a gray image no larger than twice its own size.
+async function showGray(blob) {
+  const gray = $("gray");
+  const url = URL.createObjectURL(blob);
+  gray.src = url;
+  await gray.decode().catch(() => {});
+  gray.style.maxWidth = `${gray.naturalWidth * 2}px`;
+  $("original").style.maxWidth = gray.style.maxWidth;
+  const download = $("download");
+  download.href = url;
+  download.download = `${(file?.name || "photo").replace(/\.[^.]*$/, "")}-gray.png`;
+  download.hidden = false;
 }
 
 $("submit").addEventListener("click", async () => {
@@ -172,37 +358,43 @@ $("submit").addEventListener("click", async () => {
   try {
     const model = $("model").value;
     const target = api === "classify" && model ? `/api/hello?model=${encodeURIComponent(model)}` : "/api/hello";
-    const response = await fetch(target, {
-      method: "POST",
-      headers: { api, "content-type": file.type || "application/octet-stream" },
-      body: file,
-    });
-    if (!response.ok) {
-      showError(await errorMessage(response));
+    const answer = await upload(target, { api, "content-type": file.type || "application/octet-stream" }, file);
+    if (answer.status < 200 || answer.status >= 300) {
+      const { message, code } = await errorOf(answer.status, answer.body);
+      showError(message, code);
       return;
     }
-    const timings = serverTimings(response.headers.get("server-timing"));
+    const timings = serverTimings(answer.serverTiming);
+    clearResult();
     $("result").hidden = false;
     const isGray = api === "grayscale";
     $("gray-view").hidden = !isGray;
     $("classify-view").hidden = isGray;
     $("result-title").textContent = isGray ? "Grayscale" : "Classification";
+    let summary;
     if (isGray) {
-      const gray = $("gray");
-      gray.src = URL.createObjectURL(await response.blob());
-      await gray.decode().catch(() => {});
+      await showGray(answer.body);
+      summary = "Grayscale";
     } else {
-      renderClassify(await response.json());
+      const parsed = JSON.parse(await answer.body.text());
+      renderClassify(parsed);
+      summary = parsed.top5?.[0]?.label || parsed.sentence;
     }
     // The whole round trip: upload, answer, download and drawing.
     const ms = performance.now() - started;
     $("elapsed").textContent = `${ms.toFixed(0)} ms`;
     renderWaterfall(timings, ms);
+    remember({ time: Date.now(), api, summary, ms, thumbnail: thumbnail(isGray ? $("gray") : $("preview")) });
+    if (window.matchMedia("(max-width: 640px)").matches) {
+      const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+      $("result").scrollIntoView({ behavior: smooth ? "smooth" : "auto", block: "start" });
+    }
   } catch (e) {
     showError(`cannot reach web-port: ${e.message}`);
   } finally {
-    button.disabled = false;
+    button.disabled = !file;
     button.classList.remove("loading");
+    button.focus();
     refreshStats();
     if (api === "classify") loadModels();
   }
@@ -216,14 +408,16 @@ async function history(fallback) {
     const response = await fetch("/api/events?limit=10");
     if (response.ok) {
       $("history-note").hidden = true;
+      $("more-events").hidden = false;
       return (await response.json()).events;
     }
-    reason = await errorMessage(response);
+    reason = (await errorOf(response.status, response)).message;
   } catch (e) {
     reason = e.message;
   }
-  $("history-note").textContent = `History from the stats record: ${reason}`;
+  $("history-note").textContent = `History from the stats record, as the events service is not available: ${reason}`;
   $("history-note").hidden = false;
+  $("more-events").hidden = true;
   return fallback;
 }
 
@@ -231,19 +425,24 @@ async function refreshStats() {
   try {
     const response = await fetch("/api/invokecount");
     if (!response.ok) {
-      $("stats-error").textContent = await errorMessage(response);
+      $("stats-error").textContent = (await errorOf(response.status, response)).message;
       $("stats-error").hidden = false;
       return;
     }
     const stats = await response.json();
     $("stats-error").hidden = true;
+    const failed = stats.failed ?? 0;
     $("count").textContent = stats.count;
-    $("count").title = `${stats.count} answered, ${stats.failed ?? 0} failed`;
+    $("count-detail").textContent = `${stats.count} answered, ${failed} failed`;
     const events = await history(stats.events);
+    $("events-caption").textContent = `The last ${events.length} uploads`;
     const rows = events.map((e) => {
       const tr = document.createElement("tr");
+      if (e.status >= 400) tr.className = "failed";
       const time = new Date(e.time).toLocaleTimeString();
-      for (const v of [time, e.api, e.inputBytes, e.outputBytes, e.milliseconds.toFixed(1), e.status]) {
+      const cells = [time, e.api, formatBytes(e.inputBytes), formatBytes(e.outputBytes), `${e.milliseconds.toFixed(1)} ms`,
+        e.status >= 400 ? `${e.status} failed` : String(e.status)];
+      for (const v of cells) {
         const td = document.createElement("td");
         td.textContent = v;
         tr.appendChild(td);
@@ -257,5 +456,7 @@ async function refreshStats() {
   }
 }
 
+loadLimits();
 refreshStats();
 loadModels();
+renderHistory();
