@@ -187,6 +187,12 @@ async fn up_runs_the_whole_demo_and_stops_without_leftovers() {
     let stats = test_support::get_json(format!("{web}/api/invokecount")).await;
     assert_eq!(stats["count"], 3, "{stats}");
     uploads_show_on_every_metrics_port(&up).await;
+    // The System panel's data: every app and sidecar answers.
+    let system = test_support::get_json(format!("{web}/api/system")).await;
+    let processes = system["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), 6, "{system}");
+    assert!(processes.iter().all(|p| p["healthy"] == true), "{system}");
+    assert_eq!(processes[1]["name"], "web-port sidecar", "{system}");
 
     // `list` shows the three apps; `invoke` calls one through its sidecar.
     let list = up.cli(&["list"]);

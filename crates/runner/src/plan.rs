@@ -35,7 +35,7 @@ pub struct AppPlan {
     pub args: Vec<String>,
     /// Its env vars: the run file's, then Dapr's (`APP_ID`, `APP_PORT`,
     /// `DAPR_HTTP_PORT`, `DAPR_GRPC_PORT`, `DAPR_METRICS_PORT`), and
-    /// dapr-wasm's `APP_METRICS_PORT`.
+    /// dapr-wasm's `APP_METRICS_PORT` and `SYSTEM_METRICS`.
     pub env: Vec<(String, String)>,
     /// The component folders its sidecar loads.
     pub resources: Vec<PathBuf>,
@@ -129,7 +129,27 @@ pub fn plan(
             health_args: app.health.sidecar_args(),
         });
     }
+    let system = system_metrics(&plans);
+    for plan in &mut plans {
+        plan.env.push(("SYSTEM_METRICS".into(), system.clone()));
+    }
     Ok(plans)
+}
+
+/// Every app's and sidecar's metrics, as `NAME=URL,...`: what web-port's
+/// System panel shows (`SYSTEM_METRICS`, given to every app).
+fn system_metrics(plans: &[AppPlan]) -> String {
+    plans
+        .iter()
+        .flat_map(|plan| {
+            [
+                (plan.app_id.clone(), plan.app_metrics_port),
+                (format!("{} sidecar", plan.app_id), plan.metrics_port),
+            ]
+        })
+        .map(|(name, port)| format!("{name}=http://127.0.0.1:{port}/metrics"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A port free on 127.0.0.1 now (the kernel's pick, as `dapr run` picks a

@@ -83,6 +83,11 @@ pub struct WebPortArgs {
     #[command(flatten)]
     pub metrics: service_kit::metrics::MetricsArgs,
 
+    /// The processes the UI's System panel shows, as NAME=URL of their
+    /// metrics, comma-separated (`dapr-wasm up` sets it).
+    #[arg(long, env = "SYSTEM_METRICS", default_value = "")]
+    pub system_metrics: String,
+
     /// The connection limit (`--max-connections`).
     #[command(flatten)]
     pub connections: service_kit::serve::ConnectionArgs,
@@ -123,6 +128,8 @@ pub struct WebPortConfig {
     pub max_connections: service_kit::serve::ConnectionLimit,
     /// Where its metrics are served, if anywhere.
     pub metrics: service_kit::metrics::MetricsArgs,
+    /// What the System panel shows.
+    pub system_metrics: Vec<crate::system::Target>,
 }
 
 impl WebPortArgs {
@@ -163,6 +170,8 @@ impl WebPortArgs {
             invoke_timeout: self.invoke_timeout,
             max_connections: self.connections.validate()?,
             metrics: self.metrics.clone(),
+            system_metrics: crate::system::parse_targets(&self.system_metrics)
+                .map_err(|e| format!("--system-metrics: {e}"))?,
         })
     }
 }

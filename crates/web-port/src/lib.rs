@@ -17,6 +17,8 @@
 //!   count.
 //! - [`routes`]: the handlers; [`error`]: their JSON errors.
 //! - [`metrics`]: uploads and stats retries, for `GET /metrics`.
+//! - [`system`]: the System panel: each process's health and request
+//!   rate, from its metrics.
 //! - [`ui`]: the page, its script and its style.
 
 pub mod config;
@@ -25,6 +27,7 @@ pub mod error;
 pub mod metrics;
 pub mod routes;
 pub mod stats;
+pub mod system;
 pub mod ui;
 
 use std::future::Future;

@@ -31,6 +31,7 @@ use crate::dapr::{DaprClient, DaprClientError, InvokeProtocol};
 use crate::error::WebError;
 use crate::metrics::WebPortMetrics;
 use crate::stats::{self, Event, Stats, StatsRecorder};
+use crate::system::SystemWatch;
 use crate::ui;
 
 /// What the handlers share.
@@ -40,6 +41,7 @@ struct AppState {
     stats: StatsRecorder,
     config: Arc<WebPortConfig>,
     metrics: Arc<WebPortMetrics>,
+    system: Arc<SystemWatch>,
 }
 
 /// The router, counting in `metrics`. Starts the stats recorder, so it
@@ -53,6 +55,7 @@ pub fn app(config: WebPortConfig, metrics: Arc<WebPortMetrics>) -> Router {
     let state = AppState {
         stats: StatsRecorder::start(dapr.clone(), config.state_store.clone(), metrics.clone()),
         dapr,
+        system: Arc::new(SystemWatch::new(config.system_metrics.clone())),
         config: Arc::new(config),
         metrics,
     };
@@ -60,6 +63,7 @@ pub fn app(config: WebPortConfig, metrics: Arc<WebPortMetrics>) -> Router {
         .route("/", get(ui_index))
         .route("/static/{*file}", get(ui_asset))
         .route("/api/limits", get(limits_get))
+        .route("/api/system", get(system_get))
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
@@ -78,6 +82,11 @@ pub fn app(config: WebPortConfig, metrics: Arc<WebPortMetrics>) -> Router {
 
 async fn ui_index() -> Response {
     asset_response(ui::INDEX_HTML.as_bytes(), "text/html; charset=utf-8")
+}
+
+/// `GET /api/system`: each process's health and request rate.
+async fn system_get(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "processes": state.system.look().await }))
 }
 
 /// `GET /api/limits`: what the page checks a photo against before it

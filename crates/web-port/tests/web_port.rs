@@ -170,6 +170,7 @@ impl System {
             invoke_timeout: Duration::from_secs(30),
             max_connections: Default::default(),
             metrics: Default::default(),
+            system_metrics: Vec::new(),
             dapr_grpc_port: sidecars[2].grpc_address.port(),
             grayscale_protocol: protocols.0,
             classify_protocol: protocols.1,

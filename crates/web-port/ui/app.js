@@ -456,7 +456,36 @@ async function refreshStats() {
   }
 }
 
+// The System panel: each process's health and request rate (web-port
+// reads their metrics ports), every 2 s while the page is visible.
+async function refreshSystem() {
+  if (document.hidden) return;
+  try {
+    const response = await fetch("/api/system");
+    if (!response.ok) return;
+    const { processes } = await response.json();
+    $("system").hidden = processes.length === 0;
+    $("system-rows").replaceChildren(...processes.map((p) => {
+      const tr = document.createElement("tr");
+      tr.dataset.process = p.name;
+      const rate = p.requestsPerSecond == null ? "–" : `${p.requestsPerSecond.toFixed(1)} req/s`;
+      tr.innerHTML = `<td></td><td><span class="health"></span></td><td class="rate"></td>`;
+      tr.cells[0].textContent = p.name;
+      const health = tr.querySelector(".health");
+      health.classList.add(p.healthy ? "up" : "down");
+      health.textContent = p.healthy ? "up" : "down";
+      if (p.error) health.title = p.error;
+      tr.cells[2].textContent = rate;
+      return tr;
+    }));
+  } catch (_) {
+    // web-port itself is down: the upload shows that.
+  }
+}
+
 loadLimits();
+refreshSystem();
+setInterval(refreshSystem, 2000);
 refreshStats();
 loadModels();
 renderHistory();

@@ -8,7 +8,7 @@
 // clears the old result; checks the sentence, the five bars, the
 // waterfall's inference and the backend named; picks each other model;
 // checks the stats (sizes with units, failures counted), this browser's
-// history with thumbnails, an example photo, the checks made before any
+// history with thumbnails, the System panel (each process up, its rate), an example photo, the checks made before any
 // upload (empty, not an image, too large) with plain words, a phone-sized
 // screen that scrolls to the result, no request that fails or leaves the
 // page's origin, and an axe-core scan with no serious or critical
@@ -215,6 +215,15 @@ async function run(browser) {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 1, `the page scrolls sideways by ${overflow}px on a phone`);
   await page.screenshot({ path: path.join(shots, "ui-phone.png"), fullPage: true });
+
+  // The System panel: every app and sidecar up, web-port's request rate.
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll("[data-testid=system-rows] tr")];
+    return rows.length === 6 && rows.every((r) => r.querySelector(".health").textContent === "up")
+      && /^\d+\.\d req\/s$/.test(document.querySelector("tr[data-process=web-port] .rate")?.textContent || "");
+  }, null, { timeout: 10000 }).catch(() => { throw new Error("the System panel does not show six processes up with a rate"); });
+  const system = await page.locator("[data-testid=system-rows] tr").evaluateAll((rows) => rows.map((r) => r.textContent));
+  console.log("system:", system.join(" | "));
 
   // Accessibility: live regions, and axe-core finds nothing serious.
   check(await page.getByTestId("result").getAttribute("aria-live") === "polite", "the result is not a live region");
