@@ -20,6 +20,7 @@
 
 use std::time::Duration;
 
+use service_kit::metrics::prometheus_buckets;
 use service_kit::metrics::{
     Histogram, HistogramVec, IntCounterVec, IntGauge, MetricsError, Registry, SECONDS_BUCKETS,
     counter, gauge, histogram,
@@ -38,19 +39,6 @@ pub const OUTCOMES: [&str; 8] = [
     "busy",
     "output_limit",
     "internal",
-];
-
-/// Bounds for a guest's memory: 64 KiB (one wasm page) to 4 GiB, by 4x.
-const MEMORY_BUCKETS: [f64; 9] = [
-    65536.0,
-    262144.0,
-    1048576.0,
-    4194304.0,
-    16777216.0,
-    67108864.0,
-    268435456.0,
-    1073741824.0,
-    4294967296.0,
 ];
 
 /// One host's metric families.
@@ -97,7 +85,8 @@ impl HostMetrics {
                 "dapr_wasm_function_peak_memory_bytes",
                 "The most linear memory a call had.",
                 &function,
-                &MEMORY_BUCKETS,
+                // 64 KiB (one wasm page) to 4 GiB, by 4x.
+                &prometheus_buckets(65536.0, 4.0, 9)?,
             )?,
             slots_in_use: gauge(
                 r,

@@ -26,6 +26,15 @@ pub fn timing_entry(name: &str, duration: Duration, desc: Option<&str>) -> Strin
     }
 }
 
+/// The `Server-Timing` lines of an answer, as they came.
+pub fn server_timing_lines(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("server-timing")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect()
+}
+
 /// Appends `entries` (comma-separated [`timing_entry`]s) as one more
 /// `Server-Timing` line, after those of the hops inside this one; a client
 /// reads all the lines as one list.

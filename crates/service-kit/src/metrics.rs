@@ -35,8 +35,22 @@ pub const SECONDS_BUCKETS: [f64; 16] = [
     60.0,
 ];
 
+/// `count` bucket bounds from `start`, each `factor` times the last.
+pub fn prometheus_buckets(start: f64, factor: f64, count: usize) -> Result<Vec<f64>, MetricsError> {
+    prometheus::exponential_buckets(start, factor, count)
+}
+
 /// The `route` label of a request no route matched.
 pub const UNMATCHED_ROUTE: &str = "other";
+
+/// `metric`, registered in `registry`.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> Result<M, MetricsError> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
 
 /// A counter family registered in `registry`.
 pub fn counter(
@@ -45,9 +59,7 @@ pub fn counter(
     help: &str,
     labels: &[&str],
 ) -> Result<IntCounterVec, MetricsError> {
-    let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(counter.clone()))?;
-    Ok(counter)
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
 }
 
 /// A gauge family registered in `registry`.
@@ -57,9 +69,7 @@ pub fn gauge(
     help: &str,
     labels: &[&str],
 ) -> Result<IntGaugeVec, MetricsError> {
-    let gauge = IntGaugeVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(gauge.clone()))?;
-    Ok(gauge)
+    registered(registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
 }
 
 /// A histogram family with these bucket bounds, registered in `registry`.
@@ -70,12 +80,8 @@ pub fn histogram(
     labels: &[&str],
     buckets: &[f64],
 ) -> Result<HistogramVec, MetricsError> {
-    let histogram = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-        labels,
-    )?;
-    registry.register(Box::new(histogram.clone()))?;
-    Ok(histogram)
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    registered(registry, HistogramVec::new(opts, labels)?)
 }
 
 /// Every metric of these registries, in Prometheus's text format.

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use service_kit::headers::server_timing_lines;
 
 /// Why a call to the sidecar failed.
 #[derive(Debug, thiserror::Error)]
@@ -148,12 +149,7 @@ impl DaprClient {
         request.set_timeout(self.invoke_timeout);
         match self.grpc.clone().invoke_service(request).await {
             Ok(answer) => {
-                let server_timing = answer
-                    .metadata()
-                    .get_all("server-timing")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok().map(str::to_string))
-                    .collect();
+                let server_timing = server_timing_lines(&answer.metadata().clone().into_headers());
                 let answer = answer.into_inner();
                 Ok(Invoked {
                     server_timing,
@@ -260,12 +256,7 @@ impl DaprClient {
         };
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let retry_after = header(reqwest::header::RETRY_AFTER);
-        let server_timing = response
-            .headers()
-            .get_all("server-timing")
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect();
+        let server_timing = server_timing_lines(response.headers());
         let body = response
             .bytes()
             .await
