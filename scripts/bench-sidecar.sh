@@ -91,7 +91,9 @@ declare -A targets=(
     [nometrics]="http://127.0.0.1:$BARE_CALLER/v1.0/invoke/bench-bare-target/method/echo"
 )
 load() { # MODE SECONDS
-    "$bin/examples/invoke_load" "$1" "${targets[$1]}" "$RATE" "$2" 1024
+    local client="$1"
+    [[ $client == nometrics ]] && client=http # an HTTP client, to other sidecars
+    "$bin/examples/invoke_load" "$client" "${targets[$1]}" "$RATE" "$2" 1024
 }
 # CPU seconds (user + system) used so far by the pair of proxies of MODE.
 pair_cpu() { # MODE
