@@ -56,7 +56,10 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             .wait_ready(args.ready_timeout, &mut shutdown)
             .await;
         if ready.is_ok() {
-            println!("up: all {count} apps and their sidecars are ready");
+            match count {
+                1 => println!("up: the app and its sidecar are ready"),
+                _ => println!("up: all {count} apps and their sidecars are ready"),
+            }
             if let Some(url) = supervisor.ui_url() {
                 println!("up: open {url}");
             }

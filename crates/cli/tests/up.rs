@@ -398,7 +398,7 @@ async fn up_serves_a_function_in_each_language_invoked_and_as_bindings() {
     )
     .unwrap();
     let up = Up::start_with(&run_file, tempfile::tempdir().unwrap(), &["--watch"]);
-    up.wait_for("apps and their sidecars are ready");
+    up.wait_for("up: the app and its sidecar are ready");
     let client = reqwest::Client::new();
     let sidecar = format!("http://127.0.0.1:{http}");
     // `up --watch`: the function app rebuilds each function with a

@@ -93,10 +93,12 @@ pub struct Metrics {
 }
 
 /// A component metric pair as daprd has them: `<name>_count` and
-/// `<name>_latencies` (ms), with the same labels.
+/// `<name>_latencies` (ms), with the same labels; it records nothing
+/// unless the metrics are enabled.
 struct Timed {
     count: IntCounterVec,
     latencies: HistogramVec,
+    enabled: bool,
 }
 
 impl Timed {
@@ -107,8 +109,10 @@ impl Timed {
         count_help: &str,
         latency_help: &str,
         labels: &[&str],
+        enabled: bool,
     ) -> Result<Timed, MetricsError> {
         Ok(Timed {
+            enabled,
             count: counter(
                 registry,
                 &format!("dapr_component_{what}_count"),
@@ -126,6 +130,9 @@ impl Timed {
     }
 
     fn record(&self, labels: &[&str], elapsed: Duration) {
+        if !self.enabled {
+            return;
+        }
         self.count.with_label_values(labels).inc();
         self.latencies
             .with_label_values(labels)
@@ -234,6 +241,7 @@ impl Metrics {
                 "The number of operations performed on the state component.",
                 "The latency of the response from the state component (ms).",
                 &component,
+                enabled,
             )?,
             pubsub_egress: Timed::new(
                 r,
@@ -241,6 +249,7 @@ impl Metrics {
                 "The number of outgoing messages published to the pub/sub component.",
                 "The latency of the response from the pub/sub component (ms).",
                 &egress,
+                enabled,
             )?,
             pubsub_ingress: Timed::new(
                 r,
@@ -248,6 +257,7 @@ impl Metrics {
                 "The number of incoming messages arriving from the pub/sub component.",
                 "The consuming app event processing latency (ms).",
                 &ingress,
+                enabled,
             )?,
             output_binding: Timed::new(
                 r,
@@ -255,6 +265,7 @@ impl Metrics {
                 "The number of operations invoked on the output binding component.",
                 "The latency of the response from the output binding component (ms).",
                 &component,
+                enabled,
             )?,
             secret: Timed::new(
                 r,
@@ -262,6 +273,7 @@ impl Metrics {
                 "The number of operations performed on the secret component.",
                 "The latency of the response from the secret component (ms).",
                 &component,
+                enabled,
             )?,
             app_id: app_id.to_string(),
             enabled,
@@ -310,9 +322,6 @@ impl Metrics {
         success: bool,
         elapsed: Duration,
     ) {
-        if !self.enabled {
-            return;
-        }
         let labels = [
             self.app_id.as_str(),
             component,
@@ -338,9 +347,6 @@ impl Metrics {
         success: bool,
         elapsed: Duration,
     ) {
-        if !self.enabled {
-            return;
-        }
         let labels = [
             self.app_id.as_str(),
             component,
@@ -360,9 +366,6 @@ impl Metrics {
         process_status: &str,
         elapsed: Duration,
     ) {
-        if !self.enabled {
-            return;
-        }
         let labels = [
             self.app_id.as_str(),
             component,
