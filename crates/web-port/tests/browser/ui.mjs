@@ -186,8 +186,12 @@ async function run(browser) {
   await page.screenshot({ path: path.join(shots, "ui-classify.png"), fullPage: true });
 
   // An example photo, in one click; a new photo clears the old result.
+  // (Chosen once the preview shows it and Run is enabled again; the old
+  // result must be gone by then.)
+  const before = await page.evaluate(() => document.getElementById("preview").src);
   await page.locator(".example[data-example='coffee.jpg']").click();
-  await page.waitForFunction(() => !document.querySelector("[data-testid=submit]").disabled, null, { timeout: 10000 });
+  await page.waitForFunction((old) => document.getElementById("preview").src !== old
+    && !document.querySelector("[data-testid=submit]").disabled, before, { timeout: 10000 });
   check(await page.getByTestId("result").isHidden(), "a new photo kept the old result");
   await page.getByTestId("submit").click();
   await page.waitForFunction(() => /espresso|coffee|cup/.test(document.querySelector("[data-testid=sentence]").textContent),
