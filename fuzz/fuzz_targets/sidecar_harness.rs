@@ -91,6 +91,7 @@ fn harness() -> &'static Harness {
             app_max_concurrency: None,
             pubsub_retry: Default::default(),
             embedded_pubsub_fallback: false,
+            tracing: Default::default(),
         };
         let app = runtime.block_on(async {
             sidecar::app(Arc::new(sidecar::Sidecar::new(config).await.unwrap()))

@@ -162,8 +162,17 @@ fn serve_sidecar(args: sidecar::SidecarArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Refuses a bad OpenTelemetry environment before an app starts (the app
+/// server reads it: [`service_kit::metrics::serve_app`]).
+fn check_tracing_env() -> anyhow::Result<()> {
+    service_kit::trace::TracingConfig::from_env()
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("tracing: {e}"))
+}
+
 fn serve_web_port(args: web_port::WebPortArgs) -> anyhow::Result<ExitCode> {
     let config = args.validate().map_err(anyhow::Error::msg)?;
+    check_tracing_env()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(web_port::run(config, service_kit::shutdown::signal()))?;
     Ok(ExitCode::SUCCESS)
@@ -171,6 +180,7 @@ fn serve_web_port(args: web_port::WebPortArgs) -> anyhow::Result<ExitCode> {
 
 fn serve_events(args: events::EventsArgs) -> anyhow::Result<ExitCode> {
     let config = args.validate().map_err(anyhow::Error::msg)?;
+    check_tracing_env()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(events::run(config, service_kit::shutdown::signal()))?;
     Ok(ExitCode::SUCCESS)
@@ -178,6 +188,7 @@ fn serve_events(args: events::EventsArgs) -> anyhow::Result<ExitCode> {
 
 fn serve_functions(config: Result<function_app::AppConfig, String>) -> anyhow::Result<ExitCode> {
     let config = config.map_err(anyhow::Error::msg)?;
+    check_tracing_env()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(function_app::run(config, service_kit::shutdown::signal()))?;
     Ok(ExitCode::SUCCESS)

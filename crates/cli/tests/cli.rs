@@ -120,6 +120,62 @@ fn image_api_refuses_a_missing_function_before_binding() {
     assert!(!stderr.contains("listening"), "{stderr}");
 }
 
+/// A tracing setup that cannot work stops a sidecar or an app before it
+/// listens, saying what is wrong.
+#[test]
+fn a_bad_tracing_configuration_is_refused_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: t\nspec:\n  tracing:\n    samplingRate: \"lots\"\n",
+    )
+    .unwrap();
+    let refused = |command: &mut Command| {
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(!output.status.success(), "{stderr}");
+        assert!(!stderr.contains("listening"), "{stderr}");
+        stderr
+    };
+    let stderr = refused(
+        dapr_wasm()
+            .args([
+                "sidecar",
+                "--app-id",
+                "t",
+                "--dapr-http-port",
+                "0",
+                "--config",
+            ])
+            .arg(&config)
+            .env("DAPR_WASM_DATA_DIR", dir.path()),
+    );
+    assert!(
+        stderr.contains("--config: a sampling rate is a number from 0 to 1, not \"lots\""),
+        "{stderr}"
+    );
+    let stderr =
+        refused(dapr_wasm().args(["sidecar", "--app-id", "t", "--config", "/nonexistent.yaml"]));
+    assert!(
+        stderr.contains("cannot read the Dapr configuration /nonexistent.yaml"),
+        "{stderr}"
+    );
+    let stderr = refused(
+        dapr_wasm()
+            .args(["image-api", "--app-port", "0", "--function"])
+            .arg(format!("grayscale={}", grayscale_wasm().display()))
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon"),
+    );
+    assert!(
+        stderr.contains(
+            "OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf or grpc, not carrier-pigeon"
+        ),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn run_converts_stdin_and_reports_bad_input_with_the_guest_exit_code() {
     let run = |input: &[u8]| {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::{DemoSpec, EventsApp, Up, free_port, wait_gone};
 use test_support::metrics::Scrape;
+use test_support::otlp::{ReceivedSpan, SpanReceiver};
 use test_support::repo_path;
 
 async fn hello(client: &reqwest::Client, web: &str, api: &str, photo: &str) -> reqwest::Response {
@@ -151,9 +152,154 @@ async fn uploads_show_on_every_metrics_port(up: &Up) {
     assert_eq!(invoked(&classify_sidecar, "image-api-classify"), 2.0);
 }
 
+/// The trace of one classify upload whose client sent `traceparent`
+/// `00-{trace_id}-{client_span}-01`: every hop recorded its span in that
+/// trace, each the child of the hop before, within its parent's time, and
+/// the function call's stages add up to no more than the call.
+async fn one_upload_is_one_trace_through_every_hop(
+    collector: &SpanReceiver,
+    trace_id: &str,
+    client_span: &str,
+) {
+    const SERVER: i32 = 2;
+    const CLIENT: i32 = 3;
+    let find = |spans: &[ReceivedSpan], service: &str, parent: &str, name: &str| {
+        spans
+            .iter()
+            .find(|s| s.service == service && s.parent_span_id == parent && s.name == name)
+            .cloned()
+    };
+    let stage = |spans: &[ReceivedSpan], name: &str| spans.iter().find(|s| s.name == name).cloned();
+    // Each process sends its spans when it will: wait for all of them.
+    let expected = [
+        "POST /api/hello",
+        "invoke image-api-classify",
+        "POST /_dapr-wasm/internal/invoke/{app_id}/{*method}",
+        "POST /api/image",
+        "function classify",
+        "queue",
+        "instantiate",
+        "wasm",
+        "inference",
+        "stats",
+        "GET /v1.0/state/{store}/{key}",
+        "POST /v1.0/state/{store}",
+    ];
+    let spans = collector
+        .wait_for_trace(
+            trace_id,
+            "every hop's span",
+            Duration::from_secs(30),
+            |spans| {
+                expected.iter().all(|name| stage(spans, name).is_some())
+                    && spans.iter().any(|s| {
+                        s.name == "POST /v1.0/invoke/{app_id}/method/{*method}"
+                            || s.name == "/dapr.proto.runtime.v1.Dapr/InvokeService"
+                    })
+            },
+        )
+        .await;
+    let web = find(&spans, "web-port", client_span, "POST /api/hello").expect("web-port's span");
+    assert_eq!(web.kind, SERVER);
+    assert_eq!(web.attribute("http.response.status_code"), Some("200"));
+    let call = find(
+        &spans,
+        "web-port",
+        &web.span_id,
+        "invoke image-api-classify",
+    )
+    .expect("web-port's call to the app");
+    assert_eq!(call.kind, CLIENT);
+    let caller = spans
+        .iter()
+        .find(|s| s.service == "web-port" && s.parent_span_id == call.span_id)
+        .expect("web-port's sidecar's span");
+    assert!(
+        [
+            "POST /v1.0/invoke/{app_id}/method/{*method}",
+            "/dapr.proto.runtime.v1.Dapr/InvokeService"
+        ]
+        .contains(&caller.name.as_str()),
+        "{caller:?}"
+    );
+    let callee = find(
+        &spans,
+        "image-api-classify",
+        &caller.span_id,
+        "POST /_dapr-wasm/internal/invoke/{app_id}/{*method}",
+    )
+    .expect("the classify sidecar's span");
+    let app = find(
+        &spans,
+        "image-api-classify",
+        &callee.span_id,
+        "POST /api/image",
+    )
+    .expect("the classify app's span");
+    let function = find(
+        &spans,
+        "image-api-classify",
+        &app.span_id,
+        "function classify",
+    )
+    .expect("the function call's span");
+    let stages: Vec<ReceivedSpan> = ["queue", "instantiate", "wasm"]
+        .iter()
+        .map(|name| {
+            find(&spans, "image-api-classify", &function.span_id, name)
+                .unwrap_or_else(|| panic!("the call's {name} span"))
+        })
+        .collect();
+    let inference = find(
+        &spans,
+        "image-api-classify",
+        &stages[2].span_id,
+        "inference",
+    )
+    .expect("the inference's span, in the guest's run");
+    assert_eq!(
+        inference.attribute("dapr_wasm.model"),
+        Some("efficientnet-lite0")
+    );
+    assert_eq!(
+        inference.attribute("dapr_wasm.nn_backend"),
+        Some("onnxruntime")
+    );
+    for (inner, outer) in [
+        (&call, &web),
+        (caller, &call),
+        (&callee, caller),
+        (&app, &callee),
+        (&function, &app),
+        (&stages[0], &function),
+        (&stages[1], &function),
+        (&stages[2], &function),
+        (&inference, &stages[2]),
+    ] {
+        assert!(inner.within(outer), "{inner:?} within {outer:?}");
+    }
+    let staged: Duration = stages.iter().map(ReceivedSpan::duration).sum();
+    assert!(
+        staged <= function.duration(),
+        "{stages:?} add up to more than {function:?}"
+    );
+    // The stats: web-port's span, and the state calls its sidecar served.
+    let stats = find(&spans, "web-port", &web.span_id, "stats").expect("the stats span");
+    for name in ["GET /v1.0/state/{store}/{key}", "POST /v1.0/state/{store}"] {
+        let state = find(&spans, "web-port", &stats.span_id, name)
+            .unwrap_or_else(|| panic!("the sidecar's {name} span under the stats"));
+        assert!(state.within(&stats), "{state:?} within {stats:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn up_runs_the_whole_demo_and_stops_without_leftovers() {
-    let (up, ports, _dir) = Up::start_demo();
+    let collector = SpanReceiver::start().await;
+    let spec = DemoSpec {
+        tracing_to: Some(collector.address()),
+        ..DemoSpec::default()
+    };
+    let (up, ports, _dir) = Up::start_demo_with(&spec);
     let web = up.wait_ready();
     assert_eq!(web, format!("http://127.0.0.1:{}", ports[0]));
 
@@ -164,7 +310,16 @@ async fn up_runs_the_whole_demo_and_stops_without_leftovers() {
     every_hop_says_where_the_time_went(gray.headers(), "image-api-grayscale", None);
     let gray = image::load_from_memory(&gray.bytes().await.unwrap()).unwrap();
     assert!(gray.as_luma8().is_some());
-    let answer = hello(&client, &web, "classify", "coffee.png").await;
+    let (trace_id, client_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let answer = client
+        .post(format!("{web}/api/hello"))
+        .header("api", "classify")
+        .header("traceparent", format!("00-{trace_id}-{client_span}-01"))
+        .body(test_support::photo("coffee.png"))
+        .send()
+        .await
+        .unwrap();
+    one_upload_is_one_trace_through_every_hop(&collector, trace_id, client_span).await;
     every_hop_says_where_the_time_went(
         answer.headers(),
         "image-api-classify",

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
@@ -35,10 +35,12 @@ use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use function_host::CallOutput;
 use serde_json::json;
 use service_kit::body::BodyLimits;
 use service_kit::headers::{add_server_timing, timing_entry};
 use service_kit::metrics::RouteLabel;
+use service_kit::trace::{KeyValue, TraceContext};
 use tower_http::trace::TraceLayer;
 
 use crate::catalog::{Catalog, Served};
@@ -86,7 +88,8 @@ async fn function_call(State(state): State<AppState>, request: Request) -> Respo
         return ApiError::NotFound(path).into_response();
     };
     let started = Instant::now();
-    let mut response = call_function(&state, &served, request)
+    let trace = TraceContext::of(request.extensions(), request.headers());
+    let mut response = call_function(&state, &served, request, &trace)
         .await
         .into_response();
     add_server_timing(
@@ -102,6 +105,7 @@ async fn call_function(
     state: &AppState,
     served: &Served,
     request: Request,
+    trace: &TraceContext,
 ) -> Result<Response, ApiError> {
     if request.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed);
@@ -128,6 +132,8 @@ async fn call_function(
         .call(input, &args)
         .await
         .map_err(|e| ApiError::from_call(&config.name, &config.exit_codes, e))?;
+    let backend = served.function.models().map(|models| models.backend());
+    record_call_spans(trace, &config.name, model.zip(backend), &output);
     if let Some(model) = model {
         let counter = state
             .model_calls
@@ -161,6 +167,48 @@ async fn call_function(
         .insert(header::CONTENT_TYPE, content_type);
     add_server_timing(response.headers_mut(), &timing);
     Ok(response)
+}
+
+/// The spans of a finished call, under the request's: the call, and in it
+/// the wait for a slot, instantiation, and the guest's run, with the
+/// inferences in that (their total, from the first one's start). The
+/// host measured the durations; the call ended now.
+fn record_call_spans(
+    trace: &TraceContext,
+    function: &str,
+    model: Option<(&str, impl std::fmt::Display)>,
+    output: &CallOutput,
+) {
+    if !trace.is_recording() {
+        return;
+    }
+    let ended = SystemTime::now();
+    let started = ended
+        .checked_sub(output.queue_wait + output.elapsed)
+        .unwrap_or(ended);
+    let call = trace.record_child(
+        format!("function {function}"),
+        started,
+        ended,
+        vec![KeyValue::new("dapr_wasm.function", function.to_string())],
+    );
+    let slot = started + output.queue_wait;
+    call.record_child("queue", started, slot, Vec::new());
+    let instantiated = slot + output.instantiate;
+    call.record_child("instantiate", slot, instantiated, Vec::new());
+    let wasm = call.record_child("wasm", instantiated, slot + output.elapsed, Vec::new());
+    if let (Some((model, backend)), Some(first)) = (model, output.inference_started) {
+        let from = slot + first;
+        wasm.record_child(
+            "inference",
+            from,
+            from + output.inference,
+            vec![
+                KeyValue::new("dapr_wasm.model", model.to_string()),
+                KeyValue::new("dapr_wasm.nn_backend", backend.to_string()),
+            ],
+        );
+    }
 }
 
 /// `GET /fn`: see [`Catalog::listing`].

@@ -252,6 +252,9 @@ pub struct CallOutput {
     pub instantiate: Duration,
     /// Of which its WASI-NN inferences.
     pub inference: Duration,
+    /// When the first inference began, counted from the start of
+    /// instantiation (none without inferences).
+    pub inference_started: Option<Duration>,
     /// Time spent waiting for a call slot before (zero for
     /// [`Function::call_blocking`]).
     pub queue_wait: Duration,
@@ -549,7 +552,7 @@ impl Function {
         // malformed guest arguments) unwinds out of `call`; it becomes this
         // call's error instead of taking the thread, or the server, down.
         let mut instantiate = Duration::ZERO;
-        crate::nn::take_inference_time();
+        crate::nn::take_inferences();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let instance = self.pre.instantiate(&mut store);
             instantiate = started.elapsed();
@@ -573,7 +576,11 @@ impl Function {
         let state = store.into_data();
         *peak_memory = state.limiter.peak;
         let elapsed = started.elapsed();
-        let inference = crate::nn::take_inference_time();
+        let inferences = crate::nn::take_inferences();
+        let inference = inferences.total;
+        let inference_started = inferences
+            .first_started
+            .map(|at| at.saturating_duration_since(started));
         if state.stdout.overflowed() {
             return Err(CallError::OutputTooLarge {
                 limit: limits.max_output_bytes,
@@ -590,6 +597,7 @@ impl Function {
                     elapsed,
                     instantiate,
                     inference,
+                    inference_started,
                     queue_wait: Duration::ZERO,
                 });
             }
@@ -603,6 +611,7 @@ impl Function {
                     elapsed,
                     instantiate,
                     inference,
+                    inference_started,
                     queue_wait: Duration::ZERO,
                 });
             }

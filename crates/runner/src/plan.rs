@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use service_kit::trace::TracingConfig;
+
 use crate::{RunFile, RunnerError};
 
 /// Where the sidecars' HTTP ports start when the run file names none
@@ -35,12 +37,17 @@ pub struct AppPlan {
     pub args: Vec<String>,
     /// Its env vars: the run file's, then Dapr's (`APP_ID`, `APP_PORT`,
     /// `DAPR_HTTP_PORT`, `DAPR_GRPC_PORT`, `DAPR_METRICS_PORT`), and
-    /// dapr-wasm's `APP_METRICS_PORT` and `SYSTEM_METRICS`.
+    /// dapr-wasm's `APP_METRICS_PORT` and `SYSTEM_METRICS`; with a
+    /// `Configuration` that traces, OpenTelemetry's (`OTEL_SERVICE_NAME`,
+    /// the exporter and the rate: [`TracingConfig::to_env`]) where the run
+    /// file sets none of its own, so the app's spans join its sidecar's.
     pub env: Vec<(String, String)>,
     /// The component folders its sidecar loads.
     pub resources: Vec<PathBuf>,
     /// Its sidecar's app health flags, if the run file enables them.
     pub health_args: Vec<String>,
+    /// Its sidecar's Dapr `Configuration` file, if any.
+    pub config_file: Option<PathBuf>,
 }
 
 /// Resolves `file` (read from `run_file`): directories relative to the run
@@ -111,6 +118,27 @@ pub fn plan(
         if let Some(port) = app.app_port {
             env.push(("APP_PORT".into(), port.to_string()));
         }
+        let config_file = app
+            .config_file_path
+            .as_ref()
+            .or(file.common.config_file_path.as_ref())
+            .map(|p| base.join(p));
+        if let Some(path) = &config_file {
+            let tracing = TracingConfig::from_dapr_configuration_file(path).map_err(|err| {
+                RunnerError::Invalid {
+                    path: run_file.to_path_buf(),
+                    reason: format!("app `{}`: configFilePath: {err}", app.app_id),
+                }
+            })?;
+            let tracing_env = tracing.to_env();
+            if !tracing_env.is_empty() {
+                let set_by_file = env.iter().any(|(key, _)| key.starts_with("OTEL_"));
+                if !set_by_file {
+                    env.push(("OTEL_SERVICE_NAME".into(), app.app_id.clone()));
+                    env.extend(tracing_env.into_iter().map(|(k, v)| (k.to_string(), v)));
+                }
+            }
+        }
         let mut resources = common_resources.clone();
         resources.extend(app.resources_path.as_ref().map(|p| base.join(p)));
         plans.push(AppPlan {
@@ -127,6 +155,7 @@ pub fn plan(
             env,
             resources,
             health_args: app.health.sidecar_args(),
+            config_file,
         });
     }
     let system = system_metrics(&plans);
@@ -222,6 +251,10 @@ impl AppPlan {
         for resources in &self.resources {
             args.push("--resources-path".into());
             args.push(resources.display().to_string());
+        }
+        if let Some(config) = &self.config_file {
+            args.push("--config".into());
+            args.push(config.display().to_string());
         }
         args.extend(self.health_args.iter().cloned());
         args

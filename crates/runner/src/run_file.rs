@@ -5,6 +5,7 @@
 //! version: 1
 //! common:
 //!   resourcesPath: ./components
+//!   configFilePath: ./config.yaml   # a Dapr Configuration (tracing)
 //!   env: { KEY: value }
 //! apps:
 //!   - appID: web-port
@@ -48,6 +49,8 @@ pub struct Common {
     /// Env vars for every app.
     #[serde(default)]
     pub env: BTreeMap<String, serde_yaml::Value>,
+    /// A Dapr `Configuration` file for every sidecar (`--config`).
+    pub config_file_path: Option<String>,
 }
 
 /// One entry of `apps:`.
@@ -87,6 +90,10 @@ pub struct RunFileApp {
     /// Its own components folder.
     #[serde(rename = "resourcesPath", default)]
     pub resources_path: Option<String>,
+    /// Its sidecar's Dapr `Configuration` file (`--config`), instead of
+    /// the common one.
+    #[serde(rename = "configFilePath", default)]
+    pub config_file_path: Option<String>,
     /// How its sidecar probes its health (`dapr run`'s fields).
     #[serde(flatten)]
     pub health: AppHealthFields,

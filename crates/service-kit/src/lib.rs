@@ -11,6 +11,8 @@
 //!   goes idle (what [`serve`] does after a burst).
 //! - [`metrics`]: Prometheus metrics: building them, `GET /metrics`, and
 //!   the apps' HTTP server metrics.
+//! - [`trace`]: distributed tracing: W3C trace context through every hop,
+//!   spans recorded and exported as a Dapr `Configuration` says.
 //! - [`shutdown`]: one shutdown signal (Ctrl-C or SIGTERM) for every
 //!   long-running subcommand.
 
@@ -21,4 +23,5 @@ pub mod idle_trim;
 pub mod metrics;
 pub mod serve;
 pub mod shutdown;
+pub mod trace;
 pub mod units;

@@ -26,6 +26,8 @@ pub use prometheus::{
 use prometheus::{HistogramOpts, Opts};
 use tokio::net::TcpListener;
 
+use crate::trace::Tracer;
+
 /// Errors building a metric family (a name or label set refused).
 pub type MetricsError = prometheus::Error;
 
@@ -283,7 +285,8 @@ impl Listeners {
 }
 
 /// Serves an app's `router` on `listeners.app` with its requests counted
-/// ([`HttpServerMetrics`]), and, on `listeners.metrics`, those counts with
+/// ([`HttpServerMetrics`]) and traced (a server span each, recorded as
+/// OpenTelemetry's environment says: [`Tracer::from_env`]), and, on `listeners.metrics`, those counts with
 /// every metric of `registries`; both until `shutdown`, as
 /// [`crate::serve::serve`] does.
 pub async fn serve_app(
@@ -294,6 +297,17 @@ pub async fn serve_app(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let listeners = listeners.into();
+    // Apps take OpenTelemetry's environment (`dapr-wasm up` sets it from
+    // the sidecar's Dapr Configuration); the CLI refuses a bad one before
+    // any app starts, so the fallback here is for embedders.
+    let tracer = Tracer::from_env(DEFAULT_APP_SERVICE_NAME).unwrap_or_else(|err| {
+        tracing::error!(error = %err, "tracing is off");
+        Tracer::off()
+    });
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        tracer.clone(),
+        crate::trace::trace_request,
+    ));
     let http_registry = Registry::new();
     let router = match HttpServerMetrics::new(&http_registry) {
         Ok(http) => router.layer(axum::middleware::from_fn_with_state(
@@ -317,7 +331,12 @@ pub async fn serve_app(
     });
     crate::serve::serve(listeners.app, router, connections, shutdown).await;
     drop(metrics_server);
+    // Sending the last spans blocks.
+    let _ = tokio::task::spawn_blocking(move || drop(tracer)).await;
 }
+
+/// The `service.name` of an app's spans when `OTEL_SERVICE_NAME` is unset.
+pub const DEFAULT_APP_SERVICE_NAME: &str = "dapr-wasm-app";
 
 /// Stops a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use service_kit::trace::TracingConfig;
 use service_kit::units::{parse_duration, parse_size};
 
 pub use crate::app_health::AppHealthConfig;
@@ -41,6 +42,13 @@ pub struct SidecarArgs {
     /// Folders of Dapr component YAML files (repeatable).
     #[arg(long = "resources-path", alias = "components-path")]
     pub resources_paths: Vec<PathBuf>,
+
+    /// A Dapr `Configuration` file (daprd's `--config`): its
+    /// `spec.tracing` says which traces are recorded and where they go.
+    /// Without one, OpenTelemetry's `OTEL_EXPORTER_OTLP_ENDPOINT` (and
+    /// friends) turn tracing on, as with daprd.
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// How the sidecar calls its app: `http`, or `grpc` (Dapr's
     /// `AppCallback` service on the app port).
@@ -178,6 +186,8 @@ pub struct SidecarConfig {
     pub pubsub_retry: RetryPolicy,
     /// Whether an unreachable broker falls back to the embedded one.
     pub embedded_pubsub_fallback: bool,
+    /// Which traces are recorded, and where they go.
+    pub tracing: TracingConfig,
 }
 
 impl SidecarArgs {
@@ -220,7 +230,13 @@ impl SidecarArgs {
             .clone()
             .or_else(local_dirs::data_dir)
             .ok_or("no data directory: set --data-dir or HOME")?;
+        let tracing = match &self.config {
+            Some(path) => TracingConfig::from_dapr_configuration_file(path),
+            None => TracingConfig::from_env(),
+        }
+        .map_err(|e| format!("--config: {e}"))?;
         Ok(SidecarConfig {
+            tracing,
             app_id: self.app_id.clone(),
             app_port: (self.app_port != 0).then_some(self.app_port),
             dapr_http_port: self.dapr_http_port,

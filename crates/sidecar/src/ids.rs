@@ -1,9 +1,10 @@
-//! Fresh identifiers: trace and span ids, CloudEvent ids, etags.
+//! Fresh identifiers: CloudEvent ids, etags (trace and span ids are
+//! OpenTelemetry's: [`service_kit::trace`]).
 //!
 //! They must be unique, not secret, so they come from a fast per-thread
 //! generator (`fastrand`, seeded by the standard library's per-process
-//! random keys) rather than a system call each: a `traceparent` is made on
-//! every invocation, and two `getrandom` calls per call were measurable.
+//! random keys) rather than a system call each: ids are made on every
+//! publish and save, and a `getrandom` call each was measurable.
 
 /// `N` random bytes.
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -21,24 +22,6 @@ fn hex(bytes: &[u8]) -> String {
         out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
     out
-}
-
-/// A W3C trace id: 16 random bytes in hex, never all zeros (invalid).
-pub(crate) fn new_trace_id() -> String {
-    let mut bytes = random_bytes::<16>();
-    if bytes == [0; 16] {
-        bytes[15] = 1;
-    }
-    hex(&bytes)
-}
-
-/// A W3C span id: 8 random bytes in hex, never all zeros (invalid).
-pub(crate) fn new_span_id() -> String {
-    let mut bytes = random_bytes::<8>();
-    if bytes == [0; 8] {
-        bytes[7] = 1;
-    }
-    hex(&bytes)
 }
 
 /// A random UUID (version 4), as daprd's event ids are.
@@ -68,14 +51,10 @@ mod tests {
 
     #[test]
     fn ids_have_their_formats_and_differ() {
-        let (trace, span, uuid) = (new_trace_id(), new_span_id(), new_uuid());
-        assert_eq!(trace.len(), 32);
-        assert_eq!(span.len(), 16);
+        let uuid = new_uuid();
         assert!(
-            trace
-                .bytes()
-                .chain(span.bytes())
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            uuid.bytes()
+                .all(|b| b == b'-' || (b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
         );
         let groups: Vec<usize> = uuid.split('-').map(str::len).collect();
         assert_eq!(groups, [8, 4, 4, 4, 12], "{uuid}");
@@ -84,7 +63,6 @@ mod tests {
             matches!(&uuid[19..20], "8" | "9" | "a" | "b"),
             "RFC 4122 variant: {uuid}"
         );
-        assert_ne!(new_trace_id(), trace);
         assert_ne!(new_uuid(), uuid);
         assert!(new_positive_i63() >= 0);
         assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");

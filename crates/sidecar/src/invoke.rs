@@ -11,7 +11,9 @@
 //!   sidecar sets `dapr-caller-app-id` and `dapr-callee-app-id` (overwriting
 //!   what a client sent), `X-Forwarded-For`, `X-Forwarded-Host`, a W3C
 //!   `traceparent` (a child of the incoming one, or a new trace), and
-//!   `dapr-api-token` for the app when `APP_API_TOKEN` is set.
+//!   `dapr-api-token` for the app when `APP_API_TOKEN` is set. The
+//!   `traceparent` names this sidecar's span of the call (recorded when
+//!   tracing is on: [`service_kit::trace`]), so the next hop is its child.
 //! - The callee's status, headers and body come back unchanged, but for one
 //!   more `Server-Timing` entry, `dapr;dur=MS;desc="APP-ID"`: the time
 //!   this sidecar's hop took, so a client sees each sidecar's share. An
@@ -29,6 +31,7 @@ use axum::response::Response;
 use dapr::dapr::proto::runtime::v1::app_callback_client::AppCallbackClient;
 
 use service_kit::headers::{add_server_timing, timing_entry};
+use service_kit::trace::TraceContext;
 
 use crate::Sidecar;
 use crate::error::DaprError;
@@ -40,7 +43,6 @@ const CALLER: HeaderName = HeaderName::from_static("dapr-caller-app-id");
 const CALLEE: HeaderName = HeaderName::from_static("dapr-callee-app-id");
 const APP_ID_HEADER: &str = "dapr-app-id";
 const API_TOKEN: HeaderName = HeaderName::from_static("dapr-api-token");
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
@@ -186,11 +188,9 @@ impl Sidecar {
         }
         if origin == Origin::Client {
             append_forwarded(&mut headers, &parts.headers, peer);
-            headers.insert(
-                TRACEPARENT,
-                child_traceparent(parts.headers.get(&TRACEPARENT)),
-            );
         }
+        // The next hop is a child of this sidecar's span of the call.
+        TraceContext::of(&parts.extensions, &parts.headers).inject(&mut headers);
         let token = if local {
             self.config.app_api_token.as_deref()
         } else {
@@ -364,41 +364,6 @@ fn append_forwarded(headers: &mut HeaderMap, incoming: &HeaderMap, peer: SocketA
     }
 }
 
-/// A `traceparent` for a new sampled trace.
-pub(crate) fn new_traceparent() -> String {
-    child_traceparent(None)
-        .to_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// A `traceparent` for the outgoing call: the incoming trace with a new
-/// span id, or a new sampled trace when there is none (or it is invalid).
-fn child_traceparent(incoming: Option<&HeaderValue>) -> HeaderValue {
-    let parent = incoming.and_then(|v| v.to_str().ok()).and_then(|v| {
-        let fields: Vec<&str> = v.trim().split('-').collect();
-        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-        match fields.as_slice() {
-            [version, trace, span, flags]
-                if hex(version, 2)
-                    && *version != "ff"
-                    && hex(trace, 32)
-                    && hex(span, 16)
-                    && hex(flags, 2)
-                    && trace.bytes().any(|b| b != b'0') =>
-            {
-                Some((trace.to_ascii_lowercase(), flags.to_ascii_lowercase()))
-            }
-            _ => None,
-        }
-    });
-    let (trace, flags) = parent.unwrap_or_else(|| (crate::ids::new_trace_id(), "01".to_string()));
-    let value = format!("00-{trace}-{}-{flags}", crate::ids::new_span_id());
-    HeaderValue::from_str(&value).unwrap_or_else(|_| {
-        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
-    })
-}
-
 fn is_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = current {
@@ -424,30 +389,6 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn traceparent_keeps_the_trace_and_makes_a_new_span() {
-        let incoming =
-            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        let child = child_traceparent(Some(&incoming));
-        let child = child.to_str().unwrap();
-        assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-        assert!(child.ends_with("-01"));
-        assert_ne!(&child[36..52], "00f067aa0ba902b7");
-    }
-
-    #[test]
-    fn traceparent_is_created_when_missing_or_invalid() {
-        for incoming in [None, Some(HeaderValue::from_static("garbage"))] {
-            let value = child_traceparent(incoming.as_ref());
-            let fields: Vec<&str> = value.to_str().unwrap().split('-').collect();
-            assert_eq!(fields.len(), 4);
-            assert_eq!(
-                (fields[0], fields[1].len(), fields[2].len(), fields[3]),
-                ("00", 32, 16, "01")
-            );
-        }
-    }
 
     #[test]
     fn hop_by_hop_headers_and_the_api_token_are_not_forwarded() {

@@ -67,6 +67,7 @@ use axum::routing::{any, get, post, put};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use service_kit::trace::Tracer;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
@@ -134,6 +135,8 @@ pub struct Sidecar {
     bindings: Option<bindings::WasmBindings>,
     /// Its Prometheus metrics.
     metrics: Arc<metrics::Metrics>,
+    /// Its span recorder (spans named for the app id, as daprd's).
+    tracer: Tracer,
 }
 
 impl Sidecar {
@@ -148,6 +151,7 @@ impl Sidecar {
             metrics::Metrics::new(&config.app_id, config.metrics_port.is_some())
                 .context("cannot set up the metrics")?,
         );
+        let tracer = Tracer::start(&config.tracing, &config.app_id)?;
         let mut stores: HashMap<String, Arc<dyn StateStore>> = HashMap::new();
         let mut secret_stores = HashMap::new();
         let mut pubsubs = HashMap::new();
@@ -257,7 +261,13 @@ impl Sidecar {
             shutdown_requested: tokio::sync::watch::Sender::new(false),
             bindings,
             metrics,
+            tracer,
         })
+    }
+
+    /// Its span recorder.
+    pub fn tracer(&self) -> &Tracer {
+        &self.tracer
     }
 
     /// The configuration.
@@ -343,6 +353,10 @@ pub fn app(sidecar: Arc<Sidecar>) -> Router {
         .layer(middleware::from_fn_with_state(
             sidecar.clone(),
             metrics::record_http,
+        ))
+        .layer(middleware::from_fn_with_state(
+            sidecar.tracer.clone(),
+            service_kit::trace::trace_request,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(sidecar)
@@ -507,6 +521,9 @@ pub async fn run_on(
     if let Err(err) = sidecar.registry.deregister(&app_id, endpoints) {
         tracing::warn!(error = %err, "cannot deregister from the name registry");
     }
+    // Send the spans still batched (it blocks).
+    let tracer = sidecar.tracer.clone();
+    let _ = tokio::task::spawn_blocking(move || tracer.flush()).await;
     grpc_result.context("the sidecar's gRPC server failed")
 }
 

@@ -10,6 +10,8 @@
 //!   `redis-server` killed on drop.
 //! - [`metrics`]: a scrape of `GET /metrics`, its samples looked up by name
 //!   and labels ([`metrics::Scrape`]).
+//! - [`otlp`]: an OpenTelemetry collector (OTLP/HTTP) keeping the spans
+//!   it is sent ([`otlp::SpanReceiver`]).
 //! - [`wait`]: waiting for readiness instead of sleeping ([`wait_until`]).
 //! - [`process`]: a service binary on port 0, its address read from its
 //!   log ([`spawn_listening`]).
@@ -26,6 +28,7 @@
 //! fails with the fix ([`require_service`]): it never skips itself.
 
 pub mod metrics;
+pub mod otlp;
 pub mod paths;
 pub mod process;
 pub mod services;

@@ -88,6 +88,7 @@ pub fn config(app_id: &str, app_port: Option<u16>, data_dir: &Path) -> SidecarCo
         app_max_concurrency: None,
         pubsub_retry: Default::default(),
         embedded_pubsub_fallback: false,
+        tracing: Default::default(),
     }
 }
 

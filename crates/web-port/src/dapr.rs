@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use service_kit::headers::server_timing_lines;
+use service_kit::trace::TraceContext;
 
 /// Why a call to the sidecar failed.
 #[derive(Debug, thiserror::Error)]
@@ -106,10 +107,14 @@ impl DaprClient {
         method: &str,
         body: Bytes,
         content_type: Option<&str>,
+        trace: &TraceContext,
     ) -> Result<Invoked, DaprClientError> {
         match protocol {
-            InvokeProtocol::Http => self.invoke(app_id, method, body, content_type).await,
-            InvokeProtocol::Grpc => self.invoke_grpc(app_id, method, body, content_type).await,
+            InvokeProtocol::Http => self.invoke(app_id, method, body, content_type, trace).await,
+            InvokeProtocol::Grpc => {
+                self.invoke_grpc(app_id, method, body, content_type, trace)
+                    .await
+            }
         }
     }
 
@@ -126,6 +131,7 @@ impl DaprClient {
         method: &str,
         body: Bytes,
         content_type: Option<&str>,
+        trace: &TraceContext,
     ) -> Result<Invoked, DaprClientError> {
         use dapr::dapr::proto::common::v1 as common;
         use dapr::dapr::proto::runtime::v1 as pb;
@@ -147,6 +153,14 @@ impl DaprClient {
             message: Some(message),
         });
         request.set_timeout(self.invoke_timeout);
+        for (name, value) in &trace.headers() {
+            if let (Ok(key), Ok(value)) = (
+                tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()),
+                tonic::metadata::MetadataValue::try_from(value.as_bytes()),
+            ) {
+                request.metadata_mut().insert(key, value);
+            }
+        }
         match self.grpc.clone().invoke_service(request).await {
             Ok(answer) => {
                 let server_timing = server_timing_lines(&answer.metadata().clone().into_headers());
@@ -187,16 +201,36 @@ impl DaprClient {
         method: &str,
         body: Bytes,
         content_type: Option<&str>,
+        trace: &TraceContext,
     ) -> Result<Invoked, DaprClientError> {
-        self.invoke_verb(reqwest::Method::POST, app_id, method, body, content_type)
-            .await
+        self.invoke_verb(
+            reqwest::Method::POST,
+            app_id,
+            method,
+            body,
+            content_type,
+            trace,
+        )
+        .await
     }
 
     /// `GET /v1.0/invoke/{app_id}/method/{method}` (`method` may carry a
     /// query string).
-    pub async fn invoke_get(&self, app_id: &str, method: &str) -> Result<Invoked, DaprClientError> {
-        self.invoke_verb(reqwest::Method::GET, app_id, method, Bytes::new(), None)
-            .await
+    pub async fn invoke_get(
+        &self,
+        app_id: &str,
+        method: &str,
+        trace: &TraceContext,
+    ) -> Result<Invoked, DaprClientError> {
+        self.invoke_verb(
+            reqwest::Method::GET,
+            app_id,
+            method,
+            Bytes::new(),
+            None,
+            trace,
+        )
+        .await
     }
 
     /// `POST /v1.0/publish/{pubsub}/{topic}` with `event` as JSON: returns
@@ -206,11 +240,13 @@ impl DaprClient {
         pubsub: &str,
         topic: &str,
         event: &T,
+        trace: &TraceContext,
     ) -> Result<(), DaprClientError> {
         let url = format!("{}/v1.0/publish/{pubsub}/{topic}", self.base);
         let response = self
             .http
             .post(&url)
+            .headers(trace.headers())
             .timeout(STATE_TIMEOUT)
             .json(event)
             .send()
@@ -232,11 +268,13 @@ impl DaprClient {
         method: &str,
         body: Bytes,
         content_type: Option<&str>,
+        trace: &TraceContext,
     ) -> Result<Invoked, DaprClientError> {
         let url = format!("{}/v1.0/invoke/{app_id}/method/{method}", self.base);
         let mut request = self
             .http
             .request(verb, &url)
+            .headers(trace.headers())
             .timeout(self.invoke_timeout)
             .body(body);
         if let Some(content_type) = content_type {
@@ -275,11 +313,13 @@ impl DaprClient {
         &self,
         store: &str,
         key: &str,
+        trace: &TraceContext,
     ) -> Result<Option<(T, String)>, DaprClientError> {
         let url = format!("{}/v1.0/state/{store}/{key}", self.base);
         let response = self
             .http
             .get(&url)
+            .headers(trace.headers())
             .timeout(STATE_TIMEOUT)
             .send()
             .await
@@ -318,6 +358,7 @@ impl DaprClient {
         key: &str,
         value: &T,
         etag: Option<&str>,
+        trace: &TraceContext,
     ) -> Result<(), DaprClientError> {
         let url = format!("{}/v1.0/state/{store}", self.base);
         let mut item = serde_json::json!({
@@ -331,6 +372,7 @@ impl DaprClient {
         let response = self
             .http
             .post(&url)
+            .headers(trace.headers())
             .timeout(STATE_TIMEOUT)
             .json(&[item])
             .send()

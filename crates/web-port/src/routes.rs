@@ -33,6 +33,7 @@ use crate::metrics::WebPortMetrics;
 use crate::stats::{self, Event, Stats, StatsRecorder};
 use crate::system::SystemWatch;
 use crate::ui;
+use service_kit::trace::{KeyValue, SpanKind, TraceContext};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -153,6 +154,7 @@ async fn upload(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
+    trace: TraceContext,
     request: Request,
 ) -> Response {
     let started = Instant::now();
@@ -175,11 +177,31 @@ async fn upload(
         Some(model) => format!("api/image?model={}", query_escape(model)),
         None => "api/image".to_string(),
     };
-    let response = match state
+    let call = trace.child(
+        format!("invoke {app_id}"),
+        SpanKind::Client,
+        vec![
+            KeyValue::new("dapr_wasm.api", api.to_string()),
+            KeyValue::new("dapr_wasm.app_id", app_id.to_string()),
+        ],
+    );
+    let invoked = state
         .dapr
-        .invoke_with(protocol, app_id, &method, input, content_type.as_deref())
-        .await
-    {
+        .invoke_with(
+            protocol,
+            app_id,
+            &method,
+            input,
+            content_type.as_deref(),
+            &call,
+        )
+        .await;
+    call.end(match &invoked {
+        Ok(invoked) if invoked.status.is_server_error() => Some(invoked.status.to_string()),
+        Ok(_) => None,
+        Err(err) => Some(err.to_string()),
+    });
+    let response = match invoked {
         Ok(invoked) if sidecar_could_not_reach_app(&invoked) => WebError::ImageAppUnavailable {
             api: api.to_string(),
             reason: dapr_message(&invoked.body),
@@ -225,7 +247,7 @@ async fn upload(
     let config = &state.config;
     if let Err(err) = state
         .dapr
-        .publish(&config.pubsub, &config.events_topic, &event)
+        .publish(&config.pubsub, &config.events_topic, &event, &trace)
         .await
     {
         tracing::warn!(error = %err, "cannot publish the upload's event");
@@ -233,7 +255,10 @@ async fn upload(
     // The upload's answer waits for the stats write (so a count the
     // client can read afterwards includes it) but never fails with it.
     let recording = Instant::now();
-    if let Err(err) = state.stats.record(event).await {
+    let stats_span = trace.child("stats", SpanKind::Internal, Vec::new());
+    let recorded = state.stats.record(event, stats_span.clone()).await;
+    stats_span.end(recorded.as_ref().err().map(|err| err.to_string()));
+    if let Err(err) = recorded {
         tracing::warn!(error = %err, "cannot record the call in the state store");
     }
     let mut response = response;
@@ -246,17 +271,20 @@ async fn upload(
 }
 
 /// `GET /api/invokecount`
-async fn stats_get(State(state): State<AppState>) -> Result<Json<Stats>, WebError> {
-    stats::read(&state.dapr, &state.config.state_store)
+async fn stats_get(
+    State(state): State<AppState>,
+    trace: TraceContext,
+) -> Result<Json<Stats>, WebError> {
+    stats::read(&state.dapr, &state.config.state_store, &trace)
         .await
         .map(Json)
         .map_err(WebError::Stats)
 }
 
 /// `GET /api/models`: the classify app's models, as it lists them.
-async fn models_get(State(state): State<AppState>) -> Response {
+async fn models_get(State(state): State<AppState>, trace: TraceContext) -> Response {
     let app_id = state.config.classify_app_id.clone();
-    match state.dapr.invoke_get(&app_id, "models").await {
+    match state.dapr.invoke_get(&app_id, "models", &trace).await {
         Ok(invoked) if sidecar_could_not_reach_app(&invoked) => WebError::ImageAppUnavailable {
             api: "classify".into(),
             reason: dapr_message(&invoked.body),
@@ -285,25 +313,29 @@ fn query_escape(value: &str) -> String {
 }
 
 /// `GET /api/events`: the events service's `GET /events`, query and all.
-async fn events_list(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+async fn events_list(
+    State(state): State<AppState>,
+    trace: TraceContext,
+    uri: axum::http::Uri,
+) -> Response {
     let method = match uri.query() {
         Some(query) => format!("events?{query}"),
         None => "events".to_string(),
     };
-    from_events_service(&state, &method).await
+    from_events_service(&state, &method, &trace).await
 }
 
 /// `GET /api/events/summary`
-async fn events_summary(State(state): State<AppState>) -> Response {
-    from_events_service(&state, "events/summary").await
+async fn events_summary(State(state): State<AppState>, trace: TraceContext) -> Response {
+    from_events_service(&state, "events/summary", &trace).await
 }
 
 /// The events service's answer to `GET method`, as it came, or a 503 when
 /// the sidecar cannot reach it.
-async fn from_events_service(state: &AppState, method: &str) -> Response {
+async fn from_events_service(state: &AppState, method: &str, trace: &TraceContext) -> Response {
     match state
         .dapr
-        .invoke_get(&state.config.events_app_id, method)
+        .invoke_get(&state.config.events_app_id, method, trace)
         .await
     {
         Ok(invoked) if sidecar_could_not_reach_app(&invoked) => {

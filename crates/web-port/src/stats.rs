@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use service_kit::trace::TraceContext;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dapr::{DaprClient, DaprClientError};
@@ -47,9 +48,13 @@ pub struct Stats {
 }
 
 /// Reads the stats (zero when nothing was recorded yet).
-pub async fn read(dapr: &DaprClient, store: &str) -> Result<Stats, DaprClientError> {
+pub async fn read(
+    dapr: &DaprClient,
+    store: &str,
+    trace: &TraceContext,
+) -> Result<Stats, DaprClientError> {
     Ok(dapr
-        .get_state::<Stats>(store, STATS_KEY)
+        .get_state::<Stats>(store, STATS_KEY, trace)
         .await?
         .map(|(stats, _)| stats)
         .unwrap_or_default())
@@ -61,6 +66,8 @@ pub type RecordError = Arc<DaprClientError>;
 /// One upload waiting to be recorded, and who to tell when it is.
 struct Pending {
     event: Event,
+    /// Where its upload stands in its trace.
+    trace: TraceContext,
     recorded: oneshot::Sender<Result<(), RecordError>>,
 }
 
@@ -86,9 +93,12 @@ impl StatsRecorder {
                         Err(_) => break,
                     }
                 }
+                // The batch's state calls belong to its first upload's
+                // trace (they serve all of them).
+                let trace = batch[0].trace.clone();
                 let (events, recorded): (Vec<Event>, Vec<_>) =
                     batch.into_iter().map(|p| (p.event, p.recorded)).unzip();
-                let outcome = record_all(&dapr, &store, &events, &metrics)
+                let outcome = record_all(&dapr, &store, &events, &metrics, &trace)
                     .await
                     .map(drop)
                     .map_err(Arc::new);
@@ -101,8 +111,9 @@ impl StatsRecorder {
         StatsRecorder { queue }
     }
 
-    /// Adds `event` to the stats; returns once it is written.
-    pub async fn record(&self, event: Event) -> Result<(), RecordError> {
+    /// Adds `event` to the stats; returns once it is written. The state
+    /// calls carry `trace` when its upload is first in the batch.
+    pub async fn record(&self, event: Event, trace: TraceContext) -> Result<(), RecordError> {
         let (recorded, done) = oneshot::channel();
         let gone = || {
             Arc::new(DaprClientError::Status {
@@ -111,7 +122,11 @@ impl StatsRecorder {
             })
         };
         self.queue
-            .send(Pending { event, recorded })
+            .send(Pending {
+                event,
+                trace,
+                recorded,
+            })
             .map_err(|_| gone())?;
         done.await.map_err(|_| gone())?
     }
@@ -124,15 +139,16 @@ async fn record_all(
     store: &str,
     events: &[Event],
     metrics: &WebPortMetrics,
+    trace: &TraceContext,
 ) -> Result<Stats, DaprClientError> {
     for attempt in 0..MAX_ATTEMPTS {
-        let (mut stats, etag) = match dapr.get_state::<Stats>(store, STATS_KEY).await? {
+        let (mut stats, etag) = match dapr.get_state::<Stats>(store, STATS_KEY, trace).await? {
             Some((stats, etag)) => (stats, Some(etag)),
             None => (Stats::default(), None),
         };
         add_events(&mut stats, events);
         match dapr
-            .save_state_first_write(store, STATS_KEY, &stats, etag.as_deref())
+            .save_state_first_write(store, STATS_KEY, &stats, etag.as_deref(), trace)
             .await
         {
             Ok(()) => return Ok(stats),

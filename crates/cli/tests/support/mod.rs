@@ -77,6 +77,9 @@ pub struct DemoSpec {
     pub app_args: [Vec<String>; 3],
     /// The events app as a fourth app, with the `pubsub` component.
     pub events: Option<EventsApp>,
+    /// An OTLP/HTTP collector every span goes to (a Dapr `Configuration`
+    /// with `samplingRate: "1"`, as `configFilePath`).
+    pub tracing_to: Option<std::net::SocketAddr>,
 }
 
 /// The events app in a demo run: its app, sidecar HTTP and gRPC ports, and
@@ -147,7 +150,18 @@ pub fn write_run_file(dir: &Path, ports: &[u16; 9], spec: &DemoSpec) -> PathBuf 
             "classify=build/functions/classify.wasm",
         ],
     ];
-    let mut text = "version: 1\ncommon:\n  resourcesPath: ./components\n  env:\n    DAPR_WASM_LOG: warn\napps:\n".to_string();
+    let mut text = "version: 1\ncommon:\n  resourcesPath: ./components\n".to_string();
+    if let Some(collector) = spec.tracing_to {
+        std::fs::write(
+            dir.join("config.yaml"),
+            format!(
+                "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: tracing\nspec:\n  tracing:\n    samplingRate: \"1\"\n    otel:\n      endpointAddress: \"{collector}\"\n      isSecure: false\n      protocol: http\n"
+            ),
+        )
+        .unwrap();
+        text += "  configFilePath: ./config.yaml\n";
+    }
+    text += "  env:\n    DAPR_WASM_LOG: warn\napps:\n";
     for (i, id) in APP_IDS.iter().enumerate() {
         let command: Vec<String> = commands[i]
             .iter()
@@ -203,6 +217,9 @@ impl Up {
             .arg(run_file)
             .args(flags)
             .env("DAPR_WASM_DATA_DIR", data.path())
+            // Spans leave each process within 50 ms, not OpenTelemetry's
+            // 5 s, so a test waits for them less.
+            .env("OTEL_BSP_SCHEDULE_DELAY", "50")
             // The models `scripts/test.sh` fetched, not a fresh download.
             .env("DAPR_WASM_MODELS_DIR", local_dirs::models_dir().unwrap())
             .stdout(Stdio::piped())

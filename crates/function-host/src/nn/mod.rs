@@ -419,15 +419,24 @@ fn auto_without_onnxruntime(reason: &str) -> Result<Backend, NnError> {
 }
 
 thread_local! {
-    /// The inference time of the call running on this thread: a call runs
-    /// on one thread from start to end, and so do its WASI-NN calls.
-    static INFERENCE_TIME: std::cell::Cell<std::time::Duration> =
-        const { std::cell::Cell::new(std::time::Duration::ZERO) };
+    /// The inferences of the call running on this thread: a call runs on
+    /// one thread from start to end, and so do its WASI-NN calls.
+    static INFERENCES: std::cell::Cell<Inferences> =
+        const { std::cell::Cell::new(Inferences { total: std::time::Duration::ZERO, first_started: None }) };
 }
 
-/// The inference time this thread added up since the last take; resets it.
-pub(crate) fn take_inference_time() -> std::time::Duration {
-    INFERENCE_TIME.with(|time| time.replace(std::time::Duration::ZERO))
+/// What one call's inferences took.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Inferences {
+    /// Their time, added up.
+    pub total: std::time::Duration,
+    /// When the first began.
+    pub first_started: Option<std::time::Instant>,
+}
+
+/// The inferences this thread ran since the last take; resets them.
+pub(crate) fn take_inferences() -> Inferences {
+    INFERENCES.with(|cell| cell.take())
 }
 
 /// A backend error with a message.
@@ -545,7 +554,13 @@ impl BackendExecutionContext for ModelContext {
         let started = std::time::Instant::now();
         let (shape, values) = self.model.infer(input).map_err(backend_error)?;
         let elapsed = started.elapsed();
-        INFERENCE_TIME.with(|time| time.set(time.get() + elapsed));
+        INFERENCES.with(|cell| {
+            let so_far = cell.get();
+            cell.set(Inferences {
+                total: so_far.total + elapsed,
+                first_started: so_far.first_started.or(Some(started)),
+            });
+        });
         if let Some(inference) = &self.inference {
             inference.observe(elapsed.as_secs_f64());
         }

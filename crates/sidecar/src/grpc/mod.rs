@@ -42,6 +42,7 @@ use dapr::dapr::proto::common::v1::http_extension::Verb;
 use dapr::dapr::proto::common::v1::state_options::StateConcurrency;
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr::dapr::proto::runtime::v1::dapr_server::DaprServer;
+use service_kit::trace::{TraceContext, trace_request};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
@@ -95,12 +96,14 @@ pub async fn serve(
     let mut routes = tonic::service::Routes::new(service);
     let router = std::mem::take(routes.axum_router_mut());
     let measured = sidecar.clone();
+    let tracer = sidecar.tracer().clone();
     *routes.axum_router_mut() = router
         .fallback(move |request| proxy::proxy_call(sidecar, request))
         .layer(axum::middleware::from_fn_with_state(
             measured,
             crate::metrics::record_grpc,
-        ));
+        ))
+        .layer(axum::middleware::from_fn_with_state(tracer, trace_request));
     tonic::transport::Server::builder()
         // The same bound on a request's head as the HTTP listener's.
         .http2_max_header_list_size(Some(service_kit::serve::MAX_HEADER_BYTES as u32))
@@ -204,7 +207,7 @@ async fn invoke_service(
     let peer = request
         .remote_addr()
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let traceparent = request.metadata().get("traceparent").cloned();
+    let trace = grpc_trace(&request);
     let pb::InvokeServiceRequest { id, message } = request.into_inner();
     let message = message
         .ok_or_else(|| DaprError::MalformedRequest("InvokeService needs a message".into()))?;
@@ -225,9 +228,7 @@ async fn invoke_service(
     if !message.content_type.is_empty() {
         http = http.header(axum::http::header::CONTENT_TYPE, &message.content_type);
     }
-    if let Some(traceparent) = traceparent.and_then(|v| v.to_str().ok().map(str::to_string)) {
-        http = http.header("traceparent", traceparent);
-    }
+    http = http.extension(trace);
     let body = message.data.map(|any| any.value).unwrap_or_default();
     let http = http
         .body(Body::from(body))
@@ -547,7 +548,7 @@ async fn publish_event(
     api: &DaprApi,
     request: Request<pb::PublishEventRequest>,
 ) -> Result<Response<()>, Status> {
-    let traceparent = grpc_traceparent(&request);
+    let traceparent = Some(grpc_trace(&request).traceparent());
     let request = request.into_inner();
     let publication = Publication {
         data: request.data,
@@ -565,7 +566,7 @@ async fn bulk_publish_event(
     api: &DaprApi,
     request: Request<pb::BulkPublishRequest>,
 ) -> Result<Response<pb::BulkPublishResponse>, Status> {
-    let traceparent = grpc_traceparent(&request);
+    let traceparent = Some(grpc_trace(&request).traceparent());
     let request = request.into_inner();
     let entries = request
         .entries
@@ -601,12 +602,16 @@ async fn bulk_publish_event_alpha1(
     bulk_publish_event(api, request).await
 }
 
-fn grpc_traceparent<T>(request: &Request<T>) -> Option<String> {
+/// The call's place in its trace: the span [`trace_request`] started for
+/// it (or, without one, an unrecorded child of its `traceparent`).
+fn grpc_trace<T>(request: &Request<T>) -> TraceContext {
     request
-        .metadata()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+        .extensions()
+        .get::<TraceContext>()
+        .cloned()
+        .unwrap_or_else(|| {
+            TraceContext::unrecorded_from(&request.metadata().clone().into_headers())
+        })
 }
 
 async fn shutdown(

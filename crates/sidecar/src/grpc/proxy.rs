@@ -12,7 +12,8 @@
 //! `DAPR_API_TOKEN` is set) and removed; between sidecars the sender's own
 //! token is added. The app sees neither `dapr-app-id` nor the caller's
 //! token, and gets `dapr-caller-app-id` and `dapr-callee-app-id` (and
-//! `APP_API_TOKEN` as `dapr-api-token`, when set). Failures answer a gRPC
+//! `APP_API_TOKEN` as `dapr-api-token`, when set), and a `traceparent`
+//! naming this sidecar's span of the call. Failures answer a gRPC
 //! status from the one error table, never a bare HTTP error.
 
 use std::sync::Arc;
@@ -89,6 +90,8 @@ async fn forward(
     if !from_peer {
         headers.insert(CALLER, header_value(&config.app_id));
     }
+    // The next hop is a child of this sidecar's span of the call.
+    service_kit::trace::TraceContext::of(&parts.extensions, &parts.headers).inject(&mut headers);
     let target = if local {
         let port = config
             .app_port

@@ -15,11 +15,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use service_kit::trace::TraceContext;
 
 use super::ops::{BulkEntry, Publication};
 use crate::Sidecar;
@@ -33,11 +34,13 @@ fn query_metadata(query: HashMap<String, String>) -> HashMap<String, String> {
         .collect()
 }
 
-fn traceparent(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+/// The `traceparent` an event carries: this sidecar's span of the publish.
+fn traceparent(trace: Option<Extension<TraceContext>>, headers: &HeaderMap) -> Option<String> {
+    let trace = match trace {
+        Some(Extension(trace)) => trace,
+        None => TraceContext::unrecorded_from(headers),
+    };
+    Some(trace.traceparent())
 }
 
 /// `POST /v1.0/publish/{pubsub}/{topic}`
@@ -45,6 +48,7 @@ pub(crate) async fn publish(
     State(sidecar): State<Arc<Sidecar>>,
     Path((pubsub, topic)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    trace: Option<Extension<TraceContext>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, DaprError> {
@@ -56,7 +60,7 @@ pub(crate) async fn publish(
             .unwrap_or_default()
             .to_string(),
         metadata: query_metadata(query),
-        traceparent: traceparent(&headers),
+        traceparent: traceparent(trace, &headers),
     };
     sidecar.publish_event(&pubsub, &topic, publication).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -79,9 +83,11 @@ pub(crate) async fn publish_bulk(
     State(sidecar): State<Arc<Sidecar>>,
     Path((pubsub, topic)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    trace: Option<Extension<TraceContext>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, DaprError> {
+    let traceparent = traceparent(trace, &headers);
     let entries: Vec<BulkEntryBody> = serde_json::from_slice(&body)
         .map_err(|e| DaprError::MalformedRequest(format!("bulk publish body: {e}")))?;
     let shared = query_metadata(query);
@@ -101,7 +107,7 @@ pub(crate) async fn publish_bulk(
                     data,
                     content_type: entry.content_type,
                     metadata,
-                    traceparent: traceparent(&headers),
+                    traceparent: traceparent.clone(),
                 },
             }
         })

@@ -150,7 +150,7 @@ pub(crate) fn cloud_event(
     };
     let traceparent = publication
         .traceparent
-        .unwrap_or_else(crate::invoke::new_traceparent);
+        .unwrap_or_else(|| service_kit::trace::TraceContext::new_root().traceparent());
     let defaults = [
         ("id", json!(new_event_id())),
         ("source", json!(app_id)),
