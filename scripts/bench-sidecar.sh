@@ -8,9 +8,10 @@
 #   grpc     app -> sidecar -> sidecar -> app      gRPC InvokeService on the caller's gRPC port
 #   nometrics  as http, through a second sidecar pair run with
 #              --enable-metrics=false (what recording the metrics costs)
-#   traced   as http, through a third sidecar pair that records every call
-#              (a Dapr Configuration with samplingRate "1") and exports the
-#              spans over OTLP/HTTP to a sink on $SINK (what tracing costs)
+#   traced   as nometrics (--enable-metrics=false), through a third sidecar
+#              pair that records every call (a Dapr Configuration with
+#              samplingRate "1") and exports the spans over OTLP/HTTP to a
+#              sink on $SINK: against nometrics, what tracing alone costs
 #
 # The HAProxy pair (Debian's haproxy, one thread each, keep-alive both
 # ways) is the baseline: a plain, well-tuned proxy doing the same two hops.
@@ -46,7 +47,9 @@ for port in "$APP" "$TARGET" "$CALLER" "$CALLER_GRPC" "$TARGET_GRPC" "$PROXY_IN"
 done
 work="$(mktemp -d)"
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+sink_pid=
+# (The span sink stops last, after the sidecars sent it their last spans.)
+cleanup() { kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; [[ -n $sink_pid ]] && kill "$sink_pid"; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 # One HAProxy: LISTEN forwards every request to NEXT, keeping connections
@@ -84,7 +87,7 @@ DAPR_WASM_DATA_DIR="$work" "$bin/dapr-wasm" --log-level warn sidecar --app-id be
     --dapr-http-port "$BARE_CALLER" --enable-metrics=false --dapr-grpc-port "$BARE_CALLER_GRPC" & pids+=($!); bare_caller_pid=$!
 # The same pair recording every call. The sink takes OTLP/HTTP exports
 # (answering as a collector does) and counts what it got.
-python3 - "$SINK" "$work/sink.count" <<'PY' & pids+=($!)
+python3 - "$SINK" "$work/sink.count" <<'PY' &
 import http.server, sys
 port, count_file = int(sys.argv[1]), sys.argv[2]
 exports = received = 0
@@ -105,6 +108,7 @@ class Sink(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", port), Sink).serve_forever()
 PY
+sink_pid=$!
 cat > "$work/traced.yaml" <<CFG
 apiVersion: dapr.io/v1alpha1
 kind: Configuration
@@ -119,9 +123,9 @@ spec:
       protocol: http
 CFG
 DAPR_WASM_DATA_DIR="$work" "$bin/dapr-wasm" --log-level warn sidecar --app-id bench-traced-target --config "$work/traced.yaml" \
-    --app-port "$APP" --dapr-http-port "$TRACED_TARGET" --metrics-port 0 --dapr-grpc-port "$TRACED_TARGET_GRPC" & pids+=($!); traced_target_pid=$!
+    --app-port "$APP" --dapr-http-port "$TRACED_TARGET" --enable-metrics=false --dapr-grpc-port "$TRACED_TARGET_GRPC" & pids+=($!); traced_target_pid=$!
 DAPR_WASM_DATA_DIR="$work" "$bin/dapr-wasm" --log-level warn sidecar --app-id bench-traced-caller --config "$work/traced.yaml" \
-    --dapr-http-port "$TRACED_CALLER" --metrics-port 0 --dapr-grpc-port "$TRACED_CALLER_GRPC" & pids+=($!); traced_caller_pid=$!
+    --dapr-http-port "$TRACED_CALLER" --enable-metrics=false --dapr-grpc-port "$TRACED_CALLER_GRPC" & pids+=($!); traced_caller_pid=$!
 haproxy_hop "$PROXY_OUT" "$APP" proxy-out; pids+=($!); proxy_out_pid=$!
 haproxy_hop "$PROXY_IN" "$PROXY_OUT" proxy-in; pids+=($!); proxy_in_pid=$!
 for port in "$APP" "$TARGET" "$CALLER" "$CALLER_GRPC" "$PROXY_IN" "$PROXY_OUT" "$BARE_CALLER" "$BARE_TARGET" \
@@ -191,7 +195,7 @@ print("|---|---|---|---|---|---|---|---|---|---|---|")
 names = {"direct": "app -> app (direct)", "haproxy": "HTTP through two HAProxy (baseline)",
          "http": "HTTP through two sidecars", "grpc": "gRPC InvokeService through two sidecars",
          "nometrics": "HTTP through two sidecars, --enable-metrics=false",
-         "traced": "HTTP through two sidecars, every call traced (OTLP/HTTP)"}
+         "traced": "HTTP through two sidecars, --enable-metrics=false, every call traced (OTLP/HTTP)"}
 base = runs["direct"]
 added = {m: {p: runs[m][p] - base[p] for p in (50, 90, 99)} for m in modes}
 for m, r in runs.items():
@@ -208,11 +212,11 @@ print(f"- sidecars / HAProxy, added p90: {ratio(added['http'][90], added['haprox
       f"{ratio(added['grpc'][90], added['haproxy'][90])} (gRPC); added p99: {ratio(added['http'][99], added['haproxy'][99])} (HTTP)")
 print(f"- sidecars / HAProxy, CPU per call: {ratio(runs['http']['cpu_per_1000'], runs['haproxy']['cpu_per_1000'])} (HTTP), "
       f"{ratio(runs['grpc']['cpu_per_1000'], runs['haproxy']['cpu_per_1000'])} (gRPC)")
-print(f"- metrics on / off (HTTP through two sidecars): CPU per call {ratio(runs['http']['cpu_per_1000'], runs['nometrics']['cpu_per_1000'])}, "
+print(f"- metrics on / off (HTTP through two sidecars, tracing off in both): CPU per call {ratio(runs['http']['cpu_per_1000'], runs['nometrics']['cpu_per_1000'])}, "
       f"added p90 {ratio(added['http'][90], added['nometrics'][90])}")
 exports, received = open(f"{work}/sink.count").read().split()
-print(f"- tracing on / off (HTTP through two sidecars, every call recorded and exported; the sink got {exports} exports, "
-      f"{int(received) / 1e6:.1f} MB): CPU per call {ratio(runs['traced']['cpu_per_1000'], runs['http']['cpu_per_1000'])}, "
-      f"added p90 {ratio(added['traced'][90], added['http'][90])}, added p99 {ratio(added['traced'][99], added['http'][99])}")
+print(f"- tracing on / off (HTTP through two sidecars, metrics off in both; every call recorded and exported, the sink got "
+      f"{exports} exports, {int(received) / 1e6:.1f} MB): CPU per call {ratio(runs['traced']['cpu_per_1000'], runs['nometrics']['cpu_per_1000'])}, "
+      f"added p90 {ratio(added['traced'][90], added['nometrics'][90])}, added p99 {ratio(added['traced'][99], added['nometrics'][99])}")
 print("- Dapr's published figures for comparison: +1.40 ms p90, +2.10 ms p99, 0.48 vCPU per 1000 req/s.")
 PY

@@ -181,6 +181,8 @@ async fn one_upload_is_one_trace_through_every_hop(
         "instantiate",
         "wasm",
         "inference",
+        "decode",
+        "preprocess",
         "stats",
         "GET /v1.0/state/{store}/{key}",
         "POST /v1.0/state/{store}",
@@ -277,6 +279,18 @@ async fn one_upload_is_one_trace_through_every_hop(
         (&inference, &stages[2]),
     ] {
         assert!(inner.within(outer), "{inner:?} within {outer:?}");
+    }
+    // Inside the guest's run: the stages classify timed itself, before the
+    // inference.
+    for name in ["decode", "preprocess"] {
+        let guest = find(&spans, "image-api-classify", &stages[2].span_id, name)
+            .unwrap_or_else(|| panic!("the guest's {name} span"));
+        assert_eq!(guest.attribute("dapr_wasm.timed_by"), Some("guest"));
+        assert!(guest.within(&stages[2]), "{guest:?} within {:?}", stages[2]);
+        assert!(
+            guest.end <= inference.start,
+            "{guest:?} before {inference:?}"
+        );
     }
     let staged: Duration = stages.iter().map(ReceivedSpan::duration).sum();
     assert!(

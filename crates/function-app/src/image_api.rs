@@ -67,10 +67,17 @@ pub fn image_function(
     limits: CallLimits,
     models: Vec<String>,
 ) -> FunctionConfig {
+    // classify times its stages for the traces (`--timings`: one stderr
+    // line the app reads, see `routes`).
+    let args = if name == "classify" {
+        vec!["--timings".to_string()]
+    } else {
+        Vec::new()
+    };
     FunctionConfig {
         name: name.to_string(),
         wasm,
-        args: Vec::new(),
+        args,
         routes: vec![
             format!("/fn/{name}"),
             "/api/image".into(),

@@ -196,9 +196,16 @@ fn record_call_spans(
     call.record_child("queue", started, slot, Vec::new());
     let instantiated = slot + output.instantiate;
     call.record_child("instantiate", slot, instantiated, Vec::new());
-    let wasm = call.record_child("wasm", instantiated, slot + output.elapsed, Vec::new());
-    if let (Some((model, backend)), Some(first)) = (model, output.inference_started) {
-        let from = slot + first;
+    let wasm_end = slot + output.elapsed;
+    let wasm = call.record_child("wasm", instantiated, wasm_end, Vec::new());
+    let inference_from = output.inference_started.map(|first| slot + first);
+    record_guest_stages(
+        &wasm,
+        &output.stderr,
+        instantiated..wasm_end,
+        inference_from,
+    );
+    if let (Some((model, backend)), Some(from)) = (model, inference_from) {
         wasm.record_child(
             "inference",
             from,
@@ -209,6 +216,67 @@ fn record_call_spans(
             ],
         );
     }
+}
+
+/// The stages a guest timed itself, as spans in its run (`wasm`): a
+/// successful guest may end its stderr with a line `timings NAME_ms=MS ...`,
+/// its stages in order, back to back (classify writes one with
+/// `--timings`). Guest clocks say how long, not when: the stages are
+/// placed so that a stage named `inference` starts when the host saw the
+/// first inference start (that stage itself is the host's `inference`
+/// span), or else so that they end with the run.
+fn record_guest_stages(
+    wasm: &TraceContext,
+    stderr: &[u8],
+    run: std::ops::Range<SystemTime>,
+    inference_from: Option<SystemTime>,
+) {
+    let stages = guest_stages(stderr);
+    if stages.is_empty() {
+        return;
+    }
+    let before_inference = stages.iter().position(|(name, _)| name == "inference");
+    let total: Duration = stages.iter().map(|(_, took)| *took).sum();
+    let start = match (before_inference, inference_from) {
+        (Some(i), Some(inference)) => {
+            let leading: Duration = stages[..i].iter().map(|(_, took)| *took).sum();
+            inference.checked_sub(leading)
+        }
+        _ => run.end.checked_sub(total),
+    }
+    .map_or(run.start, |start| start.max(run.start));
+    let mut at = start;
+    for (name, took) in stages {
+        let end = (at + took).min(run.end);
+        if name != "inference" || inference_from.is_none() {
+            wasm.record_child(
+                name,
+                at,
+                end,
+                vec![KeyValue::new("dapr_wasm.timed_by", "guest")],
+            );
+        }
+        at = end;
+    }
+}
+
+/// The `timings NAME_ms=MS ...` line of a guest's stderr, if it wrote one.
+fn guest_stages(stderr: &[u8]) -> Vec<(String, Duration)> {
+    let text = String::from_utf8_lossy(stderr);
+    let Some(line) = text.lines().rev().find_map(|l| l.strip_prefix("timings ")) else {
+        return Vec::new();
+    };
+    line.split_whitespace()
+        .filter_map(|field| {
+            let (name, ms) = field.split_once('=')?;
+            let name = name.strip_suffix("_ms")?;
+            let ms = ms
+                .parse::<f64>()
+                .ok()
+                .filter(|ms| ms.is_finite() && *ms >= 0.0)?;
+            Some((name.to_string(), Duration::from_secs_f64(ms / 1e3)))
+        })
+        .collect()
 }
 
 /// `GET /fn`: see [`Catalog::listing`].
@@ -362,4 +430,29 @@ async fn healthz_get(State(state): State<AppState>) -> Json<serde_json::Value> {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guests_timings_line_gives_its_stages_in_order() {
+        let stderr = b"a warning\ntimings decode_ms=1.500 preprocess_ms=0.250 inference_ms=3 answer_ms=0.010\n";
+        let stages = guest_stages(stderr);
+        let names: Vec<&str> = stages.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["decode", "preprocess", "inference", "answer"]);
+        assert_eq!(stages[0].1, Duration::from_micros(1500));
+        assert_eq!(stages[2].1, Duration::from_millis(3));
+        for garbage in [
+            &b"no timings here"[..],
+            b"timings decode=1 x_ms=-2 y_ms=NaN z_ms=inf",
+        ] {
+            assert!(
+                guest_stages(garbage).is_empty(),
+                "{:?}",
+                String::from_utf8_lossy(garbage)
+            );
+        }
+    }
 }

@@ -32,7 +32,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::Context;
 pub use opentelemetry::KeyValue;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
 pub use opentelemetry::trace::SpanKind;
 use opentelemetry::trace::{
     Span as _, SpanContext, Status, TraceContextExt, TraceFlags, TraceState, Tracer as _,
@@ -610,7 +610,29 @@ impl TraceContext {
     /// Sets `traceparent` (and `tracestate`, when there is one) in
     /// `headers` for a call made within this span.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        TraceContextPropagator::new().inject_context(&self.context, &mut HeaderInjector(headers));
+        // W3C's format, written directly: the propagator's way (a string,
+        // then a header name parsed from it) was a measurable share of a
+        // traced hop.
+        let span = self.context.span();
+        let context = span.span_context();
+        if !context.is_valid() {
+            return;
+        }
+        let traceparent = format!(
+            "00-{}-{}-{:02x}",
+            context.trace_id(),
+            context.span_id(),
+            context.trace_flags().to_u8()
+        );
+        if let Ok(value) = HeaderValue::from_str(&traceparent) {
+            headers.insert(TRACEPARENT, value);
+        }
+        let state = context.trace_state().header();
+        if !state.is_empty()
+            && let Ok(value) = HeaderValue::from_str(&state)
+        {
+            headers.insert(TRACESTATE, value);
+        }
     }
 
     /// Whether this span, and so its children, are recorded (it may have
@@ -777,19 +799,8 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// Writes trace headers into an HTTP header map.
-struct HeaderInjector<'a>(&'a mut HeaderMap);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
-        }
-    }
-}
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 #[cfg(test)]
 mod tests {
