@@ -49,7 +49,13 @@ work="$(mktemp -d)"
 pids=()
 sink_pid=
 # (The span sink stops last, after the sidecars sent it their last spans.)
-cleanup() { kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; [[ -n $sink_pid ]] && kill "$sink_pid"; wait 2>/dev/null; rm -rf "$work"; }
+cleanup() {
+    kill "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+    [[ -z $sink_pid ]] || kill "$sink_pid" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
 # One HAProxy: LISTEN forwards every request to NEXT, keeping connections

@@ -46,6 +46,8 @@ use serde::Deserialize;
 
 use crate::metrics::{RouteLabel, UNMATCHED_ROUTE};
 
+mod zipkin;
+
 /// Dapr's sampling rate when a `Configuration` names none (daprd's
 /// default: one trace in ten thousand).
 pub const DAPR_DEFAULT_SAMPLING_RATE: f64 = 0.0001;
@@ -433,11 +435,7 @@ impl Tracer {
                 builder.with_batch_exporter(exporter)
             }
             SpanExport::Zipkin { endpoint } => {
-                let exporter = opentelemetry_zipkin::ZipkinExporter::builder()
-                    .with_collector_endpoint(endpoint.clone())
-                    .build()
-                    .map_err(|e| exporter_error(&e))?;
-                builder.with_batch_exporter(exporter)
+                builder.with_batch_exporter(zipkin::ZipkinExporter::new(endpoint.clone()))
             }
         };
         let provider = builder.build();

@@ -1,6 +1,9 @@
-//! An OpenTelemetry collector for tests: OTLP over HTTP (`POST
-//! /v1/traces`, protobuf), on a port of its own, keeping every span it is
-//! sent, decoded, for the test to check ([`SpanReceiver`]).
+//! An OpenTelemetry collector for tests ([`SpanReceiver`]), keeping every
+//! span it is sent, decoded, for the test to check. It takes the three
+//! ways a Dapr `Configuration` can send them: OTLP over HTTP (`POST
+//! /v1/traces`, protobuf) and Zipkin (`POST /api/v2/spans`, JSON) on
+//! [`SpanReceiver::address`], and OTLP over gRPC (`TraceService/Export`)
+//! on [`SpanReceiver::grpc_address`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -9,6 +12,10 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use futures_util::FutureExt;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -61,13 +68,33 @@ impl ReceivedSpan {
 /// The collector, serving until dropped.
 pub struct SpanReceiver {
     address: SocketAddr,
+    grpc_address: SocketAddr,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
-    server: tokio::task::JoinHandle<()>,
+    servers: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl Drop for SpanReceiver {
     fn drop(&mut self) {
-        self.server.abort();
+        for server in &self.servers {
+            server.abort();
+        }
+    }
+}
+
+/// OTLP's gRPC service, keeping what it is sent.
+struct GrpcCollector(Arc<Mutex<Vec<ReceivedSpan>>>);
+
+#[tonic::async_trait]
+impl TraceService for GrpcCollector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0
+            .lock()
+            .unwrap()
+            .extend(spans_of(request.into_inner()));
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
 
@@ -96,14 +123,44 @@ impl SpanReceiver {
                 }
             }),
         );
-        let server = tokio::spawn(async move {
+        let kept = spans.clone();
+        let router = router.route(
+            "/api/v2/spans",
+            axum::routing::post(move |body: Bytes| {
+                let kept = kept.clone();
+                async move {
+                    match serde_json::from_slice::<Vec<serde_json::Value>>(&body) {
+                        Ok(zipkin) => {
+                            kept.lock().unwrap().extend(zipkin.iter().map(zipkin_span));
+                            StatusCode::ACCEPTED
+                        }
+                        Err(_) => StatusCode::BAD_REQUEST,
+                    }
+                }
+            }),
+        );
+        let http = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });
+        let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_address = grpc_listener.local_addr().unwrap();
+        let grpc = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(GrpcCollector(spans.clone())))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc_listener))
+                .map(|served| served.unwrap()),
+        );
         SpanReceiver {
             address,
+            grpc_address,
             spans,
-            server,
+            servers: [http, grpc],
         }
+    }
+
+    /// Where its OTLP/gRPC service listens.
+    pub fn grpc_address(&self) -> SocketAddr {
+        self.grpc_address
     }
 
     /// Its `host:port`, as a Dapr `Configuration`'s `otel.endpointAddress`.
@@ -185,6 +242,38 @@ fn spans_of(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
         }
     }
     spans
+}
+
+/// A span of Zipkin's JSON (v2).
+fn zipkin_span(span: &serde_json::Value) -> ReceivedSpan {
+    let text = |key: &str| span[key].as_str().unwrap_or_default().to_string();
+    let micros = |key: &str| span[key].as_u64().unwrap_or_default();
+    let kind = match span["kind"].as_str() {
+        Some("SERVER") => 2,
+        Some("CLIENT") => 3,
+        _ => 1,
+    };
+    ReceivedSpan {
+        service: span["localEndpoint"]["serviceName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        name: text("name"),
+        trace_id: text("traceId"),
+        span_id: text("id"),
+        parent_span_id: text("parentId"),
+        kind,
+        start: micros("timestamp") * 1000,
+        end: (micros("timestamp") + micros("duration")) * 1000,
+        attributes: span["tags"]
+            .as_object()
+            .map(|tags| {
+                tags.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
 }
 
 /// An attribute's value as text.

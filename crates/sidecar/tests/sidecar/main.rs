@@ -9,6 +9,7 @@
 //! - `python_sdk`, `js_sdk`: the official Dapr SDKs against a real sidecar;
 //! - `bindings`: `bindings.wasm` output bindings on the function host;
 //! - `metrics`: `GET /metrics`, daprd's metric names and labels;
+//! - `tracing`: spans to each exporter a Dapr `Configuration` can name;
 //! - `fuzz_seeds`: the `sidecar_request` fuzz target's seeds, replayed.
 
 mod bindings;
@@ -21,3 +22,4 @@ mod metrics;
 mod pubsub;
 mod python_sdk;
 mod state;
+mod tracing;
