@@ -348,6 +348,12 @@ impl WasmBindings {
         self.catalog.watch(RELOAD_INTERVAL)
     }
 
+    /// The function host's metrics (`dapr_wasm_function_*`, by binding
+    /// name), which the sidecar serves with its own.
+    pub fn metrics(&self) -> &prometheus::Registry {
+        self.catalog.host().metrics()
+    }
+
     /// Whether there is a binding called `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.catalog

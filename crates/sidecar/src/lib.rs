@@ -487,9 +487,11 @@ pub async fn run_on(
         if let Ok(address) = listener.local_addr() {
             tracing::info!("metrics on http://{address}/metrics");
         }
+        let bindings = sidecar.bindings.iter().map(|b| b.metrics().clone());
         tokio::spawn(metrics::serve(
             listener,
             sidecar.metrics.clone(),
+            bindings.collect(),
             stopped(sidecar.clone()),
         ))
     });

@@ -505,11 +505,18 @@ fn grpc_status_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown`.
+/// Serves `GET /metrics` on `listener` until `shutdown`: the sidecar's
+/// own, and those of `others` (the `bindings.wasm` function host's).
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    others: Vec<Registry>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    service_kit::metrics::serve(listener, move || metrics.render(), shutdown).await
+    let render = move || {
+        let mut all = vec![&metrics.registry];
+        all.extend(&others);
+        service_kit::metrics::render(&all)
+    };
+    service_kit::metrics::serve(listener, render, shutdown).await
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 use serde_json::{Value, json};
+use test_support::metrics::Scrape;
 use test_support::sidecar::*;
 use tonic::Code;
 
@@ -192,6 +193,18 @@ async fn execute_runs_the_function_as_daprd_does_stdin_json_data_and_argv_args()
             "{name} missing from {metadata}"
         );
     }
+
+    // The function host's metrics are on the sidecar's metrics port.
+    let scrape = Scrape::fetch_owned(format!("http://{}/metrics", sidecar.metrics_address)).await;
+    let ok = |function: &str| {
+        scrape.value(
+            "dapr_wasm_function_calls_total",
+            &[("function", function), ("outcome", "ok")],
+        )
+    };
+    assert_eq!(ok("wordcount"), Some(2.0));
+    assert_eq!(ok("echo"), Some(2.0));
+    assert_eq!(ok("summarize"), Some(1.0));
     sidecar.stop().await;
 }
 
