@@ -158,6 +158,15 @@ impl RunningSidecar {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// Waits until its metadata lists `count` subscriptions (they start
+    /// after the sidecar serves).
+    pub async fn wait_subscribed(&self, count: usize) {
+        wait_for_json("the sidecar subscribes", &self.url("/v1.0/metadata"), |m| {
+            m["subscriptions"].as_array().map(Vec::len) == Some(count)
+        })
+        .await;
+    }
 }
 
 /// A status a test expects: a number (`404`) or a `StatusCode`.

@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use serde_json::{Value, json};
+use service_kit::trace::{KeyValue, SpanKind, TraceContext};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -157,11 +158,58 @@ const RETRY: &str = "retry";
 /// ... of one dropped.
 const DROP: &str = "drop";
 
-/// [`attempt`], and its `process_status`.
+/// [`attempt`], and its `process_status`, in a consumer span of its own
+/// (`process TOPIC`): a child of the event's `traceparent` (the
+/// publisher's), and the parent of the app's handling.
 async fn deliver_once(
     sidecar: &Sidecar,
     subscription: &Subscription,
     event: &Value,
+) -> (Attempt, &'static str) {
+    let mut published = axum::http::HeaderMap::new();
+    for name in ["traceparent", "tracestate"] {
+        if let Some(value) = event
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(|v| axum::http::HeaderValue::from_str(v).ok())
+        {
+            published.insert(name, value);
+        }
+    }
+    let trace = sidecar.tracer.start_span(
+        format!("process {}", subscription.topic),
+        SpanKind::Consumer,
+        &published,
+        vec![
+            KeyValue::new("messaging.destination.name", subscription.topic.clone()),
+            KeyValue::new("dapr.pubsub_name", subscription.pubsub_name.clone()),
+            KeyValue::new(
+                "messaging.message.id",
+                event
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+        ],
+    );
+    let (attempt, process_status) = deliver_to_app(sidecar, subscription, event, &trace).await;
+    if trace.is_recording() {
+        trace.set_attributes([KeyValue::new("dapr.process_status", process_status)]);
+        trace.end(match &attempt {
+            Attempt::Retry(reason) => Some(reason.clone()),
+            Attempt::Done => None,
+        });
+    }
+    (attempt, process_status)
+}
+
+/// One `POST` of `event` to the app, carrying `trace`.
+async fn deliver_to_app(
+    sidecar: &Sidecar,
+    subscription: &Subscription,
+    event: &Value,
+    trace: &TraceContext,
 ) -> (Attempt, &'static str) {
     let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
     if expired(event) {
@@ -180,8 +228,8 @@ async fn deliver_once(
             .header("content-type", "application/cloudevents+json")
             .header("pubsubname", &subscription.pubsub_name)
             .header("topic", &subscription.topic);
-    if let Some(traceparent) = event.get("traceparent").and_then(Value::as_str) {
-        request = request.header("traceparent", traceparent);
+    for (name, value) in &trace.headers() {
+        request = request.header(name, value);
     }
     if let Some(token) = &sidecar.config.app_api_token {
         request = request.header("dapr-api-token", token);

@@ -99,7 +99,7 @@ fn in_order(backend: &Backend) -> String {
 
 /// What the subscriber app received, in order: `(path, event)`.
 #[derive(Default)]
-struct Received {
+pub(crate) struct Received {
     events: Mutex<Vec<(String, Value)>>,
     /// Attempts per event id.
     attempts: Mutex<HashMap<String, u32>>,
@@ -129,7 +129,7 @@ impl Received {
 
 /// The subscriber app: `GET /dapr/subscribe`, and every other path takes
 /// events, answering what each event's `do` asks.
-async fn start_subscriber(subscriptions: Value) -> (SocketAddr, Arc<Received>) {
+pub(crate) async fn start_subscriber(subscriptions: Value) -> (SocketAddr, Arc<Received>) {
     async fn take_event(State(received): State<Arc<Received>>, request: Request) -> Response {
         let path = request.uri().path().to_string();
         let content_type = request
@@ -223,16 +223,6 @@ fn folders(backend: &Backend, extra: &[(&str, &str)]) -> (tempfile::TempDir, tem
     (data, resources)
 }
 
-/// Waits until the app's sidecar lists `count` subscriptions.
-async fn wait_subscribed(sidecar: &RunningSidecar, count: usize) {
-    wait_for_json(
-        "the sidecar subscribes",
-        &sidecar.url("/v1.0/metadata"),
-        |m| m["subscriptions"].as_array().map(Vec::len) == Some(count),
-    )
-    .await;
-}
-
 async fn publish(sidecar: &RunningSidecar, topic: &str, data: Value) {
     let response = reqwest::Client::new()
         .post(sidecar.url(&format!("/v1.0/publish/bus/{topic}")))
@@ -264,7 +254,7 @@ async fn behaviour_suite(backend: Backend) {
         resources.path(),
     ))
     .await;
-    wait_subscribed(&subscriber, 2).await;
+    subscriber.wait_subscribed(2).await;
     // In-memory events stay in one sidecar; a broker carries them from
     // another app's sidecar.
     let other_publisher = match backend {
@@ -564,7 +554,7 @@ scopes: [someone-else]
         resources.path(),
     ))
     .await;
-    wait_subscribed(&sidecar, 2).await;
+    sidecar.wait_subscribed(2).await;
     let metadata = get_json(sidecar.url("/v1.0/metadata")).await;
     let listed: Vec<(&str, &str)> = metadata["subscriptions"]
         .as_array()
@@ -734,7 +724,7 @@ async fn parallel_by_default(backend: Backend) {
     // arrived (one at a time, they would wait for that timeout).
     config.invoke_timeout = Duration::from_secs(120);
     let sidecar = RunningSidecar::start(config).await;
-    wait_subscribed(&sidecar, 2).await;
+    sidecar.wait_subscribed(2).await;
     publish(&sidecar, "orders", json!({"n": 1, "do": "hold"})).await;
     for n in 2..6 {
         publish(&sidecar, "orders", json!({"n": n})).await;
@@ -787,7 +777,7 @@ async fn nothing_lost(backend: Backend) {
 
     // The consumer group exists once the subscriber has subscribed.
     let subscriber = RunningSidecar::start(subscriber_config()).await;
-    wait_subscribed(&subscriber, 2).await;
+    subscriber.wait_subscribed(2).await;
     subscriber.stop().await;
     for n in 0..10 {
         publish(&publisher, "orders", json!({"n": n})).await;
@@ -810,7 +800,7 @@ async fn nothing_lost(backend: Backend) {
         .spawn(RunningSidecar::start(subscriber_config()))
         .await
         .unwrap();
-    wait_subscribed(&doomed, 2).await;
+    doomed.wait_subscribed(2).await;
     publish(&publisher, "orders", json!({"n": 20, "do": "hold"})).await;
     for n in 22..30 {
         publish(&publisher, "orders", json!({"n": n})).await;
@@ -847,7 +837,7 @@ async fn publishing_over_grpc() {
         resources.path(),
     ))
     .await;
-    wait_subscribed(&sidecar, 2).await;
+    sidecar.wait_subscribed(2).await;
     let mut dapr = DaprClient::connect(format!("http://{}", sidecar.grpc_address))
         .await
         .unwrap();

@@ -84,3 +84,83 @@ async fn a_sidecar_sends_its_spans_over_otlp_http_otlp_grpc_and_zipkin() {
         );
     }
 }
+
+/// A published event carries the trace to its delivery: the sidecar's
+/// span of the publish is the child of the publisher's, and the span of
+/// the delivery to the subscriber (`process TOPIC`, a consumer span) is
+/// the child of the publish.
+#[tokio::test]
+async fn a_published_event_carries_its_trace_to_the_delivery() {
+    let data = tempfile::tempdir().unwrap();
+    let resources = tempfile::tempdir().unwrap();
+    std::fs::write(
+        resources.path().join("pubsub.yaml"),
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: pubsub.in-memory\n  version: v1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        resources.path().join("subscription.yaml"),
+        "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: orders\nspec:\n  pubsubname: pubsub\n  topic: orders\n  routes:\n    default: /orders\n",
+    )
+    .unwrap();
+    let collector = SpanReceiver::start().await;
+    let (app, _received) = crate::pubsub::start_subscriber(serde_json::json!([])).await;
+    let mut config = config("traced-pubsub", Some(app.port()), data.path());
+    config.resources_paths = vec![resources.path().to_path_buf()];
+    config.tracing = TracingConfig {
+        sampling_rate: 1.0,
+        export: Some(SpanExport::Otlp {
+            endpoint: format!("http://{}/v1/traces", collector.address()),
+            protocol: OtlpProtocol::HttpProtobuf,
+        }),
+    };
+    let sidecar = RunningSidecar::start(config).await;
+    sidecar.wait_subscribed(1).await;
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let publisher_span = "10f067aa0ba902b7";
+    let published = reqwest::Client::new()
+        .post(sidecar.url("/v1.0/publish/pubsub/orders"))
+        .header("traceparent", format!("00-{trace_id}-{publisher_span}-01"))
+        .json(&serde_json::json!({"order": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 204);
+    let metrics = format!("http://{}/metrics", sidecar.metrics_address);
+    test_support::wait_until("the event's delivery", Duration::from_secs(10), || {
+        let metrics = metrics.clone();
+        async move {
+            let scrape = test_support::metrics::Scrape::fetch_owned(metrics).await;
+            scrape.sum(
+                "dapr_component_pubsub_ingress_count",
+                &[("topic", "orders"), ("process_status", "success")],
+            ) >= 1.0
+        }
+    })
+    .await;
+    sidecar.stop().await;
+    let spans = collector
+        .wait_for_trace(
+            trace_id,
+            "the publish and delivery spans",
+            Duration::from_secs(10),
+            |spans| spans.len() >= 2,
+        )
+        .await;
+    let publish = spans
+        .iter()
+        .find(|s| s.name == "POST /v1.0/publish/{pubsub}/{topic}")
+        .expect("the publish's span");
+    assert_eq!(publish.parent_span_id, publisher_span);
+    let delivery = spans
+        .iter()
+        .find(|s| s.name == "process orders")
+        .expect("the delivery's span");
+    assert_eq!(delivery.parent_span_id, publish.span_id, "{spans:?}");
+    assert_eq!(delivery.kind, 5, "a consumer span: {delivery:?}");
+    assert_eq!(delivery.attribute("dapr.process_status"), Some("success"));
+    assert_eq!(
+        delivery.attribute("messaging.destination.name"),
+        Some("orders")
+    );
+}
