@@ -600,11 +600,6 @@ impl TraceContext {
         headers
     }
 
-    /// The trace id, in hex.
-    pub fn trace_id(&self) -> String {
-        self.context.span().span_context().trace_id().to_string()
-    }
-
     /// Sets `traceparent` (and `tracestate`, when there is one) in
     /// `headers` for a call made within this span.
     pub fn inject(&self, headers: &mut HeaderMap) {
