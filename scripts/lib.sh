@@ -37,6 +37,7 @@ ensure_toolchain() {
         step "Rust toolchain (pinned in rust-toolchain.toml)"
         (cd "$REPO_ROOT" && rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install)
         (cd "$REPO_ROOT" && rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1)
+        (cd "$REPO_ROOT" && rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2)
     fi
 }
 
@@ -149,6 +150,44 @@ build_c_functions() {
         clang --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Wextra -Werror -Wl,--strip-all \
             -o "$FUNCTIONS_OUT/$(basename "$dir").wasm" "$dir"/*.c
     done
+}
+
+COMPONENTS_OUT="$REPO_ROOT/build/components"
+
+# Builds the wasi:http components (components/, for wasm32-wasip2) and copies
+# them to build/components/, where `dapr-wasm serve`, the run files and the
+# tests look for them.
+build_components() {
+    step "Building wasi:http components (components/ -> build/components/)"
+    (cd "$REPO_ROOT/components" && cargo build --release --locked)
+    local target_dir wasm
+    target_dir="$(cd "$REPO_ROOT/components" && target_dir_of_workspace)"
+    mkdir -p "$COMPONENTS_OUT"
+    for wasm in "$target_dir"/wasm32-wasip2/release/*.wasm; do
+        cp -f "$wasm" "$COMPONENTS_OUT/"
+    done
+    ls -1 "$COMPONENTS_OUT" | sed 's/^/    /' >&2
+}
+
+# The crates.io `wstd` crate's own example server (examples/http_server.rs),
+# compiled from the package cargo fetched for components/ (the version its
+# Cargo.lock pins), with the package's own lock file: a component nobody
+# here wrote, which the tests serve unchanged (scripts/test.sh builds it).
+# Its toolchain file asks for "stable"; ours is used instead.
+build_wstd_example() {
+    step "Building the wstd crate's example server (a component built outside this repo)"
+    local package src="$REPO_ROOT/build/wstd-package"
+    package="$(cd "$REPO_ROOT/components" && cargo metadata --format-version 1 --locked \
+        | python3 -c 'import json, sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "wstd"))')"
+    rm -rf "$src"
+    cp -r "$(dirname "$package")" "$src"
+    rm -f "$src/rust-toolchain.toml"
+    # Its own workspace, not this repository's.
+    printf '\n[workspace]\n' >> "$src/Cargo.toml"
+    (cd "$src" && CARGO_TARGET_DIR="$REPO_ROOT/build/wstd-target" \
+        cargo build --release --locked --example http_server --target wasm32-wasip2)
+    cp -f "$REPO_ROOT/build/wstd-target/wasm32-wasip2/release/examples/http_server.wasm" \
+        "$COMPONENTS_OUT/wstd-http-server.wasm"
 }
 
 # Builds the dapr-wasm binary (debug, the profile tests share) and prints its path.

@@ -23,10 +23,13 @@ ensure_browser
 ensure_test_venv
 ensure_wasi_clang
 build_functions
+build_components
+build_wstd_example
 
 step "cargo fmt --check"
 cargo fmt --all --check
 (cd functions && cargo fmt --all --check)
+(cd components && cargo fmt --all --check)
 (cd fuzz && cargo fmt --check)
 # The fuzz workspace builds last; a stale lock file should fail here, not
 # after the long build.
@@ -36,9 +39,11 @@ step "cargo clippy -D warnings (the guest functions)"
 # (All of them, the JavaScript engine too: ensure_wasi_clang gave the C
 # toolchain it needs, as build_functions used it.)
 with_wasi_cc cargo clippy --release --locked --workspace -- -D warnings
+(cd components && cargo clippy --release --locked --workspace -- -D warnings)
 
-step "Guest function tests (on the host)"
+step "Guest function and component tests (on the host)"
 (cd functions && cargo test --locked --target "$(rustc -vV | sed -n 's/^host: //p')")
+(cd components && cargo test --locked --target "$(rustc -vV | sed -n 's/^host: //p')")
 
 # One build serves clippy, the tests and the CLI that fetches the models.
 # clippy-driver compiles the workspace's own crates (RUSTC_WORKSPACE_WRAPPER

@@ -5,6 +5,8 @@
 //!   a functions file declares, reloaded live ([`function_app`]).
 //! - `dapr-wasm image-api --function NAME=PATH`: the image apps' shorthand
 //!   for a function app with one image function ([`function_app::image_api`]).
+//! - `dapr-wasm serve FILE.wasm`: a wasi:http component served as a Dapr
+//!   app, a fresh limited instance per request ([`component_host`]).
 //! - `dapr-wasm web-port`: the web UI and router ([`web_port`]).
 //! - `dapr-wasm sidecar --app-id ID --app-port N --dapr-http-port M`: the
 //!   Dapr-compatible sidecar ([`sidecar`]).
@@ -57,6 +59,10 @@ enum Command {
     /// Serve one image function as a Dapr app (POST /api/image): a
     /// function app with one entry.
     ImageApi(function_app::ImageApiArgs),
+    /// Serve a wasi:http component (a whole microservice in wasm) as a Dapr
+    /// app: a fresh, limited instance per request, outbound HTTP only to
+    /// its own sidecar. Like `wasmtime serve`.
+    Serve(component_host::ServeComponentArgs),
     /// Serve the web UI and route uploads to the image apps (a Dapr app).
     WebPort(web_port::WebPortArgs),
     /// Keep and list the image events published by web-port (a Dapr app).
@@ -132,6 +138,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Functions(args) => serve_functions(args.validate()),
         Command::ImageApi(args) => serve_functions(args.validate()),
+        Command::Serve(args) => serve_component(args),
         Command::Up(args) => up::up(args),
         Command::List => apps::list(),
         Command::Invoke(args) => apps::invoke(args),
@@ -183,6 +190,17 @@ fn serve_events(args: events::EventsArgs) -> anyhow::Result<ExitCode> {
     check_tracing_env()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(events::run(config, service_kit::shutdown::signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve_component(args: component_host::ServeComponentArgs) -> anyhow::Result<ExitCode> {
+    let config = args.validate().map_err(anyhow::Error::msg)?;
+    check_tracing_env()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(component_host::app::run(
+        config,
+        service_kit::shutdown::signal(),
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

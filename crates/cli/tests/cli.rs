@@ -120,6 +120,62 @@ fn image_api_refuses_a_missing_function_before_binding() {
     assert!(!stderr.contains("listening"), "{stderr}");
 }
 
+/// `dapr-wasm serve FILE.wasm`, as a user runs it: a wasi:http component
+/// answers, the component's environment comes from the flags, and SIGTERM
+/// stops it cleanly.
+#[tokio::test]
+async fn serve_runs_a_wasi_http_component_and_stops_cleanly_on_sigterm() {
+    let mut command = dapr_wasm();
+    command
+        .args([
+            "serve",
+            "--app-port",
+            "0",
+            "--app-id",
+            "probe-app",
+            "--env",
+            "GREETING=hi",
+        ])
+        .arg(test_support::component_path("probes"));
+    let (mut running, url) = start_and_read_address(command);
+    let client = reqwest::Client::new();
+    let env = client
+        .get(format!("{url}/env"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        env.starts_with("APP_ID=probe-app\nGREETING=hi\nfile:unreadable\n"),
+        "{env}"
+    );
+    let echoed = client
+        .post(format!("{url}/echo"))
+        .body("round trip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.status(), 200);
+    assert_eq!(echoed.text().await.unwrap(), "round trip");
+    let status = running.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+}
+
+#[test]
+fn serve_refuses_a_file_that_is_not_a_component_before_binding() {
+    let output = dapr_wasm()
+        .args(["serve", "--app-port", "0"])
+        .arg(repo_path("testdata/cat.jpg"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not a valid wasm component"), "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
+}
+
 /// A tracing setup that cannot work stops a sidecar or an app before it
 /// listens, saying what is wrong.
 #[test]

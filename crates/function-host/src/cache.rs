@@ -1,4 +1,5 @@
-//! The on-disk cache of precompiled modules, so each module is compiled once.
+//! The on-disk cache of precompiled modules and components, so each is
+//! compiled once.
 //!
 //! An artifact is stored as `<dir>/<key>.cwasm`, where `key` is the SHA-256 of
 //! the engine's compatibility hash (its configuration, target and wasmtime
@@ -14,6 +15,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 /// Whether a module came from the cache.
@@ -78,23 +80,54 @@ impl ModuleCache {
         engine: &Engine,
         wasm: &[u8],
     ) -> wasmtime::Result<(Module, CacheOutcome)> {
+        self.load_or_compile_with(
+            wasm,
+            // SAFETY (both): the artifact was written by `store` for this
+            // exact engine configuration (the key covers it) or just made by
+            // this engine, and wasmtime checks the header's compatibility
+            // again before it maps the code.
+            |path| unsafe { Module::deserialize_file(engine, path) },
+            || engine.precompile_module(wasm),
+            |artifact| unsafe { Module::deserialize(engine, artifact) },
+        )
+    }
+
+    /// Loads the component for `wasm` (a component-model binary) from the
+    /// cache, or compiles and stores it.
+    pub fn load_or_compile_component(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
+        self.load_or_compile_with(
+            wasm,
+            // SAFETY: as for modules, above.
+            |path| unsafe { Component::deserialize_file(engine, path) },
+            || engine.precompile_component(wasm),
+            |artifact| unsafe { Component::deserialize(engine, artifact) },
+        )
+    }
+
+    fn load_or_compile_with<T>(
+        &self,
+        wasm: &[u8],
+        load: impl FnOnce(&Path) -> wasmtime::Result<T>,
+        compile: impl FnOnce() -> wasmtime::Result<Vec<u8>>,
+        deserialize: impl FnOnce(&[u8]) -> wasmtime::Result<T>,
+    ) -> wasmtime::Result<(T, CacheOutcome)> {
         let path = self.artifact_path(wasm);
         if path.exists() {
-            // SAFETY: the artifact was written by `store` below for this exact
-            // engine configuration (the key covers it), and wasmtime checks
-            // the header's compatibility again before it maps the code.
-            match unsafe { Module::deserialize_file(engine, &path) } {
-                Ok(module) => return Ok((module, CacheOutcome::Hit)),
+            match load(&path) {
+                Ok(loaded) => return Ok((loaded, CacheOutcome::Hit)),
                 Err(err) => tracing::warn!(
                     path = %path.display(),
                     error = %err,
-                    "ignoring unusable cached module; recompiling"
+                    "ignoring unusable cached artifact; recompiling"
                 ),
             }
         }
-        let artifact = engine.precompile_module(wasm)?;
-        // SAFETY: `artifact` was just produced by this engine.
-        let module = unsafe { Module::deserialize(engine, &artifact)? };
+        let artifact = compile()?;
+        let loaded = deserialize(&artifact)?;
         let outcome = match self.store(&path, &artifact) {
             Ok(()) => CacheOutcome::Miss,
             Err(err) => {
@@ -102,7 +135,7 @@ impl ModuleCache {
                 CacheOutcome::Uncached
             }
         };
-        Ok((module, outcome))
+        Ok((loaded, outcome))
     }
 
     fn store(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {

@@ -11,8 +11,9 @@ use std::process::Command;
 
 use crate::{AppPlan, RunnerError};
 
-/// Builds the functions an app's command names (`--function NAME=PATH`, or
-/// the `wasm` files of its `--config` functions file) when they are
+/// Builds the functions an app's command names (`--function NAME=PATH`, the
+/// `wasm` files of its `--config` functions file, or the component of
+/// `serve FILE.wasm`) when they are
 /// missing and the app's directory is a dapr-wasm checkout, and fetches the
 /// model when it is missing. Progress goes to `progress`.
 pub fn prepare(plans: &[AppPlan], mut progress: impl FnMut(&str)) -> Result<(), RunnerError> {
@@ -83,7 +84,17 @@ fn missing_functions(plan: &AppPlan) -> Vec<PathBuf> {
         .windows(2)
         .filter(|w| w[0] == "--config" || w[0] == "-c")
         .flat_map(|w| declared_wasm(&plan.dir.join(&w[1])));
-    named.chain(declared).filter(|p| !p.exists()).collect()
+    // `dapr-wasm serve FILE.wasm`: the component is built by the same script.
+    let served = plan
+        .args
+        .windows(2)
+        .filter(|w| w[0] == "serve" && w[1].ends_with(".wasm"))
+        .map(|w| plan.dir.join(&w[1]));
+    named
+        .chain(declared)
+        .chain(served)
+        .filter(|p| !p.exists())
+        .collect()
 }
 
 /// The `wasm` files a functions file declares, resolved against its folder.

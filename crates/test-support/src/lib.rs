@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! - [`paths`]: files of the repository ([`repo_path`]), the built guests
-//!   ([`wasm_path`]) and the photos in `testdata/` ([`photo`]).
+//!   ([`wasm_path`]), the built components ([`component_path`]) and the photos in `testdata/` ([`photo`]).
 //! - [`services`]: real servers the tests need: [`require_service`] for the
 //!   machine's Redis or PostgreSQL, and [`RedisServer`], a private
 //!   `redis-server` killed on drop.
@@ -35,7 +35,7 @@ pub mod services;
 pub mod sidecar;
 pub mod wait;
 
-pub use paths::{photo, repo_path, wasm_path};
+pub use paths::{component_path, photo, repo_path, wasm_path};
 pub use process::spawn_listening;
 pub use services::{BrokerServer, RabbitVhost, RedisServer, require_service};
 pub use sidecar::{RunningSidecar, assert_dapr_error, get_json, start_echo_app};
