@@ -25,12 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::response::{IntoResponse, Response};
 use function_host::cache::{CacheOutcome, ModuleCache};
 use function_host::epoch::EpochTicker;
+use function_host::limiter::MemoryLimiter;
 use http::uri::{Authority, Scheme};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{
-    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme as WasiScheme};
@@ -93,37 +92,6 @@ impl WasiHttpView for RequestState {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-/// Refuses memory growth past the limit and remembers that it did, so the
-/// trap that follows is reported as [`RequestError::MemoryLimit`].
-struct MemoryLimiter {
-    max_bytes: usize,
-    hit: bool,
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.hit = true;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
     }
 }
 
@@ -252,10 +220,7 @@ impl ComponentHost {
             hooks: OutboundHooks {
                 outbound: self.inner.outbound.clone(),
             },
-            limiter: MemoryLimiter {
-                max_bytes: config.limits.max_memory_bytes,
-                hit: false,
-            },
+            limiter: MemoryLimiter::new(config.limits.max_memory_bytes),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -354,7 +319,7 @@ impl ServedComponent {
             };
             match tokio::time::timeout(limits.deadline, run).await {
                 Ok(Ok(())) => TaskEnd::Returned,
-                Ok(Err(err)) => TaskEnd::Failed(err, store.data().limiter.hit),
+                Ok(Err(err)) => TaskEnd::Failed(err, store.data().limiter.hit()),
                 Err(_elapsed) => TaskEnd::TimedOut,
             }
         });

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 use wasmtime::{
     Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolConcurrencyLimitError,
-    PoolingAllocationConfig, ResourceLimiter, Store, Trap,
+    PoolingAllocationConfig, Store, Trap,
 };
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -20,6 +20,7 @@ use crate::cache::{CacheOutcome, ModuleCache};
 use crate::config::HostConfig;
 use crate::epoch::EpochTicker;
 use crate::error::{CallError, LoadError};
+use crate::limiter::MemoryLimiter;
 use crate::metrics::HostMetrics;
 use crate::nn::{Models, WASI_NN_MODULE};
 use crate::stdio::{CallStdio, CappedBuffer};
@@ -70,40 +71,6 @@ impl CallStdio for CallState {
             2 => Some(&mut self.stderr),
             _ => None,
         }
-    }
-}
-
-/// Refuses memory growth past the limit and remembers that it did, so a
-/// resulting crash is reported as [`CallError::MemoryLimit`]; keeps the
-/// most memory the call had (wasmtime asks it for the initial memory too).
-struct MemoryLimiter {
-    max_bytes: usize,
-    hit: bool,
-    peak: usize,
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.hit = true;
-            return Ok(false);
-        }
-        self.peak = self.peak.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
     }
 }
 
@@ -537,11 +504,7 @@ impl Function {
                 },
                 stdout: CappedBuffer::new(limits.max_output_bytes),
                 stderr: CappedBuffer::new(MAX_STDERR_BYTES),
-                limiter: MemoryLimiter {
-                    max_bytes: limits.max_memory_bytes,
-                    hit: false,
-                    peak: 0,
-                },
+                limiter: MemoryLimiter::new(limits.max_memory_bytes),
             },
         );
         store.limiter(|state| &mut state.limiter);
@@ -574,7 +537,7 @@ impl Function {
         // Dropping the store returns the instance's slot to the pool; its
         // data keeps the call's output.
         let state = store.into_data();
-        *peak_memory = state.limiter.peak;
+        *peak_memory = state.limiter.peak();
         let elapsed = started.elapsed();
         let inferences = crate::nn::take_inferences();
         let inference = inferences.total;
@@ -586,7 +549,7 @@ impl Function {
                 limit: limits.max_output_bytes,
             });
         }
-        let memory_limit_hit = state.limiter.hit;
+        let memory_limit_hit = state.limiter.hit();
         let stdout = Bytes::from(state.stdout.into_bytes());
         let stderr = Bytes::from(state.stderr.into_bytes());
         let err = match result {

@@ -48,6 +48,7 @@
 //! - [`epoch`](crate::epoch): the thread that drives deadlines.
 //! - [`host`](crate::host): [`FunctionHost`], [`Function`] and the call itself.
 //! - [`error`](crate::error): [`LoadError`] and [`CallError`].
+//! - [`limiter`](crate::limiter): the per-call memory limit.
 //! - [`metrics`](crate::metrics): what the host counts, per function.
 //! - [`nn`](crate::nn): WASI-NN: models preloaded by name, run by ONNX
 //!   Runtime (or tract, with the `tract` feature), linked only into
@@ -61,6 +62,7 @@ pub mod config;
 pub mod epoch;
 pub mod error;
 pub mod host;
+pub mod limiter;
 pub mod metrics;
 pub mod nn;
 mod stdio;

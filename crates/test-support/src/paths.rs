@@ -12,28 +12,35 @@ pub fn repo_path(relative: &str) -> PathBuf {
 /// A built guest from `build/functions/` (or `$DAPR_WASM_FUNCTIONS_DIR`).
 /// Panics with the fix when it is missing.
 pub fn wasm_path(name: &str) -> PathBuf {
-    let dir = std::env::var_os("DAPR_WASM_FUNCTIONS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_path("build/functions"));
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: build the functions with `bash scripts/test.sh` (or scripts/lib.sh's build_functions)",
-        path.display()
-    );
-    path
+    built(
+        "DAPR_WASM_FUNCTIONS_DIR",
+        "build/functions",
+        "build_functions",
+        name,
+    )
 }
 
 /// A built wasi:http component from `build/components/` (or
 /// `$DAPR_WASM_COMPONENTS_DIR`). Panics with the fix when it is missing.
 pub fn component_path(name: &str) -> PathBuf {
-    let dir = std::env::var_os("DAPR_WASM_COMPONENTS_DIR")
+    built(
+        "DAPR_WASM_COMPONENTS_DIR",
+        "build/components",
+        "build_components",
+        name,
+    )
+}
+
+/// `NAME.wasm` in the folder `$dir_var` names, else in `default_dir`;
+/// panics naming scripts/lib.sh's `builder` when it is missing.
+fn built(dir_var: &str, default_dir: &str, builder: &str, name: &str) -> PathBuf {
+    let dir = std::env::var_os(dir_var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_path("build/components"));
+        .unwrap_or_else(|| repo_path(default_dir));
     let path = dir.join(format!("{name}.wasm"));
     assert!(
         path.exists(),
-        "{} is missing: build the components with `bash scripts/test.sh` (or scripts/lib.sh's build_components)",
+        "{} is missing: build it with `bash scripts/test.sh` (or scripts/lib.sh's {builder})",
         path.display()
     );
     path
