@@ -34,9 +34,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let host_config = config.host.clone();
     let path = config.component.clone();
+    let settings = config.settings.clone();
     let component = tokio::task::spawn_blocking(move || -> anyhow::Result<ServedComponent> {
         let host = ComponentHost::new(host_config)?;
-        Ok(host.load_file(&path)?)
+        Ok(host.load_file(&path, settings)?)
     })
     .await
     .context("loading the component panicked")??;
@@ -45,7 +46,7 @@ pub async fn run(
         component = %config.component.display(),
         cache = ?component.cache_outcome(),
         max_concurrent_requests = config.host.max_concurrent_requests,
-        outbound = ?config.host.outbound.allowed().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        outbound = ?config.settings.outbound.allowed().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "serving the component"
     );
     service_kit::metrics::serve_app(

@@ -10,7 +10,9 @@ use clap::Args;
 use function_host::CacheArgs;
 use service_kit::units::{parse_duration, parse_size};
 
-use crate::config::{ComponentHostConfig, DEFAULT_MAX_CONCURRENT_REQUESTS, RequestLimits};
+use crate::config::{
+    ComponentHostConfig, ComponentSettings, DEFAULT_MAX_CONCURRENT_REQUESTS, RequestLimits,
+};
 use crate::outbound::{Destination, Outbound};
 
 /// The app port of `dapr-wasm serve` when none is given (`wasmtime serve`'s).
@@ -104,6 +106,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// The host's configuration.
     pub host: ComponentHostConfig,
+    /// What the component is served with.
+    pub settings: ComponentSettings,
     /// How many connections it serves at once.
     pub max_connections: service_kit::serve::ConnectionLimit,
     /// Where its metrics are served, if anywhere.
@@ -137,6 +141,10 @@ impl ServeComponentArgs {
                 cache_dir: self.cache.cache_dir(),
                 max_concurrent_requests: self.max_concurrent_calls,
                 queue_timeout: self.queue_timeout,
+                max_memory_bytes: self.max_memory,
+                ..ComponentHostConfig::default()
+            },
+            settings: ComponentSettings {
                 limits: RequestLimits {
                     max_memory_bytes: self.max_memory,
                     deadline: self.timeout,
@@ -145,7 +153,6 @@ impl ServeComponentArgs {
                 },
                 env,
                 outbound: Outbound::sidecar_and(self.dapr_http_port, self.allow_outbound.clone()),
-                ..ComponentHostConfig::default()
             },
             max_connections: self.connections.validate()?,
             metrics: self.metrics.clone(),

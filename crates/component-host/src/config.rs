@@ -1,6 +1,7 @@
-//! What a [`ComponentHost`](crate::ComponentHost) is built with: the limits
-//! every request gets, how many run at once, and what a component may
-//! reach ([`Outbound`]).
+//! What a [`ComponentHost`](crate::ComponentHost) is built with (how many
+//! requests run at once, the largest memory any may have), and what each
+//! component is served with ([`ComponentSettings`]: its limits, its
+//! environment, what it may reach).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,13 +43,9 @@ pub struct ComponentHostConfig {
     pub max_concurrent_requests: usize,
     /// How long a request waits for a free slot before it gets 503.
     pub queue_timeout: Duration,
-    /// Limits applied to every request.
-    pub limits: RequestLimits,
-    /// The environment every instance sees (`APP_ID`, `DAPR_HTTP_PORT`,
-    /// and what the operator adds with `--env`).
-    pub env: Vec<(String, String)>,
-    /// Where outgoing HTTP requests may go.
-    pub outbound: Outbound,
+    /// The largest linear memory any component's instance may have (each
+    /// component's own limit is at most this).
+    pub max_memory_bytes: usize,
     /// How often the deadline clock ticks; a looping guest yields to other
     /// requests at every tick.
     pub epoch_tick: Duration,
@@ -64,10 +61,20 @@ impl Default for ComponentHostConfig {
             cache_dir: None,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             queue_timeout: Duration::from_secs(5),
-            limits: RequestLimits::default(),
-            env: Vec::new(),
-            outbound: Outbound::default(),
+            max_memory_bytes: RequestLimits::default().max_memory_bytes,
             epoch_tick: Duration::from_millis(10),
         }
     }
+}
+
+/// What one component is served with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComponentSettings {
+    /// Limits applied to each of its requests.
+    pub limits: RequestLimits,
+    /// The environment its instances see (`APP_ID`, `DAPR_HTTP_PORT`, and
+    /// what the operator adds with `--env`); nothing else of the host's.
+    pub env: Vec<(String, String)>,
+    /// Where its outgoing HTTP requests may go.
+    pub outbound: Outbound,
 }

@@ -36,7 +36,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme as WasiSch
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::config::ComponentHostConfig;
+use crate::config::{ComponentHostConfig, ComponentSettings};
 use crate::error::{LoadError, RequestError};
 use crate::outbound::{Outbound, OutboundHooks};
 
@@ -61,7 +61,6 @@ struct HostInner {
     linker: Linker<RequestState>,
     cache: Option<ModuleCache>,
     slots: Arc<Semaphore>,
-    outbound: Arc<Outbound>,
     config: ComponentHostConfig,
     // Declared last: dropped after the engine's users.
     _ticker: EpochTicker,
@@ -114,7 +113,7 @@ impl ComponentHost {
             .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
             .max_memories_per_component(MEMORIES_PER_COMPONENT)
             .max_tables_per_component(TABLES_PER_COMPONENT)
-            .max_memory_size(config.limits.max_memory_bytes)
+            .max_memory_size(config.max_memory_bytes)
             .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut wasm_config = wasmtime::Config::new();
@@ -136,7 +135,6 @@ impl ComponentHost {
         Ok(ComponentHost {
             inner: Arc::new(HostInner {
                 slots: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
-                outbound: Arc::new(config.outbound.clone()),
                 engine,
                 linker,
                 cache,
@@ -157,18 +155,32 @@ impl ComponentHost {
     }
 
     /// Compiles (or loads from the cache) the component in `path` and
-    /// links it, ready to serve.
-    pub fn load_file(&self, path: &Path) -> Result<ServedComponent, LoadError> {
+    /// links it, ready to serve with `settings`.
+    pub fn load_file(
+        &self,
+        path: &Path,
+        settings: ComponentSettings,
+    ) -> Result<ServedComponent, LoadError> {
         let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        self.load_bytes(&path.display().to_string(), &wasm)
+        self.load_bytes(&path.display().to_string(), &wasm, settings)
     }
 
     /// Compiles (or loads from the cache) the component `wasm`, called
-    /// `name` in errors and logs.
-    pub fn load_bytes(&self, name: &str, wasm: &[u8]) -> Result<ServedComponent, LoadError> {
+    /// `name` in errors and logs, ready to serve with `settings` (its
+    /// memory limit capped at the host's).
+    pub fn load_bytes(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        mut settings: ComponentSettings,
+    ) -> Result<ServedComponent, LoadError> {
+        settings.limits.max_memory_bytes = settings
+            .limits
+            .max_memory_bytes
+            .min(self.inner.config.max_memory_bytes);
         let invalid = |e: wasmtime::Error| LoadError::Invalid {
             path: name.to_string(),
             reason: format!("{e:#}"),
@@ -198,11 +210,14 @@ impl ComponentHost {
             host: self.clone(),
             pre,
             cached,
+            settings: Arc::new(Settings {
+                outbound: Arc::new(settings.outbound.clone()),
+                public: settings,
+            }),
         })
     }
 
-    fn new_store(&self) -> Store<RequestState> {
-        let config = &self.inner.config;
+    fn new_store(&self, settings: &Settings) -> Store<RequestState> {
         let mut wasi = WasiCtx::builder();
         // Guest output goes to this process's stderr, as `wasmtime serve`
         // does; no files, no sockets, no name lookups.
@@ -210,7 +225,7 @@ impl ComponentHost {
         wasi.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        for (name, value) in &config.env {
+        for (name, value) in &settings.public.env {
             wasi.env(name, value);
         }
         let state = RequestState {
@@ -218,9 +233,9 @@ impl ComponentHost {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: OutboundHooks {
-                outbound: self.inner.outbound.clone(),
+                outbound: settings.outbound.clone(),
             },
-            limiter: MemoryLimiter::new(config.limits.max_memory_bytes),
+            limiter: MemoryLimiter::new(settings.public.limits.max_memory_bytes),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -239,6 +254,13 @@ pub struct ServedComponent {
     host: ComponentHost,
     pre: ProxyPre<RequestState>,
     cached: CacheOutcome,
+    settings: Arc<Settings>,
+}
+
+/// A component's settings, with its outbound rules shared by its stores.
+struct Settings {
+    public: ComponentSettings,
+    outbound: Arc<Outbound>,
 }
 
 /// How the guest's task ended, for a request it did not answer.
@@ -252,6 +274,11 @@ impl ServedComponent {
     /// The host serving it.
     pub fn host(&self) -> &ComponentHost {
         &self.host
+    }
+
+    /// What it is served with.
+    pub fn settings(&self) -> &ComponentSettings {
+        &self.settings.public
     }
 
     /// Whether the compiled component came from the disk cache.
@@ -277,8 +304,7 @@ impl ServedComponent {
         request: http::Request<axum::body::Body>,
         peer: Option<SocketAddr>,
     ) -> Result<Response, RequestError> {
-        let inner = &self.host.inner;
-        let limits = inner.config.limits;
+        let limits = self.settings.public.limits;
         if service_kit::headers::content_length(request.headers())
             .is_some_and(|length| length > limits.max_request_body_bytes)
         {
@@ -291,7 +317,7 @@ impl ServedComponent {
         let too_large = Arc::new(AtomicBool::new(false));
         let request = with_absolute_uri(request, peer)
             .map(|body| RequestBody::new(body, limits.max_request_body_bytes, too_large.clone()));
-        let mut store = self.host.new_store();
+        let mut store = self.host.new_store(&self.settings);
         let internal = |e: wasmtime::Error| RequestError::Internal(format!("{e:#}"));
         let incoming = store
             .data_mut()

@@ -16,7 +16,8 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: [`ComponentHostConfig`] and per-request [`RequestLimits`].
+//! - [`config`]: [`ComponentHostConfig`], and each component's
+//!   [`ComponentSettings`] (its [`RequestLimits`], environment, outbound).
 //! - [`host`]: [`ComponentHost`] (engine, linker, slots) and
 //!   [`ServedComponent`] (one component; a request's whole life).
 //! - [`outbound`]: where outgoing requests may go.
@@ -35,6 +36,6 @@ pub mod host;
 pub mod outbound;
 
 pub use args::{ServeComponentArgs, ServeConfig};
-pub use config::{ComponentHostConfig, RequestLimits};
+pub use config::{ComponentHostConfig, ComponentSettings, RequestLimits};
 pub use error::{LoadError, RequestError};
 pub use host::{ComponentHost, ServedComponent};

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use component_host::outbound::Outbound;
-use component_host::{ComponentHost, ComponentHostConfig};
+use component_host::{ComponentHost, ComponentHostConfig, ComponentSettings};
 use reqwest::StatusCode;
 use serde_json::Value;
 use test_support::metrics::Scrape;
@@ -37,18 +37,19 @@ async fn through_two_sidecars_it_grays_images_keeps_callers_in_state_and_limits_
 
     let sidecar_port = own.address.port();
     let component = tokio::task::spawn_blocking(move || {
-        ComponentHost::new(ComponentHostConfig {
+        let settings = ComponentSettings {
             env: vec![
                 ("APP_ID".into(), "grayscale-service".into()),
                 ("DAPR_HTTP_PORT".into(), sidecar_port.to_string()),
                 ("RATE_LIMIT_PER_MINUTE".into(), PER_MINUTE.to_string()),
             ],
             outbound: Outbound::sidecar_and(Some(sidecar_port), Vec::new()),
-            ..ComponentHostConfig::default()
-        })
-        .expect("host")
-        .load_file(&component_path("grayscale-service"))
-        .expect("the component loads")
+            ..ComponentSettings::default()
+        };
+        ComponentHost::new(ComponentHostConfig::default())
+            .expect("host")
+            .load_file(&component_path("grayscale-service"), settings)
+            .expect("the component loads")
     })
     .await
     .expect("joined");

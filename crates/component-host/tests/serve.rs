@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use axum::Router;
 use component_host::outbound::{Destination, Outbound};
-use component_host::{ComponentHost, ComponentHostConfig, RequestLimits, ServedComponent};
+use component_host::{
+    ComponentHost, ComponentHostConfig, ComponentSettings, RequestLimits, ServedComponent,
+};
 use function_host::cache::CacheOutcome;
 use reqwest::StatusCode;
 use test_support::component_path;
@@ -46,12 +48,16 @@ async fn serve_router(router: Router) -> (SocketAddr, tokio::task::JoinHandle<()
     (address, server)
 }
 
-async fn serve(name: &str, config: ComponentHostConfig) -> Served {
+async fn serve(name: &str, settings: ComponentSettings) -> Served {
+    serve_on(ComponentHostConfig::default(), name, settings).await
+}
+
+async fn serve_on(config: ComponentHostConfig, name: &str, settings: ComponentSettings) -> Served {
     let path = component_path(name);
     let component = tokio::task::spawn_blocking(move || {
         ComponentHost::new(config)
             .expect("the host starts")
-            .load_file(&path)
+            .load_file(&path, settings)
             .expect("the component loads")
     })
     .await
@@ -73,10 +79,10 @@ fn limits() -> RequestLimits {
     }
 }
 
-fn config() -> ComponentHostConfig {
-    ComponentHostConfig {
+fn settings() -> ComponentSettings {
+    ComponentSettings {
         limits: limits(),
-        ..ComponentHostConfig::default()
+        ..ComponentSettings::default()
     }
 }
 
@@ -107,7 +113,7 @@ fn pattern(len: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn round_trips_keep_the_method_query_headers_and_body() {
-    let served = serve("probes", config()).await;
+    let served = serve("probes", settings()).await;
     let client = reqwest::Client::new();
     let body = pattern(3 << 20);
     for method in [
@@ -157,7 +163,7 @@ async fn round_trips_keep_the_method_query_headers_and_body() {
 
 #[tokio::test]
 async fn bodies_stream_both_ways() {
-    let served = serve("probes", config()).await;
+    let served = serve("probes", settings()).await;
     let client = reqwest::Client::new();
     // A chunked upload (no Content-Length), read by the component chunk by
     // chunk.
@@ -204,13 +210,13 @@ async fn a_one_gib_response_streams_without_a_one_gib_buffer() {
     const GIB: u64 = 1 << 30;
     let served = serve(
         "probes",
-        ComponentHostConfig {
+        ComponentSettings {
             limits: RequestLimits {
                 deadline: Duration::from_secs(120),
                 max_response_body_bytes: 2 * GIB,
                 ..limits()
             },
-            ..ComponentHostConfig::default()
+            ..ComponentSettings::default()
         },
     )
     .await;
@@ -239,12 +245,12 @@ async fn outbound_requests_reach_the_sidecar_and_allowed_destinations_only() {
     let (allowed_port, _allowed) = destination().await;
     let served = serve(
         "probes",
-        ComponentHostConfig {
+        ComponentSettings {
             outbound: Outbound::sidecar_and(
                 Some(sidecar_port),
                 vec![Destination::new("127.0.0.1", allowed_port)],
             ),
-            ..config()
+            ..settings()
         },
     )
     .await;
@@ -273,12 +279,12 @@ async fn outbound_requests_reach_the_sidecar_and_allowed_destinations_only() {
 async fn a_component_sees_only_the_documented_environment_and_no_files_or_sockets() {
     let served = serve(
         "probes",
-        ComponentHostConfig {
+        ComponentSettings {
             env: vec![
                 ("APP_ID".into(), "probe-app".into()),
                 ("DAPR_HTTP_PORT".into(), "3512".into()),
             ],
-            ..config()
+            ..settings()
         },
     )
     .await;
@@ -302,7 +308,7 @@ async fn a_component_sees_only_the_documented_environment_and_no_files_or_socket
 
 #[tokio::test]
 async fn each_limit_fails_only_its_own_request() {
-    let served = serve("probes", config()).await;
+    let served = serve("probes", settings()).await;
     let client = reqwest::Client::new();
     let echo_works = || async {
         let response = client
@@ -418,13 +424,14 @@ async fn each_limit_fails_only_its_own_request() {
 
 #[tokio::test]
 async fn requests_beyond_the_slots_get_503_with_retry_after() {
-    let served = serve(
-        "probes",
+    let served = serve_on(
         ComponentHostConfig {
             max_concurrent_requests: 1,
             queue_timeout: Duration::from_millis(50),
-            ..config()
+            ..ComponentHostConfig::default()
         },
+        "probes",
+        settings(),
     )
     .await;
     let client = reqwest::Client::new();
@@ -473,8 +480,12 @@ async fn compiled_components_are_cached_on_disk() {
             ..ComponentHostConfig::default()
         })
         .expect("host");
-        let first = host.load_file(&path).expect("loads").cache_outcome();
-        let second = host.load_file(&path).expect("loads").cache_outcome();
+        let load = || {
+            host.load_file(&path, ComponentSettings::default())
+                .expect("loads")
+        };
+        let first = load().cache_outcome();
+        let second = load().cache_outcome();
         (first, second)
     })
     .await
@@ -487,7 +498,7 @@ async fn a_file_that_is_not_a_wasi_http_component_is_refused_with_the_reason() {
     let module = test_support::wasm_path("noop");
     let host = ComponentHost::new(ComponentHostConfig::default()).expect("host");
     let err = host
-        .load_file(&module)
+        .load_file(&module, ComponentSettings::default())
         .err()
         .expect("a core module is refused");
     assert!(
@@ -495,7 +506,7 @@ async fn a_file_that_is_not_a_wasi_http_component_is_refused_with_the_reason() {
         "{err}"
     );
     let err = host
-        .load_bytes("garbage", b"\0asm garbage")
+        .load_bytes("garbage", b"\0asm garbage", ComponentSettings::default())
         .err()
         .expect("garbage is refused");
     assert!(
@@ -510,7 +521,7 @@ async fn a_file_that_is_not_a_wasi_http_component_is_refused_with_the_reason() {
 /// by scripts/lib.sh's build_components.
 #[tokio::test]
 async fn a_component_built_elsewhere_runs_unchanged() {
-    let served = serve("wstd-http-server", config()).await;
+    let served = serve("wstd-http-server", settings()).await;
     let client = reqwest::Client::new();
     let home = client.get(served.url("/")).send().await.expect("answered");
     assert_eq!(home.status(), StatusCode::OK);

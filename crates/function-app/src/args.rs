@@ -29,9 +29,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
 
-    /// The sidecar's HTTP port, set by Dapr. Read now, used by later features.
+    /// The sidecar's HTTP port, set by Dapr: given to the app's components
+    /// (and the one place their outgoing requests may go).
     #[arg(long, env = "DAPR_HTTP_PORT")]
     pub dapr_http_port: Option<u16>,
+
+    /// The app id, set by Dapr: given to the app's components as `APP_ID`.
+    #[arg(long, env = "APP_ID")]
+    pub app_id: Option<String>,
 
     /// Largest request body (and function input), e.g. 16Mi.
     #[arg(long, default_value = "16Mi", value_parser = parse_size)]
@@ -166,6 +171,8 @@ impl ServeArgs {
         let defaults = Defaults {
             limits,
             models: nn.models.iter().map(|m| m.name.clone()).collect(),
+            app_id: self.app_id.clone(),
+            dapr_http_port: self.dapr_http_port,
         };
         // A file's own errors come first, before any port is bound.
         if let Source::File(path) = &source {

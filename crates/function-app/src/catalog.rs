@@ -1,12 +1,13 @@
 //! The functions an app serves right now, and their live reload.
 //!
 //! A [`Catalog`] holds a [`Table`]: every loaded function ([`Served`]) and
-//! the routes that reach it. A request takes the current table (an `Arc`)
+//! the routes that reach it, and every wasi:http component ([`Mounted`])
+//! and the path it is mounted at. A request takes the current table (an `Arc`)
 //! once, so a call in flight finishes on the version it started with while
 //! a reload swaps in a new table.
 //!
-//! [`Catalog::watch`] polls the functions file and every function's wasm
-//! file. A changed wasm file is compiled off the request path and swapped
+//! [`Catalog::watch`] polls the functions file and every function's and
+//! component's wasm file. A changed wasm file is compiled off the request path and swapped
 //! in; a changed functions file is checked and loaded whole, keeping the
 //! functions whose file and settings did not change. Anything that fails
 //! (a file that does not compile, a config that does not validate) leaves
@@ -25,7 +26,9 @@ use function_host::{Function, FunctionHost};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Defaults, FunctionConfig, FunctionsFile};
+use component_host::{ComponentHost, ComponentHostConfig, ServedComponent};
+
+use crate::config::{ComponentConfig, Defaults, FunctionConfig, FunctionsFile};
 
 /// Where a catalog's functions are declared.
 #[derive(Debug, Clone)]
@@ -64,15 +67,30 @@ impl Served {
     }
 }
 
-/// Every function being served, and its routes.
+/// One loaded wasi:http component, with what it was loaded from.
+pub struct Mounted {
+    /// Its checked configuration.
+    pub config: ComponentConfig,
+    /// The component, ready to answer.
+    pub component: ServedComponent,
+    /// The first 16 hex digits of the wasm file's SHA-256.
+    pub version: String,
+    /// When this version was loaded.
+    pub loaded_at: SystemTime,
+    /// The wasm file as it was when it was read.
+    stamp: Option<FileStamp>,
+}
+
+/// Every function and component being served, and their routes.
 #[derive(Default)]
 pub struct Table {
     functions: Vec<Arc<Served>>,
     routes: HashMap<String, Arc<Served>>,
+    components: Vec<Arc<Mounted>>,
 }
 
 impl Table {
-    fn new(functions: Vec<Arc<Served>>) -> Table {
+    fn new(functions: Vec<Arc<Served>>, components: Vec<Arc<Mounted>>) -> Table {
         let routes = functions
             .iter()
             .flat_map(|served| {
@@ -83,7 +101,29 @@ impl Table {
                     .map(move |route| (route.clone(), served.clone()))
             })
             .collect();
-        Table { functions, routes }
+        Table {
+            functions,
+            routes,
+            components,
+        }
+    }
+
+    /// The component mounted at `path` or above it, and the path it sees
+    /// (`path` without the mount prefix; `/` for the prefix itself).
+    pub fn mount(&self, path: &str) -> Option<(&Arc<Mounted>, String)> {
+        self.components.iter().find_map(|mounted| {
+            let rest = path.strip_prefix(mounted.config.path.as_str())?;
+            match rest {
+                "" => Some((mounted, "/".to_string())),
+                rest if rest.starts_with('/') => Some((mounted, rest.to_string())),
+                _ => None,
+            }
+        })
+    }
+
+    /// Every component, in the configuration's order.
+    pub fn components(&self) -> &[Arc<Mounted>] {
+        &self.components
     }
 
     /// The function that answers `path`, if any.
@@ -136,6 +176,8 @@ pub struct Catalog {
     build_errors: Mutex<HashMap<String, String>>,
     /// Whether functions are rebuilt when their sources change.
     watching: AtomicBool,
+    /// The host of the components, made when the first one is loaded.
+    component_host: Mutex<Option<ComponentHost>>,
 }
 
 impl Catalog {
@@ -161,9 +203,10 @@ impl Catalog {
             load_errors: Mutex::new(HashMap::new()),
             build_errors: Mutex::new(HashMap::new()),
             watching: AtomicBool::new(false),
+            component_host: Mutex::new(None),
         };
-        let configs = catalog.read_source()?;
-        let table = catalog.load_table(configs)?;
+        let (configs, components) = catalog.read_source()?;
+        let table = catalog.load_table(configs, components)?;
         catalog.swap(table);
         Ok(catalog)
     }
@@ -182,14 +225,17 @@ impl Catalog {
             defaults: Defaults {
                 limits: *served.function.limits(),
                 models: served.config.models.clone(),
+                app_id: None,
+                dapr_http_port: None,
             },
             source: Source::Fixed(vec![served.config.clone()]),
-            table: RwLock::new(Arc::new(Table::new(vec![Arc::new(served)]))),
+            table: RwLock::new(Arc::new(Table::new(vec![Arc::new(served)], Vec::new()))),
             config_stamp: Mutex::new(None),
             config_error: Mutex::new(None),
             load_errors: Mutex::new(HashMap::new()),
             build_errors: Mutex::new(HashMap::new()),
             watching: AtomicBool::new(false),
+            component_host: Mutex::new(None),
         }
     }
 
@@ -205,16 +251,24 @@ impl Catalog {
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
     }
 
-    fn read_source(&self) -> Result<Vec<FunctionConfig>, String> {
+    fn read_source(&self) -> Result<(Vec<FunctionConfig>, Vec<ComponentConfig>), String> {
         match &self.source {
-            Source::File(path) => Ok(FunctionsFile::load(path, &self.defaults)?.functions),
-            Source::Fixed(configs) => Ok(configs.clone()),
+            Source::File(path) => {
+                let file = FunctionsFile::load(path, &self.defaults)?;
+                Ok((file.functions, file.components))
+            }
+            Source::Fixed(configs) => Ok((configs.clone(), Vec::new())),
         }
     }
 
-    /// Loads `configs`, reusing what the current table already has loaded
-    /// from the same bytes and settings ([`Catalog::load_function`]).
-    fn load_table(&self, configs: Vec<FunctionConfig>) -> Result<Table, String> {
+    /// Loads `configs` and `components`, reusing what the current table
+    /// already has loaded from the same bytes and settings
+    /// ([`Catalog::load_function`], [`Catalog::load_component`]).
+    fn load_table(
+        &self,
+        configs: Vec<FunctionConfig>,
+        components: Vec<ComponentConfig>,
+    ) -> Result<Table, String> {
         let current = self.current();
         let mut functions = Vec::with_capacity(configs.len());
         for config in configs {
@@ -225,7 +279,68 @@ impl Catalog {
             let served = Arc::new(self.load_function(config, old.map(|o| &**o))?);
             functions.push(served);
         }
-        Ok(Table::new(functions))
+        let mut mounted = Vec::with_capacity(components.len());
+        for config in components {
+            let old = current
+                .components
+                .iter()
+                .find(|mounted| mounted.config.name == config.name);
+            mounted.push(Arc::new(self.load_component(config, old.map(|o| &**o))?));
+        }
+        Ok(Table::new(functions, mounted))
+    }
+
+    /// The components' host, made on first use: its cache is the
+    /// functions', its memory bound the app's `--max-memory`.
+    fn component_host(&self) -> Result<ComponentHost, String> {
+        let mut host = self
+            .component_host
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(host) = &*host {
+            return Ok(host.clone());
+        }
+        let made = ComponentHost::new(ComponentHostConfig {
+            cache_dir: self.host.config().cache_dir.clone(),
+            max_memory_bytes: self.defaults.limits.max_memory_bytes,
+            ..ComponentHostConfig::default()
+        })
+        .map_err(|e| e.to_string())?;
+        *host = Some(made.clone());
+        Ok(made)
+    }
+
+    /// Loads one component (blocking), keeping `old` when it was loaded
+    /// from the same bytes with the same settings.
+    fn load_component(
+        &self,
+        config: ComponentConfig,
+        old: Option<&Mounted>,
+    ) -> Result<Mounted, String> {
+        let stamp = FileStamp::of(&config.wasm);
+        let wasm = std::fs::read(&config.wasm)
+            .map_err(|e| format!("cannot read {}: {e}", config.wasm.display()))?;
+        let version = hex::encode(&Sha256::digest(&wasm)[..8]);
+        if let Some(old) = old.filter(|old| old.version == version && old.config == config) {
+            return Ok(Mounted {
+                config,
+                component: old.component.clone(),
+                version,
+                loaded_at: old.loaded_at,
+                stamp,
+            });
+        }
+        let component = self
+            .component_host()?
+            .load_bytes(&config.name, &wasm, config.settings.clone())
+            .map_err(|e| e.to_string())?;
+        Ok(Mounted {
+            config,
+            component,
+            version,
+            loaded_at: SystemTime::now(),
+            stamp,
+        })
     }
 
     /// Loads one function (blocking). When `old` was loaded from the same
@@ -372,15 +487,43 @@ impl Catalog {
                 }
             }
         }
+        let mut components = current.components.clone();
+        for mounted in components.iter_mut() {
+            let stamp = FileStamp::of(&mounted.config.wasm);
+            if stamp == mounted.stamp
+                || stamp.is_none()
+                || self.failed_before(&mounted.config.name, stamp)
+            {
+                continue;
+            }
+            let name = mounted.config.name.clone();
+            match self.load_component(mounted.config.clone(), Some(&**mounted)) {
+                Ok(new) => {
+                    if new.version != mounted.version {
+                        tracing::info!(component = %name, version = %new.version, "component reloaded");
+                    }
+                    *mounted = Arc::new(new);
+                    self.clear_error(&name);
+                    replaced = true;
+                }
+                Err(error) => {
+                    tracing::error!(component = %name, %error, "the new wasm file did not load; the old version keeps serving");
+                    self.load_errors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(name, (stamp, error));
+                }
+            }
+        }
         if replaced {
-            self.swap(Table::new(functions));
+            self.swap(Table::new(functions, components));
         }
     }
 
     fn reload_config(&self, path: &Path) {
         let result = self
             .read_source()
-            .and_then(|configs| self.load_table(configs));
+            .and_then(|(configs, components)| self.load_table(configs, components));
         let mut config_error = self.config_error.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(table) => {
@@ -473,6 +616,29 @@ impl Catalog {
                 })
             })
             .collect();
+        let components: Vec<Value> = table
+            .components
+            .iter()
+            .map(|mounted| {
+                let config = &mounted.config;
+                let limits = &config.settings.limits;
+                json!({
+                    "name": config.name,
+                    "path": config.path,
+                    "wasm": config.wasm.display().to_string(),
+                    "version": mounted.version,
+                    "loadedAt": httpdate::fmt_http_date(mounted.loaded_at),
+                    "limits": {
+                        "memoryBytes": limits.max_memory_bytes,
+                        "timeoutMs": limits.deadline.as_millis() as u64,
+                        "maxInputBytes": limits.max_request_body_bytes,
+                        "maxOutputBytes": limits.max_response_body_bytes,
+                    },
+                    "allowOutbound": config.settings.outbound.allowed().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "reloadError": errors.get(&config.name).map(|(_, e)| e),
+                })
+            })
+            .collect();
         json!({
             "file": match &self.source {
                 Source::File(path) => Some(path.display().to_string()),
@@ -481,6 +647,7 @@ impl Catalog {
             "configError": *self.config_error.lock().unwrap_or_else(|p| p.into_inner()),
             "watch": self.watching.load(Ordering::Relaxed),
             "functions": functions,
+            "components": components,
         })
     }
 }

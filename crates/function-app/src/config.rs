@@ -20,7 +20,19 @@
 //!     build:                          # for `--watch` (see crate::rebuild)
 //!       command: bash build.sh        # run by sh in this file's folder
 //!       watch: [src, Cargo.toml]      # files or folders it depends on
+//! components:                         # wasi:http components (optional)
+//!   - name: grayscale-service
+//!     wasm: ../build/components/grayscale-service.wasm
+//!     path: /svc/grayscale            # it answers this path and below,
+//!                                     # seeing them without the prefix
+//!     env: {RATE_LIMIT_PER_MINUTE: "60"}   # beside APP_ID, DAPR_HTTP_PORT
+//!     allowOutbound: [api.example.com:443] # beside the app's sidecar
+//!     limits: {memory: 64Mi, timeout: 5s, maxInput: 1Mi, maxOutput: 8Mi}
 //! ```
+//!
+//! A component is served as `dapr-wasm serve` serves one
+//! ([`component_host`]), mounted at its `path`, and reloaded live like the
+//! functions. At least one function or component must be declared.
 //!
 //! [`FunctionsFile::parse`] checks the whole file (unknown fields, paths,
 //! names, routes, limits, models) before anything is bound, and every error
@@ -33,6 +45,21 @@ use std::path::{Path, PathBuf};
 use function_host::{CallLimits, ReadOnlyDir};
 use serde::Deserialize;
 use service_kit::units::{parse_duration, parse_size};
+
+/// One wasi:http component, checked and ready to mount.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentConfig {
+    /// Its name, in logs and `GET /fn`.
+    pub name: String,
+    /// The wasm file (absolute, or relative to the working directory).
+    pub wasm: PathBuf,
+    /// The path prefix it is mounted at (`/svc/x`: it answers `/svc/x`
+    /// and `/svc/x/...`, seeing `/` and `/...`).
+    pub path: String,
+    /// What it is served with: limits, environment, outbound rules (the
+    /// app's `APP_ID` and `DAPR_HTTP_PORT` included).
+    pub settings: component_host::ComponentSettings,
+}
 
 /// Routes the app itself answers; no function may take them.
 pub const RESERVED_ROUTES: &[&str] = &["/", "/fn", "/healthz", "/models"];
@@ -123,7 +150,24 @@ impl ExitCodes {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    #[serde(default)]
     functions: Vec<RawFunction>,
+    #[serde(default)]
+    components: Vec<RawComponent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawComponent {
+    name: String,
+    wasm: PathBuf,
+    path: String,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    allow_outbound: Vec<String>,
+    #[serde(default)]
+    limits: LimitsSpec,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +234,11 @@ pub struct Defaults {
     pub limits: CallLimits,
     /// The models the app can load, by name.
     pub models: Vec<String>,
+    /// The app's id, given to its components as `APP_ID`.
+    pub app_id: Option<String>,
+    /// Its sidecar's HTTP port: given to its components as
+    /// `DAPR_HTTP_PORT`, and where their outgoing requests may go.
+    pub dapr_http_port: Option<u16>,
 }
 
 /// A checked functions file.
@@ -199,6 +248,8 @@ pub struct FunctionsFile {
     pub path: PathBuf,
     /// Its functions, in the file's order.
     pub functions: Vec<FunctionConfig>,
+    /// Its components, in the file's order.
+    pub components: Vec<ComponentConfig>,
 }
 
 impl FunctionsFile {
@@ -214,9 +265,9 @@ impl FunctionsFile {
     pub fn parse(path: &Path, text: &str, defaults: &Defaults) -> Result<FunctionsFile, String> {
         let file = path.display();
         let raw: RawFile = serde_yaml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
-        if raw.functions.is_empty() {
+        if raw.functions.is_empty() && raw.components.is_empty() {
             return Err(format!(
-                "{file}: `functions` is empty; declare at least one"
+                "{file}: `functions` is empty; declare at least one function or component"
             ));
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -251,9 +302,44 @@ impl FunctionsFile {
             }
             functions.push(function);
         }
+        let mut components: Vec<ComponentConfig> = Vec::with_capacity(raw.components.len());
+        for (index, raw) in raw.components.into_iter().enumerate() {
+            let label = if raw.name.is_empty() {
+                format!("{file}: components[{index}]")
+            } else {
+                format!("{file}: component `{}`", raw.name)
+            };
+            let component =
+                check_component(raw, base, defaults).map_err(|e| format!("{label}: {e}"))?;
+            if !names.insert(component.name.clone()) {
+                return Err(format!(
+                    "{label}: name: `{}` is declared twice",
+                    component.name
+                ));
+            }
+            let prefix = &component.path;
+            let under = |route: &str| route == prefix || route.starts_with(&format!("{prefix}/"));
+            if let Some(taken) = routes.iter().find(|route| under(route)) {
+                return Err(format!(
+                    "{label}: path: `{prefix}` would hide the route `{taken}`"
+                ));
+            }
+            if let Some(other) = components.iter().find(|other| {
+                under(&other.path)
+                    || other.path == "/"
+                    || prefix.starts_with(&format!("{}/", other.path))
+            }) {
+                return Err(format!(
+                    "{label}: path: `{prefix}` overlaps component `{}` at `{}`",
+                    other.name, other.path
+                ));
+            }
+            components.push(component);
+        }
         Ok(FunctionsFile {
             path: path.to_path_buf(),
             functions,
+            components,
         })
     }
 }
@@ -264,6 +350,78 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn check_component(
+    raw: RawComponent,
+    base: &Path,
+    defaults: &Defaults,
+) -> Result<ComponentConfig, String> {
+    use component_host::outbound::{Destination, Outbound};
+    if !valid_name(&raw.name) {
+        return Err(format!(
+            "name: `{}` must be letters, digits, `-` or `_`",
+            raw.name
+        ));
+    }
+    let wasm = base.join(&raw.wasm);
+    if !wasm.is_file() {
+        return Err(format!("wasm: {} does not exist", wasm.display()));
+    }
+    let path = raw.path;
+    let valid = path.starts_with('/')
+        && path.len() > 1
+        && !path.ends_with('/')
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    if !valid {
+        return Err(format!(
+            "path: `{path}` must start with `/` and be letters, digits, `-`, `_`, `.` or `/`"
+        ));
+    }
+    let limits = check_limits(&raw.limits, &defaults.limits)?;
+    let mut env: Vec<(String, String)> = Vec::new();
+    if let Some(app_id) = &defaults.app_id {
+        env.push(("APP_ID".into(), app_id.clone()));
+    }
+    if let Some(port) = defaults.dapr_http_port {
+        env.push(("DAPR_HTTP_PORT".into(), port.to_string()));
+    }
+    for (name, value) in raw.env {
+        if name.is_empty() || name.contains('=') {
+            return Err(format!("env: `{name}` is not a variable name"));
+        }
+        if name == "APP_ID" || name == "DAPR_HTTP_PORT" {
+            return Err(format!(
+                "env: `{name}` is set by the app; it cannot be given"
+            ));
+        }
+        env.push((name, value));
+    }
+    let allowed = raw
+        .allow_outbound
+        .iter()
+        .map(|d| {
+            d.parse::<Destination>()
+                .map_err(|e| format!("allowOutbound: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ComponentConfig {
+        name: raw.name,
+        wasm,
+        path,
+        settings: component_host::ComponentSettings {
+            limits: component_host::RequestLimits {
+                max_memory_bytes: limits.max_memory_bytes,
+                deadline: limits.deadline,
+                max_request_body_bytes: limits.max_input_bytes as u64,
+                max_response_body_bytes: limits.max_output_bytes as u64,
+            },
+            env,
+            outbound: Outbound::sidecar_and(defaults.dapr_http_port, allowed),
+        },
+    })
 }
 
 fn check_function(

@@ -5,8 +5,12 @@
 //!   body. For a function that uses WASI-NN, `?model=NAME` picks the model:
 //!   it is passed to the function as `--model NAME` (a name the function
 //!   was not given gets 400 `ERR_UNKNOWN_MODEL` without a call).
+//! - A mounted wasi:http component's path and everything below it: the
+//!   request, any method, goes to the component, which sees the path
+//!   without the mount prefix (`component_host` answers its failures).
 //! - `GET /fn`: every function with its routes, version (wasm SHA-256),
-//!   load time, limits, models, and any reload that failed.
+//!   load time, limits, models, and any reload that failed; and every
+//!   component with its path, version, limits and reload error.
 //! - `GET /models`: the first WASI-NN function's models, with their input
 //!   size, file, load time, measured latency and published accuracy.
 //! - `GET /`: usage text.
@@ -85,6 +89,14 @@ async fn function_call(State(state): State<AppState>, request: Request) -> Respo
     let table = state.catalog.current();
     let path = request.uri().path().to_string();
     let Some(served) = table.route(&path).cloned() else {
+        if let Some((mounted, inner)) = table.mount(&path) {
+            let mounted = mounted.clone();
+            let mut response = call_component(&mounted.component, request, &inner).await;
+            response
+                .extensions_mut()
+                .insert(RouteLabel(mounted.config.path.clone()));
+            return response;
+        }
         return ApiError::NotFound(path).into_response();
     };
     let started = Instant::now();
@@ -98,6 +110,27 @@ async fn function_call(State(state): State<AppState>, request: Request) -> Respo
     );
     response.extensions_mut().insert(RouteLabel(path));
     response
+}
+
+/// Hands the request to a mounted component, which sees `inner` (the path
+/// below its mount point) with the query string kept.
+async fn call_component(
+    component: &component_host::ServedComponent,
+    mut request: Request,
+    inner: &str,
+) -> Response {
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{inner}?{query}"),
+        None => inner.to_string(),
+    };
+    if let Ok(uri) = path_and_query.parse() {
+        *request.uri_mut() = uri;
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
+    component.handle(request, peer).await
 }
 
 /// Runs `served` on the request's body.

@@ -950,3 +950,176 @@ async fn a_changed_functions_file_is_loaded_whole_or_not_at_all() {
     .await;
     assert_eq!(app.post("/fn/echo", "hi").await.text().await.unwrap(), "hi");
 }
+
+/// A wasi:http component declared in the functions file: mounted at its
+/// path beside the functions (it sees the path below the mount point, its
+/// query and any method), listed by `GET /fn`, its limits and environment
+/// applied, and reloaded live when its wasm file changes.
+#[tokio::test]
+async fn a_component_is_mounted_at_its_path_and_reloaded_live() {
+    let dir = with_guests(&[("echo.wasm", "echo")]);
+    std::fs::copy(
+        test_support::component_path("probes"),
+        dir.path().join("svc.wasm"),
+    )
+    .unwrap();
+    let app = App::serve_dir(
+        dir,
+        r#"
+functions:
+  - name: echo
+    wasm: echo.wasm
+components:
+  - name: probes
+    wasm: svc.wasm
+    path: /svc/probes
+    env: {GREETING: hello}
+    limits: {timeout: 1s, maxInput: 1Ki}
+"#,
+        &["--app-id", "mounting-app", "--dapr-http-port", "3599"],
+    )
+    .await;
+
+    // The function still answers; the component answers below its path.
+    assert_eq!(
+        app.post("/fn/echo", SENTENCE).await.text().await.unwrap(),
+        SENTENCE
+    );
+    let echoed = app
+        .client
+        .put(format!("{}/svc/probes/echo?x=1", app.base))
+        .body("to the component")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.status(), StatusCode::OK);
+    assert_eq!(echoed.headers()["x-method"], "PUT");
+    assert_eq!(echoed.headers()["x-query"], "x=1");
+    assert_eq!(echoed.text().await.unwrap(), "to the component");
+    let env = app
+        .client
+        .get(format!("{}/svc/probes/env", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        env.starts_with("APP_ID=mounting-app\nDAPR_HTTP_PORT=3599\nGREETING=hello\n"),
+        "{env}"
+    );
+    // Its own limits: 1 KiB bodies, a 1 s deadline.
+    assert_error(
+        app.post("/svc/probes/count", vec![0u8; 2048]).await,
+        413,
+        "ERR_BODY_TOO_LARGE",
+    )
+    .await;
+    let spun = app
+        .client
+        .get(format!("{}/svc/probes/spin", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_error(spun, 504, "ERR_COMPONENT_TIMEOUT").await;
+    // Paths that only share a prefix are not the component's.
+    let beside = app
+        .client
+        .get(format!("{}/svc/probesX", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beside.status(), StatusCode::NOT_FOUND);
+
+    let listing = app.functions().await;
+    let component = &listing["components"][0];
+    assert_eq!(component["name"], "probes");
+    assert_eq!(component["path"], "/svc/probes");
+    let probes = std::fs::read(test_support::component_path("probes")).unwrap();
+    assert_eq!(component["version"], version_of(&probes));
+    assert_eq!(component["limits"]["maxInputBytes"], 1024);
+    assert_eq!(
+        component["allowOutbound"],
+        serde_json::json!(["127.0.0.1:3599", "localhost:3599"])
+    );
+
+    // Replaced by another component: served live, no restart.
+    let hello = std::fs::read(test_support::component_path("hello")).unwrap();
+    app.replace("svc.wasm", &hello);
+    app.wait_for_listing("the new component", |l| {
+        l["components"][0]["version"] == version_of(&hello)
+    })
+    .await;
+    let greeting = app
+        .client
+        .get(format!("{}/svc/probes/anything", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(greeting.text().await.unwrap(), "Hello, world!\n");
+
+    // A broken file changes nothing, and says why.
+    app.replace("svc.wasm", b"\0asm garbage");
+    let listing = app
+        .wait_for_listing("the reload error", |l| {
+            l["components"][0]["reloadError"].is_string()
+        })
+        .await;
+    let error = listing["components"][0]["reloadError"].as_str().unwrap();
+    assert!(error.contains("is not a valid wasm component"), "{error}");
+    let greeting = app
+        .client
+        .get(format!("{}/svc/probes/", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(greeting.text().await.unwrap(), "Hello, world!\n");
+}
+
+#[test]
+fn a_component_that_would_hide_a_route_or_another_component_is_refused() {
+    let dir = with_guests(&[("echo.wasm", "echo")]);
+    std::fs::copy(
+        test_support::component_path("hello"),
+        dir.path().join("c.wasm"),
+    )
+    .unwrap();
+    let file = dir.path().join("functions.yaml");
+    let cases: &[(&str, &str)] = &[
+        (
+            "functions:\n  - name: echo\n    wasm: echo.wasm\ncomponents:\n  - name: c\n    wasm: c.wasm\n    path: /fn\n",
+            "would hide the route `/fn",
+        ),
+        (
+            "components:\n  - name: a\n    wasm: c.wasm\n    path: /svc\n  - name: b\n    wasm: c.wasm\n    path: /svc/b\n",
+            "overlaps component `a`",
+        ),
+        (
+            "components:\n  - name: a\n    wasm: c.wasm\n    path: svc\n",
+            "path: `svc` must start with `/`",
+        ),
+        (
+            "components:\n  - name: a\n    wasm: c.wasm\n    path: /svc\n    env: {APP_ID: x}\n",
+            "`APP_ID` is set by the app",
+        ),
+        (
+            "components:\n  - name: a\n    wasm: c.wasm\n    path: /svc\n    allowOutbound: [nowhere]\n",
+            "allowOutbound: `nowhere` is not HOST:PORT",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        std::fs::write(&file, yaml).unwrap();
+        let error = validate(&file)
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {yaml}"));
+        assert!(error.contains(expected), "`{error}` lacks `{expected}`");
+    }
+    // Components alone are a valid file.
+    std::fs::write(
+        &file,
+        "components:\n  - name: a\n    wasm: c.wasm\n    path: /svc\n",
+    )
+    .unwrap();
+    validate(&file).expect("a file of components only");
+}

@@ -329,6 +329,8 @@ impl WasmBindings {
         let defaults = Defaults {
             limits: host_config.limits,
             models: nn.models.iter().map(|m| m.name.clone()).collect(),
+            app_id: None,
+            dapr_http_port: None,
         };
         let mut configs = Vec::new();
         for component in components {
