@@ -16,6 +16,9 @@
 # the resident memory of `dapr-wasm serve` idle with 1 and with 257
 # request slots (per idle slot), and with 64 requests in flight at once
 # (components/probes, /sleep) against idle (per in-flight request).
+# PROFILE=dev builds dapr-wasm with the profile the tests share (its
+# dependencies, wasmtime and hyper included, at -O3, its own crates at -O1)
+# instead of release: quicker to build, and no help to dapr-wasm.
 # Prints Markdown for docs/performance.md.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -23,6 +26,7 @@ cd "$REPO_ROOT"
 DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 CONNECTIONS="${CONNECTIONS:-32}"
+export PROFILE="${PROFILE:-release}"
 OURS=18090 THEIRS=18091 MEMORY=18092
 WASMTIME_VERSION=48.0.8
 WASMTIME_ROOT="$REPO_ROOT/build/tools/wasmtime-cli-$WASMTIME_VERSION"
@@ -31,10 +35,13 @@ ensure_toolchain
 command -v python3 >/dev/null || apt_install python3
 command -v taskset >/dev/null || apt_install util-linux
 build_components
-step "Building dapr-wasm and the load generator (release)"
-cargo build --release --locked -p dapr-wasm --bin dapr-wasm
-cargo build --release --locked -p component-host --example http_saturate
-bin="$(target_dir_of_workspace)/release"
+step "Building dapr-wasm and the load generator ($PROFILE profile)"
+cargo build --profile "$PROFILE" --locked -p dapr-wasm --bin dapr-wasm
+cargo build --profile "$PROFILE" --locked -p component-host --example http_saturate
+case $PROFILE in
+    dev) bin="$(target_dir_of_workspace)/debug" ;;
+    *) bin="$(target_dir_of_workspace)/$PROFILE" ;;
+esac
 if [[ ! -x $WASMTIME_ROOT/bin/wasmtime ]]; then
     step "Installing wasmtime-cli $WASMTIME_VERSION from crates.io (cargo install; about 15 minutes, once)"
     cargo install --locked --root "$WASMTIME_ROOT" "wasmtime-cli@$WASMTIME_VERSION"
@@ -46,8 +53,9 @@ for port in "$OURS" "$THEIRS" "$MEMORY"; do
 done
 work="$(mktemp -d)"
 pids=()
+server_pid=
 cleanup() {
-    kill "${pids[@]}" 2>/dev/null || true
+    kill "${pids[@]}" $server_pid 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$work"
 }
@@ -59,8 +67,8 @@ taskset -c 1 "$bin/dapr-wasm" --log-level warn serve "$hello" --app-port "$OURS"
     --cache-dir "$work/cache" & pids+=($!)
 taskset -c 1 "$wasmtime" serve --addr "127.0.0.1:$THEIRS" -Scli "$hello" \
     2>"$work/wasmtime.log" & pids+=($!)
-wait_for_port "$OURS"
-wait_for_port "$THEIRS"
+wait_for_port "$OURS" "dapr-wasm serve"
+wait_for_port "$THEIRS" "wasmtime serve"
 
 run_round() { # NAME PORT
     LATENCIES="$work/$1.latencies" taskset -c 0 "$bin/examples/http_saturate" \
@@ -79,27 +87,29 @@ pids=()
 # Resident memory (KiB) of PID.
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # Starts `dapr-wasm serve COMPONENT --max-concurrent-calls SLOTS [FLAGS]` on
-# $MEMORY and prints its RSS once it has answered one request and is idle;
-# leaves it running (in pids) for the caller.
-serve_with_slots() { # COMPONENT SLOTS [FLAGS...]
+# $MEMORY as $server_pid, and waits until it has answered one request.
+start_serving() { # COMPONENT SLOTS [FLAGS...]
     local component=$1 slots=$2
     shift 2
     "$bin/dapr-wasm" --log-level warn serve "$component" --app-port "$MEMORY" \
-        --max-concurrent-calls "$slots" --cache-dir "$work/cache" "$@" & pids+=($!)
-    wait_for_port "$MEMORY"
+        --max-concurrent-calls "$slots" --cache-dir "$work/cache" "$@" >/dev/null 2>&1 &
+    server_pid=$!
+    wait_for_port "$MEMORY" "dapr-wasm serve"
     curl -fsS "http://127.0.0.1:$MEMORY/echo" >/dev/null || true
-    rss_kib "${pids[-1]}"
 }
-stop_server() {
-    kill "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
-    pids=()
+stop_serving() {
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
 }
 step "Memory: idle with 1 and 257 slots; 64 requests in flight"
-idle_1=$(serve_with_slots "$hello" 1); stop_server
-idle_257=$(serve_with_slots "$hello" 257); stop_server
-idle_probe=$(serve_with_slots "$COMPONENTS_OUT/probes.wasm" 64 --queue-timeout 0s)
-probe_pid=${pids[-1]}
+start_serving "$hello" 1
+idle_1=$(rss_kib "$server_pid")
+stop_serving
+start_serving "$hello" 257
+idle_257=$(rss_kib "$server_pid")
+stop_serving
+start_serving "$COMPONENTS_OUT/probes.wasm" 64 --queue-timeout 0s
+idle_probe=$(rss_kib "$server_pid")
 sleepers=()
 for _ in $(seq 64); do
     curl -fsS "http://127.0.0.1:$MEMORY/sleep?ms=4000" >/dev/null & sleepers+=($!)
@@ -109,9 +119,9 @@ tries=0
 until [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MEMORY/echo") == 503 ]]; do
     (( ++tries < 1000 )) || die "the 64 sleeping requests never filled the slots"
 done
-busy=$(rss_kib "$probe_pid")
+busy=$(rss_kib "$server_pid")
 wait "${sleepers[@]}" 2>/dev/null || true
-stop_server
+stop_serving
 
 python3 - "$work" "$idle_1" "$idle_257" "$idle_probe" "$busy" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
 import json, os, statistics, sys
@@ -124,7 +134,7 @@ def summary(name):
     return (statistics.mean(r["rps"] for r in rounds_), pick(0.5), pick(0.99),
             sum(r["failures"] for r in rounds_))
 ours, theirs = summary("dapr-wasm"), summary("wasmtime")
-print(f"components/hello, {connections} connections, {rounds} rounds of {duration} s, servers on CPU 1, load on CPU 0\n")
+print(f"components/hello, {connections} connections, {rounds} rounds of {duration} s, servers on CPU 1, load on CPU 0, dapr-wasm built with the {os.environ.get('PROFILE', 'release')} profile\n")
 print("| server | requests/s | p50 ms | p99 ms | failed |")
 print("|---|---|---|---|---|")
 for name, (rps, p50, p99, failed) in (("dapr-wasm serve", ours), ("wasmtime serve", theirs)):

@@ -352,30 +352,41 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// Checks an entry's name and that its wasm file (relative to `base`)
+/// exists; returns the file's path.
+fn check_name_and_wasm(name: &str, wasm: &Path, base: &Path) -> Result<PathBuf, String> {
+    if !valid_name(name) {
+        return Err(format!(
+            "name: `{name}` must be letters, digits, `-` or `_`"
+        ));
+    }
+    let wasm = base.join(wasm);
+    if !wasm.is_file() {
+        return Err(format!("wasm: {} does not exist", wasm.display()));
+    }
+    Ok(wasm)
+}
+
+/// Whether `route` is a route or mount path a file may give: `/` then
+/// letters, digits, `-`, `_`, `.` or `/`, not ending in `/`.
+fn valid_route(route: &str) -> bool {
+    route.starts_with('/')
+        && route.len() > 1
+        && !route.ends_with('/')
+        && route
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+}
+
 fn check_component(
     raw: RawComponent,
     base: &Path,
     defaults: &Defaults,
 ) -> Result<ComponentConfig, String> {
     use component_host::outbound::{Destination, Outbound};
-    if !valid_name(&raw.name) {
-        return Err(format!(
-            "name: `{}` must be letters, digits, `-` or `_`",
-            raw.name
-        ));
-    }
-    let wasm = base.join(&raw.wasm);
-    if !wasm.is_file() {
-        return Err(format!("wasm: {} does not exist", wasm.display()));
-    }
+    let wasm = check_name_and_wasm(&raw.name, &raw.wasm, base)?;
     let path = raw.path;
-    let valid = path.starts_with('/')
-        && path.len() > 1
-        && !path.ends_with('/')
-        && path
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
-    if !valid {
+    if !valid_route(&path) {
         return Err(format!(
             "path: `{path}` must start with `/` and be letters, digits, `-`, `_`, `.` or `/`"
         ));
@@ -429,25 +440,10 @@ fn check_function(
     base: &Path,
     defaults: &Defaults,
 ) -> Result<FunctionConfig, String> {
-    if !valid_name(&raw.name) {
-        return Err(format!(
-            "name: `{}` must be letters, digits, `-` or `_`",
-            raw.name
-        ));
-    }
-    let wasm = base.join(&raw.wasm);
-    if !wasm.is_file() {
-        return Err(format!("wasm: {} does not exist", wasm.display()));
-    }
+    let wasm = check_name_and_wasm(&raw.name, &raw.wasm, base)?;
     let mut routes = vec![format!("/fn/{}", raw.name)];
     for route in raw.routes {
-        let valid = route.starts_with('/')
-            && route.len() > 1
-            && !route.ends_with('/')
-            && route
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
-        if !valid {
+        if !valid_route(&route) {
             return Err(format!(
                 "routes: `{route}` must start with `/` and be letters, digits, `-`, `_`, `.` or `/`"
             ));
