@@ -30,10 +30,8 @@ APP=19010 SIDECAR=13510 SIDECAR_GRPC=15010
 ensure_toolchain
 build_functions
 command -v python3 >/dev/null || apt_install python3
-step "Building dapr-wasm and the load generator (release)"
-cargo build --release --locked -p dapr-wasm --bin dapr-wasm
-cargo build --release --locked -p sidecar --example invoke_load
-bin="$(target_dir_of_workspace)/release"
+build_for_bench -p dapr-wasm --bin dapr-wasm -p sidecar --example invoke_load
+bin="$(profile_dir "$PROFILE")"
 
 for port in "$APP" "$SIDECAR" "$SIDECAR_GRPC"; do
     port_open "$port" && die "port $port is in use; stop what holds it first"

@@ -37,10 +37,8 @@ if ! port_open 1883; then
     mosquitto -p 1883 >/dev/null 2>&1 &
     wait_for_port 1883 Mosquitto
 fi
-step "Building dapr-wasm and the load generator (release)"
-cargo build --release --locked -p dapr-wasm --bin dapr-wasm
-cargo build --release --locked -p sidecar --example pubsub_load
-bin="$(target_dir_of_workspace)/release"
+build_for_bench -p dapr-wasm --bin dapr-wasm -p sidecar --example pubsub_load
+bin="$(profile_dir "$PROFILE")"
 
 work="$(mktemp -d)"
 pids=()

@@ -16,9 +16,9 @@
 # the resident memory of `dapr-wasm serve` idle with 1 and with 257
 # request slots (per idle slot), and with 64 requests in flight at once
 # (components/probes, /sleep) against idle (per in-flight request).
-# PROFILE=dev builds dapr-wasm with the profile the tests share (its
-# dependencies, wasmtime and hyper included, at -O3, its own crates at -O1)
-# instead of release: quicker to build, and no help to dapr-wasm.
+# PROFILE=dev uses the tests' build instead of a release build
+# (build_for_bench in lib.sh: dependencies, wasmtime and hyper included,
+# at -O3, our own crates at -O1): quicker to build, and no help to dapr-wasm.
 # Prints Markdown for docs/performance.md.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -35,13 +35,8 @@ ensure_toolchain
 command -v python3 >/dev/null || apt_install python3
 command -v taskset >/dev/null || apt_install util-linux
 build_components
-step "Building dapr-wasm and the load generator ($PROFILE profile)"
-cargo build --profile "$PROFILE" --locked -p dapr-wasm --bin dapr-wasm
-cargo build --profile "$PROFILE" --locked -p component-host --example http_saturate
-case $PROFILE in
-    dev) bin="$(target_dir_of_workspace)/debug" ;;
-    *) bin="$(target_dir_of_workspace)/$PROFILE" ;;
-esac
+build_for_bench -p dapr-wasm --bin dapr-wasm -p component-host --example http_saturate
+bin="$(profile_dir "$PROFILE")"
 if [[ ! -x $WASMTIME_ROOT/bin/wasmtime ]]; then
     step "Installing wasmtime-cli $WASMTIME_VERSION from crates.io (cargo install; about 15 minutes, once)"
     cargo install --locked --root "$WASMTIME_ROOT" "wasmtime-cli@$WASMTIME_VERSION"

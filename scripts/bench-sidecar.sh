@@ -21,11 +21,14 @@
 # crates/sidecar/examples/invoke_load.rs on THREADS worker threads (default
 # 2). The paths take turns for ROUNDS rounds (default 3), so that a
 # slow spell of a shared VM hits them alike; each path's percentiles pool
-# all its calls. Prints Markdown for docs/performance.md.
+# all its calls. PROFILE=dev uses the tests' build instead of a release
+# build (build_for_bench in lib.sh), for a quick A/B of a change; recorded
+# figures come from release. Prints Markdown for docs/performance.md.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 DURATION="${DURATION:-20}"
+export PROFILE="${PROFILE:-release}"
 RATE="${RATE:-1000}"
 ROUNDS="${ROUNDS:-3}"
 APP=18080 CALLER=13500 TARGET=13501 CALLER_GRPC=15001 TARGET_GRPC=15002 PROXY_IN=18081 PROXY_OUT=18082
@@ -35,10 +38,8 @@ TRACED_CALLER=13504 TRACED_TARGET=13505 TRACED_CALLER_GRPC=15005 TRACED_TARGET_G
 ensure_toolchain
 command -v python3 >/dev/null || apt_install python3
 command -v haproxy >/dev/null || apt_install haproxy
-step "Building dapr-wasm, the echo app and the load generator (release)"
-cargo build --release --locked -p dapr-wasm --bin dapr-wasm
-cargo build --release --locked -p sidecar --example echo_app --example invoke_load
-bin="$(target_dir_of_workspace)/release"
+build_for_bench -p dapr-wasm --bin dapr-wasm -p sidecar --example echo_app --example invoke_load
+bin="$(profile_dir "$PROFILE")"
 
 for port in "$APP" "$TARGET" "$CALLER" "$CALLER_GRPC" "$TARGET_GRPC" "$PROXY_IN" "$PROXY_OUT" \
     "$BARE_CALLER" "$BARE_TARGET" "$BARE_CALLER_GRPC" "$BARE_TARGET_GRPC" \
@@ -194,7 +195,7 @@ for m in modes:
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"### Sidecar benchmark, {datetime.date.today()}\n")
 print(f"- command: `bash scripts/bench-sidecar.sh` ({rate} req/s, {rounds} rounds of {duration} s per path taking turns, "
-      f"1 KiB bodies, loopback, open loop; load generator on {threads} thread(s))")
+      f"1 KiB bodies, loopback, open loop; load generator on {threads} thread(s); {os.environ['PROFILE']} profile)")
 print(f"- machine: {model}, {os.cpu_count()} cores\n")
 print("| path | requests | ok | p50 | p90 | p99 | added p50 | added p90 | added p99 | proxy pair CPU per 1000 calls | max send lag |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -184,10 +184,60 @@ build_wstd_example() {
     rm -f "$src/rust-toolchain.toml"
     # Its own workspace, not this repository's.
     printf '\n[workspace]\n' >> "$src/Cargo.toml"
-    (cd "$src" && CARGO_TARGET_DIR="$REPO_ROOT/build/wstd-target" \
+    # (Not linted: it is not ours, whatever use_clippy_driver set.)
+    (cd "$src" && env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
+        CARGO_TARGET_DIR="$REPO_ROOT/build/wstd-target" \
         cargo build --release --locked --example http_server --target wasm32-wasip2)
     cp -f "$REPO_ROOT/build/wstd-target/wasm32-wasip2/release/examples/http_server.wasm" \
         "$COMPONENTS_OUT/wstd-http-server.wasm"
+}
+
+# From here on, clippy-driver compiles the workspace's own crates
+# (RUSTC_WORKSPACE_WRAPPER and CLIPPY_ARGS, as `cargo clippy` runs it), so a
+# lint warning fails a build exactly as `cargo clippy -- -D warnings`
+# would, and one build both lints and makes what the tests run.
+use_clippy_driver() {
+    RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)" \
+        || die "clippy-driver not found: rustup component add clippy"
+    export RUSTC_WORKSPACE_WRAPPER
+    export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+}
+
+# Builds the workspace's tests, and the binaries and examples they run,
+# linted (use_clippy_driver): scripts/test.sh's build. (Exactly the targets
+# `cargo nextest run` builds, so that it finds them built: with
+# --all-targets, examples are built in test mode and nextest would build
+# them again. Building the binary on its own would resolve other features
+# and build twice.)
+build_workspace_tests() {
+    use_clippy_driver
+    (cd "$REPO_ROOT" && cargo test --workspace --locked --no-run)
+}
+
+# Builds what a bench script runs (cargo build's arguments: packages,
+# --bin, --example) with cargo profile $PROFILE, release by default.
+# PROFILE=dev takes scripts/test.sh's build instead (build_workspace_tests:
+# dependencies at -O3, our crates at -O1), which holds every binary and
+# example: quick for trying a change, nothing built twice. Recorded
+# figures come from release. The binaries are then in `profile_dir`.
+build_for_bench() {
+    PROFILE="${PROFILE:-release}"
+    export PROFILE
+    step "Building $* ($PROFILE profile)"
+    if [[ $PROFILE == dev ]]; then
+        build_workspace_tests
+    else
+        (cd "$REPO_ROOT" && cargo build --profile "$PROFILE" --locked "$@")
+    fi
+}
+
+# Prints the directory cargo puts the workspace's binaries of cargo profile
+# $1 in (the dev profile's is `debug`).
+profile_dir() {
+    case $1 in
+        dev) echo "$(target_dir_of_workspace)/debug" ;;
+        *) echo "$(target_dir_of_workspace)/$1" ;;
+    esac
 }
 
 # Builds the dapr-wasm binary (debug, the profile tests share) and prints its path.

@@ -32,10 +32,8 @@ if ! command -v oha >/dev/null; then
     cargo install oha --locked
 fi
 build_functions
-step "Building dapr-wasm and the native baseline (release)"
-cargo build --release --locked -p dapr-wasm --bin dapr-wasm
-cargo build --release --locked -p function-app --example native_throughput
-bin="$(target_dir_of_workspace)/release"
+build_for_bench -p dapr-wasm --bin dapr-wasm -p function-app --example native_throughput
+bin="$(profile_dir "$PROFILE")"
 fetch_models "$bin/dapr-wasm"
 
 out="${SOAK_OUT:-$(target_dir_of_workspace)/soak}"

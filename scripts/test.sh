@@ -22,6 +22,10 @@ ensure_js_sdk
 ensure_browser
 ensure_test_venv
 ensure_wasi_clang
+# Every build from here on lints the crates it builds (use_clippy_driver):
+# the guests' release builds are their `cargo clippy --release -- -D
+# warnings` too, and the workspace's test build below is its clippy.
+use_clippy_driver
 build_functions
 build_components
 build_wstd_example
@@ -35,32 +39,15 @@ cargo fmt --all --check
 # after the long build.
 cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
 
-step "cargo clippy -D warnings (the guest functions)"
-# (All of them, the JavaScript engine too: ensure_wasi_clang gave the C
-# toolchain it needs, as build_functions used it.)
-with_wasi_cc cargo clippy --release --locked --workspace -- -D warnings
-(cd components && cargo clippy --release --locked --workspace -- -D warnings)
-
 step "Guest function and component tests (on the host)"
 (cd functions && cargo test --locked --target "$(rustc -vV | sed -n 's/^host: //p')")
 (cd components && cargo test --locked --target "$(rustc -vV | sed -n 's/^host: //p')")
 
-# One build serves clippy, the tests and the CLI that fetches the models.
-# clippy-driver compiles the workspace's own crates (RUSTC_WORKSPACE_WRAPPER
-# and CLIPPY_ARGS, as `cargo clippy` runs it), so a lint warning fails this
-# build exactly as `cargo clippy --workspace --all-targets -- -D warnings`
-# would, and the dependencies are built once instead of checked, then
-# built. (Building the binary on its own would resolve other features and
-# build twice.)
+# One build serves clippy, the tests and the CLI that fetches the models
+# (build_workspace_tests; the dependencies are built once, not checked and
+# then built), then the benches.
 step "Building the workspace's tests, benches and examples, linted by clippy (-D warnings)"
-RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)" \
-    || die "clippy-driver not found: rustup component add clippy"
-export RUSTC_WORKSPACE_WRAPPER
-export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
-# Exactly the targets `cargo nextest run` builds (so that it finds them built:
-# with --all-targets, examples are built in test mode and nextest would
-# build them again), then the benches.
-cargo test --workspace --locked --no-run
+build_workspace_tests
 cargo test --workspace --locked --no-run --benches
 fetch_models "$(target_dir_of_workspace)/debug/dapr-wasm"
 

@@ -4,14 +4,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
-use function_host::CacheArgs;
-use service_kit::units::{parse_duration, parse_size};
+use function_host::{CacheArgs, LimitArgs};
 
 use crate::config::{
     ComponentHostConfig, ComponentSettings, DEFAULT_MAX_CONCURRENT_REQUESTS, RequestLimits,
+    component_env,
 };
 use crate::outbound::{Destination, Outbound};
 
@@ -53,29 +52,14 @@ pub struct ServeComponentArgs {
     #[arg(long = "allow-outbound", value_name = "HOST:PORT")]
     pub allow_outbound: Vec<Destination>,
 
-    /// Largest request body, e.g. 16Mi.
-    #[arg(long, default_value = "16Mi", value_parser = parse_size)]
-    pub max_body_size: usize,
-
-    /// Largest response body, e.g. 64Mi.
-    #[arg(long, default_value = "64Mi", value_parser = parse_size)]
-    pub max_output_size: usize,
-
-    /// Largest linear memory of one request's instance, e.g. 512Mi.
-    #[arg(long, default_value = "512Mi", value_parser = parse_size)]
-    pub max_memory: usize,
-
-    /// Wall-clock deadline of one request, response body included.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    /// The limits of one request (`--max-body-size`, `--max-output-size`,
+    /// `--max-memory`, `--timeout`, `--queue-timeout`).
+    #[command(flatten)]
+    pub limits: LimitArgs,
 
     /// Requests served at once (one instance each); more wait.
     #[arg(long, default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
     pub max_concurrent_calls: usize,
-
-    /// How long a request waits for a free slot before it gets 503.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub queue_timeout: Duration,
 
     /// The compiled-component cache.
     #[command(flatten)]
@@ -117,40 +101,28 @@ pub struct ServeConfig {
 impl ServeComponentArgs {
     /// Checks the flags.
     pub fn validate(&self) -> Result<ServeConfig, String> {
-        if self.max_body_size == 0 || self.max_output_size == 0 || self.max_memory == 0 {
-            return Err("sizes must be greater than zero".into());
-        }
-        if self.timeout.is_zero() {
-            return Err("--timeout must be greater than zero".into());
-        }
+        let limits = self.limits.call_limits()?;
         if self.max_concurrent_calls == 0 {
             return Err("--max-concurrent-calls must be at least 1".into());
         }
-        let mut env = Vec::new();
-        if let Some(app_id) = &self.app_id {
-            env.push(("APP_ID".to_string(), app_id.clone()));
-        }
-        if let Some(port) = self.dapr_http_port {
-            env.push(("DAPR_HTTP_PORT".to_string(), port.to_string()));
-        }
-        env.extend(self.env.iter().cloned());
+        let env = component_env(
+            self.app_id.as_deref(),
+            self.dapr_http_port,
+            self.env.iter().cloned(),
+        )
+        .map_err(|e| format!("--{e}"))?;
         Ok(ServeConfig {
             component: self.component.clone(),
             listen: SocketAddr::new(self.bind, self.app_port),
             host: ComponentHostConfig {
                 cache_dir: self.cache.cache_dir(),
                 max_concurrent_requests: self.max_concurrent_calls,
-                queue_timeout: self.queue_timeout,
-                max_memory_bytes: self.max_memory,
+                queue_timeout: self.limits.queue_timeout,
+                max_memory_bytes: limits.max_memory_bytes,
                 ..ComponentHostConfig::default()
             },
             settings: ComponentSettings {
-                limits: RequestLimits {
-                    max_memory_bytes: self.max_memory,
-                    deadline: self.timeout,
-                    max_request_body_bytes: self.max_body_size as u64,
-                    max_response_body_bytes: self.max_output_size as u64,
-                },
+                limits: RequestLimits::from(limits),
                 env,
                 outbound: Outbound::sidecar_and(self.dapr_http_port, self.allow_outbound.clone()),
             },

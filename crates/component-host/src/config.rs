@@ -34,6 +34,19 @@ impl Default for RequestLimits {
     }
 }
 
+/// A function's limits, as a component's: its input and output are the
+/// request and response bodies.
+impl From<function_host::CallLimits> for RequestLimits {
+    fn from(limits: function_host::CallLimits) -> Self {
+        RequestLimits {
+            max_memory_bytes: limits.max_memory_bytes,
+            deadline: limits.deadline,
+            max_request_body_bytes: limits.max_input_bytes as u64,
+            max_response_body_bytes: limits.max_output_bytes as u64,
+        }
+    }
+}
+
 /// Configuration of a [`ComponentHost`](crate::ComponentHost).
 #[derive(Debug, Clone)]
 pub struct ComponentHostConfig {
@@ -77,4 +90,33 @@ pub struct ComponentSettings {
     pub env: Vec<(String, String)>,
     /// Where its outgoing HTTP requests may go.
     pub outbound: Outbound,
+}
+
+/// The environment of a component's instances: `APP_ID` and
+/// `DAPR_HTTP_PORT` when the app has them, then the operator's `given`
+/// variables, which may not set those two or have a name with `=`.
+pub fn component_env(
+    app_id: Option<&str>,
+    dapr_http_port: Option<u16>,
+    given: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut env = Vec::new();
+    if let Some(app_id) = app_id {
+        env.push(("APP_ID".to_string(), app_id.to_string()));
+    }
+    if let Some(port) = dapr_http_port {
+        env.push(("DAPR_HTTP_PORT".to_string(), port.to_string()));
+    }
+    for (name, value) in given {
+        if name.is_empty() || name.contains('=') {
+            return Err(format!("env: `{name}` is not a variable name"));
+        }
+        if name == "APP_ID" || name == "DAPR_HTTP_PORT" {
+            return Err(format!(
+                "env: `{name}` is set by the app; it cannot be given"
+            ));
+        }
+        env.push((name, value));
+    }
+    Ok(env)
 }

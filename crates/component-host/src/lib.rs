@@ -36,6 +36,6 @@ pub mod host;
 pub mod outbound;
 
 pub use args::{ServeComponentArgs, ServeConfig};
-pub use config::{ComponentHostConfig, ComponentSettings, RequestLimits};
+pub use config::{ComponentHostConfig, ComponentSettings, RequestLimits, component_env};
 pub use error::{LoadError, RequestError};
 pub use host::{ComponentHost, ServedComponent};

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::Args;
 use function_host::nn::{NnArgs, NnConfig};
-use function_host::{CacheArgs, CallLimits, HostConfig};
-use service_kit::units::{parse_duration, parse_size};
+use function_host::{CacheArgs, HostConfig, LimitArgs};
+use service_kit::units::parse_duration;
 
 use crate::catalog::Source;
 use crate::config::{Defaults, FunctionsFile};
@@ -38,22 +38,10 @@ pub struct ServeArgs {
     #[arg(long, env = "APP_ID")]
     pub app_id: Option<String>,
 
-    /// Largest request body (and function input), e.g. 16Mi.
-    #[arg(long, default_value = "16Mi", value_parser = parse_size)]
-    pub max_body_size: usize,
-
-    /// Largest function output, e.g. 64Mi.
-    #[arg(long, default_value = "64Mi", value_parser = parse_size)]
-    pub max_output_size: usize,
-
-    /// Largest linear memory of one call, e.g. 512Mi (also the most a
-    /// functions file may give one function).
-    #[arg(long, default_value = "512Mi", value_parser = parse_size)]
-    pub max_memory: usize,
-
-    /// Wall-clock deadline of one call, e.g. 10s or 500ms.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    /// The limits of one call (`--max-body-size`, `--max-output-size`,
+    /// `--max-memory`, `--timeout`, `--queue-timeout`).
+    #[command(flatten)]
+    pub limits: LimitArgs,
 
     /// How long a whole upload may take to arrive; slower uploads get 408.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -63,10 +51,6 @@ pub struct ServeArgs {
     /// Defaults to the number of cores.
     #[arg(long)]
     pub max_concurrent_calls: Option<usize>,
-
-    /// How long a call waits for a free slot before it gets 503 busy.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub queue_timeout: Duration,
 
     /// How often wasm files (and the functions file) are checked for
     /// changes, which are then loaded live; 0 turns reloading off.
@@ -139,19 +123,11 @@ impl ServeArgs {
     /// Checks the shared flags into a configuration serving `source`, on
     /// `default_port` unless `--app-port` says otherwise.
     pub fn validate(&self, source: Source, default_port: u16) -> Result<AppConfig, String> {
-        if self.max_body_size == 0 || self.max_output_size == 0 || self.max_memory == 0 {
-            return Err("sizes must be greater than zero".into());
-        }
-        if self.timeout.is_zero() || self.body_timeout.is_zero() {
-            return Err("--timeout and --body-timeout must be greater than zero".into());
+        let limits = self.limits.call_limits()?;
+        if self.body_timeout.is_zero() {
+            return Err("--body-timeout must be greater than zero".into());
         }
         let defaults = HostConfig::default();
-        let limits = CallLimits {
-            max_memory_bytes: self.max_memory,
-            deadline: self.timeout,
-            max_input_bytes: self.max_body_size,
-            max_output_bytes: self.max_output_size,
-        };
         let host = HostConfig {
             cache_dir: self.cache.cache_dir(),
             max_concurrent_calls: match self.max_concurrent_calls {
@@ -159,7 +135,7 @@ impl ServeArgs {
                 Some(n) => n,
                 None => defaults.max_concurrent_calls,
             },
-            queue_timeout: self.queue_timeout,
+            queue_timeout: self.limits.queue_timeout,
             limits,
             ..defaults
         };

@@ -392,24 +392,11 @@ fn check_component(
         ));
     }
     let limits = check_limits(&raw.limits, &defaults.limits)?;
-    let mut env: Vec<(String, String)> = Vec::new();
-    if let Some(app_id) = &defaults.app_id {
-        env.push(("APP_ID".into(), app_id.clone()));
-    }
-    if let Some(port) = defaults.dapr_http_port {
-        env.push(("DAPR_HTTP_PORT".into(), port.to_string()));
-    }
-    for (name, value) in raw.env {
-        if name.is_empty() || name.contains('=') {
-            return Err(format!("env: `{name}` is not a variable name"));
-        }
-        if name == "APP_ID" || name == "DAPR_HTTP_PORT" {
-            return Err(format!(
-                "env: `{name}` is set by the app; it cannot be given"
-            ));
-        }
-        env.push((name, value));
-    }
+    let env = component_host::component_env(
+        defaults.app_id.as_deref(),
+        defaults.dapr_http_port,
+        raw.env,
+    )?;
     let allowed = raw
         .allow_outbound
         .iter()
@@ -423,12 +410,7 @@ fn check_component(
         wasm,
         path,
         settings: component_host::ComponentSettings {
-            limits: component_host::RequestLimits {
-                max_memory_bytes: limits.max_memory_bytes,
-                deadline: limits.deadline,
-                max_request_body_bytes: limits.max_input_bytes as u64,
-                max_response_body_bytes: limits.max_output_bytes as u64,
-            },
+            limits: limits.into(),
             env,
             outbound: Outbound::sidecar_and(defaults.dapr_http_port, allowed),
         },

@@ -64,6 +64,54 @@ impl Default for HostConfig {
     }
 }
 
+/// The limit flags of every command that serves guests over HTTP
+/// (`dapr-wasm functions`, `image-api` and `serve`): what one call may take
+/// in and give out, its memory and deadline, and how long it waits for a
+/// free slot.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Largest request body (a function's input), e.g. 16Mi.
+    #[arg(long, default_value = "16Mi", value_parser = service_kit::units::parse_size)]
+    pub max_body_size: usize,
+
+    /// Largest response body (a function's output), e.g. 64Mi.
+    #[arg(long, default_value = "64Mi", value_parser = service_kit::units::parse_size)]
+    pub max_output_size: usize,
+
+    /// Largest linear memory of one call, e.g. 512Mi (in a function app,
+    /// also the most its functions file may give one function).
+    #[arg(long, default_value = "512Mi", value_parser = service_kit::units::parse_size)]
+    pub max_memory: usize,
+
+    /// Wall-clock deadline of one call, e.g. 10s or 500ms (a component's
+    /// response body included).
+    #[arg(long, default_value = "10s", value_parser = service_kit::units::parse_duration)]
+    pub timeout: Duration,
+
+    /// How long a call waits for a free slot before it gets 503 busy.
+    #[arg(long, default_value = "5s", value_parser = service_kit::units::parse_duration)]
+    pub queue_timeout: Duration,
+}
+
+impl LimitArgs {
+    /// The limits of one call, checked: every size and the deadline must be
+    /// greater than zero.
+    pub fn call_limits(&self) -> Result<CallLimits, String> {
+        if self.max_body_size == 0 || self.max_output_size == 0 || self.max_memory == 0 {
+            return Err("sizes must be greater than zero".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("--timeout must be greater than zero".into());
+        }
+        Ok(CallLimits {
+            max_memory_bytes: self.max_memory,
+            deadline: self.timeout,
+            max_input_bytes: self.max_body_size,
+            max_output_bytes: self.max_output_size,
+        })
+    }
+}
+
 /// The module-cache flags every command that loads functions takes.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct CacheArgs {
