@@ -187,11 +187,11 @@ fn main() {
     println!("| change | wasm whole call | wasm / native |");
     println!("|---|---|---|");
     println!(
-        "| as shipped (Paeth filter, fast deflate, simd128, 8 MiB kept resident) | {} | {:.2}x |",
+        "| as shipped (Paeth filter, fast deflate, simd128, 4 MiB kept resident) | {} | {:.2}x |",
         fmt(wasm_full.median()),
         ratio(wasm_full.median(), native_full.median())
     );
-    let variants: [(&str, HostConfig, PathBuf); 2] = [
+    let variants: [(&str, HostConfig, PathBuf); 5] = [
         (
             "linear memory returned to the kernel after every call (keep resident 0)",
             HostConfig {
@@ -201,9 +201,30 @@ fn main() {
             wasm("grayscale"),
         ),
         (
+            "2 MiB of linear memory kept resident",
+            HostConfig {
+                keep_resident_bytes: 2 << 20,
+                ..no_cache()
+            },
+            wasm("grayscale"),
+        ),
+        (
+            "8 MiB of linear memory kept resident (the default until 2026-11-30)",
+            HostConfig {
+                keep_resident_bytes: 8 << 20,
+                ..no_cache()
+            },
+            wasm("grayscale"),
+        ),
+        (
             "guest built without simd128",
             no_cache(),
             repo_path("build/bench/grayscale-nosimd.wasm"),
+        ),
+        (
+            "guest optimised again by binaryen's `wasm-opt -O3`",
+            no_cache(),
+            repo_path("build/bench/grayscale-wasm-opt.wasm"),
         ),
     ];
     for (label, config, path) in variants {
