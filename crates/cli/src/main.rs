@@ -121,6 +121,7 @@ impl std::io::Write for LogWriter {
 }
 
 fn main() -> ExitCode {
+    service_kit::idle_trim::tune_allocator();
     let cli = Cli::parse();
     let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|err| {
         eprintln!(

@@ -237,24 +237,11 @@ fn peak_bound_mib(name: &str) -> u64 {
     }
 }
 
-/// Where the classify app stays once idle, above a baseline taken once
-/// idle too: about 30 MiB (28 and 30 in the runs of 2026-11-30), which
-/// does not meet issue 16's 16 MiB. It is not its instance slots (4 MiB
-/// each), nor the arenas of its six ONNX Runtime sessions (warming them
-/// all at load raised its start by 18 MiB and left the growth as it was),
-/// and turning the arenas off made it +63 MiB. Grayscale, the same host
-/// without ONNX Runtime, stays +10 MiB. What is kept is still to be found;
-/// this bound catches a leak, not the goal.
-const SETTLED_MIB_CLASSIFY: u64 = 40;
-
 /// How far above its baseline `name` may stay once idle: the goal, and
 /// for an image app the warm pages of each slot beyond two (one slot per
 /// core, the default `--max-concurrent-calls`).
 fn settled_bound_mib(name: &str) -> u64 {
-    if name == "image-api-classify" {
-        let slots = std::thread::available_parallelism().map_or(2, |n| n.get() as u64);
-        SETTLED_MIB_CLASSIFY + KEEP_RESIDENT_MIB_PER_SLOT * slots.saturating_sub(2)
-    } else if name.starts_with("image-api") && !name.ends_with("sidecar") {
+    if name.starts_with("image-api") && !name.ends_with("sidecar") {
         let slots = std::thread::available_parallelism().map_or(2, |n| n.get() as u64);
         SETTLED_MIB_ABOVE_BASELINE + KEEP_RESIDENT_MIB_PER_SLOT * slots.saturating_sub(2)
     } else {
