@@ -205,9 +205,21 @@ fn sidecar_config(
     let mut config = config(app_id, app.map(|a| a.port()), data);
     config.resources_paths = vec![resources.to_path_buf()];
     config.embedded_pubsub_fallback = matches!(backend, Backend::Unreachable);
+    // The poison event's retries must outlast the time its followers take
+    // to be published and fetched, or it could be dead-lettered before they
+    // were even fetched, and "not held up" would not be what is tested. The
+    // fallback's embedded broker sees another sidecar's publishes only by
+    // polling (every 50 ms, its default), and with 10 ms (70 ms of retries
+    // in all) it lost that race on a loaded machine: 100 + 200 + 400 ms
+    // there. Elsewhere 70 ms, inside JetStream's `ackWait` of 500 ms here,
+    // past which the broker itself would deliver the poison event again.
+    let backoff = match backend {
+        Backend::Unreachable => Duration::from_millis(100),
+        _ => Duration::from_millis(10),
+    };
     config.pubsub_retry = RetryPolicy {
         max_retries: RETRIES,
-        backoff: Duration::from_millis(10),
+        backoff,
     };
     config
 }
