@@ -6,6 +6,8 @@
 #   sidecar  load generator -> POST /v1.0/publish -> sidecar -> broker
 #            -> sidecar -> POST (CloudEvent) -> load generator (the app)
 #   direct   load generator -> broker client -> broker -> broker client
+#   bulk     the sidecar path with Dapr's bulk APIs: bulk publish (100
+#            events per request) and bulkSubscribe (up to 100 per delivery)
 #
 # Per backend and path: publish -> delivery latency p50 and p99 at a fixed
 # RATE (default 500 events/s) for DURATION seconds (default 10, after a
@@ -76,19 +78,22 @@ for kind in memory redis jetstream rabbitmq mqtt; do
         "$bin/examples/pubsub_load" direct "$kind" "${urls[$kind]}" "$RATE" "$DURATION" "$COUNT" \
             > "$work/$kind-direct.json"
     fi
-    step "$kind, through the sidecar: $RATE events/s for $DURATION s, then $COUNT events"
-    mkdir -p "$work/$kind-resources" "$work/$kind-data"
-    component "$kind" > "$work/$kind-resources/bench.yaml"
-    "$bin/examples/pubsub_load" sidecar "$kind" "$DAPR" "$APP" "$RATE" "$DURATION" "$COUNT" \
-        > "$work/$kind-sidecar.json" & load=$!
-    wait_for_port "$APP" "the load generator's app port"
-    DAPR_WASM_DATA_DIR="$work/$kind-data" "$bin/dapr-wasm" --log-level warn sidecar \
-        --app-id pubsub-bench --app-port "$APP" --dapr-http-port "$DAPR" \
-        --metrics-port 0 --dapr-grpc-port "$DAPR_GRPC" --resources-path "$work/$kind-resources" & sidecar=$!
-    pids=("$sidecar")
-    wait "$load" || die "the $kind sidecar run failed"
-    kill "$sidecar"; wait "$sidecar" 2>/dev/null || true
-    pids=()
+    for path in sidecar sidecar-bulk; do
+        step "$kind, through the sidecar ($path): $RATE events/s for $DURATION s, then $COUNT events"
+        rm -rf "$work/$kind-resources" "$work/$kind-data"
+        mkdir -p "$work/$kind-resources" "$work/$kind-data"
+        component "$kind" > "$work/$kind-resources/bench.yaml"
+        "$bin/examples/pubsub_load" "$path" "$kind" "$DAPR" "$APP" "$RATE" "$DURATION" "$COUNT" \
+            > "$work/$kind-$path.json" & load=$!
+        wait_for_port "$APP" "the load generator's app port"
+        DAPR_WASM_DATA_DIR="$work/$kind-data" "$bin/dapr-wasm" --log-level warn sidecar \
+            --app-id pubsub-bench --app-port "$APP" --dapr-http-port "$DAPR" \
+            --metrics-port 0 --dapr-grpc-port "$DAPR_GRPC" --resources-path "$work/$kind-resources" & sidecar=$!
+        pids=("$sidecar")
+        wait "$load" || die "the $kind $path run failed"
+        kill "$sidecar"; wait "$sidecar" 2>/dev/null || true
+        pids=()
+    done
 done
 
 python3 - "$work" "$RATE" "$DURATION" "$COUNT" <<'PY'
@@ -101,13 +106,16 @@ def load(kind, path):
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"### Pub/sub benchmark, {datetime.date.today()}\n")
 print(f"- command: `bash scripts/bench-pubsub.sh` (latency at {rate} events/s for {duration} s; "
-      f"throughput over {count} events from 32 concurrent publishers; 1 KiB events; loopback)")
+      f"throughput over {count} events from 32 concurrent publishers; 1 KiB events; loopback; "
+      f"bulk APIs: 100 events per bulk publish, bulkSubscribe maxMessagesCount 100, maxAwaitDurationMs 10)")
 print(f"- machine: {model}, {os.cpu_count()} cores\n")
 print("| backend | path | latency p50 | latency p99 | throughput | sidecar / direct throughput | duplicates |")
 print("|---|---|---|---|---|---|---|")
 for kind in kinds:
     direct, sidecar = load(kind, "direct"), load(kind, "sidecar")
-    for path, run in (("direct client", direct), ("through the sidecar", sidecar)):
+    bulk = load(kind, "sidecar-bulk")
+    for path, run in (("direct client", direct), ("through the sidecar", sidecar),
+                      ("through the sidecar, bulk APIs", bulk)):
         if run is None:
             continue
         ratio = ""

@@ -2,8 +2,9 @@
 //! one broker, one path, and two measurements as one JSON line.
 //!
 //! ```text
-//! pubsub_load sidecar KIND DAPR_PORT APP_PORT RATE SECONDS COUNT
-//! pubsub_load direct  KIND URL                RATE SECONDS COUNT
+//! pubsub_load sidecar      KIND DAPR_PORT APP_PORT RATE SECONDS COUNT
+//! pubsub_load sidecar-bulk KIND DAPR_PORT APP_PORT RATE SECONDS COUNT
+//! pubsub_load direct       KIND URL                RATE SECONDS COUNT
 //! ```
 //!
 //! KIND is `memory`, `redis`, `jetstream`, `rabbitmq` or `mqtt`.
@@ -13,6 +14,12 @@
 //!   sidecar to this process, which is its app (on APP_PORT, subscribing
 //!   programmatically). Start this first: the sidecar reads
 //!   `/dapr/subscribe` when it starts.
+//! - **sidecar-bulk**: the same, with Dapr's bulk APIs, as a Dapr user
+//!   after throughput would: the throughput measurement publishes
+//!   [`BULK_ENTRIES`] events per `POST /v1.0-alpha1/publish/bulk/..`, and
+//!   the app subscribes with `bulkSubscribe` (up to [`BULK_ENTRIES`] events
+//!   per delivery, waiting at most [`BULK_AWAIT_MS`] ms to fill one). The
+//!   latency measurement publishes one event at a time, as before.
 //! - **direct**: the same broker driven by its Rust client alone (the
 //!   baseline): published with the client's confirmed publish, consumed
 //!   and acknowledged by the client.
@@ -41,6 +48,10 @@ use tokio::sync::Notify;
 
 /// How many publishers run at once in the throughput measurement.
 const PUBLISHERS: usize = 32;
+/// Events per bulk publish and per bulk delivery (sidecar-bulk).
+const BULK_ENTRIES: usize = 100;
+/// `maxAwaitDurationMs` of the bulk subscription (sidecar-bulk).
+const BULK_AWAIT_MS: u64 = 10;
 /// The size of every event.
 const EVENT_BYTES: usize = 1024;
 /// How long the deliveries may trail the last publish.
@@ -169,16 +180,54 @@ fn event(i: usize) -> Vec<u8> {
     bytes
 }
 
+/// An event's number (the rest of it is skipped, not kept).
+#[derive(serde::Deserialize)]
+struct Numbered {
+    i: usize,
+}
+
 /// The event number in a published payload.
 fn index_of(payload: &[u8]) -> Option<usize> {
-    let value: Value = serde_json::from_slice(payload).ok()?;
-    value.get("i")?.as_u64().map(|i| i as usize)
+    serde_json::from_slice::<Numbered>(payload)
+        .ok()
+        .map(|event| event.i)
+}
+
+/// What the sidecar posts to the app: one CloudEvent, or a bulk
+/// delivery's entries (only what the app reads).
+#[derive(serde::Deserialize)]
+struct Delivered {
+    #[serde(default)]
+    data: Option<Numbered>,
+    #[serde(default)]
+    entries: Option<Vec<DeliveredEntry>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveredEntry {
+    entry_id: String,
+    event: Delivered,
 }
 
 /// Publishes an event on a topic; the path under test.
 #[async_trait::async_trait]
 trait Publisher: Send + Sync {
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> anyhow::Result<()>;
+
+    /// How many events a publisher sends at once in the throughput
+    /// measurement ([`Publisher::publish_many`]).
+    fn batch(&self) -> usize {
+        1
+    }
+
+    /// Publishes `payloads` (at most [`Publisher::batch`]).
+    async fn publish_many(&self, topic: &str, payloads: Vec<Vec<u8>>) -> anyhow::Result<()> {
+        for payload in payloads {
+            self.publish(topic, payload).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs both measurements over `publisher`, whose events reach `latency`
@@ -218,13 +267,20 @@ async fn measure(
             next.clone(),
         );
         calls.spawn(async move {
+            let batch = publisher.batch();
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= throughput.sent.len() {
+                let first = next.fetch_add(batch, Ordering::Relaxed);
+                let end = (first + batch).min(throughput.sent.len());
+                if first >= end {
                     return Ok(());
                 }
-                throughput.mark_sent(i);
-                publisher.publish(&topic, event(i)).await?;
+                let payloads = (first..end)
+                    .map(|i| {
+                        throughput.mark_sent(i);
+                        event(i)
+                    })
+                    .collect();
+                publisher.publish_many(&topic, payloads).await?;
             }
         });
     }
@@ -271,10 +327,63 @@ const APP_ID: &str = "pubsub-bench";
 struct SidecarPublisher {
     client: reqwest::Client,
     dapr_port: u16,
+    /// Whether [`Publisher::publish_many`] uses the bulk publish API.
+    bulk: bool,
+}
+
+/// The answer of a publish, or why it failed.
+async fn published(response: reqwest::Response) -> anyhow::Result<()> {
+    if !response.status().is_success() {
+        bail!(
+            "publish answered {}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
 impl Publisher for SidecarPublisher {
+    fn batch(&self) -> usize {
+        if self.bulk { BULK_ENTRIES } else { 1 }
+    }
+
+    async fn publish_many(&self, topic: &str, payloads: Vec<Vec<u8>>) -> anyhow::Result<()> {
+        if !self.bulk {
+            for payload in payloads {
+                self.publish(topic, payload).await?;
+            }
+            return Ok(());
+        }
+        let url = format!(
+            "http://127.0.0.1:{}/v1.0-alpha1/publish/bulk/bench/{topic}",
+            self.dapr_port
+        );
+        let mut body = Vec::with_capacity(payloads.len() * (EVENT_BYTES + 64) + 2);
+        body.push(b'[');
+        for (n, payload) in payloads.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(
+                format!("{{\"entryId\":\"{n}\",\"contentType\":\"application/json\",\"event\":")
+                    .as_bytes(),
+            );
+            body.extend_from_slice(payload);
+            body.push(b'}');
+        }
+        body.push(b']');
+        let response = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        published(response).await
+    }
+
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> anyhow::Result<()> {
         let url = format!(
             "http://127.0.0.1:{}/v1.0/publish/bench/{topic}",
@@ -287,14 +396,7 @@ impl Publisher for SidecarPublisher {
             .body(payload)
             .send()
             .await?;
-        if !response.status().is_success() {
-            bail!(
-                "publish answered {}: {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            );
-        }
-        Ok(())
+        published(response).await
     }
 }
 
@@ -305,7 +407,9 @@ struct App {
     throughput: Arc<Timeline>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_sidecar(
+    bulk: bool,
     kind: Kind,
     dapr_port: u16,
     app_port: u16,
@@ -314,16 +418,20 @@ async fn run_sidecar(
     count: usize,
 ) -> anyhow::Result<Value> {
     let app = Arc::new(App {
-        topics: Topics::new("sidecar"),
+        topics: Topics::new(if bulk { "bulk" } else { "sidecar" }),
         latency: Arc::new(Timeline::new((rate * (seconds + 1.0)) as usize)),
         throughput: Arc::new(Timeline::new(count)),
     });
     let router = Router::new()
         .route(
             "/dapr/subscribe",
-            get(|State(app): State<Arc<App>>| async move {
+            get(move |State(app): State<Arc<App>>| async move {
+                let bulk_subscribe = json!({
+                    "enabled": bulk, "maxMessagesCount": BULK_ENTRIES, "maxAwaitDurationMs": BULK_AWAIT_MS,
+                });
                 axum::Json(json!(app.topics.both().map(|topic| json!({
                     "pubsubname": "bench", "topic": topic, "route": format!("/events/{topic}"),
+                    "bulkSubscribe": bulk_subscribe,
                 }))))
             }),
         )
@@ -331,16 +439,31 @@ async fn run_sidecar(
             "/events/{topic}",
             post(
                 |State(app): State<Arc<App>>, Path(topic): Path<String>, body: Bytes| async move {
-                    let event: Value = serde_json::from_slice(&body).unwrap_or_default();
                     let timeline = if topic == app.topics.latency {
                         &app.latency
                     } else {
                         &app.throughput
                     };
-                    if let Some(i) = event["data"]["i"].as_u64() {
-                        timeline.mark_delivered(i as usize);
-                    }
-                    axum::http::StatusCode::OK
+                    let mark = |event: &Delivered| {
+                        if let Some(data) = &event.data {
+                            timeline.mark_delivered(data.i);
+                        }
+                    };
+                    let Ok(delivery) = serde_json::from_slice::<Delivered>(&body) else {
+                        return axum::Json(json!({"status": "DROP"}));
+                    };
+                    let Some(entries) = &delivery.entries else {
+                        mark(&delivery);
+                        return axum::Json(json!({"status": "SUCCESS"}));
+                    };
+                    let statuses: Vec<Value> = entries
+                        .iter()
+                        .map(|entry| {
+                            mark(&entry.event);
+                            json!({"entryId": entry.entry_id, "status": "SUCCESS"})
+                        })
+                        .collect();
+                    axum::Json(json!({"statuses": statuses}))
                 },
             ),
         )
@@ -350,7 +473,11 @@ async fn run_sidecar(
 
     let client = reqwest::Client::new();
     wait_for_subscriptions(&client, dapr_port, 2).await?;
-    let publisher = Arc::new(SidecarPublisher { client, dapr_port });
+    let publisher = Arc::new(SidecarPublisher {
+        client,
+        dapr_port,
+        bulk,
+    });
     let result = measure(
         publisher,
         &app.topics,
@@ -810,7 +937,7 @@ mod mqtt_direct {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: pubsub_load sidecar KIND DAPR_PORT APP_PORT RATE SECONDS COUNT\n       pubsub_load direct KIND URL RATE SECONDS COUNT";
+    let usage = "usage: pubsub_load sidecar|sidecar-bulk KIND DAPR_PORT APP_PORT RATE SECONDS COUNT\n       pubsub_load direct KIND URL RATE SECONDS COUNT";
     let number = |text: &str| -> anyhow::Result<f64> {
         text.parse()
             .with_context(|| format!("{text} is not a number"))
@@ -821,8 +948,17 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["sidecar", kind, dapr_port, app_port, rate, seconds, count] => {
+        [
+            path @ ("sidecar" | "sidecar-bulk"),
+            kind,
+            dapr_port,
+            app_port,
+            rate,
+            seconds,
+            count,
+        ] => {
             run_sidecar(
+                *path == "sidecar-bulk",
                 Kind::parse(kind)?,
                 dapr_port.parse()?,
                 app_port.parse()?,

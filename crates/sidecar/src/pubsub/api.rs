@@ -19,6 +19,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use service_kit::trace::TraceContext;
 
@@ -71,7 +72,7 @@ pub(crate) async fn publish(
 #[serde(rename_all = "camelCase")]
 struct BulkEntryBody {
     entry_id: String,
-    event: Value,
+    event: Box<RawValue>,
     #[serde(default)]
     content_type: String,
     #[serde(default)]
@@ -94,10 +95,12 @@ pub(crate) async fn publish_bulk(
     let entries = entries
         .into_iter()
         .map(|entry| {
-            // A string event is the event's text; anything else its JSON.
-            let data = match entry.event {
-                Value::String(text) => text.into_bytes(),
-                other => other.to_string().into_bytes(),
+            // A string event is the event's text; anything else its JSON,
+            // as written.
+            let raw = entry.event.get();
+            let data = match serde_json::from_str::<String>(raw) {
+                Ok(text) if raw.starts_with('"') => text.into_bytes(),
+                _ => raw.as_bytes().to_vec(),
             };
             let mut metadata = shared.clone();
             metadata.extend(entry.metadata);

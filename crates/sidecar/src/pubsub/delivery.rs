@@ -102,20 +102,72 @@ async fn deliver(
     }
 }
 
+/// An event as the app gets it: the CloudEvent's JSON text as the broker
+/// held it (checked, but not parsed into a tree and written out again),
+/// and the fields the sidecar reads.
+pub(crate) struct CloudEvent {
+    /// The CloudEvent, as JSON text.
+    pub json: String,
+    /// Its `id` ("" when it has none).
+    pub id: String,
+    expiration: Option<String>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+}
+
+/// The fields of a CloudEvent the sidecar reads; the rest is only checked
+/// to be JSON.
+#[derive(serde::Deserialize)]
+struct Head {
+    specversion: Option<serde::de::IgnoredAny>,
+    id: Option<Value>,
+    expiration: Option<Value>,
+    traceparent: Option<Value>,
+    tracestate: Option<Value>,
+}
+
+impl CloudEvent {
+    /// `payload`, if it is a CloudEvent: a JSON object with `specversion`.
+    fn parse(payload: &[u8]) -> Option<CloudEvent> {
+        let head: Head = serde_json::from_slice(payload).ok()?;
+        head.specversion?;
+        let json = String::from_utf8(payload.to_vec()).ok()?;
+        let text = |v: Option<Value>| match v {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        Some(CloudEvent {
+            id: text(head.id).unwrap_or_default(),
+            expiration: text(head.expiration),
+            traceparent: text(head.traceparent),
+            tracestate: text(head.tracestate),
+            json,
+        })
+    }
+
+    /// Whether its `expiration` has passed.
+    pub(crate) fn expired(&self) -> bool {
+        self.expiration
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|at| at < chrono::Utc::now())
+    }
+}
+
 /// The event the app gets: the CloudEvent the broker holds, or, for raw
 /// payloads (`rawPayload`, or bytes a non-Dapr publisher wrote), a new
 /// CloudEvent around them.
-fn envelope(subscription: &Subscription, payload: &[u8]) -> Value {
+pub(crate) fn envelope(subscription: &Subscription, payload: &[u8]) -> CloudEvent {
     if !subscription.raw_payload()
-        && let Ok(event @ Value::Object(_)) = serde_json::from_slice::<Value>(payload)
-        && event.get("specversion").is_some()
+        && let Some(event) = CloudEvent::parse(payload)
     {
         return event;
     }
     let content_type = "application/octet-stream";
     let (key, data) = event_data(content_type, payload.to_vec());
+    let id = new_event_id();
     let mut event = json!({
-        "id": new_event_id(),
+        "id": id,
         "source": subscription.pubsub_name,
         "type": "com.dapr.event.sent",
         "specversion": "1.0",
@@ -125,21 +177,18 @@ fn envelope(subscription: &Subscription, payload: &[u8]) -> Value {
         "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     event[key] = data;
-    event
-}
-
-/// Whether the event's `expiration` has passed.
-fn expired(event: &Value) -> bool {
-    event
-        .get("expiration")
-        .and_then(Value::as_str)
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .is_some_and(|at| at < chrono::Utc::now())
+    CloudEvent {
+        json: event.to_string(),
+        id,
+        expiration: None,
+        traceparent: None,
+        tracestate: None,
+    }
 }
 
 /// One delivery of `event` to the app, recorded
 /// (`dapr_component_pubsub_ingress_*`, [`crate::metrics`]).
-async fn attempt(sidecar: &Sidecar, subscription: &Subscription, event: &Value) -> Attempt {
+async fn attempt(sidecar: &Sidecar, subscription: &Subscription, event: &CloudEvent) -> Attempt {
     let started = std::time::Instant::now();
     let (outcome, process_status) = deliver_once(sidecar, subscription, event).await;
     sidecar.metrics.record_pubsub_ingress(
@@ -152,11 +201,11 @@ async fn attempt(sidecar: &Sidecar, subscription: &Subscription, event: &Value) 
 }
 
 /// daprd's `process_status` of a delivery the app took.
-const SUCCESS: &str = "success";
+pub(crate) const SUCCESS: &str = "success";
 /// ... of one to try again.
-const RETRY: &str = "retry";
+pub(crate) const RETRY: &str = "retry";
 /// ... of one dropped.
-const DROP: &str = "drop";
+pub(crate) const DROP: &str = "drop";
 
 /// [`attempt`], and its `process_status`, in a consumer span of its own
 /// (`process TOPIC`): a child of the event's `traceparent` (the
@@ -164,13 +213,15 @@ const DROP: &str = "drop";
 async fn deliver_once(
     sidecar: &Sidecar,
     subscription: &Subscription,
-    event: &Value,
+    event: &CloudEvent,
 ) -> (Attempt, &'static str) {
     let mut published = axum::http::HeaderMap::new();
-    for name in ["traceparent", "tracestate"] {
-        if let Some(value) = event
-            .get(name)
-            .and_then(Value::as_str)
+    for (name, value) in [
+        ("traceparent", &event.traceparent),
+        ("tracestate", &event.tracestate),
+    ] {
+        if let Some(value) = value
+            .as_deref()
             .and_then(|v| axum::http::HeaderValue::from_str(v).ok())
         {
             published.insert(name, value);
@@ -183,14 +234,7 @@ async fn deliver_once(
         vec![
             KeyValue::new("messaging.destination.name", subscription.topic.clone()),
             KeyValue::new("dapr.pubsub_name", subscription.pubsub_name.clone()),
-            KeyValue::new(
-                "messaging.message.id",
-                event
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-            ),
+            KeyValue::new("messaging.message.id", event.id.clone()),
         ],
     );
     let (attempt, process_status) = deliver_to_app(sidecar, subscription, event, &trace).await;
@@ -208,62 +252,25 @@ async fn deliver_once(
 async fn deliver_to_app(
     sidecar: &Sidecar,
     subscription: &Subscription,
-    event: &Value,
+    event: &CloudEvent,
     trace: &TraceContext,
 ) -> (Attempt, &'static str) {
-    let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
-    if expired(event) {
+    let id = event.id.as_str();
+    if event.expired() {
         tracing::warn!(topic = %subscription.topic, id, "event expired before delivery; dropped");
         return (Attempt::Done, DROP);
     }
-    let Some(port) = sidecar.config.app_port else {
-        return (Attempt::Retry("no app port".into()), RETRY);
-    };
-    let _slot = match &sidecar.app_slots {
-        Some(slots) => slots.clone().acquire_owned().await.ok(),
-        None => None,
-    };
-    let mut request =
-        axum::http::Request::post(format!("http://127.0.0.1:{port}{}", subscription.route))
-            .header("content-type", "application/cloudevents+json")
-            .header("pubsubname", &subscription.pubsub_name)
-            .header("topic", &subscription.topic);
-    for (name, value) in &trace.headers() {
-        request = request.header(name, value);
-    }
-    if let Some(token) = &sidecar.config.app_api_token {
-        request = request.header("dapr-api-token", token);
-    }
-    let Ok(request) = request.body(Body::from(event.to_string())) else {
-        tracing::error!(topic = %subscription.topic, id, "the event cannot be sent as a request; dropped");
-        return (Attempt::Done, DROP);
-    };
-    let answer = tokio::time::timeout(sidecar.config.invoke_timeout, async {
-        let response = sidecar.client.request(request).await?;
-        let status = response.status();
-        use http_body_util::BodyExt;
-        let body = http_body_util::Limited::new(response.into_body(), 64 << 10)
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        Ok::<_, hyper_util::client::legacy::Error>((status, body))
-    })
-    .await;
-    let (status, body) = match answer {
-        Err(_) => {
-            return (
-                Attempt::Retry("the app did not answer in time".into()),
-                RETRY,
-            );
-        }
-        Ok(Err(err)) => {
-            return (
-                Attempt::Retry(format!("the app cannot be reached: {err}")),
-                RETRY,
-            );
-        }
-        Ok(Ok(answer)) => answer,
+    let (status, body) = match post_to_app(
+        sidecar,
+        subscription,
+        "application/cloudevents+json",
+        event.json.clone().into_bytes(),
+        trace,
+    )
+    .await
+    {
+        Ok(answer) => answer,
+        Err(reason) => return (Attempt::Retry(reason), RETRY),
     };
     if status == axum::http::StatusCode::NOT_FOUND {
         tracing::error!(topic = %subscription.topic, route = %subscription.route, id, "the app answered 404 to an event: dropped, as daprd does");
@@ -291,24 +298,103 @@ async fn deliver_to_app(
     }
 }
 
+/// `POST`s `body` (of `content_type`) to the subscription's route on the
+/// app, within `--app-max-concurrency` and the invoke timeout; the app's
+/// status and body (up to 64 KiB), or why there is none (to retry).
+pub(crate) async fn post_to_app(
+    sidecar: &Sidecar,
+    subscription: &Subscription,
+    content_type: &'static str,
+    body: Vec<u8>,
+    trace: &TraceContext,
+) -> Result<(axum::http::StatusCode, bytes::Bytes), String> {
+    let Some(port) = sidecar.config.app_port else {
+        return Err("no app port".into());
+    };
+    let _slot = match &sidecar.app_slots {
+        Some(slots) => slots.clone().acquire_owned().await.ok(),
+        None => None,
+    };
+    let mut request =
+        axum::http::Request::post(format!("http://127.0.0.1:{port}{}", subscription.route))
+            .header("content-type", content_type)
+            .header("pubsubname", &subscription.pubsub_name)
+            .header("topic", &subscription.topic);
+    for (name, value) in &trace.headers() {
+        request = request.header(name, value);
+    }
+    if let Some(token) = &sidecar.config.app_api_token {
+        request = request.header("dapr-api-token", token);
+    }
+    let request = request
+        .body(Body::from(body))
+        .map_err(|e| format!("the delivery cannot be sent as a request: {e}"))?;
+    let answer = tokio::time::timeout(sidecar.config.invoke_timeout, async {
+        let response = sidecar.client.request(request).await?;
+        let status = response.status();
+        use http_body_util::BodyExt;
+        let body = http_body_util::Limited::new(response.into_body(), 64 << 10)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Ok::<_, hyper_util::client::legacy::Error>((status, body))
+    })
+    .await;
+    match answer {
+        Err(_) => Err("the app did not answer in time".into()),
+        Ok(Err(err)) => Err(format!("the app cannot be reached: {err}")),
+        Ok(Ok(answer)) => Ok(answer),
+    }
+}
+
+/// The waits between a delivery's retries: `--pubsub-max-retries` of
+/// them, from `--pubsub-retry-backoff`, doubling up to 16 times it.
+pub(crate) struct Backoff {
+    left: u32,
+    next: std::time::Duration,
+    cap: std::time::Duration,
+}
+
+impl Backoff {
+    /// The sidecar's retry policy.
+    pub(crate) fn new(sidecar: &Sidecar) -> Backoff {
+        let policy = &sidecar.config.pubsub_retry;
+        Backoff {
+            left: policy.max_retries,
+            next: policy.backoff,
+            cap: policy.backoff * 16,
+        }
+    }
+
+    /// Waits before the next retry: `false` when no retry is left or the
+    /// sidecar stops meanwhile.
+    pub(crate) async fn wait(&mut self, sidecar: &Sidecar) -> bool {
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        tokio::select! {
+            () = sidecar.shutdown_was_requested() => return false,
+            () = tokio::time::sleep(self.next) => {}
+        }
+        self.next = (self.next * 2).min(self.cap);
+        true
+    }
+}
+
 /// Retries `event` with back-off; then dead-letters or drops it, and
 /// acknowledges it. Stops without acknowledging when the sidecar stops.
 async fn retry(
     sidecar: Arc<Sidecar>,
     subscription: Arc<Subscription>,
     message: Message,
-    event: Value,
+    event: CloudEvent,
     mut reason: String,
     _slot: OwnedSemaphorePermit,
 ) {
-    let policy = &sidecar.config.pubsub_retry;
-    let mut backoff = policy.backoff;
-    for _ in 0..policy.max_retries {
-        tokio::select! {
-            () = sidecar.shutdown_was_requested() => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(policy.backoff * 16);
+    let mut backoff = Backoff::new(&sidecar);
+    while backoff.wait(&sidecar).await {
         match attempt(&sidecar, &subscription, &event).await {
             Attempt::Done => {
                 message.ack();
@@ -317,7 +403,25 @@ async fn retry(
             Attempt::Retry(why) => reason = why,
         }
     }
-    let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
+    if *sidecar.shutdown_requested.borrow() {
+        return;
+    }
+    give_up(&sidecar, &subscription, message, &event, &reason).await;
+}
+
+/// After the last retry: publishes the event to the subscription's
+/// `deadLetterTopic` and acknowledges it, or drops it with an error log
+/// when there is none. An event that cannot be dead-lettered is left
+/// unacknowledged, for the broker to deliver again.
+pub(crate) async fn give_up(
+    sidecar: &Sidecar,
+    subscription: &Subscription,
+    message: Message,
+    event: &CloudEvent,
+    reason: &str,
+) {
+    let policy = &sidecar.config.pubsub_retry;
+    let id = event.id.as_str();
     let Some(dead_letter) = &subscription.dead_letter_topic else {
         tracing::error!(topic = %subscription.topic, id, %reason, "event not delivered after {} retries; dropped (no deadLetterTopic)", policy.max_retries);
         message.ack();
@@ -329,7 +433,7 @@ async fn retry(
     let payload = if subscription.raw_payload() {
         message.payload.clone()
     } else {
-        event.to_string().into_bytes()
+        event.json.clone().into_bytes()
     };
     match pubsub.broker.publish(dead_letter, payload).await {
         Ok(()) => {

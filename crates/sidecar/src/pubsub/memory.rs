@@ -28,7 +28,9 @@ impl Broker for MemoryBroker {
         for subscriber in subscribers {
             // A full subscriber slows the publisher down rather than
             // losing the event; a closed one has gone.
-            let _ = subscriber.send(Message::new(payload.clone(), None)).await;
+            let _ = subscriber
+                .send(Message::unacknowledged(payload.clone()))
+                .await;
         }
         Ok(())
     }

@@ -28,8 +28,10 @@
 //! ([`PubsubComponent::open_or_embedded`]).
 
 pub mod api;
+pub(crate) mod bulk_delivery;
 pub(crate) mod delivery;
 pub mod jetstream;
+pub(crate) mod json_object;
 pub mod memory;
 pub mod mqtt;
 pub(crate) mod ops;
@@ -41,7 +43,7 @@ pub mod subscriptions;
 use std::collections::HashMap;
 use std::path::Path;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::components::Component;
 
@@ -57,31 +59,49 @@ pub enum BrokerError {
 }
 
 /// One event from a broker, in the order the broker gave it.
-#[derive(Debug)]
 pub struct Message {
     /// The event's bytes as published.
     pub payload: Vec<u8>,
-    ack: Option<oneshot::Sender<()>>,
+    ack: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("payload", &self.payload.len())
+            .field("acknowledged", &self.ack.is_none())
+            .finish()
+    }
 }
 
 impl Message {
-    /// A message whose ack goes to `ack` (brokers without acks pass none).
-    pub fn new(payload: Vec<u8>, ack: Option<oneshot::Sender<()>>) -> Message {
-        Message { payload, ack }
+    /// A message without an ack (brokers that keep nothing).
+    pub fn unacknowledged(payload: Vec<u8>) -> Message {
+        Message { payload, ack: None }
+    }
+
+    /// A message whose ack runs `ack` (which must not block: it starts the
+    /// broker's ack, or hands it to a task).
+    pub fn new(payload: Vec<u8>, ack: impl FnOnce() + Send + 'static) -> Message {
+        Message {
+            payload,
+            ack: Some(Box::new(ack)),
+        }
     }
 
     /// Tells the broker this event is done with (delivered, dropped or
-    /// dead-lettered); it will not come again.
+    /// dead-lettered); it will not come again. A message dropped without
+    /// an ack is not acknowledged.
     pub fn ack(mut self) {
         if let Some(ack) = self.ack.take() {
-            let _ = ack.send(());
+            ack();
         }
     }
 }
 
 /// Hands `payload` to a subscription; once the sidecar acknowledges it,
-/// runs `acknowledge` (the broker's own ack, e.g. `XACK`). `false` when the
-/// subscription has gone.
+/// runs `acknowledge` (the broker's own ack, e.g. a JetStream ack) in a
+/// task of its own. `false` when the subscription has gone.
 pub(crate) async fn hand_on<F, Fut, E>(
     subscription: &mpsc::Sender<Message>,
     payload: Vec<u8>,
@@ -89,21 +109,17 @@ pub(crate) async fn hand_on<F, Fut, E>(
 ) -> bool
 where
     F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), E>> + Send,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
     E: std::fmt::Display,
 {
-    let (ack, acked) = oneshot::channel();
-    tokio::spawn(async move {
-        if acked.await.is_ok()
-            && let Err(err) = acknowledge().await
-        {
-            tracing::warn!(error = %err, "cannot acknowledge an event; it will come again");
-        }
-    });
-    subscription
-        .send(Message::new(payload, Some(ack)))
-        .await
-        .is_ok()
+    let ack = move || {
+        tokio::spawn(async move {
+            if let Err(err) = acknowledge().await {
+                tracing::warn!(error = %err, "cannot acknowledge an event; it will come again");
+            }
+        });
+    };
+    subscription.send(Message::new(payload, ack)).await.is_ok()
 }
 
 /// How many events a subscription may hold between the broker and the
@@ -115,6 +131,23 @@ pub const SUBSCRIPTION_BUFFER: usize = 64;
 pub trait Broker: Send + Sync {
     /// Stores `payload` on `topic`; returns once the broker has it.
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), BrokerError>;
+
+    /// Stores every payload on `topic`, without an order between them;
+    /// each one's result, in their order. All at once by default (the
+    /// clients pipeline them); a broker with a batch command of its own
+    /// uses it.
+    async fn publish_many(
+        &self,
+        topic: &str,
+        payloads: Vec<Vec<u8>>,
+    ) -> Vec<Result<(), BrokerError>> {
+        futures_util::future::join_all(
+            payloads
+                .into_iter()
+                .map(|payload| self.publish(topic, payload)),
+        )
+        .await
+    }
 
     /// Starts consuming `topic` as `consumer_id` (one consumer group per
     /// app); events arrive on the returned channel. Consuming stops when

@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::PubsubComponent;
+use super::json_object::JsonObject;
 use crate::Sidecar;
 use crate::error::DaprError;
 
@@ -57,14 +58,12 @@ impl Sidecar {
         let published = pubsub.broker.publish(topic, payload).await;
         self.metrics
             .record_pubsub_egress(pubsub_name, topic, published.is_ok(), started.elapsed());
-        published.map_err(|e| DaprError::PubsubPublish {
-            topic: topic.to_string(),
-            pubsub: pubsub_name.to_string(),
-            reason: e.to_string(),
-        })
+        published.map_err(|e| publish_failed(pubsub_name, topic, e))
     }
 
-    /// Publishes each entry; returns the ones that failed, with why. A
+    /// Publishes every entry at once ([`super::Broker::publish_many`]:
+    /// one round trip where the broker's client can; as daprd, without an
+    /// order between them); returns the ones that failed, with why. A
     /// wrong component or topic fails the whole call instead.
     pub(crate) async fn publish_events(
         &self,
@@ -72,14 +71,30 @@ impl Sidecar {
         topic: &str,
         entries: Vec<BulkEntry>,
     ) -> Result<Vec<(String, String)>, DaprError> {
-        self.publishable(pubsub_name, topic)?;
+        let pubsub = self.publishable(pubsub_name, topic)?;
         let mut failed = Vec::new();
+        let mut entry_ids = Vec::with_capacity(entries.len());
+        let mut payloads = Vec::with_capacity(entries.len());
         for entry in entries {
-            if let Err(err) = self
-                .publish_event(pubsub_name, topic, entry.publication)
-                .await
-            {
-                failed.push((entry.entry_id, err.to_string()));
+            match cloud_event(&self.config.app_id, pubsub_name, topic, entry.publication) {
+                Ok(payload) => {
+                    entry_ids.push(entry.entry_id);
+                    payloads.push(payload);
+                }
+                Err(err) => failed.push((entry.entry_id, err.to_string())),
+            }
+        }
+        let started = std::time::Instant::now();
+        let published = pubsub.broker.publish_many(topic, payloads).await;
+        let elapsed = started.elapsed();
+        for (entry_id, result) in entry_ids.into_iter().zip(published) {
+            self.metrics
+                .record_pubsub_egress(pubsub_name, topic, result.is_ok(), elapsed);
+            if let Err(err) = result {
+                failed.push((
+                    entry_id,
+                    publish_failed(pubsub_name, topic, err).to_string(),
+                ));
             }
         }
         Ok(failed)
@@ -100,6 +115,15 @@ impl Sidecar {
             });
         }
         Ok(pubsub)
+    }
+}
+
+/// Dapr's error for a publish the broker refused.
+fn publish_failed(pubsub_name: &str, topic: &str, err: super::BrokerError) -> DaprError {
+    DaprError::PubsubPublish {
+        topic: topic.to_string(),
+        pubsub: pubsub_name.to_string(),
+        reason: err.to_string(),
     }
 }
 
@@ -131,60 +155,91 @@ pub(crate) fn cloud_event(
     } else {
         publication.content_type.clone()
     };
-    let mut event: Map<String, Value> = if content_type.starts_with("application/cloudevents+json")
-    {
-        match serde_json::from_slice(&publication.data) {
-            Ok(Value::Object(event)) => event,
-            _ => {
-                return Err(DaprError::PubsubCloudEvent(
-                    "the body is not a JSON CloudEvent object".into(),
-                ));
-            }
-        }
-    } else {
-        let mut event = Map::new();
-        event.insert("datacontenttype".into(), json!(content_type));
-        let (key, data) = event_data(&content_type, publication.data);
-        event.insert(key.into(), data);
-        event
-    };
     let traceparent = publication
         .traceparent
         .unwrap_or_else(|| service_kit::trace::TraceContext::new_root().traceparent());
-    let defaults = [
-        ("id", json!(new_event_id())),
-        ("source", json!(app_id)),
-        ("type", json!("com.dapr.event.sent")),
-        ("specversion", json!("1.0")),
-        ("datacontenttype", json!("application/json")),
-        ("traceid", json!(traceparent)),
-        ("traceparent", json!(traceparent)),
-        ("tracestate", json!("")),
-        (
-            "time",
-            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        ),
-    ];
-    for (key, value) in defaults {
-        event.entry(key).or_insert(value);
-    }
-    event.insert("topic".into(), json!(topic));
-    event.insert("pubsubname".into(), json!(pubsub_name));
-    if let Some(ttl) = publication.metadata.get("ttlInSeconds") {
-        let seconds = crate::state::ops::parse_ttl(ttl)?.unwrap_or(0);
-        // A TTL past what a date can hold never expires.
-        let expiration = i64::try_from(seconds)
-            .ok()
-            .and_then(chrono::TimeDelta::try_seconds)
-            .and_then(|ttl| chrono::Utc::now().checked_add_signed(ttl));
-        if let Some(expiration) = expiration {
-            event.insert(
-                "expiration".into(),
-                json!(expiration.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            );
+    let expiration = match publication.metadata.get("ttlInSeconds") {
+        Some(ttl) => {
+            let seconds = crate::state::ops::parse_ttl(ttl)?.unwrap_or(0);
+            // A TTL past what a date can hold never expires.
+            i64::try_from(seconds)
+                .ok()
+                .and_then(chrono::TimeDelta::try_seconds)
+                .and_then(|ttl| chrono::Utc::now().checked_add_signed(ttl))
+                .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         }
-    }
-    serde_json::to_vec(&event).map_err(|e| DaprError::PubsubCloudEvent(e.to_string()))
+        None => None,
+    };
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let written = if content_type.starts_with("application/cloudevents+json") {
+        let Ok(Value::Object(mut event)) = serde_json::from_slice(&publication.data) else {
+            return Err(DaprError::PubsubCloudEvent(
+                "the body is not a JSON CloudEvent object".into(),
+            ));
+        };
+        let defaults = [
+            ("id", json!(new_event_id())),
+            ("source", json!(app_id)),
+            ("type", json!("com.dapr.event.sent")),
+            ("specversion", json!("1.0")),
+            ("datacontenttype", json!("application/json")),
+            ("traceid", json!(traceparent)),
+            ("traceparent", json!(traceparent)),
+            ("tracestate", json!("")),
+            ("time", json!(time)),
+        ];
+        for (key, value) in defaults {
+            event.entry(key).or_insert(value);
+        }
+        event.insert("topic".into(), json!(topic));
+        event.insert("pubsubname".into(), json!(pubsub_name));
+        if let Some(expiration) = expiration {
+            event.insert("expiration".into(), json!(expiration));
+        }
+        serde_json::to_vec(&event)
+    } else {
+        // The usual case, written straight from its parts, in the order
+        // daprd writes them: JSON data is checked, not parsed into a tree.
+        let mut event = JsonObject::with_capacity(publication.data.len() + 512);
+        event
+            .string("id", &new_event_id())
+            .string("source", app_id)
+            .string("type", "com.dapr.event.sent")
+            .string("specversion", "1.0")
+            .string("datacontenttype", &content_type)
+            .string("traceid", &traceparent)
+            .string("traceparent", &traceparent)
+            .string("tracestate", "")
+            .string("time", &time)
+            .string("topic", topic)
+            .string("pubsubname", pubsub_name);
+        if let Some(expiration) = &expiration {
+            event.string("expiration", expiration);
+        }
+        let is_json_data = is_json(&content_type)
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&publication.data).is_ok();
+        if is_json_data {
+            event.raw("data", &publication.data);
+        } else {
+            match event_data(&content_type, publication.data) {
+                (key, Value::String(text)) => event.string(key, &text),
+                (key, other) => event.raw(key, other.to_string().as_bytes()),
+            };
+        }
+        Ok(event.finish())
+    };
+    written.map_err(|e| DaprError::PubsubCloudEvent(e.to_string()))
+}
+
+/// Whether `content_type` is JSON (`*/json`, `*+json`).
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence.ends_with("/json") || essence.ends_with("+json")
 }
 
 /// The CloudEvent field for a body of `content_type`: JSON as JSON, text
@@ -197,7 +252,7 @@ pub(crate) fn event_data(content_type: &str, data: Vec<u8>) -> (&'static str, Va
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    if (essence.ends_with("/json") || essence.ends_with("+json"))
+    if is_json(&essence)
         && let Ok(value) = serde_json::from_slice::<Value>(&data)
     {
         return ("data", value);

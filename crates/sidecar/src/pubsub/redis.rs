@@ -6,7 +6,7 @@
 //!   (created at the start of the stream when missing, so events published
 //!   before the first subscription are delivered too).
 //! - An entry is acknowledged (`XACK`) only once the sidecar is done with
-//!   it. Entries read but never acknowledged (the sidecar died) are read
+//!   it (the ids waiting go in one `XACK`). Entries read but never acknowledged (the sidecar died) are read
 //!   again: this consumer's own pending entries when it starts, and any
 //!   consumer's entries idle for `processingTimeout` (default 60 s),
 //!   claimed every `redeliverInterval` (default 60 s; 0 turns it off).
@@ -25,7 +25,7 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamRe
 use tokio::sync::mpsc;
 
 use super::{
-    Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, hand_on, metadata_duration, metadata_number,
+    Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, metadata_duration, metadata_number,
 };
 
 /// How long one blocking read waits before looking at claims again.
@@ -82,6 +82,17 @@ impl RedisBroker {
         })
     }
 
+    /// The `XADD` of one event to `topic`.
+    fn xadd(&self, topic: &str, payload: Vec<u8>) -> redis::Cmd {
+        let mut command = redis::cmd("XADD");
+        command.arg(topic);
+        if let Some(max) = self.max_len_approx {
+            command.arg("MAXLEN").arg("~").arg(max);
+        }
+        command.arg("*").arg("data").arg(payload);
+        command
+    }
+
     /// A connection of its own for a subscription's blocking reads.
     async fn reader_connection(&self) -> Result<MultiplexedConnection, BrokerError> {
         let config = redis::AsyncConnectionConfig::new()
@@ -101,18 +112,40 @@ impl Broker for RedisBroker {
     }
 
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), BrokerError> {
-        let mut connection = self.connection.clone();
-        let mut command = redis::cmd("XADD");
-        command.arg(topic);
-        if let Some(max) = self.max_len_approx {
-            command.arg("MAXLEN").arg("~").arg(max);
-        }
-        command.arg("*").arg("data").arg(payload);
-        command
-            .query_async::<String>(&mut connection)
+        self.xadd(topic, payload)
+            .query_async::<String>(&mut self.connection.clone())
             .await
             .map(drop)
             .map_err(backend)
+    }
+
+    /// One pipeline of `XADD`s: one round trip for them all. They share a
+    /// stream, so they succeed or fail together.
+    async fn publish_many(
+        &self,
+        topic: &str,
+        payloads: Vec<Vec<u8>>,
+    ) -> Vec<Result<(), BrokerError>> {
+        let count = payloads.len();
+        if count == 0 {
+            return Vec::new();
+        }
+        let mut pipeline = redis::pipe();
+        for payload in payloads {
+            pipeline.add_command(self.xadd(topic, payload));
+        }
+        match pipeline
+            .query_async::<Vec<String>>(&mut self.connection.clone())
+            .await
+        {
+            Ok(_) => (0..count).map(|_| Ok(())).collect(),
+            Err(err) => {
+                let reason = err.to_string();
+                (0..count)
+                    .map(|_| Err(BrokerError::Backend(reason.clone())))
+                    .collect()
+            }
+        }
     }
 
     async fn subscribe(
@@ -129,11 +162,18 @@ impl Broker for RedisBroker {
             return Err(backend(err));
         }
         let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let (acks, ids) = mpsc::unbounded_channel();
+        tokio::spawn(acknowledge_entries(
+            ids,
+            self.connection.clone(),
+            topic.to_string(),
+            consumer_id.to_string(),
+        ));
         let stream = StreamReader {
             topic: topic.to_string(),
             group: consumer_id.to_string(),
             reader,
-            acks: self.connection.clone(),
+            acks,
             sender,
             processing_timeout: self.processing_timeout,
             redeliver_interval: self.redeliver_interval,
@@ -149,7 +189,8 @@ struct StreamReader {
     topic: String,
     group: String,
     reader: MultiplexedConnection,
-    acks: ConnectionManager,
+    /// The ids of entries done with ([`acknowledge_entries`]).
+    acks: mpsc::UnboundedSender<String>,
     sender: mpsc::Sender<Message>,
     processing_timeout: Duration,
     redeliver_interval: Duration,
@@ -231,21 +272,42 @@ impl StreamReader {
 
     /// Sends one entry to the subscription, and acks it once it is done.
     async fn hand_on(&self, entry: StreamId) {
-        let mut acks = self.acks.clone();
-        let (topic, group, id) = (self.topic.clone(), self.group.clone(), entry.id.clone());
-        let acknowledge =
-            move || async move { acks.xack::<_, _, _, ()>(&topic, &group, &[&id]).await };
+        let acks = self.acks.clone();
+        let id = entry.id;
         match entry.map.get("data") {
             Some(value) => {
                 let payload = redis::from_redis_value_ref::<Vec<u8>>(value).unwrap_or_default();
-                hand_on(&self.sender, payload, acknowledge).await;
+                let message = Message::new(payload, move || {
+                    let _ = acks.send(id);
+                });
+                // A closed subscription: the reader loop sees it and stops.
+                let _ = self.sender.send(message).await;
             }
             None => {
-                tracing::warn!(topic = %self.topic, id = %entry.id, "stream entry without a data field; skipped");
-                if let Err(err) = acknowledge().await {
-                    tracing::warn!(error = %err, "cannot acknowledge a skipped entry");
-                }
+                tracing::warn!(topic = %self.topic, %id, "stream entry without a data field; skipped");
+                let _ = acks.send(id);
             }
         }
+    }
+}
+
+/// Acknowledges a subscription's entries as they are done with: all the
+/// ids waiting, in one `XACK`. Ends once the subscription and its events
+/// are gone.
+async fn acknowledge_entries(
+    mut ids: mpsc::UnboundedReceiver<String>,
+    mut connection: ConnectionManager,
+    topic: String,
+    group: String,
+) {
+    /// The most ids in one `XACK`.
+    const MAX_IDS: usize = 1000;
+    let mut batch = Vec::with_capacity(MAX_IDS);
+    while ids.recv_many(&mut batch, MAX_IDS).await > 0 {
+        let acked: Result<(), redis::RedisError> = connection.xack(&topic, &group, &batch).await;
+        if let Err(err) = acked {
+            tracing::warn!(%topic, error = %err, events = batch.len(), "cannot acknowledge events; they will come again");
+        }
+        batch.clear();
     }
 }

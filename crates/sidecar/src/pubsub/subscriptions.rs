@@ -7,8 +7,10 @@
 //!   the app answers and again each time it becomes healthy (a 404 means
 //!   none).
 //!
-//! Both have `pubsubname`, `topic`, `deadLetterTopic` and `metadata` (such
-//! as `rawPayload`). A `match` rule cannot be evaluated by this sidecar: it
+//! Both have `pubsubname`, `topic`, `deadLetterTopic`, `metadata` (such
+//! as `rawPayload`) and `bulkSubscribe` (`enabled`, `maxMessagesCount`
+//! (default 100), `maxAwaitDurationMs` (default 1000), as daprd: events
+//! then go to the app many at a time, [`super::bulk_delivery`]). A `match` rule cannot be evaluated by this sidecar: it
 //! is refused with an error log naming it, never silently dropped, and the
 //! default route serves the topic; a subscription with no route left is
 //! refused.
@@ -63,6 +65,25 @@ pub struct Subscription {
     pub metadata: HashMap<String, String>,
     /// Declarative or programmatic.
     pub kind: SubscriptionKind,
+    /// `bulkSubscribe`, when enabled: events go to the app in batches.
+    pub bulk: Option<BulkSubscribe>,
+}
+
+/// A subscription's `bulkSubscribe` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkSubscribe {
+    /// `maxMessagesCount`: the most events in one delivery.
+    pub max_messages: usize,
+    /// `maxAwaitDurationMs`: how long a batch waits to fill once it has
+    /// its first event.
+    pub max_await: Duration,
+}
+
+impl BulkSubscribe {
+    /// daprd's defaults for a broker without bulk support of its own.
+    pub const DEFAULT_MAX_MESSAGES: usize = 100;
+    /// The same, for `maxAwaitDurationMs`.
+    pub const DEFAULT_MAX_AWAIT: Duration = Duration::from_millis(1000);
 }
 
 impl Subscription {
@@ -88,6 +109,42 @@ struct Written {
     dead_letter_topic: Option<String>,
     #[serde(default)]
     metadata: HashMap<String, Value>,
+    #[serde(default, rename = "bulkSubscribe")]
+    bulk_subscribe: Option<WrittenBulk>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WrittenBulk {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default)]
+    max_messages_count: Option<i64>,
+    #[serde(default)]
+    max_await_duration_ms: Option<i64>,
+}
+
+impl WrittenBulk {
+    /// The settings, if enabled; a count or duration below 1 is refused.
+    fn resolve(self) -> Result<Option<BulkSubscribe>, String> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let max_messages = match self.max_messages_count {
+            None => BulkSubscribe::DEFAULT_MAX_MESSAGES,
+            Some(n) if n >= 1 => n as usize,
+            Some(n) => return Err(format!("bulkSubscribe.maxMessagesCount {n} is below 1")),
+        };
+        let max_await = match self.max_await_duration_ms {
+            None => BulkSubscribe::DEFAULT_MAX_AWAIT,
+            Some(ms) if ms >= 1 => Duration::from_millis(ms as u64),
+            Some(ms) => return Err(format!("bulkSubscribe.maxAwaitDurationMs {ms} is below 1")),
+        };
+        Ok(Some(BulkSubscribe {
+            max_messages,
+            max_await,
+        }))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +194,10 @@ impl Written {
         if self.pubsubname.is_empty() || self.topic.is_empty() {
             return Err("a subscription needs pubsubname and topic".into());
         }
+        let bulk = match self.bulk_subscribe {
+            Some(written) => written.resolve()?,
+            None => None,
+        };
         let metadata = self
             .metadata
             .into_iter()
@@ -155,6 +216,7 @@ impl Written {
             dead_letter_topic: self.dead_letter_topic.filter(|t| !t.is_empty()),
             metadata,
             kind,
+            bulk,
         })
     }
 }
@@ -305,12 +367,23 @@ impl Sidecar {
                     Ok(messages) => {
                         tracing::info!(pubsub = %subscription.pubsub_name, topic = %subscription.topic, route = %subscription.route, "subscribed");
                         running.push(subscription.clone());
-                        consumers.spawn(super::delivery::consume(
-                            self.clone(),
-                            Arc::new(subscription),
-                            messages,
-                            pubsub.broker.delivery_concurrency(),
-                        ));
+                        let concurrency = pubsub.broker.delivery_concurrency();
+                        let subscription = Arc::new(subscription);
+                        match subscription.bulk {
+                            Some(bulk) => consumers.spawn(super::bulk_delivery::consume(
+                                self.clone(),
+                                subscription,
+                                messages,
+                                concurrency,
+                                bulk,
+                            )),
+                            None => consumers.spawn(super::delivery::consume(
+                                self.clone(),
+                                subscription,
+                                messages,
+                                concurrency,
+                            )),
+                        };
                     }
                     Err(err) => {
                         tracing::error!(pubsub = %subscription.pubsub_name, topic = %subscription.topic, error = %err, "cannot subscribe");
@@ -361,5 +434,32 @@ mod tests {
         assert_eq!(subscriptions[1].route, "/b");
         assert_eq!(subscriptions[1].dead_letter_topic.as_deref(), Some("dead"));
         assert!(parse_programmatic(b"{\"not\":\"a list\"}").is_err());
+    }
+
+    #[test]
+    fn bulk_subscribe_settings_with_daprs_defaults() {
+        let body = br#"[
+            {"pubsubname":"bus","topic":"a","route":"/a","bulkSubscribe":{"enabled":true}},
+            {"pubsubname":"bus","topic":"b","route":"/b","bulkSubscribe":{"enabled":true,"maxMessagesCount":5,"maxAwaitDurationMs":40}},
+            {"pubsubname":"bus","topic":"c","route":"/c","bulkSubscribe":{"enabled":false,"maxMessagesCount":5}},
+            {"pubsubname":"bus","topic":"d","route":"/d","bulkSubscribe":{"enabled":true,"maxMessagesCount":0}}
+        ]"#;
+        let subscriptions = parse_programmatic(body).unwrap();
+        assert_eq!(subscriptions.len(), 3, "a count of 0 is refused");
+        assert_eq!(
+            subscriptions[0].bulk,
+            Some(BulkSubscribe {
+                max_messages: 100,
+                max_await: Duration::from_millis(1000)
+            })
+        );
+        assert_eq!(
+            subscriptions[1].bulk,
+            Some(BulkSubscribe {
+                max_messages: 5,
+                max_await: Duration::from_millis(40)
+            })
+        );
+        assert_eq!(subscriptions[2].bulk, None);
     }
 }

@@ -103,6 +103,8 @@ pub(crate) struct Received {
     events: Mutex<Vec<(String, Value)>>,
     /// Attempts per event id.
     attempts: Mutex<HashMap<String, u32>>,
+    /// Bulk deliveries, in order: `(path, envelope)`.
+    batches: Mutex<Vec<(String, Value)>>,
     /// Its programmatic subscriptions.
     subscriptions: Value,
 }
@@ -125,6 +127,29 @@ impl Received {
     fn count(&self, path: &str, n: i64) -> usize {
         self.data_at(path).iter().filter(|d| d["n"] == n).count()
     }
+
+    /// Records `event`, posted on `path`; what the app is to answer: its
+    /// `do`, or `ok` (`retry_once` and `hold` only the first time).
+    fn take(&self, path: String, event: Value) -> &'static str {
+        let id = event["id"].as_str().unwrap_or_default().to_string();
+        let attempt = {
+            let mut attempts = self.attempts.lock().unwrap();
+            let count = attempts.entry(id).or_default();
+            *count += 1;
+            *count
+        };
+        let action = match event["data"]["do"].as_str().unwrap_or("ok") {
+            "retry_once" if attempt == 1 => "retry",
+            "hold" if attempt == 1 => "hold",
+            "poison" => "poison",
+            "drop" => "drop",
+            "missing" => "missing",
+            "no_status" => "no_status",
+            _ => "ok",
+        };
+        self.events.lock().unwrap().push((path, event));
+        action
+    }
 }
 
 /// The subscriber app: `GET /dapr/subscribe`, and every other path takes
@@ -141,26 +166,44 @@ pub(crate) async fn start_subscriber(subscriptions: Value) -> (SocketAddr, Arc<R
         let body = axum::body::to_bytes(request.into_body(), 1 << 20)
             .await
             .unwrap();
+        let envelope: Value = serde_json::from_slice(&body).unwrap();
+        if envelope["type"] == "com.dapr.event.sent.bulk" {
+            assert_eq!(content_type, "application/json");
+            return take_bulk(&received, path, envelope);
+        }
         assert_eq!(content_type, "application/cloudevents+json");
-        let event: Value = serde_json::from_slice(&body).unwrap();
-        let id = event["id"].as_str().unwrap_or_default().to_string();
-        let attempt = {
-            let mut attempts = received.attempts.lock().unwrap();
-            let count = attempts.entry(id).or_default();
-            *count += 1;
-            *count
-        };
-        let action = event["data"]["do"].as_str().unwrap_or("ok").to_string();
-        received.events.lock().unwrap().push((path, event));
-        match action.as_str() {
-            "retry_once" if attempt == 1 => Json(json!({"status": "RETRY"})).into_response(),
+        match received.take(path, envelope) {
+            "retry" => Json(json!({"status": "RETRY"})).into_response(),
             "poison" => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
             "drop" => Json(json!({"status": "DROP"})).into_response(),
             "missing" => StatusCode::NOT_FOUND.into_response(),
             // Held the first time (its sidecar is killed meanwhile).
-            "hold" if attempt == 1 => std::future::pending().await,
+            "hold" => std::future::pending().await,
             _ => Json(json!({"status": "SUCCESS"})).into_response(),
         }
+    }
+    /// A bulk delivery: each entry answered as its event asks (`poison`
+    /// retries, `no_status` gets none).
+    fn take_bulk(received: &Received, path: String, envelope: Value) -> Response {
+        let entries = envelope["entries"].as_array().cloned().unwrap_or_default();
+        received
+            .batches
+            .lock()
+            .unwrap()
+            .push((path.clone(), envelope.clone()));
+        let statuses: Vec<Value> = entries
+            .into_iter()
+            .filter_map(|entry| {
+                let status = match received.take(path.clone(), entry["event"].clone()) {
+                    "retry" | "poison" => "RETRY",
+                    "drop" => "DROP",
+                    "no_status" => return None,
+                    _ => "SUCCESS",
+                };
+                Some(json!({"entryId": entry["entryId"], "status": status}))
+            })
+            .collect();
+        Json(json!({"statuses": statuses})).into_response()
     }
     async fn subscribe(State(received): State<Arc<Received>>) -> Json<Value> {
         Json(received.subscriptions.clone())
@@ -659,7 +702,8 @@ scopes: [someone-else]
         r.data_at("/late").len() == 3
     })
     .await;
-    assert_eq!(received.data_at("/late")[2], "plain text");
+    // Bulk publish keeps no order between its entries (as daprd).
+    assert!(received.data_at("/late")[1..].contains(&json!("plain text")));
     let failing = client
         .post(sidecar.url("/v1.0-alpha1/publish/bulk/bus/late"))
         .json(&json!([
@@ -831,6 +875,134 @@ async fn nothing_lost(backend: Backend) {
     .await;
     subscriber.stop().await;
     publisher.stop().await;
+}
+
+/// Bulk subscribe: events reach the app many per request, in daprd's
+/// envelope, and each entry's status settles that event alone: SUCCESS
+/// delivers, DROP drops, RETRY or no status retries it (in a smaller
+/// batch), and after the last retry it is dead-lettered.
+async fn bulk_suite(backend: Backend) {
+    let (data, resources) = folders(&backend, &[]);
+    let (app, received) = start_subscriber(json!([
+        {"pubsubname": "bus", "topic": "orders", "route": "/orders", "deadLetterTopic": "dead",
+         "bulkSubscribe": {"enabled": true, "maxMessagesCount": 10, "maxAwaitDurationMs": 200}},
+        {"pubsubname": "bus", "topic": "dead", "route": "/dead"},
+    ]))
+    .await;
+    let subscriber = RunningSidecar::start(sidecar_config(
+        &backend,
+        "subscriber",
+        Some(app),
+        data.path(),
+        resources.path(),
+    ))
+    .await;
+    subscriber.wait_subscribed(2).await;
+    let entries: Vec<Value> = (1..=25)
+        .map(|n| {
+            let action = match n {
+                3 => "retry_once",
+                5 => "drop",
+                7 => "poison",
+                9 => "no_status",
+                _ => "ok",
+            };
+            json!({"entryId": format!("e{n}"), "event": {"n": n, "do": action},
+                   "contentType": "application/json"})
+        })
+        .collect();
+    let response = reqwest::Client::new()
+        .post(subscriber.url("/v1.0-alpha1/publish/bulk/bus/orders"))
+        .json(&entries)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204, "{:?}", response.text().await);
+
+    wait_for(&received, "every event settled", |r| {
+        (1..=25).all(|n| r.count("/orders", n) >= 1)
+            && r.count("/orders", 3) == 2
+            && r.count("/dead", 7) >= 1
+            && r.count("/dead", 9) == 1
+    })
+    .await;
+    for n in (1..=25).filter(|n| ![3, 7, 9].contains(n)) {
+        assert_eq!(received.count("/orders", n), 1, "event {n} once");
+    }
+    for n in [7, 9] {
+        assert_eq!(
+            received.count("/orders", n),
+            1 + RETRIES as usize,
+            "event {n}: the first attempt and every retry"
+        );
+    }
+    // (On `dead`, an ordinary subscription, 7 is poison again.)
+    assert!(
+        received
+            .data_at("/dead")
+            .iter()
+            .all(|d| d["n"] == 7 || d["n"] == 9),
+        "only the events that were never accepted are dead-lettered"
+    );
+
+    let batches = received.batches.lock().unwrap().clone();
+    assert!(batches.iter().all(|(path, _)| path == "/orders"));
+    let sizes: Vec<usize> = batches
+        .iter()
+        .map(|(_, b)| b["entries"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert!(sizes.iter().all(|&n| (1..=10).contains(&n)), "{sizes:?}");
+    assert!(
+        sizes.iter().any(|&n| n > 1),
+        "events are delivered many at a time: {sizes:?}"
+    );
+    // The entries to retry go again in batches of their own, without the
+    // events that were settled.
+    let numbers = |batch: &Value| -> Vec<Value> {
+        batch["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"]["data"]["n"].clone())
+            .collect()
+    };
+    let with_7: Vec<Vec<Value>> = batches
+        .iter()
+        .map(|(_, b)| numbers(b))
+        .filter(|ns| ns.contains(&json!(7)))
+        .collect();
+    assert_eq!(with_7.len(), 1 + RETRIES as usize, "{with_7:?}");
+    // (3, `retry_once`, and 9 may be in them; nothing settled.)
+    for retried in &with_7[1..] {
+        assert!(
+            retried
+                .iter()
+                .all(|n| [3, 7, 9].map(|n| json!(n)).contains(n)),
+            "{with_7:?}"
+        );
+    }
+    let (_, first) = &batches[0];
+    assert_eq!(first["pubsubname"], "bus");
+    assert_eq!(first["topic"], "orders");
+    assert_eq!(first["metadata"]["pubsubName"], "bus");
+    let entry = &first["entries"][0];
+    assert_eq!(entry["contentType"], "application/cloudevents+json");
+    assert!(entry["entryId"].as_str().is_some_and(|id| !id.is_empty()));
+    assert_eq!(entry["event"]["specversion"], "1.0");
+    assert_eq!(entry["event"]["topic"], "orders");
+    subscriber.stop().await;
+}
+
+#[tokio::test]
+async fn in_memory_bulk_subscribe() {
+    bulk_suite(Backend::Memory).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server installed (scripts/test.sh installs it and runs this)"]
+async fn redis_bulk_subscribe() {
+    let redis = test_support::RedisServer::start();
+    bulk_suite(Backend::Redis(redis.port())).await;
 }
 
 /// `PublishEvent` and `BulkPublishEvent` over gRPC, what the SDKs call by
