@@ -7,7 +7,8 @@
 #            -> sidecar -> POST (CloudEvent) -> load generator (the app)
 #   direct   load generator -> broker client -> broker -> broker client
 #   bulk     the sidecar path with Dapr's bulk APIs: bulk publish (100
-#            events per request) and bulkSubscribe (up to 100 per delivery)
+#            events per request, 8 publishers) and bulkSubscribe (up to 100
+#            per delivery)
 #
 # Per backend and path: publish -> delivery latency p50 and p99 at a fixed
 # RATE (default 500 events/s) for DURATION seconds (default 10, after a
@@ -107,7 +108,7 @@ model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.sta
 print(f"### Pub/sub benchmark, {datetime.date.today()}\n")
 print(f"- command: `bash scripts/bench-pubsub.sh` (latency at {rate} events/s for {duration} s; "
       f"throughput over {count} events from 32 concurrent publishers; 1 KiB events; loopback; "
-      f"bulk APIs: 100 events per bulk publish, bulkSubscribe maxMessagesCount 100, maxAwaitDurationMs 10)")
+      f"bulk APIs: 8 publishers of 100 events per bulk publish, bulkSubscribe maxMessagesCount 100, maxAwaitDurationMs 10)")
 print(f"- machine: {model}, {os.cpu_count()} cores\n")
 print("| backend | path | latency p50 | latency p99 | throughput | sidecar / direct throughput | duplicates |")
 print("|---|---|---|---|---|---|---|")
