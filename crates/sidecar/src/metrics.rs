@@ -130,13 +130,21 @@ impl Timed {
     }
 
     fn record(&self, labels: &[&str], elapsed: Duration) {
-        if !self.enabled {
+        self.record_times(labels, elapsed, 1);
+    }
+
+    /// `times` operations with the same labels, each of which took
+    /// `elapsed` (the entries of one bulk call): the labels are looked up
+    /// once.
+    fn record_times(&self, labels: &[&str], elapsed: Duration, times: u64) {
+        if !self.enabled || times == 0 {
             return;
         }
-        self.count.with_label_values(labels).inc();
-        self.latencies
-            .with_label_values(labels)
-            .observe(millis(elapsed));
+        self.count.with_label_values(labels).inc_by(times);
+        let latencies = self.latencies.with_label_values(labels);
+        for _ in 0..times {
+            latencies.observe(millis(elapsed));
+        }
     }
 }
 
@@ -346,6 +354,7 @@ impl Metrics {
         topic: &str,
         success: bool,
         elapsed: Duration,
+        events: u64,
     ) {
         let labels = [
             self.app_id.as_str(),
@@ -354,7 +363,7 @@ impl Metrics {
             success_label(success),
             topic,
         ];
-        self.pubsub_egress.record(&labels, elapsed);
+        self.pubsub_egress.record_times(&labels, elapsed, events);
     }
 
     /// One delivery of an event to the app: daprd's `process_status`
@@ -365,6 +374,7 @@ impl Metrics {
         topic: &str,
         process_status: &str,
         elapsed: Duration,
+        events: u64,
     ) {
         let labels = [
             self.app_id.as_str(),
@@ -374,7 +384,7 @@ impl Metrics {
             process_status,
             topic,
         ];
-        self.pubsub_ingress.record(&labels, elapsed);
+        self.pubsub_ingress.record_times(&labels, elapsed, events);
     }
 
     /// One read of the secret store `component` (`get` or `bulk_get`).

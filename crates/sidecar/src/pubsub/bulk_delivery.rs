@@ -185,25 +185,19 @@ async fn deliver(
 /// The envelope the app gets. The events are JSON already (as the broker
 /// held them): they are copied in, not parsed and written again.
 fn bulk_envelope(subscription: &Subscription, entries: &[Entry]) -> Vec<u8> {
-    let written: Vec<Vec<u8>> = entries
-        .iter()
-        .map(|entry| {
-            let mut item = JsonObject::with_capacity(entry.event.json.len() + 128);
+    let size: usize = entries.iter().map(|e| e.event.json.len() + 128).sum();
+    let mut envelope = JsonObject::with_capacity(size + 256);
+    envelope
+        .objects("entries", entries, |item, entry| {
             item.string("entryId", &entry.entry_id)
                 .raw("event", entry.event.json.as_bytes())
                 .raw("metadata", b"{}")
                 .string("contentType", "application/cloudevents+json");
-            item.finish()
         })
-        .collect();
-    let mut metadata = JsonObject::with_capacity(64);
-    metadata.string("pubsubName", &subscription.pubsub_name);
-    let mut envelope =
-        JsonObject::with_capacity(written.iter().map(|w| w.len() + 1).sum::<usize>() + 256);
-    envelope
-        .raw_array("entries", written.iter().map(Vec::as_slice))
         .string("id", &new_event_id())
-        .raw("metadata", &metadata.finish())
+        .object("metadata", |metadata| {
+            metadata.string("pubsubName", &subscription.pubsub_name);
+        })
         .string("pubsubname", &subscription.pubsub_name)
         .string("topic", &subscription.topic)
         .string("type", "com.dapr.event.sent.bulk");
@@ -253,23 +247,34 @@ async fn attempt(
     let elapsed = started.elapsed();
     let mut retry = Vec::new();
     let mut reason = String::new();
+    let (mut delivered, mut dropped) = (0, 0);
     for (entry, verdict) in entries.into_iter().zip(verdicts) {
-        let process_status = match verdict {
+        match verdict {
             Ok(status) => {
                 entry.message.ack();
-                status
+                if status == SUCCESS {
+                    delivered += 1;
+                } else {
+                    dropped += 1;
+                }
             }
             Err(why) => {
                 reason = why;
                 retry.push(entry);
-                RETRY
             }
-        };
+        }
+    }
+    for (process_status, events) in [
+        (SUCCESS, delivered),
+        (DROP, dropped),
+        (RETRY, retry.len() as u64),
+    ] {
         sidecar.metrics.record_pubsub_ingress(
             &subscription.pubsub_name,
             &subscription.topic,
             process_status,
             elapsed,
+            events,
         );
     }
     if trace.is_recording() {

@@ -196,6 +196,7 @@ async fn attempt(sidecar: &Sidecar, subscription: &Subscription, event: &CloudEv
         &subscription.topic,
         process_status,
         started.elapsed(),
+        1,
     );
     outcome
 }

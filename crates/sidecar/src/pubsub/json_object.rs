@@ -41,11 +41,24 @@ impl JsonObject {
         self
     }
 
-    /// Adds `name` with an array of `items`, each one JSON value already.
-    pub(crate) fn raw_array<'a>(
+    /// Adds `name` with an object that `write` fills in.
+    pub(crate) fn object(
         &mut self,
         name: &str,
-        items: impl IntoIterator<Item = &'a [u8]>,
+        write: impl FnOnce(&mut JsonObject),
+    ) -> &mut JsonObject {
+        self.name(name);
+        self.nested(write);
+        self
+    }
+
+    /// Adds `name` with an array of one object per item, each filled in by
+    /// `write`, in place.
+    pub(crate) fn objects<T>(
+        &mut self,
+        name: &str,
+        items: impl IntoIterator<Item = T>,
+        mut write: impl FnMut(&mut JsonObject, T),
     ) -> &mut JsonObject {
         self.name(name);
         self.text.push(b'[');
@@ -53,10 +66,22 @@ impl JsonObject {
             if n > 0 {
                 self.text.push(b',');
             }
-            self.text.extend_from_slice(item);
+            self.nested(|object| write(object, item));
         }
         self.text.push(b']');
         self
+    }
+
+    /// Writes an object filled in by `write` at the end of this one's text.
+    fn nested(&mut self, write: impl FnOnce(&mut JsonObject)) {
+        let mut inner = JsonObject {
+            text: std::mem::take(&mut self.text),
+            fields: 0,
+        };
+        inner.text.push(b'{');
+        write(&mut inner);
+        inner.text.push(b'}');
+        self.text = inner.text;
     }
 
     /// The object's text.
@@ -82,12 +107,19 @@ mod tests {
         object
             .string("id", "a\"b\\c\n")
             .raw("data", br#"{"n": [1, 2]}"#)
-            .raw_array("list", [b"1".as_slice(), b"{}".as_slice()]);
+            .objects("list", [1, 2], |item, n| {
+                item.raw("n", n.to_string().as_bytes());
+            })
+            .objects("none", [0; 0], |_, _: i32| {})
+            .object("inner", |inner| {
+                inner.string("k", "v");
+            });
         let text = object.finish();
         let value: serde_json::Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(
             value,
-            serde_json::json!({"id": "a\"b\\c\n", "data": {"n": [1, 2]}, "list": [1, {}]})
+            serde_json::json!({"id": "a\"b\\c\n", "data": {"n": [1, 2]},
+                "list": [{"n": 1}, {"n": 2}], "none": [], "inner": {"k": "v"}})
         );
         assert_eq!(JsonObject::with_capacity(0).finish(), b"{}");
     }

@@ -56,8 +56,13 @@ impl Sidecar {
         let payload = cloud_event(&self.config.app_id, pubsub_name, topic, publication)?;
         let started = std::time::Instant::now();
         let published = pubsub.broker.publish(topic, payload).await;
-        self.metrics
-            .record_pubsub_egress(pubsub_name, topic, published.is_ok(), started.elapsed());
+        self.metrics.record_pubsub_egress(
+            pubsub_name,
+            topic,
+            published.is_ok(),
+            started.elapsed(),
+            1,
+        );
         published.map_err(|e| publish_failed(pubsub_name, topic, e))
     }
 
@@ -87,9 +92,12 @@ impl Sidecar {
         let started = std::time::Instant::now();
         let published = pubsub.broker.publish_many(topic, payloads).await;
         let elapsed = started.elapsed();
+        let succeeded = published.iter().filter(|r| r.is_ok()).count();
+        let metrics = &self.metrics;
+        metrics.record_pubsub_egress(pubsub_name, topic, true, elapsed, succeeded as u64);
+        let failures = (published.len() - succeeded) as u64;
+        metrics.record_pubsub_egress(pubsub_name, topic, false, elapsed, failures);
         for (entry_id, result) in entry_ids.into_iter().zip(published) {
-            self.metrics
-                .record_pubsub_egress(pubsub_name, topic, result.is_ok(), elapsed);
             if let Err(err) = result {
                 failed.push((
                     entry_id,

@@ -273,10 +273,10 @@ impl StreamReader {
     /// Sends one entry to the subscription, and acks it once it is done.
     async fn hand_on(&self, entry: StreamId) {
         let acks = self.acks.clone();
-        let id = entry.id;
-        match entry.map.get("data") {
+        let StreamId { id, mut map, .. } = entry;
+        match map.remove("data") {
             Some(value) => {
-                let payload = redis::from_redis_value_ref::<Vec<u8>>(value).unwrap_or_default();
+                let payload = redis::from_redis_value::<Vec<u8>>(value).unwrap_or_default();
                 let message = Message::new(payload, move || {
                     let _ = acks.send(id);
                 });
