@@ -239,14 +239,19 @@ pub(crate) fn cloud_event(
     written.map_err(|e| DaprError::PubsubCloudEvent(e.to_string()))
 }
 
-/// Whether `content_type` is JSON (`*/json`, `*+json`).
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type
+/// The media type of `content_type`, without parameters, in lower case.
+fn essence(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+/// Whether `content_type` is JSON (`*/json`, `*+json`).
+fn is_json(content_type: &str) -> bool {
+    let essence = essence(content_type);
     essence.ends_with("/json") || essence.ends_with("+json")
 }
 
@@ -254,12 +259,7 @@ fn is_json(content_type: &str) -> bool {
 /// as a string, anything else base64.
 pub(crate) fn event_data(content_type: &str, data: Vec<u8>) -> (&'static str, Value) {
     use base64::Engine;
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = essence(content_type);
     if is_json(&essence)
         && let Ok(value) = serde_json::from_slice::<Value>(&data)
     {

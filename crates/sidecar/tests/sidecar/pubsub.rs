@@ -278,6 +278,41 @@ fn folders(backend: &Backend, extra: &[(&str, &str)]) -> (tempfile::TempDir, tem
     (data, resources)
 }
 
+/// A subscriber app answering `subscriptions`, behind its sidecar
+/// `app_id` on `backend` (with `extra` resource files), once two topics
+/// are subscribed; and the folders its components are in.
+struct Subscribed {
+    sidecar: RunningSidecar,
+    received: Arc<Received>,
+    data: tempfile::TempDir,
+    resources: tempfile::TempDir,
+}
+
+async fn subscribed(
+    backend: &Backend,
+    app_id: &str,
+    subscriptions: Value,
+    extra: &[(&str, &str)],
+) -> Subscribed {
+    let (data, resources) = folders(backend, extra);
+    let (app, received) = start_subscriber(subscriptions).await;
+    let sidecar = RunningSidecar::start(sidecar_config(
+        backend,
+        app_id,
+        Some(app),
+        data.path(),
+        resources.path(),
+    ))
+    .await;
+    sidecar.wait_subscribed(2).await;
+    Subscribed {
+        sidecar,
+        received,
+        data,
+        resources,
+    }
+}
+
 async fn publish(sidecar: &RunningSidecar, topic: &str, data: Value) {
     let response = reqwest::Client::new()
         .post(sidecar.url(&format!("/v1.0/publish/bus/{topic}")))
@@ -299,17 +334,12 @@ async fn wait_for(received: &Received, what: &str, done: impl Fn(&Received) -> b
 /// Delivery, order, retries, DROP, 404, dead letter and a poison event
 /// that does not hold up the events behind it, on `backend`.
 async fn behaviour_suite(backend: Backend) {
-    let (data, resources) = folders(&backend, &[]);
-    let (app, received) = start_subscriber(orders_subscriptions()).await;
-    let subscriber = RunningSidecar::start(sidecar_config(
-        &backend,
-        "subscriber",
-        Some(app),
-        data.path(),
-        resources.path(),
-    ))
-    .await;
-    subscriber.wait_subscribed(2).await;
+    let Subscribed {
+        sidecar: subscriber,
+        received,
+        data,
+        resources,
+    } = subscribed(&backend, "subscriber", orders_subscriptions(), &[]).await;
     // In-memory events stay in one sidecar; a broker carries them from
     // another app's sidecar.
     let other_publisher = match backend {
@@ -599,17 +629,15 @@ spec:
   route: /never
 scopes: [someone-else]
 ";
-    let (data, resources) = folders(&Backend::Memory, &[("subscriptions.yaml", subscriptions)]);
-    let (app, received) = start_subscriber(json!([])).await;
-    let sidecar = RunningSidecar::start(sidecar_config(
+    let Subscribed {
+        sidecar, received, ..
+    } = subscribed(
         &Backend::Memory,
         "declared",
-        Some(app),
-        data.path(),
-        resources.path(),
-    ))
+        json!([]),
+        &[("subscriptions.yaml", subscriptions)],
+    )
     .await;
-    sidecar.wait_subscribed(2).await;
     let metadata = get_json(sidecar.url("/v1.0/metadata")).await;
     let listed: Vec<(&str, &str)> = metadata["subscriptions"]
         .as_array()
@@ -882,22 +910,16 @@ async fn nothing_lost(backend: Backend) {
 /// delivers, DROP drops, RETRY or no status retries it (in a smaller
 /// batch), and after the last retry it is dead-lettered.
 async fn bulk_suite(backend: Backend) {
-    let (data, resources) = folders(&backend, &[]);
-    let (app, received) = start_subscriber(json!([
+    let subscriptions = json!([
         {"pubsubname": "bus", "topic": "orders", "route": "/orders", "deadLetterTopic": "dead",
          "bulkSubscribe": {"enabled": true, "maxMessagesCount": 10, "maxAwaitDurationMs": 200}},
         {"pubsubname": "bus", "topic": "dead", "route": "/dead"},
-    ]))
-    .await;
-    let subscriber = RunningSidecar::start(sidecar_config(
-        &backend,
-        "subscriber",
-        Some(app),
-        data.path(),
-        resources.path(),
-    ))
-    .await;
-    subscriber.wait_subscribed(2).await;
+    ]);
+    let Subscribed {
+        sidecar: subscriber,
+        received,
+        ..
+    } = subscribed(&backend, "subscriber", subscriptions, &[]).await;
     let entries: Vec<Value> = (1..=25)
         .map(|n| {
             let action = match n {
@@ -1011,17 +1033,9 @@ async fn redis_bulk_subscribe() {
 async fn publishing_over_grpc() {
     use dapr::dapr::proto::runtime::v1 as pb;
     use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
-    let (data, resources) = folders(&Backend::Memory, &[]);
-    let (app, received) = start_subscriber(orders_subscriptions()).await;
-    let sidecar = RunningSidecar::start(sidecar_config(
-        &Backend::Memory,
-        "grpc-pub",
-        Some(app),
-        data.path(),
-        resources.path(),
-    ))
-    .await;
-    sidecar.wait_subscribed(2).await;
+    let Subscribed {
+        sidecar, received, ..
+    } = subscribed(&Backend::Memory, "grpc-pub", orders_subscriptions(), &[]).await;
     let mut dapr = DaprClient::connect(format!("http://{}", sidecar.grpc_address))
         .await
         .unwrap();
