@@ -1,4 +1,6 @@
-//! Delivering a subscription's events to the app, at least once.
+//! Delivering a subscription's events to the app, at least once, one event
+//! per request ([`super::bulk_delivery`] delivers them in batches, with
+//! the retries and dead letters of this module).
 //!
 //! Each event is `POST`ed to the subscription's route as a CloudEvent
 //! (`application/cloudevents+json`). The app's answer decides:

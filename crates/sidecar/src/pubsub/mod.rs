@@ -17,8 +17,10 @@
 //! [`Broker::subscribe`] yields a topic's events in order as [`Message`]s,
 //! each acknowledged ([`Message::ack`]) once the sidecar is done with it.
 //! A message dropped without an ack is redelivered by brokers that can.
-//! Everything Dapr adds (CloudEvents, routes, retries, dead letters) is in
-//! [`ops`] and [`delivery`], the same for every broker.
+//! Everything Dapr adds (CloudEvents, routes, retries, dead letters, bulk
+//! subscribe) is in [`ops`], [`delivery`] and [`bulk_delivery`], the same
+//! for every broker. [`Broker::publish_many`] lets a broker publish a bulk
+//! publish's entries in one round trip.
 //!
 //! A new broker is one module plus one line in [`open`].
 //!
