@@ -206,8 +206,8 @@ pub(crate) fn cloud_event(
         }
         serde_json::to_vec(&event)
     } else {
-        // The usual case, written straight from its parts, in the order
-        // daprd writes them: JSON data is checked, not parsed into a tree.
+        // The usual case, written straight from its parts: JSON data is
+        // checked, not parsed into a tree.
         let mut event = JsonObject::with_capacity(publication.data.len() + 512);
         event
             .string("id", &new_event_id())
