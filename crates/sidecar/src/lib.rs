@@ -73,6 +73,7 @@ use tower_http::trace::TraceLayer;
 
 pub use args::{SidecarArgs, SidecarConfig};
 
+use dapr::dapr::proto::runtime::v1::app_callback_alpha_client::AppCallbackAlphaClient;
 use dapr::dapr::proto::runtime::v1::app_callback_client::AppCallbackClient;
 use dapr::dapr::proto::runtime::v1::app_callback_health_check_client::AppCallbackHealthCheckClient;
 
@@ -117,6 +118,9 @@ pub struct Sidecar {
     extended: Mutex<HashMap<String, String>>,
     /// The app's `AppCallback` service, when `--app-protocol grpc`.
     app_callback: Option<AppCallbackClient<tonic::transport::Channel>>,
+    /// Its `AppCallbackAlpha` service (bulk events to apps written
+    /// against daprd's older API).
+    app_callback_alpha: Option<AppCallbackAlphaClient<tonic::transport::Channel>>,
     /// The app's `AppCallbackHealthCheck` service, when `--app-protocol grpc`.
     app_health_client: Option<AppCallbackHealthCheckClient<tonic::transport::Channel>>,
     /// Whether the app may be sent work ([`app_health`]).
@@ -227,6 +231,9 @@ impl Sidecar {
         let app_callback = app_channel.clone().map(|channel| {
             AppCallbackClient::new(channel).max_decoding_message_size(config.max_body_size)
         });
+        let app_callback_alpha = app_channel.clone().map(|channel| {
+            AppCallbackAlphaClient::new(channel).max_decoding_message_size(config.max_body_size)
+        });
         let app_health_client = app_channel.map(AppCallbackHealthCheckClient::new);
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -252,6 +259,7 @@ impl Sidecar {
             h2_client,
             extended: Mutex::new(HashMap::new()),
             app_callback,
+            app_callback_alpha,
             app_health_client,
             app_healthy,
             pubsubs,

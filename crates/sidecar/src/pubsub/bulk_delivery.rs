@@ -13,6 +13,9 @@
 //!  "topic": "…", "type": "com.dapr.event.sent.bulk"}
 //! ```
 //!
+//! (A gRPC app gets the batch through `OnBulkTopicEvent`, with the
+//! entries' statuses in its answer: [`super::app_callback`].)
+//!
 //! The app answers `{"statuses": [{"entryId": "…", "status": "…"}]}`:
 //!
 //! | answer | outcome |
@@ -41,6 +44,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::Message;
+use super::app_callback::Verdict;
 use super::delivery::{Backoff, CloudEvent, DROP, RETRY, SUCCESS, envelope, give_up, post_to_app};
 use super::json_object::JsonObject;
 use super::ops::new_event_id;
@@ -241,9 +245,27 @@ async fn attempt(
             KeyValue::new("messaging.batch.message_count", entries.len() as i64),
         ],
     );
-    let body = bulk_envelope(subscription, &entries);
-    let answer = post_to_app(sidecar, subscription, "application/json", body, &trace).await;
-    let verdicts = verdicts(subscription, &entries, answer);
+    let verdicts = match &sidecar.app_callback {
+        Some(app) => {
+            let sent: Vec<(&str, &CloudEvent)> = entries
+                .iter()
+                .map(|entry| (entry.entry_id.as_str(), &entry.event))
+                .collect();
+            super::app_callback::on_bulk_topic_event(
+                sidecar,
+                app.clone(),
+                subscription,
+                &sent,
+                &trace,
+            )
+            .await
+        }
+        None => {
+            let body = bulk_envelope(subscription, &entries);
+            let answer = post_to_app(sidecar, subscription, "application/json", body, &trace).await;
+            verdicts(subscription, &entries, answer)
+        }
+    };
     let elapsed = started.elapsed();
     let mut retry = Vec::new();
     let mut reason = String::new();
@@ -294,8 +316,8 @@ fn verdicts(
     subscription: &Subscription,
     entries: &[Entry],
     answer: Result<(axum::http::StatusCode, bytes::Bytes), String>,
-) -> Vec<Result<&'static str, String>> {
-    let all = |verdict: Result<&'static str, String>| vec![verdict; entries.len()];
+) -> Vec<Verdict> {
+    let all = |verdict: Verdict| vec![verdict; entries.len()];
     let (status, body) = match answer {
         Ok(answer) => answer,
         Err(reason) => return all(Err(reason)),

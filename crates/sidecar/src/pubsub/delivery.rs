@@ -3,7 +3,9 @@
 //! the retries and dead letters of this module).
 //!
 //! Each event is `POST`ed to the subscription's route as a CloudEvent
-//! (`application/cloudevents+json`). The app's answer decides:
+//! (`application/cloudevents+json`), or, for a gRPC app, sent with
+//! `OnTopicEvent` ([`super::app_callback`], whose table says what its
+//! answers decide). An HTTP app's answer decides:
 //!
 //! | answer | outcome |
 //! |---|---|
@@ -36,6 +38,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::Message;
+use super::app_callback::Verdict;
 use super::ops::{event_data, new_event_id};
 use super::subscriptions::Subscription;
 use crate::Sidecar;
@@ -107,6 +110,7 @@ async fn deliver(
 /// An event as the app gets it: the CloudEvent's JSON text as the broker
 /// held it (checked, but not parsed into a tree and written out again),
 /// and the fields the sidecar reads.
+#[derive(Default)]
 pub(crate) struct CloudEvent {
     /// The CloudEvent, as JSON text.
     pub json: String,
@@ -251,36 +255,53 @@ async fn deliver_once(
     (attempt, process_status)
 }
 
-/// One `POST` of `event` to the app, carrying `trace`.
+/// One delivery of `event` to the app, carrying `trace`: a `POST`, or
+/// `OnTopicEvent` to a gRPC app ([`super::app_callback`]).
 async fn deliver_to_app(
     sidecar: &Sidecar,
     subscription: &Subscription,
     event: &CloudEvent,
     trace: &TraceContext,
 ) -> (Attempt, &'static str) {
-    let id = event.id.as_str();
     if event.expired() {
-        tracing::warn!(topic = %subscription.topic, id, "event expired before delivery; dropped");
+        tracing::warn!(topic = %subscription.topic, id = %event.id, "event expired before delivery; dropped");
         return (Attempt::Done, DROP);
     }
-    let (status, body) = match post_to_app(
+    let verdict = match &sidecar.app_callback {
+        Some(app) => {
+            super::app_callback::on_topic_event(sidecar, app.clone(), subscription, event, trace)
+                .await
+        }
+        None => post_event(sidecar, subscription, event, trace).await,
+    };
+    match verdict {
+        Ok(process_status) => (Attempt::Done, process_status),
+        Err(reason) => (Attempt::Retry(reason), RETRY),
+    }
+}
+
+/// One `POST` of `event` to the app, and what the app's answer decides.
+async fn post_event(
+    sidecar: &Sidecar,
+    subscription: &Subscription,
+    event: &CloudEvent,
+    trace: &TraceContext,
+) -> Verdict {
+    let id = event.id.as_str();
+    let (status, body) = post_to_app(
         sidecar,
         subscription,
         "application/cloudevents+json",
         event.json.clone().into_bytes(),
         trace,
     )
-    .await
-    {
-        Ok(answer) => answer,
-        Err(reason) => return (Attempt::Retry(reason), RETRY),
-    };
+    .await?;
     if status == axum::http::StatusCode::NOT_FOUND {
         tracing::error!(topic = %subscription.topic, route = %subscription.route, id, "the app answered 404 to an event: dropped, as daprd does");
-        return (Attempt::Done, DROP);
+        return Ok(DROP);
     }
     if !status.is_success() {
-        return (Attempt::Retry(format!("the app answered {status}")), RETRY);
+        return Err(format!("the app answered {status}"));
     }
     let verdict = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
         v.get("status")
@@ -288,16 +309,13 @@ async fn deliver_to_app(
             .map(str::to_uppercase)
     });
     match verdict.as_deref() {
-        None | Some("SUCCESS") | Some("") => (Attempt::Done, SUCCESS),
+        None | Some("SUCCESS") | Some("") => Ok(SUCCESS),
         Some("DROP") => {
             tracing::warn!(topic = %subscription.topic, id, "the app dropped an event");
-            (Attempt::Done, DROP)
+            Ok(DROP)
         }
-        Some("RETRY") => (Attempt::Retry("the app asked to retry".into()), RETRY),
-        Some(other) => (
-            Attempt::Retry(format!("the app answered unknown status {other}")),
-            RETRY,
-        ),
+        Some("RETRY") => Err("the app asked to retry".into()),
+        Some(other) => Err(format!("the app answered unknown status {other}")),
     }
 }
 

@@ -19,7 +19,7 @@
 //! A message dropped without an ack is redelivered by brokers that can.
 //! Everything Dapr adds (CloudEvents, routes, retries, dead letters, bulk
 //! subscribe) is in [`ops`], [`delivery`] and [`bulk_delivery`], the same
-//! for every broker. [`Broker::publish_many`] lets a broker publish a bulk
+//! for every broker; [`app_callback`] delivers to gRPC apps. [`Broker::publish_many`] lets a broker publish a bulk
 //! publish's entries in one round trip.
 //!
 //! A new broker is one module plus one line in [`open`].
@@ -30,6 +30,7 @@
 //! ([`PubsubComponent::open_or_embedded`]).
 
 pub mod api;
+pub(crate) mod app_callback;
 pub(crate) mod bulk_delivery;
 pub(crate) mod delivery;
 pub mod jetstream;

@@ -250,7 +250,7 @@ fn essence(content_type: &str) -> String {
 }
 
 /// Whether `content_type` is JSON (`*/json`, `*+json`).
-fn is_json(content_type: &str) -> bool {
+pub(crate) fn is_json(content_type: &str) -> bool {
     let essence = essence(content_type);
     essence.ends_with("/json") || essence.ends_with("+json")
 }

@@ -3,9 +3,10 @@
 //! - **Declarative:** `kind: Subscription` documents in the resources
 //!   folders, `dapr.io/v2alpha1` (`routes: {rules, default}`) or
 //!   `dapr.io/v1alpha1` (`route`), with `scopes`.
-//! - **Programmatic:** the app's answer to `GET /dapr/subscribe`, read once
-//!   the app answers and again each time it becomes healthy (a 404 means
-//!   none).
+//! - **Programmatic:** the app's answer to `GET /dapr/subscribe` (a 404
+//!   means none), or a gRPC app's to `ListTopicSubscriptions`
+//!   ([`super::app_callback`]), read once the app answers and again each
+//!   time it becomes healthy.
 //!
 //! Both have `pubsubname`, `topic`, `deadLetterTopic`, `metadata` (such
 //! as `rawPayload`) and `bulkSubscribe` (`enabled`, `maxMessagesCount`
@@ -27,6 +28,8 @@ use std::time::Duration;
 use axum::body::Body;
 use serde::Deserialize;
 use serde_json::Value;
+
+use dapr::dapr::proto::runtime::v1 as pb;
 
 use crate::Sidecar;
 use crate::components::{ComponentError, documents_of_kind, yaml_text};
@@ -162,9 +165,19 @@ struct WrittenRule {
     path: String,
 }
 
+/// How a subscription's route is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Routes {
+    /// An HTTP path: one is needed, and it starts with `/`.
+    Paths,
+    /// A gRPC app's `path`, passed back to it in `OnTopicEvent` as
+    /// written; empty when none is set, as daprd does.
+    AsWritten,
+}
+
 impl Written {
     /// The subscription, or why it is refused.
-    fn resolve(self, kind: SubscriptionKind) -> Result<Subscription, String> {
+    fn resolve(self, kind: SubscriptionKind, routes_are: Routes) -> Result<Subscription, String> {
         let routes = self.routes.unwrap_or_default();
         let mut catch_all = None;
         for rule in routes.rules {
@@ -180,17 +193,21 @@ impl Written {
                 );
             }
         }
-        let route = routes
-            .default
-            .or(self.route)
-            .or(catch_all)
-            .filter(|r| !r.trim().is_empty())
-            .ok_or_else(|| {
-                format!(
+        let given = |route: Option<String>| route.filter(|r| !r.trim().is_empty());
+        let written = given(routes.default)
+            .or(given(self.route))
+            .or(given(catch_all));
+        let route = match (written, routes_are) {
+            (Some(route), Routes::Paths) => format!("/{}", route.trim_start_matches('/')),
+            (Some(route), Routes::AsWritten) => route,
+            (None, Routes::AsWritten) => String::new(),
+            (None, Routes::Paths) => {
+                return Err(format!(
                     "subscription to {}/{} has no route its events can go to (a default route is needed beside `match` rules)",
                     self.pubsubname, self.topic
-                )
-            })?;
+                ));
+            }
+        };
         if self.pubsubname.is_empty() || self.topic.is_empty() {
             return Err("a subscription needs pubsubname and topic".into());
         }
@@ -212,7 +229,7 @@ impl Written {
         Ok(Subscription {
             pubsub_name: self.pubsubname,
             topic: self.topic,
-            route: format!("/{}", route.trim_start_matches('/')),
+            route,
             dead_letter_topic: self.dead_letter_topic.filter(|t| !t.is_empty()),
             metadata,
             kind,
@@ -248,7 +265,7 @@ pub fn load_declarative(
             serde_yaml::from_value(spec).map_err(|e| invalid(format!("Subscription: {e}")))?;
         subscriptions.push(
             written
-                .resolve(SubscriptionKind::Declarative)
+                .resolve(SubscriptionKind::Declarative, Routes::Paths)
                 .map_err(invalid)?,
         );
     }
@@ -261,16 +278,64 @@ pub fn parse_programmatic(body: &[u8]) -> Result<Vec<Subscription>, String> {
     let written: Vec<Written> = serde_json::from_slice(body).map_err(|e| {
         format!("GET /dapr/subscribe answered something else than a list of subscriptions: {e}")
     })?;
-    Ok(written
+    Ok(resolve_programmatic(written, Routes::Paths))
+}
+
+/// The subscriptions in a gRPC app's `ListTopicSubscriptions` answer;
+/// refused ones are logged and left out. A count or duration of 0 in
+/// `bulk_subscribe` means daprd's default, as protobuf cannot tell it
+/// from unset.
+pub fn parse_app_callback(answer: pb::ListTopicSubscriptionsResponse) -> Vec<Subscription> {
+    let written = answer.subscriptions.into_iter().map(|s| {
+        let routes = s.routes.unwrap_or_default();
+        let set = |n: i32| (n != 0).then_some(i64::from(n));
+        Written {
+            pubsubname: s.pubsub_name,
+            topic: s.topic,
+            route: None,
+            routes: Some(WrittenRoutes {
+                rules: routes
+                    .rules
+                    .into_iter()
+                    .map(|rule| WrittenRule {
+                        condition: rule.r#match,
+                        path: rule.path,
+                    })
+                    .collect(),
+                default: Some(routes.default),
+            }),
+            dead_letter_topic: Some(s.dead_letter_topic),
+            metadata: s
+                .metadata
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+            bulk_subscribe: s.bulk_subscribe.map(|bulk| WrittenBulk {
+                enabled: bulk.enabled,
+                max_messages_count: set(bulk.max_messages_count),
+                max_await_duration_ms: set(bulk.max_await_duration_ms),
+            }),
+        }
+    });
+    resolve_programmatic(written, Routes::AsWritten)
+}
+
+fn resolve_programmatic(
+    written: impl IntoIterator<Item = Written>,
+    routes: Routes,
+) -> Vec<Subscription> {
+    written
         .into_iter()
-        .filter_map(|w| match w.resolve(SubscriptionKind::Programmatic) {
-            Ok(subscription) => Some(subscription),
-            Err(reason) => {
-                tracing::error!(%reason, "subscription refused");
-                None
-            }
-        })
-        .collect())
+        .filter_map(
+            |w| match w.resolve(SubscriptionKind::Programmatic, routes) {
+                Ok(subscription) => Some(subscription),
+                Err(reason) => {
+                    tracing::error!(%reason, "subscription refused");
+                    None
+                }
+            },
+        )
+        .collect()
 }
 
 /// How often the sidecar asks an app that does not answer yet for its
@@ -282,34 +347,11 @@ impl Sidecar {
     /// the sidecar stops: `None`).
     async fn ask_app_subscriptions(&self) -> Option<Vec<Subscription>> {
         let port = self.config.app_port?;
-        if self.config.app_protocol != crate::args::AppProtocol::Http {
-            return Some(Vec::new());
-        }
         let mut warned = false;
         loop {
-            let request =
-                axum::http::Request::get(format!("http://127.0.0.1:{port}/dapr/subscribe"))
-                    .body(Body::empty())
-                    .ok()?;
-            let answer = match self.client.request(request).await {
-                Ok(response) if response.status() == axum::http::StatusCode::NOT_FOUND => {
-                    return Some(Vec::new());
-                }
-                Ok(response) if response.status().is_success() => {
-                    use http_body_util::BodyExt;
-                    match http_body_util::Limited::new(response.into_body(), 1 << 20)
-                        .collect()
-                        .await
-                    {
-                        Ok(body) => parse_programmatic(&body.to_bytes()),
-                        Err(e) => Err(format!("cannot read GET /dapr/subscribe: {e}")),
-                    }
-                }
-                Ok(response) => Err(format!(
-                    "GET /dapr/subscribe answered {}",
-                    response.status()
-                )),
-                Err(e) => Err(format!("the app does not answer yet: {e}")),
+            let answer = match &self.app_callback {
+                Some(app) => super::app_callback::list_subscriptions(app.clone()).await,
+                None => self.get_app_subscriptions(port).await,
             };
             match answer {
                 Ok(subscriptions) => return Some(subscriptions),
@@ -323,6 +365,33 @@ impl Sidecar {
                 () = self.shutdown_was_requested() => return None,
                 () = tokio::time::sleep(ASK_AGAIN) => {}
             }
+        }
+    }
+
+    /// The HTTP app's answer to `GET /dapr/subscribe` (a 404 means none).
+    async fn get_app_subscriptions(&self, port: u16) -> Result<Vec<Subscription>, String> {
+        let request = axum::http::Request::get(format!("http://127.0.0.1:{port}/dapr/subscribe"))
+            .body(Body::empty())
+            .map_err(|e| e.to_string())?;
+        match self.client.request(request).await {
+            Ok(response) if response.status() == axum::http::StatusCode::NOT_FOUND => {
+                Ok(Vec::new())
+            }
+            Ok(response) if response.status().is_success() => {
+                use http_body_util::BodyExt;
+                match http_body_util::Limited::new(response.into_body(), 1 << 20)
+                    .collect()
+                    .await
+                {
+                    Ok(body) => parse_programmatic(&body.to_bytes()),
+                    Err(e) => Err(format!("cannot read GET /dapr/subscribe: {e}")),
+                }
+            }
+            Ok(response) => Err(format!(
+                "GET /dapr/subscribe answered {}",
+                response.status()
+            )),
+            Err(e) => Err(format!("the app does not answer yet: {e}")),
         }
     }
 

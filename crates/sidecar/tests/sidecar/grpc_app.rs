@@ -1,7 +1,9 @@
 //! gRPC apps (`--app-protocol grpc`): a real tonic `AppCallback` server,
 //! invoked by app id from an HTTP caller and from a gRPC caller, each
-//! through two sidecars, and probed for health; and a plain gRPC service
-//! (`grpc.health.v1.Health`) reached through the sidecars' gRPC proxy.
+//! through two sidecars, probed for health, and subscribed to pub/sub
+//! topics (`ListTopicSubscriptions`, `OnTopicEvent`, `OnBulkTopicEvent`);
+//! and a plain gRPC service (`grpc.health.v1.Health`) reached through the
+//! sidecars' gRPC proxy.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +13,9 @@ use std::time::Duration;
 use dapr::dapr::proto::common::v1 as common;
 use dapr::dapr::proto::common::v1::http_extension::Verb;
 use dapr::dapr::proto::runtime::v1 as pb;
+use dapr::dapr::proto::runtime::v1::app_callback_alpha_server::{
+    AppCallbackAlpha, AppCallbackAlphaServer,
+};
 use dapr::dapr::proto::runtime::v1::app_callback_health_check_server::{
     AppCallbackHealthCheck, AppCallbackHealthCheckServer,
 };
@@ -28,12 +33,47 @@ use tonic_health::pb::health_check_response::ServingStatus as Answered;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::server::HealthReporter;
 
-/// Answers `OnInvoke` with JSON describing what it received; every other
-/// callback is not used by these tests.
-struct EchoApp;
+/// What the gRPC app received through pub/sub: each event (with its
+/// `dapr-api-token` metadata) and each batch, in order.
+#[derive(Default)]
+struct Received {
+    events: Mutex<Vec<(pb::TopicEventRequest, Option<String>)>>,
+    batches: Mutex<Vec<pb::TopicEventBulkRequest>>,
+    /// Ids of events answered RETRY once already.
+    retried: Mutex<std::collections::HashSet<String>>,
+}
+
+/// The gRPC app: answers `OnInvoke` with JSON describing what it
+/// received; subscribes (`ListTopicSubscriptions`) to `bus/orders` (no
+/// path, dead letters to `orders-dead`), `bus/orders-dead` (path `dead`),
+/// `bus/batched` (bulk, 5 per batch, path `/batched`) and
+/// `bus/batched-alpha` (bulk with daprd's defaults, path `/alpha`, served
+/// only by `AppCallbackAlpha`); and answers each event as its data's
+/// `answer` asks ([`GrpcApp::answer`]).
+struct GrpcApp(Arc<Received>);
+
+impl GrpcApp {
+    /// The status for an event whose JSON data asks for `answer`:
+    /// `retry-once` (RETRY the first time), `retry`, `drop`, or
+    /// `unimplemented` (`Err`); SUCCESS otherwise.
+    fn answer(&self, id: &str, data: &[u8]) -> Result<i32, Status> {
+        use pb::topic_event_response::TopicEventResponseStatus as Answer;
+        let data: Value = serde_json::from_slice(data).unwrap_or_default();
+        let answer = match data["answer"].as_str() {
+            Some("retry-once") if self.0.retried.lock().unwrap().insert(id.to_string()) => {
+                Answer::Retry
+            }
+            Some("retry") => Answer::Retry,
+            Some("drop") => Answer::Drop,
+            Some("unimplemented") => return Err(Status::unimplemented("no handler")),
+            _ => Answer::Success,
+        };
+        Ok(answer.into())
+    }
+}
 
 #[tonic::async_trait]
-impl AppCallback for EchoApp {
+impl AppCallback for GrpcApp {
     async fn on_invoke(
         &self,
         request: Request<common::InvokeRequest>,
@@ -69,14 +109,55 @@ impl AppCallback for EchoApp {
         &self,
         _: Request<()>,
     ) -> Result<Response<pb::ListTopicSubscriptionsResponse>, Status> {
-        Ok(Response::new(Default::default()))
+        let subscription = |topic: &str, path: &str| pb::TopicSubscription {
+            pubsub_name: "bus".into(),
+            topic: topic.into(),
+            routes: Some(pb::TopicRoutes {
+                rules: Vec::new(),
+                default: path.into(),
+            }),
+            ..Default::default()
+        };
+        Ok(Response::new(pb::ListTopicSubscriptionsResponse {
+            subscriptions: vec![
+                pb::TopicSubscription {
+                    dead_letter_topic: "orders-dead".into(),
+                    routes: None,
+                    ..subscription("orders", "")
+                },
+                subscription("orders-dead", "dead"),
+                pb::TopicSubscription {
+                    bulk_subscribe: Some(pb::BulkSubscribeConfig {
+                        enabled: true,
+                        max_messages_count: 5,
+                        max_await_duration_ms: 20,
+                    }),
+                    ..subscription("batched", "/batched")
+                },
+                pb::TopicSubscription {
+                    bulk_subscribe: Some(pb::BulkSubscribeConfig {
+                        enabled: true,
+                        ..Default::default()
+                    }),
+                    ..subscription("batched-alpha", "/alpha")
+                },
+            ],
+        }))
     }
 
     async fn on_topic_event(
         &self,
-        _: Request<pb::TopicEventRequest>,
+        request: Request<pb::TopicEventRequest>,
     ) -> Result<Response<pb::TopicEventResponse>, Status> {
-        Err(Status::unimplemented("OnTopicEvent"))
+        let token = request
+            .metadata()
+            .get("dapr-api-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let event = request.into_inner();
+        self.0.events.lock().unwrap().push((event.clone(), token));
+        let status = self.answer(&event.id, &event.data)?;
+        Ok(Response::new(pb::TopicEventResponse { status }))
     }
 
     async fn list_input_bindings(
@@ -95,9 +176,13 @@ impl AppCallback for EchoApp {
 
     async fn on_bulk_topic_event(
         &self,
-        _: Request<pb::TopicEventBulkRequest>,
+        request: Request<pb::TopicEventBulkRequest>,
     ) -> Result<Response<pb::TopicEventBulkResponse>, Status> {
-        Err(Status::unimplemented("OnBulkTopicEvent"))
+        let batch = request.into_inner();
+        if batch.path == "/alpha" {
+            return Err(Status::unimplemented("only in AppCallbackAlpha"));
+        }
+        self.bulk(batch)
     }
 
     async fn on_job_event(
@@ -105,6 +190,50 @@ impl AppCallback for EchoApp {
         _: Request<pb::JobEventRequest>,
     ) -> Result<Response<pb::JobEventResponse>, Status> {
         Err(Status::unimplemented("OnJobEvent"))
+    }
+}
+
+/// daprd's older bulk call, which apps written against it implement
+/// instead of `AppCallback.OnBulkTopicEvent` (here: for path `/alpha`).
+#[tonic::async_trait]
+impl AppCallbackAlpha for GrpcApp {
+    async fn on_bulk_topic_event_alpha1(
+        &self,
+        request: Request<pb::TopicEventBulkRequest>,
+    ) -> Result<Response<pb::TopicEventBulkResponse>, Status> {
+        self.bulk(request.into_inner())
+    }
+
+    async fn on_job_event_alpha1(
+        &self,
+        _: Request<pb::JobEventRequest>,
+    ) -> Result<Response<pb::JobEventResponse>, Status> {
+        Err(Status::unimplemented("OnJobEventAlpha1"))
+    }
+}
+
+impl GrpcApp {
+    /// Records a batch and answers each entry as [`GrpcApp::answer`] says.
+    fn bulk(
+        &self,
+        batch: pb::TopicEventBulkRequest,
+    ) -> Result<Response<pb::TopicEventBulkResponse>, Status> {
+        use pb::topic_event_bulk_request_entry::Event;
+        self.0.batches.lock().unwrap().push(batch.clone());
+        let statuses = batch
+            .entries
+            .iter()
+            .map(|entry| {
+                let Some(Event::CloudEvent(event)) = &entry.event else {
+                    panic!("an entry without a CloudEvent: {entry:?}");
+                };
+                pb::TopicEventBulkResponseEntry {
+                    entry_id: entry.entry_id.clone(),
+                    status: self.answer(&event.id, &event.data).unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::TopicEventBulkResponse { statuses }))
     }
 }
 
@@ -125,26 +254,28 @@ impl AppCallbackHealthCheck for HealthFlag {
     }
 }
 
-/// Starts the gRPC app on a port of its own; returns its address and the
-/// flag its health check answers from (set).
-async fn start_grpc_app() -> (SocketAddr, Arc<AtomicBool>) {
+/// Starts the gRPC app on a port of its own; returns its address, the
+/// flag its health check answers from (set), and what it receives.
+async fn start_grpc_app() -> (SocketAddr, Arc<AtomicBool>, Arc<Received>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let healthy = Arc::new(AtomicBool::new(true));
+    let received = Arc::new(Received::default());
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(AppCallbackServer::new(EchoApp))
+            .add_service(AppCallbackServer::new(GrpcApp(received.clone())))
+            .add_service(AppCallbackAlphaServer::new(GrpcApp(received.clone())))
             .add_service(AppCallbackHealthCheckServer::new(HealthFlag(
                 healthy.clone(),
             )))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
-    (address, healthy)
+    (address, healthy, received)
 }
 
 /// The gRPC app behind its sidecar (`grpc-app`), and a caller's sidecar.
 async fn start_pair(data: &std::path::Path) -> (RunningSidecar, RunningSidecar) {
-    let (app, _) = start_grpc_app().await;
+    let (app, _, _) = start_grpc_app().await;
     let mut target = config("grpc-app", Some(app.port()), data);
     target.app_protocol = AppProtocol::Grpc;
     target.app_api_token = Some("app-secret".into());
@@ -427,7 +558,7 @@ async fn invoke_until(sidecar: &RunningSidecar, app_id: &str, healthy: bool) {
 #[tokio::test]
 async fn a_grpc_app_that_fails_its_health_check_gets_no_invocations_until_it_recovers() {
     let data = tempfile::tempdir().unwrap();
-    let (app, healthy) = start_grpc_app().await;
+    let (app, healthy, _) = start_grpc_app().await;
     let mut target = config("probed-app", Some(app.port()), data.path());
     target.app_protocol = AppProtocol::Grpc;
     target.app_health = quick_health_checks("/healthz");
@@ -477,4 +608,241 @@ async fn an_http_app_that_stops_answering_its_health_path_gets_no_invocations() 
     let _ = stop_app.send(());
     invoke_until(&target, "probed-http-app", false).await;
     target.stop().await;
+}
+
+/// A gRPC app subscribes as daprd lets it: the sidecar reads its
+/// subscriptions with `ListTopicSubscriptions` and delivers through
+/// `OnTopicEvent` (each CloudEvent attribute in its field or in
+/// `extensions`, the app's token as metadata) and, for a bulk
+/// subscription, `OnBulkTopicEvent` (or `OnBulkTopicEventAlpha1` where the
+/// app implements only that). SUCCESS, RETRY, DROP and
+/// `UNIMPLEMENTED` decide as they do in daprd, and an event the app never
+/// takes reaches the dead-letter topic's path.
+#[tokio::test]
+async fn a_grpc_app_subscribes_and_gets_events_through_app_callback() {
+    let resources = TestResources::new();
+    std::fs::write(
+        resources.resources.path().join("pubsub.yaml"),
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: bus\n\
+         spec:\n  type: pubsub.in-memory\n  version: v1\n",
+    )
+    .unwrap();
+    let (app, _, received) = start_grpc_app().await;
+    let mut config = resources.config("grpc-sub", Some(app.port()));
+    config.app_protocol = AppProtocol::Grpc;
+    config.app_api_token = Some("app-secret".into());
+    config.pubsub_retry = sidecar::args::RetryPolicy {
+        max_retries: 2,
+        backoff: Duration::from_millis(10),
+    };
+    let sidecar = RunningSidecar::start(config).await;
+    sidecar.wait_subscribed(4).await;
+    let metadata = get_json(sidecar.url("/v1.0/metadata")).await;
+    let mut subscribed: Vec<(String, String)> = metadata["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["topic"].as_str().unwrap().to_string(),
+                s["type"].to_string(),
+            )
+        })
+        .collect();
+    subscribed.sort();
+    assert_eq!(
+        subscribed,
+        [
+            ("batched".to_string(), "\"PROGRAMMATIC\"".to_string()),
+            ("batched-alpha".into(), "\"PROGRAMMATIC\"".into()),
+            ("orders".into(), "\"PROGRAMMATIC\"".into()),
+            ("orders-dead".into(), "\"PROGRAMMATIC\"".into()),
+        ]
+    );
+
+    let client = reqwest::Client::new();
+    let publish = |topic: &str, content_type: &str, body: String| {
+        client
+            .post(sidecar.url(&format!("/v1.0/publish/bus/{topic}")))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    for (n, answer) in [
+        (1, "success"),
+        (2, "retry-once"),
+        (3, "drop"),
+        (4, "retry"),
+        (5, "unimplemented"),
+    ] {
+        let body = json!({"n": n, "answer": answer}).to_string();
+        let response = publish("orders", "application/json", body).await.unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    let response = publish("orders", "text/plain", "plain words".into())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    for n in 0..12 {
+        let answer = if n == 7 { "retry-once" } else { "success" };
+        let body = json!({"n": n, "answer": answer}).to_string();
+        let response = publish("batched", "application/json", body).await.unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    for n in 100..103 {
+        let body = json!({ "n": n }).to_string();
+        let response = publish("batched-alpha", "application/json", body)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+    }
+
+    // n=2 comes twice, n=4 three times (then to the dead-letter path);
+    // everything else once.
+    let deliveries = |n: i64| {
+        received
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(e, _)| {
+                e.topic == "orders"
+                    && serde_json::from_slice::<Value>(&e.data)
+                        .ok()
+                        .map(|d| d["n"].clone())
+                        == Some(json!(n))
+            })
+            .count()
+    };
+    let dead_lettered = || {
+        received
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(e, _)| e.topic == "orders-dead")
+            .map(|(e, _)| e.clone())
+            .collect::<Vec<_>>()
+    };
+    let batched_entries = |topic: &str| {
+        received
+            .batches
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| b.topic == topic)
+            .map(|b| b.entries.len())
+            .sum::<usize>()
+    };
+    test_support::wait_until(
+        "every event has had its answer",
+        Duration::from_secs(20),
+        || {
+            let done = deliveries(2) == 2
+                && deliveries(4) == 3
+                && dead_lettered().len() == 1
+                && batched_entries("batched") == 13
+                && batched_entries("batched-alpha") == 3;
+            async move { done }
+        },
+    )
+    .await;
+    assert_eq!(
+        [1, 3, 5].map(deliveries),
+        [1, 1, 1],
+        "SUCCESS, DROP and UNIMPLEMENTED are not retried"
+    );
+
+    let events = received.events.lock().unwrap().clone();
+    let (first, token) = events
+        .iter()
+        .find(|(e, _)| e.topic == "orders")
+        .unwrap()
+        .clone();
+    assert_eq!(token.as_deref(), Some("app-secret"));
+    assert!(!first.id.is_empty());
+    assert_eq!(
+        (
+            first.source.as_str(),
+            first.r#type.as_str(),
+            first.spec_version.as_str(),
+            first.data_content_type.as_str(),
+            first.pubsub_name.as_str(),
+            first.path.as_str(),
+        ),
+        (
+            "grpc-sub",
+            "com.dapr.event.sent",
+            "1.0",
+            "application/json",
+            "bus",
+            ""
+        )
+    );
+    let data: Value = serde_json::from_slice(&first.data).unwrap();
+    assert_eq!(data, json!({"n": 1, "answer": "success"}));
+    let extensions = first.extensions.unwrap().fields;
+    for name in ["topic", "pubsubname", "traceid", "traceparent", "time"] {
+        assert!(extensions.contains_key(name), "no {name} in {extensions:?}");
+    }
+    for name in ["id", "data", "specversion", "datacontenttype"] {
+        assert!(!extensions.contains_key(name), "{name} in extensions");
+    }
+    let plain = events
+        .iter()
+        .find(|(e, _)| e.data_content_type == "text/plain")
+        .unwrap();
+    assert_eq!(plain.0.data, b"plain words");
+
+    let dead = &dead_lettered()[0];
+    assert_eq!(dead.path, "dead");
+    assert_eq!(serde_json::from_slice::<Value>(&dead.data).unwrap()["n"], 4);
+
+    let batches = received.batches.lock().unwrap().clone();
+    use pb::topic_event_bulk_request_entry::Event;
+    let mut ns = Vec::new();
+    for batch in &batches {
+        if batch.topic == "batched-alpha" {
+            // Answered by `OnBulkTopicEventAlpha1`, after `OnBulkTopicEvent`
+            // said UNIMPLEMENTED.
+            assert_eq!(batch.path, "/alpha");
+            continue;
+        }
+        assert!(
+            batch.entries.len() <= 5,
+            "a batch of {}",
+            batch.entries.len()
+        );
+        assert_eq!(
+            (
+                batch.path.as_str(),
+                batch.topic.as_str(),
+                batch.pubsub_name.as_str(),
+                batch.r#type.as_str()
+            ),
+            ("/batched", "batched", "bus", "com.dapr.event.sent.bulk")
+        );
+        for entry in &batch.entries {
+            let Some(Event::CloudEvent(event)) = &entry.event else {
+                panic!("{entry:?}");
+            };
+            assert_eq!(event.data_content_type, "application/json");
+            let data: Value = serde_json::from_slice(&event.data).unwrap();
+            ns.push(data["n"].as_i64().unwrap());
+        }
+    }
+    ns.sort();
+    let mut expected: Vec<i64> = (0..12).collect();
+    expected.push(7);
+    expected.sort();
+    assert_eq!(ns, expected, "each batched event once, n=7 twice");
+
+    // The sidecar goes on serving.
+    let health = client
+        .get(sidecar.url("/v1.0/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 204);
+    sidecar.stop().await;
 }

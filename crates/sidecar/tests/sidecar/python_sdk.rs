@@ -2,22 +2,31 @@
 //! scripts/test-requirements.txt) over its default transport, gRPC:
 //! `python-sdk/conformance.py` drives a real sidecar, and invokes an HTTP
 //! app behind a second sidecar over gRPC `InvokeService`, and publishes
-//! events (`PublishEvent`).
+//! events (`PublishEvent`); and `python-sdk/grpc_app.py`, a gRPC app
+//! written with the SDK's `dapr-ext-grpc` `App`, is invoked and gets its
+//! subscriptions' events through its sidecar.
 
 use std::process::Command;
+
+use serde_json::{Value, json};
 
 use test_support::repo_path;
 use test_support::sidecar::*;
 
-#[tokio::test]
-#[ignore = "needs the Dapr Python SDK in build/test-venv (scripts/test.sh installs it and runs this)"]
-async fn the_official_dapr_python_sdk_works_over_grpc() {
+/// The test venv's Python (scripts/test.sh creates it).
+fn venv_python() -> std::path::PathBuf {
     let python = repo_path("build/test-venv/bin/python");
     assert!(
         python.is_file(),
         "{} is missing: scripts/test.sh creates it",
         python.display()
     );
+    python
+}
+
+/// Components for these tests: the state and secret stores, and an
+/// in-memory `pubsub`.
+fn resources_with_pubsub() -> TestResources {
     let resources = TestResources::new();
     std::fs::write(
         resources.resources.path().join("pubsub.yaml"),
@@ -25,6 +34,14 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
          spec:\n  type: pubsub.in-memory\n  version: v1\n",
     )
     .unwrap();
+    resources
+}
+
+#[tokio::test]
+#[ignore = "needs the Dapr Python SDK in build/test-venv (scripts/test.sh installs it and runs this)"]
+async fn the_official_dapr_python_sdk_works_over_grpc() {
+    let python = venv_python();
+    let resources = resources_with_pubsub();
     let (app, _app) = start_echo_app().await;
     let target =
         RunningSidecar::start(config("py-target", Some(app.port()), resources.data.path())).await;
@@ -55,4 +72,107 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
     assert!(stdout.contains("13 passed, 0 failed"), "{stdout}");
     caller.stop().await;
     target.stop().await;
+}
+
+/// A port nothing listens on now, for the Python app to bind.
+fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The events the Python app has written to `path`, one JSON object each.
+fn events_in(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+/// A gRPC app written as the SDK's docs write one (`dapr-ext-grpc`'s
+/// `App`, `@app.method`, `@app.subscribe` with a dead-letter topic), behind
+/// a sidecar with `--app-protocol grpc`: it is invoked by app id, and its
+/// subscriptions' events reach its handlers with their CloudEvent
+/// attributes; its RETRY, DROP and SUCCESS answers decide as in daprd.
+#[tokio::test]
+#[ignore = "needs the Dapr Python SDK in build/test-venv (scripts/test.sh installs it and runs this)"]
+async fn a_python_grpc_app_is_invoked_and_gets_its_events() {
+    let python = venv_python();
+    let resources = resources_with_pubsub();
+    let port = unused_port();
+    let events_file = resources.data.path().join("events.jsonl");
+    let _app = tokio::process::Command::new(python)
+        .arg(repo_path(
+            "crates/sidecar/tests/sidecar/python-sdk/grpc_app.py",
+        ))
+        .env("APP_PORT", port.to_string())
+        .env("EVENTS_FILE", &events_file)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the Python app");
+    let mut config = resources.config("py-grpc-app", Some(port));
+    config.app_protocol = sidecar::args::AppProtocol::Grpc;
+    config.app_api_token = Some("app-secret".into());
+    config.pubsub_retry = sidecar::args::RetryPolicy {
+        max_retries: 2,
+        backoff: std::time::Duration::from_millis(10),
+    };
+    let sidecar = RunningSidecar::start(config).await;
+    sidecar.wait_subscribed(2).await;
+
+    let client = reqwest::Client::new();
+    let echo = client
+        .post(sidecar.url("/v1.0/invoke/py-grpc-app/method/echo"))
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echo.status(), 200);
+    assert_eq!(echo.text().await.unwrap(), "echo: hi");
+
+    for (n, answer) in [(1, "success"), (2, "retry-once"), (3, "drop"), (4, "retry")] {
+        let response = client
+            .post(sidecar.url("/v1.0/publish/pubsub/orders"))
+            .json(&json!({"n": n, "answer": answer}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    let count = |events: &[Value], topic: &str, n: i64| {
+        events
+            .iter()
+            .filter(|e| e["topic"] == topic && e["data"]["n"] == n)
+            .count()
+    };
+    test_support::wait_until(
+        "the Python app has had every event",
+        std::time::Duration::from_secs(20),
+        || {
+            let events = events_in(&events_file);
+            let done = count(&events, "orders", 2) == 2
+                && count(&events, "orders", 4) == 3
+                && count(&events, "orders-dead", 4) == 1;
+            async move { done }
+        },
+    )
+    .await;
+    let events = events_in(&events_file);
+    assert_eq!(
+        [1, 3].map(|n| count(&events, "orders", n)),
+        [1, 1],
+        "{events:#?}"
+    );
+    let first = events.iter().find(|e| e["topic"] == "orders").unwrap();
+    assert_eq!(first["type"], "com.dapr.event.sent");
+    assert_eq!(first["source"], "py-grpc-app");
+    assert_eq!(first["content_type"], "application/json");
+    assert_eq!(first["pubsub"], "pubsub");
+    assert_eq!(first["topic_extension"], "orders");
+    assert_eq!(first["data"], json!({"n": 1, "answer": "success"}));
+    assert_eq!(first["token"], "app-secret");
+    assert!(!first["id"].as_str().unwrap().is_empty());
+    sidecar.stop().await;
 }

@@ -1,0 +1,426 @@
+//! Pub/sub for gRPC apps (`--app-protocol grpc`), as daprd serves them.
+//!
+//! Their subscriptions come from `AppCallback.ListTopicSubscriptions`
+//! ([`super::subscriptions::parse_app_callback`]; `UNIMPLEMENTED` means
+//! none), and their events go to `OnTopicEvent`, or to `OnBulkTopicEvent`
+//! for subscriptions with `bulkSubscribe` (`AppCallbackAlpha.
+//! OnBulkTopicEventAlpha1` when the app implements only that), instead of
+//! HTTP `POST`s. The
+//! line, retries, dead letters and acknowledgements are the ones HTTP apps
+//! get ([`super::delivery`], [`super::bulk_delivery`]); only the call
+//! differs:
+//!
+//! | the app's answer | outcome |
+//! |---|---|
+//! | `SUCCESS` (an empty answer) | delivered |
+//! | `DROP` | dropped (warning log) |
+//! | status `UNIMPLEMENTED` | dropped (warning log), as daprd: the app has no handler |
+//! | `RETRY`, an unknown status, any other gRPC status, no answer | retried |
+//!
+//! A CloudEvent's attributes become the request's fields as daprd fills
+//! them: `id`, `source`, `type`, `specversion` and `datacontenttype`;
+//! `data` as bytes (`data_base64` decoded, JSON data as JSON text, text as
+//! itself); every other attribute (`topic`, `traceparent`, `time`, …) in
+//! `extensions`. The request carries the event's trace context and the
+//! app's API token as metadata.
+
+use std::collections::HashMap;
+
+use dapr::dapr::proto::runtime::v1 as pb;
+use pb::app_callback_client::AppCallbackClient;
+use pb::topic_event_bulk_request_entry::Event as BulkEvent;
+use pb::topic_event_response::TopicEventResponseStatus;
+use serde_json::{Map, Value};
+use service_kit::trace::TraceContext;
+
+use super::delivery::{CloudEvent, DROP, SUCCESS};
+use super::ops::new_event_id;
+use super::subscriptions::{Subscription, parse_app_callback};
+use crate::Sidecar;
+
+/// The sidecar's client for its app's `AppCallback` service.
+pub(crate) type AppCallback = AppCallbackClient<tonic::transport::Channel>;
+
+/// What the app decided for one event: `Ok(SUCCESS | DROP)`, or why it is
+/// to be retried.
+pub(crate) type Verdict = Result<&'static str, String>;
+
+/// The app's subscriptions, from `ListTopicSubscriptions`; why not, while
+/// the app does not answer.
+pub(crate) async fn list_subscriptions(mut app: AppCallback) -> Result<Vec<Subscription>, String> {
+    match app.list_topic_subscriptions(tonic::Request::new(())).await {
+        Ok(answer) => Ok(parse_app_callback(answer.into_inner())),
+        Err(status) if status.code() == tonic::Code::Unimplemented => Ok(Vec::new()),
+        Err(status) => Err(format!(
+            "ListTopicSubscriptions answered {:?}: {}",
+            status.code(),
+            status.message()
+        )),
+    }
+}
+
+/// Delivers one event through `OnTopicEvent`.
+pub(crate) async fn on_topic_event(
+    sidecar: &Sidecar,
+    mut app: AppCallback,
+    subscription: &Subscription,
+    event: &CloudEvent,
+    trace: &TraceContext,
+) -> Verdict {
+    let fields = fields(event)?;
+    let request = pb::TopicEventRequest {
+        id: fields.id,
+        source: fields.source,
+        r#type: fields.r#type,
+        spec_version: fields.spec_version,
+        data_content_type: fields.data_content_type,
+        data: fields.data,
+        extensions: fields.extensions,
+        topic: subscription.topic.clone(),
+        pubsub_name: subscription.pubsub_name.clone(),
+        path: subscription.route.clone(),
+    };
+    let answer = call_app(sidecar, request, trace, |request| async move {
+        app.on_topic_event(request).await
+    })
+    .await;
+    let status = match answer {
+        Ok(answer) => answer.status,
+        Err(reason) => return unanswered(subscription, reason),
+    };
+    match TopicEventResponseStatus::try_from(status) {
+        Ok(TopicEventResponseStatus::Success) => Ok(SUCCESS),
+        Ok(TopicEventResponseStatus::Drop) => {
+            tracing::warn!(topic = %subscription.topic, id = %event.id, "the app dropped an event");
+            Ok(DROP)
+        }
+        Ok(TopicEventResponseStatus::Retry) => Err("the app asked to retry".into()),
+        Err(_) => Err(format!("the app answered unknown status {status}")),
+    }
+}
+
+/// Delivers a batch through `OnBulkTopicEvent`: each `(entry id, event)`'s
+/// verdict, in order.
+pub(crate) async fn on_bulk_topic_event(
+    sidecar: &Sidecar,
+    mut app: AppCallback,
+    subscription: &Subscription,
+    entries: &[(&str, &CloudEvent)],
+    trace: &TraceContext,
+) -> Vec<Verdict> {
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; entries.len()];
+    let mut sent = Vec::with_capacity(entries.len());
+    for (i, (entry_id, event)) in entries.iter().enumerate() {
+        match fields(event) {
+            Ok(fields) => sent.push(pb::TopicEventBulkRequestEntry {
+                entry_id: entry_id.to_string(),
+                content_type: "application/cloudevents+json".into(),
+                metadata: HashMap::new(),
+                event: Some(BulkEvent::CloudEvent(fields)),
+            }),
+            Err(reason) => verdicts[i] = Some(Err(reason)),
+        }
+    }
+    let request = pb::TopicEventBulkRequest {
+        id: new_event_id(),
+        entries: sent,
+        metadata: HashMap::from([("pubsubName".into(), subscription.pubsub_name.clone())]),
+        topic: subscription.topic.clone(),
+        pubsub_name: subscription.pubsub_name.clone(),
+        r#type: "com.dapr.event.sent.bulk".into(),
+        path: subscription.route.clone(),
+    };
+    let alpha = sidecar.app_callback_alpha.clone();
+    let again = alpha.is_some().then(|| request.clone());
+    let mut answer = call_app(sidecar, request, trace, |request| async move {
+        app.on_bulk_topic_event(request).await
+    })
+    .await;
+    if let (Err(Unanswered::Status(status)), Some(mut alpha), Some(request)) =
+        (&answer, alpha, again)
+        && status.code() == tonic::Code::Unimplemented
+    {
+        // An app written against daprd's older API (the Java SDK's
+        // examples) implements only the Alpha1 call, deprecated upstream
+        // but still called by daprd for such apps.
+        #[allow(deprecated)]
+        let fallback = |request| async move { alpha.on_bulk_topic_event_alpha1(request).await };
+        answer = call_app(sidecar, request, trace, fallback).await;
+    }
+    let statuses: HashMap<String, i32> = match answer {
+        Ok(answer) => answer
+            .statuses
+            .into_iter()
+            .map(|s| (s.entry_id, s.status))
+            .collect(),
+        Err(reason) => {
+            let verdict = unanswered(subscription, reason);
+            return verdicts
+                .into_iter()
+                .map(|v| v.unwrap_or_else(|| verdict.clone()))
+                .collect();
+        }
+    };
+    verdicts
+        .into_iter()
+        .zip(entries)
+        .map(|(verdict, (entry_id, _))| {
+            verdict.unwrap_or_else(|| match statuses.get(*entry_id).copied() {
+                None => Err("the app gave no status for the event".into()),
+                Some(status) => match TopicEventResponseStatus::try_from(status) {
+                    Ok(TopicEventResponseStatus::Success) => Ok(SUCCESS),
+                    Ok(TopicEventResponseStatus::Drop) => {
+                        tracing::warn!(topic = %subscription.topic, %entry_id, "the app dropped an event");
+                        Ok(DROP)
+                    }
+                    Ok(TopicEventResponseStatus::Retry) => Err("the app asked to retry".into()),
+                    Err(_) => Err(format!("the app answered unknown status {status}")),
+                },
+            })
+        })
+        .collect()
+}
+
+/// Why a call had no answer: the app's gRPC status, or no answer at all.
+enum Unanswered {
+    Status(tonic::Status),
+    Failed(String),
+}
+
+/// The verdict on a call the app did not answer: `UNIMPLEMENTED` drops
+/// (the app has no handler for the topic, as daprd reads it); anything
+/// else retries.
+fn unanswered(subscription: &Subscription, reason: Unanswered) -> Verdict {
+    match reason {
+        Unanswered::Status(status) if status.code() == tonic::Code::Unimplemented => {
+            tracing::warn!(topic = %subscription.topic, path = %subscription.route, message = %status.message(), "the gRPC app answered UNIMPLEMENTED to an event: dropped, as daprd does");
+            Ok(DROP)
+        }
+        Unanswered::Status(status) => Err(format!(
+            "the app answered {:?}: {}",
+            status.code(),
+            status.message()
+        )),
+        Unanswered::Failed(reason) => Err(reason),
+    }
+}
+
+/// Calls the app with `message`, within `--app-max-concurrency` and the
+/// invoke timeout, with the trace context and the app's API token as
+/// metadata.
+async fn call_app<T, A, F, Fut>(
+    sidecar: &Sidecar,
+    message: T,
+    trace: &TraceContext,
+    call: F,
+) -> Result<A, Unanswered>
+where
+    F: FnOnce(tonic::Request<T>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<A>, tonic::Status>>,
+{
+    let _slot = match &sidecar.app_slots {
+        Some(slots) => slots.clone().acquire_owned().await.ok(),
+        None => None,
+    };
+    let mut headers = trace.headers();
+    if let Some(token) = sidecar.config.app_api_token.as_deref()
+        && let Ok(value) = token.parse()
+    {
+        headers.insert("dapr-api-token", value);
+    }
+    let mut request = tonic::Request::from_parts(
+        tonic::metadata::MetadataMap::from_headers(headers),
+        Default::default(),
+        message,
+    );
+    request.set_timeout(sidecar.config.invoke_timeout);
+    match tokio::time::timeout(sidecar.config.invoke_timeout, call(request)).await {
+        Err(_) => Err(Unanswered::Failed("the app did not answer in time".into())),
+        Ok(Err(status)) => Err(Unanswered::Status(status)),
+        Ok(Ok(answer)) => Ok(answer.into_inner()),
+    }
+}
+
+/// The CloudEvent attributes that have fields of their own in the
+/// request; every other one goes in `extensions`.
+const OWN_FIELDS: [&str; 7] = [
+    "id",
+    "source",
+    "type",
+    "specversion",
+    "datacontenttype",
+    "data",
+    "data_base64",
+];
+
+/// `event` as the request's fields, or why it cannot be (a `data_base64`
+/// that is not base64; retried, then dead-lettered, as daprd).
+fn fields(event: &CloudEvent) -> Result<pb::TopicEventCeRequest, String> {
+    let mut attributes: Map<String, Value> = serde_json::from_str(&event.json)
+        .map_err(|e| format!("the event is not a JSON object: {e}"))?;
+    let mut text = |name: &str| match attributes.remove(name) {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
+    };
+    let (id, source, r#type, spec_version, data_content_type) = (
+        text("id"),
+        text("source"),
+        text("type"),
+        text("specversion"),
+        text("datacontenttype"),
+    );
+    let data = data(
+        &data_content_type,
+        attributes.remove("data"),
+        attributes.remove("data_base64"),
+    )?;
+    attributes.retain(|name, _| !OWN_FIELDS.contains(&name.as_str()));
+    let extensions = (!attributes.is_empty()).then(|| proto_struct(attributes));
+    Ok(pb::TopicEventCeRequest {
+        id,
+        source,
+        r#type,
+        spec_version,
+        data_content_type,
+        data,
+        extensions,
+    })
+}
+
+/// The event's data as bytes: `data_base64` decoded; for a JSON content
+/// type, `data` as JSON text (a JSON string keeps its quotes, as daprd);
+/// otherwise a string as itself and anything else as JSON text.
+fn data(
+    content_type: &str,
+    data: Option<Value>,
+    data_base64: Option<Value>,
+) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    if let Some(Value::String(encoded)) = data_base64 {
+        return base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|e| format!("the event's data_base64 is not base64: {e}"));
+    }
+    Ok(match data {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(text)) if !super::ops::is_json(content_type) => text.into_bytes(),
+        Some(value) => value.to_string().into_bytes(),
+    })
+}
+
+/// A JSON object as a protobuf `Struct`.
+fn proto_struct(fields: Map<String, Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: fields
+            .into_iter()
+            .map(|(name, value)| (name, proto_value(value)))
+            .collect(),
+    }
+}
+
+/// A JSON value as a protobuf `Value` (numbers as doubles, as
+/// `google.protobuf.Value` holds them).
+fn proto_value(value: Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Value::String(s) => Kind::StringValue(s),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.into_iter().map(proto_value).collect(),
+        }),
+        Value::Object(fields) => Kind::StructValue(proto_struct(fields)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost_types::value::Kind;
+
+    fn event(json: Value) -> CloudEvent {
+        let mut event = CloudEvent::default();
+        event.id = json["id"].as_str().unwrap_or_default().to_string();
+        event.json = json.to_string();
+        event
+    }
+
+    #[test]
+    fn a_cloudevent_becomes_the_requests_fields_and_extensions() {
+        let fields = fields(&event(serde_json::json!({
+            "id": "e1", "source": "pub", "type": "com.dapr.event.sent",
+            "specversion": "1.0", "datacontenttype": "application/json",
+            "data": {"n": 1}, "topic": "orders", "traceparent": "00-ab",
+            "nested": {"list": [true, null, "x"]},
+        })))
+        .unwrap();
+        assert_eq!(
+            (
+                fields.id.as_str(),
+                fields.source.as_str(),
+                fields.r#type.as_str(),
+                fields.spec_version.as_str(),
+                fields.data_content_type.as_str(),
+            ),
+            (
+                "e1",
+                "pub",
+                "com.dapr.event.sent",
+                "1.0",
+                "application/json"
+            )
+        );
+        assert_eq!(fields.data, br#"{"n":1}"#);
+        let extensions = fields.extensions.unwrap().fields;
+        let mut names: Vec<&str> = extensions.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["nested", "topic", "traceparent"]);
+        assert_eq!(
+            extensions["topic"].kind,
+            Some(Kind::StringValue("orders".into()))
+        );
+        let Some(Kind::StructValue(nested)) = &extensions["nested"].kind else {
+            panic!("nested is not a struct: {:?}", extensions["nested"]);
+        };
+        let Some(Kind::ListValue(list)) = &nested.fields["list"].kind else {
+            panic!("list is not a list");
+        };
+        assert_eq!(
+            list.values
+                .iter()
+                .map(|v| v.kind.clone().unwrap())
+                .collect::<Vec<_>>(),
+            [
+                Kind::BoolValue(true),
+                Kind::NullValue(0),
+                Kind::StringValue("x".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn data_as_daprd_passes_it() {
+        assert_eq!(
+            data("text/plain", Some(Value::String("hi".into())), None).unwrap(),
+            b"hi"
+        );
+        assert_eq!(
+            data("application/json", Some(Value::String("hi".into())), None).unwrap(),
+            br#""hi""#
+        );
+        assert_eq!(
+            data(
+                "application/octet-stream",
+                None,
+                Some(Value::String("AJ//".into()))
+            )
+            .unwrap(),
+            [0x00, 0x9f, 0xff]
+        );
+        assert_eq!(data("", None, None).unwrap(), b"");
+        let refused = data("", None, Some(Value::String("not base64!".into()))).unwrap_err();
+        assert!(refused.contains("data_base64"), "{refused}");
+    }
+}
