@@ -275,6 +275,11 @@ impl TestResources {
         TestResources { data, resources }
     }
 
+    /// Adds an in-memory pub/sub component named `name`.
+    pub fn add_in_memory_pubsub(&self, name: &str) {
+        write_in_memory_pubsub(self.resources.path(), name);
+    }
+
     /// A sidecar configuration that loads these components.
     pub fn config(&self, app_id: &str, app_port: Option<u16>) -> SidecarConfig {
         let mut config = config(app_id, app_port, self.data.path());
@@ -319,4 +324,16 @@ pub fn write_resources(dir: &Path, state_db: &Path, secrets_file: &Path) {
         r#"{"db": {"password": "p4ss", "ports": [5432, 5433]}, "token": "t0k"}"#,
     )
     .unwrap();
+}
+
+/// Writes an in-memory pub/sub component named `name` into `dir`.
+pub fn write_in_memory_pubsub(dir: &Path, name: &str) {
+    std::fs::write(
+        dir.join(format!("{name}.yaml")),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n\
+             spec:\n  type: pubsub.in-memory\n  version: v1\n"
+        ),
+    )
+    .expect("write the pub/sub component");
 }

@@ -621,12 +621,7 @@ async fn an_http_app_that_stops_answering_its_health_path_gets_no_invocations() 
 #[tokio::test]
 async fn a_grpc_app_subscribes_and_gets_events_through_app_callback() {
     let resources = TestResources::new();
-    std::fs::write(
-        resources.resources.path().join("pubsub.yaml"),
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: bus\n\
-         spec:\n  type: pubsub.in-memory\n  version: v1\n",
-    )
-    .unwrap();
+    resources.add_in_memory_pubsub("bus");
     let (app, _, received) = start_grpc_app().await;
     let mut config = resources.config("grpc-sub", Some(app.port()));
     config.app_protocol = AppProtocol::Grpc;

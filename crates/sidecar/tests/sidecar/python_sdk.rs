@@ -28,12 +28,7 @@ fn venv_python() -> std::path::PathBuf {
 /// in-memory `pubsub`.
 fn resources_with_pubsub() -> TestResources {
     let resources = TestResources::new();
-    std::fs::write(
-        resources.resources.path().join("pubsub.yaml"),
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\n\
-         spec:\n  type: pubsub.in-memory\n  version: v1\n",
-    )
-    .unwrap();
+    resources.add_in_memory_pubsub("pubsub");
     resources
 }
 

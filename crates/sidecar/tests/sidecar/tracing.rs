@@ -93,11 +93,7 @@ async fn a_sidecar_sends_its_spans_over_otlp_http_otlp_grpc_and_zipkin() {
 async fn a_published_event_carries_its_trace_to_the_delivery() {
     let data = tempfile::tempdir().unwrap();
     let resources = tempfile::tempdir().unwrap();
-    std::fs::write(
-        resources.path().join("pubsub.yaml"),
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: pubsub.in-memory\n  version: v1\n",
-    )
-    .unwrap();
+    write_in_memory_pubsub(resources.path(), "pubsub");
     std::fs::write(
         resources.path().join("subscription.yaml"),
         "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: orders\nspec:\n  pubsubname: pubsub\n  topic: orders\n  routes:\n    default: /orders\n",
