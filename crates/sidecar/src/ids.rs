@@ -13,31 +13,27 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-/// `bytes` as lowercase hex.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-/// A random UUID (version 4), as daprd's event ids are.
+/// A random UUID (version 4), as daprd's event ids are: written straight
+/// into its 36 bytes (two ids per published event made this a visible
+/// share of a bulk publish when it went through `format!`).
 pub(crate) fn new_uuid() -> String {
     let mut bytes = random_bytes::<16>();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = hex(&bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let mut text = [0u8; 36];
+    let mut at = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text[at] = b'-';
+            at += 1;
+        }
+        text[at] = HEX_DIGITS[usize::from(b >> 4)];
+        text[at + 1] = HEX_DIGITS[usize::from(b & 0x0f)];
+        at += 2;
+    }
+    text.iter().map(|&b| char::from(b)).collect()
 }
 
 /// A random positive 63-bit number.
@@ -65,6 +61,5 @@ mod tests {
         );
         assert_ne!(new_uuid(), uuid);
         assert!(new_positive_i63() >= 0);
-        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 }

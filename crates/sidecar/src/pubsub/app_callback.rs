@@ -256,7 +256,7 @@ const OWN_FIELDS: [&str; 7] = [
 /// `event` as the request's fields, or why it cannot be (a `data_base64`
 /// that is not base64; retried, then dead-lettered, as daprd).
 fn fields(event: &CloudEvent) -> Result<pb::TopicEventCeRequest, String> {
-    let mut attributes: Map<String, Value> = serde_json::from_str(&event.json)
+    let mut attributes: Map<String, Value> = serde_json::from_slice(&event.json)
         .map_err(|e| format!("the event is not a JSON object: {e}"))?;
     let mut text = |name: &str| match attributes.remove(name) {
         Some(Value::String(s)) => s,
@@ -343,7 +343,7 @@ mod tests {
     fn event(json: Value) -> CloudEvent {
         let mut event = CloudEvent::default();
         event.id = json["id"].as_str().unwrap_or_default().to_string();
-        event.json = json.to_string();
+        event.json = json.to_string().into();
         event
     }
 

@@ -34,6 +34,7 @@
 //! concurrency batches are with the app at once, started in the broker's
 //! order.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -144,8 +145,8 @@ async fn deliver(
     retry_slots: Arc<Semaphore>,
 ) {
     let mut entries = Vec::with_capacity(batch.len());
-    for message in batch {
-        let event = envelope(&subscription, &message.payload);
+    for mut message in batch {
+        let event = envelope(&subscription, &mut message);
         if event.expired() {
             tracing::warn!(topic = %subscription.topic, id = %event.id, "event expired before delivery; dropped");
             message.ack();
@@ -194,7 +195,7 @@ fn bulk_envelope(subscription: &Subscription, entries: &[Entry]) -> Vec<u8> {
     envelope
         .objects("entries", entries, |item, entry| {
             item.string("entryId", &entry.entry_id)
-                .raw("event", entry.event.json.as_bytes())
+                .raw("event", &entry.event.json)
                 .raw("metadata", b"{}")
                 .string("contentType", "application/cloudevents+json");
         })
@@ -210,16 +211,19 @@ fn bulk_envelope(subscription: &Subscription, entries: &[Entry]) -> Vec<u8> {
 
 /// The app's answer.
 #[derive(Deserialize)]
-struct BulkAnswer {
-    statuses: Vec<EntryStatus>,
+struct BulkAnswer<'a> {
+    #[serde(borrow)]
+    statuses: Vec<EntryStatus<'a>>,
 }
 
+/// One entry's status, read in place (copied only where JSON escapes).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct EntryStatus {
-    entry_id: String,
-    #[serde(default)]
-    status: String,
+struct EntryStatus<'a> {
+    #[serde(borrow)]
+    entry_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    status: Cow<'a, str>,
 }
 
 /// One delivery of `entries`, recorded per entry
@@ -261,7 +265,7 @@ async fn attempt(
             .await
         }
         None => {
-            let body = bulk_envelope(subscription, &entries);
+            let body = bulk_envelope(subscription, &entries).into();
             let answer = post_to_app(sidecar, subscription, "application/json", body, &trace).await;
             verdicts(subscription, &entries, answer)
         }
@@ -334,20 +338,22 @@ fn verdicts(
             "the app's answer to a bulk delivery has no `statuses`".into()
         ));
     };
-    let statuses: HashMap<&str, String> = answer
+    let statuses: HashMap<&str, &str> = answer
         .statuses
         .iter()
-        .map(|s| (s.entry_id.as_str(), s.status.to_uppercase()))
+        .map(|s| (s.entry_id.as_ref(), s.status.as_ref()))
         .collect();
     entries
         .iter()
-        .map(|entry| match statuses.get(entry.entry_id.as_str()).map(String::as_str) {
-            Some("SUCCESS") => Ok(SUCCESS),
-            Some("DROP") => {
+        .map(|entry| match statuses.get(entry.entry_id.as_str()) {
+            Some(status) if status.eq_ignore_ascii_case("SUCCESS") => Ok(SUCCESS),
+            Some(status) if status.eq_ignore_ascii_case("DROP") => {
                 tracing::warn!(topic = %subscription.topic, entry_id = %entry.entry_id, "the app dropped an event");
                 Ok(DROP)
             }
-            Some("RETRY") => Err("the app asked to retry".into()),
+            Some(status) if status.eq_ignore_ascii_case("RETRY") => {
+                Err("the app asked to retry".into())
+            }
             None => Err("the app gave no status for the event".into()),
             Some(other) => Err(format!("the app answered unknown status {other}")),
         })

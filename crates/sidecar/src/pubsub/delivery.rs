@@ -90,11 +90,11 @@ pub(crate) async fn consume(
 async fn deliver(
     sidecar: Arc<Sidecar>,
     subscription: Arc<Subscription>,
-    message: Message,
+    mut message: Message,
     place: OwnedSemaphorePermit,
     retry_slots: Arc<Semaphore>,
 ) {
-    let event = envelope(&subscription, &message.payload);
+    let event = envelope(&subscription, &mut message);
     match attempt(&sidecar, &subscription, &event).await {
         Attempt::Done => message.ack(),
         Attempt::Retry(reason) => {
@@ -108,12 +108,12 @@ async fn deliver(
 }
 
 /// An event as the app gets it: the CloudEvent's JSON text as the broker
-/// held it (checked, but not parsed into a tree and written out again),
-/// and the fields the sidecar reads.
+/// held it (checked, but not parsed into a tree and written out again,
+/// nor copied), and the fields the sidecar reads.
 #[derive(Default)]
 pub(crate) struct CloudEvent {
-    /// The CloudEvent, as JSON text.
-    pub json: String,
+    /// The CloudEvent, as JSON text (UTF-8).
+    pub json: bytes::Bytes,
     /// Its `id` ("" when it has none).
     pub id: String,
     expiration: Option<String>,
@@ -133,21 +133,25 @@ struct Head {
 }
 
 impl CloudEvent {
-    /// `payload`, if it is a CloudEvent: a JSON object with `specversion`.
-    fn parse(payload: &[u8]) -> Option<CloudEvent> {
-        let head: Head = serde_json::from_slice(payload).ok()?;
-        head.specversion?;
-        let json = String::from_utf8(payload.to_vec()).ok()?;
+    /// `payload`, if it is a CloudEvent: a JSON object (UTF-8) with
+    /// `specversion`; else `payload` back.
+    fn parse(payload: Vec<u8>) -> Result<CloudEvent, Vec<u8>> {
+        let Some(head) = serde_json::from_slice::<Head>(&payload)
+            .ok()
+            .filter(|head| head.specversion.is_some() && std::str::from_utf8(&payload).is_ok())
+        else {
+            return Err(payload);
+        };
         let text = |v: Option<Value>| match v {
             Some(Value::String(s)) => Some(s),
             _ => None,
         };
-        Some(CloudEvent {
+        Ok(CloudEvent {
             id: text(head.id).unwrap_or_default(),
             expiration: text(head.expiration),
             traceparent: text(head.traceparent),
             tracestate: text(head.tracestate),
-            json,
+            json: payload.into(),
         })
     }
 
@@ -160,17 +164,21 @@ impl CloudEvent {
     }
 }
 
-/// The event the app gets: the CloudEvent the broker holds, or, for raw
-/// payloads (`rawPayload`, or bytes a non-Dapr publisher wrote), a new
-/// CloudEvent around them.
-pub(crate) fn envelope(subscription: &Subscription, payload: &[u8]) -> CloudEvent {
-    if !subscription.raw_payload()
-        && let Some(event) = CloudEvent::parse(payload)
-    {
-        return event;
-    }
+/// The event the app gets: the CloudEvent the broker holds (moved out of
+/// `message`), or, for raw payloads (`rawPayload`, where `message` keeps
+/// its payload for the dead-letter topic, or bytes a non-Dapr publisher
+/// wrote), a new CloudEvent around them.
+pub(crate) fn envelope(subscription: &Subscription, message: &mut Message) -> CloudEvent {
+    let payload = if subscription.raw_payload() {
+        message.payload.clone()
+    } else {
+        match CloudEvent::parse(std::mem::take(&mut message.payload)) {
+            Ok(event) => return event,
+            Err(payload) => payload,
+        }
+    };
     let content_type = "application/octet-stream";
-    let (key, data) = event_data(content_type, payload.to_vec());
+    let (key, data) = event_data(content_type, payload);
     let id = new_event_id();
     let mut event = json!({
         "id": id,
@@ -184,7 +192,7 @@ pub(crate) fn envelope(subscription: &Subscription, payload: &[u8]) -> CloudEven
     });
     event[key] = data;
     CloudEvent {
-        json: event.to_string(),
+        json: event.to_string().into(),
         id,
         expiration: None,
         traceparent: None,
@@ -292,7 +300,7 @@ async fn post_event(
         sidecar,
         subscription,
         "application/cloudevents+json",
-        event.json.clone().into_bytes(),
+        event.json.clone(),
         trace,
     )
     .await?;
@@ -326,7 +334,7 @@ pub(crate) async fn post_to_app(
     sidecar: &Sidecar,
     subscription: &Subscription,
     content_type: &'static str,
-    body: Vec<u8>,
+    body: bytes::Bytes,
     trace: &TraceContext,
 ) -> Result<(axum::http::StatusCode, bytes::Bytes), String> {
     let Some(port) = sidecar.config.app_port else {
@@ -454,7 +462,7 @@ pub(crate) async fn give_up(
     let payload = if subscription.raw_payload() {
         message.payload.clone()
     } else {
-        event.json.clone().into_bytes()
+        event.json.to_vec()
     };
     match pubsub.broker.publish(dead_letter, payload).await {
         Ok(()) => {

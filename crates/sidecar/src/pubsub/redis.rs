@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamId};
 use tokio::sync::mpsc;
 
 use super::{
@@ -230,22 +230,21 @@ impl StreamReader {
     /// Reads entries after `from` (`0`: this consumer's pending ones, `>`:
     /// new ones) and hands them on; returns how many.
     async fn read(&mut self, from: &str) -> Result<usize, redis::RedisError> {
-        let mut options = StreamReadOptions::default()
-            .group(&self.group, &self.group)
-            .count(self.queue_depth);
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.group)
+            .arg("COUNT")
+            .arg(self.queue_depth);
         if from == ">" {
-            options = options.block(READ_BLOCK.as_millis() as usize);
+            read.arg("BLOCK").arg(READ_BLOCK.as_millis() as u64);
         }
-        let reply: Option<StreamReadReply> = self
-            .reader
-            .xread_options(&[&self.topic], &[from], &options)
-            .await?;
-        let entries: Vec<StreamId> = reply
-            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default();
+        read.arg("STREAMS").arg(&self.topic).arg(from);
+        let reply: redis::Value = read.query_async(&mut self.reader).await?;
+        let entries = stream_entries(reply)?;
         let count = entries.len();
-        for entry in entries {
-            self.hand_on(entry).await;
+        for (id, data) in entries {
+            self.hand_on(id, data).await;
         }
         Ok(count)
     }
@@ -264,19 +263,21 @@ impl StreamReader {
             .arg(self.queue_depth)
             .query_async(&mut self.reader)
             .await?;
-        for entry in reply.claimed {
-            self.hand_on(entry).await;
+        for StreamId { id, mut map, .. } in reply.claimed {
+            let data = map
+                .remove("data")
+                .map(|value| redis::from_redis_value::<Vec<u8>>(value).unwrap_or_default());
+            self.hand_on(id, data).await;
         }
         Ok(())
     }
 
-    /// Sends one entry to the subscription, and acks it once it is done.
-    async fn hand_on(&self, entry: StreamId) {
+    /// Sends one entry (its `data` field, if it has one) to the
+    /// subscription, and acks it once it is done.
+    async fn hand_on(&self, id: String, data: Option<Vec<u8>>) {
         let acks = self.acks.clone();
-        let StreamId { id, mut map, .. } = entry;
-        match map.remove("data") {
-            Some(value) => {
-                let payload = redis::from_redis_value::<Vec<u8>>(value).unwrap_or_default();
+        match data {
+            Some(payload) => {
                 let message = Message::new(payload, move || {
                     let _ = acks.send(id);
                 });
@@ -289,6 +290,75 @@ impl StreamReader {
             }
         }
     }
+}
+
+/// A stream entry's id and `data` field.
+type StreamEntry = (String, Option<Vec<u8>>);
+
+/// The entries of an `XREADGROUP` reply as `(id, data field)`, moved out
+/// of it (redis's typed `StreamReadReply` copies every value, a
+/// measurable share of a busy subscription); `None` for an entry without
+/// a `data` field (or one deleted while pending).
+fn stream_entries(reply: redis::Value) -> Result<Vec<StreamEntry>, redis::RedisError> {
+    use redis::Value;
+    let unexpected = |what: &str| {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "unexpected XREADGROUP reply",
+            what.to_string(),
+        ))
+    };
+    // RESP2: [[stream, entries], ...]; RESP3: {stream: entries, ...}.
+    let streams: Vec<Value> = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|stream| match stream {
+                Value::Array(mut pair) if pair.len() == 2 => pair.pop(),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(pairs) => pairs.into_iter().map(|(_, entries)| entries).collect(),
+        other => return Err(unexpected(&format!("{other:?}"))),
+    };
+    let mut out = Vec::new();
+    for entries in streams {
+        let Value::Array(entries) = entries else {
+            return Err(unexpected("a stream's entries are not a list"));
+        };
+        out.reserve(entries.len());
+        for entry in entries {
+            let Value::Array(entry) = entry else {
+                return Err(unexpected("an entry is not a list"));
+            };
+            let mut parts = entry.into_iter();
+            let id = match parts.next() {
+                Some(Value::BulkString(id)) => {
+                    String::from_utf8(id).map_err(|_| unexpected("an entry id is not text"))?
+                }
+                Some(Value::SimpleString(id)) => id,
+                _ => return Err(unexpected("an entry has no id")),
+            };
+            let fields: Vec<(Value, Value)> = match parts.next() {
+                Some(Value::Array(flat)) => {
+                    let mut flat = flat.into_iter();
+                    std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
+                }
+                Some(Value::Map(pairs)) => pairs,
+                _ => Vec::new(),
+            };
+            let data = fields
+                .into_iter()
+                .find_map(|(name, value)| match (name, value) {
+                    (Value::BulkString(name), Value::BulkString(data)) if name == b"data" => {
+                        Some(data)
+                    }
+                    _ => None,
+                });
+            out.push((id, data));
+        }
+    }
+    Ok(out)
 }
 
 /// Acknowledges a subscription's entries as they are done with: all the
@@ -309,5 +379,42 @@ async fn acknowledge_entries(
             tracing::warn!(%topic, error = %err, events = batch.len(), "cannot acknowledge events; they will come again");
         }
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn stream_entries_are_moved_out_of_either_reply_shape() {
+        let entries = Value::Array(vec![
+            Value::Array(vec![
+                bulk("1-0"),
+                Value::Array(vec![bulk("other"), bulk("x"), bulk("data"), bulk("one")]),
+            ]),
+            // Deleted while pending: no fields.
+            Value::Array(vec![bulk("2-0"), Value::Nil]),
+            Value::Array(vec![
+                bulk("3-0"),
+                Value::Array(vec![bulk("other"), bulk("y")]),
+            ]),
+        ]);
+        let expected = vec![
+            ("1-0".to_string(), Some(b"one".to_vec())),
+            ("2-0".to_string(), None),
+            ("3-0".to_string(), None),
+        ];
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk("orders"), entries.clone()])]);
+        assert_eq!(stream_entries(resp2).unwrap(), expected);
+        let resp3 = Value::Map(vec![(bulk("orders"), entries)]);
+        assert_eq!(stream_entries(resp3).unwrap(), expected);
+        assert_eq!(stream_entries(Value::Nil).unwrap(), vec![]);
+        assert!(stream_entries(Value::Int(3)).is_err());
     }
 }
