@@ -43,6 +43,15 @@ struct Received {
     retried: Mutex<std::collections::HashSet<String>>,
 }
 
+/// The `dapr-api-token` a call to the app carried.
+fn api_token<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("dapr-api-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// The gRPC app: answers `OnInvoke` with JSON describing what it
 /// received; subscribes (`ListTopicSubscriptions`) to `bus/orders` (no
 /// path, dead letters to `orders-dead`), `bus/orders-dead` (path `dead`),
@@ -78,11 +87,7 @@ impl AppCallback for GrpcApp {
         &self,
         request: Request<common::InvokeRequest>,
     ) -> Result<Response<common::InvokeResponse>, Status> {
-        let token = request
-            .metadata()
-            .get("dapr-api-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let token = api_token(&request);
         let invoke = request.into_inner();
         if invoke.method == "fail" {
             return Err(Status::failed_precondition("the app said no"));
@@ -149,11 +154,7 @@ impl AppCallback for GrpcApp {
         &self,
         request: Request<pb::TopicEventRequest>,
     ) -> Result<Response<pb::TopicEventResponse>, Status> {
-        let token = request
-            .metadata()
-            .get("dapr-api-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let token = api_token(&request);
         let event = request.into_inner();
         self.0.events.lock().unwrap().push((event.clone(), token));
         let status = self.answer(&event.id, &event.data)?;
