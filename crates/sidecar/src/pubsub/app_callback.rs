@@ -3,9 +3,9 @@
 //! Their subscriptions come from `AppCallback.ListTopicSubscriptions`
 //! ([`super::subscriptions::parse_app_callback`]; `UNIMPLEMENTED` means
 //! none), and their events go to `OnTopicEvent`, or to `OnBulkTopicEvent`
-//! for subscriptions with `bulkSubscribe` (`AppCallbackAlpha.
-//! OnBulkTopicEventAlpha1` when the app implements only that), instead of
-//! HTTP `POST`s. The
+//! for subscriptions with `bulkSubscribe`
+//! (`AppCallbackAlpha.OnBulkTopicEventAlpha1` when the app implements only
+//! that), instead of HTTP `POST`s. The
 //! line, retries, dead letters and acknowledgements are the ones HTTP apps
 //! get ([`super::delivery`], [`super::bulk_delivery`]); only the call
 //! differs:

@@ -3,7 +3,7 @@
 //! `python-sdk/conformance.py` drives a real sidecar, and invokes an HTTP
 //! app behind a second sidecar over gRPC `InvokeService`, and publishes
 //! events (`PublishEvent`); and `python-sdk/grpc_app.py`, a gRPC app
-//! written with the SDK's `dapr-ext-grpc` `App`, is invoked and gets its
+//! written with the SDK's gRPC `App` (`dapr.ext.grpc`), is invoked and gets its
 //! subscriptions' events through its sidecar.
 
 use std::process::Command;
@@ -86,7 +86,7 @@ fn events_in(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
-/// A gRPC app written as the SDK's docs write one (`dapr-ext-grpc`'s
+/// A gRPC app written as the SDK's docs write one (`dapr.ext.grpc`'s
 /// `App`, `@app.method`, `@app.subscribe` with a dead-letter topic), behind
 /// a sidecar with `--app-protocol grpc`: it is invoked by app id, and its
 /// subscriptions' events reach its handlers with their CloudEvent
