@@ -25,8 +25,10 @@
 //! app's API token as metadata.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use dapr::dapr::proto::runtime::v1 as pb;
+use pb::app_callback_alpha_client::AppCallbackAlphaClient;
 use pb::app_callback_client::AppCallbackClient;
 use pb::topic_event_bulk_request_entry::Event as BulkEvent;
 use pb::topic_event_response::TopicEventResponseStatus;
@@ -84,14 +86,19 @@ pub(crate) async fn on_topic_event(
         app.on_topic_event(request).await
     })
     .await;
-    let status = match answer {
-        Ok(answer) => answer.status,
-        Err(reason) => return unanswered(subscription, reason),
-    };
+    match answer {
+        Ok(answer) => verdict(answer.status, subscription, &event.id),
+        Err(reason) => unanswered(subscription, reason),
+    }
+}
+
+/// The verdict on the app's `status` for the event with `id` (a
+/// `TopicEventResponseStatus`, alone or per bulk entry).
+fn verdict(status: i32, subscription: &Subscription, id: &str) -> Verdict {
     match TopicEventResponseStatus::try_from(status) {
         Ok(TopicEventResponseStatus::Success) => Ok(SUCCESS),
         Ok(TopicEventResponseStatus::Drop) => {
-            tracing::warn!(topic = %subscription.topic, id = %event.id, "the app dropped an event");
+            tracing::warn!(topic = %subscription.topic, %id, "the app dropped an event");
             Ok(DROP)
         }
         Ok(TopicEventResponseStatus::Retry) => Err("the app asked to retry".into()),
@@ -103,7 +110,7 @@ pub(crate) async fn on_topic_event(
 /// verdict, in order.
 pub(crate) async fn on_bulk_topic_event(
     sidecar: &Sidecar,
-    mut app: AppCallback,
+    calls: &BulkCalls,
     subscription: &Subscription,
     entries: &[(&str, &CloudEvent)],
     trace: &TraceContext,
@@ -130,23 +137,7 @@ pub(crate) async fn on_bulk_topic_event(
         r#type: "com.dapr.event.sent.bulk".into(),
         path: subscription.route.clone(),
     };
-    let alpha = sidecar.app_callback_alpha.clone();
-    let again = alpha.is_some().then(|| request.clone());
-    let mut answer = call_app(sidecar, request, trace, |request| async move {
-        app.on_bulk_topic_event(request).await
-    })
-    .await;
-    if let (Err(Unanswered::Status(status)), Some(mut alpha), Some(request)) =
-        (&answer, alpha, again)
-        && status.code() == tonic::Code::Unimplemented
-    {
-        // An app written against daprd's older API (the Java SDK's
-        // examples) implements only the Alpha1 call, deprecated upstream
-        // but still called by daprd for such apps.
-        #[allow(deprecated)]
-        let fallback = |request| async move { alpha.on_bulk_topic_event_alpha1(request).await };
-        answer = call_app(sidecar, request, trace, fallback).await;
-    }
+    let answer = calls.call(sidecar, request, trace).await;
     let statuses: HashMap<String, i32> = match answer {
         Ok(answer) => answer
             .statuses
@@ -154,31 +145,93 @@ pub(crate) async fn on_bulk_topic_event(
             .map(|s| (s.entry_id, s.status))
             .collect(),
         Err(reason) => {
-            let verdict = unanswered(subscription, reason);
+            let for_all = unanswered(subscription, reason);
             return verdicts
                 .into_iter()
-                .map(|v| v.unwrap_or_else(|| verdict.clone()))
+                .map(|v| v.unwrap_or_else(|| for_all.clone()))
                 .collect();
         }
     };
     verdicts
         .into_iter()
         .zip(entries)
-        .map(|(verdict, (entry_id, _))| {
-            verdict.unwrap_or_else(|| match statuses.get(*entry_id).copied() {
+        .map(|(decided, (entry_id, _))| {
+            decided.unwrap_or_else(|| match statuses.get(*entry_id) {
                 None => Err("the app gave no status for the event".into()),
-                Some(status) => match TopicEventResponseStatus::try_from(status) {
-                    Ok(TopicEventResponseStatus::Success) => Ok(SUCCESS),
-                    Ok(TopicEventResponseStatus::Drop) => {
-                        tracing::warn!(topic = %subscription.topic, %entry_id, "the app dropped an event");
-                        Ok(DROP)
-                    }
-                    Ok(TopicEventResponseStatus::Retry) => Err("the app asked to retry".into()),
-                    Err(_) => Err(format!("the app answered unknown status {status}")),
-                },
+                Some(&status) => verdict(status, subscription, entry_id),
             })
         })
         .collect()
+}
+
+/// A gRPC app's two bulk calls, for one subscription: `OnBulkTopicEvent`,
+/// and `AppCallbackAlpha.OnBulkTopicEventAlpha1`, which apps written
+/// against daprd's older API implement instead (the Java SDK's examples;
+/// deprecated upstream but still called by daprd for such apps). Which
+/// one the app answers is learnt from the first batch it accepts, so that
+/// later batches are sent once, not copied for a fallback. A
+/// subscription's consumer holds one; it starts over with the
+/// subscriptions (when the app comes back).
+pub(crate) struct BulkCalls {
+    current: AppCallback,
+    alpha: AppCallbackAlphaClient<tonic::transport::Channel>,
+    answered_by: AtomicU8,
+}
+
+/// [`BulkCalls::answered_by`]'s values.
+const NOT_YET_KNOWN: u8 = 0;
+const CURRENT: u8 = 1;
+const ALPHA1: u8 = 2;
+
+impl BulkCalls {
+    /// The calls of the sidecar's app, when it is a gRPC app.
+    pub(crate) fn for_app(sidecar: &Sidecar) -> Option<Self> {
+        Some(BulkCalls {
+            current: sidecar.app_callback.clone()?,
+            alpha: sidecar.app_callback_alpha.clone()?,
+            answered_by: AtomicU8::new(NOT_YET_KNOWN),
+        })
+    }
+
+    /// Sends `request` through the call the app answers; while that is not
+    /// known, `OnBulkTopicEvent` first and the Alpha1 call when the app
+    /// answers `UNIMPLEMENTED`.
+    async fn call(
+        &self,
+        sidecar: &Sidecar,
+        request: pb::TopicEventBulkRequest,
+        trace: &TraceContext,
+    ) -> Result<pb::TopicEventBulkResponse, Unanswered> {
+        let (mut current, mut alpha) = (self.current.clone(), self.alpha.clone());
+        #[allow(deprecated)]
+        let call_alpha = |request| async move { alpha.on_bulk_topic_event_alpha1(request).await };
+        let known = self.answered_by.load(Ordering::Relaxed);
+        if known == ALPHA1 {
+            return call_app(sidecar, request, trace, call_alpha).await;
+        }
+        let again = (known == NOT_YET_KNOWN).then(|| request.clone());
+        let answer = call_app(sidecar, request, trace, |request| async move {
+            current.on_bulk_topic_event(request).await
+        })
+        .await;
+        match (answer, again) {
+            (Err(Unanswered::Status(status)), Some(request))
+                if status.code() == tonic::Code::Unimplemented =>
+            {
+                let answer = call_app(sidecar, request, trace, call_alpha).await;
+                if answer.is_ok() {
+                    self.answered_by.store(ALPHA1, Ordering::Relaxed);
+                }
+                answer
+            }
+            (answer, _) => {
+                if answer.is_ok() {
+                    self.answered_by.store(CURRENT, Ordering::Relaxed);
+                }
+                answer
+            }
+        }
+    }
 }
 
 /// Why a call had no answer: the app's gRPC status, or no answer at all.

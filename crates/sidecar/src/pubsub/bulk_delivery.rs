@@ -45,7 +45,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::Message;
-use super::app_callback::Verdict;
+use super::app_callback::{BulkCalls, Verdict};
 use super::delivery::{Backoff, CloudEvent, DROP, RETRY, SUCCESS, envelope, give_up, post_to_app};
 use super::json_object::JsonObject;
 use super::ops::new_event_id;
@@ -76,11 +76,13 @@ pub(crate) async fn consume(
     let line = Arc::new(Semaphore::new(concurrency.max(1)));
     let retry_slots = Arc::new(Semaphore::new(RETRYING_BATCHES_PER_SUBSCRIPTION));
     let mut in_flight = JoinSet::new();
+    let grpc_app = BulkCalls::for_app(&sidecar).map(Arc::new);
     while let Some((batch, place)) = next_batch(&mut messages, bulk, &line).await {
         while in_flight.try_join_next().is_some() {}
         in_flight.spawn(deliver(
             sidecar.clone(),
             subscription.clone(),
+            grpc_app.clone(),
             batch,
             place,
             retry_slots.clone(),
@@ -140,6 +142,7 @@ async fn next_batch(
 async fn deliver(
     sidecar: Arc<Sidecar>,
     subscription: Arc<Subscription>,
+    grpc_app: Option<Arc<BulkCalls>>,
     batch: Vec<Message>,
     place: OwnedSemaphorePermit,
     retry_slots: Arc<Semaphore>,
@@ -158,7 +161,9 @@ async fn deliver(
             message,
         });
     }
-    let Some((mut pending, mut reason)) = attempt(&sidecar, &subscription, entries).await else {
+    let Some((mut pending, mut reason)) =
+        attempt(&sidecar, &subscription, grpc_app.as_deref(), entries).await
+    else {
         return;
     };
     let Ok(_slot) = retry_slots.acquire_owned().await else {
@@ -167,7 +172,7 @@ async fn deliver(
     drop(place);
     let mut backoff = Backoff::new(&sidecar);
     while backoff.wait(&sidecar).await {
-        match attempt(&sidecar, &subscription, pending).await {
+        match attempt(&sidecar, &subscription, grpc_app.as_deref(), pending).await {
             None => return,
             Some((rest, why)) => (pending, reason) = (rest, why),
         }
@@ -233,6 +238,7 @@ struct EntryStatus<'a> {
 async fn attempt(
     sidecar: &Sidecar,
     subscription: &Subscription,
+    grpc_app: Option<&BulkCalls>,
     entries: Vec<Entry>,
 ) -> Option<(Vec<Entry>, String)> {
     if entries.is_empty() {
@@ -249,20 +255,14 @@ async fn attempt(
             KeyValue::new("messaging.batch.message_count", entries.len() as i64),
         ],
     );
-    let verdicts = match &sidecar.app_callback {
-        Some(app) => {
+    let verdicts = match grpc_app {
+        Some(calls) => {
             let sent: Vec<(&str, &CloudEvent)> = entries
                 .iter()
                 .map(|entry| (entry.entry_id.as_str(), &entry.event))
                 .collect();
-            super::app_callback::on_bulk_topic_event(
-                sidecar,
-                app.clone(),
-                subscription,
-                &sent,
-                &trace,
-            )
-            .await
+            super::app_callback::on_bulk_topic_event(sidecar, calls, subscription, &sent, &trace)
+                .await
         }
         None => {
             let body = bulk_envelope(subscription, &entries).into();

@@ -167,7 +167,7 @@ struct WrittenRule {
 
 /// How a subscription's route is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Routes {
+enum RouteForm {
     /// An HTTP path: one is needed, and it starts with `/`.
     Paths,
     /// A gRPC app's `path`, passed back to it in `OnTopicEvent` as
@@ -177,7 +177,11 @@ enum Routes {
 
 impl Written {
     /// The subscription, or why it is refused.
-    fn resolve(self, kind: SubscriptionKind, routes_are: Routes) -> Result<Subscription, String> {
+    fn resolve(
+        self,
+        kind: SubscriptionKind,
+        route_form: RouteForm,
+    ) -> Result<Subscription, String> {
         let routes = self.routes.unwrap_or_default();
         let mut catch_all = None;
         for rule in routes.rules {
@@ -197,11 +201,11 @@ impl Written {
         let written = given(routes.default)
             .or(given(self.route))
             .or(given(catch_all));
-        let route = match (written, routes_are) {
-            (Some(route), Routes::Paths) => format!("/{}", route.trim_start_matches('/')),
-            (Some(route), Routes::AsWritten) => route,
-            (None, Routes::AsWritten) => String::new(),
-            (None, Routes::Paths) => {
+        let route = match (written, route_form) {
+            (Some(route), RouteForm::Paths) => format!("/{}", route.trim_start_matches('/')),
+            (Some(route), RouteForm::AsWritten) => route,
+            (None, RouteForm::AsWritten) => String::new(),
+            (None, RouteForm::Paths) => {
                 return Err(format!(
                     "subscription to {}/{} has no route its events can go to (a default route is needed beside `match` rules)",
                     self.pubsubname, self.topic
@@ -265,7 +269,7 @@ pub fn load_declarative(
             serde_yaml::from_value(spec).map_err(|e| invalid(format!("Subscription: {e}")))?;
         subscriptions.push(
             written
-                .resolve(SubscriptionKind::Declarative, Routes::Paths)
+                .resolve(SubscriptionKind::Declarative, RouteForm::Paths)
                 .map_err(invalid)?,
         );
     }
@@ -278,7 +282,7 @@ pub fn parse_programmatic(body: &[u8]) -> Result<Vec<Subscription>, String> {
     let written: Vec<Written> = serde_json::from_slice(body).map_err(|e| {
         format!("GET /dapr/subscribe answered something else than a list of subscriptions: {e}")
     })?;
-    Ok(resolve_programmatic(written, Routes::Paths))
+    Ok(resolve_programmatic(written, RouteForm::Paths))
 }
 
 /// The subscriptions in a gRPC app's `ListTopicSubscriptions` answer;
@@ -317,17 +321,17 @@ pub fn parse_app_callback(answer: pb::ListTopicSubscriptionsResponse) -> Vec<Sub
             }),
         }
     });
-    resolve_programmatic(written, Routes::AsWritten)
+    resolve_programmatic(written, RouteForm::AsWritten)
 }
 
 fn resolve_programmatic(
     written: impl IntoIterator<Item = Written>,
-    routes: Routes,
+    route_form: RouteForm,
 ) -> Vec<Subscription> {
     written
         .into_iter()
         .filter_map(
-            |w| match w.resolve(SubscriptionKind::Programmatic, routes) {
+            |w| match w.resolve(SubscriptionKind::Programmatic, route_form) {
                 Ok(subscription) => Some(subscription),
                 Err(reason) => {
                     tracing::error!(%reason, "subscription refused");
