@@ -16,8 +16,9 @@ step() {
 
 # Prints how long each step took (a step lasts until the next one starts).
 # test.sh runs it on exit, so a failed run shows where its time went too.
+# Returns $1, or else the status it was called with.
 print_step_timings() {
-    local status=$? end i next
+    local status=${1:-$?} end i next
     end=$(date +%s)
     (( ${#STEP_NAMES[@]} )) || return "$status"
     printf '\n\033[1;34m==>\033[0m Time per step (total %ds)\n' "$(( end - STEP_STARTS[0] ))" >&2

@@ -10,10 +10,33 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 [[ $EUID -eq 0 ]] || die "scripts/test.sh needs root (it runs apt-get, and starts PostgreSQL with su postgres): run it as root, e.g. sudo bash scripts/test.sh"
-trap print_step_timings EXIT
+# On exit: stop the background build if the run ended before it did,
+# then say how long each step took.
+finish() {
+    local status=$?
+    if [[ -n ${workspace_build:-} ]]; then
+        pkill -TERM -P "$workspace_build" 2>/dev/null || true
+        kill "$workspace_build" 2>/dev/null || true
+    fi
+    print_step_timings "$status"
+}
+trap finish EXIT
 
 ensure_toolchain
 ensure_nextest
+# Every build from here on lints the crates it builds (use_clippy_driver):
+# the guests' release builds are their `cargo clippy --release -- -D
+# warnings` too, and the workspace's test build is its clippy.
+use_clippy_driver
+# The workspace's build (the longest step: one build serves clippy, the
+# tests and the CLI that fetches the models) needs nothing that the steps
+# below install, so it starts now and runs while they download and
+# install; its output is shown when it is waited for.
+mkdir -p build
+workspace_build_log="$REPO_ROOT/build/workspace-build.log"
+step "Building the workspace's tests, benches and examples in the background, linted by clippy (-D warnings; log: build/workspace-build.log)"
+(build_workspace_tests && cargo test --workspace --locked --no-run --benches) >"$workspace_build_log" 2>&1 &
+workspace_build=$!
 ensure_redis
 ensure_postgres
 ensure_brokers
@@ -22,10 +45,6 @@ ensure_js_sdk
 ensure_browser
 ensure_test_venv
 ensure_wasi_clang
-# Every build from here on lints the crates it builds (use_clippy_driver):
-# the guests' release builds are their `cargo clippy --release -- -D
-# warnings` too, and the workspace's test build below is its clippy.
-use_clippy_driver
 build_functions
 build_components
 build_wstd_example
@@ -43,12 +62,14 @@ step "Guest function and component tests (on the host)"
 (cd functions && cargo test --locked --target "$(rustc -vV | sed -n 's/^host: //p')")
 (cd components && cargo test --locked --target "$(rustc -vV | sed -n 's/^host: //p')")
 
-# One build serves clippy, the tests and the CLI that fetches the models
-# (build_workspace_tests; the dependencies are built once, not checked and
-# then built), then the benches.
-step "Building the workspace's tests, benches and examples, linted by clippy (-D warnings)"
-build_workspace_tests
-cargo test --workspace --locked --no-run --benches
+step "Waiting for the workspace's build (started above)"
+if ! wait "$workspace_build"; then
+    workspace_build=""
+    grep -v '^ *Compiling ' "$workspace_build_log" >&2
+    die "the workspace's build failed (above; the whole output is in build/workspace-build.log)"
+fi
+workspace_build=""
+grep -E '^ *(Finished|warning)' "$workspace_build_log" >&2 || true
 fetch_models "$(target_dir_of_workspace)/debug/dapr-wasm"
 
 # Tests that need a service or tool from outside the repository (Redis,
