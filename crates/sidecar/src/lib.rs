@@ -463,10 +463,11 @@ pub async fn run_on(
         grpc: Some(grpc_address),
     };
     let app_id = sidecar.config.app_id.clone();
-    sidecar
-        .registry
-        .register(&app_id, endpoints)
-        .context("cannot register in the name registry")?;
+    let subscriptions = spawn_on_delivery_thread(sidecar.clone().run_subscriptions()).await?;
+    if let Err(err) = sidecar.registry.register(&app_id, endpoints) {
+        sidecar.request_shutdown();
+        return Err(err).context("cannot register in the name registry");
+    }
     let (stop_heartbeat, stop) = tokio::sync::oneshot::channel();
     let heartbeat = tokio::spawn(sidecar.registry.clone().heartbeat(
         app_id.clone(),
@@ -489,7 +490,6 @@ pub async fn run_on(
     if let Some(health) = sidecar.config.app_health.clone() {
         tokio::spawn(sidecar.clone().watch_app_health(health));
     }
-    let subscriptions = tokio::spawn(sidecar.clone().run_subscriptions());
     let reload_bindings = sidecar.bindings.as_ref().map(|b| b.watch());
     let metrics = listeners.metrics.map(|listener| {
         if let Ok(address) = listener.local_addr() {
@@ -535,6 +535,48 @@ pub async fn run_on(
     let tracer = sidecar.tracer.clone();
     let _ = tokio::task::spawn_blocking(move || tracer.flush()).await;
     grpc_result.context("the sidecar's gRPC server failed")
+}
+
+/// Starts `task` (the app's subscriptions: reading the brokers and
+/// delivering to the app) on a thread of its own, with a single-threaded
+/// runtime of its own; the returned future completes when it is done.
+///
+/// The sidecar serves its APIs on one thread (a proxy needs no second
+/// core, and one thread spares every request a cross-thread wake-up), so
+/// under a steady stream of events, delivery would take turns with
+/// publishing and invocation on one core. On its own thread it uses a
+/// second core when there is one, and still none of the API's requests
+/// cross threads.
+async fn spawn_on_delivery_thread(
+    task: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<impl Future<Output = ()>> {
+    let (ready, started) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("pubsub-delivery".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => {
+                    let _ = ready.send(Ok(()));
+                    runtime.block_on(task);
+                }
+                Err(err) => {
+                    let _ = ready.send(Err(err));
+                }
+            }
+            drop(done);
+        })
+        .context("cannot start the pub/sub delivery thread")?;
+    started
+        .await
+        .context("the pub/sub delivery thread ended at start")?
+        .context("cannot start the pub/sub delivery thread's runtime")?;
+    Ok(async move {
+        let _ = finished.await;
+    })
 }
 
 /// Completes when the sidecar is asked to stop.

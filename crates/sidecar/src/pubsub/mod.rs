@@ -19,8 +19,14 @@
 //! A message dropped without an ack is redelivered by brokers that can.
 //! Everything Dapr adds (CloudEvents, routes, retries, dead letters, bulk
 //! subscribe) is in [`ops`], [`delivery`] and [`bulk_delivery`], the same
-//! for every broker; [`app_callback`] delivers to gRPC apps. [`Broker::publish_many`] lets a broker publish a bulk
-//! publish's entries in one round trip.
+//! for every broker; [`app_callback`] delivers to gRPC apps.
+//! [`Broker::publish_many`] lets a broker publish a bulk publish's entries
+//! in one round trip.
+//!
+//! Subscriptions (reading the brokers, delivering to the app, acks) run on
+//! a thread of their own with its own single-threaded runtime, beside the
+//! one that serves the APIs and publishes: a steady stream of events then
+//! uses a second core instead of taking turns with the API on one.
 //!
 //! A new broker is one module plus one line in [`open`].
 //!
