@@ -104,7 +104,7 @@ pub fn plan(
             .unwrap_or(FIRST_DAPR_GRPC_PORT.saturating_add(offset));
         let port_or_free = |port: Option<u16>, what: &str| match port {
             Some(port) => Ok(port),
-            None => free_port().map_err(|err| RunnerError::Invalid {
+            None => service_kit::ports::free_port().map_err(|err| RunnerError::Invalid {
                 path: run_file.to_path_buf(),
                 reason: format!("app `{}`: no free port for {what}: {err}", app.app_id),
             }),
@@ -179,14 +179,6 @@ fn system_metrics(plans: &[AppPlan]) -> String {
         .map(|(name, port)| format!("{name}=http://127.0.0.1:{port}/metrics"))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// A port free on 127.0.0.1 now (the kernel's pick, as `dapr run` picks a
-/// sidecar's metrics port).
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
 }
 
 impl AppPlan {

@@ -13,6 +13,7 @@
 //!   the apps' HTTP server metrics.
 //! - [`trace`]: distributed tracing: W3C trace context through every hop,
 //!   spans recorded and exported as a Dapr `Configuration` says.
+//! - [`ports`]: a free loopback port for a process that binds it itself.
 //! - [`shutdown`]: one shutdown signal (Ctrl-C or SIGTERM) for every
 //!   long-running subcommand.
 
@@ -21,6 +22,7 @@ pub mod error_body;
 pub mod headers;
 pub mod idle_trim;
 pub mod metrics;
+pub mod ports;
 pub mod serve;
 pub mod shutdown;
 pub mod trace;

@@ -17,36 +17,14 @@ pub mod hostile;
 /// The app ids of the demo, in run-file order.
 pub const APP_IDS: [&str; 3] = ["web-port", "image-api-grayscale", "image-api-classify"];
 
-/// A port free right now. Only for run files: `dapr-wasm up` starts other
-/// processes that bind the ports the file names, so no listener can be
-/// handed over; `up` names a port taken in between (`check_ports_free`).
-/// Everything in-process binds port 0 and keeps the listener instead.
-///
-/// The port comes from below the kernel's ephemeral range, never from it:
-/// a port the kernel handed out for `bind(0)` can be handed out again at
-/// once, to another test's listener or to any outgoing connection, before
-/// `up` binds it (a CI run failed on exactly that). Ports are taken in turn
-/// from a start that differs per test process, so tests running in
-/// parallel never pick the same one.
+/// A port free right now, from below the kernel's ephemeral range, as `up`
+/// picks the ports a run file leaves open ([`service_kit::ports::free_port`]).
+/// Only for run files: `dapr-wasm up` starts other processes that bind the
+/// ports the file names, so no listener can be handed over; `up` names a
+/// port taken in between (`check_ports_free`). Everything in-process binds
+/// port 0 and keeps the listener instead.
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const FIRST: u32 = 10_000;
-    let end = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
-        .filter(|&low| low > FIRST + 1_000)
-        .unwrap_or(32_768);
-    let span = end - FIRST;
-    let start = std::process::id().wrapping_mul(7_919) % span;
-    for _ in 0..span {
-        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
-        let port = u16::try_from(FIRST + offset).expect("ports below the ephemeral range fit u16");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port between {FIRST} and {end}")
+    service_kit::ports::free_port().expect("a free port on 127.0.0.1")
 }
 
 pub fn pid_alive(pid: u64) -> bool {

@@ -69,12 +69,10 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
     target.stop().await;
 }
 
-/// A port nothing listens on now, for the Python app to bind.
+/// A port nothing listens on now, for the Python app to bind (below the
+/// kernel's ephemeral range, so no other socket is given it meanwhile).
 fn unused_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    service_kit::ports::free_port().expect("a free port")
 }
 
 /// The events the Python app has written to `path`, one JSON object each.
