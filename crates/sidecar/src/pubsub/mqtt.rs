@@ -1,25 +1,48 @@
 //! `pubsub.mqtt3`: MQTT 3.1.1 with QoS 1.
 //!
-//! - A topic is an MQTT topic. One client per component, whose id is the
-//!   `consumerID`, publishes and subscribes. A publish returns once the
-//!   broker has acknowledged it (`PUBACK`).
+//! - A topic is an MQTT topic. The component has two connections, as
+//!   Dapr's `pubsub.mqtt` has: a producer (client id `producerID`, by
+//!   default `{consumerID}-producer`) that publishes, and a consumer
+//!   (client id `consumerID`) that subscribes, opened at the first
+//!   subscription. Each has its own event loop, and the consumer's runs
+//!   where the subscriptions run (the delivery thread), so publishing and
+//!   delivering do not take turns on one connection. An app that only
+//!   publishes never opens a consumer session.
+//! - A publish returns once the broker has acknowledged it (`PUBACK`).
 //! - Subscriptions are QoS 1 on a persistent session (`cleanSession`
 //!   false by default), so the broker keeps events for the app while its
 //!   sidecar is away. Events are acknowledged to the broker only once the
 //!   sidecar is done with them (manual acks); unacknowledged ones are sent
 //!   again when the client reconnects.
+//! - The broker sends a persistent session's events as soon as the
+//!   consumer connects, and between a subscription's end (the app turned
+//!   unhealthy) and its restart. Such an event is **held**, unacknowledged,
+//!   and handed to the topic's next subscription ([`Routes`]); an MQTT
+//!   broker never sends an unacknowledged event again on the same
+//!   connection, so acknowledging it, or letting it go, would lose it. An
+//!   event for a topic this sidecar has not subscribed to by
+//!   [`STALE_TOPIC_GRACE`] after connecting (one the session kept from an
+//!   earlier run of the app) is dropped with a warning, and the topic is
+//!   unsubscribed.
 //!
 //! Metadata: `url` (default `tcp://localhost:1883`), `qos` (only 1),
-//! `retain`, `cleanSession`.
+//! `retain`, `cleanSession`, `producerID`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
-use tokio::sync::{mpsc, oneshot};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, Publish, QoS,
+};
+use tokio::sync::{OnceCell, mpsc, oneshot};
 
 use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, hand_on};
+
+/// How long after the consumer connects an event for a topic no
+/// subscription here has asked for is held, waiting for one: every
+/// subscription of the app starts within moments of the first.
+pub const STALE_TOPIC_GRACE: Duration = Duration::from_secs(30);
 
 /// Publishes waiting for the broker's acknowledgement: first in the order
 /// they were handed to the client, then by packet id.
@@ -29,60 +52,43 @@ struct Waiting {
     sent: HashMap<u16, oneshot::Sender<()>>,
 }
 
-/// Shared by the component and its event loop.
+/// Where the consumer's events go.
 #[derive(Default)]
-struct Shared {
-    waiting: Mutex<Waiting>,
-    subscribers: Mutex<HashMap<String, mpsc::Sender<Message>>>,
+struct Routes {
+    /// The running subscription of each topic.
+    subscribers: HashMap<String, mpsc::Sender<Message>>,
+    /// Events of a topic with no running subscription, unacknowledged, in
+    /// the broker's order.
+    held: HashMap<String, Vec<Publish>>,
+    /// Every topic subscribed since the consumer connected: its events are
+    /// held for however long its subscription is away.
+    subscribed: HashSet<String>,
+    /// Set once [`STALE_TOPIC_GRACE`] has passed: an event for a topic
+    /// never subscribed is then dropped at once.
+    grace_over: bool,
 }
 
-/// An MQTT broker.
-pub struct MqttBroker {
+/// The consumer connection and its routes.
+struct Consumer {
     client: AsyncClient,
-    shared: Arc<Shared>,
-    /// Orders publishes, so packet ids match their waiters.
-    publishing: tokio::sync::Mutex<()>,
-    retain: bool,
+    routes: Arc<Mutex<Routes>>,
 }
 
-fn backend(err: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Backend(err.to_string())
+/// How to connect: the broker's address and the component's settings.
+struct Connection {
+    url: String,
+    host: String,
+    port: u16,
+    clean_session: bool,
 }
 
-impl MqttBroker {
-    /// Connects as `client_id` with the component's metadata.
-    pub async fn open(
-        properties: &HashMap<String, String>,
-        client_id: &str,
-    ) -> Result<Self, BrokerError> {
-        let url = properties
-            .get("url")
-            .filter(|u| !u.is_empty())
-            .map(String::as_str)
-            .unwrap_or("tcp://localhost:1883");
-        let address = url
-            .strip_prefix("tcp://")
-            .or_else(|| url.strip_prefix("mqtt://"))
-            .ok_or_else(|| BrokerError::Metadata(format!("url {url}: use tcp://host:port")))?;
-        let (host, port) = address
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-            .unwrap_or((address.to_string(), 1883));
-        if let Some(qos) = properties.get("qos").filter(|q| !q.is_empty() && *q != "1") {
-            return Err(BrokerError::Metadata(format!(
-                "qos {qos} is not supported: events are at least once (qos 1)"
-            )));
-        }
-        let flag = |name: &str, default: bool| {
-            properties
-                .get(name)
-                .filter(|v| !v.is_empty())
-                .map(|v| v.eq_ignore_ascii_case("true"))
-                .unwrap_or(default)
-        };
-        let mut options = MqttOptions::new(client_id, host, port);
+impl Connection {
+    /// Connects as `client_id` and waits for the broker's `CONNACK`, so a
+    /// wrong url fails here.
+    async fn open(&self, client_id: &str) -> Result<(AsyncClient, EventLoop), BrokerError> {
+        let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
         options
-            .set_clean_session(flag("cleanSession", false))
+            .set_clean_session(self.clean_session)
             .set_manual_acks(true)
             .set_keep_alive(Duration::from_secs(10))
             .set_max_packet_size(64 << 20, 64 << 20);
@@ -92,7 +98,7 @@ impl MqttBroker {
         let mut network = NetworkOptions::new();
         network.set_tcp_nodelay(true);
         events.set_network_options(network);
-        // Connect before answering, so a wrong url fails at start-up.
+        let url = &self.url;
         let connected = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 match events.poll().await {
@@ -105,33 +111,107 @@ impl MqttBroker {
         .await
         .map_err(|_| BrokerError::Backend(format!("no answer from MQTT at {url} within 5s")))?;
         connected.map_err(|e| BrokerError::Backend(format!("MQTT at {url}: {e}")))?;
-        let shared = Arc::new(Shared::default());
-        tokio::spawn(run_events(events, client.clone(), shared.clone()));
-        Ok(MqttBroker {
-            client,
-            shared,
-            publishing: tokio::sync::Mutex::new(()),
-            retain: flag("retain", false),
-        })
+        Ok((client, events))
     }
 }
 
-/// Drives the client: publish acknowledgements to their waiters, incoming
-/// events to their subscription. Reconnects (rumqttc does, on the next
-/// poll) after a pause when the connection fails.
-async fn run_events(mut events: EventLoop, client: AsyncClient, shared: Arc<Shared>) {
-    loop {
-        let event = match events.poll().await {
-            Ok(event) => event,
-            Err(err) => {
-                tracing::warn!(error = %err, "MQTT connection failed; reconnecting in 1s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
+/// An MQTT broker.
+pub struct MqttBroker {
+    connection: Connection,
+    consumer_id: String,
+    producer: AsyncClient,
+    waiting: Arc<Mutex<Waiting>>,
+    /// Orders publishes, so packet ids match their waiters.
+    publishing: tokio::sync::Mutex<()>,
+    retain: bool,
+    consumer: OnceCell<Consumer>,
+}
+
+fn backend(err: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Backend(err.to_string())
+}
+
+impl MqttBroker {
+    /// Connects the producer, as `producerID` (by default
+    /// `{consumer_id}-producer`), with the component's metadata; the
+    /// consumer connects as `consumer_id` at the first subscription.
+    pub async fn open(
+        properties: &HashMap<String, String>,
+        consumer_id: &str,
+    ) -> Result<Self, BrokerError> {
+        let setting = |name: &str| properties.get(name).filter(|v| !v.is_empty());
+        let url = setting("url").map_or("tcp://localhost:1883", String::as_str);
+        let address = url
+            .strip_prefix("tcp://")
+            .or_else(|| url.strip_prefix("mqtt://"))
+            .ok_or_else(|| BrokerError::Metadata(format!("url {url}: use tcp://host:port")))?;
+        let (host, port) = address
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            .unwrap_or((address.to_string(), 1883));
+        if let Some(qos) = setting("qos").filter(|q| *q != "1") {
+            return Err(BrokerError::Metadata(format!(
+                "qos {qos} is not supported: events are at least once (qos 1)"
+            )));
+        }
+        let flag = |name: &str, default: bool| {
+            setting(name).map_or(default, |v| v.eq_ignore_ascii_case("true"))
         };
-        match event {
-            Event::Outgoing(Outgoing::Publish(pkid)) => {
-                let mut waiting = shared.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let connection = Connection {
+            url: url.to_string(),
+            host,
+            port,
+            clean_session: flag("cleanSession", false),
+        };
+        let producer_id = setting("producerID")
+            .cloned()
+            .unwrap_or_else(|| format!("{consumer_id}-producer"));
+        let (producer, events) = connection.open(&producer_id).await?;
+        let waiting = Arc::new(Mutex::new(Waiting::default()));
+        tokio::spawn(run_producer(events, waiting.clone()));
+        Ok(MqttBroker {
+            connection,
+            consumer_id: consumer_id.to_string(),
+            producer,
+            waiting,
+            publishing: tokio::sync::Mutex::new(()),
+            retain: flag("retain", false),
+            consumer: OnceCell::new(),
+        })
+    }
+
+    /// The consumer connection, opened on first use (on the runtime of
+    /// the caller, the subscriptions').
+    async fn consumer(&self) -> Result<&Consumer, BrokerError> {
+        self.consumer
+            .get_or_try_init(|| async {
+                let (client, events) = self.connection.open(&self.consumer_id).await?;
+                let routes = Arc::new(Mutex::new(Routes::default()));
+                tokio::spawn(run_consumer(events, client.clone(), routes.clone()));
+                tokio::spawn(end_grace(client.clone(), routes.clone()));
+                Ok(Consumer { client, routes })
+            })
+            .await
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits for `event_loop` to poll again after a failure: rumqttc
+/// reconnects on the next poll.
+async fn pause_after(err: &rumqttc::ConnectionError, which: &str) {
+    tracing::warn!(error = %err, "MQTT {which} connection failed; reconnecting in 1s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Drives the producer: publish acknowledgements to their waiters.
+async fn run_producer(mut events: EventLoop, waiting: Arc<Mutex<Waiting>>) {
+    loop {
+        match events.poll().await {
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                let mut waiting = lock(&waiting);
                 // A resent packet already has its waiter.
                 if !waiting.sent.contains_key(&pkid)
                     && let Some(waiter) = waiting.queued.pop_front()
@@ -139,38 +219,165 @@ async fn run_events(mut events: EventLoop, client: AsyncClient, shared: Arc<Shar
                     waiting.sent.insert(pkid, waiter);
                 }
             }
-            Event::Incoming(Packet::PubAck(ack)) => {
-                let waiter = shared
-                    .waiting
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .sent
-                    .remove(&ack.pkid);
-                if let Some(waiter) = waiter {
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                if let Some(waiter) = lock(&waiting).sent.remove(&ack.pkid) {
                     let _ = waiter.send(());
                 }
             }
-            Event::Incoming(Packet::Publish(publish)) => {
-                let subscriber = shared
-                    .subscribers
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&publish.topic)
-                    .cloned();
-                let Some(subscriber) = subscriber else {
-                    // Not (or no longer) subscribed here: acknowledged so
-                    // the broker does not resend it forever.
-                    let _ = client.ack(&publish).await;
-                    continue;
-                };
-                let acker = client.clone();
-                let payload = publish.payload.to_vec();
-                hand_on(&subscriber, payload, move || async move {
-                    acker.ack(&publish).await
-                })
-                .await;
+            Ok(_) => {}
+            Err(err) => pause_after(&err, "producer").await,
+        }
+    }
+}
+
+/// Drives the consumer: each event to its topic's subscription, or held
+/// for the next one ([`Routes`]).
+async fn run_consumer(mut events: EventLoop, client: AsyncClient, routes: Arc<Mutex<Routes>>) {
+    loop {
+        let publish = match events.poll().await {
+            Ok(Event::Incoming(Packet::Publish(publish))) => publish,
+            Ok(_) => continue,
+            Err(err) => {
+                pause_after(&err, "consumer").await;
+                continue;
             }
-            _ => {}
+        };
+        let subscriber = {
+            let mut routes = lock(&routes);
+            match routes.subscribers.get(&publish.topic) {
+                Some(subscriber) => Some(subscriber.clone()),
+                None if routes.grace_over && !routes.subscribed.contains(&publish.topic) => None,
+                None => {
+                    routes
+                        .held
+                        .entry(publish.topic.clone())
+                        .or_default()
+                        .push(publish);
+                    continue;
+                }
+            }
+        };
+        let Some(subscriber) = subscriber else {
+            tracing::warn!(topic = %publish.topic, "dropped an MQTT event for a topic no subscription here asks for");
+            let _ = client.ack(&publish).await;
+            continue;
+        };
+        let topic = publish.topic.clone();
+        if !forward(&client, &routes, &subscriber, publish).await {
+            // The subscription ended meanwhile (the event is held again).
+            let mut routes = lock(&routes);
+            if routes
+                .subscribers
+                .get(&topic)
+                .is_some_and(|s| s.same_channel(&subscriber))
+            {
+                routes.subscribers.remove(&topic);
+            }
+        }
+    }
+}
+
+/// An event handed to a subscription and not yet settled. Settled, it is
+/// acknowledged to the broker; let go unsettled (its subscription stopped
+/// with it in a buffer or with the app), it is held again for the topic's
+/// next subscription, since the broker will not send it again on this
+/// connection.
+struct Unsettled {
+    publish: Option<Publish>,
+    routes: Arc<Mutex<Routes>>,
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if let Some(publish) = self.publish.take() {
+            lock(&self.routes)
+                .held
+                .entry(publish.topic.clone())
+                .or_default()
+                .push(publish);
+        }
+    }
+}
+
+/// Hands `publish` to a subscription, to be acknowledged to the broker
+/// once the sidecar is done with it; `false` if the subscription has gone
+/// (the event is then held again).
+async fn forward(
+    client: &AsyncClient,
+    routes: &Arc<Mutex<Routes>>,
+    subscriber: &mpsc::Sender<Message>,
+    publish: Publish,
+) -> bool {
+    let acker = client.clone();
+    let payload = publish.payload.to_vec();
+    let mut unsettled = Unsettled {
+        publish: Some(publish),
+        routes: routes.clone(),
+    };
+    hand_on(subscriber, payload, move || async move {
+        match unsettled.publish.take() {
+            Some(publish) => acker.ack(&publish).await,
+            None => Ok(()),
+        }
+    })
+    .await
+}
+
+/// Once [`STALE_TOPIC_GRACE`] has passed: drops the held events of topics
+/// never subscribed, and unsubscribes those topics.
+async fn end_grace(client: AsyncClient, routes: Arc<Mutex<Routes>>) {
+    tokio::time::sleep(STALE_TOPIC_GRACE).await;
+    let stale: Vec<(String, Vec<Publish>)> = {
+        let mut routes = lock(&routes);
+        routes.grace_over = true;
+        let topics: Vec<String> = routes
+            .held
+            .keys()
+            .filter(|topic| !routes.subscribed.contains(*topic))
+            .cloned()
+            .collect();
+        topics
+            .into_iter()
+            .filter_map(|topic| routes.held.remove_entry(&topic))
+            .collect()
+    };
+    for (topic, events) in stale {
+        tracing::warn!(%topic, dropped = events.len(), "the MQTT session subscribes to a topic this app no longer subscribes to: unsubscribed, and its events dropped");
+        for publish in &events {
+            let _ = client.ack(publish).await;
+        }
+        let _ = client.unsubscribe(&topic).await;
+    }
+}
+
+/// Starts `topic`'s subscription: its held events first, then the new
+/// ones as they come.
+async fn claim(
+    client: AsyncClient,
+    routes: Arc<Mutex<Routes>>,
+    topic: String,
+    subscriber: mpsc::Sender<Message>,
+) {
+    loop {
+        let held = {
+            let mut routes = lock(&routes);
+            match routes.held.remove(&topic) {
+                Some(held) if !held.is_empty() => held,
+                _ => {
+                    routes.subscribers.insert(topic, subscriber);
+                    return;
+                }
+            }
+        };
+        let mut held = held.into_iter();
+        while let Some(publish) = held.next() {
+            if !forward(&client, &routes, &subscriber, publish).await {
+                // Ended before it began: the rest stays held too.
+                let mut routes = lock(&routes);
+                let kept = routes.held.entry(topic).or_default();
+                kept.extend(held);
+                return;
+            }
         }
     }
 }
@@ -181,13 +388,8 @@ impl Broker for MqttBroker {
         let (waiter, acknowledged) = oneshot::channel();
         {
             let _order = self.publishing.lock().await;
-            self.shared
-                .waiting
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .queued
-                .push_back(waiter);
-            self.client
+            lock(&self.waiting).queued.push_back(waiter);
+            self.producer
                 .publish(topic, QoS::AtLeastOnce, self.retain, payload)
                 .await
                 .map_err(backend)?;
@@ -205,16 +407,20 @@ impl Broker for MqttBroker {
         topic: &str,
         _consumer_id: &str,
     ) -> Result<mpsc::Receiver<Message>, BrokerError> {
-        let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        self.shared
-            .subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_string(), sender);
-        self.client
+        let consumer = self.consumer().await?;
+        lock(&consumer.routes).subscribed.insert(topic.to_string());
+        consumer
+            .client
             .subscribe(topic, QoS::AtLeastOnce)
             .await
             .map_err(backend)?;
+        let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        tokio::spawn(claim(
+            consumer.client.clone(),
+            consumer.routes.clone(),
+            topic.to_string(),
+            sender,
+        ));
         Ok(receiver)
     }
 }

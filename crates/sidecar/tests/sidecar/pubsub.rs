@@ -790,6 +790,13 @@ async fn rabbitmq_keeps_events_for_a_subscriber_that_was_down_or_killed() {
     nothing_lost(Backend::RabbitMq(vhost.url())).await;
 }
 
+#[tokio::test]
+#[ignore = "needs mosquitto installed (scripts/test.sh installs it and runs this)"]
+async fn mqtt_keeps_events_for_a_subscriber_that_was_down_or_killed() {
+    let mosquitto = test_support::BrokerServer::mosquitto();
+    nothing_lost(Backend::Mqtt(mosquitto.port())).await;
+}
+
 /// Redis and RabbitMQ deliver in parallel by default, as daprd does: an
 /// event the app holds on to does not hold up the events behind it.
 async fn parallel_by_default(backend: Backend) {
