@@ -102,12 +102,23 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n' \
 mosquitto -c "$work/mosquitto-default.conf" >/dev/null 2>&1 & mosquitto_default=$!
 wait_for_port "$MQTT" "Mosquitto with its default window"
 
+# A failed run (the load generator says why: events lost, a timeout) is
+# reported, left out of the figures, and fails the command at the end;
+# the other runs go on, so one failure does not lose the whole report.
+failures=()
+failed() { # KIND PATH ROUND
+    warn "the $1 $2 run (round $3) failed; it is left out of the figures"
+    failures+=("$1 $2 (round $3)")
+    rm -f "$work/$1-$2-$3.json"
+}
+
 for kind in $KINDS; do
     for round in $(seq "$ROUNDS"); do
         if [[ $kind != memory ]]; then
             step "$kind, direct client (round $round of $ROUNDS): $RATE events/s for $DURATION s, then $COUNT events"
             "$bin/examples/pubsub_load" direct "$(broker_of "$kind")" "${urls[$kind]}" "$RATE" "$DURATION" "$COUNT" \
-                > "$work/$kind-direct-$round.json"
+                > "$work/$kind-direct-$round.json" \
+                || failed "$kind" direct "$round"
         fi
         for path in sidecar sidecar-bulk; do
             step "$kind, through the sidecar ($path, round $round of $ROUNDS): $RATE events/s for $DURATION s, then $COUNT events"
@@ -121,7 +132,7 @@ for kind in $KINDS; do
                 --app-id pubsub-bench --app-port "$APP" --dapr-http-port "$DAPR" \
                 --metrics-port 0 --dapr-grpc-port "$DAPR_GRPC" --resources-path "$work/$kind-resources" & sidecar=$!
             pids=("$sidecar")
-            wait "$load" || die "the $kind $path run failed"
+            wait "$load" || failed "$kind" "$path" "$round"
             kill "$sidecar"; wait "$sidecar" 2>/dev/null || true
             pids=()
         done
@@ -163,3 +174,8 @@ for kind in kinds:
               f"{run['throughput_per_s']:.0f} /s | {ratio} | {run['duplicates']} | "
               f"{', '.join(f'{t / 1000:.1f}k' for t in run['rounds'])} |")
 PY
+
+if ((${#failures[@]})); then
+    printf '\nFailed runs, left out above: %s\n' "$(IFS=,; echo "${failures[*]}")"
+    die "${#failures[@]} run(s) failed"
+fi

@@ -29,6 +29,7 @@ print_step_timings() {
     return "$status"
 }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
 
 # rustup reads rust-toolchain.toml and installs the pinned toolchain and the
 # wasm32-wasip1 target on first use; this just makes that step visible.

@@ -463,7 +463,12 @@ pub async fn run_on(
         grpc: Some(grpc_address),
     };
     let app_id = sidecar.config.app_id.clone();
-    let subscriptions = spawn_on_delivery_thread(sidecar.clone().run_subscriptions()).await?;
+    // Only a sidecar with events to deliver starts the delivery thread.
+    let subscriptions = if sidecar.delivers_events() {
+        Some(spawn_on_delivery_thread(sidecar.clone().run_subscriptions()).await?)
+    } else {
+        None
+    };
     if let Err(err) = sidecar.registry.register(&app_id, endpoints) {
         sidecar.request_shutdown();
         return Err(err).context("cannot register in the name registry");
@@ -513,7 +518,9 @@ pub async fn run_on(
     );
     let grpc = grpc::serve(listeners.grpc, sidecar.clone(), stopped(sidecar.clone()));
     let ((), grpc_result) = tokio::join!(http, grpc);
-    let _ = subscriptions.await;
+    if let Some(subscriptions) = subscriptions {
+        subscriptions.await;
+    }
     if let Some(metrics) = metrics {
         match metrics.await {
             Ok(Err(err)) => tracing::warn!(error = %err, "the metrics server failed"),

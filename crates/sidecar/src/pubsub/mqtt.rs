@@ -17,13 +17,19 @@
 //! - The broker sends a persistent session's events as soon as the
 //!   consumer connects, and between a subscription's end (the app turned
 //!   unhealthy) and its restart. Such an event is **held**, unacknowledged,
-//!   and handed to the topic's next subscription ([`Routes`]); an MQTT
+//!   and handed to the topic's next subscription ([`Routes`]). An MQTT
 //!   broker never sends an unacknowledged event again on the same
 //!   connection, so acknowledging it, or letting it go, would lose it. An
 //!   event for a topic this sidecar has not subscribed to by
 //!   [`STALE_TOPIC_GRACE`] after connecting (one the session kept from an
 //!   earlier run of the app) is dropped with a warning, and the topic is
 //!   unsubscribed.
+//! - The consumer's event loop never waits for the app: each topic has a
+//!   forwarder task ([`forward_topic`]) with a queue of its own, so a slow
+//!   app does not stop the connection being read. (It did: with the loop
+//!   waiting on a full subscription, the broker's keep-alive answer went
+//!   unread and the client dropped the connection, "Last pingreq isn't
+//!   acked".)
 //!
 //! Metadata: `url` (default `tcp://localhost:1883`), `qos` (only 1),
 //! `retain`, `cleanSession`, `producerID`.
@@ -52,11 +58,17 @@ struct Waiting {
     sent: HashMap<u16, oneshot::Sender<()>>,
 }
 
-/// Where the consumer's events go.
+/// Where the consumer's events go. The consumer's event loop never waits
+/// for a subscription: it hands each event to its topic's forwarder
+/// ([`forward_topic`]) or holds it, so it goes on reading the connection
+/// (and answering the broker's keep-alive) while the app is slow. The
+/// broker's window of unacknowledged events bounds what is queued here.
 #[derive(Default)]
 struct Routes {
-    /// The running subscription of each topic.
-    subscribers: HashMap<String, mpsc::Sender<Message>>,
+    /// The forwarder of each topic with a running subscription.
+    forwarders: HashMap<String, Forwarder>,
+    /// Tells forwarders apart when one takes over a topic from another.
+    forwarders_started: u64,
     /// Events of a topic with no running subscription, unacknowledged, in
     /// the broker's order.
     held: HashMap<String, Vec<Publish>>,
@@ -66,6 +78,42 @@ struct Routes {
     /// Set once [`STALE_TOPIC_GRACE`] has passed: an event for a topic
     /// never subscribed is then dropped at once.
     grace_over: bool,
+}
+
+/// The queue of a topic's forwarder.
+struct Forwarder {
+    id: u64,
+    events: mpsc::UnboundedSender<Publish>,
+}
+
+impl Routes {
+    /// Queues `publish` for its topic's forwarder; gives it back when the
+    /// topic has none running.
+    fn route(&mut self, publish: Publish) -> Result<(), Publish> {
+        let Some(forwarder) = self.forwarders.get(&publish.topic) else {
+            return Err(publish);
+        };
+        forwarder.events.send(publish).map_err(|gone| {
+            self.forwarders.remove(&gone.0.topic);
+            gone.0
+        })
+    }
+
+    /// Queues `publish` for its topic's forwarder, or holds it for the
+    /// topic's next subscription.
+    fn route_or_hold(&mut self, publish: Publish) {
+        if let Err(publish) = self.route(publish) {
+            self.hold(publish);
+        }
+    }
+
+    /// Holds `publish` for its topic's next subscription.
+    fn hold(&mut self, publish: Publish) {
+        self.held
+            .entry(publish.topic.clone())
+            .or_default()
+            .push(publish);
+    }
 }
 
 /// The consumer connection and its routes.
@@ -242,36 +290,26 @@ async fn run_consumer(mut events: EventLoop, client: AsyncClient, routes: Arc<Mu
                 continue;
             }
         };
-        let subscriber = {
+        let stale = {
             let mut routes = lock(&routes);
-            match routes.subscribers.get(&publish.topic) {
-                Some(subscriber) => Some(subscriber.clone()),
-                None if routes.grace_over && !routes.subscribed.contains(&publish.topic) => None,
-                None => {
-                    routes
-                        .held
-                        .entry(publish.topic.clone())
-                        .or_default()
-                        .push(publish);
-                    continue;
+            match routes.route(publish) {
+                Ok(()) => None,
+                Err(publish)
+                    if routes.grace_over && !routes.subscribed.contains(&publish.topic) =>
+                {
+                    Some(publish)
+                }
+                Err(publish) => {
+                    routes.hold(publish);
+                    None
                 }
             }
         };
-        let Some(subscriber) = subscriber else {
+        if let Some(publish) = stale {
             tracing::warn!(topic = %publish.topic, "dropped an MQTT event for a topic no subscription here asks for");
-            let _ = client.ack(&publish).await;
-            continue;
-        };
-        let topic = publish.topic.clone();
-        if !forward(&client, &routes, &subscriber, publish).await {
-            // The subscription ended meanwhile (the event is held again).
-            let mut routes = lock(&routes);
-            if routes
-                .subscribers
-                .get(&topic)
-                .is_some_and(|s| s.same_channel(&subscriber))
-            {
-                routes.subscribers.remove(&topic);
+            // Not awaited: this task is what drains the client's requests.
+            if let Err(err) = client.try_ack(&publish) {
+                tracing::warn!(error = %err, "cannot acknowledge a dropped MQTT event; it comes again after a reconnect");
             }
         }
     }
@@ -279,8 +317,8 @@ async fn run_consumer(mut events: EventLoop, client: AsyncClient, routes: Arc<Mu
 
 /// An event handed to a subscription and not yet settled. Settled, it is
 /// acknowledged to the broker; let go unsettled (its subscription stopped
-/// with it in a buffer or with the app), it is held again for the topic's
-/// next subscription, since the broker will not send it again on this
+/// with it in a buffer or with the app), it goes to the topic's next
+/// subscription, since the broker will not send it again on this
 /// connection.
 struct Unsettled {
     publish: Option<Publish>,
@@ -290,18 +328,14 @@ struct Unsettled {
 impl Drop for Unsettled {
     fn drop(&mut self) {
         if let Some(publish) = self.publish.take() {
-            lock(&self.routes)
-                .held
-                .entry(publish.topic.clone())
-                .or_default()
-                .push(publish);
+            lock(&self.routes).route_or_hold(publish);
         }
     }
 }
 
 /// Hands `publish` to a subscription, to be acknowledged to the broker
 /// once the sidecar is done with it; `false` if the subscription has gone
-/// (the event is then held again).
+/// (the event then goes to the topic's next one).
 async fn forward(
     client: &AsyncClient,
     routes: &Arc<Mutex<Routes>>,
@@ -350,35 +384,45 @@ async fn end_grace(client: AsyncClient, routes: Arc<Mutex<Routes>>) {
     }
 }
 
-/// Starts `topic`'s subscription: its held events first, then the new
-/// ones as they come.
-async fn claim(
+/// Forwards `topic`'s events to its subscription until that ends: the
+/// held ones first, then the new ones as they come. Then the events still
+/// queued here go to the topic's next subscription.
+async fn forward_topic(
     client: AsyncClient,
     routes: Arc<Mutex<Routes>>,
     topic: String,
     subscriber: mpsc::Sender<Message>,
 ) {
-    loop {
-        let held = {
-            let mut routes = lock(&routes);
-            match routes.held.remove(&topic) {
-                Some(held) if !held.is_empty() => held,
-                _ => {
-                    routes.subscribers.insert(topic, subscriber);
-                    return;
-                }
-            }
-        };
-        let mut held = held.into_iter();
-        while let Some(publish) = held.next() {
-            if !forward(&client, &routes, &subscriber, publish).await {
-                // Ended before it began: the rest stays held too.
-                let mut routes = lock(&routes);
-                let kept = routes.held.entry(topic).or_default();
-                kept.extend(held);
-                return;
-            }
+    let (events, mut queue) = mpsc::unbounded_channel();
+    let id = {
+        let mut routes = lock(&routes);
+        for publish in routes.held.remove(&topic).unwrap_or_default() {
+            let _ = events.send(publish);
         }
+        routes.forwarders_started += 1;
+        let id = routes.forwarders_started;
+        routes
+            .forwarders
+            .insert(topic.clone(), Forwarder { id, events });
+        id
+    };
+    loop {
+        let publish = tokio::select! {
+            publish = queue.recv() => publish,
+            () = subscriber.closed() => None,
+        };
+        let Some(publish) = publish else { break };
+        if !forward(&client, &routes, &subscriber, publish).await {
+            break;
+        }
+    }
+    let mut routes = lock(&routes);
+    if routes.forwarders.get(&topic).is_some_and(|f| f.id == id) {
+        routes.forwarders.remove(&topic);
+    }
+    queue.close();
+    while let Ok(publish) = queue.try_recv() {
+        routes.route_or_hold(publish);
     }
 }
 
@@ -415,7 +459,7 @@ impl Broker for MqttBroker {
             .await
             .map_err(backend)?;
         let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        tokio::spawn(claim(
+        tokio::spawn(forward_topic(
             consumer.client.clone(),
             consumer.routes.clone(),
             topic.to_string(),

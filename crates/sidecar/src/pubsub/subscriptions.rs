@@ -407,11 +407,17 @@ impl Sidecar {
             .unwrap_or_default()
     }
 
+    /// Whether this sidecar has events to deliver: a pub/sub component
+    /// and an app to deliver to.
+    pub(crate) fn delivers_events(&self) -> bool {
+        !self.pubsubs.is_empty() && self.config.app_port.is_some()
+    }
+
     /// Runs the app's subscriptions until the sidecar stops: waits for
     /// the app to be healthy, reads its subscriptions, consumes every
     /// topic, and starts over when the app turns unhealthy.
     pub(crate) async fn run_subscriptions(self: Arc<Self>) {
-        if self.pubsubs.is_empty() || self.config.app_port.is_none() {
+        if !self.delivers_events() {
             return;
         }
         let mut healthy = self.app_healthy.subscribe();
