@@ -247,8 +247,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Waits for `event_loop` to poll again after a failure: rumqttc
-/// reconnects on the next poll.
+/// Logs a failed connection and pauses before its event loop polls
+/// again: rumqttc reconnects on the next poll.
 async fn pause_after(err: &rumqttc::ConnectionError, which: &str) {
     tracing::warn!(error = %err, "MQTT {which} connection failed; reconnecting in 1s");
     tokio::time::sleep(Duration::from_secs(1)).await;
