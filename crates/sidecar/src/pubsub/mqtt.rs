@@ -43,7 +43,7 @@ use rumqttc::{
 };
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
-use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, hand_on};
+use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER};
 
 /// How long after the consumer connects an event for a topic no
 /// subscription here has asked for is held, waiting for one: every
@@ -336,6 +336,10 @@ impl Drop for Unsettled {
 /// Hands `publish` to a subscription, to be acknowledged to the broker
 /// once the sidecar is done with it; `false` if the subscription has gone
 /// (the event then goes to the topic's next one).
+///
+/// Not [`super::hand_on`]'s task per ack: an MQTT ack is a push onto the client's
+/// queue, done at once when the queue has room (nearly always), and in a
+/// task of its own only when it is full.
 async fn forward(
     client: &AsyncClient,
     routes: &Arc<Mutex<Routes>>,
@@ -348,13 +352,19 @@ async fn forward(
         publish: Some(publish),
         routes: routes.clone(),
     };
-    hand_on(subscriber, payload, move || async move {
-        match unsettled.publish.take() {
-            Some(publish) => acker.ack(&publish).await,
-            None => Ok(()),
+    let message = Message::new(payload, move || {
+        let Some(publish) = unsettled.publish.take() else {
+            return;
+        };
+        if acker.try_ack(&publish).is_err() {
+            tokio::spawn(async move {
+                if let Err(err) = acker.ack(&publish).await {
+                    tracing::warn!(error = %err, "cannot acknowledge an event; it will come again");
+                }
+            });
         }
-    })
-    .await
+    });
+    subscriber.send(message).await.is_ok()
 }
 
 /// Once [`STALE_TOPIC_GRACE`] has passed: drops the held events of topics
