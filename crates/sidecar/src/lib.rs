@@ -336,10 +336,14 @@ pub fn app(sidecar: Arc<Sidecar>) -> Router {
             "/v1.0/state/{store}/{key}",
             get(state::api::state_get).delete(state::api::state_delete),
         )
-        .route("/v1.0/publish/{pubsub}/{topic}", post(pubsub::api::publish))
+        // A topic may have levels (`fleet/truck-7`), as daprd's `{topic:*}`.
         .route(
-            "/v1.0-alpha1/publish/bulk/{pubsub}/{topic}",
-            post(pubsub::api::publish_bulk),
+            "/v1.0/publish/{pubsub}/{*topic}",
+            post(pubsub::api::publish).put(pubsub::api::publish),
+        )
+        .route(
+            "/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}",
+            post(pubsub::api::publish_bulk).put(pubsub::api::publish_bulk),
         )
         .route(
             "/v1.0/bindings/{name}",

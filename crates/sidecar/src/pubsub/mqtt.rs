@@ -1,6 +1,9 @@
 //! `pubsub.mqtt3`: MQTT 3.1.1 with QoS 1.
 //!
-//! - A topic is an MQTT topic. The component has two connections, as
+//! - A topic is an MQTT topic, and a subscription's topic may be a filter
+//!   with MQTT's wildcards (`sensors/+/temperature`, `fleet/#`): it gets
+//!   the events of every topic the filter matches.
+//! - The component has two connections, as
 //!   Dapr's `pubsub.mqtt` has: a producer (client id `producerID`, by
 //!   default `{consumerID}-producer`) that publishes, and a consumer
 //!   (client id `consumerID`) that subscribes, opened at the first
@@ -80,6 +83,26 @@ struct Routes {
     grace_over: bool,
 }
 
+/// Whether the MQTT topic filter `filter` matches `topic`: `+` stands
+/// for one level, a trailing `#` for any number (none included), and a
+/// filter that starts with a wildcard does not match a `$` topic.
+fn filter_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut topic_levels = topic.split('/');
+    for level in filter.split('/') {
+        if level == "#" {
+            return true;
+        }
+        match topic_levels.next() {
+            Some(name) if level == "+" || level == name => {}
+            _ => return false,
+        }
+    }
+    topic_levels.next().is_none()
+}
+
 /// The queue of a topic's forwarder.
 struct Forwarder {
     id: u64,
@@ -90,13 +113,50 @@ impl Routes {
     /// Queues `publish` for its topic's forwarder; gives it back when the
     /// topic has none running.
     fn route(&mut self, publish: Publish) -> Result<(), Publish> {
-        let Some(forwarder) = self.forwarders.get(&publish.topic) else {
+        let filter = if self.forwarders.contains_key(&publish.topic) {
+            publish.topic.clone()
+        } else {
+            match self
+                .forwarders
+                .keys()
+                .find(|filter| filter_matches(filter, &publish.topic))
+            {
+                Some(filter) => filter.clone(),
+                None => return Err(publish),
+            }
+        };
+        let Some(forwarder) = self.forwarders.get(&filter) else {
             return Err(publish);
         };
         forwarder.events.send(publish).map_err(|gone| {
-            self.forwarders.remove(&gone.0.topic);
+            self.forwarders.remove(&filter);
             gone.0
         })
+    }
+
+    /// Whether a subscription since the consumer connected asks for
+    /// `topic`, by name or by a filter that matches it.
+    fn is_subscribed(&self, topic: &str) -> bool {
+        self.subscribed.contains(topic)
+            || self
+                .subscribed
+                .iter()
+                .any(|filter| filter_matches(filter, topic))
+    }
+
+    /// Takes the held events of every topic `filter` matches.
+    fn take_held(&mut self, filter: &str) -> Vec<Publish> {
+        let topics: Vec<String> = self
+            .held
+            .keys()
+            .filter(|topic| filter_matches(filter, topic))
+            .cloned()
+            .collect();
+        topics
+            .iter()
+            .filter_map(|topic| self.held.remove(topic))
+            .flatten()
+            .collect()
     }
 
     /// Queues `publish` for its topic's forwarder, or holds it for the
@@ -294,9 +354,7 @@ async fn run_consumer(mut events: EventLoop, client: AsyncClient, routes: Arc<Mu
             let mut routes = lock(&routes);
             match routes.route(publish) {
                 Ok(()) => None,
-                Err(publish)
-                    if routes.grace_over && !routes.subscribed.contains(&publish.topic) =>
-                {
+                Err(publish) if routes.grace_over && !routes.is_subscribed(&publish.topic) => {
                     Some(publish)
                 }
                 Err(publish) => {
@@ -377,7 +435,7 @@ async fn end_grace(client: AsyncClient, routes: Arc<Mutex<Routes>>) {
         let topics: Vec<String> = routes
             .held
             .keys()
-            .filter(|topic| !routes.subscribed.contains(*topic))
+            .filter(|topic| !routes.is_subscribed(topic))
             .cloned()
             .collect();
         topics
@@ -406,7 +464,7 @@ async fn forward_topic(
     let (events, mut queue) = mpsc::unbounded_channel();
     let id = {
         let mut routes = lock(&routes);
-        for publish in routes.held.remove(&topic).unwrap_or_default() {
+        for publish in routes.take_held(&topic) {
             let _ = events.send(publish);
         }
         routes.forwarders_started += 1;
@@ -476,5 +534,38 @@ impl Broker for MqttBroker {
             sender,
         ));
         Ok(receiver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_matches;
+
+    #[test]
+    fn topic_filters_match_as_mqtt_defines() {
+        let cases = [
+            ("orders", "orders", true),
+            ("orders", "orders/eu", false),
+            ("sensors/+/temperature", "sensors/kitchen/temperature", true),
+            ("sensors/+/temperature", "sensors/kitchen/humidity", false),
+            ("sensors/+/temperature", "sensors/a/b/temperature", false),
+            ("sensors/+", "sensors/", true),
+            ("sensors/+", "sensors", false),
+            ("fleet/#", "fleet", true),
+            ("fleet/#", "fleet/truck-7/position", true),
+            ("fleet/#", "fleets/truck-7", false),
+            ("#", "anything/at/all", true),
+            ("+/status", "door/status", true),
+            ("#", "$SYS/broker/uptime", false),
+            ("+/broker/uptime", "$SYS/broker/uptime", false),
+            ("$SYS/#", "$SYS/broker/uptime", true),
+        ];
+        for (filter, topic, matches) in cases {
+            assert_eq!(
+                filter_matches(filter, topic),
+                matches,
+                "{filter} against {topic}"
+            );
+        }
     }
 }

@@ -797,6 +797,51 @@ async fn mqtt_keeps_events_for_a_subscriber_that_was_down_or_killed() {
     nothing_lost(Backend::Mqtt(mosquitto.port())).await;
 }
 
+/// A subscription to an MQTT topic filter gets the events of every topic
+/// it matches, and only those.
+#[tokio::test]
+#[ignore = "needs mosquitto installed (scripts/test.sh installs it and runs this)"]
+async fn mqtt_wildcard_subscriptions_get_every_matching_topic() {
+    let mosquitto = test_support::BrokerServer::mosquitto();
+    let subscriptions = json!([
+        {"pubsubname": "bus", "topic": "sensors/+/temperature", "route": "/temperature"},
+        {"pubsubname": "bus", "topic": "fleet/#", "route": "/fleet"},
+    ]);
+    let backend = Backend::Mqtt(mosquitto.port());
+    let (data, resources) = folders(&backend, &[]);
+    // Any topic may be published to (the suite's component allows its own).
+    let component = backend.component().replace("orders,dead,audit,late", "");
+    std::fs::write(resources.path().join("pubsub.yaml"), component).unwrap();
+    let (app, received) = start_subscriber(subscriptions).await;
+    let config = sidecar_config(
+        &backend,
+        "watcher",
+        Some(app),
+        data.path(),
+        resources.path(),
+    );
+    let sidecar = RunningSidecar::start(config).await;
+    sidecar.wait_subscribed(2).await;
+    // A topic's levels go in the URL as they are, or encoded.
+    publish(&sidecar, "sensors/kitchen/humidity", json!({"n": 1})).await;
+    publish(&sidecar, "sensors/kitchen/temperature", json!({"n": 2})).await;
+    publish(&sidecar, "fleet%2Ftruck-7%2Fposition", json!({"n": 3})).await;
+    publish(&sidecar, "fleet", json!({"n": 4})).await;
+    wait_for(&received, "the events of the matching topics", |r| {
+        r.count("/temperature", 2) == 1 && r.count("/fleet", 3) == 1 && r.count("/fleet", 4) == 1
+    })
+    .await;
+    let events = received.events();
+    let truck = events
+        .iter()
+        .find(|(path, e)| path == "/fleet" && e["data"]["n"] == 3);
+    assert_eq!(truck.unwrap().1["topic"], "fleet/truck-7/position");
+    // Had the humidity event matched `sensors/+/temperature`, it would have
+    // come first on that subscription, which delivers in order.
+    assert_eq!(received.events().len(), 3, "{:?}", received.events());
+    sidecar.stop().await;
+}
+
 /// Redis and RabbitMQ deliver in parallel by default, as daprd does: an
 /// event the app holds on to does not hold up the events behind it.
 async fn parallel_by_default(backend: Backend) {

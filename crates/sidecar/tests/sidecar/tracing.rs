@@ -145,7 +145,7 @@ async fn a_published_event_carries_its_trace_to_the_delivery() {
         .await;
     let publish = spans
         .iter()
-        .find(|s| s.name == "POST /v1.0/publish/{pubsub}/{topic}")
+        .find(|s| s.name == "POST /v1.0/publish/{pubsub}/{*topic}")
         .expect("the publish's span");
     assert_eq!(publish.parent_span_id, publisher_span);
     let delivery = spans
