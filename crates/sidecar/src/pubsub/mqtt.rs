@@ -113,25 +113,23 @@ impl Routes {
     /// Queues `publish` for its topic's forwarder; gives it back when the
     /// topic has none running.
     fn route(&mut self, publish: Publish) -> Result<(), Publish> {
-        let filter = if self.forwarders.contains_key(&publish.topic) {
-            publish.topic.clone()
-        } else {
-            match self
+        let forwarder = match self.forwarders.get(&publish.topic) {
+            Some(forwarder) => forwarder,
+            None => match self
                 .forwarders
-                .keys()
-                .find(|filter| filter_matches(filter, &publish.topic))
+                .iter()
+                .find(|(filter, _)| filter_matches(filter, &publish.topic))
             {
-                Some(filter) => filter.clone(),
+                Some((_, forwarder)) => forwarder,
                 None => return Err(publish),
-            }
+            },
         };
-        let Some(forwarder) = self.forwarders.get(&filter) else {
-            return Err(publish);
+        let id = forwarder.id;
+        let Err(gone) = forwarder.events.send(publish) else {
+            return Ok(());
         };
-        forwarder.events.send(publish).map_err(|gone| {
-            self.forwarders.remove(&filter);
-            gone.0
-        })
+        self.forwarders.retain(|_, f| f.id != id);
+        Err(gone.0)
     }
 
     /// Whether a subscription since the consumer connected asks for
