@@ -68,15 +68,17 @@ struct Waiting {
 /// broker's window of unacknowledged events bounds what is queued here.
 #[derive(Default)]
 struct Routes {
-    /// The forwarder of each topic with a running subscription.
+    /// The forwarder of each running subscription, by its topic or topic
+    /// filter.
     forwarders: HashMap<String, Forwarder>,
     /// Tells forwarders apart when one takes over a topic from another.
     forwarders_started: u64,
-    /// Events of a topic with no running subscription, unacknowledged, in
-    /// the broker's order.
+    /// Events no running subscription matches, unacknowledged, by topic,
+    /// in the broker's order.
     held: HashMap<String, Vec<Publish>>,
-    /// Every topic subscribed since the consumer connected: its events are
-    /// held for however long its subscription is away.
+    /// Every topic or filter subscribed since the consumer connected: the
+    /// events it matches are held for however long its subscription is
+    /// away.
     subscribed: HashSet<String>,
     /// Set once [`STALE_TOPIC_GRACE`] has passed: an event for a topic
     /// never subscribed is then dropped at once.
@@ -110,8 +112,8 @@ struct Forwarder {
 }
 
 impl Routes {
-    /// Queues `publish` for its topic's forwarder; gives it back when the
-    /// topic has none running.
+    /// Queues `publish` for the forwarder of the subscription that asks for
+    /// its topic; gives it back when none is running.
     fn route(&mut self, publish: Publish) -> Result<(), Publish> {
         let forwarder = match self.forwarders.get(&publish.topic) {
             Some(forwarder) => forwarder,
@@ -135,11 +137,9 @@ impl Routes {
     /// Whether a subscription since the consumer connected asks for
     /// `topic`, by name or by a filter that matches it.
     fn is_subscribed(&self, topic: &str) -> bool {
-        self.subscribed.contains(topic)
-            || self
-                .subscribed
-                .iter()
-                .any(|filter| filter_matches(filter, topic))
+        self.subscribed
+            .iter()
+            .any(|filter| filter_matches(filter, topic))
     }
 
     /// Takes the held events of every topic `filter` matches.
