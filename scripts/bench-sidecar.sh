@@ -24,6 +24,10 @@
 # all its calls. PROFILE=dev uses the tests' build instead of a release
 # build (build_for_bench in lib.sh), for a quick A/B of a change; recorded
 # figures come from release. Prints Markdown for docs/performance.md.
+# PERF=1 also profiles the last round of haproxy, http and grpc with
+# `perf record` (installed from Debian if missing) and prints where each
+# call's CPU goes, process by process (scripts/perf_breakdown.py); perf
+# costs a little CPU, so record the figures from a run without it.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
@@ -38,6 +42,7 @@ TRACED_CALLER=13504 TRACED_TARGET=13505 TRACED_CALLER_GRPC=15005 TRACED_TARGET_G
 ensure_toolchain
 command -v python3 >/dev/null || apt_install python3
 command -v haproxy >/dev/null || apt_install haproxy
+PERF="${PERF:-}" PERF_HZ=999
 build_for_bench -p dapr-wasm --bin dapr-wasm -p sidecar --example echo_app --example invoke_load
 bin="$(profile_dir "$PROFILE")"
 
@@ -82,7 +87,7 @@ CFG
     haproxy -db -f "$work/$3.cfg" &
 }
 
-"$bin/examples/echo_app" "$APP" & pids+=($!)
+"$bin/examples/echo_app" "$APP" & pids+=($!); echo_pid=$!
 DAPR_WASM_DATA_DIR="$work" "$bin/dapr-wasm" --log-level warn sidecar --app-id bench-target \
     --app-port "$APP" --dapr-http-port "$TARGET" --metrics-port 0 --dapr-grpc-port "$TARGET_GRPC" & pids+=($!); target_pid=$!
 DAPR_WASM_DATA_DIR="$work" "$bin/dapr-wasm" --log-level warn sidecar --app-id bench-caller \
@@ -166,13 +171,28 @@ pair_cpu() { # MODE
         "/proc/${pair[0]}/stat" "/proc/${pair[1]}/stat"
 }
 
+# The processes perf_breakdown.py names, with PERF.
+cat > "$work/processes" <<PROCS
+echo-app $echo_pid
+caller-sidecar $caller_pid
+target-sidecar $target_pid
+haproxy-in $proxy_in_pid
+haproxy-out $proxy_out_pid
+PROCS
+profiled_modes=" haproxy http grpc "
+
 modes=(direct haproxy http grpc nometrics traced)
 for round in $(seq 1 "$ROUNDS"); do
     for mode in "${modes[@]}"; do
         step "round $round/$ROUNDS, $mode: warm-up 3 s, then $RATE req/s for $DURATION s"
         load "$mode" 3 > /dev/null
         before=$(pair_cpu "$mode")
-        LATENCIES="$work/$mode.latencies" load "$mode" "$DURATION" >> "$work/$mode.runs"
+        if [[ -n $PERF && $round == "$ROUNDS" && $profiled_modes == *" $mode "* ]]; then
+            LATENCIES="$work/$mode.latencies" perf_record_during "$work/$mode.perf" "$PERF_HZ" \
+                "$work/perf.log" load "$mode" "$DURATION" >> "$work/$mode.runs"
+        else
+            LATENCIES="$work/$mode.latencies" load "$mode" "$DURATION" >> "$work/$mode.runs"
+        fi
         awk -v a="$before" -v b="$(pair_cpu "$mode")" 'BEGIN { print b - a }' >> "$work/$mode.cpu"
     done
 done
@@ -227,3 +247,13 @@ print(f"- tracing on / off (HTTP through two sidecars, metrics off in both; ever
       f"added p90 {ratio(added['traced'][90], added['nometrics'][90])}, added p99 {ratio(added['traced'][99], added['nometrics'][99])}")
 print("- Dapr's published figures for comparison: +1.40 ms p90, +2.10 ms p99, 0.48 vCPU per 1000 req/s.")
 PY
+
+if [[ -n $PERF ]]; then
+    for mode in $profiled_modes; do
+        echo
+        echo "#### Profile: $mode, round $ROUNDS (\`perf record -a -F $PERF_HZ\`)"
+        echo
+        calls=$(tail -1 "$work/$mode.runs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ok"])')
+        python3 scripts/perf_breakdown.py "$work/$mode.perf" "$work/processes" "$PERF_HZ" "$calls" call
+    done
+fi

@@ -275,6 +275,21 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# Runs COMMAND (a shell function too) while `perf record` samples every
+# CPU at HZ into DATA, for scripts/perf_breakdown.py; perf's own messages go
+# to LOG. The benchmarks' PERF=1 uses it.
+perf_record_during() { # DATA HZ LOG COMMAND...
+    local data="$1" hz="$2" log="$3"; shift 3
+    command -v perf >/dev/null || apt_install linux-perf
+    perf record -q -F "$hz" -a -o "$data" 2>> "$log" &
+    local perf_pid=$!
+    local status=0
+    "$@" || status=$?
+    kill -INT "$perf_pid" 2>/dev/null
+    wait "$perf_pid" || true
+    return "$status"
+}
+
 # The state-store tests use a real Redis on 127.0.0.1:6379.
 ensure_redis() {
     port_open 6379 && return 0

@@ -14,10 +14,15 @@
 # It fails if any request failed other than 503 busy, if the stats counter
 # differs from the number of successful uploads, or if RSS grew over the
 # soak. Prints Markdown for docs/performance.md; samples and raw results
-# stay in $SOAK_OUT (default target/soak).
+# stay in $SOAK_OUT (default target/soak). For (a) it also splits the CPU
+# per image by process.
 #
 #   bash scripts/soak.sh                       the recorded run
 #   SOAK_DURATION=30s PHASE=10s bash scripts/soak.sh   a quick look
+#   PERF=1 bash scripts/soak.sh                also profile (a) and (c) with
+#       `perf record` (installed from Debian if missing; wasm functions are
+#       named through DAPR_WASM_PERF_MAP) and print where each one's CPU goes
+#       (perf costs a little CPU: record the figures from a run without it)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
@@ -27,6 +32,8 @@ CONCURRENCY="${CONCURRENCY:-8}"
 PHOTO="$REPO_ROOT/testdata/cat.jpg"
 
 ensure_toolchain
+PERF="${PERF:-}"
+PERF_HZ=499
 if ! command -v oha >/dev/null; then
     step "Installing the load tool oha (cargo install, a few minutes)"
     cargo install oha --locked
@@ -80,7 +87,8 @@ apps:
 YAML
 
 step "Starting the demo"
-DAPR_WASM_DATA_DIR="$out/data" "$bin/dapr-wasm" up -f "$out/dapr.yaml" > "$out/up.log" 2>&1 &
+# With PERF, every wasm engine writes /tmp/perf-PID.map for perf to read.
+DAPR_WASM_PERF_MAP="${PERF:+1}" DAPR_WASM_DATA_DIR="$out/data" "$bin/dapr-wasm" up -f "$out/dapr.yaml" > "$out/up.log" 2>&1 &
 up_pid=$!
 sampler_pid=""
 cleanup() {
@@ -113,6 +121,18 @@ demo_cpu() {
     (cd /proc && awk -v t="$(getconf CLK_TCK)" '{ s += $14 + $15 } END { printf "%.2f", s / t }' \
         $(for p in $pids; do echo "$p/stat"; done))
 }
+# name ticks lines: each process's CPU so far, in clock ticks.
+process_ticks() {
+    while read -r name pid; do
+        echo "$name $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+    done < "$out/processes"
+}
+# Runs COMMAND, profiled into PERF_DATA when PERF is set.
+profiled() { # PERF_DATA COMMAND...
+    local data="$1"; shift
+    if [ -z "$PERF" ]; then "$@"; return; fi
+    perf_record_during "$data" "$PERF_HZ" "$out/perf.log" "$@"
+}
 stats_count() { curl -sf "$web/api/invokecount" | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])'; }
 command -v curl >/dev/null || apt_install curl
 
@@ -128,7 +148,9 @@ load classify 5s "$out/warm-classify.json"
 for api in grayscale classify; do
     step "(a) $api through web-port, $CONCURRENCY connections, $PHASE"
     before=$(demo_cpu)
-    load "$api" "$PHASE" "$out/a-$api.json"
+    process_ticks > "$out/a-$api.ticks-before"
+    profiled "$out/a-$api.perf" load "$api" "$PHASE" "$out/a-$api.json"
+    process_ticks > "$out/a-$api.ticks-after"
     echo "$before $(demo_cpu)" > "$out/a-$api.cpu"
 done
 
@@ -163,7 +185,12 @@ for api in grayscale classify; do
     python3 scripts/process_per_request.py "$bin/dapr-wasm" "build/functions/$api.wasm" "$PHOTO" \
         "${PHASE%s}" 2 > "$out/b-$api.json"
     step "(c) $api native, 2 threads, $PHASE"
-    "$bin/examples/native_throughput" "$api" "$PHOTO" "${PHASE%s}" 2 > "$out/c-$api.json"
+    profiled "$out/c-$api.perf" \
+        "$bin/examples/native_throughput" "$api" "$PHOTO" "${PHASE%s}" 2 > "$out/c-$api.json"
 done
 
+if [ -n "$PERF" ]; then
+    echo "$PERF_HZ" > "$out/perf.hz"
+    step "Reading the profiles (perf script, a minute or two)"
+fi
 python3 scripts/soak_report.py "$out" "$SOAK_DURATION" "$PHASE" "$CONCURRENCY"

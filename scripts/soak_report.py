@@ -9,6 +9,7 @@ import collections
 import datetime
 import json
 import os
+import subprocess
 import sys
 
 out, soak_duration, phase, concurrency = sys.argv[1:5]
@@ -68,6 +69,42 @@ for api in ("grayscale", "classify"):
     bad = {k: v for k, v in a["codes"].items() if k != 200}
     if bad or a["errors"]:
         failures.append(f"(a) {api}: statuses {bad}, errors {a['errors']}")
+
+
+
+def ticks(name):
+    return {n: int(t) for n, t in (line.split() for line in open(os.path.join(out, name)))}
+
+
+hz = os.sysconf("SC_CLK_TCK")
+names = [line.split()[0] for line in open(os.path.join(out, "processes"))]
+print("\n#### (a)'s CPU per image, by process\n")
+print("| API | " + " | ".join(names) + " | all | native (c) |")
+print("|---|" + "---|" * (len(names) + 2))
+for api in ("grayscale", "classify"):
+    before, after = ticks(f"a-{api}.ticks-before"), ticks(f"a-{api}.ticks-after")
+    ok = max(oha_summary(load(f"a-{api}.json"))["ok"], 1)
+    cells = [(after.get(n, 0) - before.get(n, 0)) / hz / ok * 1000 for n in names]
+    c = load(f"c-{api}.json")
+    print(f"| {api} | " + " | ".join(f"{v:.2f}" for v in cells) +
+          f" | {sum(cells):.2f} | {c['cpu_seconds'] / c['images'] * 1000:.2f} |")
+print("\nCPU ms per image, from each process's /proc/PID/stat before and after the phase.")
+
+if os.path.exists(os.path.join(out, "perf.hz")):
+    frequency = open(os.path.join(out, "perf.hz")).read().strip()
+    for api in ("grayscale", "classify"):
+        for phase, what, images in (
+            ("a", "(a) through the system", oha_summary(load(f"a-{api}.json"))["ok"]),
+            ("c", "(c) native", load(f"c-{api}.json")["images"]),
+        ):
+            print(f"\n#### Profile: {api}, {what} (`perf record -a -F {frequency}`)\n")
+            sys.stdout.flush()
+            subprocess.run(
+                [sys.executable, os.path.join(os.path.dirname(__file__), "perf_breakdown.py"),
+                 os.path.join(out, f"{phase}-{api}.perf"), os.path.join(out, "processes"),
+                 frequency, str(images), "image"],
+                check=True,
+            )
 
 print(f"\n#### Soak: both APIs at once for {soak_duration}\n")
 count_before, count_after, cpu_before, cpu_after = open(os.path.join(out, "soak.counts")).read().split()

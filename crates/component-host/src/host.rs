@@ -119,6 +119,7 @@ impl ComponentHost {
         let mut wasm_config = wasmtime::Config::new();
         wasm_config
             .epoch_interruption(true)
+            .profiler(function_host::profiler_from_env())
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm_config).map_err(engine_error)?;
 

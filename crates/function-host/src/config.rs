@@ -136,3 +136,17 @@ impl CacheArgs {
         }
     }
 }
+
+/// The environment variable that makes an engine write a perf map.
+pub const PERF_MAP_ENV: &str = "DAPR_WASM_PERF_MAP";
+
+/// The profiler an engine reports its compiled wasm to: a perf map
+/// (`/tmp/perf-PID.map`, which `perf report` reads to name wasm functions)
+/// when [`PERF_MAP_ENV`] is set to anything but `0`, else none. A
+/// diagnostic for profiling guests in a running app; nothing else changes.
+pub fn profiler_from_env() -> wasmtime::ProfilingStrategy {
+    match std::env::var_os(PERF_MAP_ENV) {
+        Some(value) if value != "0" && !value.is_empty() => wasmtime::ProfilingStrategy::PerfMap,
+        _ => wasmtime::ProfilingStrategy::None,
+    }
+}

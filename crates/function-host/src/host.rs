@@ -93,6 +93,7 @@ impl FunctionHost {
         let mut wasm_config = wasmtime::Config::new();
         wasm_config
             .epoch_interruption(true)
+            .profiler(crate::profiler_from_env())
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm_config).map_err(engine_error)?;
 

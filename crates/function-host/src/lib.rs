@@ -67,6 +67,6 @@ pub mod metrics;
 pub mod nn;
 mod stdio;
 
-pub use config::{CacheArgs, CallLimits, HostConfig, LimitArgs};
+pub use config::{CacheArgs, CallLimits, HostConfig, LimitArgs, profiler_from_env};
 pub use error::{CallError, ExitKind, LoadError};
 pub use host::{CallOutput, Function, FunctionHost, ReadOnlyDir};
