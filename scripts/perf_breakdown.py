@@ -5,8 +5,8 @@
 
 PERF_DATA is a whole-machine profile (`perf record -a -F FREQUENCY`),
 PROCESSES "name pid" lines naming the processes measured (any other
-process goes by its threads' names, "other: COMM/..."), COUNT how many UNITs (images, calls)
-were served while it ran. Prints Markdown: CPU ms per UNIT by process and
+process goes by its threads' names, "other: COMM/..."), COUNT how many
+UNITs (images, calls) were served while it ran. Prints Markdown: CPU ms per UNIT by process and
 by what ran (the kernel, libc, ONNX Runtime, wasm, or the crate of a Rust
 symbol), then the hottest symbols. Wasm functions have names only when the
 engine wrote a perf map (DAPR_WASM_PERF_MAP, which soak.sh sets).
@@ -52,9 +52,6 @@ def kind_of(dso, sym):
     return crate.group(1) if crate else dso.rsplit("/", 1)[-1]
 
 
-samples = collections.Counter()
-symbols = collections.Counter()
-total = 0
 rows = [m for m in map(line_re.match, script.splitlines()) if m and m["pid"] != "0"]  # 0: idle
 # A process not named in PROCESSES goes by its threads' names.
 comms = collections.defaultdict(set)
@@ -63,8 +60,10 @@ for m in rows:
         comms[m["pid"]].add(m["comm"].strip())
 for pid, threads in comms.items():
     names[pid] = "other: " + "/".join(sorted(threads))[:48]
+samples = collections.Counter()
+symbols = collections.Counter()
+total = len(rows)
 for m in rows:
-    total += 1
     process = names[m["pid"]]
     sym = re.sub(r"\+0x[0-9a-f]+$", "", m["sym"]) or "?"
     dso = m["dso"]
