@@ -12,6 +12,10 @@
 //!   delivering do not take turns on one connection. An app that only
 //!   publishes never opens a consumer session.
 //! - A publish returns once the broker has acknowledged it (`PUBACK`).
+//!   The producer's event loop writes the publishes queued for it, as
+//!   many as rumqttc's window of unacknowledged ones (100) allows, before
+//!   one flush ([`run_producer`]); rumqttc's own request queue writes and
+//!   flushes each by itself.
 //! - Subscriptions are QoS 1 on a persistent session (`cleanSession`
 //!   false by default), so the broker keeps events for the app while its
 //!   sidecar is away. Events are acknowledged to the broker only once the
@@ -27,6 +31,14 @@
 //!   [`STALE_TOPIC_GRACE`] after connecting (one the session kept from an
 //!   earlier run of the app) is dropped with a warning, and the topic is
 //!   unsubscribed.
+//! - Acknowledgements are written by the consumer's event loop itself,
+//!   as many as are owed in one write ([`run_consumer`]): through
+//!   rumqttc's request queue, a bulk delivery's hundred acks were a
+//!   hundred system calls (writes were half the sidecar's CPU in the MQTT
+//!   bench, docs/performance.md). An ack carries the number of the
+//!   connection its event came on, and one owed to an earlier connection
+//!   is dropped: the broker sends that event again, and a packet id of a
+//!   new connection may already name another event.
 //! - The consumer's event loop never waits for the app: each topic has a
 //!   forwarder task ([`forward_topic`]) with a queue of its own, so a slow
 //!   app does not stop the connection being read. (It did: with the loop
@@ -41,9 +53,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, Publish, QoS,
-};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS};
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
 use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER};
@@ -53,12 +63,17 @@ use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER};
 /// subscription of the app starts within moments of the first.
 pub const STALE_TOPIC_GRACE: Duration = Duration::from_secs(30);
 
-/// Publishes waiting for the broker's acknowledgement: first in the order
-/// they were handed to the client, then by packet id.
-#[derive(Default)]
-struct Waiting {
-    queued: VecDeque<oneshot::Sender<()>>,
-    sent: HashMap<u16, oneshot::Sender<()>>,
+/// The most acknowledgements the consumer writes at once.
+const ACK_BATCH: usize = 1024;
+
+/// The most publishes the producer takes from its queue at once.
+const PUBLISH_BATCH: usize = 256;
+
+/// A publish on its way to the broker, and who waits for its
+/// acknowledgement.
+struct Outbound {
+    publish: Publish,
+    acknowledged: oneshot::Sender<()>,
 }
 
 /// Where the consumer's events go. The consumer's event loop never waits
@@ -75,7 +90,7 @@ struct Routes {
     forwarders_started: u64,
     /// Events no running subscription matches, unacknowledged, by topic,
     /// in the broker's order.
-    held: HashMap<String, Vec<Publish>>,
+    held: HashMap<String, Vec<Received>>,
     /// Every topic or filter subscribed since the consumer connected: the
     /// events it matches are held for however long its subscription is
     /// away.
@@ -108,26 +123,49 @@ fn filter_matches(filter: &str, topic: &str) -> bool {
 /// The queue of a topic's forwarder.
 struct Forwarder {
     id: u64,
-    events: mpsc::UnboundedSender<Publish>,
+    events: mpsc::UnboundedSender<Received>,
+}
+
+/// An event as the consumer received it, and the number of the connection
+/// it came on: its acknowledgement is good on that connection only.
+struct Received {
+    publish: Publish,
+    connection: u64,
+}
+
+/// An acknowledgement owed to the broker ([`run_consumer`] writes it).
+struct Ack {
+    pkid: u16,
+    connection: u64,
+}
+
+impl Received {
+    fn ack(&self) -> Ack {
+        Ack {
+            pkid: self.publish.pkid,
+            connection: self.connection,
+        }
+    }
 }
 
 impl Routes {
-    /// Queues `publish` for the forwarder of the subscription that asks for
+    /// Queues `event` for the forwarder of the subscription that asks for
     /// its topic; gives it back when none is running.
-    fn route(&mut self, publish: Publish) -> Result<(), Publish> {
-        let forwarder = match self.forwarders.get(&publish.topic) {
+    fn route(&mut self, event: Received) -> Result<(), Received> {
+        let topic = &event.publish.topic;
+        let forwarder = match self.forwarders.get(topic) {
             Some(forwarder) => forwarder,
             None => match self
                 .forwarders
                 .iter()
-                .find(|(filter, _)| filter_matches(filter, &publish.topic))
+                .find(|(filter, _)| filter_matches(filter, topic))
             {
                 Some((_, forwarder)) => forwarder,
-                None => return Err(publish),
+                None => return Err(event),
             },
         };
         let id = forwarder.id;
-        let Err(gone) = forwarder.events.send(publish) else {
+        let Err(gone) = forwarder.events.send(event) else {
             return Ok(());
         };
         self.forwarders.retain(|_, f| f.id != id);
@@ -143,7 +181,7 @@ impl Routes {
     }
 
     /// Takes the held events of every topic `filter` matches.
-    fn take_held(&mut self, filter: &str) -> Vec<Publish> {
+    fn take_held(&mut self, filter: &str) -> Vec<Received> {
         let topics: Vec<String> = self
             .held
             .keys()
@@ -157,27 +195,29 @@ impl Routes {
             .collect()
     }
 
-    /// Queues `publish` for its topic's forwarder, or holds it for the
+    /// Queues `event` for its topic's forwarder, or holds it for the
     /// topic's next subscription.
-    fn route_or_hold(&mut self, publish: Publish) {
-        if let Err(publish) = self.route(publish) {
-            self.hold(publish);
+    fn route_or_hold(&mut self, event: Received) {
+        if let Err(event) = self.route(event) {
+            self.hold(event);
         }
     }
 
-    /// Holds `publish` for its topic's next subscription.
-    fn hold(&mut self, publish: Publish) {
+    /// Holds `event` for its topic's next subscription.
+    fn hold(&mut self, event: Received) {
         self.held
-            .entry(publish.topic.clone())
+            .entry(event.publish.topic.clone())
             .or_default()
-            .push(publish);
+            .push(event);
     }
 }
 
-/// The consumer connection and its routes.
+/// The consumer connection, its routes, and the queue of the
+/// acknowledgements its event loop writes.
 struct Consumer {
     client: AsyncClient,
     routes: Arc<Mutex<Routes>>,
+    acks: mpsc::UnboundedSender<Ack>,
 }
 
 /// How to connect: the broker's address and the component's settings.
@@ -225,10 +265,8 @@ impl Connection {
 pub struct MqttBroker {
     connection: Connection,
     consumer_id: String,
-    producer: AsyncClient,
-    waiting: Arc<Mutex<Waiting>>,
-    /// Orders publishes, so packet ids match their waiters.
-    publishing: tokio::sync::Mutex<()>,
+    /// The producer's queue ([`run_producer`]).
+    outbound: mpsc::UnboundedSender<Outbound>,
     retain: bool,
     consumer: OnceCell<Consumer>,
 }
@@ -272,15 +310,15 @@ impl MqttBroker {
         let producer_id = setting("producerID")
             .cloned()
             .unwrap_or_else(|| format!("{consumer_id}-producer"));
-        let (producer, events) = connection.open(&producer_id).await?;
-        let waiting = Arc::new(Mutex::new(Waiting::default()));
-        tokio::spawn(run_producer(events, waiting.clone()));
+        // The event loop keeps the request queue open; publishes go to it
+        // through `outbound`, not through the client.
+        let (_, events) = connection.open(&producer_id).await?;
+        let (outbound, queue) = mpsc::unbounded_channel();
+        tokio::spawn(run_producer(events, queue));
         Ok(MqttBroker {
             connection,
             consumer_id: consumer_id.to_string(),
-            producer,
-            waiting,
-            publishing: tokio::sync::Mutex::new(()),
+            outbound,
             retain: flag("retain", false),
             consumer: OnceCell::new(),
         })
@@ -293,9 +331,14 @@ impl MqttBroker {
             .get_or_try_init(|| async {
                 let (client, events) = self.connection.open(&self.consumer_id).await?;
                 let routes = Arc::new(Mutex::new(Routes::default()));
-                tokio::spawn(run_consumer(events, client.clone(), routes.clone()));
-                tokio::spawn(end_grace(client.clone(), routes.clone()));
-                Ok(Consumer { client, routes })
+                let (acks, owed) = mpsc::unbounded_channel();
+                tokio::spawn(run_consumer(events, owed, routes.clone()));
+                tokio::spawn(end_grace(client.clone(), acks.clone(), routes.clone()));
+                Ok(Consumer {
+                    client,
+                    routes,
+                    acks,
+                })
             })
             .await
     }
@@ -312,35 +355,153 @@ async fn pause_after(err: &rumqttc::ConnectionError, which: &str) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// Drives the producer: publish acknowledgements to their waiters.
-async fn run_producer(mut events: EventLoop, waiting: Arc<Mutex<Waiting>>) {
+/// Drives the producer: writes the queued publishes, as many as the
+/// window of unacknowledged ones allows, in one flush, and hands each
+/// acknowledgement to its waiter. The queue is read only while there is
+/// room in the window, so `poll` (which reads the acknowledgements) is
+/// never starved. As on the consumer ([`run_consumer`]), racing `poll`
+/// is safe: reading writes nothing here unless the broker acknowledged
+/// out of order (a packet id collision, below).
+async fn run_producer(mut events: EventLoop, mut queue: mpsc::UnboundedReceiver<Outbound>) {
+    let mut taken = Vec::with_capacity(PUBLISH_BATCH);
+    let mut queued = VecDeque::new();
+    // Waiters by packet id; after a collision two share one, in order.
+    let mut sent: HashMap<u16, VecDeque<oneshot::Sender<()>>> = HashMap::new();
     loop {
-        match events.poll().await {
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                let mut waiting = lock(&waiting);
-                // A resent packet already has its waiter.
-                if !waiting.sent.contains_key(&pkid)
-                    && let Some(waiter) = waiting.queued.pop_front()
-                {
-                    waiting.sent.insert(pkid, waiter);
+        let room = events.network.is_some() && has_room(&events);
+        let polled = tokio::select! {
+            biased;
+            count = queue.recv_many(&mut taken, PUBLISH_BATCH), if room => {
+                if count == 0 {
+                    return; // the broker is gone
                 }
+                queued.extend(taken.drain(..));
+                None
             }
-            Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                if let Some(waiter) = lock(&waiting).sent.remove(&ack.pkid) {
+            polled = events.poll() => Some(polled),
+        };
+        match polled {
+            // rumqttc sends the unacknowledged publishes again when the
+            // broker kept the session; a new session drops them, and
+            // their callers hear so now, not at their timeout.
+            Some(Ok(Event::Incoming(Packet::ConnAck(connack)))) if !connack.session_present => {
+                sent.clear();
+            }
+            None | Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {}
+            Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                if let Some(waiter) = sent.get_mut(&ack.pkid).and_then(VecDeque::pop_front) {
                     let _ = waiter.send(());
                 }
             }
-            Ok(_) => {}
-            Err(err) => pause_after(&err, "producer").await,
+            Some(Ok(_)) => continue,
+            Some(Err(err)) => {
+                pause_after(&err, "producer").await;
+                continue;
+            }
+        }
+        if !queued.is_empty()
+            && let Err(err) = write_publishes(&mut events, &mut queued, &mut sent).await
+        {
+            tracing::warn!(error = %err, "MQTT producer connection failed; reconnecting");
+            events.clean();
         }
     }
 }
 
+/// Whether the producer may send another publish now: its window of
+/// unacknowledged ones has room, and no packet id is waiting on a
+/// collision.
+fn has_room(events: &EventLoop) -> bool {
+    events.state.inflight() < events.mqtt_options.inflight() && events.state.collision.is_none()
+}
+
+/// Writes publishes from `queued` while the window has room, then
+/// flushes. rumqttc's state gives each its packet id and keeps it until
+/// acknowledged, to send again after a reconnect.
+async fn write_publishes(
+    events: &mut EventLoop,
+    queued: &mut VecDeque<Outbound>,
+    sent: &mut HashMap<u16, VecDeque<oneshot::Sender<()>>>,
+) -> Result<(), rumqttc::StateError> {
+    let mut wrote = false;
+    while has_room(events) {
+        let Some(network) = events.network.as_mut() else {
+            break;
+        };
+        let Some(Outbound {
+            publish,
+            acknowledged,
+        }) = queued.pop_front()
+        else {
+            break;
+        };
+        match events
+            .state
+            .handle_outgoing_packet(rumqttc::Request::Publish(publish))?
+        {
+            Some(packet) => {
+                if let Packet::Publish(publish) = &packet {
+                    sent.entry(publish.pkid)
+                        .or_default()
+                        .push_back(acknowledged);
+                }
+                network.write(packet).await?;
+                wrote = true;
+            }
+            // Its packet id is still unacknowledged: the state holds it
+            // and sends it once that id is acknowledged.
+            None => {
+                if let Some(held) = &events.state.collision {
+                    sent.entry(held.pkid).or_default().push_back(acknowledged);
+                }
+            }
+        }
+    }
+    match events.network.as_mut() {
+        Some(network) if wrote => network.flush().await,
+        _ => Ok(()),
+    }
+}
+
 /// Drives the consumer: each event to its topic's subscription, or held
-/// for the next one ([`Routes`]).
-async fn run_consumer(mut events: EventLoop, client: AsyncClient, routes: Arc<Mutex<Routes>>) {
+/// for the next one ([`Routes`]); and the acknowledgements owed, as many
+/// as are queued in one write.
+///
+/// Racing `poll` against the ack queue is safe on this connection: it
+/// has manual acks and publishes nothing, so reading never writes, and
+/// an event rumqttc has read is kept in its state for the next `poll`.
+/// A cancelled write leaves its bytes in the write buffer, for the next
+/// flush. The queue is not read while the connection is down, so a
+/// reconnect is never cut short.
+async fn run_consumer(
+    mut events: EventLoop,
+    mut owed: mpsc::UnboundedReceiver<Ack>,
+    routes: Arc<Mutex<Routes>>,
+) {
+    // `Connection::open` saw the first connection's CONNACK.
+    let mut connection = 0;
+    let mut batch = Vec::with_capacity(ACK_BATCH);
     loop {
-        let publish = match events.poll().await {
+        let polled = tokio::select! {
+            biased;
+            taken = owed.recv_many(&mut batch, ACK_BATCH), if events.network.is_some() => {
+                if taken == 0 {
+                    return; // the broker is gone
+                }
+                if let Err(err) = write_acks(&mut events, connection, &batch).await {
+                    tracing::warn!(error = %err, "cannot acknowledge MQTT events; they come again after a reconnect");
+                    events.clean();
+                }
+                batch.clear();
+                continue;
+            }
+            polled = events.poll() => polled,
+        };
+        let publish = match polled {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                connection += 1;
+                continue;
+            }
             Ok(Event::Incoming(Packet::Publish(publish))) => publish,
             Ok(_) => continue,
             Err(err) => {
@@ -348,27 +509,53 @@ async fn run_consumer(mut events: EventLoop, client: AsyncClient, routes: Arc<Mu
                 continue;
             }
         };
+        let event = Received {
+            publish,
+            connection,
+        };
         let stale = {
             let mut routes = lock(&routes);
-            match routes.route(publish) {
+            match routes.route(event) {
                 Ok(()) => None,
-                Err(publish) if routes.grace_over && !routes.is_subscribed(&publish.topic) => {
-                    Some(publish)
+                Err(event) if routes.grace_over && !routes.is_subscribed(&event.publish.topic) => {
+                    Some(event)
                 }
-                Err(publish) => {
-                    routes.hold(publish);
+                Err(event) => {
+                    routes.hold(event);
                     None
                 }
             }
         };
-        if let Some(publish) = stale {
-            tracing::warn!(topic = %publish.topic, "dropped an MQTT event for a topic no subscription here asks for");
-            // Not awaited: this task is what drains the client's requests.
-            if let Err(err) = client.try_ack(&publish) {
+        if let Some(event) = stale {
+            tracing::warn!(topic = %event.publish.topic, "dropped an MQTT event for a topic no subscription here asks for");
+            batch.push(event.ack());
+            if let Err(err) = write_acks(&mut events, connection, &batch).await {
                 tracing::warn!(error = %err, "cannot acknowledge a dropped MQTT event; it comes again after a reconnect");
+                events.clean();
             }
+            batch.clear();
         }
     }
+}
+
+/// Writes the acknowledgements of `acks` owed to connection `connection`
+/// (the current one) and flushes them, in one write when they fit the
+/// socket. The others are dropped: their events come again.
+async fn write_acks(
+    events: &mut EventLoop,
+    connection: u64,
+    acks: &[Ack],
+) -> Result<(), rumqttc::StateError> {
+    let Some(network) = events.network.as_mut() else {
+        return Ok(());
+    };
+    for ack in acks.iter().filter(|ack| ack.connection == connection) {
+        let request = rumqttc::Request::PubAck(rumqttc::PubAck::new(ack.pkid));
+        if let Some(packet) = events.state.handle_outgoing_packet(request)? {
+            network.write(packet).await?;
+        }
+    }
+    network.flush().await
 }
 
 /// An event handed to a subscription and not yet settled. Settled, it is
@@ -377,47 +564,38 @@ async fn run_consumer(mut events: EventLoop, client: AsyncClient, routes: Arc<Mu
 /// subscription, since the broker will not send it again on this
 /// connection.
 struct Unsettled {
-    publish: Option<Publish>,
+    event: Option<Received>,
     routes: Arc<Mutex<Routes>>,
 }
 
 impl Drop for Unsettled {
     fn drop(&mut self) {
-        if let Some(publish) = self.publish.take() {
-            lock(&self.routes).route_or_hold(publish);
+        if let Some(event) = self.event.take() {
+            lock(&self.routes).route_or_hold(event);
         }
     }
 }
 
-/// Hands `publish` to a subscription, to be acknowledged to the broker
+/// Hands `event` to a subscription, to be acknowledged to the broker
 /// once the sidecar is done with it; `false` if the subscription has gone
 /// (the event then goes to the topic's next one).
-///
-/// Not [`super::hand_on`]'s task per ack: an MQTT ack is a push onto the client's
-/// queue, done at once when the queue has room (nearly always), and in a
-/// task of its own only when it is full.
 async fn forward(
-    client: &AsyncClient,
+    acks: &mpsc::UnboundedSender<Ack>,
     routes: &Arc<Mutex<Routes>>,
     subscriber: &mpsc::Sender<Message>,
-    publish: Publish,
+    event: Received,
 ) -> bool {
-    let acker = client.clone();
-    let payload = publish.payload.to_vec();
+    let acks = acks.clone();
+    let payload = event.publish.payload.to_vec();
     let mut unsettled = Unsettled {
-        publish: Some(publish),
+        event: Some(event),
         routes: routes.clone(),
     };
     let message = Message::new(payload, move || {
-        let Some(publish) = unsettled.publish.take() else {
-            return;
-        };
-        if acker.try_ack(&publish).is_err() {
-            tokio::spawn(async move {
-                if let Err(err) = acker.ack(&publish).await {
-                    tracing::warn!(error = %err, "cannot acknowledge an event; it will come again");
-                }
-            });
+        if let Some(event) = unsettled.event.take() {
+            // Only fails once the consumer has stopped; the event then
+            // comes again with the next session.
+            let _ = acks.send(event.ack());
         }
     });
     subscriber.send(message).await.is_ok()
@@ -425,9 +603,13 @@ async fn forward(
 
 /// Once [`STALE_TOPIC_GRACE`] has passed: drops the held events of topics
 /// never subscribed, and unsubscribes those topics.
-async fn end_grace(client: AsyncClient, routes: Arc<Mutex<Routes>>) {
+async fn end_grace(
+    client: AsyncClient,
+    acks: mpsc::UnboundedSender<Ack>,
+    routes: Arc<Mutex<Routes>>,
+) {
     tokio::time::sleep(STALE_TOPIC_GRACE).await;
-    let stale: Vec<(String, Vec<Publish>)> = {
+    let stale: Vec<(String, Vec<Received>)> = {
         let mut routes = lock(&routes);
         routes.grace_over = true;
         let topics: Vec<String> = routes
@@ -443,8 +625,8 @@ async fn end_grace(client: AsyncClient, routes: Arc<Mutex<Routes>>) {
     };
     for (topic, events) in stale {
         tracing::warn!(%topic, dropped = events.len(), "the MQTT session subscribes to a topic this app no longer subscribes to: unsubscribed, and its events dropped");
-        for publish in &events {
-            let _ = client.ack(publish).await;
+        for event in &events {
+            let _ = acks.send(event.ack());
         }
         let _ = client.unsubscribe(&topic).await;
     }
@@ -454,7 +636,7 @@ async fn end_grace(client: AsyncClient, routes: Arc<Mutex<Routes>>) {
 /// held ones first, then the new ones as they come. Then the events still
 /// queued here go to the topic's next subscription.
 async fn forward_topic(
-    client: AsyncClient,
+    acks: mpsc::UnboundedSender<Ack>,
     routes: Arc<Mutex<Routes>>,
     topic: String,
     subscriber: mpsc::Sender<Message>,
@@ -462,8 +644,8 @@ async fn forward_topic(
     let (events, mut queue) = mpsc::unbounded_channel();
     let id = {
         let mut routes = lock(&routes);
-        for publish in routes.take_held(&topic) {
-            let _ = events.send(publish);
+        for event in routes.take_held(&topic) {
+            let _ = events.send(event);
         }
         routes.forwarders_started += 1;
         let id = routes.forwarders_started;
@@ -473,12 +655,12 @@ async fn forward_topic(
         id
     };
     loop {
-        let publish = tokio::select! {
-            publish = queue.recv() => publish,
+        let event = tokio::select! {
+            event = queue.recv() => event,
             () = subscriber.closed() => None,
         };
-        let Some(publish) = publish else { break };
-        if !forward(&client, &routes, &subscriber, publish).await {
+        let Some(event) = event else { break };
+        if !forward(&acks, &routes, &subscriber, event).await {
             break;
         }
     }
@@ -487,23 +669,28 @@ async fn forward_topic(
         routes.forwarders.remove(&topic);
     }
     queue.close();
-    while let Ok(publish) = queue.try_recv() {
-        routes.route_or_hold(publish);
+    while let Ok(event) = queue.try_recv() {
+        routes.route_or_hold(event);
     }
 }
 
 #[async_trait::async_trait]
 impl Broker for MqttBroker {
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), BrokerError> {
-        let (waiter, acknowledged) = oneshot::channel();
-        {
-            let _order = self.publishing.lock().await;
-            lock(&self.waiting).queued.push_back(waiter);
-            self.producer
-                .publish(topic, QoS::AtLeastOnce, self.retain, payload)
-                .await
-                .map_err(backend)?;
+        if topic.contains(['+', '#']) {
+            return Err(BrokerError::Backend(format!(
+                "cannot publish to {topic}: an MQTT topic name has no wildcards"
+            )));
         }
+        let mut publish = Publish::new(topic, QoS::AtLeastOnce, payload);
+        publish.retain = self.retain;
+        let (waiter, acknowledged) = oneshot::channel();
+        self.outbound
+            .send(Outbound {
+                publish,
+                acknowledged: waiter,
+            })
+            .map_err(|_| BrokerError::Backend("the MQTT producer has stopped".into()))?;
         tokio::time::timeout(Duration::from_secs(10), acknowledged)
             .await
             .map_err(|_| {
@@ -526,7 +713,7 @@ impl Broker for MqttBroker {
             .map_err(backend)?;
         let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
         tokio::spawn(forward_topic(
-            consumer.client.clone(),
+            consumer.acks.clone(),
             consumer.routes.clone(),
             topic.to_string(),
             sender,

@@ -5,6 +5,8 @@
 //! from a deleted and re-created key never matches. Every call runs on
 //! tokio's blocking pool; WAL mode and a busy timeout let other processes
 //! share the file. Writes are acknowledged only after SQLite commits them.
+//! The statements of a get, a set and a delete are prepared once per
+//! connection (rusqlite's statement cache), not parsed on every call.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -123,13 +125,11 @@ impl SqliteStore {
 
 /// The live etag of `key`, ignoring an expired row.
 fn current_etag(c: &Connection, table: &str, key: &str) -> Result<Option<i64>, StoreError> {
-    c.query_row(
-        &format!(
-            "SELECT etag FROM {table} WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"
-        ),
-        params![key, unix_millis()],
-        |row| row.get(0),
-    )
+    c.prepare_cached(&format!(
+        "SELECT etag FROM {table} WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"
+    ))
+    .map_err(backend)?
+    .query_row(params![key, unix_millis()], |row| row.get(0))
     .optional()
     .map_err(backend)
 }
@@ -180,13 +180,12 @@ fn apply_set(c: &Connection, table: &str, request: &SetRequest) -> Result<(), St
         request.concurrency,
     )?;
     let expires = request.expires_at_millis(unix_millis());
-    c.execute(
-        &format!(
-            "INSERT INTO {table} (key, value, etag, expires_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (key) DO UPDATE SET value = ?2, etag = ?3, expires_ms = ?4"
-        ),
-        params![request.key, request.value, new_etag(), expires],
-    )
+    c.prepare_cached(&format!(
+        "INSERT INTO {table} (key, value, etag, expires_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (key) DO UPDATE SET value = ?2, etag = ?3, expires_ms = ?4"
+    ))
+    .map_err(backend)?
+    .execute(params![request.key, request.value, new_etag(), expires])
     .map_err(backend)?;
     Ok(())
 }
@@ -201,11 +200,10 @@ fn apply_delete(c: &Connection, table: &str, request: &DeleteRequest) -> Result<
             request.concurrency,
         )?;
     }
-    c.execute(
-        &format!("DELETE FROM {table} WHERE key = ?1"),
-        params![request.key],
-    )
-    .map_err(backend)?;
+    c.prepare_cached(&format!("DELETE FROM {table} WHERE key = ?1"))
+        .map_err(backend)?
+        .execute(params![request.key])
+        .map_err(backend)?;
     Ok(())
 }
 
@@ -223,19 +221,17 @@ impl StateStore for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<StateItem>, StoreError> {
         let key = key.to_string();
         self.run(move |c, table| {
-            c.query_row(
-                &format!(
-                    "SELECT value, etag FROM {table}
-                     WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"
-                ),
-                params![key, unix_millis()],
-                |row| {
-                    Ok(StateItem {
-                        value: row.get(0)?,
-                        etag: row.get::<_, i64>(1)?.to_string(),
-                    })
-                },
-            )
+            c.prepare_cached(&format!(
+                "SELECT value, etag FROM {table}
+                 WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"
+            ))
+            .map_err(backend)?
+            .query_row(params![key, unix_millis()], |row| {
+                Ok(StateItem {
+                    value: row.get(0)?,
+                    etag: row.get::<_, i64>(1)?.to_string(),
+                })
+            })
             .optional()
             .map_err(backend)
         })
