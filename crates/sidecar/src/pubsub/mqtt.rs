@@ -488,11 +488,7 @@ async fn run_consumer(
                 if taken == 0 {
                     return; // the broker is gone
                 }
-                if let Err(err) = write_acks(&mut events, connection, &batch).await {
-                    tracing::warn!(error = %err, "cannot acknowledge MQTT events; they come again after a reconnect");
-                    events.clean();
-                }
-                batch.clear();
+                acknowledge(&mut events, connection, &mut batch).await;
                 continue;
             }
             polled = events.poll() => polled,
@@ -529,13 +525,20 @@ async fn run_consumer(
         if let Some(event) = stale {
             tracing::warn!(topic = %event.publish.topic, "dropped an MQTT event for a topic no subscription here asks for");
             batch.push(event.ack());
-            if let Err(err) = write_acks(&mut events, connection, &batch).await {
-                tracing::warn!(error = %err, "cannot acknowledge a dropped MQTT event; it comes again after a reconnect");
-                events.clean();
-            }
-            batch.clear();
+            acknowledge(&mut events, connection, &mut batch).await;
         }
     }
+}
+
+/// Writes the acknowledgements in `batch` ([`write_acks`]) and empties it.
+/// A failed write drops the connection: rumqttc reconnects, and the broker
+/// sends the unacknowledged events again.
+async fn acknowledge(events: &mut EventLoop, connection: u64, batch: &mut Vec<Ack>) {
+    if let Err(err) = write_acks(events, connection, batch).await {
+        tracing::warn!(error = %err, acks = batch.len(), "cannot acknowledge MQTT events; they come again after a reconnect");
+        events.clean();
+    }
+    batch.clear();
 }
 
 /// Writes the acknowledgements of `acks` owed to connection `connection`
