@@ -6,8 +6,10 @@
 //!   been created beforehand; creating it makes `dapr-wasm up` work on a
 //!   bare server.
 //! - Each app reads through a durable pull consumer named by its
-//!   `durableName` (default: the `consumerID`), delivering all the
-//!   stream's events from the start, acknowledging explicitly. Events not
+//!   `durableName` (default: the `consumerID`; `<durableName>-<topic>` in
+//!   a stream that keeps other subjects too, see [`consumer_name`]),
+//!   delivering all the stream's events from the start, acknowledging
+//!   explicitly. Events not
 //!   acknowledged within `ackWait` (default 30 s) come again: after a
 //!   sidecar dies, its consumer's events go to the next one.
 //! - A publish returns once JetStream has stored the event.
@@ -115,6 +117,38 @@ impl JetStreamBroker {
     }
 }
 
+/// The durable consumer through which `durable` (the `durableName`, or the
+/// consumer ID) reads `topic` from a stream keeping `subjects`. A stream
+/// that keeps only this topic (the one this sidecar creates) has one
+/// consumer per app, named `durable`. In a stream that keeps more (one
+/// made beforehand for many topics, as daprd expects, say `orders.>`),
+/// each topic gets its own, `<durable>-<topic>`: a consumer reads one
+/// subject, and one shared by two topics would hand each the other's
+/// events.
+fn consumer_name(durable: &str, topic: &str, subjects: &[String]) -> String {
+    if subjects == [topic] {
+        name_part(durable)
+    } else {
+        format!("{}-{}", name_part(durable), name_part(topic))
+    }
+}
+
+/// What a consumer made as `made`, in a stream keeping `subjects`, reads
+/// when that is more or other than `topic`; `None` when it reads `topic`
+/// alone. (A consumer with no filter reads the whole stream.)
+fn reads_other_subjects(
+    made: &consumer::Config,
+    topic: &str,
+    subjects: &[String],
+) -> Option<String> {
+    match made.filter_subject.as_str() {
+        "" if subjects == [topic] => None,
+        "" => Some("the whole stream".to_string()),
+        filter if filter == topic => None,
+        filter => Some(format!("`{filter}`")),
+    }
+}
+
 /// `text` with what NATS names cannot hold (`.`, `*`, `>`, spaces,
 /// slashes) replaced by `_`.
 fn name_part(text: &str) -> String {
@@ -145,8 +179,13 @@ impl Broker for JetStreamBroker {
         consumer_id: &str,
     ) -> Result<mpsc::Receiver<Message>, BrokerError> {
         let name = self.stream_name(topic).await?;
-        let stream = self.context.get_stream(name).await.map_err(backend)?;
-        let durable = name_part(self.durable_name.as_deref().unwrap_or(consumer_id));
+        let stream = self.context.get_stream(&name).await.map_err(backend)?;
+        let subjects = &stream.cached_info().config.subjects;
+        let durable = consumer_name(
+            self.durable_name.as_deref().unwrap_or(consumer_id),
+            topic,
+            subjects,
+        );
         let config = consumer::pull::Config {
             durable_name: Some(durable.clone()),
             filter_subject: topic.to_string(),
@@ -160,6 +199,14 @@ impl Broker for JetStreamBroker {
             .get_or_create_consumer(&durable, config)
             .await
             .map_err(backend)?;
+        // An existing consumer comes back as it was made: one reading
+        // another subject would hand this subscription that subject's events.
+        if let Some(reads) = reads_other_subjects(&consumer.cached_info().config, topic, subjects) {
+            return Err(BrokerError::Backend(format!(
+                "JetStream consumer `{durable}` of stream `{name}` reads {reads}, not `{topic}`: \
+                 give this component another durableName, or delete that consumer"
+            )));
+        }
         let mut messages = consumer.messages().await.map_err(backend)?;
         let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
         let topic = topic.to_string();
@@ -184,5 +231,47 @@ impl Broker for JetStreamBroker {
             }
         });
         Ok(receiver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(filter: &str) -> consumer::Config {
+        consumer::Config {
+            filter_subject: filter.to_string(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_consumer_is_named_per_topic_only_in_a_stream_of_many_subjects() {
+        let own = ["orders.new".to_string()];
+        let shared = ["orders.>".to_string()];
+        assert_eq!(consumer_name("my app", "orders.new", &own), "my_app");
+        assert_eq!(
+            consumer_name("my app", "orders.new", &shared),
+            "my_app-orders_new"
+        );
+    }
+
+    #[test]
+    fn a_consumer_reading_anything_but_the_topic_is_refused() {
+        let own = ["orders".to_string()];
+        let shared = ["shop.>".to_string()];
+        assert_eq!(
+            reads_other_subjects(&reading("orders"), "orders", &own),
+            None
+        );
+        assert_eq!(reads_other_subjects(&reading(""), "orders", &own), None);
+        assert_eq!(
+            reads_other_subjects(&reading(""), "shop.orders", &shared).as_deref(),
+            Some("the whole stream")
+        );
+        assert_eq!(
+            reads_other_subjects(&reading("shop.refunds"), "shop.orders", &shared).as_deref(),
+            Some("`shop.refunds`")
+        );
     }
 }

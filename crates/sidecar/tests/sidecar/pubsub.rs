@@ -842,6 +842,48 @@ async fn mqtt_wildcard_subscriptions_get_every_matching_topic() {
     sidecar.stop().await;
 }
 
+/// Two topics kept by one stream made beforehand, as daprd expects one to
+/// be (`shop.>`): each subscription gets its own topic's events, and only
+/// those.
+#[tokio::test]
+#[ignore = "needs nats-server installed (scripts/test.sh installs it and runs this)"]
+async fn jetstream_topics_in_one_stream_each_get_their_own_events() {
+    let nats = test_support::BrokerServer::nats();
+    let client = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port()))
+        .await
+        .unwrap();
+    async_nats::jetstream::new(client)
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "SHOP".into(),
+            subjects: vec!["shop.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let subscriptions = json!([
+        {"pubsubname": "bus", "topic": "shop.orders", "route": "/orders"},
+        {"pubsubname": "bus", "topic": "shop.refunds", "route": "/refunds"},
+    ]);
+    let backend = Backend::JetStream(nats.port());
+    let (data, resources) = folders(&backend, &[]);
+    let component = backend.component().replace("orders,dead,audit,late", "");
+    std::fs::write(resources.path().join("pubsub.yaml"), component).unwrap();
+    let (app, received) = start_subscriber(subscriptions).await;
+    let config = sidecar_config(&backend, "shop", Some(app), data.path(), resources.path());
+    let sidecar = RunningSidecar::start(config).await;
+    sidecar.wait_subscribed(2).await;
+    publish(&sidecar, "shop.orders", json!({"n": 1})).await;
+    publish(&sidecar, "shop.refunds", json!({"n": 2})).await;
+    publish(&sidecar, "shop.orders", json!({"n": 3})).await;
+    wait_for(&received, "each topic's events", |r| {
+        r.data_at("/orders") == [json!({"n": 1}), json!({"n": 3})]
+            && r.data_at("/refunds") == [json!({"n": 2})]
+    })
+    .await;
+    assert_eq!(received.events().len(), 3, "{:?}", received.events());
+    sidecar.stop().await;
+}
+
 /// Redis and RabbitMQ deliver in parallel by default, as daprd does: an
 /// event the app holds on to does not hold up the events behind it.
 async fn parallel_by_default(backend: Backend) {
