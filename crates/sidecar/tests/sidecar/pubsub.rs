@@ -797,6 +797,29 @@ async fn mqtt_keeps_events_for_a_subscriber_that_was_down_or_killed() {
     nothing_lost(Backend::Mqtt(mosquitto.port())).await;
 }
 
+/// A subscriber app `app_id` with `subscriptions` (two of them) behind a
+/// sidecar on `backend` whose component lets any topic be published to
+/// (the suite's allows its own), once it has subscribed; and its data and
+/// resources folders, to keep while it runs.
+async fn subscribed_to_any_topic(
+    backend: Backend,
+    app_id: &str,
+    subscriptions: Value,
+) -> (
+    RunningSidecar,
+    Arc<Received>,
+    (tempfile::TempDir, tempfile::TempDir),
+) {
+    let (data, resources) = folders(&backend, &[]);
+    let component = backend.component().replace("orders,dead,audit,late", "");
+    std::fs::write(resources.path().join("pubsub.yaml"), component).unwrap();
+    let (app, received) = start_subscriber(subscriptions).await;
+    let config = sidecar_config(&backend, app_id, Some(app), data.path(), resources.path());
+    let sidecar = RunningSidecar::start(config).await;
+    sidecar.wait_subscribed(2).await;
+    (sidecar, received, (data, resources))
+}
+
 /// A subscription to an MQTT topic filter gets the events of every topic
 /// it matches, and only those.
 #[tokio::test]
@@ -807,21 +830,8 @@ async fn mqtt_wildcard_subscriptions_get_every_matching_topic() {
         {"pubsubname": "bus", "topic": "sensors/+/temperature", "route": "/temperature"},
         {"pubsubname": "bus", "topic": "fleet/#", "route": "/fleet"},
     ]);
-    let backend = Backend::Mqtt(mosquitto.port());
-    let (data, resources) = folders(&backend, &[]);
-    // Any topic may be published to (the suite's component allows its own).
-    let component = backend.component().replace("orders,dead,audit,late", "");
-    std::fs::write(resources.path().join("pubsub.yaml"), component).unwrap();
-    let (app, received) = start_subscriber(subscriptions).await;
-    let config = sidecar_config(
-        &backend,
-        "watcher",
-        Some(app),
-        data.path(),
-        resources.path(),
-    );
-    let sidecar = RunningSidecar::start(config).await;
-    sidecar.wait_subscribed(2).await;
+    let (sidecar, received, _folders) =
+        subscribed_to_any_topic(Backend::Mqtt(mosquitto.port()), "watcher", subscriptions).await;
     // A topic's levels go in the URL as they are, or encoded.
     publish(&sidecar, "sensors/kitchen/humidity", json!({"n": 1})).await;
     publish(&sidecar, "sensors/kitchen/temperature", json!({"n": 2})).await;
@@ -864,14 +874,8 @@ async fn jetstream_topics_in_one_stream_each_get_their_own_events() {
         {"pubsubname": "bus", "topic": "shop.orders", "route": "/orders"},
         {"pubsubname": "bus", "topic": "shop.refunds", "route": "/refunds"},
     ]);
-    let backend = Backend::JetStream(nats.port());
-    let (data, resources) = folders(&backend, &[]);
-    let component = backend.component().replace("orders,dead,audit,late", "");
-    std::fs::write(resources.path().join("pubsub.yaml"), component).unwrap();
-    let (app, received) = start_subscriber(subscriptions).await;
-    let config = sidecar_config(&backend, "shop", Some(app), data.path(), resources.path());
-    let sidecar = RunningSidecar::start(config).await;
-    sidecar.wait_subscribed(2).await;
+    let (sidecar, received, _folders) =
+        subscribed_to_any_topic(Backend::JetStream(nats.port()), "shop", subscriptions).await;
     publish(&sidecar, "shop.orders", json!({"n": 1})).await;
     publish(&sidecar, "shop.refunds", json!({"n": 2})).await;
     publish(&sidecar, "shop.orders", json!({"n": 3})).await;
