@@ -9,9 +9,9 @@
 //!   `durableName` (default: the `consumerID`; `<durableName>-<topic>` in
 //!   a stream that keeps other subjects too, see [`consumer_name`]),
 //!   delivering all the stream's events from the start, acknowledging
-//!   explicitly. Events not
-//!   acknowledged within `ackWait` (default 30 s) come again: after a
-//!   sidecar dies, its consumer's events go to the next one.
+//!   explicitly. Events not acknowledged within `ackWait` (default 30 s)
+//!   come again: after a sidecar dies, its consumer's events go to the
+//!   next one.
 //! - A publish returns once JetStream has stored the event.
 //!
 //! Metadata: `natsURL` (default `nats://localhost:4222`), `durableName`,
