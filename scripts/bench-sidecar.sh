@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Benchmark (not part of the tests): the latency a sidecar pair adds, and
-# the CPU the two sidecars use, for the same call four ways in one run:
+# the CPU the two sidecars use, for the same call several ways in one run:
 #
 #   direct   app -> app                            POST http://127.0.0.1:$APP/echo
+#   direct-h2  as direct, over HTTP/2 on the gRPC path's own client (hyper,
+#              prior knowledge, one connection), the answer read to its end:
+#              the baseline gRPC's added latency is also given against, as
+#              Dapr's perf tests subtract a direct call on the same protocol
 #   haproxy  app -> HAProxy -> HAProxy -> app      POST http://127.0.0.1:$PROXY_IN/echo
 #   http     app -> sidecar -> sidecar -> app      POST .../v1.0/invoke/bench-target/method/echo
 #   grpc     app -> sidecar -> sidecar -> app      gRPC InvokeService on the caller's gRPC port
@@ -147,6 +151,7 @@ done
 
 declare -A targets=(
     [direct]="http://127.0.0.1:$APP/echo"
+    [direct-h2]="http://127.0.0.1:$APP/echo"
     [haproxy]="http://127.0.0.1:$PROXY_IN/echo"
     [http]="http://127.0.0.1:$CALLER/v1.0/invoke/bench-target/method/echo"
     [grpc]="127.0.0.1:$CALLER_GRPC/bench-target"
@@ -181,7 +186,7 @@ haproxy-out $proxy_out_pid
 PROCS
 profiled_modes=" haproxy http grpc "
 
-modes=(direct haproxy http grpc nometrics traced)
+modes=(direct direct-h2 haproxy http grpc nometrics traced)
 for round in $(seq 1 "$ROUNDS"); do
     for mode in "${modes[@]}"; do
         step "round $round/$ROUNDS, $mode: warm-up 3 s, then $RATE req/s for $DURATION s"
@@ -200,7 +205,7 @@ done
 python3 - "$work" "$RATE" "$DURATION" "${THREADS:-2}" "$ROUNDS" <<'PY'
 import json, os, sys, datetime, math
 work, rate, duration, threads, rounds = sys.argv[1:6]
-modes = ("direct", "haproxy", "http", "grpc", "nometrics", "traced")
+modes = ("direct", "direct-h2", "haproxy", "http", "grpc", "nometrics", "traced")
 def pct(xs, p):
     return xs[max(1, math.ceil(p / 100 * len(xs))) - 1]
 runs = {}
@@ -219,15 +224,16 @@ print(f"- command: `bash scripts/bench-sidecar.sh` ({rate} req/s, {rounds} round
 print(f"- machine: {model}, {os.cpu_count()} cores\n")
 print("| path | requests | ok | p50 | p90 | p99 | added p50 | added p90 | added p99 | proxy pair CPU per 1000 calls | max send lag |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
-names = {"direct": "app -> app (direct)", "haproxy": "HTTP through two HAProxy (baseline)",
+names = {"direct": "app -> app (direct)", "direct-h2": "app -> app (direct, HTTP/2 on the gRPC client's stack)", "haproxy": "HTTP through two HAProxy (baseline)",
          "http": "HTTP through two sidecars", "grpc": "gRPC InvokeService through two sidecars",
          "nometrics": "HTTP through two sidecars, --enable-metrics=false",
          "traced": "HTTP through two sidecars, --enable-metrics=false, every call traced (OTLP/HTTP)"}
 base = runs["direct"]
 added = {m: {p: runs[m][p] - base[p] for p in (50, 90, 99)} for m in modes}
 for m, r in runs.items():
-    cells = ["" if m == "direct" else f"{added[m][p]:+.3f} ms" for p in (50, 90, 99)]
-    cpu = "" if m == "direct" else f"{r['cpu_per_1000']:.3f} CPU-s"
+    direct = m.startswith("direct")
+    cells = ["" if direct else f"{added[m][p]:+.3f} ms" for p in (50, 90, 99)]
+    cpu = "" if direct else f"{r['cpu_per_1000']:.3f} CPU-s"
     print(f"| {names[m]} | {r['requests']} | {r['ok']} | {r[50]:.3f} ms | {r[90]:.3f} ms | {r[99]:.3f} ms | "
           f"{' | '.join(cells)} | {cpu} | {r['lag']:.1f} ms |")
 def ratio(a, b):
@@ -235,6 +241,16 @@ def ratio(a, b):
 print()
 print(f"- gRPC / HTTP, added p90: {ratio(added['grpc'][90], added['http'][90])}; "
       f"CPU: {ratio(runs['grpc']['cpu_per_1000'], runs['http']['cpu_per_1000'])}")
+# What the sidecars add to a gRPC call, against a direct call made with the
+# same HTTP/2 client (Dapr's perf tests subtract a direct gRPC run).
+grpc_h2 = {p: runs["grpc"][p] - runs["direct-h2"][p] for p in (50, 90, 99)}
+print(f"- the same, gRPC's added latency against the direct HTTP/2 call (each path against a direct call on its own "
+      f"client protocol): gRPC {grpc_h2[50]:+.3f} / {grpc_h2[90]:+.3f} / {grpc_h2[99]:+.3f} ms (p50 / p90 / p99), "
+      f"HTTP {added['http'][50]:+.3f} / {added['http'][90]:+.3f} / {added['http'][99]:+.3f} ms; "
+      f"gRPC / HTTP, added p90: {ratio(grpc_h2[90], added['http'][90])}")
+print(f"- direct calls, HTTP/2 against HTTP/1.1 (no sidecar; what the gRPC client's protocol costs by itself): "
+      f"{runs['direct-h2'][50] - base[50]:+.3f} / {runs['direct-h2'][90] - base[90]:+.3f} / "
+      f"{runs['direct-h2'][99] - base[99]:+.3f} ms (p50 / p90 / p99)")
 print(f"- sidecars / HAProxy, added p90: {ratio(added['http'][90], added['haproxy'][90])} (HTTP), "
       f"{ratio(added['grpc'][90], added['haproxy'][90])} (gRPC); added p99: {ratio(added['http'][99], added['haproxy'][99])} (HTTP)")
 print(f"- sidecars / HAProxy, CPU per call: {ratio(runs['http']['cpu_per_1000'], runs['haproxy']['cpu_per_1000'])} (HTTP), "

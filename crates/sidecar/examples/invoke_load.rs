@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! invoke_load direct  URL          RATE SECONDS BODY_BYTES   # POST URL
+//! invoke_load direct-h2 URL        RATE SECONDS BODY_BYTES   # POST URL over HTTP/2 (h2c)
 //! invoke_load haproxy URL          RATE SECONDS BODY_BYTES   # POST through HAProxy
 //! invoke_load http    URL          RATE SECONDS BODY_BYTES   # POST through a sidecar
 //! invoke_load grpc    ADDRESS/APP  RATE SECONDS BODY_BYTES   # gRPC InvokeService
@@ -20,7 +21,11 @@
 //! `GRPC_CLIENT=channel`, gRPC goes through tonic's `Channel` instead,
 //! which hands every call to a buffer task first: a cost of that client,
 //! not of the server measured, and one the SDKs (grpc-go, grpcio) do not
-//! have. The generator runs on `THREADS` worker threads (default 2).
+//! have. `direct-h2` posts over that same HTTP/2 client (prior knowledge,
+//! one connection), reading the answer to its end as gRPC does: a direct
+//! call on the gRPC path's own client protocol, the baseline Dapr's perf
+//! tests subtract from their gRPC figures. The generator runs on `THREADS`
+//! worker threads (default 2).
 //!
 //! With `LATENCIES=FILE`, every call's latency (ms) is also appended to
 //! FILE, one per line, so that runs can be pooled.
@@ -32,7 +37,8 @@ use dapr::dapr::proto::common::v1::http_extension::Verb;
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 
-/// gRPC over hyper's own HTTP/2 client: no buffer task in between.
+/// gRPC (and `direct-h2`) over hyper's own HTTP/2 client: no buffer task
+/// in between.
 type HyperGrpc = hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
     tonic::body::Body,
@@ -40,6 +46,7 @@ type HyperGrpc = hyper_util::client::legacy::Client<
 
 enum Target {
     Http(reqwest::Client, String),
+    Http2(HyperGrpc, hyper::Uri),
     Grpc(Box<DaprClient<HyperGrpc>>, String),
     GrpcChannel(DaprClient<tonic::transport::Channel>, String),
 }
@@ -71,6 +78,20 @@ impl Target {
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success()),
+            Target::Http2(client, uri) => {
+                use http_body_util::BodyExt;
+                let body =
+                    tonic::body::Body::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+                let Ok(request) = hyper::Request::post(uri.clone()).body(body) else {
+                    return false;
+                };
+                match client.request(request).await {
+                    Ok(response) if response.status().is_success() => {
+                        response.into_body().collect().await.is_ok()
+                    }
+                    _ => false,
+                }
+            }
             Target::Grpc(client, app_id) => client
                 .clone()
                 .invoke_service(invoke_request(app_id, body))
@@ -83,6 +104,16 @@ impl Target {
                 .is_ok(),
         }
     }
+}
+
+/// hyper's HTTP/2 client (prior knowledge, no Nagle delay), as the gRPC
+/// SDKs hold one connection to their sidecar.
+fn http2_client() -> HyperGrpc {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build(connector)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -115,7 +146,7 @@ async fn run() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, target, rate, seconds, body_bytes] = args.as_slice() else {
         eprintln!(
-            "usage: invoke_load direct|haproxy|http|grpc|binding URL|ADDRESS/APP RATE SECONDS BODY_BYTES"
+            "usage: invoke_load direct|direct-h2|haproxy|http|grpc|binding URL|ADDRESS/APP RATE SECONDS BODY_BYTES"
         );
         std::process::exit(2);
     };
@@ -143,19 +174,13 @@ async fn run() {
                     .expect("the sidecar's gRPC API");
                 Target::GrpcChannel(client, app_id.to_string())
             } else {
-                let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-                connector.set_nodelay(true);
-                let client = hyper_util::client::legacy::Client::builder(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .http2_only(true)
-                .build(connector);
                 Target::Grpc(
-                    Box::new(DaprClient::with_origin(client, origin)),
+                    Box::new(DaprClient::with_origin(http2_client(), origin)),
                     app_id.to_string(),
                 )
             }
         }
+        "direct-h2" => Target::Http2(http2_client(), target.parse().expect("URL is a URL")),
         other => panic!("unknown mode {other}"),
     };
     let target = std::sync::Arc::new(target);
