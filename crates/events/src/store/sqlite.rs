@@ -84,21 +84,21 @@ impl EventStore for SqliteEvents {
     async fn insert(&self, id: &str, event: &ImageEvent) -> Result<bool, StoreError> {
         let (id, event) = (id.to_string(), event.clone());
         self.with(move |c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO image_events
                      (id, time, api, status, input_bytes, output_bytes, milliseconds, client)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
-                params![
-                    id,
-                    event.time,
-                    event.api,
-                    event.status,
-                    event.input_bytes as i64,
-                    event.output_bytes as i64,
-                    event.milliseconds,
-                    event.client
-                ],
-            )
+            )?
+            .execute(params![
+                id,
+                event.time,
+                event.api,
+                event.status,
+                event.input_bytes as i64,
+                event.output_bytes as i64,
+                event.milliseconds,
+                event.client
+            ])
             .map(|inserted| inserted == 1)
         })
         .await

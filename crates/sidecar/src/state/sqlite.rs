@@ -5,7 +5,8 @@
 //! from a deleted and re-created key never matches. Every call runs on
 //! tokio's blocking pool; WAL mode and a busy timeout let other processes
 //! share the file. Writes are acknowledged only after SQLite commits them.
-//! The statements of a get, a set and a delete are prepared once per
+//! The statements of a get, a set, a delete and the purge of expired rows
+//! are written once per store ([`Statements`]) and prepared once per
 //! connection (rusqlite's statement cache), not parsed on every call.
 
 use std::collections::HashMap;
@@ -56,7 +57,33 @@ impl SqliteConfig {
 /// A SQLite-backed [`StateStore`].
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
-    table: Arc<str>,
+    statements: Arc<Statements>,
+}
+
+/// The SQL of every call, for one table: written once, so that the
+/// statement cache finds each by its text without a `format!` per call.
+struct Statements {
+    get: String,
+    etag: String,
+    upsert: String,
+    delete: String,
+    purge: String,
+}
+
+impl Statements {
+    fn for_table(table: &str) -> Self {
+        let live = "(expires_ms IS NULL OR expires_ms > ?2)";
+        Statements {
+            get: format!("SELECT value, etag FROM {table} WHERE key = ?1 AND {live}"),
+            etag: format!("SELECT etag FROM {table} WHERE key = ?1 AND {live}"),
+            upsert: format!(
+                "INSERT INTO {table} (key, value, etag, expires_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO UPDATE SET value = ?2, etag = ?3, expires_ms = ?4"
+            ),
+            delete: format!("DELETE FROM {table} WHERE key = ?1"),
+            purge: format!("DELETE FROM {table} WHERE expires_ms IS NOT NULL AND expires_ms <= ?1"),
+        }
+    }
 }
 
 fn backend(err: rusqlite::Error) -> StoreError {
@@ -101,22 +128,22 @@ impl SqliteStore {
         .map_err(backend)?;
         Ok(SqliteStore {
             connection: Arc::new(Mutex::new(connection)),
-            table: table.as_str().into(),
+            statements: Arc::new(Statements::for_table(table)),
         })
     }
 
     /// Runs `f` with the connection on the blocking pool.
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection, &str) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut Connection, &Statements) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let connection = self.connection.clone();
-        let table = self.table.clone();
+        let statements = self.statements.clone();
         tokio::task::spawn_blocking(move || {
             let mut connection = connection
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut connection, &table)
+            f(&mut connection, &statements)
         })
         .await
         .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
@@ -124,14 +151,12 @@ impl SqliteStore {
 }
 
 /// The live etag of `key`, ignoring an expired row.
-fn current_etag(c: &Connection, table: &str, key: &str) -> Result<Option<i64>, StoreError> {
-    c.prepare_cached(&format!(
-        "SELECT etag FROM {table} WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"
-    ))
-    .map_err(backend)?
-    .query_row(params![key, unix_millis()], |row| row.get(0))
-    .optional()
-    .map_err(backend)
+fn current_etag(c: &Connection, sql: &Statements, key: &str) -> Result<Option<i64>, StoreError> {
+    c.prepare_cached(&sql.etag)
+        .map_err(backend)?
+        .query_row(params![key, unix_millis()], |row| row.get(0))
+        .optional()
+        .map_err(backend)
 }
 
 /// Checks the caller's etag (or first-write rule) against the stored one.
@@ -163,56 +188,56 @@ fn check_etag(
 /// Checks `etag` (under `concurrency`) against the stored one of `key`.
 fn check_stored_etag(
     c: &Connection,
-    table: &str,
+    sql: &Statements,
     key: &str,
     etag: Option<&str>,
     concurrency: Concurrency,
 ) -> Result<(), StoreError> {
-    check_etag(current_etag(c, table, key)?, etag, concurrency, key)
+    check_etag(current_etag(c, sql, key)?, etag, concurrency, key)
 }
 
-fn apply_set(c: &Connection, table: &str, request: &SetRequest) -> Result<(), StoreError> {
+fn apply_set(c: &Connection, sql: &Statements, request: &SetRequest) -> Result<(), StoreError> {
     check_stored_etag(
         c,
-        table,
+        sql,
         &request.key,
         request.etag.as_deref(),
         request.concurrency,
     )?;
     let expires = request.expires_at_millis(unix_millis());
-    c.prepare_cached(&format!(
-        "INSERT INTO {table} (key, value, etag, expires_ms) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (key) DO UPDATE SET value = ?2, etag = ?3, expires_ms = ?4"
-    ))
-    .map_err(backend)?
-    .execute(params![request.key, request.value, new_etag(), expires])
-    .map_err(backend)?;
+    c.prepare_cached(&sql.upsert)
+        .map_err(backend)?
+        .execute(params![request.key, request.value, new_etag(), expires])
+        .map_err(backend)?;
     Ok(())
 }
 
-fn apply_delete(c: &Connection, table: &str, request: &DeleteRequest) -> Result<(), StoreError> {
+fn apply_delete(
+    c: &Connection,
+    sql: &Statements,
+    request: &DeleteRequest,
+) -> Result<(), StoreError> {
     if request.etag.as_deref().is_some_and(|e| !e.is_empty()) {
         check_stored_etag(
             c,
-            table,
+            sql,
             &request.key,
             request.etag.as_deref(),
             request.concurrency,
         )?;
     }
-    c.prepare_cached(&format!("DELETE FROM {table} WHERE key = ?1"))
+    c.prepare_cached(&sql.delete)
         .map_err(backend)?
         .execute(params![request.key])
         .map_err(backend)?;
     Ok(())
 }
 
-fn purge_expired(c: &Connection, table: &str) -> Result<(), StoreError> {
-    c.execute(
-        &format!("DELETE FROM {table} WHERE expires_ms IS NOT NULL AND expires_ms <= ?1"),
-        params![unix_millis()],
-    )
-    .map_err(backend)?;
+fn purge_expired(c: &Connection, sql: &Statements) -> Result<(), StoreError> {
+    c.prepare_cached(&sql.purge)
+        .map_err(backend)?
+        .execute(params![unix_millis()])
+        .map_err(backend)?;
     Ok(())
 }
 
@@ -220,20 +245,17 @@ fn purge_expired(c: &Connection, table: &str) -> Result<(), StoreError> {
 impl StateStore for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<StateItem>, StoreError> {
         let key = key.to_string();
-        self.run(move |c, table| {
-            c.prepare_cached(&format!(
-                "SELECT value, etag FROM {table}
-                 WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"
-            ))
-            .map_err(backend)?
-            .query_row(params![key, unix_millis()], |row| {
-                Ok(StateItem {
-                    value: row.get(0)?,
-                    etag: row.get::<_, i64>(1)?.to_string(),
+        self.run(move |c, sql| {
+            c.prepare_cached(&sql.get)
+                .map_err(backend)?
+                .query_row(params![key, unix_millis()], |row| {
+                    Ok(StateItem {
+                        value: row.get(0)?,
+                        etag: row.get::<_, i64>(1)?.to_string(),
+                    })
                 })
-            })
-            .optional()
-            .map_err(backend)
+                .optional()
+                .map_err(backend)
         })
         .await
     }
@@ -247,17 +269,17 @@ impl StateStore for SqliteStore {
     }
 
     async fn transact(&self, operations: Vec<Operation>) -> Result<(), StoreError> {
-        self.run(move |c, table| {
+        self.run(move |c, sql| {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
             for operation in &operations {
                 match operation {
-                    Operation::Upsert(request) => apply_set(&tx, table, request)?,
-                    Operation::Delete(request) => apply_delete(&tx, table, request)?,
+                    Operation::Upsert(request) => apply_set(&tx, sql, request)?,
+                    Operation::Delete(request) => apply_delete(&tx, sql, request)?,
                 }
             }
-            purge_expired(&tx, table)?;
+            purge_expired(&tx, sql)?;
             // Dropping `tx` on an early return above rolls everything back.
             tx.commit().map_err(backend)
         })
