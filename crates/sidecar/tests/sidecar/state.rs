@@ -444,6 +444,15 @@ async fn postgres_store_follows_dapr_state_semantics() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 1);
+    // Each write purges expired rows: through this index, not a scan.
+    let index = client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = $1 AND indexname = $2",
+            &[&table, &format!("{table}_expires")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(index.get::<_, i64>(0), 1, "no index on {table}.expires_ms");
     client
         .batch_execute(&format!("DROP TABLE {table}"))
         .await
