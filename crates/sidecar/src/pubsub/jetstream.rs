@@ -118,31 +118,27 @@ impl JetStreamBroker {
 }
 
 /// The durable consumer through which `durable` (the `durableName`, or the
-/// consumer ID) reads `topic` from a stream keeping `subjects`. A stream
-/// that keeps only this topic (the one this sidecar creates) has one
-/// consumer per app, named `durable`. In a stream that keeps more (one
-/// made beforehand for many topics, as daprd expects, say `orders.>`),
-/// each topic gets its own, `<durable>-<topic>`: a consumer reads one
-/// subject, and one shared by two topics would hand each the other's
-/// events.
-fn consumer_name(durable: &str, topic: &str, subjects: &[String]) -> String {
-    if subjects == [topic] {
+/// consumer ID) reads `topic`. A stream that keeps only this topic
+/// (`topics_own`; the kind this sidecar creates) has one consumer per app,
+/// named `durable`. In a stream that keeps more (one made beforehand for
+/// many topics, as daprd expects, say `orders.>`), each topic gets its
+/// own, `<durable>-<topic>`: a consumer reads one subject, and one shared
+/// by two topics would hand each the other's events.
+fn consumer_name(durable: &str, topic: &str, topics_own: bool) -> String {
+    if topics_own {
         name_part(durable)
     } else {
         format!("{}-{}", name_part(durable), name_part(topic))
     }
 }
 
-/// What a consumer made as `made`, in a stream keeping `subjects`, reads
-/// when that is more or other than `topic`; `None` when it reads `topic`
-/// alone. (A consumer with no filter reads the whole stream.)
-fn reads_other_subjects(
-    made: &consumer::Config,
-    topic: &str,
-    subjects: &[String],
-) -> Option<String> {
+/// What a consumer made as `made` reads when that is more or other than
+/// `topic`; `None` when it reads `topic` alone. (A consumer with no filter
+/// reads the whole stream, which is `topic` alone in a stream that keeps
+/// only it: `topics_own`.)
+fn reads_other_subjects(made: &consumer::Config, topic: &str, topics_own: bool) -> Option<String> {
     match made.filter_subject.as_str() {
-        "" if subjects == [topic] => None,
+        "" if topics_own => None,
         "" => Some("the whole stream".to_string()),
         filter if filter == topic => None,
         filter => Some(format!("`{filter}`")),
@@ -180,11 +176,11 @@ impl Broker for JetStreamBroker {
     ) -> Result<mpsc::Receiver<Message>, BrokerError> {
         let name = self.stream_name(topic).await?;
         let stream = self.context.get_stream(&name).await.map_err(backend)?;
-        let subjects = &stream.cached_info().config.subjects;
+        let topics_own = stream.cached_info().config.subjects == [topic];
         let durable = consumer_name(
             self.durable_name.as_deref().unwrap_or(consumer_id),
             topic,
-            subjects,
+            topics_own,
         );
         let config = consumer::pull::Config {
             durable_name: Some(durable.clone()),
@@ -201,7 +197,8 @@ impl Broker for JetStreamBroker {
             .map_err(backend)?;
         // An existing consumer comes back as it was made: one reading
         // another subject would hand this subscription that subject's events.
-        if let Some(reads) = reads_other_subjects(&consumer.cached_info().config, topic, subjects) {
+        if let Some(reads) = reads_other_subjects(&consumer.cached_info().config, topic, topics_own)
+        {
             return Err(BrokerError::Backend(format!(
                 "JetStream consumer `{durable}` of stream `{name}` reads {reads}, not `{topic}`: \
                  give this component another durableName, or delete that consumer"
@@ -247,30 +244,26 @@ mod tests {
 
     #[test]
     fn a_consumer_is_named_per_topic_only_in_a_stream_of_many_subjects() {
-        let own = ["orders.new".to_string()];
-        let shared = ["orders.>".to_string()];
-        assert_eq!(consumer_name("my app", "orders.new", &own), "my_app");
+        assert_eq!(consumer_name("my app", "orders.new", true), "my_app");
         assert_eq!(
-            consumer_name("my app", "orders.new", &shared),
+            consumer_name("my app", "orders.new", false),
             "my_app-orders_new"
         );
     }
 
     #[test]
     fn a_consumer_reading_anything_but_the_topic_is_refused() {
-        let own = ["orders".to_string()];
-        let shared = ["shop.>".to_string()];
         assert_eq!(
-            reads_other_subjects(&reading("orders"), "orders", &own),
+            reads_other_subjects(&reading("orders"), "orders", true),
             None
         );
-        assert_eq!(reads_other_subjects(&reading(""), "orders", &own), None);
+        assert_eq!(reads_other_subjects(&reading(""), "orders", true), None);
         assert_eq!(
-            reads_other_subjects(&reading(""), "shop.orders", &shared).as_deref(),
+            reads_other_subjects(&reading(""), "shop.orders", false).as_deref(),
             Some("the whole stream")
         );
         assert_eq!(
-            reads_other_subjects(&reading("shop.refunds"), "shop.orders", &shared).as_deref(),
+            reads_other_subjects(&reading("shop.refunds"), "shop.orders", false).as_deref(),
             Some("`shop.refunds`")
         );
     }

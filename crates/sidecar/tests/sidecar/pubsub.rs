@@ -797,10 +797,10 @@ async fn mqtt_keeps_events_for_a_subscriber_that_was_down_or_killed() {
     nothing_lost(Backend::Mqtt(mosquitto.port())).await;
 }
 
-/// A subscriber app `app_id` with `subscriptions` (two of them) behind a
-/// sidecar on `backend` whose component lets any topic be published to
-/// (the suite's allows its own), once it has subscribed; and its data and
-/// resources folders, to keep while it runs.
+/// A subscriber app `app_id` with `subscriptions` behind a sidecar on
+/// `backend` whose component lets any topic be published to (the suite's
+/// allows its own), once it has subscribed to all of them; and its data
+/// and resources folders, to keep while it runs.
 async fn subscribed_to_any_topic(
     backend: Backend,
     app_id: &str,
@@ -810,13 +810,14 @@ async fn subscribed_to_any_topic(
     Arc<Received>,
     (tempfile::TempDir, tempfile::TempDir),
 ) {
+    let count = subscriptions.as_array().map_or(0, Vec::len);
     let (data, resources) = folders(&backend, &[]);
     let component = backend.component().replace("orders,dead,audit,late", "");
     std::fs::write(resources.path().join("pubsub.yaml"), component).unwrap();
     let (app, received) = start_subscriber(subscriptions).await;
     let config = sidecar_config(&backend, app_id, Some(app), data.path(), resources.path());
     let sidecar = RunningSidecar::start(config).await;
-    sidecar.wait_subscribed(2).await;
+    sidecar.wait_subscribed(count).await;
     (sidecar, received, (data, resources))
 }
 
