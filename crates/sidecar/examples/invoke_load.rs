@@ -17,7 +17,8 @@
 //! generator's timer sent it is reported apart (`max_send_lag_ms`), since
 //! tokio's timer has a 1 ms granularity that is not the system's latency.
 //! HTTP uses one pooled keep-alive client (reqwest, over hyper); gRPC one
-//! HTTP/2 connection, as the SDKs do, on the same hyper client stack. With
+//! HTTP/2 connection, as the SDKs do, on hyper's own HTTP/2 client, with
+//! each request's frames sent as one segment, as the SDKs send them. With
 //! `GRPC_CLIENT=channel`, gRPC goes through tonic's `Channel` instead,
 //! which hands every call to a buffer task first: a cost of that client,
 //! not of the server measured, and one the SDKs (grpc-go, grpcio) do not
@@ -36,18 +37,40 @@ use dapr::dapr::proto::common::v1 as common;
 use dapr::dapr::proto::common::v1::http_extension::Verb;
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
+use sidecar::grpc::coalesce::CoalescingStream;
 
-/// gRPC (and `direct-h2`) over hyper's own HTTP/2 client: no buffer task
-/// in between.
-type HyperGrpc = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    tonic::body::Body,
->;
+/// gRPC (and `direct-h2`) over one HTTP/2 connection of hyper's own
+/// client: no buffer task in between. Its writes are coalesced
+/// ([`CoalescingStream`]), so that a request goes out as one segment, as
+/// grpc-go's and grpcio's do: hyper alone writes a gRPC request's HEADERS,
+/// DATA and end of stream in three, which costs the server two more
+/// wake-ups that the SDKs' clients do not cause.
+#[derive(Clone)]
+struct Http2Connection(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+
+impl tower::Service<hyper::Request<tonic::body::Body>> for Http2Connection {
+    type Response = hyper::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, hyper::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), hyper::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: hyper::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.0.send_request(request))
+    }
+}
 
 enum Target {
     Http(reqwest::Client, String),
-    Http2(HyperGrpc, hyper::Uri),
-    Grpc(Box<DaprClient<HyperGrpc>>, String),
+    Http2(Http2Connection, hyper::Uri),
+    Grpc(Box<DaprClient<Http2Connection>>, String),
     GrpcChannel(DaprClient<tonic::transport::Channel>, String),
 }
 
@@ -85,7 +108,7 @@ impl Target {
                 let Ok(request) = hyper::Request::post(uri.clone()).body(body) else {
                     return false;
                 };
-                match client.request(request).await {
+                match tower::ServiceExt::oneshot(client.clone(), request).await {
                     Ok(response) if response.status().is_success() => {
                         response.into_body().collect().await.is_ok()
                     }
@@ -106,14 +129,20 @@ impl Target {
     }
 }
 
-/// hyper's HTTP/2 client (prior knowledge, no Nagle delay), as the gRPC
-/// SDKs hold one connection to their sidecar.
-fn http2_client() -> HyperGrpc {
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build(connector)
+/// One HTTP/2 connection to `authority` (prior knowledge, no Nagle delay),
+/// as the gRPC SDKs hold one to their sidecar.
+async fn http2_connection(authority: &str) -> Http2Connection {
+    let tcp = tokio::net::TcpStream::connect(authority)
+        .await
+        .expect("the server accepts connections");
+    tcp.set_nodelay(true).expect("TCP_NODELAY");
+    let io = hyper_util::rt::TokioIo::new(CoalescingStream::new(tcp));
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .expect("an HTTP/2 handshake");
+    tokio::spawn(connection);
+    Http2Connection(sender)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -175,12 +204,19 @@ async fn run() {
                 Target::GrpcChannel(client, app_id.to_string())
             } else {
                 Target::Grpc(
-                    Box::new(DaprClient::with_origin(http2_client(), origin)),
+                    Box::new(DaprClient::with_origin(
+                        http2_connection(address).await,
+                        origin,
+                    )),
                     app_id.to_string(),
                 )
             }
         }
-        "direct-h2" => Target::Http2(http2_client(), target.parse().expect("URL is a URL")),
+        "direct-h2" => {
+            let uri: hyper::Uri = target.parse().expect("URL is a URL");
+            let authority = uri.authority().expect("URL has a host:port").to_string();
+            Target::Http2(http2_connection(&authority).await, uri)
+        }
         other => panic!("unknown mode {other}"),
     };
     let target = std::sync::Arc::new(target);

@@ -22,12 +22,17 @@
 //! Calls for any other gRPC service that carry `dapr-app-id` metadata are
 //! proxied to that app ([`proxy`]).
 //!
+//! The listener's connections send what the server writes in one turn of
+//! a connection as one segment ([`coalesce`]), so that a unary answer's
+//! HEADERS, DATA and trailers go out in one write.
+//!
 //! With `DAPR_API_TOKEN` set, every call needs the `dapr-api-token`
 //! metadata ([`check_grpc_api_token`], an interceptor), else
 //! `UNAUTHENTICATED`. Messages over `--max-body-size` (plus
 //! [`MESSAGE_OVERHEAD`] for the framing) get `RESOURCE_EXHAUSTED` before
 //! they reach an RPC.
 
+pub mod coalesce;
 mod proxy;
 mod rpcs;
 
@@ -112,8 +117,12 @@ pub async fn serve(
         ))
         .add_routes(routes)
         .serve_with_incoming_shutdown(
-            // No Nagle delay on small answers, as on the HTTP listener.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            // No Nagle delay on small answers, as on the HTTP listener, and
+            // each answer's frames in one segment (see coalesce).
+            tokio_stream::StreamExt::map(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                |accepted| accepted.map(coalesce::CoalescingStream::new),
+            ),
             shutdown,
         )
         .await
