@@ -17,8 +17,8 @@
 //! generator's timer sent it is reported apart (`max_send_lag_ms`), since
 //! tokio's timer has a 1 ms granularity that is not the system's latency.
 //! HTTP uses one pooled keep-alive client (reqwest, over hyper); gRPC one
-//! HTTP/2 connection, as the SDKs do, on hyper's own HTTP/2 client, with
-//! each request's frames sent as one segment, as the SDKs send them. With
+//! HTTP/2 connection, as the SDKs do, on hyper's own HTTP/2 client, its
+//! writes coalesced as the SDKs' are. With
 //! `GRPC_CLIENT=channel`, gRPC goes through tonic's `Channel` instead,
 //! which hands every call to a buffer task first: a cost of that client,
 //! not of the server measured, and one the SDKs (grpc-go, grpcio) do not
@@ -41,10 +41,11 @@ use sidecar::grpc::coalesce::CoalescingStream;
 
 /// gRPC (and `direct-h2`) over one HTTP/2 connection of hyper's own
 /// client: no buffer task in between. Its writes are coalesced
-/// ([`CoalescingStream`]), so that a request goes out as one segment, as
-/// grpc-go's and grpcio's do: hyper alone writes a gRPC request's HEADERS,
-/// DATA and end of stream in three, which costs the server two more
-/// wake-ups that the SDKs' clients do not cause.
+/// ([`CoalescingStream`]), as grpc-go and grpcio write a unary request's
+/// frames together: hyper alone writes a gRPC request's HEADERS, DATA and
+/// end of stream as three segments, each of which can wake the server.
+/// Coalesced, it is two: hyper queues the HEADERS from one task and the
+/// body from another, so the two do not always meet in one turn.
 #[derive(Clone)]
 struct Http2Connection(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
 

@@ -1,5 +1,7 @@
 //! A TCP stream for the gRPC listener that sends what the HTTP/2 server
-//! writes in one turn of its connection task as one segment.
+//! writes in one turn of its connection task as one segment. (The
+//! sidecar benchmark's HTTP/2 client, `examples/invoke_load.rs`, uses it
+//! too.)
 //!
 //! A unary gRPC answer is three HTTP/2 frames: HEADERS, DATA and the
 //! trailers (`grpc-status`). `h2` writes a DATA frame of 256 bytes or more
