@@ -94,38 +94,46 @@ fn invoke_request(app_id: &str, body: Vec<u8>) -> pb::InvokeServiceRequest {
 }
 
 impl Target {
-    async fn call(&self, body: Vec<u8>) -> bool {
+    /// Makes one call; a failure says what went wrong.
+    async fn call(&self, body: Vec<u8>) -> Result<(), String> {
+        let grpc_failure =
+            |status: tonic::Status| format!("gRPC {:?}: {}", status.code(), status.message());
         match self {
-            Target::Http(client, url) => client
-                .post(url)
-                .body(body)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success()),
+            Target::Http(client, url) => {
+                let response = client.post(url).body(body).send().await;
+                match response.map_err(|e| format!("HTTP: {e}"))? {
+                    response if response.status().is_success() => Ok(()),
+                    response => Err(format!("HTTP status {}", response.status())),
+                }
+            }
             Target::Http2(client, uri) => {
                 use http_body_util::BodyExt;
                 let body =
                     tonic::body::Body::new(http_body_util::Full::new(bytes::Bytes::from(body)));
-                let Ok(request) = hyper::Request::post(uri.clone()).body(body) else {
-                    return false;
-                };
-                match tower::ServiceExt::oneshot(client.clone(), request).await {
-                    Ok(response) if response.status().is_success() => {
-                        response.into_body().collect().await.is_ok()
-                    }
-                    _ => false,
+                let request = hyper::Request::post(uri.clone())
+                    .body(body)
+                    .map_err(|e| format!("HTTP/2 request: {e}"))?;
+                let response = tower::ServiceExt::oneshot(client.clone(), request)
+                    .await
+                    .map_err(|e| format!("HTTP/2: {e}"))?;
+                if !response.status().is_success() {
+                    return Err(format!("HTTP/2 status {}", response.status()));
                 }
+                let read = response.into_body().collect().await;
+                read.map(drop).map_err(|e| format!("HTTP/2 body: {e}"))
             }
             Target::Grpc(client, app_id) => client
                 .clone()
                 .invoke_service(invoke_request(app_id, body))
                 .await
-                .is_ok(),
+                .map(drop)
+                .map_err(grpc_failure),
             Target::GrpcChannel(client, app_id) => client
                 .clone()
                 .invoke_service(invoke_request(app_id, body))
                 .await
-                .is_ok(),
+                .map(drop)
+                .map_err(grpc_failure),
         }
     }
 }
@@ -230,19 +238,26 @@ async fn run() {
         let (target, body) = (target.clone(), body.clone());
         calls.spawn(async move {
             let sent = Instant::now();
-            let ok = target.call(body).await;
+            let outcome = target.call(body).await;
             let lag = sent.saturating_duration_since(due).as_secs_f64() * 1000.0;
-            (ok, sent.elapsed().as_secs_f64() * 1000.0, lag)
+            (outcome, sent.elapsed().as_secs_f64() * 1000.0, lag)
         });
     }
     let mut latencies = Vec::with_capacity(total);
     let mut ok = 0;
+    let mut failures = std::collections::BTreeMap::<String, usize>::new();
     let mut max_lag: f64 = 0.0;
     while let Some(result) = calls.join_next().await {
-        let (success, ms, lag) = result.expect("a call task");
-        ok += usize::from(success);
+        let (outcome, ms, lag) = result.expect("a call task");
+        match outcome {
+            Ok(()) => ok += 1,
+            Err(failure) => *failures.entry(failure).or_default() += 1,
+        }
         latencies.push(ms);
         max_lag = max_lag.max(lag);
+    }
+    for (failure, count) in &failures {
+        eprintln!("invoke_load: {count} call(s) failed: {failure}");
     }
     if let Ok(path) = std::env::var("LATENCIES") {
         use std::io::Write;

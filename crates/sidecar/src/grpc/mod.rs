@@ -35,6 +35,7 @@
 pub mod coalesce;
 mod proxy;
 mod rpcs;
+mod unary;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -63,6 +64,9 @@ use crate::state::{DeleteRequest, Operation, SetRequest};
 /// framing (keys, content type, method), so that a body the HTTP API
 /// accepts is accepted over gRPC too.
 pub const MESSAGE_OVERHEAD: usize = 64 << 10;
+
+/// The path of `InvokeService`, which [`unary`] serves rather than tonic.
+const INVOKE_SERVICE_PATH: &str = "/dapr.proto.runtime.v1.Dapr/InvokeService";
 
 /// The stream type of the streaming RPCs this sidecar does not serve.
 type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
@@ -95,14 +99,22 @@ pub async fn serve(
     .max_encoding_message_size(max_message);
     let service = tonic::service::interceptor::InterceptedService::new(
         service,
-        move |request: Request<()>| check_grpc_api_token(token.as_deref(), request),
+        move |request: Request<()>| {
+            check_grpc_api_token(token.as_deref(), request.metadata().as_ref()).map(|()| request)
+        },
     );
     // Dapr's own service, and every other path to the proxy.
     let mut routes = tonic::service::Routes::new(service);
     let router = std::mem::take(routes.axum_router_mut());
     let measured = sidecar.clone();
     let tracer = sidecar.tracer().clone();
+    let invoking = sidecar.clone();
     *routes.axum_router_mut() = router
+        // Service invocation's hot path, on the unary fast path.
+        .route(
+            INVOKE_SERVICE_PATH,
+            axum::routing::any(move |request| invoke_service_fast(invoking.clone(), request)),
+        )
         .fallback(move |request| proxy::proxy_call(sidecar, request))
         .layer(axum::middleware::from_fn_with_state(
             measured,
@@ -163,17 +175,14 @@ fn rewrite_oversized_status(headers: &mut axum::http::HeaderMap) {
 /// With `DAPR_API_TOKEN` set, a call needs it as `dapr-api-token` metadata.
 fn check_grpc_api_token(
     expected: Option<&str>,
-    request: Request<()>,
-) -> Result<Request<()>, Status> {
+    metadata: &axum::http::HeaderMap,
+) -> Result<(), Status> {
     let Some(expected) = expected else {
-        return Ok(request);
+        return Ok(());
     };
-    let given = request
-        .metadata()
-        .get("dapr-api-token")
-        .and_then(|v| v.to_str().ok());
+    let given = metadata.get("dapr-api-token").and_then(|v| v.to_str().ok());
     if given == Some(expected) {
-        Ok(request)
+        Ok(())
     } else {
         Err(DaprError::Unauthorized.to_status())
     }
@@ -213,11 +222,51 @@ async fn invoke_service(
     api: &DaprApi,
     request: Request<pb::InvokeServiceRequest>,
 ) -> Result<Response<common::InvokeResponse>, Status> {
-    let peer = request
-        .remote_addr()
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let trace = grpc_trace(&request);
-    let pb::InvokeServiceRequest { id, message } = request.into_inner();
+    let peer = request.remote_addr();
+    let trace = grpc_trace(request.metadata().as_ref(), request.extensions());
+    let (answer, metadata) = invoke_app(&api.sidecar, peer, trace, request.into_inner()).await?;
+    let mut answer = Response::new(answer);
+    *answer.metadata_mut() = tonic::metadata::MetadataMap::from_headers(metadata);
+    Ok(answer)
+}
+
+/// `InvokeService` on the unary fast path ([`unary`]): the same call as
+/// [`invoke_service`], and the same checks as tonic's (the API token, the
+/// message's size), without tonic's generic machinery.
+async fn invoke_service_fast(
+    sidecar: Arc<Sidecar>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let answered = async {
+        check_grpc_api_token(sidecar.config.api_token.as_deref(), &parts.headers)?;
+        let limit = sidecar
+            .config
+            .max_body_size
+            .saturating_add(MESSAGE_OVERHEAD);
+        let message = unary::read_message(&parts.headers, body, limit).await?;
+        let peer = parts
+            .extensions
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr());
+        let trace = grpc_trace(&parts.headers, &parts.extensions);
+        let (answer, metadata) = invoke_app(&sidecar, peer, trace, message).await?;
+        Ok::<_, Status>(unary::answer(&answer, metadata))
+    };
+    answered.await.unwrap_or_else(unary::refusal)
+}
+
+/// Calls the app `request` names, as the HTTP API's invoke does, and gives
+/// its answer with the response metadata to send: where the time went, as
+/// the hops said (`Server-Timing`), where daprd puts the app's headers.
+async fn invoke_app(
+    sidecar: &Sidecar,
+    peer: Option<SocketAddr>,
+    trace: TraceContext,
+    request: pb::InvokeServiceRequest,
+) -> Result<(common::InvokeResponse, axum::http::HeaderMap), Status> {
+    let peer = peer.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let pb::InvokeServiceRequest { id, message } = request;
     let message = message
         .ok_or_else(|| DaprError::MalformedRequest("InvokeService needs a message".into()))?;
     let extension = message.http_extension.unwrap_or_default();
@@ -242,8 +291,7 @@ async fn invoke_service(
     let http = http
         .body(Body::from(body))
         .map_err(|e| DaprError::MalformedRequest(format!("invalid method or querystring: {e}")))?;
-    let response = api
-        .sidecar
+    let response = sidecar
         .invoke(&id, &method_path, peer, Origin::Client, http)
         .await?;
     let status = response.status();
@@ -253,15 +301,14 @@ async fn invoke_service(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    // Where the time went, as the hops said (`Server-Timing`), goes back as
-    // response metadata, where daprd puts the app's headers.
-    let timings: Vec<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = response
-        .headers()
-        .get_all("server-timing")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.parse().ok())
-        .collect();
-    let limit = api.sidecar.config.max_body_size;
+    let mut metadata = axum::http::HeaderMap::new();
+    // (As tonic metadata: printable ASCII only.)
+    for timing in response.headers().get_all("server-timing") {
+        if timing.to_str().is_ok() {
+            metadata.append("server-timing", timing.clone());
+        }
+    }
+    let limit = sidecar.config.max_body_size;
     let data = axum::body::to_bytes(response.into_body(), limit)
         .await
         .map_err(|e| DaprError::DirectInvoke {
@@ -271,17 +318,14 @@ async fn invoke_service(
     if !status.is_success() {
         return Err(app_error_status(status, &data));
     }
-    let mut answer = Response::new(common::InvokeResponse {
+    let answer = common::InvokeResponse {
         data: Some(prost_types::Any {
             type_url: String::new(),
             value: data.to_vec(),
         }),
         content_type,
-    });
-    for timing in timings {
-        answer.metadata_mut().append("server-timing", timing);
-    }
-    Ok(answer)
+    };
+    Ok((answer, metadata))
 }
 
 /// How daprd answers a gRPC invocation whose HTTP app said `status`: the
@@ -557,7 +601,8 @@ async fn publish_event(
     api: &DaprApi,
     request: Request<pb::PublishEventRequest>,
 ) -> Result<Response<()>, Status> {
-    let traceparent = Some(grpc_trace(&request).traceparent());
+    let traceparent =
+        Some(grpc_trace(request.metadata().as_ref(), request.extensions()).traceparent());
     let request = request.into_inner();
     let publication = Publication {
         data: request.data,
@@ -575,7 +620,8 @@ async fn bulk_publish_event(
     api: &DaprApi,
     request: Request<pb::BulkPublishRequest>,
 ) -> Result<Response<pb::BulkPublishResponse>, Status> {
-    let traceparent = Some(grpc_trace(&request).traceparent());
+    let traceparent =
+        Some(grpc_trace(request.metadata().as_ref(), request.extensions()).traceparent());
     let request = request.into_inner();
     let entries = request
         .entries
@@ -613,14 +659,16 @@ async fn bulk_publish_event_alpha1(
 
 /// The call's place in its trace: the span [`trace_request`] started for
 /// it (or, without one, an unrecorded child of its `traceparent`).
-fn grpc_trace<T>(request: &Request<T>) -> TraceContext {
-    request
-        .extensions()
+/// The trace context the tracing layer put in a call's `extensions`, or
+/// one only propagated from its `metadata`.
+fn grpc_trace(
+    metadata: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> TraceContext {
+    extensions
         .get::<TraceContext>()
         .cloned()
-        .unwrap_or_else(|| {
-            TraceContext::unrecorded_from(&request.metadata().clone().into_headers())
-        })
+        .unwrap_or_else(|| TraceContext::unrecorded_from(metadata))
 }
 
 async fn shutdown(

@@ -38,6 +38,21 @@ fn save(store: &str, items: Vec<common::StateItem>) -> pb::SaveStateRequest {
     }
 }
 
+/// An `InvokeService` of method `m` on `app`, carrying `data`.
+fn invoke(app: &str, data: &[u8]) -> pb::InvokeServiceRequest {
+    pb::InvokeServiceRequest {
+        id: app.into(),
+        message: Some(common::InvokeRequest {
+            method: "m".into(),
+            data: Some(prost_types::Any {
+                type_url: String::new(),
+                value: data.to_vec(),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
 /// Asserts `status` is daprd's: `code`, a message containing `message`,
 /// and an `ErrorInfo` of domain `dapr.io` with `reason`.
 fn assert_status(status: &tonic::Status, code: Code, reason: &str, message: &str) {
@@ -378,6 +393,20 @@ async fn the_api_token_guards_every_rpc() {
             dapr.save_state(request).await.unwrap_err().code(),
             Code::Unauthenticated
         );
+        // InvokeService, which the unary fast path serves, checks it too.
+        let mut request = tonic::Request::new(invoke("nobody-runs-this", b"x"));
+        if let Some(token) = token {
+            request
+                .metadata_mut()
+                .insert("dapr-api-token", token.parse().unwrap());
+        }
+        let denied = dapr.invoke_service(request).await.unwrap_err();
+        assert_status(
+            &denied,
+            Code::Unauthenticated,
+            "ERR_API_UNAUTHORIZED",
+            "invalid api token",
+        );
     }
     let mut request = tonic::Request::new(pb::GetMetadataRequest {});
     request
@@ -402,6 +431,17 @@ async fn oversized_messages_are_resource_exhausted_and_the_sidecar_goes_on() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    // InvokeService (the unary fast path) refuses it the same way, before
+    // it looks for the app.
+    let refused = dapr
+        .invoke_service(invoke("nobody-runs-this", &big))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("message length too large"),
+        "{refused:?}"
+    );
     // Metadata (the request's head) past 64 KiB is refused too.
     let mut heavy = tonic::Request::new(pb::GetMetadataRequest {});
     heavy
@@ -486,16 +526,15 @@ async fn garbage_protobuf_gets_a_clean_status() {
         b"not protobuf at all",
         &[0x12, 0x80],
     ];
-    for payload in garbage {
-        let status = raw::call(
-            sidecar.grpc_address,
-            "/dapr.proto.runtime.v1.Dapr/SaveState",
-            payload,
-        )
-        .await;
-        // INTERNAL (13) is what tonic, like grpc-go, gives a message it
-        // cannot decode.
-        assert_eq!(status, "13", "{payload:?}");
+    // SaveState goes through tonic, InvokeService through the unary fast
+    // path; INTERNAL (13) is what tonic, like grpc-go, gives a message it
+    // cannot decode.
+    for rpc in ["SaveState", "InvokeService"] {
+        for payload in garbage {
+            let path = format!("/dapr.proto.runtime.v1.Dapr/{rpc}");
+            let status = raw::call(sidecar.grpc_address, &path, payload).await;
+            assert_eq!(status, "13", "{rpc}: {payload:?}");
+        }
     }
     let unknown = raw::call(
         sidecar.grpc_address,
