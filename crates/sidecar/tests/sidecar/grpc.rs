@@ -53,6 +53,17 @@ fn invoke(app: &str, data: &[u8]) -> pb::InvokeServiceRequest {
     }
 }
 
+/// `message` as a call carrying `token` as `dapr-api-token`, if any.
+fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("dapr-api-token", token.parse().unwrap());
+    }
+    request
+}
+
 /// Asserts `status` is daprd's: `code`, a message containing `message`,
 /// and an `ErrorInfo` of domain `dapr.io` with `reason`.
 fn assert_status(status: &tonic::Status, code: Code, reason: &str, message: &str) {
@@ -370,36 +381,23 @@ async fn the_api_token_guards_every_rpc() {
     let sidecar = RunningSidecar::start(guarded).await;
     let mut dapr = client(&sidecar).await;
     for token in [None, Some("wrong"), Some("")] {
-        let mut request = tonic::Request::new(pb::GetMetadataRequest {});
-        if let Some(token) = token {
-            request
-                .metadata_mut()
-                .insert("dapr-api-token", token.parse().unwrap());
-        }
-        let denied = dapr.get_metadata(request).await.unwrap_err();
+        let denied = dapr
+            .get_metadata(with_token(pb::GetMetadataRequest {}, token))
+            .await
+            .unwrap_err();
         assert_status(
             &denied,
             Code::Unauthenticated,
             "ERR_API_UNAUTHORIZED",
             "invalid api token",
         );
-        let mut request = tonic::Request::new(save("statestore", vec![item("k", b"1", None)]));
-        if let Some(token) = token {
-            request
-                .metadata_mut()
-                .insert("dapr-api-token", token.parse().unwrap());
-        }
+        let request = with_token(save("statestore", vec![item("k", b"1", None)]), token);
         assert_eq!(
             dapr.save_state(request).await.unwrap_err().code(),
             Code::Unauthenticated
         );
         // InvokeService, which the unary fast path serves, checks it too.
-        let mut request = tonic::Request::new(invoke("nobody-runs-this", b"x"));
-        if let Some(token) = token {
-            request
-                .metadata_mut()
-                .insert("dapr-api-token", token.parse().unwrap());
-        }
+        let request = with_token(invoke("nobody-runs-this", b"x"), token);
         let denied = dapr.invoke_service(request).await.unwrap_err();
         assert_status(
             &denied,
@@ -408,10 +406,7 @@ async fn the_api_token_guards_every_rpc() {
             "invalid api token",
         );
     }
-    let mut request = tonic::Request::new(pb::GetMetadataRequest {});
-    request
-        .metadata_mut()
-        .insert("dapr-api-token", "sidecar-secret".parse().unwrap());
+    let request = with_token(pb::GetMetadataRequest {}, Some("sidecar-secret"));
     assert_eq!(
         dapr.get_metadata(request).await.unwrap().into_inner().id,
         "grpc-guarded"
