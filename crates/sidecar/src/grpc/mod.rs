@@ -251,7 +251,7 @@ async fn invoke_service_fast(
             .and_then(|info| info.remote_addr());
         let trace = grpc_trace(&parts.headers, &parts.extensions);
         let (answer, metadata) = invoke_app(&sidecar, peer, trace, message).await?;
-        Ok::<_, Status>(unary::answer(&answer, metadata))
+        unary::answer(&answer, metadata)
     };
     answered.await.unwrap_or_else(unary::refusal)
 }

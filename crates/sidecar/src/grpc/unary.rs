@@ -41,9 +41,10 @@ pub(super) async fn read_message<M: prost::Message + Default>(
         let mut status = Status::unimplemented(format!(
             "Content is compressed with `{named}` which isn't supported"
         ));
-        status
-            .metadata_mut()
-            .insert("grpc-accept-encoding", "identity".parse().expect("ASCII"));
+        status.metadata_mut().insert(
+            "grpc-accept-encoding",
+            tonic::metadata::MetadataValue::from_static("identity"),
+        );
         return Err(status);
     }
     let mut buffered = BytesMut::new();
@@ -102,17 +103,25 @@ fn message_length(prefix: &[u8], limit: usize) -> Result<usize, Status> {
 }
 
 /// A successful answer: `message`, with `metadata` in the head and
-/// `grpc-status: 0` in the trailers.
-pub(super) fn answer(message: &impl prost::Message, mut metadata: HeaderMap) -> Response<Body> {
+/// `grpc-status: 0` in the trailers; `RESOURCE_EXHAUSTED` for a message
+/// longer than a gRPC prefix can say (4 GiB; `--max-body-size` may allow it).
+pub(super) fn answer(
+    message: &impl prost::Message,
+    mut metadata: HeaderMap,
+) -> Result<Response<Body>, Status> {
     let length = message.encoded_len();
+    let prefix_length = u32::try_from(length).map_err(|_| {
+        Status::resource_exhausted(format!(
+            "the answer is {length} bytes, more than one gRPC message can carry"
+        ))
+    })?;
     let mut framed = BytesMut::with_capacity(PREFIX + length);
     framed.extend_from_slice(&[0]);
-    // A message's length fits its prefix: the sidecar reads no answer
-    // over --max-body-size, a usize it caps far below 4 GiB.
-    framed.extend_from_slice(&(length as u32).to_be_bytes());
+    framed.extend_from_slice(&prefix_length.to_be_bytes());
+    // A BytesMut grows as it is written, so encoding cannot run out of room.
     message
         .encode(&mut framed)
-        .expect("the buffer holds the encoded length");
+        .map_err(|e| Status::internal(format!("cannot encode the answer: {e}")))?;
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     let frames = [Frame::data(Bytes::from(framed)), Frame::trailers(trailers)];
@@ -123,7 +132,7 @@ pub(super) fn answer(message: &impl prost::Message, mut metadata: HeaderMap) -> 
     );
     let mut response = Response::new(Body::new(body));
     *response.headers_mut() = metadata;
-    response
+    Ok(response)
 }
 
 /// A failed call's answer: `status` in the head, with no message (a
@@ -233,7 +242,7 @@ mod tests {
         };
         let mut metadata = HeaderMap::new();
         metadata.insert("server-timing", HeaderValue::from_static("app;dur=1"));
-        let response = answer(&message, metadata);
+        let response = answer(&message, metadata).unwrap();
         assert_eq!(response.headers()["content-type"], "application/grpc");
         assert_eq!(response.headers()["server-timing"], "app;dur=1");
         let collected = response.into_body().collect().await.unwrap();
