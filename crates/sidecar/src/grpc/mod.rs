@@ -19,6 +19,11 @@
 //! Every other RPC answers `UNIMPLEMENTED` naming itself ([`rpcs`], generated
 //! from the `dapr` crate's server trait by `scripts/gen-grpc-rpcs.py`).
 //!
+//! tonic's generated server serves every RPC but one: `InvokeService`, the
+//! hot path of service invocation, is routed to [`unary`], which reads and
+//! answers its one message without tonic's streams. Both call the same
+//! [`invoke_app`], and give the same statuses for bad input.
+//!
 //! Calls for any other gRPC service that carry `dapr-app-id` metadata are
 //! proxied to that app ([`proxy`]).
 //!
@@ -27,10 +32,10 @@
 //! HEADERS, DATA and trailers go out in one write.
 //!
 //! With `DAPR_API_TOKEN` set, every call needs the `dapr-api-token`
-//! metadata ([`check_grpc_api_token`], an interceptor), else
-//! `UNAUTHENTICATED`. Messages over `--max-body-size` (plus
-//! [`MESSAGE_OVERHEAD`] for the framing) get `RESOURCE_EXHAUSTED` before
-//! they reach an RPC.
+//! metadata ([`check_grpc_api_token`]: tonic's interceptor, and the first
+//! step of the fast path), else `UNAUTHENTICATED`. Messages over
+//! `--max-body-size` (plus [`MESSAGE_OVERHEAD`] for the framing) get
+//! `RESOURCE_EXHAUSTED` before they reach an RPC.
 
 pub mod coalesce;
 mod proxy;
