@@ -662,10 +662,9 @@ async fn bulk_publish_event_alpha1(
     bulk_publish_event(api, request).await
 }
 
-/// The call's place in its trace: the span [`trace_request`] started for
-/// it (or, without one, an unrecorded child of its `traceparent`).
-/// The trace context the tracing layer put in a call's `extensions`, or
-/// one only propagated from its `metadata`.
+/// The call's place in its trace: the span [`trace_request`] put in its
+/// `extensions` (or, without one, an unrecorded child of the `traceparent`
+/// in its `metadata`).
 fn grpc_trace(
     metadata: &axum::http::HeaderMap,
     extensions: &axum::http::Extensions,
