@@ -18,7 +18,7 @@
 # (components/probes, /sleep) against idle (per in-flight request).
 # PROFILE=dev uses the tests' build instead of a release build
 # (build_for_bench in lib.sh: dependencies, wasmtime and hyper included,
-# at -O3, our own crates at -O1): quicker to build, and no help to dapr-wasm.
+# at -O3, our own crates at -O0 or -O1): quicker to build, and no help to dapr-wasm.
 # Prints Markdown for docs/performance.md.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"

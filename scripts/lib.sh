@@ -219,7 +219,7 @@ build_workspace_tests() {
 # Builds what a bench script runs (cargo build's arguments: packages,
 # --bin, --example) with cargo profile $PROFILE, release by default.
 # PROFILE=dev takes scripts/test.sh's build instead (build_workspace_tests:
-# dependencies at -O3, our crates at -O1), which holds every binary and
+# dependencies at -O3, our crates at -O0 or -O1), which holds every binary and
 # example: quick for trying a change, nothing built twice. Recorded
 # figures come from release. The binaries are then in `profile_dir`.
 build_for_bench() {
