@@ -16,14 +16,14 @@
 //! offered load). Its latency runs from when it was sent; how late the
 //! generator's timer sent it is reported apart (`max_send_lag_ms`), since
 //! tokio's timer has a 1 ms granularity that is not the system's latency.
+//! Every call's answer is read to its end before its latency is taken.
 //! HTTP uses one pooled keep-alive client (reqwest, over hyper); gRPC one
 //! HTTP/2 connection, as the SDKs do, on hyper's own HTTP/2 client, its
-//! writes coalesced as the SDKs' are. With
-//! `GRPC_CLIENT=channel`, gRPC goes through tonic's `Channel` instead,
-//! which hands every call to a buffer task first: a cost of that client,
-//! not of the server measured, and one the SDKs (grpc-go, grpcio) do not
-//! have. `direct-h2` posts over that same HTTP/2 client (prior knowledge,
-//! one connection), reading the answer to its end as gRPC does: a direct
+//! writes coalesced as the SDKs' are. With `GRPC_CLIENT=channel`, gRPC
+//! goes through tonic's `Channel` instead, which hands every call to a
+//! buffer task first: a cost of that client, not of the server measured,
+//! and one the SDKs (grpc-go, grpcio) do not have. `direct-h2` posts over
+//! that same HTTP/2 client (prior knowledge, one connection): a direct
 //! call on the gRPC path's own client protocol, the baseline Dapr's perf
 //! tests subtract from their gRPC figures. The generator runs on `THREADS`
 //! worker threads (default 2).
@@ -101,10 +101,12 @@ impl Target {
         match self {
             Target::Http(client, url) => {
                 let response = client.post(url).body(body).send().await;
-                match response.map_err(|e| format!("HTTP: {e}"))? {
-                    response if response.status().is_success() => Ok(()),
-                    response => Err(format!("HTTP status {}", response.status())),
+                let response = response.map_err(|e| format!("HTTP: {e}"))?;
+                if !response.status().is_success() {
+                    return Err(format!("HTTP status {}", response.status()));
                 }
+                let read = response.bytes().await;
+                read.map(drop).map_err(|e| format!("HTTP body: {e}"))
             }
             Target::Http2(client, uri) => {
                 use http_body_util::BodyExt;

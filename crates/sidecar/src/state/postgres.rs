@@ -4,19 +4,28 @@
 //! expires_ms BIGINT NULL)`. Etag checks are part of the writes themselves
 //! (`UPDATE ... WHERE etag = $n`, `INSERT ... ON CONFLICT DO NOTHING` for
 //! first-write), so concurrent writers cannot both win; a request's
-//! operations run in one SQL transaction. A lost connection is re-opened on
-//! the next call. Every statement is prepared once per connection
-//! ([`Prepared`]), so a call costs one round trip per statement, not two;
-//! expired rows are purged on each write through a partial index on
-//! `expires_ms`, not a scan of the table.
+//! operations run in one SQL transaction. Expired rows are purged on each
+//! write through a partial index on `expires_ms`, not a scan of the table.
 //!
-//! Metadata: `connectionString` (libpq key=value or a `postgres://` URL),
-//! `tableName` (default `state`).
+//! Calls run on a pool of up to `maxConns` connections ([`SessionPool`]),
+//! as daprd's pgx pool does, so a write waiting for a row lock held
+//! elsewhere stalls only itself. Every statement is prepared once per
+//! connection ([`Prepared`]), so a call costs one round trip per statement,
+//! not two. A connection goes back to the pool only when its call finished:
+//! one whose call was cancelled (the store timeout, a client gone) may
+//! still have a statement running, so it is closed instead, and the server
+//! rolls back what that call left open. A closed connection is replaced on
+//! the next call.
+//!
+//! Metadata: `connectionString` (libpq key=value or a `postgres://` URL;
+//! `application_name` defaults to `dapr-wasm`), `tableName` (default
+//! `state`), `maxConns` (default, as Dapr's: 4 or the number of CPUs,
+//! whichever is more; 0 or less means the default).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::sync::Mutex;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{
@@ -27,9 +36,7 @@ use crate::unix_millis;
 
 /// A PostgreSQL-backed [`StateStore`].
 pub struct PostgresStore {
-    connection_string: String,
-    table: String,
-    session: Mutex<Option<Session>>,
+    sessions: SessionPool,
 }
 
 /// One connection and the statements prepared on it.
@@ -112,14 +119,115 @@ fn backend(err: tokio_postgres::Error) -> StoreError {
     StoreError::Backend(detail)
 }
 
+/// Up to `max` sessions: idle ones wait here for the next call.
+struct SessionPool {
+    config: tokio_postgres::Config,
+    /// The state table's name (checked: letters, digits and `_`).
+    table: String,
+    idle: std::sync::Mutex<Vec<Session>>,
+    /// One permit per session that may exist, idle or in use.
+    permits: Semaphore,
+}
+
+/// A session lent to one call. [`PooledSession::release`] gives it back
+/// to the pool; dropped without it (the call was cancelled mid-statement),
+/// the connection closes.
+struct PooledSession<'a> {
+    pool: &'a SessionPool,
+    session: Option<Session>,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl SessionPool {
+    /// Lends an idle session, or opens one if none is idle and fewer than
+    /// `max` exist; otherwise waits for one.
+    async fn session(&self) -> Result<PooledSession<'_>, StoreError> {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Backend("the PostgreSQL pool is closed".into()))?;
+        let idle = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            std::iter::from_fn(|| idle.pop()).find(|s| !s.client.is_closed())
+        };
+        let session = match idle {
+            Some(session) => session,
+            None => self.connect().await?,
+        };
+        Ok(PooledSession {
+            pool: self,
+            session: Some(session),
+            _permit: permit,
+        })
+    }
+
+    /// A new connection with every statement prepared on it.
+    async fn connect(&self) -> Result<Session, StoreError> {
+        let client = self.connect_client().await?;
+        let sql = Prepared::on(&client, &self.table).await.map_err(backend)?;
+        Ok(Session { client, sql })
+    }
+
+    /// A new connection, its I/O driven by a task of its own.
+    async fn connect_client(&self) -> Result<Client, StoreError> {
+        let (client, connection) =
+            tokio::time::timeout(Duration::from_secs(5), self.config.connect(NoTls))
+                .await
+                .map_err(|_| StoreError::Backend("no answer from PostgreSQL within 5s".into()))?
+                .map_err(backend)?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::warn!(error = %err, "PostgreSQL connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    fn put_back(&self, session: Session) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.push(session);
+    }
+}
+
+impl PooledSession<'_> {
+    fn in_use(&mut self) -> Result<&mut Session, StoreError> {
+        self.session
+            .as_mut()
+            .ok_or_else(|| StoreError::Backend("no PostgreSQL connection".into()))
+    }
+
+    /// The call is over and nothing of it is left running: the session
+    /// can serve the next one.
+    fn release(mut self) {
+        if let Some(session) = self.session.take() {
+            self.pool.put_back(session);
+        }
+    }
+}
+
+/// Dapr's default pool size: 4 or the number of CPUs, whichever is more.
+fn default_max_connections() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .max(4)
+}
+
 impl PostgresStore {
-    /// Connects and creates the table if needed.
+    /// Connects, creates the table and its index if needed, and keeps
+    /// that first connection in the pool.
     pub async fn open(properties: &HashMap<String, String>) -> Result<Self, StoreError> {
         let connection_string = properties
             .get("connectionString")
             .filter(|c| !c.is_empty())
-            .cloned()
             .ok_or_else(|| StoreError::Backend("metadata `connectionString` is required".into()))?;
+        let mut config: tokio_postgres::Config = connection_string
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("metadata `connectionString`: {e}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("dapr-wasm");
+        }
         let table = properties
             .get("tableName")
             .filter(|t| !t.is_empty())
@@ -130,56 +238,53 @@ impl PostgresStore {
                 "tableName `{table}` must be letters, digits or `_`"
             )));
         }
+        let max_connections = match properties.get("maxConns").filter(|m| !m.is_empty()) {
+            None => default_max_connections(),
+            Some(max) => match max.trim().parse::<i64>() {
+                Ok(n) if n > 0 => usize::try_from(n).unwrap_or(Semaphore::MAX_PERMITS),
+                Ok(_) => default_max_connections(),
+                Err(_) => {
+                    return Err(StoreError::Backend(format!(
+                        "maxConns `{max}` is not a whole number"
+                    )));
+                }
+            },
+        }
+        .min(Semaphore::MAX_PERMITS);
         let store = PostgresStore {
-            connection_string,
-            table,
-            session: Mutex::new(None),
+            sessions: SessionPool {
+                config,
+                table,
+                idle: std::sync::Mutex::new(Vec::new()),
+                permits: Semaphore::new(max_connections),
+            },
         };
-        let mut guard = store.session.lock().await;
-        store.connected(&mut guard).await?;
-        drop(guard);
+        store.create_table().await?;
         Ok(store)
     }
 
-    /// The live session, connecting (again) if there is none or it closed:
-    /// the table and its index are created if missing, then the statements
-    /// prepared.
-    async fn connected<'a>(
-        &self,
-        slot: &'a mut Option<Session>,
-    ) -> Result<&'a mut Session, StoreError> {
-        if slot.as_ref().is_none_or(|s| s.client.is_closed()) {
-            let (client, connection) = tokio::time::timeout(
-                Duration::from_secs(5),
-                tokio_postgres::connect(&self.connection_string, NoTls),
-            )
+    /// The table and its index, if missing; on the first connection, which
+    /// stays in the pool (the statements are prepared after the table
+    /// exists).
+    async fn create_table(&self) -> Result<(), StoreError> {
+        let client = self.sessions.connect_client().await?;
+        let table = &self.sessions.table;
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} (
+                     key        TEXT PRIMARY KEY,
+                     value      BYTEA NOT NULL,
+                     etag       BIGINT NOT NULL,
+                     expires_ms BIGINT
+                 );
+                 CREATE INDEX IF NOT EXISTS {table}_expires ON {table} (expires_ms)
+                     WHERE expires_ms IS NOT NULL;"
+            ))
             .await
-            .map_err(|_| StoreError::Backend("no answer from PostgreSQL within 5s".into()))?
             .map_err(backend)?;
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::warn!(error = %err, "PostgreSQL connection closed");
-                }
-            });
-            let table = &self.table;
-            client
-                .batch_execute(&format!(
-                    "CREATE TABLE IF NOT EXISTS {table} (
-                         key        TEXT PRIMARY KEY,
-                         value      BYTEA NOT NULL,
-                         etag       BIGINT NOT NULL,
-                         expires_ms BIGINT
-                     );
-                     CREATE INDEX IF NOT EXISTS {table}_expires ON {table} (expires_ms)
-                         WHERE expires_ms IS NOT NULL;"
-                ))
-                .await
-                .map_err(backend)?;
-            let sql = Prepared::on(&client, table).await.map_err(backend)?;
-            *slot = Some(Session { client, sql });
-        }
-        slot.as_mut()
-            .ok_or_else(|| StoreError::Backend("no PostgreSQL connection".into()))
+        let sql = Prepared::on(&client, table).await.map_err(backend)?;
+        self.sessions.put_back(Session { client, sql });
+        Ok(())
     }
 }
 
@@ -267,16 +372,20 @@ async fn apply_delete(
 #[async_trait::async_trait]
 impl StateStore for PostgresStore {
     async fn get(&self, key: &str) -> Result<Option<StateItem>, StoreError> {
-        let mut guard = self.session.lock().await;
-        let session = self.connected(&mut guard).await?;
+        let mut lent = self.sessions.session().await?;
+        let session = lent.in_use()?;
         let row = session
             .client
             .query_opt(&session.sql.get, &[&key, &unix_millis()])
-            .await
-            .map_err(backend)?;
-        Ok(row.map(|row| StateItem {
-            value: row.get(0),
-            etag: row.get::<_, i64>(1).to_string(),
+            .await;
+        lent.release();
+        let Some(row) = row.map_err(backend)? else {
+            return Ok(None);
+        };
+        // A table made by something else may hold other types.
+        Ok(Some(StateItem {
+            value: row.try_get(0).map_err(backend)?,
+            etag: row.try_get::<_, i64>(1).map_err(backend)?.to_string(),
         }))
     }
 
@@ -289,19 +398,43 @@ impl StateStore for PostgresStore {
     }
 
     async fn transact(&self, operations: Vec<Operation>) -> Result<(), StoreError> {
-        let mut guard = self.session.lock().await;
-        let Session { client, sql } = self.connected(&mut guard).await?;
-        let tx = client.transaction().await.map_err(backend)?;
-        for operation in &operations {
-            match operation {
-                Operation::Upsert(request) => apply_set(&tx, sql, request).await?,
-                Operation::Delete(request) => apply_delete(&tx, sql, request).await?,
+        let mut lent = self.sessions.session().await?;
+        let Session { client, sql } = lent.in_use()?;
+        let outcome = async {
+            let tx = client.transaction().await.map_err(backend)?;
+            for operation in &operations {
+                match operation {
+                    Operation::Upsert(request) => apply_set(&tx, sql, request).await?,
+                    Operation::Delete(request) => apply_delete(&tx, sql, request).await?,
+                }
             }
+            tx.execute(&sql.purge_expired, &[&unix_millis()])
+                .await
+                .map_err(backend)?;
+            // Dropping `tx` on an early return above queues its rollback
+            // ahead of the connection's next statement.
+            tx.commit().await.map_err(backend)
         }
-        tx.execute(&sql.purge_expired, &[&unix_millis()])
-            .await
-            .map_err(backend)?;
-        // Dropping `tx` on an early return above rolls everything back.
-        tx.commit().await.map_err(backend)
+        .await;
+        lent.release();
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bad `maxConns` is refused before anything connects.
+    #[tokio::test]
+    async fn max_conns_that_is_not_a_number_is_a_clear_error() {
+        let properties = HashMap::from([
+            ("connectionString".to_string(), "host=127.0.0.1".to_string()),
+            ("maxConns".to_string(), "lots".to_string()),
+        ]);
+        let Err(err) = PostgresStore::open(&properties).await else {
+            panic!("opened with maxConns `lots`");
+        };
+        assert_eq!(err.to_string(), "maxConns `lots` is not a whole number");
     }
 }

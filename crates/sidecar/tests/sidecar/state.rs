@@ -459,6 +459,121 @@ async fn postgres_store_follows_dapr_state_semantics() {
         .unwrap();
 }
 
+/// A row lock held outside the sidecar (another app's open transaction)
+/// stalls only the write that waits for it: other keys are read and written
+/// on the pool's other connection meanwhile. A write that gave up waiting
+/// (the store timeout) does not land once the lock goes, and leaves no
+/// connection stuck behind it; the pool never opens more than `maxConns`.
+#[tokio::test]
+#[ignore = "needs PostgreSQL on 127.0.0.1:5432 (scripts/test.sh starts it and runs this)"]
+async fn postgres_a_locked_row_stalls_only_the_writes_waiting_for_it() {
+    test_support::require_service("PostgreSQL", "127.0.0.1:5432");
+    let server = "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres";
+    let table = unique("state_locks");
+    // The sidecar's connections, told apart from every other in
+    // pg_stat_activity.
+    let pool = unique("pool");
+    let data = tempfile::tempdir().unwrap();
+    let resources = tempfile::tempdir().unwrap();
+    component_file(
+        resources.path(),
+        "pgstore",
+        "state.postgresql",
+        &[
+            (
+                "connectionString",
+                &format!("{server} application_name={pool}"),
+            ),
+            ("tableName", &table),
+            ("maxConns", "2"),
+        ],
+    );
+    let mut c = config("pg-locks", None, data.path());
+    c.resources_paths = vec![resources.path().to_path_buf()];
+    let sidecar = RunningSidecar::start(c).await;
+    let http = Client::new();
+    let save = |key: &str, value: i64| {
+        http.post(sidecar.url("/v1.0/state/pgstore"))
+            .json(&json!([{ "key": key, "value": value }]))
+            .send()
+    };
+    let read = |key: &str| {
+        let request = http.get(sidecar.url(&format!("/v1.0/state/pgstore/{key}")));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(save("a", 1).await.unwrap().status(), 204);
+    assert_eq!(save("b", 1).await.unwrap().status(), 204);
+
+    let connect = || async {
+        let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    };
+    let (mut other_app, observer) = (connect().await, connect().await);
+    let observer = &observer;
+    let pool = pool.as_str();
+    // How many of the sidecar's connections are in each state.
+    let sessions = move |condition: &'static str| async move {
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND {condition}"
+        );
+        let row = observer.query_one(&sql, &[&pool]).await.unwrap();
+        row.get::<_, i64>(0)
+    };
+    let lock_a = format!("SELECT 1 FROM {table} WHERE key = 'pg-locks||a' FOR UPDATE");
+
+    // The other app locks `a`; the sidecar's write of `a` waits for it.
+    let lock = other_app.transaction().await.unwrap();
+    lock.execute(&lock_a, &[]).await.unwrap();
+    let waiting_write = tokio::spawn(save("a", 2));
+    test_support::wait_until(
+        "the write of a waits for the lock",
+        Duration::from_secs(10),
+        move || async move { sessions("wait_event_type = 'Lock'").await == 1 },
+    )
+    .await;
+    assert_eq!(read("b").await, (200, "1".into()));
+    assert_eq!(save("b", 2).await.unwrap().status(), 204);
+    lock.rollback().await.unwrap();
+    assert_eq!(waiting_write.await.unwrap().unwrap().status(), 204);
+    assert_eq!(read("a").await, (200, "2".into()));
+
+    // Locked past the store timeout: the write fails, and both of the
+    // pool's connections still serve other keys at once.
+    let lock = other_app.transaction().await.unwrap();
+    lock.execute(&lock_a, &[]).await.unwrap();
+    let gave_up = save("a", 3).await.unwrap();
+    assert_eq!(gave_up.status(), 500);
+    let body: Value = gave_up.json().await.unwrap();
+    assert_eq!(body["errorCode"], "ERR_STATE_SAVE", "{body}");
+    let (read_b, save_b) = tokio::join!(read("b"), save("b", 3));
+    assert_eq!(read_b, (200, "2".into()));
+    assert_eq!(save_b.unwrap().status(), 204);
+    lock.rollback().await.unwrap();
+    // The connection that gave up was closed: its server session ends once
+    // the lock goes, with what it was running rolled back.
+    test_support::wait_until(
+        "the abandoned write's session ends",
+        Duration::from_secs(10),
+        move || async move { sessions("state <> 'idle'").await == 0 },
+    )
+    .await;
+    assert_eq!(read("a").await, (200, "2".into()));
+    let open = sessions("true").await;
+    assert!((1..=2).contains(&open), "{open} connections, maxConns is 2");
+
+    sidecar.stop().await;
+    other_app
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
+
 /// A Redis that stops answering (frozen with SIGSTOP, so its connections
 /// stay open) must not hang the state API: the call fails after the store
 /// timeout with a clear error, and works again once Redis resumes.
