@@ -340,6 +340,22 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}_{}_{nanos}", std::process::id())
 }
 
+/// A sidecar for `app_id` whose one component is `name`, of type `kind`;
+/// its data and resources folders last as long as the returned pair.
+async fn sidecar_with_component(
+    app_id: &str,
+    name: &str,
+    kind: &str,
+    metadata: &[(&str, &str)],
+) -> (RunningSidecar, [tempfile::TempDir; 2]) {
+    let data = tempfile::tempdir().unwrap();
+    let resources = tempfile::tempdir().unwrap();
+    component_file(resources.path(), name, kind, metadata);
+    let mut c = config(app_id, None, data.path());
+    c.resources_paths = vec![resources.path().to_path_buf()];
+    (RunningSidecar::start(c).await, [data, resources])
+}
+
 fn component_file(dir: &Path, name: &str, kind: &str, metadata: &[(&str, &str)]) {
     let items: String = metadata
         .iter()
@@ -370,18 +386,14 @@ fn under_ci_redis_and_postgres_are_there() {
 #[ignore = "needs Redis on 127.0.0.1:6379 (scripts/test.sh starts it and runs this)"]
 async fn redis_store_follows_dapr_state_semantics() {
     test_support::require_service("Redis", "127.0.0.1:6379");
-    let data = tempfile::tempdir().unwrap();
-    let resources = tempfile::tempdir().unwrap();
-    component_file(
-        resources.path(),
+    let app_id = unique("redis-suite");
+    let (sidecar, _dirs) = sidecar_with_component(
+        &app_id,
         "redisstore",
         "state.redis",
         &[("redisHost", "127.0.0.1:6379"), ("redisPassword", "")],
-    );
-    let app_id = unique("redis-suite");
-    let mut c = config(&app_id, None, data.path());
-    c.resources_paths = vec![resources.path().to_path_buf()];
-    let sidecar = RunningSidecar::start(c).await;
+    )
+    .await;
     state_suite(&sidecar, "redisstore").await;
     sidecar.stop().await;
 
@@ -414,21 +426,17 @@ async fn postgres_store_follows_dapr_state_semantics() {
     test_support::require_service("PostgreSQL", "127.0.0.1:5432");
     let connection_string =
         "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres";
-    let data = tempfile::tempdir().unwrap();
-    let resources = tempfile::tempdir().unwrap();
     let table = unique("state_suite");
-    component_file(
-        resources.path(),
+    let (sidecar, _dirs) = sidecar_with_component(
+        "pg-suite",
         "pgstore",
         "state.postgresql",
         &[
             ("connectionString", connection_string),
             ("tableName", &table),
         ],
-    );
-    let mut c = config("pg-suite", None, data.path());
-    c.resources_paths = vec![resources.path().to_path_buf()];
-    let sidecar = RunningSidecar::start(c).await;
+    )
+    .await;
     state_suite(&sidecar, "pgstore").await;
     sidecar.stop().await;
 
@@ -473,10 +481,8 @@ async fn postgres_a_locked_row_stalls_only_the_writes_waiting_for_it() {
     // The sidecar's connections, told apart from every other in
     // pg_stat_activity.
     let pool = unique("pool");
-    let data = tempfile::tempdir().unwrap();
-    let resources = tempfile::tempdir().unwrap();
-    component_file(
-        resources.path(),
+    let (sidecar, _dirs) = sidecar_with_component(
+        "pg-locks",
         "pgstore",
         "state.postgresql",
         &[
@@ -487,10 +493,8 @@ async fn postgres_a_locked_row_stalls_only_the_writes_waiting_for_it() {
             ("tableName", &table),
             ("maxConns", "2"),
         ],
-    );
-    let mut c = config("pg-locks", None, data.path());
-    c.resources_paths = vec![resources.path().to_path_buf()];
-    let sidecar = RunningSidecar::start(c).await;
+    )
+    .await;
     let http = Client::new();
     let save = |key: &str, value: i64| {
         http.post(sidecar.url("/v1.0/state/pgstore"))
@@ -525,16 +529,21 @@ async fn postgres_a_locked_row_stalls_only_the_writes_waiting_for_it() {
         let row = observer.query_one(&sql, &[&pool]).await.unwrap();
         row.get::<_, i64>(0)
     };
+    let until_sessions = |what: &'static str, condition: &'static str, count: i64| {
+        test_support::wait_until(what, Duration::from_secs(10), move || async move {
+            sessions(condition).await == count
+        })
+    };
     let lock_a = format!("SELECT 1 FROM {table} WHERE key = 'pg-locks||a' FOR UPDATE");
 
     // The other app locks `a`; the sidecar's write of `a` waits for it.
     let lock = other_app.transaction().await.unwrap();
     lock.execute(&lock_a, &[]).await.unwrap();
     let waiting_write = tokio::spawn(save("a", 2));
-    test_support::wait_until(
+    until_sessions(
         "the write of a waits for the lock",
-        Duration::from_secs(10),
-        move || async move { sessions("wait_event_type = 'Lock'").await == 1 },
+        "wait_event_type = 'Lock'",
+        1,
     )
     .await;
     assert_eq!(read("b").await, (200, "1".into()));
@@ -557,12 +566,7 @@ async fn postgres_a_locked_row_stalls_only_the_writes_waiting_for_it() {
     lock.rollback().await.unwrap();
     // The connection that gave up was closed: its server session ends once
     // the lock goes, with what it was running rolled back.
-    test_support::wait_until(
-        "the abandoned write's session ends",
-        Duration::from_secs(10),
-        move || async move { sessions("state <> 'idle'").await == 0 },
-    )
-    .await;
+    until_sessions("the abandoned write's session ends", "state <> 'idle'", 0).await;
     assert_eq!(read("a").await, (200, "2".into()));
     let open = sessions("true").await;
     assert!((1..=2).contains(&open), "{open} connections, maxConns is 2");
@@ -582,18 +586,14 @@ async fn postgres_a_locked_row_stalls_only_the_writes_waiting_for_it() {
 async fn a_frozen_store_gives_an_error_instead_of_a_hang() {
     let redis = test_support::RedisServer::start();
     let port = redis.port();
-    let data = tempfile::tempdir().unwrap();
-    let resources = tempfile::tempdir().unwrap();
     let host = format!("127.0.0.1:{port}");
-    component_file(
-        resources.path(),
+    let (sidecar, _dirs) = sidecar_with_component(
+        "frozen-store",
         "frozen",
         "state.redis",
         &[("redisHost", &host)],
-    );
-    let mut c = config("frozen-store", None, data.path());
-    c.resources_paths = vec![resources.path().to_path_buf()];
-    let sidecar = RunningSidecar::start(c).await;
+    )
+    .await;
     let client = Client::new();
     let save = || {
         client
