@@ -119,7 +119,7 @@ fn backend(err: tokio_postgres::Error) -> StoreError {
     StoreError::Backend(detail)
 }
 
-/// Up to `max` sessions: idle ones wait here for the next call.
+/// Up to `maxConns` sessions; idle ones wait here for the next call.
 struct SessionPool {
     config: tokio_postgres::Config,
     /// The state table's name (checked: letters, digits and `_`).
@@ -140,7 +140,7 @@ struct PooledSession<'a> {
 
 impl SessionPool {
     /// Lends an idle session, or opens one if none is idle and fewer than
-    /// `max` exist; otherwise waits for one.
+    /// `maxConns` exist; otherwise waits for one.
     async fn session(&self) -> Result<PooledSession<'_>, StoreError> {
         let permit = self
             .permits
