@@ -25,8 +25,9 @@
 # crates/sidecar/examples/invoke_load.rs on THREADS worker threads (default
 # 2). The paths take turns for ROUNDS rounds (default 3), so that a
 # slow spell of a shared VM hits them alike; each path's percentiles pool
-# all its calls. PROFILE=dev uses the tests' build instead of a release
-# build (build_for_bench in lib.sh), for a quick A/B of a change; recorded
+# all its calls, and gRPC / HTTP is also given for each round alone.
+# PROFILE=dev uses the tests' build instead of a release build
+# (build_for_bench in lib.sh), for a quick A/B of a change; recorded
 # figures come from release. Prints Markdown for docs/performance.md.
 # PERF=1 also profiles the last round of haproxy, http and grpc with
 # `perf record` (installed from Debian if missing) and prints where each
@@ -208,10 +209,10 @@ work, rate, duration, threads, rounds = sys.argv[1:6]
 modes = ("direct", "direct-h2", "haproxy", "http", "grpc", "nometrics", "traced")
 def pct(xs, p):
     return xs[max(1, math.ceil(p / 100 * len(xs))) - 1]
-runs = {}
+runs, rounds = {}, {}
 for m in modes:
     lat = sorted(float(l) for l in open(f"{work}/{m}.latencies"))
-    parts = [json.loads(l) for l in open(f"{work}/{m}.runs")]
+    parts = rounds[m] = [json.loads(l) for l in open(f"{work}/{m}.runs")]
     cpu = sum(float(l) for l in open(f"{work}/{m}.cpu"))
     runs[m] = {"requests": len(lat), "ok": sum(r["ok"] for r in parts),
                "lag": max(r["max_send_lag_ms"] for r in parts),
@@ -248,6 +249,10 @@ print(f"- the same, gRPC's added latency against the direct HTTP/2 call (each pa
       f"client protocol): gRPC {grpc_h2[50]:+.3f} / {grpc_h2[90]:+.3f} / {grpc_h2[99]:+.3f} ms (p50 / p90 / p99), "
       f"HTTP {added['http'][50]:+.3f} / {added['http'][90]:+.3f} / {added['http'][99]:+.3f} ms; "
       f"gRPC / HTTP, added p90: {ratio(grpc_h2[90], added['http'][90])}")
+# Each round alone: a slow spell of the VM shows as one round's ratio.
+round_ratios = [ratio(g["p90_ms"] - d2["p90_ms"], h["p90_ms"] - d["p90_ms"])
+                for g, d2, h, d in zip(*(rounds[m] for m in ("grpc", "direct-h2", "http", "direct")))]
+print(f"- the same, round by round: {', '.join(round_ratios)}")
 print(f"- direct calls, HTTP/2 against HTTP/1.1 (no sidecar; what the gRPC client's protocol costs by itself): "
       f"{runs['direct-h2'][50] - base[50]:+.3f} / {runs['direct-h2'][90] - base[90]:+.3f} / "
       f"{runs['direct-h2'][99] - base[99]:+.3f} ms (p50 / p90 / p99)")
