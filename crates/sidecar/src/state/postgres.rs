@@ -134,7 +134,7 @@ struct SessionPool {
 /// the connection closes.
 struct PooledSession<'a> {
     pool: &'a SessionPool,
-    session: Option<Session>,
+    session: Session,
     _permit: SemaphorePermit<'a>,
 }
 
@@ -157,7 +157,7 @@ impl SessionPool {
         };
         Ok(PooledSession {
             pool: self,
-            session: Some(session),
+            session,
             _permit: permit,
         })
     }
@@ -191,18 +191,10 @@ impl SessionPool {
 }
 
 impl PooledSession<'_> {
-    fn in_use(&mut self) -> Result<&mut Session, StoreError> {
-        self.session
-            .as_mut()
-            .ok_or_else(|| StoreError::Backend("no PostgreSQL connection".into()))
-    }
-
     /// The call is over and nothing of it is left running: the session
-    /// can serve the next one.
-    fn release(mut self) {
-        if let Some(session) = self.session.take() {
-            self.pool.put_back(session);
-        }
+    /// can serve the next one (and the permit goes with it).
+    fn release(self) {
+        self.pool.put_back(self.session);
     }
 }
 
@@ -372,12 +364,9 @@ async fn apply_delete(
 #[async_trait::async_trait]
 impl StateStore for PostgresStore {
     async fn get(&self, key: &str) -> Result<Option<StateItem>, StoreError> {
-        let mut lent = self.sessions.session().await?;
-        let session = lent.in_use()?;
-        let row = session
-            .client
-            .query_opt(&session.sql.get, &[&key, &unix_millis()])
-            .await;
+        let lent = self.sessions.session().await?;
+        let Session { client, sql } = &lent.session;
+        let row = client.query_opt(&sql.get, &[&key, &unix_millis()]).await;
         lent.release();
         let Some(row) = row.map_err(backend)? else {
             return Ok(None);
@@ -399,7 +388,7 @@ impl StateStore for PostgresStore {
 
     async fn transact(&self, operations: Vec<Operation>) -> Result<(), StoreError> {
         let mut lent = self.sessions.session().await?;
-        let Session { client, sql } = lent.in_use()?;
+        let Session { client, sql } = &mut lent.session;
         let outcome = async {
             let tx = client.transaction().await.map_err(backend)?;
             for operation in &operations {
