@@ -33,6 +33,10 @@
 # `perf record` (installed from Debian if missing) and prints where each
 # call's CPU goes, process by process (scripts/perf_breakdown.py); perf
 # costs a little CPU, so record the figures from a run without it.
+# PIN=1 gives the load generator CPU 0 to itself (taskset) and every
+# process under test the other CPUs, as Dapr's perf tests run their load
+# tester on a node of its own: the generator's own work (an HTTP/2 client
+# costs more than an HTTP/1.1 one) then does not compete with the sidecars'.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
@@ -48,6 +52,11 @@ ensure_toolchain
 command -v python3 >/dev/null || apt_install python3
 command -v haproxy >/dev/null || apt_install haproxy
 PERF="${PERF:-}" PERF_HZ=999
+export PIN="${PIN:-}"
+if [[ -n $PIN ]]; then
+    (($(nproc) >= 2)) || die "PIN=1 needs 2 or more CPUs (the load generator gets one)"
+    command -v taskset >/dev/null || apt_install util-linux
+fi
 build_for_bench -p dapr-wasm --bin dapr-wasm -p sidecar --example echo_app --example invoke_load
 bin="$(profile_dir "$PROFILE")"
 
@@ -149,6 +158,11 @@ for port in "$APP" "$TARGET" "$CALLER" "$CALLER_GRPC" "$PROXY_IN" "$PROXY_OUT" "
     "$TRACED_CALLER" "$TRACED_TARGET" "$SINK"; do
     wait_for_port "$port" "port $port"
 done
+if [[ -n $PIN ]]; then
+    for pid in "${pids[@]}" "$sink_pid"; do
+        taskset -a -p -c "1-$(($(nproc) - 1))" "$pid" >/dev/null
+    done
+fi
 
 declare -A targets=(
     [direct]="http://127.0.0.1:$APP/echo"
@@ -162,7 +176,7 @@ declare -A targets=(
 load() { # MODE SECONDS
     local client="$1"
     [[ $client == nometrics || $client == traced ]] && client=http # an HTTP client, to other sidecars
-    "$bin/examples/invoke_load" "$client" "${targets[$1]}" "$RATE" "$2" 1024
+    ${PIN:+taskset -c 0} "$bin/examples/invoke_load" "$client" "${targets[$1]}" "$RATE" "$2" 1024
 }
 # CPU seconds (user + system) used so far by the pair of proxies of MODE.
 pair_cpu() { # MODE
@@ -220,8 +234,10 @@ for m in modes:
                **{p: pct(lat, p) for p in (50, 90, 99)}}
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"### Sidecar benchmark, {datetime.date.today()}\n")
-print(f"- command: `bash scripts/bench-sidecar.sh` ({rate} req/s, {rounds} rounds of {duration} s per path taking turns, "
-      f"1 KiB bodies, loopback, open loop; load generator on {threads} thread(s); {os.environ['PROFILE']} profile)")
+pinned = os.environ.get("PIN")
+print(f"- command: `{'PIN=1 ' if pinned else ''}bash scripts/bench-sidecar.sh` ({rate} req/s, {rounds} rounds of {duration} s per path taking turns, "
+      f"1 KiB bodies, loopback, open loop; load generator on {threads} thread(s)"
+      f"{', pinned to CPU 0, everything it calls to the other CPUs' if pinned else ''}; {os.environ['PROFILE']} profile)")
 print(f"- machine: {model}, {os.cpu_count()} cores\n")
 print("| path | requests | ok | p50 | p90 | p99 | added p50 | added p90 | added p99 | proxy pair CPU per 1000 calls | max send lag |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")

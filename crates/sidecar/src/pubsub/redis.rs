@@ -24,6 +24,8 @@ use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamAutoClaimReply, StreamId};
 use tokio::sync::mpsc;
 
+use crate::redis_conn::ConnectError;
+
 use super::{
     Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, metadata_duration, metadata_number,
 };
@@ -53,14 +55,16 @@ fn backend(err: redis::RedisError) -> BrokerError {
 impl RedisBroker {
     /// Connects with the component's metadata.
     pub async fn open(properties: &HashMap<String, String>) -> Result<Self, BrokerError> {
-        let (client, host) = crate::redis_conn::client(properties).map_err(backend)?;
-        let connection = tokio::time::timeout(
-            Duration::from_secs(5),
-            ConnectionManager::new(client.clone()),
-        )
-        .await
-        .map_err(|_| BrokerError::Backend(format!("no answer from Redis at {host} within 5s")))?
-        .map_err(backend)?;
+        let crate::redis_conn::Connected {
+            client,
+            host,
+            connection,
+        } = crate::redis_conn::connect(properties)
+            .await
+            .map_err(|e| match e {
+                ConnectError::Metadata(reason) => BrokerError::Metadata(reason),
+                ConnectError::Redis(reason) => BrokerError::Backend(reason),
+            })?;
         let number = |name: &str, default: usize| metadata_number(properties, name, default);
         Ok(RedisBroker {
             client,

@@ -4,8 +4,11 @@
 //! | Dapr type | module | metadata |
 //! |---|---|---|
 //! | `state.sqlite` | [`sqlite`] | `connectionString` (a file path), `tableName` |
-//! | `state.redis` | [`redis`] | `redisHost`, `redisPassword`, `redisUsername`, `redisDB` |
-//! | `state.postgresql` | [`postgres`] | `connectionString`, `tableName` |
+//! | `state.redis` | [`redis`] | `redisHost`, `redisPassword`, `redisUsername`, `redisDB`, `dialTimeout`, `readTimeout` |
+//! | `state.postgresql` | [`postgres`] | `connectionString`, `tableName`, `maxConns` |
+//!
+//! Every store also takes Dapr's `timeout`: how long one call may take
+//! ([`DEFAULT_STORE_TIMEOUT`] unless set; see [`TimeLimited`]).
 //!
 //! A new backend is one module plus one line in [`open`].
 //!
@@ -29,6 +32,7 @@ pub mod sqlite;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::components::Component;
 
@@ -124,35 +128,60 @@ impl SetRequest {
 }
 
 /// How long one call to a store may take before the caller gets an error
-/// (a store that stopped answering must not hang the API).
-pub const STORE_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// (a store that stopped answering must not hang the API), unless its
+/// component sets `timeout`: Dapr's default for its SQL stores.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A store whose every call fails after [`STORE_CALL_TIMEOUT`].
-struct TimeLimited(Box<dyn StateStore>);
+/// A component's `timeout` metadata, as Dapr reads it: a duration (`500ms`,
+/// `10s`, `2m`) or a number of seconds, more than zero.
+fn store_timeout(properties: &HashMap<String, String>) -> Result<Duration, String> {
+    let Some(text) = properties
+        .get("timeout")
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(DEFAULT_STORE_TIMEOUT);
+    };
+    match service_kit::units::parse_duration(text) {
+        Ok(limit) if !limit.is_zero() => Ok(limit),
+        Ok(_) => Err(format!("metadata `timeout` `{text}` must be more than 0")),
+        Err(e) => Err(format!("metadata `timeout`: {e}")),
+    }
+}
 
-async fn within<T>(call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-    tokio::time::timeout(STORE_CALL_TIMEOUT, call)
-        .await
-        .unwrap_or_else(|_| {
+/// A store whose every call fails once it has taken `limit`.
+struct TimeLimited {
+    store: Box<dyn StateStore>,
+    limit: Duration,
+}
+
+impl TimeLimited {
+    async fn within<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = self.limit;
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
             Err(StoreError::Backend(format!(
-                "the store did not answer within {STORE_CALL_TIMEOUT:?}"
+                "the store did not answer within {limit:?}"
             )))
         })
+    }
 }
 
 #[async_trait::async_trait]
 impl StateStore for TimeLimited {
     async fn get(&self, key: &str) -> Result<Option<StateItem>, StoreError> {
-        within(self.0.get(key)).await
+        self.within(self.store.get(key)).await
     }
     async fn set(&self, request: SetRequest) -> Result<(), StoreError> {
-        within(self.0.set(request)).await
+        self.within(self.store.set(request)).await
     }
     async fn delete(&self, request: DeleteRequest) -> Result<(), StoreError> {
-        within(self.0.delete(request)).await
+        self.within(self.store.delete(request)).await
     }
     async fn transact(&self, operations: Vec<Operation>) -> Result<(), StoreError> {
-        within(self.0.transact(operations)).await
+        self.within(self.store.transact(operations)).await
     }
 }
 
@@ -178,8 +207,8 @@ pub struct OpenError {
     reason: String,
 }
 
-/// Opens the backend a component describes, each call bounded by
-/// [`STORE_CALL_TIMEOUT`]. `data_dir` resolves relative SQLite paths.
+/// Opens the backend a component describes, each call bounded by its
+/// `timeout`. `data_dir` resolves relative SQLite paths.
 pub async fn open(
     component: &Component,
     data_dir: &Path,
@@ -190,6 +219,7 @@ pub async fn open(
         reason,
     };
     let properties: HashMap<String, String> = component.properties();
+    let limit = store_timeout(&properties).map_err(error)?;
     let store: Result<Box<dyn StateStore>, StoreError> = match component
         .spec
         .component_type
@@ -212,7 +242,7 @@ pub async fn open(
         }
     };
     store
-        .map(|store| Box::new(TimeLimited(store)) as Box<dyn StateStore>)
+        .map(|store| Box::new(TimeLimited { store, limit }) as Box<dyn StateStore>)
         .map_err(|e| error(e.to_string()))
 }
 
@@ -241,14 +271,35 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_store_that_never_answers_fails_after_the_timeout() {
-        let store = TimeLimited(Box::new(Silent));
+        let limit = Duration::from_millis(1500);
+        let store = TimeLimited {
+            store: Box::new(Silent),
+            limit,
+        };
         let started = tokio::time::Instant::now();
         let err = store.get("key").await.unwrap_err();
-        assert_eq!(started.elapsed(), STORE_CALL_TIMEOUT);
+        assert_eq!(started.elapsed(), limit);
         assert!(
-            err.to_string().contains("did not answer within 10s"),
+            err.to_string().contains("did not answer within 1.5s"),
             "{err}"
         );
         assert!(store.transact(Vec::new()).await.is_err());
+    }
+
+    #[test]
+    fn timeout_metadata_as_dapr_reads_it() {
+        let timeout = |value: &str| {
+            store_timeout(&HashMap::from([("timeout".to_string(), value.to_string())]))
+        };
+        assert_eq!(store_timeout(&HashMap::new()), Ok(DEFAULT_STORE_TIMEOUT));
+        assert_eq!(timeout(""), Ok(DEFAULT_STORE_TIMEOUT));
+        assert_eq!(timeout("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(timeout("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(timeout("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(timeout("1m"), Ok(Duration::from_secs(60)));
+        let zero = timeout("0").unwrap_err();
+        assert!(zero.contains("must be more than 0"), "{zero}");
+        let garbage = timeout("soon").unwrap_err();
+        assert!(garbage.starts_with("metadata `timeout`: "), "{garbage}");
     }
 }

@@ -6,8 +6,9 @@
 //! transactions are atomic. TTLs are Redis expiries. The connection manager
 //! reconnects by itself after Redis restarts.
 //!
-//! Metadata: `redisHost` (`host:port`, default `localhost:6379`),
-//! `redisPassword`, `redisUsername`, `redisDB`.
+//! Metadata: the connection's ([`crate::redis_conn`]: `redisHost`,
+//! `redisPassword`, `redisUsername`, `redisDB`, `dialTimeout`,
+//! `readTimeout`).
 
 use std::collections::HashMap;
 
@@ -67,16 +68,11 @@ fn backend(err: redis::RedisError) -> StoreError {
 impl RedisStore {
     /// Connects with the component's metadata.
     pub async fn open(properties: &HashMap<String, String>) -> Result<Self, StoreError> {
-        let (client, host) = crate::redis_conn::client(properties).map_err(backend)?;
-        let connection = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            ConnectionManager::new(client),
-        )
-        .await
-        .map_err(|_| StoreError::Backend(format!("no answer from Redis at {host} within 5s")))?
-        .map_err(backend)?;
+        let connected = crate::redis_conn::connect(properties)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(RedisStore {
-            connection,
+            connection: connected.connection,
             transact: redis::Script::new(TRANSACT),
         })
     }
