@@ -223,10 +223,10 @@ work, rate, duration, threads, rounds = sys.argv[1:6]
 modes = ("direct", "direct-h2", "haproxy", "http", "grpc", "nometrics", "traced")
 def pct(xs, p):
     return xs[max(1, math.ceil(p / 100 * len(xs))) - 1]
-runs, rounds = {}, {}
+runs, per_round = {}, {}
 for m in modes:
     lat = sorted(float(l) for l in open(f"{work}/{m}.latencies"))
-    parts = rounds[m] = [json.loads(l) for l in open(f"{work}/{m}.runs")]
+    parts = per_round[m] = [json.loads(l) for l in open(f"{work}/{m}.runs")]
     cpu = sum(float(l) for l in open(f"{work}/{m}.cpu"))
     runs[m] = {"requests": len(lat), "ok": sum(r["ok"] for r in parts),
                "lag": max(r["max_send_lag_ms"] for r in parts),
@@ -235,7 +235,8 @@ for m in modes:
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"### Sidecar benchmark, {datetime.date.today()}\n")
 pinned = os.environ.get("PIN")
-print(f"- command: `{'PIN=1 ' if pinned else ''}bash scripts/bench-sidecar.sh` ({rate} req/s, {rounds} rounds of {duration} s per path taking turns, "
+settings = ("PIN=1 " if pinned else "") + (f"THREADS={threads} " if threads != "2" else "")
+print(f"- command: `{settings}bash scripts/bench-sidecar.sh` ({rate} req/s, {rounds} rounds of {duration} s per path taking turns, "
       f"1 KiB bodies, loopback, open loop; load generator on {threads} thread(s)"
       f"{', pinned to CPU 0, everything it calls to the other CPUs' if pinned else ''}; {os.environ['PROFILE']} profile)")
 print(f"- machine: {model}, {os.cpu_count()} cores\n")
@@ -267,7 +268,7 @@ print(f"- the same, gRPC's added latency against the direct HTTP/2 call (each pa
       f"gRPC / HTTP, added p90: {ratio(grpc_h2[90], added['http'][90])}")
 # Each round alone: a slow spell of the VM shows as one round's ratio.
 round_ratios = [ratio(g["p90_ms"] - d2["p90_ms"], h["p90_ms"] - d["p90_ms"])
-                for g, d2, h, d in zip(*(rounds[m] for m in ("grpc", "direct-h2", "http", "direct")))]
+                for g, d2, h, d in zip(*(per_round[m] for m in ("grpc", "direct-h2", "http", "direct")))]
 print(f"- the same, round by round: {', '.join(round_ratios)}")
 print(f"- direct calls, HTTP/2 against HTTP/1.1 (no sidecar; what the gRPC client's protocol costs by itself): "
       f"{runs['direct-h2'][50] - base[50]:+.3f} / {runs['direct-h2'][90] - base[90]:+.3f} / "
