@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `state.sqlite` | [`sqlite`] | `connectionString` (a file path), `tableName` |
 //! | `state.redis` | [`redis`] | `redisHost`, `redisPassword`, `redisUsername`, `redisDB`, `dialTimeout`, `readTimeout` |
-//! | `state.postgresql` | [`postgres`] | `connectionString`, `tableName`, `maxConns` |
+//! | `state.postgresql` | [`postgres`] | `connectionString`, `tableName`, `maxConns`, `connectionMaxIdleTime` |
 //!
 //! Every store also takes Dapr's `timeout`: how long one call may take
 //! ([`DEFAULT_STORE_TIMEOUT`] unless set; see [`TimeLimited`]).
@@ -132,20 +132,28 @@ impl SetRequest {
 /// component sets `timeout`: Dapr's default for its SQL stores.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A component's `timeout` metadata, as Dapr reads it: a duration (`500ms`,
-/// `10s`, `2m`) or a number of seconds, more than zero.
-fn store_timeout(properties: &HashMap<String, String>) -> Result<Duration, String> {
-    let Some(text) = properties
-        .get("timeout")
+/// A duration in a component's metadata, as Dapr's SQL stores read one: a
+/// duration (`500ms`, `10s`, `2m`) or a number of seconds; `None` if unset.
+pub(crate) fn metadata_duration(
+    properties: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<Duration>, String> {
+    properties
+        .get(name)
         .map(|t| t.trim())
         .filter(|t| !t.is_empty())
-    else {
-        return Ok(DEFAULT_STORE_TIMEOUT);
-    };
-    match service_kit::units::parse_duration(text) {
-        Ok(limit) if !limit.is_zero() => Ok(limit),
-        Ok(_) => Err(format!("metadata `timeout` `{text}` must be more than 0")),
-        Err(e) => Err(format!("metadata `timeout`: {e}")),
+        .map(|text| {
+            service_kit::units::parse_duration(text).map_err(|e| format!("metadata `{name}`: {e}"))
+        })
+        .transpose()
+}
+
+/// A component's `timeout` metadata, more than zero.
+fn store_timeout(properties: &HashMap<String, String>) -> Result<Duration, String> {
+    match metadata_duration(properties, "timeout")? {
+        None => Ok(DEFAULT_STORE_TIMEOUT),
+        Some(limit) if limit.is_zero() => Err("metadata `timeout` must be more than 0".into()),
+        Some(limit) => Ok(limit),
     }
 }
 

@@ -15,15 +15,19 @@
 //! one whose call was cancelled (the store timeout, a client gone) may
 //! still have a statement running, so it is closed instead, and the server
 //! rolls back what that call left open. A closed connection is replaced on
-//! the next call.
+//! the next call. One left idle for `connectionMaxIdleTime` is closed, so
+//! that a burst's connections do not hold the server's slots for good.
 //!
 //! Metadata: `connectionString` (libpq key=value or a `postgres://` URL;
 //! `application_name` defaults to `dapr-wasm`), `tableName` (default
 //! `state`), `maxConns` (default, as Dapr's: 4 or the number of CPUs,
-//! whichever is more; 0 or less means the default).
+//! whichever is more; 0 or less means the default),
+//! `connectionMaxIdleTime` (a duration or a number of seconds; unset or 0
+//! means 30 minutes, the default of daprd's pgx pool).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{Client, NoTls, Statement};
@@ -36,13 +40,19 @@ use crate::unix_millis;
 
 /// A PostgreSQL-backed [`StateStore`].
 pub struct PostgresStore {
-    sessions: SessionPool,
+    sessions: Arc<SessionPool>,
 }
+
+/// The default `connectionMaxIdleTime`: pgx's, which daprd uses when the
+/// component sets none.
+const DEFAULT_MAX_IDLE_TIME: Duration = Duration::from_secs(30 * 60);
 
 /// One connection and the statements prepared on it.
 struct Session {
     client: Client,
     sql: Prepared,
+    /// When it last went back to the pool.
+    idle_since: Instant,
 }
 
 /// Every statement the store runs, prepared on one connection.
@@ -119,12 +129,15 @@ fn backend(err: tokio_postgres::Error) -> StoreError {
     StoreError::Backend(detail)
 }
 
-/// Up to `maxConns` sessions; idle ones wait here for the next call.
+/// Up to `maxConns` sessions; idle ones wait here for the next call, for
+/// up to `connectionMaxIdleTime`.
 struct SessionPool {
     config: tokio_postgres::Config,
     /// The state table's name (checked: letters, digits and `_`).
     table: String,
+    /// The most recently used last.
     idle: std::sync::Mutex<Vec<Session>>,
+    max_idle_time: Duration,
     /// One permit per session that may exist, idle or in use.
     permits: Semaphore,
 }
@@ -149,7 +162,8 @@ impl SessionPool {
             .map_err(|_| StoreError::Backend("the PostgreSQL pool is closed".into()))?;
         let idle = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            std::iter::from_fn(|| idle.pop()).find(|s| !s.client.is_closed())
+            std::iter::from_fn(|| idle.pop())
+                .find(|s| !s.client.is_closed() && s.idle_since.elapsed() < self.max_idle_time)
         };
         let session = match idle {
             Some(session) => session,
@@ -166,7 +180,11 @@ impl SessionPool {
     async fn connect(&self) -> Result<Session, StoreError> {
         let client = self.connect_client().await?;
         let sql = Prepared::on(&client, &self.table).await.map_err(backend)?;
-        Ok(Session { client, sql })
+        Ok(Session {
+            client,
+            sql,
+            idle_since: Instant::now(),
+        })
     }
 
     /// A new connection, its I/O driven by a task of its own.
@@ -184,9 +202,39 @@ impl SessionPool {
         Ok(client)
     }
 
-    fn put_back(&self, session: Session) {
+    fn put_back(&self, mut session: Session) {
+        session.idle_since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.push(session);
+    }
+
+    /// Closes the sessions idle for `max_idle_time` or more (dropping a
+    /// client ends its connection).
+    fn close_stale(&self) {
+        let stale: Vec<Session> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh_from = idle
+                .iter()
+                .position(|s| s.idle_since.elapsed() < self.max_idle_time)
+                .unwrap_or(idle.len());
+            idle.drain(..fresh_from).collect()
+        };
+        drop(stale);
+    }
+
+    /// Closes stale sessions as time passes, until the pool is gone.
+    fn close_stale_in_background(pool: Weak<SessionPool>, every: Duration) {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match pool.upgrade() {
+                    Some(pool) => pool.close_stale(),
+                    None => return,
+                }
+            }
+        });
     }
 }
 
@@ -196,6 +244,16 @@ impl PooledSession<'_> {
     fn release(self) {
         self.pool.put_back(self.session);
     }
+}
+
+/// `connectionMaxIdleTime`: a duration or a number of seconds; unset or 0
+/// is [`DEFAULT_MAX_IDLE_TIME`].
+fn max_idle_time(properties: &HashMap<String, String>) -> Result<Duration, StoreError> {
+    let limit = super::metadata_duration(properties, "connectionMaxIdleTime")
+        .map_err(StoreError::Backend)?;
+    Ok(limit
+        .filter(|limit| !limit.is_zero())
+        .unwrap_or(DEFAULT_MAX_IDLE_TIME))
 }
 
 /// Dapr's default pool size: 4 or the number of CPUs, whichever is more.
@@ -243,15 +301,22 @@ impl PostgresStore {
             },
         }
         .min(Semaphore::MAX_PERMITS);
+        let max_idle_time = max_idle_time(properties)?;
         let store = PostgresStore {
-            sessions: SessionPool {
+            sessions: Arc::new(SessionPool {
                 config,
                 table,
                 idle: std::sync::Mutex::new(Vec::new()),
+                max_idle_time,
                 permits: Semaphore::new(max_connections),
-            },
+            }),
         };
         store.create_table().await?;
+        // (A session goes between max_idle_time and twice that.)
+        SessionPool::close_stale_in_background(
+            Arc::downgrade(&store.sessions),
+            max_idle_time.min(Duration::from_secs(60)),
+        );
         Ok(store)
     }
 
@@ -275,7 +340,11 @@ impl PostgresStore {
             .await
             .map_err(backend)?;
         let sql = Prepared::on(&client, table).await.map_err(backend)?;
-        self.sessions.put_back(Session { client, sql });
+        self.sessions.put_back(Session {
+            client,
+            sql,
+            idle_since: Instant::now(),
+        });
         Ok(())
     }
 }
@@ -365,7 +434,7 @@ async fn apply_delete(
 impl StateStore for PostgresStore {
     async fn get(&self, key: &str) -> Result<Option<StateItem>, StoreError> {
         let lent = self.sessions.session().await?;
-        let Session { client, sql } = &lent.session;
+        let Session { client, sql, .. } = &lent.session;
         let row = client.query_opt(&sql.get, &[&key, &unix_millis()]).await;
         lent.release();
         let Some(row) = row.map_err(backend)? else {
@@ -388,7 +457,7 @@ impl StateStore for PostgresStore {
 
     async fn transact(&self, operations: Vec<Operation>) -> Result<(), StoreError> {
         let mut lent = self.sessions.session().await?;
-        let Session { client, sql } = &mut lent.session;
+        let Session { client, sql, .. } = &mut lent.session;
         let outcome = async {
             let tx = client.transaction().await.map_err(backend)?;
             for operation in &operations {
@@ -425,5 +494,27 @@ mod tests {
             panic!("opened with maxConns `lots`");
         };
         assert_eq!(err.to_string(), "maxConns `lots` is not a whole number");
+    }
+
+    #[test]
+    fn connection_max_idle_time_as_dapr_reads_it() {
+        let of = |value: &str| {
+            max_idle_time(&HashMap::from([(
+                "connectionMaxIdleTime".to_string(),
+                value.to_string(),
+            )]))
+        };
+        assert_eq!(
+            max_idle_time(&HashMap::new()).unwrap(),
+            DEFAULT_MAX_IDLE_TIME
+        );
+        assert_eq!(of("0").unwrap(), DEFAULT_MAX_IDLE_TIME);
+        assert_eq!(of("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(of("5m").unwrap(), Duration::from_secs(300));
+        let err = of("a while").unwrap_err().to_string();
+        assert!(
+            err.starts_with("metadata `connectionMaxIdleTime`: "),
+            "{err}"
+        );
     }
 }

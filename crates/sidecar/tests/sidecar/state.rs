@@ -424,8 +424,7 @@ async fn redis_store_follows_dapr_state_semantics() {
 #[ignore = "needs PostgreSQL on 127.0.0.1:5432 (scripts/test.sh starts it and runs this)"]
 async fn postgres_store_follows_dapr_state_semantics() {
     test_support::require_service("PostgreSQL", "127.0.0.1:5432");
-    let connection_string =
-        "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres";
+    let connection_string = POSTGRES;
     let table = unique("state_suite");
     let (sidecar, _dirs) = sidecar_with_component(
         "pg-suite",
@@ -467,6 +466,49 @@ async fn postgres_store_follows_dapr_state_semantics() {
         .unwrap();
 }
 
+/// The test PostgreSQL server.
+const POSTGRES: &str = "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres";
+
+/// A sidecar for `app_id` whose store `pgstore` is on a table of its own
+/// (the first name returned), its connections named by the second in
+/// pg_stat_activity, told apart from every other; `metadata` adds to the
+/// component's.
+async fn postgres_pool_sidecar(
+    app_id: &str,
+    metadata: &[(&str, &str)],
+) -> (RunningSidecar, [tempfile::TempDir; 2], String, String) {
+    let table = unique("state_pool");
+    let pool = unique("pool");
+    let connection_string = format!("{POSTGRES} application_name={pool}");
+    let mut component = vec![
+        ("connectionString", connection_string.as_str()),
+        ("tableName", table.as_str()),
+    ];
+    component.extend_from_slice(metadata);
+    let (sidecar, dirs) =
+        sidecar_with_component(app_id, "pgstore", "state.postgresql", &component).await;
+    (sidecar, dirs, table, pool)
+}
+
+/// A client of the test PostgreSQL server, of its own.
+async fn postgres_client() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(POSTGRES, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// How many connections named `pool` pg_stat_activity shows that meet
+/// `condition`.
+async fn pool_sessions(observer: &tokio_postgres::Client, pool: &str, condition: &str) -> i64 {
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND {condition}"
+    );
+    let row = observer.query_one(&sql, &[&pool]).await.unwrap();
+    row.get::<_, i64>(0)
+}
+
 /// A row lock held outside the sidecar (another app's open transaction)
 /// stalls only the write that waits for it: other keys are read and written
 /// on the pool's other connection meanwhile. A write that gave up waiting
@@ -476,21 +518,9 @@ async fn postgres_store_follows_dapr_state_semantics() {
 #[ignore = "needs PostgreSQL on 127.0.0.1:5432 (scripts/test.sh starts it and runs this)"]
 async fn postgres_a_locked_row_stalls_only_the_writes_waiting_for_it() {
     test_support::require_service("PostgreSQL", "127.0.0.1:5432");
-    let server = "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres";
-    let table = unique("state_locks");
-    // The sidecar's connections, told apart from every other in
-    // pg_stat_activity.
-    let pool = unique("pool");
-    let (sidecar, _dirs) = sidecar_with_component(
+    let (sidecar, _dirs, table, pool) = postgres_pool_sidecar(
         "pg-locks",
-        "pgstore",
-        "state.postgresql",
         &[
-            (
-                "connectionString",
-                &format!("{server} application_name={pool}"),
-            ),
-            ("tableName", &table),
             ("maxConns", "2"),
             // Long enough for the first part's read and write of `b`
             // while the write of `a` waits; the second part waits it out.
@@ -514,24 +544,10 @@ async fn postgres_a_locked_row_stalls_only_the_writes_waiting_for_it() {
     assert_eq!(save("a", 1).await.unwrap().status(), 204);
     assert_eq!(save("b", 1).await.unwrap().status(), 204);
 
-    let connect = || async {
-        let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-    };
-    let (mut other_app, observer) = (connect().await, connect().await);
-    let observer = &observer;
-    let pool = pool.as_str();
+    let (mut other_app, observer) = (postgres_client().await, postgres_client().await);
+    let (observer, pool) = (&observer, pool.as_str());
     // How many of the sidecar's connections are in each state.
-    let sessions = move |condition: &'static str| async move {
-        let sql = format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND {condition}"
-        );
-        let row = observer.query_one(&sql, &[&pool]).await.unwrap();
-        row.get::<_, i64>(0)
-    };
+    let sessions = move |condition: &'static str| pool_sessions(observer, pool, condition);
     let until_sessions = |what: &'static str, condition: &'static str, count: i64| {
         test_support::wait_until(what, Duration::from_secs(10), move || async move {
             sessions(condition).await == count
@@ -576,6 +592,41 @@ async fn postgres_a_locked_row_stalls_only_the_writes_waiting_for_it() {
 
     sidecar.stop().await;
     other_app
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
+
+/// A connection left idle for `connectionMaxIdleTime` is closed (a burst's
+/// connections do not hold the server's slots for good), and the next call
+/// opens a new one.
+#[tokio::test]
+#[ignore = "needs PostgreSQL on 127.0.0.1:5432 (scripts/test.sh starts it and runs this)"]
+async fn postgres_closes_connections_left_idle() {
+    test_support::require_service("PostgreSQL", "127.0.0.1:5432");
+    let (sidecar, _dirs, table, pool) =
+        postgres_pool_sidecar("pg-idle", &[("connectionMaxIdleTime", "2s")]).await;
+    let observer = postgres_client().await;
+    let connections = || pool_sessions(&observer, &pool, "true");
+    let http = Client::new();
+    let save = || {
+        http.post(sidecar.url("/v1.0/state/pgstore"))
+            .json(&json!([{ "key": "k", "value": 1 }]))
+            .send()
+    };
+    assert_eq!(save().await.unwrap().status(), 204);
+    assert!(connections().await >= 1);
+    test_support::wait_until(
+        "the idle connection is closed",
+        Duration::from_secs(10),
+        || async { connections().await == 0 },
+    )
+    .await;
+    assert_eq!(save().await.unwrap().status(), 204);
+    assert_eq!(connections().await, 1);
+
+    sidecar.stop().await;
+    observer
         .batch_execute(&format!("DROP TABLE {table}"))
         .await
         .unwrap();
