@@ -134,7 +134,9 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A duration in a component's metadata, as Dapr's SQL stores read one: a
 /// duration (`500ms`, `10s`, `2m`) or a number of seconds; `None` if unset.
-pub(crate) fn metadata_duration(
+/// (Pub/sub's `metadata_duration` and Redis's read a bare number as
+/// milliseconds, as Dapr does there.)
+pub(crate) fn duration_or_seconds(
     properties: &HashMap<String, String>,
     name: &str,
 ) -> Result<Option<Duration>, String> {
@@ -150,7 +152,7 @@ pub(crate) fn metadata_duration(
 
 /// A component's `timeout` metadata, more than zero.
 fn store_timeout(properties: &HashMap<String, String>) -> Result<Duration, String> {
-    match metadata_duration(properties, "timeout")? {
+    match duration_or_seconds(properties, "timeout")? {
         None => Ok(DEFAULT_STORE_TIMEOUT),
         Some(limit) if limit.is_zero() => Err("metadata `timeout` must be more than 0".into()),
         Some(limit) => Ok(limit),

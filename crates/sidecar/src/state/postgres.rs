@@ -249,7 +249,7 @@ impl PooledSession<'_> {
 /// `connectionMaxIdleTime`: a duration or a number of seconds; unset or 0
 /// is [`DEFAULT_MAX_IDLE_TIME`].
 fn max_idle_time(properties: &HashMap<String, String>) -> Result<Duration, StoreError> {
-    let limit = super::metadata_duration(properties, "connectionMaxIdleTime")
+    let limit = super::duration_or_seconds(properties, "connectionMaxIdleTime")
         .map_err(StoreError::Backend)?;
     Ok(limit
         .filter(|limit| !limit.is_zero())
