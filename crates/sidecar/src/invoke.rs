@@ -150,9 +150,10 @@ impl Sidecar {
         if local {
             self.check_app_healthy()?;
         }
+        let headers = self.outgoing_headers(app_id, local, peer, origin, &parts);
         if let (true, Some(app)) = (local, &self.app_callback) {
             return self
-                .invoke_grpc_app(app.clone(), method_path, parts, body)
+                .invoke_grpc_app(app.clone(), method_path, parts, headers, body)
                 .await;
         }
         let target: Uri = if local {
@@ -173,32 +174,6 @@ impl Sidecar {
         }
         .parse()
         .map_err(|e| direct_error(format!("invalid method path: {e}")))?;
-
-        let mut headers = forwardable(&parts.headers);
-        let caller = match origin {
-            Origin::PeerSidecar => parts.headers.get(&CALLER).cloned(),
-            Origin::Client => None,
-        }
-        .or_else(|| HeaderValue::from_str(&self.config.app_id).ok());
-        if let Some(caller) = caller {
-            headers.insert(CALLER, caller);
-        }
-        if let Ok(callee) = HeaderValue::from_str(app_id) {
-            headers.insert(CALLEE, callee);
-        }
-        if origin == Origin::Client {
-            append_forwarded(&mut headers, &parts.headers, peer);
-        }
-        // The next hop is a child of this sidecar's span of the call.
-        TraceContext::of(&parts.extensions, &parts.headers).inject(&mut headers);
-        let token = if local {
-            self.config.app_api_token.as_deref()
-        } else {
-            self.config.api_token.as_deref()
-        };
-        if let Some(token) = token.and_then(|t| HeaderValue::from_str(t).ok()) {
-            headers.insert(API_TOKEN, token);
-        }
 
         let method = parts.method.clone();
         let mut outgoing = axum::http::Request::builder()
@@ -246,19 +221,63 @@ impl Sidecar {
             .insert(service_kit::error_body::PassedThrough);
         Ok(Response::from_parts(parts, Body::new(body)))
     }
+
+    /// The headers of the call to `app_id` (this sidecar's app when
+    /// `local`, else its sidecar): the incoming ones that may be forwarded,
+    /// the caller and callee ids, `X-Forwarded-*` for a client's call, the
+    /// trace context of this sidecar's span, and the token the next hop
+    /// expects.
+    fn outgoing_headers(
+        &self,
+        app_id: &str,
+        local: bool,
+        peer: SocketAddr,
+        origin: Origin,
+        incoming: &axum::http::request::Parts,
+    ) -> HeaderMap {
+        let mut headers = forwardable(&incoming.headers);
+        let caller = match origin {
+            Origin::PeerSidecar => incoming.headers.get(&CALLER).cloned(),
+            Origin::Client => None,
+        }
+        .or_else(|| HeaderValue::from_str(&self.config.app_id).ok());
+        if let Some(caller) = caller {
+            headers.insert(CALLER, caller);
+        }
+        if let Ok(callee) = HeaderValue::from_str(app_id) {
+            headers.insert(CALLEE, callee);
+        }
+        if origin == Origin::Client {
+            append_forwarded(&mut headers, &incoming.headers, peer);
+        }
+        // The next hop is a child of this sidecar's span of the call.
+        TraceContext::of(&incoming.extensions, &incoming.headers).inject(&mut headers);
+        let token = if local {
+            self.config.app_api_token.as_deref()
+        } else {
+            self.config.api_token.as_deref()
+        };
+        if let Some(token) = token.and_then(|t| HeaderValue::from_str(t).ok()) {
+            headers.insert(API_TOKEN, token);
+        }
+        headers
+    }
 }
 
 impl Sidecar {
     /// Calls this sidecar's gRPC app (`--app-protocol grpc`) through
     /// `AppCallback.OnInvoke`: the method, the body as `data`, the content
-    /// type, and the HTTP verb and query as `http_extension`. Its answer
-    /// comes back as a 200 with its content type; a status from the app is
+    /// type, and the HTTP verb and query as `http_extension`, with
+    /// `headers` as metadata (as daprd passes them:
+    /// [`crate::grpc::headers`]). Its answer comes back as a 200 with its
+    /// content type and its metadata as headers; a status from the app is
     /// a 500 `ERR_DIRECT_INVOKE` naming it.
     async fn invoke_grpc_app(
         &self,
         mut app: AppCallbackClient<tonic::transport::Channel>,
         method_path: &str,
         parts: axum::http::request::Parts,
+        headers: HeaderMap,
         body: Body,
     ) -> Result<Response, DaprError> {
         use dapr::dapr::proto::common::v1 as common;
@@ -291,21 +310,24 @@ impl Sidecar {
                 querystring: parts.uri.query().unwrap_or_default().to_string(),
             }),
         };
-        let mut request = tonic::Request::new(request);
+        let mut request = tonic::Request::from_parts(
+            tonic::metadata::MetadataMap::from_headers(crate::grpc::headers::headers_to_metadata(
+                &headers,
+            )),
+            Default::default(),
+            request,
+        );
         request.set_timeout(self.config.invoke_timeout);
-        if let Some(token) = self.config.app_api_token.as_deref()
-            && let Ok(value) = token.parse()
-        {
-            request.metadata_mut().insert("dapr-api-token", value);
-        }
-        let answer = app
+        let (metadata, answer, _) = app
             .on_invoke(request)
             .await
             .map_err(|status| direct_error(format!("the gRPC app answered {status}")))?
-            .into_inner();
+            .into_parts();
         let mut response = Response::new(Body::from(
             answer.data.map(|any| any.value).unwrap_or_default(),
         ));
+        *response.headers_mut() =
+            crate::grpc::headers::metadata_to_headers(&metadata.into_headers());
         if let Ok(content_type) = HeaderValue::from_str(&answer.content_type) {
             response
                 .headers_mut()

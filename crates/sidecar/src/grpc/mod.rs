@@ -9,7 +9,7 @@
 //!
 //! | RPC | building block |
 //! |---|---|
-//! | `InvokeService` | service invocation of an HTTP app (verb, querystring, content type, data) |
+//! | `InvokeService` | service invocation of an HTTP app (verb, querystring, content type, data; metadata as headers and back, [`headers`]) |
 //! | `GetState`, `GetBulkState`, `SaveState`, `DeleteState`, `DeleteBulkState`, `ExecuteStateTransaction` | state (etags, concurrency, `ttlInSeconds`) |
 //! | `GetSecret`, `GetBulkSecret` | secrets |
 //! | `GetMetadata`, `SetMetadata` | metadata |
@@ -38,6 +38,7 @@
 //! `RESOURCE_EXHAUSTED` before they reach an RPC.
 
 pub mod coalesce;
+pub(crate) mod headers;
 mod proxy;
 mod rpcs;
 mod unary;
@@ -229,7 +230,9 @@ async fn invoke_service(
 ) -> Result<Response<common::InvokeResponse>, Status> {
     let peer = request.remote_addr();
     let trace = grpc_trace(request.metadata().as_ref(), request.extensions());
-    let (answer, metadata) = invoke_app(&api.sidecar, peer, trace, request.into_inner()).await?;
+    let metadata = request.metadata().as_ref().clone();
+    let (answer, metadata) =
+        invoke_app(&api.sidecar, peer, trace, &metadata, request.into_inner()).await?;
     let mut answer = Response::new(answer);
     *answer.metadata_mut() = tonic::metadata::MetadataMap::from_headers(metadata);
     Ok(answer)
@@ -255,19 +258,20 @@ async fn invoke_service_fast(
             .get::<tonic::transport::server::TcpConnectInfo>()
             .and_then(|info| info.remote_addr());
         let trace = grpc_trace(&parts.headers, &parts.extensions);
-        let (answer, metadata) = invoke_app(&sidecar, peer, trace, message).await?;
+        let (answer, metadata) = invoke_app(&sidecar, peer, trace, &parts.headers, message).await?;
         unary::answer(&answer, metadata)
     };
     answered.await.unwrap_or_else(unary::refusal)
 }
 
-/// Calls the app `request` names, as the HTTP API's invoke does, and gives
-/// its answer with the response metadata to send: where the time went, as
-/// the hops said (`Server-Timing`), where daprd puts the app's headers.
+/// Calls the app `request` names, as the HTTP API's invoke does, with the
+/// call's `metadata` as headers, and gives its answer with the app's
+/// headers as the response metadata ([`headers`]: as daprd passes them).
 async fn invoke_app(
     sidecar: &Sidecar,
     peer: Option<SocketAddr>,
     trace: TraceContext,
+    metadata: &axum::http::HeaderMap,
     request: pb::InvokeServiceRequest,
 ) -> Result<(common::InvokeResponse, axum::http::HeaderMap), Status> {
     let peer = peer.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -288,6 +292,9 @@ async fn invoke_app(
     let mut http = axum::http::Request::builder()
         .method(verb)
         .uri(format!("{method_path}{query}"));
+    if let Some(headers) = http.headers_mut() {
+        *headers = headers::metadata_to_headers(metadata);
+    }
     if !message.content_type.is_empty() {
         http = http.header(axum::http::header::CONTENT_TYPE, &message.content_type);
     }
@@ -306,13 +313,7 @@ async fn invoke_app(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let mut metadata = axum::http::HeaderMap::new();
-    // (As tonic metadata: printable ASCII only.)
-    for timing in response.headers().get_all("server-timing") {
-        if timing.to_str().is_ok() {
-            metadata.append("server-timing", timing.clone());
-        }
-    }
+    let metadata = headers::headers_to_metadata(response.headers());
     let limit = sidecar.config.max_body_size;
     let data = axum::body::to_bytes(response.into_body(), limit)
         .await
@@ -321,7 +322,7 @@ async fn invoke_app(
             reason: format!("cannot read the app's answer: {e}"),
         })?;
     if !status.is_success() {
-        return Err(app_error_status(status, &data));
+        return Err(app_error_status(status, &data, metadata));
     }
     let answer = common::InvokeResponse {
         data: Some(prost_types::Any {
@@ -336,8 +337,13 @@ async fn invoke_app(
 /// How daprd answers a gRPC invocation whose HTTP app said `status`: the
 /// gRPC code of that HTTP status, its text as the message, an `ErrorInfo`
 /// (reason: the status text; metadata `http.code` and `http.error_message`,
-/// the body's first 63 bytes) and the `dapr-http-status` header.
-fn app_error_status(status: axum::http::StatusCode, body: &[u8]) -> Status {
+/// the body's first 63 bytes), and the `dapr-http-status` header besides
+/// the app's own (`metadata`).
+fn app_error_status(
+    status: axum::http::StatusCode,
+    body: &[u8],
+    metadata: axum::http::HeaderMap,
+) -> Status {
     use tonic::Code;
     use tonic_types::{ErrorDetails, StatusExt};
     let code = match status.as_u16() {
@@ -370,7 +376,7 @@ fn app_error_status(status: axum::http::StatusCode, body: &[u8]) -> Status {
             ("http.error_message".to_string(), detail),
         ]),
     );
-    let mut metadata = tonic::metadata::MetadataMap::new();
+    let mut metadata = tonic::metadata::MetadataMap::from_headers(metadata);
     metadata.insert("dapr-http-status", status.as_u16().into());
     Status::with_error_details_and_metadata(code, text, details, metadata)
 }

@@ -133,7 +133,7 @@ impl SetRequest {
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A duration in a component's metadata, as Dapr's SQL stores read one: a
-/// duration (`500ms`, `10s`, `2m`) or a number of seconds; `None` if unset.
+/// Go duration (`500ms`, `10s`, `1m30s`) or a number of seconds; `None` if unset.
 /// (Pub/sub's `metadata_duration` and Redis's read a bare number as
 /// milliseconds, as Dapr does there.)
 pub(crate) fn duration_or_seconds(

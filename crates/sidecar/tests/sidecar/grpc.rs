@@ -1,5 +1,6 @@
 //! The sidecar's gRPC API with a real gRPC client (tonic, over Dapr's
-//! protos): the errors daprd gives, table-driven, and bad input (garbage
+//! protos): the errors daprd gives, table-driven, the metadata
+//! `InvokeService` carries to and from an HTTP app, and bad input (garbage
 //! protobuf, oversized messages, a stalled stream, 1,000 concurrent
 //! streams), after each of which the sidecar still serves.
 
@@ -174,6 +175,73 @@ struct Expected {
     code: Code,
     reason: &'static str,
     message: &'static str,
+}
+
+/// `InvokeService` to an HTTP app through two sidecars carries metadata as
+/// daprd does: the caller's metadata reaches the app as headers (gRPC's
+/// own left out, other `grpc-*` keys prefixed `dapr-`), and the app's
+/// headers come back as response metadata (permanent HTTP headers
+/// prefixed `dapr-`), on an error too.
+#[tokio::test]
+async fn invoke_service_carries_metadata_both_ways_as_daprd_does() {
+    let data = tempfile::tempdir().unwrap();
+    let (app, _app) = start_echo_app().await;
+    let target = RunningSidecar::start(config("meta-target", Some(app.port()), data.path())).await;
+    let caller = RunningSidecar::start(config("meta-caller", None, data.path())).await;
+    let mut dapr = client(&caller).await;
+    let call = |method: &str| {
+        let mut request = tonic::Request::new(pb::InvokeServiceRequest {
+            id: "meta-target".into(),
+            message: Some(common::InvokeRequest {
+                method: method.into(),
+                content_type: "text/plain".into(),
+                http_extension: Some(common::HttpExtension {
+                    verb: common::http_extension::Verb::Get.into(),
+                    querystring: String::new(),
+                }),
+                ..Default::default()
+            }),
+        });
+        let metadata = request.metadata_mut();
+        metadata.insert("x-tenant", "acme".parse().unwrap());
+        metadata.insert("grpc-custom", "mine".parse().unwrap());
+        metadata.insert("dapr-app-id", "someone-else".parse().unwrap());
+        request
+    };
+
+    let (metadata, answer, _) = dapr
+        .invoke_service(call("echo"))
+        .await
+        .unwrap()
+        .into_parts();
+    let echo: serde_json::Value = serde_json::from_slice(&answer.data.unwrap().value).unwrap();
+    let headers = &echo["headers"];
+    assert_eq!(headers["x-tenant"], "acme", "{echo}");
+    assert_eq!(headers["dapr-grpc-custom"], "mine", "{echo}");
+    assert_eq!(headers["content-type"], "text/plain", "{echo}");
+    assert_eq!(headers["dapr-caller-app-id"], "meta-caller", "{echo}");
+    for left_out in ["dapr-app-id", "grpc-custom", "te", "grpc-timeout"] {
+        assert!(headers.get(left_out).is_none(), "{left_out}: {echo}");
+    }
+    assert_eq!(answer.content_type, "application/json");
+    assert_eq!(
+        metadata.get("dapr-content-type").unwrap(),
+        "application/json"
+    );
+    assert!(
+        metadata.get("dapr-content-length").is_some(),
+        "{metadata:?}"
+    );
+    assert!(metadata.get("server-timing").is_some(), "{metadata:?}");
+
+    // The app's 404 and its own header, with daprd's dapr-http-status.
+    let refused = dapr.invoke_service(call("status/404")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    let metadata = refused.metadata();
+    assert_eq!(metadata.get("x-from-app").unwrap(), "yes", "{metadata:?}");
+    assert_eq!(metadata.get("dapr-http-status").unwrap(), "404");
+    caller.stop().await;
+    target.stop().await;
 }
 
 /// Every error of the table, as daprd gives it: the calls are made

@@ -88,6 +88,19 @@ impl AppCallback for GrpcApp {
         request: Request<common::InvokeRequest>,
     ) -> Result<Response<common::InvokeResponse>, Status> {
         let token = api_token(&request);
+        let seen = |key: &str| {
+            request
+                .metadata()
+                .get(key)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let metadata = json!({
+            "x-tenant": seen("x-tenant"),
+            "dapr-content-type": seen("dapr-content-type"),
+            "dapr-caller-app-id": seen("dapr-caller-app-id"),
+            "dapr-app-id": seen("dapr-app-id"),
+        });
         let invoke = request.into_inner();
         if invoke.method == "fail" {
             return Err(Status::failed_precondition("the app said no"));
@@ -100,14 +113,22 @@ impl AppCallback for GrpcApp {
             "content_type": invoke.content_type,
             "body": String::from_utf8_lossy(&invoke.data.map(|d| d.value).unwrap_or_default()),
             "token": token,
+            "metadata": metadata,
         });
-        Ok(Response::new(common::InvokeResponse {
+        let mut answer = Response::new(common::InvokeResponse {
             data: Some(prost_types::Any {
                 type_url: String::new(),
                 value: echo.to_string().into_bytes(),
             }),
             content_type: "application/json".into(),
-        }))
+        });
+        answer
+            .metadata_mut()
+            .insert("x-app-answer", "yes".parse().unwrap());
+        answer
+            .metadata_mut()
+            .insert("grpc-app-note", "kept apart".parse().unwrap());
+        Ok(answer)
     }
 
     async fn list_topic_subscriptions(
@@ -292,12 +313,16 @@ async fn an_http_caller_invokes_a_grpc_app_by_app_id() {
     let response = reqwest::Client::new()
         .put(caller.url("/v1.0/invoke/grpc-app/method/orders/new?x=1"))
         .header("content-type", "text/plain")
+        .header("x-tenant", "acme")
         .body("hello grpc")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
+    // The app's answer metadata comes back as headers, a gRPC key apart.
+    assert_eq!(response.headers()["x-app-answer"], "yes");
+    assert_eq!(response.headers()["dapr-grpc-app-note"], "kept apart");
     let echo: Value = response.json().await.unwrap();
     assert_eq!(
         echo,
@@ -308,6 +333,14 @@ async fn an_http_caller_invokes_a_grpc_app_by_app_id() {
             "content_type": "text/plain",
             "body": "hello grpc",
             "token": "app-secret",
+            // The call's headers as metadata, as daprd passes them: its
+            // own, the caller's id, and permanent HTTP headers prefixed.
+            "metadata": {
+                "x-tenant": "acme",
+                "dapr-content-type": "text/plain",
+                "dapr-caller-app-id": "grpc-app-caller",
+                "dapr-app-id": null,
+            },
         })
     );
 
@@ -330,31 +363,37 @@ async fn a_grpc_caller_invokes_a_grpc_app_by_app_id() {
     let mut dapr = DaprClient::connect(format!("http://{}", caller.grpc_address))
         .await
         .unwrap();
-    let answer = dapr
-        .invoke_service(pb::InvokeServiceRequest {
-            id: "grpc-app".into(),
-            message: Some(common::InvokeRequest {
-                method: "orders".into(),
-                data: Some(prost_types::Any {
-                    type_url: String::new(),
-                    value: b"{\"n\":1}".to_vec(),
-                }),
-                content_type: "application/json".into(),
-                http_extension: Some(common::HttpExtension {
-                    verb: Verb::Post.into(),
-                    querystring: "page=2".into(),
-                }),
+    let mut request = tonic::Request::new(pb::InvokeServiceRequest {
+        id: "grpc-app".into(),
+        message: Some(common::InvokeRequest {
+            method: "orders".into(),
+            data: Some(prost_types::Any {
+                type_url: String::new(),
+                value: b"{\"n\":1}".to_vec(),
             }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+            content_type: "application/json".into(),
+            http_extension: Some(common::HttpExtension {
+                verb: Verb::Post.into(),
+                querystring: "page=2".into(),
+            }),
+        }),
+    });
+    request
+        .metadata_mut()
+        .insert("x-tenant", "globex".parse().unwrap());
+    let (metadata, answer, _) = dapr.invoke_service(request).await.unwrap().into_parts();
     assert_eq!(answer.content_type, "application/json");
     let echo: Value = serde_json::from_slice(&answer.data.unwrap().value).unwrap();
     assert_eq!(echo["method"], "orders");
     assert_eq!(echo["verb"], "POST");
     assert_eq!(echo["query"], "page=2");
     assert_eq!(echo["body"], "{\"n\":1}");
+    // The caller's metadata reaches the app through both sidecars, and the
+    // app's answer metadata comes back.
+    assert_eq!(echo["metadata"]["x-tenant"], "globex");
+    assert_eq!(echo["metadata"]["dapr-caller-app-id"], "grpc-app-caller");
+    assert_eq!(metadata.get("x-app-answer").unwrap(), "yes");
+    assert_eq!(metadata.get("dapr-grpc-app-note").unwrap(), "kept apart");
     caller.stop().await;
     target.stop().await;
 }

@@ -163,6 +163,7 @@ def _():
 def _():
     response = client.invoke_method(
         TARGET, "echo/nested", data=b'{"n": 1}', content_type="application/json",
+        metadata=(("x-tenant", "acme"),),
         http_verb="PUT", http_querystring=(("x", "1"), ("y", "two")))
     echo = json.loads(response.data)
     assert echo["method"] == "PUT", echo
@@ -171,6 +172,10 @@ def _():
     assert echo["body"] == '{"n": 1}', echo
     assert echo["headers"]["dapr-callee-app-id"] == TARGET, echo
     assert echo["headers"]["dapr-caller-app-id"] == os.environ["CALLER_APP_ID"], echo
+    # The call's metadata reaches the app as headers; the app's headers come
+    # back as response metadata, permanent HTTP ones prefixed, as daprd does.
+    assert echo["headers"]["x-tenant"] == "acme", echo
+    assert response.headers["dapr-content-type"] == ["application/json"], response.headers
 
 
 @check("an app's 404 comes back as NOT_FOUND with dapr-http-status")
@@ -180,6 +185,7 @@ def _():
     except grpc.RpcError as raw:
         err = dapr_error(raw)
         assert dict(raw.trailing_metadata()).get("dapr-http-status") == "404", raw.trailing_metadata()
+        assert dict(raw.trailing_metadata()).get("x-from-app") == "yes", raw.trailing_metadata()
         assert err.code() == grpc.StatusCode.NOT_FOUND, err.code()
         assert err.error_code() == "Not Found", err.error_code()
         info = err.status_details().error_info
