@@ -94,6 +94,7 @@ impl Registry {
                      updated_ms INTEGER NOT NULL,
                      PRIMARY KEY (app_id, address)
                  );",
+            crate::sqlite_file::BUSY_TIMEOUT,
         )
         .map_err(error)?;
         // Registries created before the gRPC API lack its column.

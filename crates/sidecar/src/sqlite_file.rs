@@ -14,14 +14,23 @@ use rusqlite::{Connection, ErrorCode};
 /// How long to keep retrying a locked database at start-up.
 const OPEN_PATIENCE: Duration = Duration::from_secs(10);
 
-/// Opens `path` with a busy timeout and runs `setup` (pragmas, `CREATE ...
-/// IF NOT EXISTS`), retrying while another process holds the lock.
-pub(crate) fn open_shared(path: &Path, setup: &str) -> rusqlite::Result<Connection> {
+/// How long a statement of the registry or the SQLite broker waits for
+/// another process's lock before it fails.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens `path` with `busy_timeout` (how long a statement waits for
+/// another connection's lock) and runs `setup` (pragmas, `CREATE ... IF
+/// NOT EXISTS`), retrying while another process holds the lock.
+pub(crate) fn open_shared(
+    path: &Path,
+    setup: &str,
+    busy_timeout: Duration,
+) -> rusqlite::Result<Connection> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
         let attempt = Connection::open(path).and_then(|connection| {
-            connection.busy_timeout(Duration::from_secs(5))?;
+            connection.busy_timeout(busy_timeout)?;
             connection.execute_batch(setup)?;
             Ok(connection)
         });

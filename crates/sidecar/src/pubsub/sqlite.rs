@@ -78,7 +78,7 @@ impl SqliteBroker {
                     BrokerError::Backend(format!("cannot create {}: {e}", parent.display()))
                 })?;
             }
-            crate::sqlite_file::open_shared(&path, SCHEMA)
+            crate::sqlite_file::open_shared(&path, SCHEMA, crate::sqlite_file::BUSY_TIMEOUT)
                 .map_err(|e| BrokerError::Backend(format!("{}: {e}", path.display())))
         })
         .await

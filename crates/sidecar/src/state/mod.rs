@@ -3,7 +3,7 @@
 //!
 //! | Dapr type | module | metadata |
 //! |---|---|---|
-//! | `state.sqlite` | [`sqlite`] | `connectionString` (a file path), `tableName` |
+//! | `state.sqlite` | [`sqlite`] | `connectionString` (a file path), `tableName`, `busyTimeout` |
 //! | `state.redis` | [`redis`] | `redisHost`, `redisPassword`, `redisUsername`, `redisDB`, `dialTimeout`, `readTimeout` |
 //! | `state.postgresql` | [`postgres`] | `connectionString`, `tableName`, `maxConns`, `connectionMaxIdleTime` |
 //!
@@ -236,7 +236,8 @@ pub async fn open(
         .as_str()
     {
         "state.sqlite" => {
-            let config = sqlite::SqliteConfig::from_properties(&properties, data_dir);
+            let config =
+                sqlite::SqliteConfig::from_properties(&properties, data_dir).map_err(error)?;
             sqlite::SqliteStore::open(&config).map(|s| Box::new(s) as Box<dyn StateStore>)
         }
         "state.redis" => redis::RedisStore::open(&properties)

@@ -3,8 +3,8 @@
 //! Table `<tableName>(key TEXT PRIMARY KEY, value BLOB, etag INTEGER,
 //! expires_ms INTEGER NULL)`. Each write gets a fresh random etag, so an etag
 //! from a deleted and re-created key never matches. Every call runs on
-//! tokio's blocking pool; WAL mode and a busy timeout let other processes
-//! share the file. Writes are acknowledged only after SQLite commits them.
+//! tokio's blocking pool; WAL mode and a busy timeout (Dapr's
+//! `busyTimeout`) let other processes share the file. Writes are acknowledged only after SQLite commits them.
 //! The statements of a get, a set, a delete and the purge of expired rows
 //! are written once per store ([`Statements`]) and prepared once per
 //! connection (rusqlite's statement cache), not parsed on every call.
@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -28,13 +29,23 @@ pub struct SqliteConfig {
     pub path: PathBuf,
     /// The table's name (letters, digits and `_`).
     pub table: String,
+    /// How long a call waits for another connection's lock on the file
+    /// (another sidecar's write) before it fails with "database is locked".
+    pub busy_timeout: Duration,
 }
 
+/// Dapr's default `busyTimeout`.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl SqliteConfig {
-    /// Reads Dapr's `connectionString` and `tableName`. A relative path is
-    /// relative to the working directory, as in daprd; without a
-    /// `connectionString` the store is `<data_dir>/state.db`.
-    pub fn from_properties(properties: &HashMap<String, String>, data_dir: &Path) -> Self {
+    /// Reads Dapr's `connectionString`, `tableName` and `busyTimeout` (a Go
+    /// duration or a number of seconds; 2 s unless set, as in daprd). A
+    /// relative path is relative to the working directory, as in daprd;
+    /// without a `connectionString` the store is `<data_dir>/state.db`.
+    pub fn from_properties(
+        properties: &HashMap<String, String>,
+        data_dir: &Path,
+    ) -> Result<Self, String> {
         let path = match properties.get("connectionString").map(|s| s.trim()) {
             Some(text) if !text.is_empty() => {
                 let without_scheme = text.strip_prefix("file:").unwrap_or(text);
@@ -43,14 +54,16 @@ impl SqliteConfig {
             }
             _ => data_dir.join("state.db"),
         };
-        SqliteConfig {
+        Ok(SqliteConfig {
             path,
             table: properties
                 .get("tableName")
                 .filter(|t| !t.is_empty())
                 .cloned()
                 .unwrap_or_else(|| "state".into()),
-        }
+            busy_timeout: super::duration_or_seconds(properties, "busyTimeout")?
+                .unwrap_or(DEFAULT_BUSY_TIMEOUT),
+        })
     }
 }
 
@@ -124,6 +137,7 @@ impl SqliteStore {
                  CREATE INDEX IF NOT EXISTS {table}_expires ON {table} (expires_ms)
                      WHERE expires_ms IS NOT NULL;"
             ),
+            config.busy_timeout,
         )
         .map_err(backend)?;
         Ok(SqliteStore {
@@ -284,5 +298,29 @@ impl StateStore for SqliteStore {
             tx.commit().map_err(backend)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<SqliteConfig, String> {
+        let properties = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        SqliteConfig::from_properties(&properties, Path::new("/data"))
+    }
+
+    #[test]
+    fn busy_timeout_is_daprs_unless_set_and_a_bad_one_is_refused() {
+        let unset = config(&[]).unwrap();
+        assert_eq!(unset.busy_timeout, DEFAULT_BUSY_TIMEOUT);
+        assert_eq!(unset.path, Path::new("/data/state.db"));
+        let set = config(&[("busyTimeout", "250ms")]).unwrap();
+        assert_eq!(set.busy_timeout, Duration::from_millis(250));
+        let error = config(&[("busyTimeout", "a while")]).unwrap_err();
+        assert!(error.contains("busyTimeout"), "{error}");
     }
 }

@@ -203,6 +203,56 @@ async fn sqlite_store_follows_dapr_state_semantics() {
     sidecar.stop().await;
 }
 
+/// `state.sqlite` honours Dapr's `busyTimeout`: while another process holds
+/// the file's write lock, a save waits that long (3 s here, longer than
+/// the 2 s default) and then fails with "database is locked", not with the
+/// store's 20 s timeout; once the lock goes, saves succeed again.
+#[tokio::test]
+async fn sqlite_waits_busy_timeout_for_another_writer_then_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shared.db");
+    let (sidecar, _dirs) = sidecar_with_component(
+        "busy-app",
+        "shared",
+        "state.sqlite",
+        &[
+            ("connectionString", file.to_str().unwrap()),
+            ("busyTimeout", "3s"),
+        ],
+    )
+    .await;
+    let client = Client::new();
+    let save = || {
+        client
+            .post(sidecar.url("/v1.0/state/shared"))
+            .json(&json!([{ "key": "k", "value": 1 }]))
+            .send()
+    };
+    assert_eq!(save().await.unwrap().status(), 204);
+
+    // Another writer (as another sidecar would be) holds the lock.
+    let other = rusqlite::Connection::open(&file).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    let response = save().await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errorCode"], "ERR_STATE_SAVE", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("database is locked"),
+        "{body}"
+    );
+    assert!(waited >= Duration::from_secs(3), "{waited:?}");
+
+    other.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(save().await.unwrap().status(), 204);
+    sidecar.stop().await;
+}
+
 #[tokio::test]
 async fn state_persists_across_a_restart_with_app_id_prefixed_keys() {
     let data = tempfile::tempdir().unwrap();
