@@ -35,6 +35,7 @@ use service_kit::trace::TraceContext;
 
 use crate::Sidecar;
 use crate::error::DaprError;
+use crate::grpc::app_status::{self, GrpcAppStatus};
 
 /// The route prefix sidecars use to hand a call to a peer.
 pub(crate) const INTERNAL_PREFIX: &str = "/_dapr-wasm/internal/invoke";
@@ -82,7 +83,7 @@ pub(crate) async fn invoke_from_peer(
     if app_id != sidecar.config.app_id {
         return Err(DaprError::AppNotFound(app_id));
     }
-    sidecar
+    let mut response = sidecar
         .invoke(
             &app_id,
             &format!("/{method}"),
@@ -90,7 +91,17 @@ pub(crate) async fn invoke_from_peer(
             Origin::PeerSidecar,
             request,
         )
-        .await
+        .await?;
+    // A gRPC app's failure, for the caller's sidecar to answer a gRPC
+    // caller with.
+    let carried = response
+        .extensions()
+        .get::<GrpcAppStatus>()
+        .and_then(|GrpcAppStatus(status)| app_status::to_header(status));
+    if let Some(value) = carried {
+        response.headers_mut().insert(app_status::HEADER, value);
+    }
+    Ok(response)
 }
 
 /// The fallback: a request with a `dapr-app-id` header is an invocation of
@@ -212,6 +223,11 @@ impl Sidecar {
                 direct_error(error_chain(&e))
             })?;
         let (mut parts, body) = response.into_parts();
+        // A gRPC app's failure, from its sidecar (never an app's header).
+        let app_failure = (!local)
+            .then(|| parts.headers.get(&app_status::HEADER))
+            .flatten()
+            .and_then(app_status::from_header);
         parts.headers = forwardable(&parts.headers);
         let timing = timing_entry("dapr", arrived.elapsed(), Some(&self.config.app_id));
         add_server_timing(&mut parts.headers, &[timing]);
@@ -219,6 +235,9 @@ impl Sidecar {
         parts
             .extensions
             .insert(service_kit::error_body::PassedThrough);
+        if let Some(status) = app_failure {
+            parts.extensions.insert(GrpcAppStatus(status));
+        }
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 
@@ -270,8 +289,9 @@ impl Sidecar {
     /// type, and the HTTP verb and query as `http_extension`, with
     /// `headers` as metadata (as daprd passes them:
     /// [`crate::grpc::headers`]). Its answer comes back as a 200 with its
-    /// content type and its metadata as headers; a status from the app is
-    /// a 500 `ERR_DIRECT_INVOKE` naming it.
+    /// content type and its metadata as headers; a failure (the app's
+    /// status, or the call's: the app is not there) as daprd answers it
+    /// ([`app_status::http_answer`]).
     async fn invoke_grpc_app(
         &self,
         mut app: AppCallbackClient<tonic::transport::Channel>,
@@ -281,11 +301,6 @@ impl Sidecar {
         body: Body,
     ) -> Result<Response, DaprError> {
         use dapr::dapr::proto::common::v1 as common;
-        let app_id = self.config.app_id.clone();
-        let direct_error = |reason: String| DaprError::DirectInvoke {
-            id: app_id.clone(),
-            reason,
-        };
         let limit = self.config.max_body_size;
         let data = axum::body::to_bytes(body, limit)
             .await
@@ -318,11 +333,10 @@ impl Sidecar {
             request,
         );
         request.set_timeout(self.config.invoke_timeout);
-        let (metadata, answer, _) = app
-            .on_invoke(request)
-            .await
-            .map_err(|status| direct_error(format!("the gRPC app answered {status}")))?
-            .into_parts();
+        let (metadata, answer, _) = match app.on_invoke(request).await {
+            Ok(answer) => answer.into_parts(),
+            Err(status) => return Ok(app_status::http_answer(status)),
+        };
         let mut response = Response::new(Body::from(
             answer.data.map(|any| any.value).unwrap_or_default(),
         ));
@@ -341,7 +355,8 @@ impl Sidecar {
 }
 
 /// Headers without hop-by-hop ones (RFC 9110 7.6.1, and those named in
-/// `Connection`), `Host` and the caller's `dapr-api-token`.
+/// `Connection`), `Host`, the caller's `dapr-api-token`, and the status
+/// one sidecar hands another ([`app_status::HEADER`]).
 fn forwardable(headers: &HeaderMap) -> HeaderMap {
     let named_in_connection: Vec<String> = headers
         .get_all(header::CONNECTION)
@@ -365,6 +380,7 @@ fn forwardable(headers: &HeaderMap) -> HeaderMap {
                 | "upgrade"
                 | "host"
                 | "dapr-api-token"
+                | "dapr-wasm-grpc-app-status"
         ) || named_in_connection.iter().any(|n| n == name.as_str());
         if !hop_by_hop {
             out.append(name.clone(), value.clone());

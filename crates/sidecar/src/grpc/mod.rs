@@ -9,7 +9,7 @@
 //!
 //! | RPC | building block |
 //! |---|---|
-//! | `InvokeService` | service invocation of an HTTP app (verb, querystring, content type, data; metadata as headers and back, [`headers`]) |
+//! | `InvokeService` | service invocation of an HTTP app (verb, querystring, content type, data; metadata as headers and back, [`headers`]) or a gRPC app (its failure as its own status, [`app_status`]) |
 //! | `GetState`, `GetBulkState`, `SaveState`, `DeleteState`, `DeleteBulkState`, `ExecuteStateTransaction` | state (etags, concurrency, `ttlInSeconds`) |
 //! | `GetSecret`, `GetBulkSecret` | secrets |
 //! | `GetMetadata`, `SetMetadata` | metadata |
@@ -37,6 +37,7 @@
 //! `--max-body-size` (plus [`MESSAGE_OVERHEAD`] for the framing) get
 //! `RESOURCE_EXHAUSTED` before they reach an RPC.
 
+pub(crate) mod app_status;
 pub mod coalesce;
 pub(crate) mod headers;
 mod proxy;
@@ -306,6 +307,17 @@ async fn invoke_app(
     let response = sidecar
         .invoke(&id, &method_path, peer, Origin::Client, http)
         .await?;
+    if let Some(app_status::GrpcAppStatus(failure)) = response.extensions().get() {
+        // A gRPC app's own status, as daprd passes it on, with its metadata.
+        return Err(Status::with_details_and_metadata(
+            failure.code(),
+            failure.message(),
+            failure.details().to_vec().into(),
+            tonic::metadata::MetadataMap::from_headers(headers::headers_to_metadata(
+                response.headers(),
+            )),
+        ));
+    }
     let status = response.status();
     let content_type = response
         .headers()

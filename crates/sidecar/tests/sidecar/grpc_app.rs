@@ -32,6 +32,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus as Answered;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::server::HealthReporter;
+use tonic_types::{ErrorDetails, StatusExt};
 
 /// What the gRPC app received through pub/sub: each event (with its
 /// `dapr-api-token` metadata) and each batch, in order.
@@ -103,7 +104,14 @@ impl AppCallback for GrpcApp {
         });
         let invoke = request.into_inner();
         if invoke.method == "fail" {
-            return Err(Status::failed_precondition("the app said no"));
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            metadata.insert("x-app-answer", "no".parse().unwrap());
+            return Err(Status::with_error_details_and_metadata(
+                tonic::Code::FailedPrecondition,
+                "the app said no",
+                ErrorDetails::with_error_info("APP_SAID_NO", "grpc-app.example", []),
+                metadata,
+            ));
         }
         let extension = invoke.http_extension.unwrap_or_default();
         let echo = json!({
@@ -344,14 +352,21 @@ async fn an_http_caller_invokes_a_grpc_app_by_app_id() {
         })
     );
 
-    // The app's error: a clear 500, and the sidecars go on.
+    // The app's failure, as daprd answers it: FAILED_PRECONDITION's HTTP
+    // status, the status as JSON, the app's metadata as headers.
     let failed = reqwest::Client::new()
         .post(caller.url("/v1.0/invoke/grpc-app/method/fail"))
         .send()
         .await
         .unwrap();
-    let message = assert_dapr_error(failed, 500, "ERR_DIRECT_INVOKE").await;
-    assert!(message.contains("the app said no"), "{message}");
+    assert_eq!(failed.status(), 400);
+    assert_eq!(failed.headers()["x-app-answer"], "no");
+    assert!(
+        failed.headers().get("dapr-wasm-grpc-app-status").is_none(),
+        "the sidecars' own header stays between them"
+    );
+    let body: Value = failed.json().await.unwrap();
+    assert_eq!(body, json!({"code": 9, "message": "the app said no"}));
     caller.stop().await;
     target.stop().await;
 }
@@ -394,6 +409,27 @@ async fn a_grpc_caller_invokes_a_grpc_app_by_app_id() {
     assert_eq!(echo["metadata"]["dapr-caller-app-id"], "grpc-app-caller");
     assert_eq!(metadata.get("x-app-answer").unwrap(), "yes");
     assert_eq!(metadata.get("dapr-grpc-app-note").unwrap(), "kept apart");
+
+    // The app's failure reaches a gRPC caller as the app's own status:
+    // code, message, details and metadata, through both sidecars.
+    let failed = dapr
+        .invoke_service(pb::InvokeServiceRequest {
+            id: "grpc-app".into(),
+            message: Some(common::InvokeRequest {
+                method: "fail".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code(), tonic::Code::FailedPrecondition, "{failed:?}");
+    assert_eq!(failed.message(), "the app said no");
+    let info = failed
+        .get_details_error_info()
+        .expect("the app's ErrorInfo");
+    assert_eq!(info.reason, "APP_SAID_NO");
+    assert_eq!(info.domain, "grpc-app.example");
+    assert_eq!(failed.metadata().get("x-app-answer").unwrap(), "no");
     caller.stop().await;
     target.stop().await;
 }
