@@ -402,11 +402,13 @@ async fn get_state(
         .sidecar
         .read_state(&request.store_name, &request.key)
         .await?;
-    let (data, etag) = item.map(|i| (i.value, i.etag)).unwrap_or_default();
+    let Some(item) = item else {
+        return Ok(Response::new(pb::GetStateResponse::default()));
+    };
     Ok(Response::new(pb::GetStateResponse {
-        data,
-        etag,
-        metadata: HashMap::new(),
+        metadata: item.metadata(),
+        data: item.value,
+        etag: item.etag,
     }))
 }
 
@@ -428,6 +430,7 @@ async fn get_bulk_state(
             };
             match entry.outcome {
                 Ok(Some(found)) => {
+                    item.metadata = found.metadata();
                     item.data = found.value;
                     item.etag = found.etag;
                 }

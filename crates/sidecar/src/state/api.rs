@@ -116,6 +116,7 @@ pub(crate) async fn state_get(
     let Some(item) = sidecar.read_state(&store_name, &key).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
+    let metadata = item.metadata();
     let mut response = (StatusCode::OK, item.value).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -124,6 +125,12 @@ pub(crate) async fn state_get(
     );
     if let Ok(etag) = HeaderValue::from_str(&item.etag) {
         headers.insert(header::ETAG, etag);
+    }
+    for (name, value) in metadata {
+        let name = axum::http::HeaderName::try_from(format!("metadata.{name}"));
+        if let (Ok(name), Ok(value)) = (name, HeaderValue::from_str(&value)) {
+            headers.insert(name, value);
+        }
     }
     Ok(response)
 }
@@ -159,7 +166,12 @@ pub(crate) async fn state_bulk_get(
             Ok(Some(item)) => {
                 let data: Value = serde_json::from_slice(&item.value)
                     .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&item.value).into()));
-                json!({ "key": entry.key, "data": data, "etag": item.etag })
+                let mut found = json!({ "key": entry.key, "data": data, "etag": item.etag });
+                let metadata = item.metadata();
+                if !metadata.is_empty() {
+                    found["metadata"] = json!(metadata);
+                }
+                found
             }
             Ok(None) => json!({ "key": entry.key }),
             Err(error) => json!({ "key": entry.key, "error": error }),

@@ -43,6 +43,24 @@ pub struct StateItem {
     pub value: Vec<u8>,
     /// The current etag.
     pub etag: String,
+    /// When it expires (Unix milliseconds), if it was saved with a TTL.
+    pub expires_ms: Option<i64>,
+}
+
+impl StateItem {
+    /// The metadata daprd reads with an item: `ttlExpireTime` (RFC 3339,
+    /// UTC, to the second) for one saved with a TTL, nothing otherwise.
+    /// The HTTP API sends each as a `metadata.<name>` header (a bulk read
+    /// as `metadata`), the gRPC API in the answer's `metadata`.
+    pub fn metadata(&self) -> HashMap<String, String> {
+        self.expires_ms
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|at| {
+                let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                HashMap::from([("ttlExpireTime".to_string(), at)])
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Dapr's concurrency modes.

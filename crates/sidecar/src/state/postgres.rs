@@ -76,7 +76,7 @@ impl Prepared {
         Ok(Prepared {
             get: client
                 .prepare(&format!(
-                    "SELECT value, etag FROM {table}
+                    "SELECT value, etag, expires_ms FROM {table}
                      WHERE key = $1 AND (expires_ms IS NULL OR expires_ms > $2)"
                 ))
                 .await?,
@@ -444,6 +444,7 @@ impl StateStore for PostgresStore {
         Ok(Some(StateItem {
             value: row.try_get(0).map_err(backend)?,
             etag: row.try_get::<_, i64>(1).map_err(backend)?.to_string(),
+            expires_ms: row.try_get(2).map_err(backend)?,
         }))
     }
 

@@ -82,15 +82,24 @@ impl RedisStore {
 impl StateStore for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<StateItem>, StoreError> {
         let mut connection = self.connection.clone();
-        let (data, version): (Option<Vec<u8>>, Option<String>) = redis::cmd("HMGET")
+        // The item and its time to live (ms; negative when it has none),
+        // in one round trip.
+        let ((data, version), ttl_ms): ((Option<Vec<u8>>, Option<String>), i64) = redis::pipe()
+            .cmd("HMGET")
             .arg(key)
             .arg("data")
             .arg("version")
+            .cmd("PTTL")
+            .arg(key)
             .query_async(&mut connection)
             .await
             .map_err(backend)?;
         Ok(match (data, version) {
-            (Some(value), Some(etag)) => Some(StateItem { value, etag }),
+            (Some(value), Some(etag)) => Some(StateItem {
+                value,
+                etag,
+                expires_ms: (ttl_ms >= 0).then(|| crate::unix_millis().saturating_add(ttl_ms)),
+            }),
             _ => None,
         })
     }

@@ -87,7 +87,7 @@ impl Statements {
     fn for_table(table: &str) -> Self {
         let live = "(expires_ms IS NULL OR expires_ms > ?2)";
         Statements {
-            get: format!("SELECT value, etag FROM {table} WHERE key = ?1 AND {live}"),
+            get: format!("SELECT value, etag, expires_ms FROM {table} WHERE key = ?1 AND {live}"),
             etag: format!("SELECT etag FROM {table} WHERE key = ?1 AND {live}"),
             upsert: format!(
                 "INSERT INTO {table} (key, value, etag, expires_ms) VALUES (?1, ?2, ?3, ?4)
@@ -266,6 +266,7 @@ impl StateStore for SqliteStore {
                     Ok(StateItem {
                         value: row.get(0)?,
                         etag: row.get::<_, i64>(1)?.to_string(),
+                        expires_ms: row.get(2)?,
                     })
                 })
                 .optional()

@@ -115,6 +115,45 @@ async fn state_over_grpc_round_trips_with_etags_bulk_and_transactions() {
         .unwrap();
     assert_eq!(over_http.bytes().await.unwrap().as_ref(), b"v2");
 
+    // A key saved with a TTL is read with its expiry time (the HTTP API's
+    // `metadata.ttlExpireTime`), alone and in bulk; one without, without.
+    let mut lasting = item("lasting", b"l", None);
+    lasting
+        .metadata
+        .insert("ttlInSeconds".into(), "3600".into());
+    dapr.save_state(save("statestore", vec![lasting]))
+        .await
+        .unwrap();
+    let got = dapr
+        .get_state(pb::GetStateRequest {
+            store_name: "statestore".into(),
+            key: "lasting".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let over_http = reqwest::get(sidecar.url("/v1.0/state/statestore/lasting"))
+        .await
+        .unwrap();
+    assert_eq!(
+        got.metadata["ttlExpireTime"],
+        over_http.headers()["metadata.ttlexpiretime"]
+            .to_str()
+            .unwrap()
+    );
+    let bulk = dapr
+        .get_bulk_state(pb::GetBulkStateRequest {
+            store_name: "statestore".into(),
+            keys: vec!["lasting".into(), "k".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(bulk.items[0].metadata, got.metadata);
+    assert!(bulk.items[1].metadata.is_empty(), "{bulk:?}");
+
     let operations = vec![
         pb::TransactionalStateOperation {
             operation_type: "upsert".into(),

@@ -173,6 +173,59 @@ async fn state_suite(sidecar: &RunningSidecar, store: &str) {
         .unwrap();
     assert_dapr_error(response, 400, "ERR_MALFORMED_REQUEST").await;
 
+    // TTL: a key saved with one is read with its expiry time, as daprd
+    // gives it (`metadata.ttlExpireTime`, RFC 3339 UTC), alone and in a
+    // bulk read; a key saved without one has none.
+    let saved_at = chrono::Utc::now();
+    let response =
+        save(json!([{"key": "lasting", "value": 2, "metadata": {"ttlInSeconds": "3600"}}]))
+            .await
+            .unwrap();
+    assert_eq!(response.status(), 204);
+    let lasting = get("lasting").await.unwrap();
+    let expiry = lasting.headers()["metadata.ttlexpiretime"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let expires_at = chrono::DateTime::parse_from_rfc3339(&expiry).expect("RFC 3339");
+    assert!(expiry.ends_with('Z'), "{expiry}");
+    let ahead = (expires_at.with_timezone(&chrono::Utc) - saved_at).num_seconds();
+    assert!(
+        (3590..=3601).contains(&ahead),
+        "{expiry} is {ahead} s after the save"
+    );
+    assert!(
+        get("order")
+            .await
+            .unwrap()
+            .headers()
+            .get("metadata.ttlexpiretime")
+            .is_none()
+    );
+    let bulk: Value = client
+        .post(url("/bulk"))
+        .json(&json!({"keys": ["lasting", "order"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_key = |key: &str| {
+        bulk.as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        by_key("lasting")["metadata"]["ttlExpireTime"],
+        expiry,
+        "{bulk}"
+    );
+    assert!(by_key("order").get("metadata").is_none(), "{bulk}");
+
     // TTL: the key disappears after ttlInSeconds.
     let response = save(json!([{"key": "brief", "value": 1, "metadata": {"ttlInSeconds": "1"}}]))
         .await
