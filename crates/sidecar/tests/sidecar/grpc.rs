@@ -32,6 +32,24 @@ fn item(key: &str, value: &[u8], etag: Option<&str>) -> common::StateItem {
     }
 }
 
+/// A `GetState` of `key` in `store`.
+fn get(store: &str, key: &str) -> pb::GetStateRequest {
+    pb::GetStateRequest {
+        store_name: store.into(),
+        key: key.into(),
+        ..Default::default()
+    }
+}
+
+/// A `GetBulkState` of `keys` in `store`.
+fn get_bulk(store: &str, keys: &[&str]) -> pb::GetBulkStateRequest {
+    pb::GetBulkStateRequest {
+        store_name: store.into(),
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
 fn save(store: &str, items: Vec<common::StateItem>) -> pb::SaveStateRequest {
     pb::SaveStateRequest {
         store_name: store.into(),
@@ -39,12 +57,12 @@ fn save(store: &str, items: Vec<common::StateItem>) -> pb::SaveStateRequest {
     }
 }
 
-/// An `InvokeService` of method `m` on `app`, carrying `data`.
-fn invoke(app: &str, data: &[u8]) -> pb::InvokeServiceRequest {
+/// An `InvokeService` of `method` on `app`, carrying `data`.
+pub(crate) fn invoke(app: &str, method: &str, data: &[u8]) -> pb::InvokeServiceRequest {
     pb::InvokeServiceRequest {
         id: app.into(),
         message: Some(common::InvokeRequest {
-            method: "m".into(),
+            method: method.into(),
             data: Some(prost_types::Any {
                 type_url: String::new(),
                 value: data.to_vec(),
@@ -97,11 +115,7 @@ async fn state_over_grpc_round_trips_with_etags_bulk_and_transactions() {
         .await
         .unwrap();
     let got = dapr
-        .get_state(pb::GetStateRequest {
-            store_name: "statestore".into(),
-            key: "k".into(),
-            ..Default::default()
-        })
+        .get_state(get("statestore", "k"))
         .await
         .unwrap()
         .into_inner();
@@ -125,11 +139,7 @@ async fn state_over_grpc_round_trips_with_etags_bulk_and_transactions() {
         .await
         .unwrap();
     let got = dapr
-        .get_state(pb::GetStateRequest {
-            store_name: "statestore".into(),
-            key: "lasting".into(),
-            ..Default::default()
-        })
+        .get_state(get("statestore", "lasting"))
         .await
         .unwrap()
         .into_inner();
@@ -143,11 +153,7 @@ async fn state_over_grpc_round_trips_with_etags_bulk_and_transactions() {
             .unwrap()
     );
     let bulk = dapr
-        .get_bulk_state(pb::GetBulkStateRequest {
-            store_name: "statestore".into(),
-            keys: vec!["lasting".into(), "k".into()],
-            ..Default::default()
-        })
+        .get_bulk_state(get_bulk("statestore", &["lasting", "k"]))
         .await
         .unwrap()
         .into_inner();
@@ -172,11 +178,7 @@ async fn state_over_grpc_round_trips_with_etags_bulk_and_transactions() {
     .await
     .unwrap();
     let bulk = dapr
-        .get_bulk_state(pb::GetBulkStateRequest {
-            store_name: "statestore".into(),
-            keys: vec!["t".into(), "k".into()],
-            ..Default::default()
-        })
+        .get_bulk_state(get_bulk("statestore", &["t", "k"]))
         .await
         .unwrap()
         .into_inner()
@@ -195,11 +197,7 @@ async fn state_over_grpc_round_trips_with_etags_bulk_and_transactions() {
     .await
     .unwrap();
     let gone = dapr
-        .get_state(pb::GetStateRequest {
-            store_name: "statestore".into(),
-            key: "t".into(),
-            ..Default::default()
-        })
+        .get_state(get("statestore", "t"))
         .await
         .unwrap()
         .into_inner();
@@ -301,12 +299,6 @@ async fn errors_are_the_statuses_daprd_gives() {
     .unwrap();
     let sidecar = RunningSidecar::start(resources.config("grpc-errors", None)).await;
     let mut dapr = client(&sidecar).await;
-    let get = |store: &str, key: &str| pb::GetStateRequest {
-        store_name: store.into(),
-        key: key.into(),
-        ..Default::default()
-    };
-
     dapr.save_state(save("statestore", vec![item("k", b"1", None)]))
         .await
         .unwrap();
@@ -436,13 +428,7 @@ async fn errors_are_the_statuses_daprd_gives() {
         Expected {
             case: "an app id nobody runs",
             outcome: dapr
-                .invoke_service(pb::InvokeServiceRequest {
-                    id: "nobody-runs-this".into(),
-                    message: Some(common::InvokeRequest {
-                        method: "m".into(),
-                        ..Default::default()
-                    }),
-                })
+                .invoke_service(invoke("nobody-runs-this", "m", b""))
                 .await
                 .map(drop),
             code: Code::NotFound,
@@ -504,7 +490,7 @@ async fn the_api_token_guards_every_rpc() {
             Code::Unauthenticated
         );
         // InvokeService, which the unary fast path serves, checks it too.
-        let request = with_token(invoke("nobody-runs-this", b"x"), token);
+        let request = with_token(invoke("nobody-runs-this", "m", b"x"), token);
         let denied = dapr.invoke_service(request).await.unwrap_err();
         assert_status(
             &denied,
@@ -536,7 +522,7 @@ async fn oversized_messages_are_resource_exhausted_and_the_sidecar_goes_on() {
     // InvokeService (the unary fast path) refuses it the same way, before
     // it looks for the app.
     let refused = dapr
-        .invoke_service(invoke("nobody-runs-this", &big))
+        .invoke_service(invoke("nobody-runs-this", "m", &big))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
@@ -662,13 +648,9 @@ async fn a_stalled_stream_and_a_thousand_concurrent_streams_are_served() {
     for _ in 0..1_000 {
         let mut dapr = dapr.clone();
         calls.spawn(async move {
-            dapr.get_state(pb::GetStateRequest {
-                store_name: "statestore".into(),
-                key: "shared".into(),
-                ..Default::default()
-            })
-            .await
-            .map(|r| r.into_inner().data)
+            dapr.get_state(get("statestore", "shared"))
+                .await
+                .map(|r| r.into_inner().data)
         });
     }
     let mut answered = 0;

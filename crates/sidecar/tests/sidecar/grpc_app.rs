@@ -413,13 +413,7 @@ async fn a_grpc_caller_invokes_a_grpc_app_by_app_id() {
     // The app's failure reaches a gRPC caller as the app's own status:
     // code, message, details and metadata, through both sidecars.
     let failed = dapr
-        .invoke_service(pb::InvokeServiceRequest {
-            id: "grpc-app".into(),
-            message: Some(common::InvokeRequest {
-                method: "fail".into(),
-                ..Default::default()
-            }),
-        })
+        .invoke_service(crate::grpc::invoke("grpc-app", "fail", b""))
         .await
         .unwrap_err();
     assert_eq!(failed.code(), tonic::Code::FailedPrecondition, "{failed:?}");
@@ -653,13 +647,7 @@ async fn a_grpc_app_that_fails_its_health_check_gets_no_invocations_until_it_rec
         .await
         .unwrap();
     let status = dapr
-        .invoke_service(pb::InvokeServiceRequest {
-            id: "probed-app".into(),
-            message: Some(common::InvokeRequest {
-                method: "orders".into(),
-                ..Default::default()
-            }),
-        })
+        .invoke_service(crate::grpc::invoke("probed-app", "orders", b""))
         .await
         .unwrap_err();
     assert!(

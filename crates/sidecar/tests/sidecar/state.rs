@@ -14,6 +14,10 @@ async fn state_suite(sidecar: &RunningSidecar, store: &str) {
     let url = |path: &str| sidecar.url(&format!("/v1.0/state/{store}{path}"));
     let save = |body: Value| client.post(url("")).json(&body).send();
     let get = |key: &str| client.get(url(&format!("/{key}"))).send();
+    let bulk_get = |request: Value| {
+        let sent = client.post(url("/bulk")).json(&request).send();
+        async move { sent.await.unwrap().json::<Value>().await.unwrap() }
+    };
 
     // Save and get: the value comes back as sent, with an ETag.
     let response = save(json!([
@@ -112,15 +116,7 @@ async fn state_suite(sidecar: &RunningSidecar, store: &str) {
     assert_eq!(get("greeting").await.unwrap().status(), 204);
 
     // Bulk get: present keys with data and etag, missing keys bare.
-    let bulk: Value = client
-        .post(url("/bulk"))
-        .json(&json!({"keys": ["order", "fresh", "absent"], "parallelism": 2}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bulk = bulk_get(json!({"keys": ["order", "fresh", "absent"], "parallelism": 2})).await;
     assert_eq!(bulk[0]["key"], "order");
     assert_eq!(bulk[0]["data"], 2);
     assert!(bulk[0]["etag"].is_string());
@@ -202,15 +198,7 @@ async fn state_suite(sidecar: &RunningSidecar, store: &str) {
             .get("metadata.ttlexpiretime")
             .is_none()
     );
-    let bulk: Value = client
-        .post(url("/bulk"))
-        .json(&json!({"keys": ["lasting", "order"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bulk = bulk_get(json!({"keys": ["lasting", "order"]})).await;
     let by_key = |key: &str| {
         bulk.as_array()
             .unwrap()
@@ -274,35 +262,17 @@ async fn sqlite_waits_busy_timeout_for_another_writer_then_fails_clearly() {
         ],
     )
     .await;
-    let client = Client::new();
-    let save = || {
-        client
-            .post(sidecar.url("/v1.0/state/shared"))
-            .json(&json!([{ "key": "k", "value": 1 }]))
-            .send()
-    };
-    assert_eq!(save().await.unwrap().status(), 204);
+    assert_eq!(save_one_key(&sidecar, "shared").await.status(), 204);
 
     // Another writer (as another sidecar would be) holds the lock.
     let other = rusqlite::Connection::open(&file).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let started = std::time::Instant::now();
-    let response = save().await.unwrap();
-    let waited = started.elapsed();
-    assert_eq!(response.status(), 500);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["errorCode"], "ERR_STATE_SAVE", "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("database is locked"),
-        "{body}"
-    );
+    let (message, waited) = failed_save(&sidecar, "shared").await;
+    assert!(message.contains("database is locked"), "{message}");
     assert!(waited >= Duration::from_secs(3), "{waited:?}");
 
     other.execute_batch("ROLLBACK").unwrap();
-    assert_eq!(save().await.unwrap().status(), 204);
+    assert_eq!(save_one_key(&sidecar, "shared").await.status(), 204);
     sidecar.stop().await;
 }
 
@@ -457,6 +427,29 @@ async fn sidecar_with_component(
     let mut c = config(app_id, None, data.path());
     c.resources_paths = vec![resources.path().to_path_buf()];
     (RunningSidecar::start(c).await, [data, resources])
+}
+
+/// Saves `{"key": "k", "value": 1}` to `store` of `sidecar`.
+async fn save_one_key(sidecar: &RunningSidecar, store: &str) -> reqwest::Response {
+    Client::new()
+        .post(sidecar.url(&format!("/v1.0/state/{store}")))
+        .json(&json!([{ "key": "k", "value": 1 }]))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Saves one key to `store` and expects a store failure, as daprd answers
+/// one (500 `ERR_STATE_SAVE`); gives its message and how long it took.
+async fn failed_save(sidecar: &RunningSidecar, store: &str) -> (String, Duration) {
+    let started = std::time::Instant::now();
+    let response = save_one_key(sidecar, store).await;
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errorCode"], "ERR_STATE_SAVE", "{body}");
+    let message = body["message"].as_str().unwrap_or_default().to_string();
+    (message, waited)
 }
 
 fn component_file(dir: &Path, name: &str, kind: &str, metadata: &[(&str, &str)]) {
@@ -711,13 +704,7 @@ async fn postgres_closes_connections_left_idle() {
         postgres_pool_sidecar("pg-idle", &[("connectionMaxIdleTime", "2s")]).await;
     let observer = postgres_client().await;
     let connections = || pool_sessions(&observer, &pool, "true");
-    let http = Client::new();
-    let save = || {
-        http.post(sidecar.url("/v1.0/state/pgstore"))
-            .json(&json!([{ "key": "k", "value": 1 }]))
-            .send()
-    };
-    assert_eq!(save().await.unwrap().status(), 204);
+    assert_eq!(save_one_key(&sidecar, "pgstore").await.status(), 204);
     assert!(connections().await >= 1);
     test_support::wait_until(
         "the idle connection is closed",
@@ -725,7 +712,7 @@ async fn postgres_closes_connections_left_idle() {
         || async { connections().await == 0 },
     )
     .await;
-    assert_eq!(save().await.unwrap().status(), 204);
+    assert_eq!(save_one_key(&sidecar, "pgstore").await.status(), 204);
     assert_eq!(connections().await, 1);
 
     sidecar.stop().await;
@@ -752,14 +739,8 @@ async fn a_frozen_store_gives_an_error_instead_of_a_hang() {
         &[("redisHost", &host), ("timeout", "2s")],
     )
     .await;
-    let client = Client::new();
-    let save = || {
-        client
-            .post(sidecar.url("/v1.0/state/frozen"))
-            .json(&json!([{ "key": "k", "value": 1 }]))
-            .send()
-    };
-    assert_eq!(save().await.unwrap().status(), 204);
+    let save = || save_one_key(&sidecar, "frozen");
+    assert_eq!(save().await.status(), 204);
 
     let pid = redis.pid().to_string();
     let signal = |sig: &str| {
@@ -778,23 +759,17 @@ async fn a_frozen_store_gives_an_error_instead_of_a_hang() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         signal("-CONT");
     });
-    assert_eq!(late.unwrap().status(), 204);
+    assert_eq!(late.status(), 204);
     assert!(started.elapsed() >= Duration::from_secs(1));
 
     // Frozen past the component's `timeout`: an error.
     signal("-STOP");
-    let started = std::time::Instant::now();
-    let response = save().await.unwrap();
-    let waited = started.elapsed();
+    let (message, waited) = failed_save(&sidecar, "frozen").await;
     signal("-CONT");
-    assert_eq!(response.status(), 500);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["errorCode"], "ERR_STATE_SAVE", "{body}");
     // The component's timeout, not the default (20 s).
-    let message = body["message"].as_str().unwrap();
     assert!(
         message.contains("frozen") && message.contains("did not answer within 2s"),
-        "{body}"
+        "{message}"
     );
     assert!(
         waited >= Duration::from_secs(2) && waited < sidecar::state::DEFAULT_STORE_TIMEOUT,
@@ -804,7 +779,7 @@ async fn a_frozen_store_gives_an_error_instead_of_a_hang() {
     test_support::wait_until(
         "the store answers again",
         Duration::from_secs(5),
-        || async { save().await.unwrap().status() == 204 },
+        || async { save().await.status() == 204 },
     )
     .await;
     sidecar.stop().await;
