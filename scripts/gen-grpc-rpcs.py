@@ -15,7 +15,7 @@ IMPLEMENTED = {
     "invoke_service", "get_state", "get_bulk_state", "save_state", "delete_state",
     "delete_bulk_state", "execute_state_transaction", "get_secret", "get_bulk_secret",
     "get_metadata", "set_metadata", "shutdown", "publish_event", "bulk_publish_event",
-    "bulk_publish_event_alpha1", "invoke_binding",
+    "bulk_publish_event_alpha1", "invoke_binding", "subscribe_topic_events_alpha1",
 }
 
 def rust_type(text):

@@ -299,7 +299,7 @@ impl Sidecar {
     }
 
     /// Completes once [`Sidecar::request_shutdown`] has been called.
-    async fn shutdown_was_requested(&self) {
+    pub(crate) async fn shutdown_was_requested(&self) {
         let mut requested = self.shutdown_requested.subscribe();
         let _ = requested.wait_for(|&stop| stop).await;
     }

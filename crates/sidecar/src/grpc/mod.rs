@@ -14,7 +14,7 @@
 //! | `GetSecret`, `GetBulkSecret` | secrets |
 //! | `GetMetadata`, `SetMetadata` | metadata |
 //! | `Shutdown` | stops the sidecar |
-//! | `PublishEvent`, `BulkPublishEvent` (and its `Alpha1` name) | pub/sub |
+//! | `PublishEvent`, `BulkPublishEvent` (and its `Alpha1` name), `SubscribeTopicEventsAlpha1` | pub/sub ([`crate::pubsub::streaming`] for the streaming subscription) |
 //!
 //! Every other RPC answers `UNIMPLEMENTED` naming itself ([`rpcs`], generated
 //! from the `dapr` crate's server trait by `scripts/gen-grpc-rpcs.py`).
@@ -605,6 +605,9 @@ async fn get_metadata(
                     crate::pubsub::subscriptions::SubscriptionKind::Programmatic => {
                         pb::PubsubSubscriptionType::Programmatic.into()
                     }
+                    crate::pubsub::subscriptions::SubscriptionKind::Streaming => {
+                        pb::PubsubSubscriptionType::Streaming.into()
+                    }
                 },
             })
             .collect(),
@@ -694,6 +697,16 @@ fn grpc_trace(
         .get::<TraceContext>()
         .cloned()
         .unwrap_or_else(|| TraceContext::unrecorded_from(metadata))
+}
+
+/// A streaming subscription ([`crate::pubsub::streaming`]).
+async fn subscribe_topic_events_alpha1(
+    api: &DaprApi,
+    request: Request<tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>>,
+) -> Result<Response<BoxStream<pb::SubscribeTopicEventsResponseAlpha1>>, Status> {
+    let events =
+        crate::pubsub::streaming::subscribe(api.sidecar.clone(), request.into_inner()).await?;
+    Ok(Response::new(Box::pin(events)))
 }
 
 async fn shutdown(

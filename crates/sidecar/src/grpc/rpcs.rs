@@ -86,8 +86,7 @@ impl Dapr for DaprApi {
         &self,
         request: Request<tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>>,
     ) -> Result<Response<Self::SubscribeTopicEventsAlpha1Stream>, Status> {
-        let _ = request;
-        Err(unimplemented("SubscribeTopicEventsAlpha1"))
+        super::subscribe_topic_events_alpha1(self, request).await
     }
     async fn invoke_binding(
         &self,

@@ -69,19 +69,7 @@ pub(crate) async fn on_topic_event(
     event: &CloudEvent,
     trace: &TraceContext,
 ) -> Verdict {
-    let fields = fields(event)?;
-    let request = pb::TopicEventRequest {
-        id: fields.id,
-        source: fields.source,
-        r#type: fields.r#type,
-        spec_version: fields.spec_version,
-        data_content_type: fields.data_content_type,
-        data: fields.data,
-        extensions: fields.extensions,
-        topic: subscription.topic.clone(),
-        pubsub_name: subscription.pubsub_name.clone(),
-        path: subscription.route.clone(),
-    };
+    let request = topic_event_request(subscription, event)?;
     let answer = call_app(sidecar, request, trace, |request| async move {
         app.on_topic_event(request).await
     })
@@ -92,9 +80,29 @@ pub(crate) async fn on_topic_event(
     }
 }
 
+/// `event` as `OnTopicEvent` (and a streaming subscription) gets it.
+pub(crate) fn topic_event_request(
+    subscription: &Subscription,
+    event: &CloudEvent,
+) -> Result<pb::TopicEventRequest, String> {
+    let fields = fields(event)?;
+    Ok(pb::TopicEventRequest {
+        id: fields.id,
+        source: fields.source,
+        r#type: fields.r#type,
+        spec_version: fields.spec_version,
+        data_content_type: fields.data_content_type,
+        data: fields.data,
+        extensions: fields.extensions,
+        topic: subscription.topic.clone(),
+        pubsub_name: subscription.pubsub_name.clone(),
+        path: subscription.route.clone(),
+    })
+}
+
 /// The verdict on the app's `status` for the event with `id` (a
 /// `TopicEventResponseStatus`, alone or per bulk entry).
-fn verdict(status: i32, subscription: &Subscription, id: &str) -> Verdict {
+pub(crate) fn verdict(status: i32, subscription: &Subscription, id: &str) -> Verdict {
     match TopicEventResponseStatus::try_from(status) {
         Ok(TopicEventResponseStatus::Success) => Ok(SUCCESS),
         Ok(TopicEventResponseStatus::Drop) => {

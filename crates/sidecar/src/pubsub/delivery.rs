@@ -264,7 +264,8 @@ async fn deliver_once(
 }
 
 /// One delivery of `event` to the app, carrying `trace`: a `POST`, or
-/// `OnTopicEvent` to a gRPC app ([`super::app_callback`]).
+/// `OnTopicEvent` to a gRPC app ([`super::app_callback`]); or to a
+/// streaming subscription's client ([`super::streaming`]).
 async fn deliver_to_app(
     sidecar: &Sidecar,
     subscription: &Subscription,
@@ -275,12 +276,13 @@ async fn deliver_to_app(
         tracing::warn!(topic = %subscription.topic, id = %event.id, "event expired before delivery; dropped");
         return (Attempt::Done, DROP);
     }
-    let verdict = match &sidecar.app_callback {
-        Some(app) => {
+    let verdict = match (&subscription.subscriber, &sidecar.app_callback) {
+        (Some(subscriber), _) => subscriber.deliver(subscription, event).await,
+        (None, Some(app)) => {
             super::app_callback::on_topic_event(sidecar, app.clone(), subscription, event, trace)
                 .await
         }
-        None => post_event(sidecar, subscription, event, trace).await,
+        (None, None) => post_event(sidecar, subscription, event, trace).await,
     };
     match verdict {
         Ok(process_status) => (Attempt::Done, process_status),

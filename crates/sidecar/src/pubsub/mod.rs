@@ -47,6 +47,7 @@ pub(crate) mod ops;
 pub mod rabbitmq;
 pub mod redis;
 pub mod sqlite;
+pub(crate) mod streaming;
 pub mod subscriptions;
 
 use std::collections::HashMap;

@@ -41,6 +41,8 @@ pub enum SubscriptionKind {
     Declarative,
     /// The app's `GET /dapr/subscribe`.
     Programmatic,
+    /// A client's `SubscribeTopicEventsAlpha1` stream.
+    Streaming,
 }
 
 impl SubscriptionKind {
@@ -49,6 +51,7 @@ impl SubscriptionKind {
         match self {
             SubscriptionKind::Declarative => "DECLARATIVE",
             SubscriptionKind::Programmatic => "PROGRAMMATIC",
+            SubscriptionKind::Streaming => "STREAMING",
         }
     }
 }
@@ -70,6 +73,9 @@ pub struct Subscription {
     pub kind: SubscriptionKind,
     /// `bulkSubscribe`, when enabled: events go to the app in batches.
     pub bulk: Option<BulkSubscribe>,
+    /// A streaming subscription's client, which gets the events instead of
+    /// the app ([`super::streaming`]).
+    pub(crate) subscriber: Option<super::streaming::Subscriber>,
 }
 
 /// A subscription's `bulkSubscribe` settings.
@@ -238,6 +244,7 @@ impl Written {
             metadata,
             kind,
             bulk,
+            subscriber: None,
         })
     }
 }

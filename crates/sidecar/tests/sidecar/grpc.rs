@@ -665,3 +665,145 @@ async fn a_stalled_stream_and_a_thousand_concurrent_streams_are_served() {
         .await
         .expect("the sidecar stops with a stalled client gone");
 }
+
+/// The first message of a streaming subscription, `SubscribeTopicEventsAlpha1`.
+fn subscribe_to(pubsub: &str, topic: &str) -> pb::SubscribeTopicEventsRequestAlpha1 {
+    use pb::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Kind;
+    pb::SubscribeTopicEventsRequestAlpha1 {
+        subscribe_topic_events_request_type: Some(Kind::InitialRequest(
+            pb::SubscribeTopicEventsRequestInitialAlpha1 {
+                pubsub_name: pubsub.into(),
+                topic: topic.into(),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+/// A client's verdict on the event `id` of its streaming subscription.
+fn settle(
+    id: &str,
+    status: pb::topic_event_response::TopicEventResponseStatus,
+) -> pb::SubscribeTopicEventsRequestAlpha1 {
+    use pb::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Kind;
+    pb::SubscribeTopicEventsRequestAlpha1 {
+        subscribe_topic_events_request_type: Some(Kind::EventProcessed(
+            pb::SubscribeTopicEventsRequestProcessedAlpha1 {
+                id: id.into(),
+                status: Some(pb::TopicEventResponse {
+                    status: status.into(),
+                }),
+            },
+        )),
+    }
+}
+
+/// A streaming subscription (`SubscribeTopicEventsAlpha1`), as Dapr's SDKs
+/// open one: an initial response, then each event published to the topic;
+/// an event the client answers RETRY comes again, one it answers SUCCESS
+/// does not. A stream that does not start with its initial request, or
+/// names a pub/sub nobody configured, gets INVALID_ARGUMENT; a client that
+/// hangs up leaves the sidecar serving.
+#[tokio::test]
+async fn a_streaming_subscription_gets_events_and_settles_them() {
+    use pb::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Answer;
+    use pb::topic_event_response::TopicEventResponseStatus as Verdict;
+    let resources = TestResources::new();
+    resources.add_in_memory_pubsub("bus");
+    let sidecar = RunningSidecar::start(resources.config("grpc-streaming", None)).await;
+    let mut dapr = client(&sidecar).await;
+    // Every read is bounded, so that a missing event fails the test.
+    async fn next(
+        answers: &mut tonic::Streaming<pb::SubscribeTopicEventsResponseAlpha1>,
+    ) -> Answer {
+        tokio::time::timeout(Duration::from_secs(30), answers.message())
+            .await
+            .expect("an answer within 30 s")
+            .expect("the stream goes on")
+            .expect("an answer")
+            .subscribe_topic_events_response_type
+            .expect("an answer of a known kind")
+    }
+
+    let (requests, stream) = tokio::sync::mpsc::channel(8);
+    requests.send(subscribe_to("bus", "orders")).await.unwrap();
+    let mut answers = dapr
+        .subscribe_topic_events_alpha1(tokio_stream::wrappers::ReceiverStream::new(stream))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        next(&mut answers).await,
+        Answer::InitialResponse(_)
+    ));
+
+    dapr.publish_event(pb::PublishEventRequest {
+        pubsub_name: "bus".into(),
+        topic: "orders".into(),
+        data: br#"{"n":1}"#.to_vec(),
+        data_content_type: "application/json".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let Answer::EventMessage(event) = next(&mut answers).await else {
+        panic!("an event");
+    };
+    assert_eq!(event.topic, "orders");
+    assert_eq!(event.pubsub_name, "bus");
+    assert_eq!(event.data, br#"{"n":1}"#);
+    requests
+        .send(settle(&event.id, Verdict::Retry))
+        .await
+        .unwrap();
+    let Answer::EventMessage(again) = next(&mut answers).await else {
+        panic!("the event again");
+    };
+    assert_eq!(again.id, event.id);
+    requests
+        .send(settle(&again.id, Verdict::Success))
+        .await
+        .unwrap();
+    // Settled: the next event is the next one published, not it again.
+    dapr.publish_event(pb::PublishEventRequest {
+        pubsub_name: "bus".into(),
+        topic: "orders".into(),
+        data: br#"{"n":2}"#.to_vec(),
+        data_content_type: "application/json".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let Answer::EventMessage(second) = next(&mut answers).await else {
+        panic!("the second event");
+    };
+    assert_eq!(second.data, br#"{"n":2}"#);
+    requests
+        .send(settle(&second.id, Verdict::Success))
+        .await
+        .unwrap();
+    drop(requests);
+
+    // Bad openings.
+    let opened_with = |first: pb::SubscribeTopicEventsRequestAlpha1| {
+        let mut dapr = dapr.clone();
+        async move {
+            dapr.subscribe_topic_events_alpha1(tokio_stream::iter([first]))
+                .await
+                .map(drop)
+                .expect_err("refused")
+        }
+    };
+    let refused = opened_with(settle("x", Verdict::Success)).await;
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("initial request"), "{refused:?}");
+    let refused = opened_with(subscribe_to("no-such-bus", "orders")).await;
+    assert_status(
+        &refused,
+        Code::InvalidArgument,
+        "DAPR_PUBSUB_NOT_FOUND",
+        "no-such-bus",
+    );
+    assert_serving(&sidecar).await;
+    sidecar.stop().await;
+}

@@ -64,7 +64,7 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
         output.status.success(),
         "the Python SDK checks failed:\n{stdout}"
     );
-    assert!(stdout.contains("13 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("14 passed, 0 failed"), "{stdout}");
     caller.stop().await;
     target.stop().await;
 }

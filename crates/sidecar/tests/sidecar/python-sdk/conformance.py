@@ -12,6 +12,7 @@ DAPR_API_METHOD_INVOCATION_PROTOCOL=grpc. Every check prints `ok NAME` or
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 
@@ -58,6 +59,11 @@ def expect_grpc_error(call, code, reason):
 
 
 client = DaprClient()
+
+# A stream read that never returns fails the run instead of hanging it.
+watchdog = threading.Timer(120, lambda: (print("FAIL: stuck for 120 s", flush=True), os._exit(3)))
+watchdog.daemon = True
+watchdog.start()
 
 
 @check("save and get with an etag")
@@ -201,6 +207,24 @@ def _():
     expect_grpc_error(
         lambda: client.publish_event("no-such-pubsub", "orders", data="{}"),
         grpc.StatusCode.INVALID_ARGUMENT, "DAPR_PUBSUB_NOT_FOUND")
+
+
+@check("a streaming subscription gets events; a RETRY comes again")
+def _():
+    subscription = client.subscribe(pubsub_name="pubsub", topic="streamed")
+    try:
+        client.publish_event("pubsub", "streamed", data=json.dumps({"n": 7}),
+                             data_content_type="application/json")
+        message = subscription.next_message()
+        assert message.topic() == "streamed", message.topic()
+        assert message.pubsub_name() == "pubsub", message.pubsub_name()
+        assert json.loads(message.raw_data()) == {"n": 7}, message.raw_data()
+        subscription.respond_retry(message)
+        again = subscription.next_message()
+        assert again.id() == message.id(), (again.id(), message.id())
+        subscription.respond_success(again)
+    finally:
+        subscription.close()
 
 
 failed = sum(1 for _, err in results if err is not None)
