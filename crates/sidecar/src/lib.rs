@@ -131,6 +131,8 @@ pub struct Sidecar {
     declarative: Vec<pubsub::subscriptions::Subscription>,
     /// The subscriptions being consumed now.
     subscriptions: Mutex<Vec<pubsub::subscriptions::Subscription>>,
+    /// The streaming subscriptions open now ([`pubsub::streaming`]).
+    streams: Mutex<Vec<pubsub::subscriptions::Subscription>>,
     /// `--app-max-concurrency`, when set.
     app_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// Set by the gRPC `Shutdown` call; both servers stop on it.
@@ -265,6 +267,7 @@ impl Sidecar {
             pubsubs,
             declarative,
             subscriptions: Mutex::new(Vec::new()),
+            streams: Mutex::new(Vec::new()),
             app_slots,
             shutdown_requested: tokio::sync::watch::Sender::new(false),
             bindings,

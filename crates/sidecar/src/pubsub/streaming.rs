@@ -13,7 +13,9 @@
 //! [`Subscriber`] takes the events instead of the app, so the line,
 //! retries, dead letters and acknowledgements are [`super::delivery`]'s.
 //! When the client hangs up, consuming stops; events it had not settled
-//! are not acknowledged, and brokers that can deliver them again.
+//! are not acknowledged, and brokers that can deliver them again. While a
+//! stream is open the metadata API lists it (`STREAMING`), and a second
+//! stream on the same topic is refused, as daprd refuses it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -94,6 +96,13 @@ impl Subscriber {
         }
     }
 
+    /// Takes this client's stream off the sidecar's open ones.
+    fn close(&self, sidecar: &Sidecar) {
+        sidecar
+            .open_streams()
+            .retain(|s| s.subscriber.as_ref() != Some(self));
+    }
+
     fn verdicts(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<i32>>> {
         self.0
             .verdicts
@@ -123,27 +132,12 @@ pub(crate) async fn subscribe(
         return Err(DaprError::MalformedRequest("topic is empty".into()).to_status());
     }
     let pubsub = sidecar.pubsub(&initial.pubsub_name)?;
-    let messages = pubsub
-        .broker
-        .subscribe(&initial.topic, &pubsub.consumer_id)
-        .await
-        .map_err(|e| Status::internal(format!("cannot subscribe to {}: {e}", initial.topic)))?;
-    let concurrency = pubsub.broker.delivery_concurrency();
-
     let (to_client, answers) = mpsc::channel(super::SUBSCRIPTION_BUFFER);
-    let opened = pb::SubscribeTopicEventsResponseAlpha1 {
-        subscribe_topic_events_response_type: Some(ToClient::InitialResponse(
-            pb::SubscribeTopicEventsResponseInitialAlpha1 {},
-        )),
-    };
-    // The channel is new and has room: this cannot wait.
-    let _ = to_client.send(Ok(opened)).await;
     let subscriber = Subscriber(Arc::new(Waiting {
         to_client,
         verdicts: Mutex::new(HashMap::new()),
     }));
-    tracing::info!(pubsub = %initial.pubsub_name, topic = %initial.topic, "streaming subscription opened");
-    let subscription = Arc::new(Subscription {
+    let subscription = Subscription {
         pubsub_name: initial.pubsub_name,
         topic: initial.topic,
         route: String::new(),
@@ -152,8 +146,41 @@ pub(crate) async fn subscribe(
         kind: SubscriptionKind::Streaming,
         bulk: None,
         subscriber: Some(subscriber.clone()),
-    });
+    };
     let topic = subscription.topic.clone();
+    {
+        // One stream per topic, as daprd has it (and its words).
+        let mut open = sidecar.open_streams();
+        if open
+            .iter()
+            .any(|s| s.pubsub_name == subscription.pubsub_name && s.topic == topic)
+        {
+            return Err(Status::unknown(format!(
+                "streamer already subscribed to pubsub {:?} topic {topic:?}",
+                subscription.pubsub_name
+            )));
+        }
+        open.push(subscription.clone());
+    }
+    let messages = match pubsub.broker.subscribe(&topic, &pubsub.consumer_id).await {
+        Ok(messages) => messages,
+        Err(e) => {
+            subscriber.close(&sidecar);
+            return Err(Status::internal(format!(
+                "cannot subscribe to {topic}: {e}"
+            )));
+        }
+    };
+    let concurrency = pubsub.broker.delivery_concurrency();
+    let opened = pb::SubscribeTopicEventsResponseAlpha1 {
+        subscribe_topic_events_response_type: Some(ToClient::InitialResponse(
+            pb::SubscribeTopicEventsResponseInitialAlpha1 {},
+        )),
+    };
+    // The channel is new and has room: this cannot wait.
+    let _ = subscriber.0.to_client.send(Ok(opened)).await;
+    tracing::info!(pubsub = %subscription.pubsub_name, %topic, "streaming subscription opened");
+    let subscription = Arc::new(subscription);
     let consumer = tokio::spawn(super::delivery::consume(
         sidecar.clone(),
         subscription,
@@ -175,6 +202,7 @@ pub(crate) async fn subscribe(
             }
         }
         consumer.abort();
+        subscriber.close(&sidecar);
         tracing::info!(%topic, "streaming subscription closed");
     });
     Ok(EventStream::new(answers))

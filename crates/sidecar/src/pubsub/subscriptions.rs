@@ -408,10 +408,20 @@ impl Sidecar {
 
     /// The subscriptions in effect (for the metadata APIs).
     pub fn subscriptions(&self) -> Vec<Subscription> {
-        self.subscriptions
+        let mut all = self
+            .subscriptions
             .lock()
             .map(|s| s.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        all.extend(self.open_streams().iter().cloned());
+        all
+    }
+
+    /// The streaming subscriptions open now.
+    pub(crate) fn open_streams(&self) -> std::sync::MutexGuard<'_, Vec<Subscription>> {
+        self.streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether this sidecar has events to deliver: a pub/sub component

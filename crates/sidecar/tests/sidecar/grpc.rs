@@ -782,9 +782,7 @@ async fn a_streaming_subscription_gets_events_and_settles_them() {
         .send(settle(&second.id, Verdict::Success))
         .await
         .unwrap();
-    drop(requests);
 
-    // Bad openings.
     let opened_with = |first: pb::SubscribeTopicEventsRequestAlpha1| {
         let mut dapr = dapr.clone();
         async move {
@@ -794,6 +792,38 @@ async fn a_streaming_subscription_gets_events_and_settles_them() {
                 .expect_err("refused")
         }
     };
+    // While it is open, the metadata API lists it, and a second stream on
+    // the topic is refused, as daprd refuses it.
+    let refused = opened_with(subscribe_to("bus", "orders")).await;
+    assert!(
+        refused
+            .message()
+            .contains(r#"already subscribed to pubsub "bus" topic "orders""#),
+        "{refused:?}"
+    );
+    let metadata = get_json(sidecar.url("/v1.0/metadata")).await;
+    let streams: Vec<&serde_json::Value> = metadata["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["type"] == "STREAMING")
+        .collect();
+    assert_eq!(streams.len(), 1, "{metadata}");
+    assert_eq!(streams[0]["topic"], "orders");
+    // The client hangs up: the subscription goes.
+    drop(requests);
+    wait_for_json(
+        "the stream's subscription to go",
+        &sidecar.url("/v1.0/metadata"),
+        |metadata| {
+            metadata["subscriptions"]
+                .as_array()
+                .is_some_and(|s| s.is_empty())
+        },
+    )
+    .await;
+
+    // Bad openings.
     let refused = opened_with(settle("x", Verdict::Success)).await;
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     assert!(refused.message().contains("initial request"), "{refused:?}");
