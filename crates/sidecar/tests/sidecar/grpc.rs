@@ -615,9 +615,9 @@ async fn garbage_protobuf_gets_a_clean_status() {
         &[0x12, 0x80],
     ];
     // SaveState goes through tonic, InvokeService through the unary fast
-    // path; INTERNAL (13) is what tonic, like grpc-go, gives a message it
-    // cannot decode.
-    for rpc in ["SaveState", "InvokeService"] {
+    // path, SubscribeTopicEventsAlpha1 is a stream; INTERNAL (13) is what
+    // tonic, like grpc-go, gives a message it cannot decode.
+    for rpc in ["SaveState", "InvokeService", "SubscribeTopicEventsAlpha1"] {
         for payload in garbage {
             let path = format!("/dapr.proto.runtime.v1.Dapr/{rpc}");
             let status = raw::call(sidecar.grpc_address, &path, payload).await;
