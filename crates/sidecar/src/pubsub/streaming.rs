@@ -195,7 +195,7 @@ pub(crate) async fn subscribe(
                     Ok(Some(pb::SubscribeTopicEventsRequestAlpha1 {
                         subscribe_topic_events_request_type: Some(FromClient::EventProcessed(processed)),
                     })) => subscriber.settle(processed),
-                    Ok(Some(_)) => tracing::warn!(%topic, "a streaming subscriber sent a second initial request; ignored"),
+                    Ok(Some(_)) => tracing::warn!(%topic, "a streaming subscriber sent something other than a verdict; ignored"),
                     Ok(None) | Err(_) => break,
                 },
                 () = sidecar.shutdown_was_requested() => break,
