@@ -666,6 +666,17 @@ async fn a_stalled_stream_and_a_thousand_concurrent_streams_are_served() {
         .expect("the sidecar stops with a stalled client gone");
 }
 
+/// A `PublishEvent` of JSON `data` on `topic` of `pubsub`.
+pub(crate) fn json_event(pubsub: &str, topic: &str, data: &[u8]) -> pb::PublishEventRequest {
+    pb::PublishEventRequest {
+        pubsub_name: pubsub.into(),
+        topic: topic.into(),
+        data: data.to_vec(),
+        data_content_type: "application/json".into(),
+        ..Default::default()
+    }
+}
+
 /// The first message of a streaming subscription, `SubscribeTopicEventsAlpha1`.
 fn subscribe_to(pubsub: &str, topic: &str) -> pb::SubscribeTopicEventsRequestAlpha1 {
     use pb::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Kind;
@@ -737,15 +748,9 @@ async fn a_streaming_subscription_gets_events_and_settles_them() {
         Answer::InitialResponse(_)
     ));
 
-    dapr.publish_event(pb::PublishEventRequest {
-        pubsub_name: "bus".into(),
-        topic: "orders".into(),
-        data: br#"{"n":1}"#.to_vec(),
-        data_content_type: "application/json".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    dapr.publish_event(json_event("bus", "orders", br#"{"n":1}"#))
+        .await
+        .unwrap();
     let Answer::EventMessage(event) = next(&mut answers).await else {
         panic!("an event");
     };
@@ -765,15 +770,9 @@ async fn a_streaming_subscription_gets_events_and_settles_them() {
         .await
         .unwrap();
     // Settled: the next event is the next one published, not it again.
-    dapr.publish_event(pb::PublishEventRequest {
-        pubsub_name: "bus".into(),
-        topic: "orders".into(),
-        data: br#"{"n":2}"#.to_vec(),
-        data_content_type: "application/json".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    dapr.publish_event(json_event("bus", "orders", br#"{"n":2}"#))
+        .await
+        .unwrap();
     let Answer::EventMessage(second) = next(&mut answers).await else {
         panic!("the second event");
     };

@@ -1138,13 +1138,7 @@ async fn publishing_over_grpc() {
     let mut dapr = DaprClient::connect(format!("http://{}", sidecar.grpc_address))
         .await
         .unwrap();
-    let event = |topic: &str, pubsub: &str| pb::PublishEventRequest {
-        pubsub_name: pubsub.into(),
-        topic: topic.into(),
-        data: br#"{"n": 1}"#.to_vec(),
-        data_content_type: "application/json".into(),
-        metadata: HashMap::new(),
-    };
+    let event = |topic: &str, pubsub: &str| crate::grpc::json_event(pubsub, topic, br#"{"n": 1}"#);
     dapr.publish_event(event("orders", "bus")).await.unwrap();
     wait_for(&received, "the gRPC event", |r| r.count("/orders", 1) == 1).await;
     assert_eq!(received.events()[0].1["source"], "grpc-pub");
