@@ -14,8 +14,9 @@
 //! retries, dead letters and acknowledgements are [`super::delivery`]'s.
 //! When the client hangs up, consuming stops; events it had not settled
 //! are not acknowledged, and brokers that can deliver them again. While a
-//! stream is open the metadata API lists it (`STREAMING`), and a second
-//! stream on the same topic is refused, as daprd refuses it.
+//! stream is open the metadata API lists it (`STREAMING`). As daprd, a
+//! second stream on the same topic is refused, and a second initial
+//! request ends its stream with an error.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -128,8 +129,12 @@ pub(crate) async fn subscribe(
             .to_status());
         }
     };
+    // daprd's words.
+    if initial.pubsub_name.is_empty() {
+        return Err(DaprError::MalformedRequest("pubsubName name is required".into()).to_status());
+    }
     if initial.topic.is_empty() {
-        return Err(DaprError::MalformedRequest("topic is empty".into()).to_status());
+        return Err(DaprError::MalformedRequest("topic is required".into()).to_status());
     }
     let pubsub = sidecar.pubsub(&initial.pubsub_name)?;
     let (to_client, answers) = mpsc::channel(super::SUBSCRIPTION_BUFFER);
@@ -195,7 +200,15 @@ pub(crate) async fn subscribe(
                     Ok(Some(pb::SubscribeTopicEventsRequestAlpha1 {
                         subscribe_topic_events_request_type: Some(FromClient::EventProcessed(processed)),
                     })) => subscriber.settle(processed),
-                    Ok(Some(_)) => tracing::warn!(%topic, "a streaming subscriber sent something other than a verdict; ignored"),
+                    Ok(Some(pb::SubscribeTopicEventsRequestAlpha1 {
+                        subscribe_topic_events_request_type: Some(FromClient::InitialRequest(_)),
+                    })) => {
+                        // As daprd: the stream ends with an error.
+                        let refused = Status::invalid_argument("duplicate initial request received");
+                        let _ = subscriber.0.to_client.send(Err(refused)).await;
+                        break;
+                    }
+                    Ok(Some(_)) => tracing::warn!(%topic, "a streaming subscriber sent an empty message; ignored"),
                     Ok(None) | Err(_) => break,
                 },
                 () = sidecar.shutdown_was_requested() => break,

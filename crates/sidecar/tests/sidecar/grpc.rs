@@ -712,9 +712,10 @@ fn settle(
 /// A streaming subscription (`SubscribeTopicEventsAlpha1`), as Dapr's SDKs
 /// open one: an initial response, then each event published to the topic;
 /// an event the client answers RETRY comes again, one it answers SUCCESS
-/// does not. A stream that does not start with its initial request, or
-/// names a pub/sub nobody configured, gets INVALID_ARGUMENT; a client that
-/// hangs up leaves the sidecar serving.
+/// does not. A stream that does not start with its initial request, lacks
+/// a pub/sub or a topic, names a pub/sub nobody configured, or sends a
+/// second initial request gets INVALID_ARGUMENT, in daprd's words; a client
+/// that hangs up leaves the sidecar serving.
 #[tokio::test]
 async fn a_streaming_subscription_gets_events_and_settles_them() {
     use pb::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Answer;
@@ -826,6 +827,39 @@ async fn a_streaming_subscription_gets_events_and_settles_them() {
     let refused = opened_with(settle("x", Verdict::Success)).await;
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     assert!(refused.message().contains("initial request"), "{refused:?}");
+    for (first, says) in [
+        (subscribe_to("", "orders"), "pubsubName name is required"),
+        (subscribe_to("bus", ""), "topic is required"),
+    ] {
+        let refused = opened_with(first).await;
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains(says), "{refused:?}");
+    }
+    // A second initial request ends the stream with an error, as daprd.
+    let mut doubled = dapr
+        .clone()
+        .subscribe_topic_events_alpha1(tokio_stream::iter([
+            subscribe_to("bus", "twice"),
+            subscribe_to("bus", "twice"),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        next(&mut doubled).await,
+        Answer::InitialResponse(_)
+    ));
+    let ended = tokio::time::timeout(Duration::from_secs(30), doubled.message())
+        .await
+        .expect("an answer within 30 s")
+        .expect_err("the stream ends with an error");
+    assert_eq!(ended.code(), Code::InvalidArgument, "{ended:?}");
+    assert!(
+        ended
+            .message()
+            .contains("duplicate initial request received"),
+        "{ended:?}"
+    );
     let refused = opened_with(subscribe_to("no-such-bus", "orders")).await;
     assert_status(
         &refused,
