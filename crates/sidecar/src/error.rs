@@ -22,6 +22,10 @@ pub enum DaprError {
     /// No app with that id is registered.
     #[error("fail to invoke, id: {0}, err: app id not found")]
     AppNotFound(String),
+    /// A gRPC app's failure that cannot be written as JSON for an HTTP
+    /// caller (a detail of a type daprd would not know).
+    #[error("{0}")]
+    MalformedResponse(String),
     /// No app id in the path or in `dapr-app-id`.
     #[error("failed getting app id either from the URL path or the header dapr-app-id")]
     NoAppId,
@@ -168,6 +172,7 @@ impl DaprError {
             BindingFunction { error, .. } => error.status(),
             BindingInvoke { .. }
             | DirectInvoke { .. }
+            | MalformedResponse(_)
             | StateStoresNotConfigured
             | StateGet { .. }
             | StateSave { .. }
@@ -186,6 +191,7 @@ impl DaprError {
             MalformedRequest(_) => "ERR_MALFORMED_REQUEST",
             BodyTooLarge(_) => service_kit::error_body::BODY_TOO_LARGE,
             AppNotFound(_) | NoAppId | DirectInvoke { .. } => "ERR_DIRECT_INVOKE",
+            MalformedResponse(_) => "ERR_MALFORMED_RESPONSE",
             StateStoreNotFound(_) => "ERR_STATE_STORE_NOT_FOUND",
             StateStoresNotConfigured => "ERR_STATE_STORE_NOT_CONFIGURED",
             StateGet { .. } => "ERR_STATE_GET",
@@ -236,6 +242,7 @@ impl DaprError {
             },
             BindingInvoke { .. }
             | DirectInvoke { .. }
+            | MalformedResponse(_)
             | StateGet { .. }
             | StateSave { .. }
             | StateDelete { .. }

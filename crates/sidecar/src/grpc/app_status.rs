@@ -4,9 +4,10 @@
 //! When a gRPC app's `OnInvoke` fails, daprd answers an HTTP caller with
 //! the HTTP status of the gRPC code (`FAILED_PRECONDITION` is 400,
 //! `NOT_FOUND` 404, ...) and the status as JSON (`{"code": 9, "message":
-//! "..."}`), and a gRPC caller with the app's status itself: code, message
-//! and details. [`http_answer`] builds the first and keeps the status with
-//! it as a [`GrpcAppStatus`] extension, which `InvokeService` answers with.
+//! "...", "details": [...]}`, [`super::status_json`]), and a gRPC caller
+//! with the app's status itself: code, message and details.
+//! [`http_answer`] builds the first and keeps the status with it as a
+//! [`GrpcAppStatus`] extension, which `InvokeService` answers with.
 //!
 //! Between sidecars the status rides in one header, [`HEADER`] (an encoded
 //! `google.rpc.Status`, base64): the target sidecar sets it for its peer
@@ -15,11 +16,13 @@
 
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use prost::Message;
 use tonic::{Code, Status};
+
+use crate::error::DaprError;
 
 /// The header that carries a gRPC app's status from its sidecar to the
 /// caller's.
@@ -50,15 +53,26 @@ pub(crate) fn http_status_of(code: Code) -> StatusCode {
 }
 
 /// daprd's HTTP answer for a gRPC app that failed with `status`: the HTTP
-/// status of its code, `{"code", "message"}` as JSON (the details stay in
-/// the extension), and the app's metadata as headers.
+/// status of its code and the status as protojson, or, where a detail
+/// cannot be written, daprd's 500 `ERR_MALFORMED_RESPONSE`; the app's
+/// metadata as headers either way.
 pub(crate) fn http_answer(status: Status) -> Response {
-    let body = serde_json::json!({
-        "code": status.code() as i32,
-        "message": status.message(),
-    });
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = http_status_of(status.code());
+    let details = details_of(&status);
+    let mut response = match super::status_json::to_json(
+        status.code() as i32,
+        status.message(),
+        &details,
+    ) {
+        Ok(body) => {
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = http_status_of(status.code());
+            response
+        }
+        Err(unwritable) => {
+            tracing::warn!(error = %unwritable, "a gRPC app's failure cannot be written as JSON");
+            DaprError::MalformedResponse(unwritable.to_string()).into_response()
+        }
+    };
     let mut headers =
         super::headers::metadata_to_headers(&status.metadata().clone().into_headers());
     headers.insert(
@@ -73,11 +87,17 @@ pub(crate) fn http_answer(status: Status) -> Response {
     response
 }
 
+/// The details of `status` (tonic keeps them as an encoded
+/// `google.rpc.Status`); none where they are not one.
+fn details_of(status: &Status) -> Vec<prost_types::Any> {
+    tonic_types::Status::decode(status.details())
+        .map(|carried| carried.details)
+        .unwrap_or_default()
+}
+
 /// `status` as the value of [`HEADER`]: code, message and details.
 pub(crate) fn to_header(status: &Status) -> Option<HeaderValue> {
-    let details = tonic_types::Status::decode(status.details())
-        .map(|carried| carried.details)
-        .unwrap_or_default();
+    let details = details_of(status);
     let encoded = tonic_types::Status {
         code: status.code() as i32,
         message: status.message().to_string(),

@@ -7,8 +7,8 @@
 //!   transport headers (`content-type`, `te`, `grpc-timeout`, ...) stay
 //!   behind, as does the trace context, which each hop sets for its own
 //!   span; any other `grpc-*` key goes as `dapr-grpc-*`, so that no HTTP
-//!   hop mistakes it for its own. (daprd also passes `:authority`, as
-//!   `dapr-authority`; this sidecar does not.)
+//!   hop mistakes it for its own. `InvokeService` adds the call's
+//!   `:authority` as [`AUTHORITY`], as daprd does.
 //! - [`headers_to_metadata`]: an HTTP app's answer headers become the
 //!   `InvokeService` answer metadata, and a call's headers the metadata of
 //!   `OnInvoke` for a gRPC app. IANA's permanent HTTP headers
@@ -25,6 +25,10 @@ use axum::http::{HeaderMap, HeaderName};
 
 /// The key that routes a call, which neither direction carries.
 const APP_ID: &str = "dapr-app-id";
+
+/// The header that gives an app the `:authority` a gRPC caller used (the
+/// address it dialled), as daprd names it.
+pub(crate) const AUTHORITY: HeaderName = HeaderName::from_static("dapr-authority");
 
 /// The trace context, which the next hop gets from this sidecar's span.
 fn is_trace_context(name: &str) -> bool {

@@ -42,6 +42,7 @@ pub mod coalesce;
 pub(crate) mod headers;
 mod proxy;
 mod rpcs;
+mod status_json;
 mod unary;
 
 use std::collections::HashMap;
@@ -232,8 +233,17 @@ async fn invoke_service(
     let peer = request.remote_addr();
     let trace = grpc_trace(request.metadata().as_ref(), request.extensions());
     let metadata = request.metadata().as_ref().clone();
-    let (answer, metadata) =
-        invoke_app(&api.sidecar, peer, trace, &metadata, request.into_inner()).await?;
+    // (tonic's request keeps no `:authority`: this path passes none. The
+    // server routes `InvokeService` to the fast path, which does.)
+    let (answer, metadata) = invoke_app(
+        &api.sidecar,
+        peer,
+        trace,
+        &metadata,
+        None,
+        request.into_inner(),
+    )
+    .await?;
     let mut answer = Response::new(answer);
     *answer.metadata_mut() = tonic::metadata::MetadataMap::from_headers(metadata);
     Ok(answer)
@@ -259,20 +269,24 @@ async fn invoke_service_fast(
             .get::<tonic::transport::server::TcpConnectInfo>()
             .and_then(|info| info.remote_addr());
         let trace = grpc_trace(&parts.headers, &parts.extensions);
-        let (answer, metadata) = invoke_app(&sidecar, peer, trace, &parts.headers, message).await?;
+        let authority = parts.uri.authority().map(|a| a.as_str());
+        let (answer, metadata) =
+            invoke_app(&sidecar, peer, trace, &parts.headers, authority, message).await?;
         unary::answer(&answer, metadata)
     };
     answered.await.unwrap_or_else(unary::refusal)
 }
 
 /// Calls the app `request` names, as the HTTP API's invoke does, with the
-/// call's `metadata` as headers, and gives its answer with the app's
-/// headers as the response metadata ([`headers`]: as daprd passes them).
+/// call's `metadata` (and its `:authority`, as `dapr-authority`) as
+/// headers, and gives its answer with the app's headers as the response
+/// metadata ([`headers`]: as daprd passes them).
 async fn invoke_app(
     sidecar: &Sidecar,
     peer: Option<SocketAddr>,
     trace: TraceContext,
     metadata: &axum::http::HeaderMap,
+    authority: Option<&str>,
     request: pb::InvokeServiceRequest,
 ) -> Result<(common::InvokeResponse, axum::http::HeaderMap), Status> {
     let peer = peer.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -295,6 +309,9 @@ async fn invoke_app(
         .uri(format!("{method_path}{query}"));
     if let Some(headers) = http.headers_mut() {
         *headers = headers::metadata_to_headers(metadata);
+        if let Some(value) = authority.and_then(|a| axum::http::HeaderValue::from_str(a).ok()) {
+            headers.insert(headers::AUTHORITY, value);
+        }
     }
     if !message.content_type.is_empty() {
         http = http.header(axum::http::header::CONTENT_TYPE, &message.content_type);

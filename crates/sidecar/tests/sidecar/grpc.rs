@@ -216,7 +216,8 @@ struct Expected {
 
 /// `InvokeService` to an HTTP app through two sidecars carries metadata as
 /// daprd does: the caller's metadata reaches the app as headers (gRPC's
-/// own left out, other `grpc-*` keys prefixed `dapr-`), and the app's
+/// own left out, other `grpc-*` keys prefixed `dapr-`, the call's
+/// `:authority` as `dapr-authority`), and the app's
 /// headers come back as response metadata (permanent HTTP headers
 /// prefixed `dapr-`), on an error too.
 #[tokio::test]
@@ -257,6 +258,12 @@ async fn invoke_service_carries_metadata_both_ways_as_daprd_does() {
     assert_eq!(headers["dapr-grpc-custom"], "mine", "{echo}");
     assert_eq!(headers["content-type"], "text/plain", "{echo}");
     assert_eq!(headers["dapr-caller-app-id"], "meta-caller", "{echo}");
+    // The address the client dialled, as daprd passes `:authority`.
+    assert_eq!(
+        headers["dapr-authority"],
+        caller.grpc_address.to_string(),
+        "{echo}"
+    );
     for left_out in ["dapr-app-id", "grpc-custom", "te", "grpc-timeout"] {
         assert!(headers.get(left_out).is_none(), "{left_out}: {echo}");
     }

@@ -113,6 +113,23 @@ impl AppCallback for GrpcApp {
                 metadata,
             ));
         }
+        if invoke.method == "fail-with-own-detail" {
+            // A detail of the app's own type, which daprd cannot write as
+            // JSON.
+            let own = tonic_types::Status {
+                code: tonic::Code::Aborted as i32,
+                message: "out of stock".into(),
+                details: vec![prost_types::Any {
+                    type_url: "type.googleapis.com/shop.v1.StockError".into(),
+                    value: b"\x0a\x03A-1".to_vec(),
+                }],
+            };
+            return Err(Status::with_details(
+                tonic::Code::Aborted,
+                "out of stock",
+                prost::Message::encode_to_vec(&own).into(),
+            ));
+        }
         let extension = invoke.http_extension.unwrap_or_default();
         let echo = json!({
             "method": invoke.method,
@@ -353,7 +370,8 @@ async fn an_http_caller_invokes_a_grpc_app_by_app_id() {
     );
 
     // The app's failure, as daprd answers it: FAILED_PRECONDITION's HTTP
-    // status, the status as JSON, the app's metadata as headers.
+    // status, the status as protojson with its details, the app's metadata
+    // as headers.
     let failed = reqwest::Client::new()
         .post(caller.url("/v1.0/invoke/grpc-app/method/fail"))
         .send()
@@ -366,7 +384,30 @@ async fn an_http_caller_invokes_a_grpc_app_by_app_id() {
         "the sidecars' own header stays between them"
     );
     let body: Value = failed.json().await.unwrap();
-    assert_eq!(body, json!({"code": 9, "message": "the app said no"}));
+    assert_eq!(
+        body,
+        json!({"code": 9, "message": "the app said no", "details": [{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "APP_SAID_NO",
+            "domain": "grpc-app.example",
+        }]})
+    );
+
+    // A detail of the app's own type cannot be written as JSON: daprd's
+    // 500 ERR_MALFORMED_RESPONSE, naming the type.
+    let failed = reqwest::Client::new()
+        .post(caller.url("/v1.0/invoke/grpc-app/method/fail-with-own-detail"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 500);
+    let body: Value = failed.json().await.unwrap();
+    assert_eq!(body["errorCode"], "ERR_MALFORMED_RESPONSE", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("unable to resolve \"type.googleapis.com/shop.v1.StockError\""),
+        "{message}"
+    );
     caller.stop().await;
     target.stop().await;
 }
@@ -424,6 +465,21 @@ async fn a_grpc_caller_invokes_a_grpc_app_by_app_id() {
     assert_eq!(info.reason, "APP_SAID_NO");
     assert_eq!(info.domain, "grpc-app.example");
     assert_eq!(failed.metadata().get("x-app-answer").unwrap(), "no");
+
+    // A detail of the app's own type, which an HTTP caller cannot be
+    // given, reaches a gRPC caller as it was sent.
+    let failed = dapr
+        .invoke_service(crate::grpc::invoke("grpc-app", "fail-with-own-detail", b""))
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code(), tonic::Code::Aborted, "{failed:?}");
+    assert_eq!(failed.message(), "out of stock");
+    let carried: tonic_types::Status = prost::Message::decode(failed.details()).unwrap();
+    assert_eq!(
+        carried.details[0].type_url,
+        "type.googleapis.com/shop.v1.StockError"
+    );
+    assert_eq!(carried.details[0].value, b"\x0a\x03A-1");
     caller.stop().await;
     target.stop().await;
 }
