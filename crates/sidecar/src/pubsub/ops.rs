@@ -135,12 +135,18 @@ fn publish_failed(pubsub_name: &str, topic: &str, err: super::BrokerError) -> Da
     }
 }
 
+/// The prefix of the metadata that replaces a CloudEvent field.
+const CLOUDEVENT_PREFIX: &str = "cloudevent.";
+
 /// The bytes the broker stores for `publication`: the body as it is with
 /// `rawPayload=true`; else a CloudEvent 1.0 with the fields daprd sets
 /// (`id`, `source` (the app id), `type`, `specversion`, `datacontenttype`,
 /// `topic`, `pubsubname`, `traceid`, `traceparent`, `tracestate`, `time`,
 /// `expiration` with `ttlInSeconds`) and the data (`data` as JSON or text,
-/// or `data_base64`). A caller's own CloudEvent
+/// or `data_base64`). As in daprd, metadata `cloudevent.id`,
+/// `cloudevent.source`, `cloudevent.type`, `cloudevent.traceparent` (or
+/// `cloudevent.traceid`) and `cloudevent.tracestate` (any case) replace the
+/// fields daprd would set. A caller's own CloudEvent
 /// (`application/cloudevents+json`) keeps its fields; the missing ones are
 /// added.
 pub(crate) fn cloud_event(
@@ -163,8 +169,22 @@ pub(crate) fn cloud_event(
     } else {
         publication.content_type.clone()
     };
+    // (Compared as bytes: a key need not be ASCII.)
+    let overridden = |field: &str| {
+        publication.metadata.iter().find_map(|(key, value)| {
+            let named = key
+                .as_bytes()
+                .split_at_checked(CLOUDEVENT_PREFIX.len())
+                .is_some_and(|(prefix, rest)| {
+                    prefix.eq_ignore_ascii_case(CLOUDEVENT_PREFIX.as_bytes())
+                        && rest.eq_ignore_ascii_case(field.as_bytes())
+                });
+            (named && !value.is_empty()).then(|| value.clone())
+        })
+    };
     let traceparent = publication
         .traceparent
+        .clone()
         .unwrap_or_else(|| service_kit::trace::TraceContext::new_root().traceparent());
     let expiration = match publication.metadata.get("ttlInSeconds") {
         Some(ttl) => {
@@ -207,17 +227,27 @@ pub(crate) fn cloud_event(
         serde_json::to_vec(&event)
     } else {
         // The usual case, written straight from its parts: JSON data is
-        // checked, not parsed into a tree.
+        // checked, not parsed into a tree. (An overriding `traceparent`
+        // wins over `traceid`, as in daprd.)
+        let trace = overridden("traceparent")
+            .or_else(|| overridden("traceid"))
+            .unwrap_or(traceparent);
         let mut event = JsonObject::with_capacity(publication.data.len() + 512);
         event
-            .string("id", &new_event_id())
-            .string("source", app_id)
-            .string("type", "com.dapr.event.sent")
+            .string("id", &overridden("id").unwrap_or_else(new_event_id))
+            .string(
+                "source",
+                &overridden("source").unwrap_or_else(|| app_id.into()),
+            )
+            .string(
+                "type",
+                &overridden("type").unwrap_or_else(|| "com.dapr.event.sent".into()),
+            )
             .string("specversion", "1.0")
             .string("datacontenttype", &content_type)
-            .string("traceid", &traceparent)
-            .string("traceparent", &traceparent)
-            .string("tracestate", "")
+            .string("traceid", &trace)
+            .string("traceparent", &trace)
+            .string("tracestate", &overridden("tracestate").unwrap_or_default())
             .string("time", &time)
             .string("topic", topic)
             .string("pubsubname", pubsub_name);
@@ -325,6 +355,41 @@ mod tests {
         assert!(binary.get("data").is_none());
         let expiring = publish("text/plain", b"x", &[("ttlInSeconds", "60")]);
         assert!(expiring["expiration"].as_str().is_some());
+    }
+
+    #[test]
+    fn cloudevent_metadata_replaces_the_fields_daprd_sets() {
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let event = publish(
+            "application/json",
+            b"{}",
+            &[
+                ("cloudevent.id", "order-7"),
+                ("CloudEvent.Source", "checkout"),
+                ("cloudevent.type", "order.placed"),
+                ("cloudevent.traceid", "ignored: traceparent wins"),
+                ("cloudevent.traceparent", traceparent),
+                ("cloudevent.tracestate", "vendor=1"),
+                ("cloudevent.topic", "not overridable"),
+            ],
+        );
+        assert_eq!(event["id"], "order-7");
+        assert_eq!(event["source"], "checkout");
+        assert_eq!(event["type"], "order.placed");
+        assert_eq!(event["traceparent"], traceparent);
+        assert_eq!(event["traceid"], traceparent);
+        assert_eq!(event["tracestate"], "vendor=1");
+        assert_eq!(event["topic"], "orders");
+
+        // `traceid` alone sets both; an empty value overrides nothing.
+        let event = publish(
+            "text/plain",
+            b"x",
+            &[("cloudevent.traceid", traceparent), ("cloudevent.id", "")],
+        );
+        assert_eq!(event["traceparent"], traceparent);
+        assert_eq!(event["traceid"], traceparent);
+        assert_eq!(event["id"].as_str().unwrap().len(), 36);
     }
 
     #[test]

@@ -690,6 +690,26 @@ scopes: [someone-else]
     assert_eq!(event["type"], "big");
     assert_eq!(event["source"], "shop");
 
+    // `cloudevent.*` metadata replaces the fields the sidecar sets.
+    let response = client
+        .post(sidecar.url(
+            "/v1.0/publish/bus/late?metadata.cloudevent.id=order-8&metadata.cloudevent.type=order.placed",
+        ))
+        .header("content-type", "application/json")
+        .body(r#"{"n":8}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    wait_for(&received, "the event with overrides", |r| {
+        r.count("/late", 8) == 1
+    })
+    .await;
+    let (_, event) = received.events()[2].clone();
+    assert_eq!(event["id"], "order-8");
+    assert_eq!(event["type"], "order.placed");
+    assert_eq!(event["source"], "declared");
+
     // Errors, as daprd gives them.
     let post = |path: &str, content_type: &str, body: &'static str| {
         client
@@ -727,11 +747,11 @@ scopes: [someone-else]
         .unwrap();
     assert_eq!(bulk.status(), 204);
     wait_for(&received, "both bulk events", |r| {
-        r.data_at("/late").len() == 3
+        r.data_at("/late").len() == 4
     })
     .await;
     // Bulk publish keeps no order between its entries (as daprd).
-    assert!(received.data_at("/late")[1..].contains(&json!("plain text")));
+    assert!(received.data_at("/late")[2..].contains(&json!("plain text")));
     let failing = client
         .post(sidecar.url("/v1.0-alpha1/publish/bulk/bus/late"))
         .json(&json!([
