@@ -28,14 +28,15 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 use axum::response::Response;
 
-use dapr::dapr::proto::runtime::v1::app_callback_client::AppCallbackClient;
+use dapr::dapr::proto::common::v1 as common;
+use tonic::metadata::MetadataMap;
 
 use service_kit::headers::{add_server_timing, timing_entry};
 use service_kit::trace::TraceContext;
 
 use crate::Sidecar;
 use crate::error::DaprError;
-use crate::grpc::app_status::{self, GrpcAppStatus};
+use crate::grpc::app_status::{self, GrpcAppStatus, GrpcAppTrailers};
 
 /// The route prefix sidecars use to hand a call to a peer.
 pub(crate) const INTERNAL_PREFIX: &str = "/_dapr-wasm/internal/invoke";
@@ -101,6 +102,16 @@ pub(crate) async fn invoke_from_peer(
     if let Some(value) = carried {
         response.headers_mut().insert(app_status::HEADER, value);
     }
+    // And its answer's trailers.
+    let trailers = response
+        .extensions()
+        .get::<GrpcAppTrailers>()
+        .and_then(|GrpcAppTrailers(trailers)| app_status::trailers_to_header(trailers));
+    if let Some(value) = trailers {
+        response
+            .headers_mut()
+            .insert(app_status::TRAILERS_HEADER, value);
+    }
     Ok(response)
 }
 
@@ -162,7 +173,7 @@ impl Sidecar {
             self.check_app_healthy()?;
         }
         let headers = self.outgoing_headers(app_id, local, peer, origin, &parts);
-        if let (true, Some(app)) = (local, &self.app_callback) {
+        if let (true, Some(app)) = (local, &self.app_on_invoke) {
             return self
                 .invoke_grpc_app(app.clone(), method_path, parts, headers, body)
                 .await;
@@ -223,11 +234,16 @@ impl Sidecar {
                 direct_error(error_chain(&e))
             })?;
         let (mut parts, body) = response.into_parts();
-        // A gRPC app's failure, from its sidecar (never an app's header).
+        // A gRPC app's failure or trailers, from its sidecar (never an
+        // app's header).
         let app_failure = (!local)
             .then(|| parts.headers.get(&app_status::HEADER))
             .flatten()
             .and_then(app_status::from_header);
+        let app_trailers = (!local)
+            .then(|| parts.headers.get(&app_status::TRAILERS_HEADER))
+            .flatten()
+            .and_then(app_status::trailers_from_header);
         parts.headers = forwardable(&parts.headers);
         let timing = timing_entry("dapr", arrived.elapsed(), Some(&self.config.app_id));
         add_server_timing(&mut parts.headers, &[timing]);
@@ -237,6 +253,9 @@ impl Sidecar {
             .insert(service_kit::error_body::PassedThrough);
         if let Some(status) = app_failure {
             parts.extensions.insert(GrpcAppStatus(status));
+        }
+        if let Some(trailers) = app_trailers {
+            parts.extensions.insert(GrpcAppTrailers(trailers));
         }
         Ok(Response::from_parts(parts, Body::new(body)))
     }
@@ -294,13 +313,12 @@ impl Sidecar {
     /// ([`app_status::http_answer`]).
     async fn invoke_grpc_app(
         &self,
-        mut app: AppCallbackClient<tonic::transport::Channel>,
+        app: tonic::client::Grpc<tonic::transport::Channel>,
         method_path: &str,
         parts: axum::http::request::Parts,
         headers: HeaderMap,
         body: Body,
     ) -> Result<Response, DaprError> {
-        use dapr::dapr::proto::common::v1 as common;
         let limit = self.config.max_body_size;
         let data = axum::body::to_bytes(body, limit)
             .await
@@ -333,8 +351,8 @@ impl Sidecar {
             request,
         );
         request.set_timeout(self.config.invoke_timeout);
-        let (metadata, answer, _) = match app.on_invoke(request).await {
-            Ok(answer) => answer.into_parts(),
+        let (metadata, answer, trailers) = match on_invoke(app, request).await {
+            Ok(answered) => answered,
             Err(status) => return Ok(app_status::http_answer(status)),
         };
         let mut response = Response::new(Body::from(
@@ -350,13 +368,54 @@ impl Sidecar {
         response
             .extensions_mut()
             .insert(service_kit::error_body::PassedThrough);
+        let trailers = app_status::app_trailers(trailers.into_headers());
+        if !trailers.is_empty() {
+            response.extensions_mut().insert(GrpcAppTrailers(trailers));
+        }
         Ok(response)
     }
 }
 
+/// Calls the gRPC app's `OnInvoke`: its answer's metadata, message and
+/// trailers. (Not through the generated client, which, as every unary call
+/// of tonic's, merges the trailers into the metadata; daprd keeps them
+/// apart.) A failure keeps the metadata sent before it, as tonic's does.
+async fn on_invoke(
+    mut app: tonic::client::Grpc<tonic::transport::Channel>,
+    request: tonic::Request<common::InvokeRequest>,
+) -> Result<(MetadataMap, common::InvokeResponse, MetadataMap), tonic::Status> {
+    app.ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+    let path =
+        axum::http::uri::PathAndQuery::from_static("/dapr.proto.runtime.v1.AppCallback/OnInvoke");
+    let (metadata, mut answers, _) = app
+        .server_streaming(request, path, tonic_prost::ProstCodec::default())
+        .await?
+        .into_parts();
+    let with_metadata = |mut status: tonic::Status| {
+        let mut merged = metadata.clone().into_headers();
+        merged.extend(std::mem::take(status.metadata_mut()).into_headers());
+        *status.metadata_mut() = MetadataMap::from_headers(merged);
+        status
+    };
+    let answer = answers
+        .message()
+        .await
+        .map_err(with_metadata)?
+        .ok_or_else(|| tonic::Status::internal("Missing response message."))?;
+    let trailers = answers
+        .trailers()
+        .await
+        .map_err(with_metadata)?
+        .unwrap_or_default();
+    Ok((metadata, answer, trailers))
+}
+
 /// Headers without hop-by-hop ones (RFC 9110 7.6.1, and those named in
 /// `Connection`), `Host`, the caller's `dapr-api-token`, and the status
-/// one sidecar hands another ([`app_status::HEADER`]).
+/// and trailers one sidecar hands another ([`app_status::HEADER`],
+/// [`app_status::TRAILERS_HEADER`]).
 fn forwardable(headers: &HeaderMap) -> HeaderMap {
     let named_in_connection: Vec<String> = headers
         .get_all(header::CONNECTION)
@@ -381,6 +440,7 @@ fn forwardable(headers: &HeaderMap) -> HeaderMap {
                 | "host"
                 | "dapr-api-token"
                 | "dapr-wasm-grpc-app-status"
+                | "dapr-wasm-grpc-app-trailers"
         ) || named_in_connection.iter().any(|n| n == name.as_str());
         if !hop_by_hop {
             out.append(name.clone(), value.clone());

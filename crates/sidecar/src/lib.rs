@@ -118,6 +118,10 @@ pub struct Sidecar {
     extended: Mutex<HashMap<String, String>>,
     /// The app's `AppCallback` service, when `--app-protocol grpc`.
     app_callback: Option<AppCallbackClient<tonic::transport::Channel>>,
+    /// The same connection as a plain gRPC client, for `OnInvoke`, whose
+    /// answer's trailers the generated client would merge into its
+    /// metadata ([`invoke`]).
+    app_on_invoke: Option<tonic::client::Grpc<tonic::transport::Channel>>,
     /// Its `AppCallbackAlpha` service (bulk events to apps written
     /// against daprd's older API).
     app_callback_alpha: Option<AppCallbackAlphaClient<tonic::transport::Channel>>,
@@ -233,6 +237,9 @@ impl Sidecar {
         let app_callback = app_channel.clone().map(|channel| {
             AppCallbackClient::new(channel).max_decoding_message_size(config.max_body_size)
         });
+        let app_on_invoke = app_channel.clone().map(|channel| {
+            tonic::client::Grpc::new(channel).max_decoding_message_size(config.max_body_size)
+        });
         let app_callback_alpha = app_channel.clone().map(|channel| {
             AppCallbackAlphaClient::new(channel).max_decoding_message_size(config.max_body_size)
         });
@@ -261,6 +268,7 @@ impl Sidecar {
             h2_client,
             extended: Mutex::new(HashMap::new()),
             app_callback,
+            app_on_invoke,
             app_callback_alpha,
             app_health_client,
             app_healthy,

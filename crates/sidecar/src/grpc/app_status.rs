@@ -1,5 +1,5 @@
-//! A gRPC app's failure, answered as daprd answers it and carried intact
-//! across the HTTP hop between sidecars.
+//! A gRPC app's failure, answered as daprd answers it, and its answer's
+//! trailers, both carried intact across the HTTP hop between sidecars.
 //!
 //! When a gRPC app's `OnInvoke` fails, daprd answers an HTTP caller with
 //! the HTTP status of the gRPC code (`FAILED_PRECONDITION` is 400,
@@ -13,9 +13,15 @@
 //! `google.rpc.Status`, base64): the target sidecar sets it for its peer
 //! ([`to_header`]), and the caller's sidecar turns it back into the
 //! extension ([`from_header`]) and never forwards it.
+//!
+//! A gRPC app's successful answer may end with trailers of its own, which
+//! daprd sends a gRPC caller as trailers (an HTTP caller does not get
+//! them). They are kept as a [`GrpcAppTrailers`] extension, and cross
+//! between sidecars the same way, in [`TRAILERS_HEADER`]
+//! ([`trailers_to_header`], [`trailers_from_header`]).
 
 use axum::body::Body;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -31,6 +37,58 @@ pub(crate) const HEADER: HeaderName = HeaderName::from_static("dapr-wasm-grpc-ap
 /// The status a gRPC app failed with, kept with daprd's HTTP answer for it.
 #[derive(Clone, Debug)]
 pub(crate) struct GrpcAppStatus(pub(crate) Status);
+
+/// The header that carries a gRPC app's answer trailers from its sidecar
+/// to the caller's.
+pub(crate) const TRAILERS_HEADER: HeaderName =
+    HeaderName::from_static("dapr-wasm-grpc-app-trailers");
+
+/// The trailers a gRPC app's successful answer ended with (without gRPC's
+/// own status keys), kept with the HTTP answer for `InvokeService` to send
+/// as trailers.
+#[derive(Clone, Debug)]
+pub(crate) struct GrpcAppTrailers(pub(crate) HeaderMap);
+
+/// An answer's trailers as a gRPC client reads them, without the keys
+/// that carry the call's status (`grpc-status` and the like), which each
+/// hop sets for itself.
+pub(crate) fn app_trailers(mut trailers: HeaderMap) -> HeaderMap {
+    for own in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        trailers.remove(own);
+    }
+    trailers
+}
+
+/// `trailers` as the value of [`TRAILERS_HEADER`]: their pairs as JSON,
+/// base64; `None` if there are none.
+pub(crate) fn trailers_to_header(trailers: &HeaderMap) -> Option<HeaderValue> {
+    let pairs: Vec<(&str, &str)> = trailers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    let json = serde_json::to_vec(&pairs).ok()?;
+    HeaderValue::from_str(&STANDARD.encode(json)).ok()
+}
+
+/// The trailers in a [`TRAILERS_HEADER`] value (a pair that cannot be a
+/// header is left out); `None` if it is not one.
+pub(crate) fn trailers_from_header(value: &HeaderValue) -> Option<HeaderMap> {
+    let json = STANDARD.decode(value.as_bytes()).ok()?;
+    let pairs: Vec<(String, String)> = serde_json::from_slice(&json).ok()?;
+    let trailers: HeaderMap = pairs
+        .into_iter()
+        .filter_map(|(name, value)| {
+            Some((
+                HeaderName::from_bytes(name.as_bytes()).ok()?,
+                HeaderValue::from_str(&value).ok()?,
+            ))
+        })
+        .collect();
+    Some(trailers)
+}
 
 /// daprd's HTTP status for a gRPC code.
 pub(crate) fn http_status_of(code: Code) -> StatusCode {
@@ -148,6 +206,30 @@ mod tests {
         let plain = from_header(&to_header(&Status::not_found("gone")).unwrap()).unwrap();
         assert_eq!(plain.code(), Code::NotFound);
         assert!(plain.details().is_empty());
+    }
+
+    #[test]
+    fn trailers_cross_the_header_and_the_status_keys_stay_behind() {
+        let mut raw = HeaderMap::new();
+        raw.insert("grpc-status", HeaderValue::from_static("0"));
+        raw.insert("grpc-message", HeaderValue::from_static("fine"));
+        raw.insert("x-served-by", HeaderValue::from_static("shard 7"));
+        raw.append("x-served-by", HeaderValue::from_static("shard 8"));
+        raw.insert("x-cost-bin", HeaderValue::from_static("AAEC"));
+        let trailers = app_trailers(raw);
+        assert_eq!(trailers.len(), 3, "{trailers:?}");
+        let carried = trailers_from_header(&trailers_to_header(&trailers).unwrap()).unwrap();
+        assert_eq!(carried, trailers);
+        let values: Vec<_> = carried.get_all("x-served-by").iter().collect();
+        assert_eq!(values, ["shard 7", "shard 8"]);
+
+        assert!(trailers_to_header(&HeaderMap::new()).is_none());
+        for value in ["not base64!", "e30=" /* {} */] {
+            assert!(
+                trailers_from_header(&HeaderValue::from_static(value)).is_none(),
+                "{value}"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!
 //! | RPC | building block |
 //! |---|---|
-//! | `InvokeService` | service invocation of an HTTP app (verb, querystring, content type, data; metadata as headers and back, [`headers`]) or a gRPC app (its failure as its own status, [`app_status`]) |
+//! | `InvokeService` | service invocation of an HTTP app (verb, querystring, content type, data; metadata as headers and back, [`headers`]) or a gRPC app (its failure as its own status, its trailers as trailers: [`app_status`]) |
 //! | `GetState`, `GetBulkState`, `SaveState`, `DeleteState`, `DeleteBulkState`, `ExecuteStateTransaction` | state (etags, concurrency, `ttlInSeconds`) |
 //! | `GetSecret`, `GetBulkSecret` | secrets |
 //! | `GetMetadata`, `SetMetadata` | metadata |
@@ -235,7 +235,7 @@ async fn invoke_service(
     let metadata = request.metadata().as_ref().clone();
     // (tonic's request keeps no `:authority`: this path passes none. The
     // server routes `InvokeService` to the fast path, which does.)
-    let (answer, metadata) = invoke_app(
+    let (answer, mut metadata, trailers) = invoke_app(
         &api.sidecar,
         peer,
         trace,
@@ -244,6 +244,8 @@ async fn invoke_service(
         request.into_inner(),
     )
     .await?;
+    // (tonic sends no trailers of a handler's: they go with the metadata.)
+    metadata.extend(trailers);
     let mut answer = Response::new(answer);
     *answer.metadata_mut() = tonic::metadata::MetadataMap::from_headers(metadata);
     Ok(answer)
@@ -270,9 +272,9 @@ async fn invoke_service_fast(
             .and_then(|info| info.remote_addr());
         let trace = grpc_trace(&parts.headers, &parts.extensions);
         let authority = parts.uri.authority().map(|a| a.as_str());
-        let (answer, metadata) =
+        let (answer, metadata, trailers) =
             invoke_app(&sidecar, peer, trace, &parts.headers, authority, message).await?;
-        unary::answer(&answer, metadata)
+        unary::answer(&answer, metadata, trailers)
     };
     answered.await.unwrap_or_else(unary::refusal)
 }
@@ -280,7 +282,8 @@ async fn invoke_service_fast(
 /// Calls the app `request` names, as the HTTP API's invoke does, with the
 /// call's `metadata` (and its `:authority`, as `dapr-authority`) as
 /// headers, and gives its answer with the app's headers as the response
-/// metadata ([`headers`]: as daprd passes them).
+/// metadata ([`headers`]: as daprd passes them), and a gRPC app's answer
+/// trailers as the trailers ([`app_status::GrpcAppTrailers`]).
 async fn invoke_app(
     sidecar: &Sidecar,
     peer: Option<SocketAddr>,
@@ -288,7 +291,14 @@ async fn invoke_app(
     metadata: &axum::http::HeaderMap,
     authority: Option<&str>,
     request: pb::InvokeServiceRequest,
-) -> Result<(common::InvokeResponse, axum::http::HeaderMap), Status> {
+) -> Result<
+    (
+        common::InvokeResponse,
+        axum::http::HeaderMap,
+        axum::http::HeaderMap,
+    ),
+    Status,
+> {
     let peer = peer.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let pb::InvokeServiceRequest { id, message } = request;
     let message = message
@@ -343,6 +353,11 @@ async fn invoke_app(
         .unwrap_or_default()
         .to_string();
     let metadata = headers::headers_to_metadata(response.headers());
+    let trailers = response
+        .extensions()
+        .get::<app_status::GrpcAppTrailers>()
+        .map(|app_status::GrpcAppTrailers(trailers)| trailers.clone())
+        .unwrap_or_default();
     let limit = sidecar.config.max_body_size;
     let data = axum::body::to_bytes(response.into_body(), limit)
         .await
@@ -360,7 +375,7 @@ async fn invoke_app(
         }),
         content_type,
     };
-    Ok((answer, metadata))
+    Ok((answer, metadata, trailers))
 }
 
 /// How daprd answers a gRPC invocation whose HTTP app said `status`: the

@@ -103,11 +103,13 @@ fn message_length(prefix: &[u8], limit: usize) -> Result<usize, Status> {
 }
 
 /// A successful answer: `message`, with `metadata` in the head and
-/// `grpc-status: 0` in the trailers; `RESOURCE_EXHAUSTED` for a message
-/// longer than a gRPC prefix can say (4 GiB; `--max-body-size` may allow it).
+/// `trailers` and `grpc-status: 0` in the trailers; `RESOURCE_EXHAUSTED`
+/// for a message longer than a gRPC prefix can say (4 GiB;
+/// `--max-body-size` may allow it).
 pub(super) fn answer(
     message: &impl prost::Message,
     mut metadata: HeaderMap,
+    mut trailers: HeaderMap,
 ) -> Result<Response<Body>, Status> {
     let length = message.encoded_len();
     let prefix_length = u32::try_from(length).map_err(|_| {
@@ -122,7 +124,6 @@ pub(super) fn answer(
     message
         .encode(&mut framed)
         .map_err(|e| Status::internal(format!("cannot encode the answer: {e}")))?;
-    let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     let frames = [Frame::data(Bytes::from(framed)), Frame::trailers(trailers)];
     let body = StreamBody::new(tokio_stream::iter(frames.map(Ok::<_, Infallible>)));
@@ -242,12 +243,16 @@ mod tests {
         };
         let mut metadata = HeaderMap::new();
         metadata.insert("server-timing", HeaderValue::from_static("app;dur=1"));
-        let response = answer(&message, metadata).unwrap();
+        let mut app_trailers = HeaderMap::new();
+        app_trailers.insert("x-served-by", HeaderValue::from_static("shard 7"));
+        let response = answer(&message, metadata, app_trailers).unwrap();
         assert_eq!(response.headers()["content-type"], "application/grpc");
         assert_eq!(response.headers()["server-timing"], "app;dur=1");
+        assert!(response.headers().get("x-served-by").is_none());
         let collected = response.into_body().collect().await.unwrap();
         let trailers = collected.trailers().cloned().unwrap();
         assert_eq!(trailers["grpc-status"], "0");
+        assert_eq!(trailers["x-served-by"], "shard 7");
         let mut body = collected.to_bytes();
         assert_eq!(body[0], 0);
         body.advance(1);

@@ -301,6 +301,24 @@ impl AppCallbackHealthCheck for HealthFlag {
     }
 }
 
+/// Ends every answer that has trailers (a successful one: a failure's
+/// status comes in its head) with a trailer of the app's own, as a gRPC app
+/// may send (tonic's handlers cannot).
+fn with_app_trailer(
+    response: tonic::codegen::http::Response<tonic::body::Body>,
+) -> tonic::codegen::http::Response<tonic::body::Body> {
+    use http_body_util::BodyExt;
+    response.map(|body| {
+        tonic::body::Body::new(body.map_frame(|frame| match frame.into_trailers() {
+            Ok(mut trailers) => {
+                trailers.insert("x-app-trailer", "yes".parse().unwrap());
+                http_body::Frame::trailers(trailers)
+            }
+            Err(frame) => frame,
+        }))
+    })
+}
+
 /// Starts the gRPC app on a port of its own; returns its address, the
 /// flag its health check answers from (set), and what it receives.
 async fn start_grpc_app() -> (SocketAddr, Arc<AtomicBool>, Arc<Received>) {
@@ -310,6 +328,7 @@ async fn start_grpc_app() -> (SocketAddr, Arc<AtomicBool>, Arc<Received>) {
     let received = Arc::new(Received::default());
     tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(tower::util::MapResponseLayer::new(with_app_trailer))
             .add_service(AppCallbackServer::new(GrpcApp(received.clone())))
             .add_service(AppCallbackAlphaServer::new(GrpcApp(received.clone())))
             .add_service(AppCallbackHealthCheckServer::new(HealthFlag(
@@ -379,10 +398,12 @@ async fn an_http_caller_invokes_a_grpc_app_by_app_id() {
         .unwrap();
     assert_eq!(failed.status(), 400);
     assert_eq!(failed.headers()["x-app-answer"], "no");
-    assert!(
-        failed.headers().get("dapr-wasm-grpc-app-status").is_none(),
-        "the sidecars' own header stays between them"
-    );
+    for own in ["dapr-wasm-grpc-app-status", "dapr-wasm-grpc-app-trailers"] {
+        assert!(
+            failed.headers().get(own).is_none(),
+            "the sidecars' own header stays between them: {own}"
+        );
+    }
     let body: Value = failed.json().await.unwrap();
     assert_eq!(
         body,
@@ -450,6 +471,37 @@ async fn a_grpc_caller_invokes_a_grpc_app_by_app_id() {
     assert_eq!(echo["metadata"]["dapr-caller-app-id"], "grpc-app-caller");
     assert_eq!(metadata.get("x-app-answer").unwrap(), "yes");
     assert_eq!(metadata.get("dapr-grpc-app-note").unwrap(), "kept apart");
+
+    // The app's trailers come back as trailers, as daprd sends them. (The
+    // generated client merges trailers into the metadata: read them apart.)
+    let mut grpc = tonic::client::Grpc::new(
+        Channel::from_shared(format!("http://{}", caller.grpc_address))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    grpc.ready().await.unwrap();
+    let (metadata, mut answers, _) = grpc
+        .server_streaming(
+            Request::new(crate::grpc::invoke("grpc-app", "orders", b"{}")),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/dapr.proto.runtime.v1.Dapr/InvokeService",
+            ),
+            tonic_prost::ProstCodec::<pb::InvokeServiceRequest, common::InvokeResponse>::default(),
+        )
+        .await
+        .unwrap()
+        .into_parts();
+    assert!(answers.message().await.unwrap().is_some());
+    let trailers = answers.trailers().await.unwrap().expect("trailers");
+    assert_eq!(
+        trailers.get("x-app-trailer").unwrap(),
+        "yes",
+        "{trailers:?}"
+    );
+    assert!(metadata.get("x-app-trailer").is_none(), "{metadata:?}");
+    assert_eq!(metadata.get("x-app-answer").unwrap(), "yes");
 
     // The app's failure reaches a gRPC caller as the app's own status:
     // code, message, details and metadata, through both sidecars.
