@@ -308,7 +308,8 @@ impl Sidecar {
     /// type, and the HTTP verb and query as `http_extension`, with
     /// `headers` as metadata (as daprd passes them:
     /// [`crate::grpc::headers`]). Its answer comes back as a 200 with its
-    /// content type and its metadata as headers; a failure (the app's
+    /// content type and its metadata as headers, and its trailers as a
+    /// [`GrpcAppTrailers`] extension for `InvokeService`; a failure (the app's
     /// status, or the call's: the app is not there) as daprd answers it
     /// ([`app_status::http_answer`]).
     async fn invoke_grpc_app(

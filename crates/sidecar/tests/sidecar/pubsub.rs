@@ -1185,6 +1185,27 @@ async fn publishing_over_grpc() {
     })
     .await;
 
+    // `cloudevent.*` metadata replaces the fields the sidecar sets.
+    let mut overridden = event("orders", "bus");
+    overridden.data = br#"{"n": 4}"#.to_vec();
+    overridden.metadata = HashMap::from([
+        ("cloudevent.id".to_string(), "invoice-4".to_string()),
+        ("cloudevent.source".to_string(), "billing".to_string()),
+    ]);
+    dapr.publish_event(overridden).await.unwrap();
+    wait_for(&received, "the event with overrides", |r| {
+        r.count("/orders", 4) == 1
+    })
+    .await;
+    let (_, sent) = received
+        .events()
+        .into_iter()
+        .find(|(_, event)| event["data"]["n"] == 4)
+        .unwrap();
+    assert_eq!(sent["id"], "invoice-4");
+    assert_eq!(sent["source"], "billing");
+    assert_eq!(sent["type"], "com.dapr.event.sent");
+
     let unknown = dapr
         .publish_event(event("orders", "nope"))
         .await
