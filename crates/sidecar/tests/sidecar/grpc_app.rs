@@ -354,7 +354,8 @@ async fn start_pair(data: &std::path::Path) -> (RunningSidecar, RunningSidecar) 
 async fn an_http_caller_invokes_a_grpc_app_by_app_id() {
     let data = tempfile::tempdir().unwrap();
     let (target, caller) = start_pair(data.path()).await;
-    let response = reqwest::Client::new()
+    let client = reqwest::Client::new();
+    let response = client
         .put(caller.url("/v1.0/invoke/grpc-app/method/orders/new?x=1"))
         .header("content-type", "text/plain")
         .header("x-tenant", "acme")
@@ -367,6 +368,15 @@ async fn an_http_caller_invokes_a_grpc_app_by_app_id() {
     // The app's answer metadata comes back as headers, a gRPC key apart.
     assert_eq!(response.headers()["x-app-answer"], "yes");
     assert_eq!(response.headers()["dapr-grpc-app-note"], "kept apart");
+    // The app's trailers go to gRPC callers only, as from daprd; the header
+    // that carries them stays between the sidecars.
+    assert!(response.headers().get("x-app-trailer").is_none());
+    assert!(
+        response
+            .headers()
+            .get("dapr-wasm-grpc-app-trailers")
+            .is_none()
+    );
     let echo: Value = response.json().await.unwrap();
     assert_eq!(
         echo,
@@ -391,19 +401,18 @@ async fn an_http_caller_invokes_a_grpc_app_by_app_id() {
     // The app's failure, as daprd answers it: FAILED_PRECONDITION's HTTP
     // status, the status as protojson with its details, the app's metadata
     // as headers.
-    let failed = reqwest::Client::new()
-        .post(caller.url("/v1.0/invoke/grpc-app/method/fail"))
-        .send()
-        .await
-        .unwrap();
+    let invoke = |method: &str| {
+        client
+            .post(caller.url(&format!("/v1.0/invoke/grpc-app/method/{method}")))
+            .send()
+    };
+    let failed = invoke("fail").await.unwrap();
     assert_eq!(failed.status(), 400);
     assert_eq!(failed.headers()["x-app-answer"], "no");
-    for own in ["dapr-wasm-grpc-app-status", "dapr-wasm-grpc-app-trailers"] {
-        assert!(
-            failed.headers().get(own).is_none(),
-            "the sidecars' own header stays between them: {own}"
-        );
-    }
+    assert!(
+        failed.headers().get("dapr-wasm-grpc-app-status").is_none(),
+        "the sidecars' own header stays between them"
+    );
     let body: Value = failed.json().await.unwrap();
     assert_eq!(
         body,
@@ -416,11 +425,7 @@ async fn an_http_caller_invokes_a_grpc_app_by_app_id() {
 
     // A detail of the app's own type cannot be written as JSON: daprd's
     // 500 ERR_MALFORMED_RESPONSE, naming the type.
-    let failed = reqwest::Client::new()
-        .post(caller.url("/v1.0/invoke/grpc-app/method/fail-with-own-detail"))
-        .send()
-        .await
-        .unwrap();
+    let failed = invoke("fail-with-own-detail").await.unwrap();
     assert_eq!(failed.status(), 500);
     let body: Value = failed.json().await.unwrap();
     assert_eq!(body["errorCode"], "ERR_MALFORMED_RESPONSE", "{body}");

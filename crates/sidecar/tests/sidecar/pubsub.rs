@@ -672,14 +672,21 @@ scopes: [someone-else]
     );
     assert_eq!(event["data_base64"], "AAEC/w==");
 
+    let post = |path: &str, content_type: &str, body: &'static str| {
+        client
+            .post(sidecar.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
     // A caller's own CloudEvent keeps its id and type.
-    let response = client
-        .post(sidecar.url("/v1.0/publish/bus/late"))
-        .header("content-type", "application/cloudevents+json")
-        .body(r#"{"specversion":"1.0","id":"mine-1","type":"big","source":"shop","data":{"n":7}}"#)
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        "/v1.0/publish/bus/late",
+        "application/cloudevents+json",
+        r#"{"specversion":"1.0","id":"mine-1","type":"big","source":"shop","data":{"n":7}}"#,
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status(), 204);
     wait_for(&received, "the caller's CloudEvent", |r| {
         r.count("/late", 7) == 1
@@ -691,15 +698,13 @@ scopes: [someone-else]
     assert_eq!(event["source"], "shop");
 
     // `cloudevent.*` metadata replaces the fields the sidecar sets.
-    let response = client
-        .post(sidecar.url(
-            "/v1.0/publish/bus/late?metadata.cloudevent.id=order-8&metadata.cloudevent.type=order.placed",
-        ))
-        .header("content-type", "application/json")
-        .body(r#"{"n":8}"#)
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        "/v1.0/publish/bus/late?metadata.cloudevent.id=order-8&metadata.cloudevent.type=order.placed",
+        "application/json",
+        r#"{"n":8}"#,
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status(), 204);
     wait_for(&received, "the event with overrides", |r| {
         r.count("/late", 8) == 1
@@ -711,13 +716,6 @@ scopes: [someone-else]
     assert_eq!(event["source"], "declared");
 
     // Errors, as daprd gives them.
-    let post = |path: &str, content_type: &str, body: &'static str| {
-        client
-            .post(sidecar.url(path))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-    };
     let unknown = post("/v1.0/publish/nope/orders", "application/json", "{}")
         .await
         .unwrap();
