@@ -1,7 +1,9 @@
 //! Service invocation: Dapr's `/v1.0/invoke/{app-id}/method/{method...}`.
 //!
 //! - Any HTTP verb; nested method paths and the query string pass through.
-//! - The `dapr-app-id` header form: a call to `/<path>` with that header.
+//! - The `dapr-app-id` header form: a call to `/<path>` with that header,
+//!   or with basic auth `dapr-app-id:<app-id>` (the URL
+//!   `http://dapr-app-id:<app-id>@localhost:3500/<path>`), as daprd takes.
 //! - Calls for this sidecar's own app go to the app on `127.0.0.1:APP_PORT`.
 //!   Calls for another app go to that app's sidecar (found through
 //!   [`crate::nameres`]) at `/_dapr-wasm/internal/invoke/{app-id}/...`,
@@ -27,6 +29,8 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 
 use dapr::dapr::proto::common::v1 as common;
 use tonic::metadata::MetadataMap;
@@ -115,19 +119,15 @@ pub(crate) async fn invoke_from_peer(
     Ok(response)
 }
 
-/// The fallback: a request with a `dapr-app-id` header is an invocation of
-/// its path; anything else is an unknown route.
+/// The fallback: a request that names an app outside its path (the
+/// `dapr-app-id` header, or basic auth: [`app_id_outside_path`]) is an
+/// invocation of its path; anything else is an unknown route.
 pub(crate) async fn invoke_by_header_or_not_found(
     State(sidecar): State<Arc<Sidecar>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Response, DaprError> {
-    let app_id = request
-        .headers()
-        .get(APP_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    match app_id {
+    match app_id_outside_path(request.headers()) {
         Some(app_id) if !app_id.is_empty() => {
             let path = request.uri().path().to_string();
             sidecar
@@ -137,6 +137,25 @@ pub(crate) async fn invoke_by_header_or_not_found(
         Some(_) => Err(DaprError::NoAppId),
         None => Err(DaprError::NotFound(request.uri().path().to_string())),
     }
+}
+
+/// The app a request names outside its path, as daprd reads it: the
+/// `dapr-app-id` header, else basic auth with the user `dapr-app-id` and
+/// the app id as the password, which is what a client sends for the URL
+/// `http://dapr-app-id:<app-id>@localhost:3500/<method>` (for a client
+/// whose base URL is all that can be set).
+fn app_id_outside_path(headers: &HeaderMap) -> Option<String> {
+    if let Some(app_id) = headers.get(APP_ID_HEADER).and_then(|v| v.to_str().ok()) {
+        return Some(app_id.to_string());
+    }
+    let credentials = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = STANDARD.decode(credentials.trim()).ok()?;
+    let (user, app_id) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    (user == APP_ID_HEADER && !app_id.contains(':')).then(|| app_id.to_string())
 }
 
 impl Sidecar {
@@ -488,6 +507,46 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_app_id_is_named_by_header_or_by_basic_auth_as_daprd_reads_them() {
+        let named = |pairs: &[(&'static str, &str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(*name, HeaderValue::from_str(value).unwrap());
+            }
+            app_id_outside_path(&headers)
+        };
+        let basic = |credentials: &str| format!("Basic {}", STANDARD.encode(credentials));
+        assert_eq!(
+            named(&[("dapr-app-id", "orders")]).as_deref(),
+            Some("orders")
+        );
+        assert_eq!(
+            named(&[("authorization", &basic("dapr-app-id:orders"))]).as_deref(),
+            Some("orders")
+        );
+        // The header wins over basic auth.
+        assert_eq!(
+            named(&[
+                ("dapr-app-id", "orders"),
+                ("authorization", &basic("dapr-app-id:billing")),
+            ])
+            .as_deref(),
+            Some("orders")
+        );
+        // Not daprd's form: another user, a second colon, not base64, not
+        // basic auth at all.
+        for value in [
+            basic("admin:orders"),
+            basic("dapr-app-id:orders:extra"),
+            "Basic !!!".to_string(),
+            "Bearer dapr-app-id:orders".to_string(),
+        ] {
+            assert_eq!(named(&[("authorization", &value)]), None, "{value}");
+        }
+        assert_eq!(named(&[]), None);
+    }
 
     #[test]
     fn hop_by_hop_headers_and_the_api_token_are_not_forwarded() {

@@ -72,6 +72,27 @@ async fn two_apps_call_each_other_through_their_sidecars_by_app_id() {
     assert_eq!(response.headers()["x-from-app"], "yes");
     assert_eq!(response.text().await.unwrap(), "custom");
 
+    // The app id as basic auth, as daprd takes it: what a client sends for
+    // http://dapr-app-id:alpha@127.0.0.1:PORT/by/basic/auth.
+    let response = client
+        .post(beta.url("/by/basic/auth"))
+        .basic_auth("dapr-app-id", Some("alpha"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echo: Value = response.json().await.unwrap();
+    assert_eq!(echo["path"], "/by/basic/auth");
+    assert_eq!(header(&echo, "dapr-callee-app-id"), Some("alpha"));
+    // Other credentials name no app: the path is an unknown route.
+    let response = client
+        .post(beta.url("/by/basic/auth"))
+        .basic_auth("someone", Some("alpha"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+
     alpha.stop().await;
     beta.stop().await;
 }
