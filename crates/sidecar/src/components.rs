@@ -17,7 +17,8 @@
 //!
 //! A file may hold several documents separated by `---`; documents of other
 //! kinds are skipped here (Subscriptions are read by
-//! [`crate::pubsub::subscriptions`]).
+//! [`crate::pubsub::subscriptions`], HTTPEndpoints by
+//! [`crate::http_endpoints`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -5,6 +5,8 @@
 //!   or with basic auth `dapr-app-id:<app-id>` (the URL
 //!   `http://dapr-app-id:<app-id>@localhost:3500/<path>`), as daprd takes.
 //! - Calls for this sidecar's own app go to the app on `127.0.0.1:APP_PORT`.
+//!   Calls for an `HTTPEndpoint`, or for an app id that is a URL, go
+//!   straight to that endpoint ([`crate::http_endpoints`]).
 //!   Calls for another app go to that app's sidecar (found through
 //!   [`crate::nameres`]) at `/_dapr-wasm/internal/invoke/{app-id}/...`,
 //!   which hands them to its app. Bodies stream both ways; connections are
@@ -41,6 +43,7 @@ use service_kit::trace::TraceContext;
 use crate::Sidecar;
 use crate::error::DaprError;
 use crate::grpc::app_status::{self, GrpcAppStatus, GrpcAppTrailers};
+use crate::http_endpoints::ExternalTarget;
 
 /// The route prefix sidecars use to hand a call to a peer.
 pub(crate) const INTERNAL_PREFIX: &str = "/_dapr-wasm/internal/invoke";
@@ -121,22 +124,33 @@ pub(crate) async fn invoke_from_peer(
 
 /// The fallback: a request that names an app outside its path (the
 /// `dapr-app-id` header, or basic auth: [`app_id_outside_path`]) is an
-/// invocation of its path; anything else is an unknown route.
+/// invocation of its path, and one for a URL written out in the path
+/// ([`url_target_in_path`]) an invocation of that URL; anything else is
+/// an unknown route.
 pub(crate) async fn invoke_by_header_or_not_found(
     State(sidecar): State<Arc<Sidecar>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Response, DaprError> {
-    match app_id_outside_path(request.headers()) {
-        Some(app_id) if !app_id.is_empty() => {
-            let path = request.uri().path().to_string();
-            sidecar
-                .invoke(&app_id, &path, peer, Origin::Client, request)
-                .await
-        }
-        Some(_) => Err(DaprError::NoAppId),
-        None => Err(DaprError::NotFound(request.uri().path().to_string())),
-    }
+    let (app_id, method_path) = match app_id_outside_path(request.headers()) {
+        Some(app_id) if !app_id.is_empty() => (app_id, request.uri().path().to_string()),
+        Some(_) => return Err(DaprError::NoAppId),
+        None => url_target_in_path(request.uri().path())
+            .ok_or_else(|| DaprError::NotFound(request.uri().path().to_string()))?,
+    };
+    sidecar
+        .invoke(&app_id, &method_path, peer, Origin::Client, request)
+        .await
+}
+
+/// The URL and method path of `/v1.0/invoke/<URL>/method/<method>` with
+/// the URL not encoded (`/v1.0/invoke/http://localhost:8000/method/x`),
+/// which the route, taking one segment for the app id, does not match. As
+/// daprd, the app id ends at the first `/method/`.
+fn url_target_in_path(path: &str) -> Option<(String, String)> {
+    let rest = path.strip_prefix("/v1.0/invoke/")?;
+    let (target, method) = rest.split_once("/method/")?;
+    crate::http_endpoints::is_url_app_id(target).then(|| (target.to_string(), format!("/{method}")))
 }
 
 /// The app a request names outside its path, as daprd reads it: the
@@ -187,6 +201,11 @@ impl Sidecar {
             .query()
             .map(|q| format!("?{q}"))
             .unwrap_or_default();
+        if let Some(external) = self.http_endpoints.target(app_id) {
+            return self
+                .invoke_external(app_id, external, method_path, &query, parts, body)
+                .await;
+        }
         let local = app_id == self.config.app_id;
         if local {
             self.check_app_healthy()?;
@@ -235,23 +254,12 @@ impl Sidecar {
             self.metrics
                 .record_app_call(method.as_str(), method_path, status, started.elapsed());
         }
-        let response = answer
-            .map_err(|_| {
-                direct_error(format!(
-                    "no response within {:?}",
-                    self.config.invoke_timeout
-                ))
-            })?
-            .map_err(|e| {
-                if is_length_limit(&e) {
-                    return DaprError::BodyTooLarge(limit);
-                }
-                if !local && e.is_connect() {
-                    // The target sidecar may have restarted elsewhere.
-                    self.registry.forget(app_id);
-                }
-                direct_error(error_chain(&e))
-            })?;
+        let response = self.answer_of(app_id, answer, |e| {
+            if !local && e.is_connect() {
+                // The target sidecar may have restarted elsewhere.
+                self.registry.forget(app_id);
+            }
+        })?;
         let (mut parts, body) = response.into_parts();
         // A gRPC app's failure or trailers, from its sidecar (never an
         // app's header).
@@ -263,13 +271,7 @@ impl Sidecar {
             .then(|| parts.headers.get(&app_status::TRAILERS_HEADER))
             .flatten()
             .and_then(app_status::trailers_from_header);
-        parts.headers = forwardable(&parts.headers);
-        let timing = timing_entry("dapr", arrived.elapsed(), Some(&self.config.app_id));
-        add_server_timing(&mut parts.headers, &[timing]);
-        // The app's answer, whatever it is, goes back as it came.
-        parts
-            .extensions
-            .insert(service_kit::error_body::PassedThrough);
+        self.pass_back(&mut parts, arrived);
         if let Some(status) = app_failure {
             parts.extensions.insert(GrpcAppStatus(status));
         }
@@ -277,6 +279,96 @@ impl Sidecar {
             parts.extensions.insert(GrpcAppTrailers(trailers));
         }
         Ok(Response::from_parts(parts, Body::new(body)))
+    }
+
+    /// Calls a non-Dapr endpoint ([`crate::http_endpoints`]): the method
+    /// path and query after its base URL, with the caller's headers that
+    /// may be forwarded, the trace context and the endpoint's headers. Its
+    /// answer comes back as an app's.
+    async fn invoke_external(
+        &self,
+        app_id: &str,
+        target: ExternalTarget<'_>,
+        method_path: &str,
+        query: &str,
+        parts: axum::http::request::Parts,
+        body: Body,
+    ) -> Result<Response, DaprError> {
+        let arrived = std::time::Instant::now();
+        let direct_error = |reason: String| DaprError::DirectInvoke {
+            id: app_id.to_string(),
+            reason,
+        };
+        let uri: Uri = format!(
+            "{}{method_path}{query}",
+            target.base_url.trim_end_matches('/')
+        )
+        .parse()
+        .map_err(|e| direct_error(format!("invalid URL: {e}")))?;
+        let mut headers = forwardable(&parts.headers);
+        TraceContext::of(&parts.extensions, &parts.headers).inject(&mut headers);
+        for (name, value) in target.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        let client = self
+            .http_endpoints
+            .client_for(&target)
+            .await
+            .map_err(direct_error)?;
+        let limit = self.config.max_body_size;
+        let mut outgoing = axum::http::Request::builder()
+            .method(parts.method)
+            .uri(uri)
+            .body(Body::new(http_body_util::Limited::new(body, limit)))
+            .map_err(|e| direct_error(e.to_string()))?;
+        *outgoing.headers_mut() = headers;
+        let answer =
+            tokio::time::timeout(self.config.invoke_timeout, client.request(outgoing)).await;
+        let (mut parts, body) = self.answer_of(app_id, answer, |_| {})?.into_parts();
+        self.pass_back(&mut parts, arrived);
+        Ok(Response::from_parts(parts, Body::new(body)))
+    }
+
+    /// The answer of a call to `app_id` (`answer`, as the timeout gives
+    /// it), or the error to give instead: a body over the limit is 413;
+    /// no answer in time, or none at all, 500 `ERR_DIRECT_INVOKE`
+    /// (`on_failure` sees the client's error first).
+    fn answer_of<T>(
+        &self,
+        app_id: &str,
+        answer: Result<Result<T, hyper_util::client::legacy::Error>, tokio::time::error::Elapsed>,
+        on_failure: impl FnOnce(&hyper_util::client::legacy::Error),
+    ) -> Result<T, DaprError> {
+        let direct_error = |reason: String| DaprError::DirectInvoke {
+            id: app_id.to_string(),
+            reason,
+        };
+        let answer = answer.map_err(|_| {
+            direct_error(format!(
+                "no response within {:?}",
+                self.config.invoke_timeout
+            ))
+        })?;
+        answer.map_err(|e| {
+            if is_length_limit(&e) {
+                return DaprError::BodyTooLarge(self.config.max_body_size);
+            }
+            on_failure(&e);
+            direct_error(error_chain(&e))
+        })
+    }
+
+    /// Readies an answer's head to go back to the caller as it came: only
+    /// the headers that may be forwarded, one more `Server-Timing` entry
+    /// (this sidecar's time since the call `arrived`), and marked as the
+    /// callee's own, so that no error body replaces it.
+    fn pass_back(&self, parts: &mut axum::http::response::Parts, arrived: std::time::Instant) {
+        parts.headers = forwardable(&parts.headers);
+        let timing = timing_entry("dapr", arrived.elapsed(), Some(&self.config.app_id));
+        add_server_timing(&mut parts.headers, &[timing]);
+        parts
+            .extensions
+            .insert(service_kit::error_body::PassedThrough);
     }
 
     /// The headers of the call to `app_id` (this sidecar's app when
@@ -507,6 +599,23 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_written_out_in_the_invoke_path_is_the_app_id() {
+        let target = |path: &str| url_target_in_path(path);
+        assert_eq!(
+            target("/v1.0/invoke/http://127.0.0.1:8000/base/method/a/b"),
+            Some(("http://127.0.0.1:8000/base".into(), "/a/b".into()))
+        );
+        assert_eq!(
+            target("/v1.0/invoke/https://example.com/method/"),
+            Some(("https://example.com".into(), "/".into()))
+        );
+        // Only a URL: other paths stay unknown routes.
+        assert_eq!(target("/v1.0/invoke/an/app/method/x"), None);
+        assert_eq!(target("/v1.0/invoke/http://example.com/no-method"), None);
+        assert_eq!(target("/v1.0/state/http://x/method/y"), None);
+    }
 
     #[test]
     fn an_app_id_is_named_by_header_or_by_basic_auth_as_daprd_reads_them() {

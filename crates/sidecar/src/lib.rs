@@ -25,6 +25,8 @@
 //! - [`bindings`]: output bindings: `bindings.wasm` on the function host.
 //! - [`components`]: component YAML files.
 //! - [`grpc`]: the gRPC API (`dapr.proto.runtime.v1.Dapr`).
+//! - [`http_endpoints`]: invoking non-Dapr endpoints (`HTTPEndpoint`
+//!   resources, URL app ids).
 //! - [`invoke`]: service invocation, local and through peer sidecars.
 //! - [`nameres`]: the SQLite registry of app ids.
 //! - [`pubsub`]: publishing, subscriptions, delivery, and the brokers.
@@ -41,6 +43,7 @@ pub mod bindings;
 pub mod components;
 pub mod error;
 pub mod grpc;
+pub mod http_endpoints;
 mod ids;
 pub mod invoke;
 pub mod metadata;
@@ -111,6 +114,8 @@ pub struct Sidecar {
     stores: HashMap<String, Arc<dyn StateStore>>,
     secret_stores: HashMap<String, LocalFileStore>,
     components: Vec<ComponentInfo>,
+    /// Non-Dapr endpoints invoked like apps ([`http_endpoints`]).
+    http_endpoints: http_endpoints::HttpEndpoints,
     registry: Registry,
     client: Client<HttpConnector, Body>,
     /// HTTP/2 without TLS: proxied gRPC calls, to the app or a peer.
@@ -222,6 +227,11 @@ impl Sidecar {
             .map_err(anyhow::Error::msg)?;
             Some(loaded)
         };
+        let http_endpoints = http_endpoints::HttpEndpoints::load(
+            &config.resources_paths,
+            &config.app_id,
+            &secret_stores,
+        )?;
         let declarative =
             pubsub::subscriptions::load_declarative(&config.resources_paths, &config.app_id)?;
         let registry = Registry::open(&config.data_dir.join("nameres.db"), nameres::DEFAULT_TTL)?;
@@ -263,6 +273,7 @@ impl Sidecar {
             stores,
             secret_stores,
             components: infos,
+            http_endpoints,
             registry,
             client,
             h2_client,

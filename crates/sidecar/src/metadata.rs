@@ -94,7 +94,12 @@ pub(crate) async fn metadata_get(State(sidecar): State<Arc<Sidecar>>) -> Json<Va
         "components": components,
         "extended": sidecar.extended_metadata(),
         "subscriptions": subscriptions,
-        "httpEndpoints": [],
+        "httpEndpoints": sidecar
+            .http_endpoints
+            .names()
+            .into_iter()
+            .map(|name| json!({ "name": name }))
+            .collect::<Vec<_>>(),
         "appConnectionProperties": app_connection_json(&sidecar.app_connection()),
     }))
 }

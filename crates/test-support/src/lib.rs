@@ -18,6 +18,8 @@
 //! - [`sidecar`]: a sidecar started with the production `run_on` on an
 //!   ephemeral port ([`RunningSidecar`]), an app that echoes what it got
 //!   ([`start_echo_app`]), and checks of Dapr's error bodies.
+//! - [`tls`]: a test CA's certificates, and the echo app over HTTPS for
+//!   clients with a certificate ([`tls::start_mtls_echo_app`]).
 //!
 //! # Tests that need something outside the repository
 //!
@@ -33,6 +35,7 @@ pub mod paths;
 pub mod process;
 pub mod services;
 pub mod sidecar;
+pub mod tls;
 pub mod wait;
 
 pub use paths::{component_path, photo, repo_path, wasm_path};

@@ -22,37 +22,18 @@ use crate::wait::wait_until;
 /// An app whose every route answers with JSON describing the request, and
 /// whose `/status/{code}` routes answer with that status and a custom header.
 pub async fn start_echo_app() -> (SocketAddr, oneshot::Sender<()>) {
-    async fn echo(request: Request) -> impl IntoResponse {
-        let (parts, body) = request.into_parts();
-        let body = axum::body::to_bytes(body, usize::MAX)
-            .await
-            .unwrap_or_default();
-        let path = parts.uri.path().to_string();
-        if let Some(code) = path.strip_prefix("/status/") {
-            let status = StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
-            return (
-                status,
-                [("x-from-app", "yes")],
-                Bytes::from_static(b"custom"),
-            )
-                .into_response();
-        }
-        let headers: serde_json::Map<String, Value> = parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::from(v.to_str().unwrap_or(""))))
-            .collect();
-        axum::Json(json!({
-            "method": parts.method.as_str(),
-            "path": path,
-            "query": parts.uri.query(),
-            "headers": headers,
-            "body": String::from_utf8_lossy(&body),
-        }))
-        .into_response()
-    }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    (address, serve_echo(listener))
+}
+
+/// Serves the echo app on `listener` until the sender is dropped or sent
+/// to.
+pub(crate) fn serve_echo<L>(listener: L) -> oneshot::Sender<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (tx, rx) = oneshot::channel::<()>();
     let app = Router::new().fallback(any(echo));
     tokio::spawn(async move {
@@ -63,7 +44,38 @@ pub async fn start_echo_app() -> (SocketAddr, oneshot::Sender<()>) {
             .await
             .unwrap();
     });
-    (address, tx)
+    tx
+}
+
+/// The echo app's one handler ([`start_echo_app`]).
+async fn echo(request: Request) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let path = parts.uri.path().to_string();
+    if let Some(code) = path.strip_prefix("/status/") {
+        let status = StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
+        return (
+            status,
+            [("x-from-app", "yes")],
+            Bytes::from_static(b"custom"),
+        )
+            .into_response();
+    }
+    let headers: serde_json::Map<String, Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::from(v.to_str().unwrap_or(""))))
+        .collect();
+    axum::Json(json!({
+        "method": parts.method.as_str(),
+        "path": path,
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    }))
+    .into_response()
 }
 
 /// A sidecar configuration for tests: data in `data_dir` (shared by the

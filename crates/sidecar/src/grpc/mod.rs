@@ -616,6 +616,12 @@ async fn get_metadata(
         extended_metadata: sidecar.extended_metadata(),
         runtime_version: crate::metadata::RUNTIME_VERSION.to_string(),
         app_connection_properties: Some(sidecar.app_connection()),
+        http_endpoints: sidecar
+            .http_endpoints
+            .names()
+            .into_iter()
+            .map(|name| pb::MetadataHttpEndpoint { name })
+            .collect(),
         subscriptions: sidecar
             .subscriptions()
             .into_iter()

@@ -14,7 +14,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-async fn client(sidecar: &RunningSidecar) -> DaprClient<Channel> {
+pub(crate) async fn client(sidecar: &RunningSidecar) -> DaprClient<Channel> {
     DaprClient::connect(format!("http://{}", sidecar.grpc_address))
         .await
         .expect("the gRPC API accepts connections")
@@ -73,7 +73,7 @@ pub(crate) fn invoke(app: &str, method: &str, data: &[u8]) -> pb::InvokeServiceR
 }
 
 /// `message` as a call carrying `token` as `dapr-api-token`, if any.
-fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+pub(crate) fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(token) = token {
         request

@@ -395,3 +395,271 @@ fn sidecars_started_together_on_one_data_dir_all_start() {
         }
     }
 }
+
+/// A service with no sidecar, invoked as daprd invokes one: by the name of
+/// an `HTTPEndpoint` resource (its base URL and headers, one of them from
+/// a secret), or by its URL as the app id, over HTTP (encoded, written
+/// out, or in the `dapr-app-id` header) and gRPC. Neither this sidecar's
+/// tokens nor its app id reach the endpoint.
+#[tokio::test]
+async fn non_dapr_endpoints_are_invoked_by_name_and_by_url() {
+    use super::grpc::{client, invoke, with_token};
+    let resources = TestResources::new();
+    let (external, _external) = start_echo_app().await;
+    std::fs::write(
+        resources.resources.path().join("endpoints.yaml"),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: HTTPEndpoint\nmetadata:\n  name: external\n\
+             spec:\n  baseUrl: http://{external}/base/\n  headers:\n  - name: x-endpoint\n    value: from-resource\n  \
+             - name: authorization\n    secretKeyRef:\n      name: token\n      key: token\n\
+             auth:\n  secretStore: localsecrets\n\
+             ---\napiVersion: dapr.io/v1alpha1\nkind: HTTPEndpoint\nmetadata:\n  name: not-mine\n\
+             spec:\n  baseUrl: http://{external}\nscopes: [another-app]\n"
+        ),
+    )
+    .unwrap();
+    let mut config = resources.config("endpoint-caller", None);
+    config.api_token = Some("caller-token".into());
+    config.app_api_token = Some("app-token".into());
+    let caller = RunningSidecar::start(config).await;
+    let client_http = reqwest::Client::new();
+    let token = |request: reqwest::RequestBuilder| request.header("dapr-api-token", "caller-token");
+
+    // By name: the method path and query after the base URL's path, the
+    // resource's headers over the caller's.
+    let response = token(client_http.post(caller.url("/v1.0/invoke/external/method/orders/7?x=1")))
+        .header("x-endpoint", "from-caller")
+        .header("x-custom", "kept")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body("to the endpoint")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let timing = response.headers()["server-timing"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(timing.contains("desc=\"endpoint-caller\""), "{timing}");
+    let echo: Value = response.json().await.unwrap();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["path"], "/base/orders/7");
+    assert_eq!(echo["query"], "x=1");
+    assert_eq!(echo["body"], "to the endpoint");
+    assert_eq!(header(&echo, "x-endpoint"), Some("from-resource"));
+    assert_eq!(header(&echo, "authorization"), Some("t0k"));
+    assert_eq!(header(&echo, "x-custom"), Some("kept"));
+    assert_eq!(header(&echo, "host"), Some(external.to_string().as_str()));
+    let trace = header(&echo, "traceparent").unwrap();
+    assert!(
+        trace.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{trace}"
+    );
+    for absent in ["dapr-api-token", "dapr-caller-app-id", "dapr-callee-app-id"] {
+        assert_eq!(header(&echo, absent), None, "{absent}: {echo}");
+    }
+
+    // By URL, three ways.
+    let url = format!("http://{external}");
+    let encoded = url.replace(':', "%3A").replace('/', "%2F");
+    let by_url = [
+        token(
+            client_http.post(caller.url(&format!("/v1.0/invoke/{encoded}/method/direct/path?q=1"))),
+        ),
+        token(client_http.post(caller.url(&format!("/v1.0/invoke/{url}/method/direct/path?q=1")))),
+        token(client_http.post(caller.url("/direct/path?q=1"))).header("dapr-app-id", &url),
+    ];
+    for request in by_url {
+        let response = request.body("by url").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let echo: Value = response.json().await.unwrap();
+        assert_eq!(echo["path"], "/direct/path", "{echo}");
+        assert_eq!(echo["query"], "q=1", "{echo}");
+        assert_eq!(echo["body"], "by url", "{echo}");
+        assert_eq!(header(&echo, "x-endpoint"), None, "{echo}");
+    }
+    // The endpoint's status, headers and body come back as they came.
+    let response =
+        token(client_http.get(caller.url(&format!("/v1.0/invoke/{encoded}/method/status/418"))))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(response.status(), 418);
+    assert_eq!(response.headers()["x-from-app"], "yes");
+    assert_eq!(response.text().await.unwrap(), "custom");
+
+    // The caller still needs its token.
+    let response = client_http
+        .post(caller.url("/v1.0/invoke/external/method/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    // An endpoint scoped to another app is not this one's: an unknown app.
+    let response = token(client_http.post(caller.url("/v1.0/invoke/not-mine/method/x")))
+        .send()
+        .await
+        .unwrap();
+    assert_dapr_error(response, 404, "ERR_DIRECT_INVOKE").await;
+    // An endpoint that does not answer.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let response =
+        token(client_http.post(caller.url(&format!("/v1.0/invoke/http://{closed}/method/x"))))
+            .send()
+            .await
+            .unwrap();
+    let message = assert_dapr_error(response, 500, "ERR_DIRECT_INVOKE").await;
+    assert!(message.contains(&closed.to_string()), "{message}");
+
+    // Over gRPC, by name and by URL.
+    let mut dapr = client(&caller).await;
+    for (id, path) in [
+        ("external", "/base/grpc/call"),
+        (url.as_str(), "/grpc/call"),
+    ] {
+        let answer = dapr
+            .invoke_service(with_token(
+                invoke(id, "grpc/call", b"over grpc"),
+                Some("caller-token"),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let echo: Value = serde_json::from_slice(&answer.data.unwrap().value).unwrap();
+        assert_eq!(echo["path"], path, "{echo}");
+        assert_eq!(echo["body"], "over grpc", "{echo}");
+    }
+
+    // The metadata APIs list the endpoint in scope.
+    let metadata: Value = token(client_http.get(caller.url("/v1.0/metadata")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata["httpEndpoints"],
+        serde_json::json!([{"name": "external"}])
+    );
+    let metadata = dapr
+        .get_metadata(with_token(
+            dapr::dapr::proto::runtime::v1::GetMetadataRequest {},
+            Some("caller-token"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = metadata
+        .http_endpoints
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names, ["external"]);
+    caller.stop().await;
+}
+
+/// An `https://` endpoint is checked against the resource's `rootCA`, and
+/// shown its client certificate (here from a secret store); without them,
+/// the call fails cleanly: the server's certificate is not one the system
+/// trusts, and the server wants a client certificate.
+#[tokio::test]
+async fn an_https_endpoint_is_called_with_its_root_ca_and_client_certificate() {
+    use test_support::tls;
+    let resources = TestResources::new();
+    let (server, _server) = tls::start_mtls_echo_app().await;
+    let secrets_file = resources.data.path().join("tls-secrets.json");
+    std::fs::write(
+        &secrets_file,
+        serde_json::json!({"client-cert": tls::CLIENT_PEM, "client-key": tls::CLIENT_KEY})
+            .to_string(),
+    )
+    .unwrap();
+    // (JSON is YAML: the PEM texts go in as JSON strings.)
+    let endpoint = |name: &str, client_tls: Value| {
+        serde_json::json!({
+            "apiVersion": "dapr.io/v1alpha1",
+            "kind": "HTTPEndpoint",
+            "metadata": {"name": name},
+            "spec": {"baseUrl": format!("https://{server}"), "clientTLS": client_tls},
+            "auth": {"secretStore": "tls-secrets"},
+        })
+        .to_string()
+    };
+    let documents = [
+        serde_json::json!({
+            "apiVersion": "dapr.io/v1alpha1",
+            "kind": "Component",
+            "metadata": {"name": "tls-secrets"},
+            "spec": {"type": "secretstores.local.file", "version": "v1",
+                     "metadata": [{"name": "secretsFile", "value": secrets_file}]},
+        })
+        .to_string(),
+        endpoint(
+            "secure",
+            serde_json::json!({
+                "rootCA": {"value": tls::CA_PEM},
+                "certificate": {"secretKeyRef": {"name": "client-cert"}},
+                "privateKey": {"secretKeyRef": {"name": "client-key"}},
+            }),
+        ),
+        endpoint(
+            "no-client-cert",
+            serde_json::json!({"rootCA": {"value": tls::CA_PEM}}),
+        ),
+        endpoint("system-roots", Value::Null),
+    ];
+    std::fs::write(
+        resources.resources.path().join("tls.yaml"),
+        documents.join("\n---\n"),
+    )
+    .unwrap();
+    let caller = RunningSidecar::start(resources.config("tls-caller", None)).await;
+    let client = reqwest::Client::new();
+
+    let response = client
+        .post(caller.url("/v1.0/invoke/secure/method/over/tls?x=1"))
+        .body("secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echo: Value = response.json().await.unwrap();
+    assert_eq!(echo["path"], "/over/tls");
+    assert_eq!(echo["query"], "x=1");
+    assert_eq!(echo["body"], "secret");
+
+    // (The reasons are rustls's, as the sidecar's message passes them on.)
+    for (refused, reason) in [
+        (
+            "/v1.0/invoke/no-client-cert/method/x".to_string(),
+            "CertificateRequired",
+        ),
+        (
+            "/v1.0/invoke/system-roots/method/x".to_string(),
+            "UnknownIssuer",
+        ),
+        (
+            format!("/v1.0/invoke/https://{server}/method/x"),
+            "UnknownIssuer",
+        ),
+    ] {
+        let response = client.post(caller.url(&refused)).send().await.unwrap();
+        let message = assert_dapr_error(response, 500, "ERR_DIRECT_INVOKE").await;
+        assert!(message.contains(reason), "{refused}: {message}");
+    }
+    // And the sidecar goes on serving.
+    let response = client
+        .get(caller.url("/v1.0/invoke/secure/method/again"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    caller.stop().await;
+}
