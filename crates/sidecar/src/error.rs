@@ -37,6 +37,21 @@ pub enum DaprError {
         /// What went wrong.
         reason: String,
     },
+    /// No lock store is configured at all.
+    #[error("lock store is not configured")]
+    LockStoresNotConfigured,
+    /// No lock store of that name.
+    #[error("lock store {0} not found")]
+    LockStoreNotFound(String),
+    /// A lock request lacks a field or has a bad one.
+    #[error("{0}")]
+    LockRequest(String),
+    /// Trying a lock failed.
+    #[error("failed to try acquiring lock: {0}")]
+    TryLock(String),
+    /// Releasing a lock failed.
+    #[error("failed to release lock: {0}")]
+    Unlock(String),
     /// No state store of that name.
     #[error("state store {0} is not found")]
     StateStoreNotFound(String),
@@ -162,7 +177,9 @@ impl DaprError {
             | StateStoreNotFound(_)
             | SecretStoreNotFound(_)
             | PubsubNotConfigured
-            | PubsubCloudEvent(_) => StatusCode::BAD_REQUEST,
+            | PubsubCloudEvent(_)
+            | LockStoreNotFound(_)
+            | LockRequest(_) => StatusCode::BAD_REQUEST,
             BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppNotFound(_) | NotFound(_) | PubsubNotFound(_) => StatusCode::NOT_FOUND,
             PubsubForbidden { .. } => StatusCode::FORBIDDEN,
@@ -180,7 +197,10 @@ impl DaprError {
             | StateTransaction(_)
             | SecretStoresNotConfigured
             | SecretGet { .. }
-            | PubsubPublish { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            | PubsubPublish { .. }
+            | LockStoresNotConfigured
+            | TryLock(_)
+            | Unlock(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -188,7 +208,7 @@ impl DaprError {
     pub fn code(&self) -> &str {
         use DaprError::*;
         match self {
-            MalformedRequest(_) => "ERR_MALFORMED_REQUEST",
+            MalformedRequest(_) | LockRequest(_) => "ERR_MALFORMED_REQUEST",
             BodyTooLarge(_) => service_kit::error_body::BODY_TOO_LARGE,
             AppNotFound(_) | NoAppId | DirectInvoke { .. } => "ERR_DIRECT_INVOKE",
             MalformedResponse(_) => "ERR_MALFORMED_RESPONSE",
@@ -206,6 +226,10 @@ impl DaprError {
             PubsubForbidden { .. } => "ERR_PUBSUB_FORBIDDEN",
             PubsubCloudEvent(_) => "ERR_PUBSUB_CLOUD_EVENTS_SER",
             PubsubPublish { .. } => "ERR_PUBSUB_PUBLISH_MESSAGE",
+            LockStoresNotConfigured => "ERR_LOCK_STORE_NOT_CONFIGURED",
+            LockStoreNotFound(_) => "ERR_LOCK_STORE_NOT_FOUND",
+            TryLock(_) => "ERR_TRY_LOCK",
+            Unlock(_) => "ERR_UNLOCK",
             Unauthorized => "ERR_API_UNAUTHORIZED",
             NotFound(_) => service_kit::error_body::NOT_FOUND,
             Unimplemented(_) => "ERR_API_UNIMPLEMENTED",
@@ -224,8 +248,10 @@ impl DaprError {
             | StateStoreNotFound(_)
             | SecretStoreNotFound(_)
             | PubsubNotFound(_)
-            | PubsubCloudEvent(_) => Code::InvalidArgument,
-            PubsubNotConfigured => Code::FailedPrecondition,
+            | PubsubCloudEvent(_)
+            | LockStoreNotFound(_)
+            | LockRequest(_) => Code::InvalidArgument,
+            PubsubNotConfigured | LockStoresNotConfigured => Code::FailedPrecondition,
             PubsubForbidden { .. } => Code::PermissionDenied,
             BodyTooLarge(_) => Code::ResourceExhausted,
             AppNotFound(_) | NoAppId | NotFound(_) => Code::NotFound,
@@ -248,7 +274,9 @@ impl DaprError {
             | StateDelete { .. }
             | StateTransaction(_)
             | SecretGet { .. }
-            | PubsubPublish { .. } => Code::Internal,
+            | PubsubPublish { .. }
+            | TryLock(_)
+            | Unlock(_) => Code::Internal,
         }
     }
 

@@ -28,6 +28,7 @@
 //! - [`http_endpoints`]: invoking non-Dapr endpoints (`HTTPEndpoint`
 //!   resources, URL app ids).
 //! - [`invoke`]: service invocation, local and through peer sidecars.
+//! - [`lock`]: the distributed lock API and its stores.
 //! - [`nameres`]: the SQLite registry of app ids.
 //! - [`pubsub`]: publishing, subscriptions, delivery, and the brokers.
 //! - [`state`]: the state building block ([`state::ops`]), its HTTP API and
@@ -46,6 +47,7 @@ pub mod grpc;
 pub mod http_endpoints;
 mod ids;
 pub mod invoke;
+pub mod lock;
 pub mod metadata;
 pub mod metrics;
 pub mod nameres;
@@ -134,6 +136,8 @@ pub struct Sidecar {
     app_health_client: Option<AppCallbackHealthCheckClient<tonic::transport::Channel>>,
     /// Whether the app may be sent work ([`app_health`]).
     app_healthy: tokio::sync::watch::Sender<bool>,
+    /// Lock components by name.
+    locks: HashMap<String, lock::LockComponent>,
     /// Pub/sub components by name.
     pubsubs: HashMap<String, pubsub::PubsubComponent>,
     /// The `Subscription` documents for this app.
@@ -170,6 +174,7 @@ impl Sidecar {
         let mut stores: HashMap<String, Arc<dyn StateStore>> = HashMap::new();
         let mut secret_stores = HashMap::new();
         let mut pubsubs = HashMap::new();
+        let mut locks = HashMap::new();
         let mut infos = Vec::new();
         let mut wasm_bindings = Vec::new();
         for component in &components {
@@ -190,6 +195,12 @@ impl Sidecar {
                 .map_err(|e| anyhow::anyhow!("pub/sub `{name}`: {e}"))?;
                 component_type = pubsub.component_type.clone();
                 pubsubs.insert(name.clone(), pubsub);
+                vec![]
+            } else if component_type.starts_with("lock.") {
+                let opened = lock::open(component, &config.app_id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("lock store `{name}` ({component_type}): {e}"))?;
+                locks.insert(name.clone(), opened);
                 vec![]
             } else if component_type == bindings::WASM_BINDING {
                 wasm_bindings.push(component.clone());
@@ -283,6 +294,7 @@ impl Sidecar {
             app_callback_alpha,
             app_health_client,
             app_healthy,
+            locks,
             pubsubs,
             declarative,
             subscriptions: Mutex::new(Vec::new()),
@@ -371,6 +383,8 @@ pub fn app(sidecar: Arc<Sidecar>) -> Router {
             "/v1.0/bindings/{name}",
             post(bindings::invoke_http).put(bindings::invoke_http),
         )
+        .route("/v1.0-alpha1/lock/{store}", post(lock::api::try_lock))
+        .route("/v1.0-alpha1/unlock/{store}", post(lock::api::unlock))
         .route("/v1.0/secrets/{store}/bulk", get(secrets::secret_bulk))
         .route("/v1.0/secrets/{store}/{name}", get(secrets::secret_get))
         .route("/v1.0/metadata", get(metadata::metadata_get))

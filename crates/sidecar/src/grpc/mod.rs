@@ -14,6 +14,7 @@
 //! | `GetSecret`, `GetBulkSecret` | secrets |
 //! | `GetMetadata`, `SetMetadata` | metadata |
 //! | `Shutdown` | stops the sidecar |
+//! | `TryLockAlpha1`, `UnlockAlpha1` | distributed lock ([`crate::lock`]) |
 //! | `PublishEvent`, `BulkPublishEvent` (and its `Alpha1` name), `SubscribeTopicEventsAlpha1` | pub/sub ([`crate::pubsub::streaming`] for the streaming subscription) |
 //!
 //! Every other RPC answers `UNIMPLEMENTED` naming itself ([`rpcs`], generated
@@ -63,6 +64,7 @@ use tonic::{Request, Response, Status};
 use crate::Sidecar;
 use crate::error::DaprError;
 use crate::invoke::Origin;
+use crate::lock::LockRequest;
 use crate::pubsub::ops::{BulkEntry, Publication};
 use crate::state::Concurrency;
 use crate::state::ops::parse_ttl;
@@ -715,6 +717,50 @@ async fn bulk_publish_event(
         .map(|(entry_id, error)| pb::BulkPublishResponseFailedEntry { entry_id, error })
         .collect();
     Ok(Response::new(pb::BulkPublishResponse { failed_entries }))
+}
+
+async fn try_lock_alpha1(
+    api: &DaprApi,
+    request: Request<pb::TryLockRequest>,
+) -> Result<Response<pb::TryLockResponse>, Status> {
+    let request = request.into_inner();
+    let success = api
+        .sidecar
+        .try_lock(
+            &request.store_name,
+            &lock_request(
+                &request.resource_id,
+                &request.lock_owner,
+                request.expiry_in_seconds,
+            ),
+        )
+        .await?;
+    Ok(Response::new(pb::TryLockResponse { success }))
+}
+
+async fn unlock_alpha1(
+    api: &DaprApi,
+    request: Request<pb::UnlockRequest>,
+) -> Result<Response<pb::UnlockResponse>, Status> {
+    let request = request.into_inner();
+    let status = api
+        .sidecar
+        .unlock(
+            &request.store_name,
+            &lock_request(&request.resource_id, &request.lock_owner, 0),
+        )
+        .await?;
+    Ok(Response::new(pb::UnlockResponse {
+        status: status as i32,
+    }))
+}
+
+fn lock_request(resource_id: &str, lock_owner: &str, expiry_in_seconds: i32) -> LockRequest {
+    LockRequest {
+        resource_id: resource_id.to_string(),
+        lock_owner: lock_owner.to_string(),
+        expiry_in_seconds,
+    }
 }
 
 async fn bulk_publish_event_alpha1(

@@ -222,15 +222,13 @@ impl Dapr for DaprApi {
         &self,
         request: Request<pb::TryLockRequest>,
     ) -> Result<Response<pb::TryLockResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("TryLockAlpha1"))
+        super::try_lock_alpha1(self, request).await
     }
     async fn unlock_alpha1(
         &self,
         request: Request<pb::UnlockRequest>,
     ) -> Result<Response<pb::UnlockResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("UnlockAlpha1"))
+        super::unlock_alpha1(self, request).await
     }
     async fn encrypt_alpha1(
         &self,

@@ -6,6 +6,7 @@
 //! - `pubsub`: publishing and delivery on the real brokers;
 //! - `grpc`: the gRPC API, its errors and its bounds;
 //! - `grpc_app`: apps that speak gRPC, and proxied gRPC calls;
+//! - `lock`: the distributed lock API on Redis;
 //! - `python_sdk`, `js_sdk`: the official Dapr SDKs against a real sidecar;
 //! - `bindings`: `bindings.wasm` output bindings on the function host;
 //! - `metrics`: `GET /metrics`, daprd's metric names and labels;
@@ -18,6 +19,7 @@ mod grpc;
 mod grpc_app;
 mod invoke;
 mod js_sdk;
+mod lock;
 mod metrics;
 mod pubsub;
 mod python_sdk;

@@ -1,8 +1,8 @@
 //! Conformance with the official Dapr Python SDK (PyPI `dapr`, pinned in
 //! scripts/test-requirements.txt) over its default transport, gRPC:
 //! `python-sdk/conformance.py` drives a real sidecar, and invokes an HTTP
-//! app behind a second sidecar over gRPC `InvokeService`, and publishes
-//! events (`PublishEvent`); and `python-sdk/grpc_app.py`, a gRPC app
+//! app behind a second sidecar over gRPC `InvokeService`, publishes
+//! events (`PublishEvent`) and takes and releases locks (`lock.redis`); and `python-sdk/grpc_app.py`, a gRPC app
 //! written with the SDK's gRPC `App` (`dapr.ext.grpc`), is invoked and gets its
 //! subscriptions' events through its sidecar.
 
@@ -33,10 +33,18 @@ fn resources_with_pubsub() -> TestResources {
 }
 
 #[tokio::test]
-#[ignore = "needs the Dapr Python SDK in build/test-venv (scripts/test.sh installs it and runs this)"]
+#[ignore = "needs the Dapr Python SDK in build/test-venv and Redis on 127.0.0.1:6379 (scripts/test.sh installs them and runs this)"]
 async fn the_official_dapr_python_sdk_works_over_grpc() {
     let python = venv_python();
+    test_support::require_service("Redis", "127.0.0.1:6379");
     let resources = resources_with_pubsub();
+    // A lock store on the machine's Redis, for the lock API's checks.
+    std::fs::write(
+        resources.resources.path().join("lockstore.yaml"),
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: lockstore\n\
+         spec:\n  type: lock.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:6379\n",
+    )
+    .unwrap();
     let (app, _app) = start_echo_app().await;
     let target =
         RunningSidecar::start(config("py-target", Some(app.port()), resources.data.path())).await;
@@ -64,7 +72,7 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
         output.status.success(),
         "the Python SDK checks failed:\n{stdout}"
     );
-    assert!(stdout.contains("14 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("15 passed, 0 failed"), "{stdout}");
     caller.stop().await;
     target.stop().await;
 }

@@ -405,7 +405,7 @@ async fn secrets_metadata_and_component_scopes() {
 }
 
 /// A name no earlier run used, so runs never see each other's data.
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -415,7 +415,7 @@ fn unique(prefix: &str) -> String {
 
 /// A sidecar for `app_id` whose one component is `name`, of type `kind`;
 /// its data and resources folders last as long as the returned pair.
-async fn sidecar_with_component(
+pub(crate) async fn sidecar_with_component(
     app_id: &str,
     name: &str,
     kind: &str,

@@ -20,6 +20,7 @@ import grpc
 from dapr.clients import DaprClient
 from dapr.clients.exceptions import DaprGrpcError
 from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
+from dapr.clients.grpc._response import UnlockResponseStatus
 from dapr.clients.grpc._state import Concurrency, StateItem, StateOptions
 
 STORE = "statestore"
@@ -225,6 +226,25 @@ def _():
         subscription.respond_success(again)
     finally:
         subscription.close()
+
+
+@check("distributed lock: try_lock, its with-block, unlock")
+def _():
+    resource = f"sdk-lock-{os.getpid()}-{time.time_ns()}"
+    with client.try_lock("lockstore", resource, "owner-a", 60) as lock:
+        assert lock.success, "the first owner gets it"
+        assert not client.try_lock("lockstore", resource, "owner-b", 60), "held"
+        other = client.unlock("lockstore", resource, "owner-b")
+        assert other.status == UnlockResponseStatus.lock_belongs_to_others, other.status
+    # The with-block released it.
+    again = client.unlock("lockstore", resource, "owner-a")
+    assert again.status == UnlockResponseStatus.lock_does_not_exist, again.status
+    assert client.try_lock("lockstore", resource, "owner-b", 60), "free again"
+    done = client.unlock("lockstore", resource, "owner-b")
+    assert done.status == UnlockResponseStatus.success, done.status
+    expect_grpc_error(
+        lambda: client.try_lock("no-such-lockstore", resource, "owner-a", 60),
+        grpc.StatusCode.INVALID_ARGUMENT, "ERR_LOCK_STORE_NOT_FOUND")
 
 
 failed = sum(1 for _, err in results if err is not None)
