@@ -104,9 +104,9 @@ fn cached_copy(cache_dir: &std::path::Path, url: &str) -> PathBuf {
 /// The HTTP client that fetches wasm files.
 enum WasmFetcher {
     Http(hyper_util::client::legacy::Client<HttpConnector, Body>),
-    /// `https://` too, trusting the system's roots (rustls-native-certs:
-    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` override the platform's store);
-    /// loaded only when a URL needs them.
+    /// `https://` too, trusting the system's roots
+    /// ([`crate::http_endpoints::client_with_system_roots`]), loaded only
+    /// when a URL needs them.
     Https(hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Body>),
 }
 
@@ -117,13 +117,7 @@ impl WasmFetcher {
         if !https {
             return Ok(WasmFetcher::Http(builder.build_http()));
         }
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| format!("cannot load the system's trusted certificates: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        Ok(WasmFetcher::Https(builder.build(connector)))
+        crate::http_endpoints::client_with_system_roots().map(WasmFetcher::Https)
     }
 
     async fn get(

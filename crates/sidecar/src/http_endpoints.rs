@@ -329,8 +329,10 @@ fn resolve(
     }
 }
 
-/// The client for `https://` URLs with the system's roots.
-fn client_with_system_roots() -> Result<EndpointClient, String> {
+/// A client for `http://` and `https://` URLs, `https://` checked against
+/// the system's trusted roots (`SSL_CERT_FILE` and `SSL_CERT_DIR` override
+/// the platform's store). (Loading them reads files: not on a runtime.)
+pub(crate) fn client_with_system_roots() -> Result<EndpointClient, String> {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
         .map_err(|e| format!("cannot load the system's trusted certificates: {e}"))?

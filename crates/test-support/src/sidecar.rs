@@ -47,6 +47,14 @@ where
     tx
 }
 
+/// Asserts that `response` is the echo app's answer to `/status/{status}`
+/// as the app gave it: that status, its header and its body.
+pub async fn assert_echo_status_passed_back(response: reqwest::Response, status: u16) {
+    assert_eq!(response.status().as_u16(), status);
+    assert_eq!(response.headers()["x-from-app"], "yes");
+    assert_eq!(response.text().await.unwrap(), "custom");
+}
+
 /// The echo app's one handler ([`start_echo_app`]).
 async fn echo(request: Request) -> axum::response::Response {
     let (parts, body) = request.into_parts();
@@ -290,6 +298,19 @@ impl TestResources {
     /// Adds an in-memory pub/sub component named `name`.
     pub fn add_in_memory_pubsub(&self, name: &str) {
         write_in_memory_pubsub(self.resources.path(), name);
+    }
+
+    /// Adds a `lock.redis` component named `name` on the machine's Redis
+    /// (127.0.0.1:6379).
+    pub fn add_redis_lock_store(&self, name: &str) {
+        std::fs::write(
+            self.resources.path().join(format!("{name}.yaml")),
+            format!(
+                "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n\
+                 spec:\n  type: lock.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:6379\n"
+            ),
+        )
+        .unwrap();
     }
 
     /// A sidecar configuration that loads these components.

@@ -9,7 +9,7 @@ use std::process::Command;
 use test_support::sidecar::*;
 
 #[tokio::test]
-#[ignore = "needs the Dapr JS SDK and node (scripts/test.sh installs them and runs this)"]
+#[ignore = "needs the Dapr JS SDK, node and Redis on 127.0.0.1:6379 (scripts/test.sh installs them and runs this)"]
 async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
     let sdk_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sidecar/js-sdk");
     assert!(
@@ -17,7 +17,9 @@ async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
         "the Dapr JS SDK is not installed: run `npm ci --prefix {}` (scripts/test.sh does)",
         sdk_dir.display()
     );
+    test_support::require_service("Redis", "127.0.0.1:6379");
     let resources = TestResources::new();
+    resources.add_redis_lock_store("lockstore");
     let (app, _app) = start_echo_app().await;
     let sidecar = RunningSidecar::start(resources.config("js-target", Some(app.port()))).await;
 
@@ -46,7 +48,7 @@ async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
             "the JS SDK checks failed over {protocol}:\n{stdout}"
         );
         assert!(
-            stdout.contains("11 passed, 0 failed"),
+            stdout.contains("12 passed, 0 failed"),
             "{protocol}: {stdout}"
         );
     }

@@ -38,13 +38,7 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
     let python = venv_python();
     test_support::require_service("Redis", "127.0.0.1:6379");
     let resources = resources_with_pubsub();
-    // A lock store on the machine's Redis, for the lock API's checks.
-    std::fs::write(
-        resources.resources.path().join("lockstore.yaml"),
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: lockstore\n\
-         spec:\n  type: lock.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:6379\n",
-    )
-    .unwrap();
+    resources.add_redis_lock_store("lockstore");
     let (app, _app) = start_echo_app().await;
     let target =
         RunningSidecar::start(config("py-target", Some(app.port()), resources.data.path())).await;

@@ -5,8 +5,8 @@
 //
 // Run by crates/sidecar/tests/js_sdk.rs, which starts an echo app
 // (TARGET_APP_ID) and its sidecar (DAPR_HTTP_PORT, DAPR_GRPC_PORT) with a
-// SQLite state store named `statestore` and a local-file secret store named
-// `localsecrets`. Prints one line per check and a closing
+// SQLite state store named `statestore`, a local-file secret store named
+// `localsecrets` and a Redis lock store named `lockstore`. Prints one line per check and a closing
 // "N passed, N failed".
 
 import assert from "node:assert/strict";
@@ -31,7 +31,11 @@ check("metadata get and set", async () => {
   const metadata = await client.metadata.get();
   assert.equal(metadata.id, appId);
   const names = metadata.components.map((c) => `${c.name}:${c.type}`).sort();
-  assert.deepEqual(names, ["localsecrets:secretstores.local.file", "statestore:state.sqlite"]);
+  assert.deepEqual(names, [
+    "localsecrets:secretstores.local.file",
+    "lockstore:lock.redis",
+    "statestore:state.sqlite",
+  ]);
   await client.metadata.set("team", "wasm");
   assert.equal((await client.metadata.get()).extended.team, "wasm");
 });
@@ -109,6 +113,17 @@ check("state save with a stale etag is rejected", async () => {
     assert.ok(error.includes("ERR_STATE_SAVE"), error);
   }
   assert.equal(await client.state.get(store, "js-etag"), 2);
+});
+
+check("lock and unlock", async () => {
+  const resource = `js-lock-${grpc ? "grpc" : "http"}-${process.pid}-${Date.now()}`;
+  // (The SDK's LockStatus, not exported: 0 released, 1 no such lock,
+  // 2 another owner's.)
+  assert.equal((await client.lock.lock("lockstore", resource, "owner-a", 60)).success, true);
+  assert.equal((await client.lock.lock("lockstore", resource, "owner-b", 60)).success, false);
+  assert.equal((await client.lock.unlock("lockstore", resource, "owner-b")).status, 2);
+  assert.equal((await client.lock.unlock("lockstore", resource, "owner-a")).status, 0);
+  assert.equal((await client.lock.unlock("lockstore", resource, "owner-a")).status, 1);
 });
 
 check("secrets get and bulk", async () => {
