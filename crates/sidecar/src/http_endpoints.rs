@@ -61,6 +61,9 @@ use serde::Deserialize;
 use crate::components::{self, ComponentError, ComponentMetadata};
 use crate::secrets::LocalFileStore;
 
+/// How long connecting to an endpoint may take (as to an app).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The `kind` of the resource documents this module reads.
 pub const HTTP_ENDPOINT_KIND: &str = "HTTPEndpoint";
 
@@ -333,13 +336,19 @@ fn resolve(
 /// the system's trusted roots (`SSL_CERT_FILE` and `SSL_CERT_DIR` override
 /// the platform's store). (Loading them reads files: not on a runtime.)
 pub(crate) fn client_with_system_roots() -> Result<EndpointClient, String> {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
+    let config = hyper_rustls::ConfigBuilderExt::with_native_roots(tls_builder()?)
         .map_err(|e| format!("cannot load the system's trusted certificates: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(client_over(connector))
+        .with_no_client_auth();
+    Ok(client_over(config))
+}
+
+/// rustls's client configuration, with the ring provider the workspace
+/// builds (named, so that no process-wide default has to be picked).
+fn tls_builder()
+-> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, String> {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))
 }
 
 /// The client of an endpoint with `clientTLS`: its root CA instead of the
@@ -355,10 +364,7 @@ fn client_with_tls(
             "clientTLS.renegotiation `{renegotiation}` is not supported (only `Never`: the TLS library never renegotiates)"
         ));
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("clientTLS: {e}"))?;
+    let builder = tls_builder()?;
     let builder = match &tls.root_ca {
         Some(source) => {
             let pem = resolve("clientTLS.rootCA", source)?;
@@ -389,12 +395,7 @@ fn client_with_tls(
         (None, None) => builder.with_no_client_auth(),
         _ => return Err("clientTLS needs both certificate and privateKey, or neither".into()),
     };
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(client_over(connector))
+    Ok(client_over(config))
 }
 
 /// The certificates of a PEM text (at least one).
@@ -408,7 +409,18 @@ fn certificates(what: &str, pem: &str) -> Result<Vec<CertificateDer<'static>>, S
     Ok(certs)
 }
 
-fn client_over(connector: HttpsConnector<HttpConnector>) -> EndpointClient {
+/// The client over `config`: HTTP/1.1, `http://` or `https://`, with the
+/// connect timeout and no Nagle delay of the sidecar's other clients.
+fn client_over(config: rustls::ClientConfig) -> EndpointClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
     Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(90))
         .build(connector)
