@@ -16,7 +16,9 @@ IMPLEMENTED = {
     "delete_bulk_state", "execute_state_transaction", "get_secret", "get_bulk_secret",
     "get_metadata", "set_metadata", "shutdown", "publish_event", "bulk_publish_event",
     "bulk_publish_event_alpha1", "invoke_binding", "subscribe_topic_events_alpha1",
-    "try_lock_alpha1", "unlock_alpha1",
+    "try_lock_alpha1", "unlock_alpha1", "get_configuration", "get_configuration_alpha1",
+    "subscribe_configuration", "subscribe_configuration_alpha1", "unsubscribe_configuration",
+    "unsubscribe_configuration_alpha1",
 }
 
 def rust_type(text):

@@ -52,6 +52,43 @@ pub enum DaprError {
     /// Releasing a lock failed.
     #[error("failed to release lock: {0}")]
     Unlock(String),
+    /// No configuration store is configured at all.
+    #[error("configuration stores not configured")]
+    ConfigurationStoresNotConfigured,
+    /// No configuration store of that name.
+    #[error("configuration store {0} not found")]
+    ConfigurationStoreNotFound(String),
+    /// Reading items failed.
+    #[error("failed to get {keys} from Configuration store {store}: {reason}")]
+    ConfigurationGet {
+        /// The keys asked for, as daprd writes them (`[a b]`).
+        keys: String,
+        /// The store.
+        store: String,
+        /// The cause.
+        reason: String,
+    },
+    /// Watching items failed.
+    #[error("failed to subscribe {keys} from Configuration store {store}: {reason}")]
+    ConfigurationSubscribe {
+        /// The keys asked for, as daprd writes them (`[a b]`).
+        keys: String,
+        /// The store.
+        store: String,
+        /// The cause.
+        reason: String,
+    },
+    /// No subscription of that id (to that store).
+    #[error("failed to unsubscribe to configuration request {id}: {reason}")]
+    ConfigurationUnsubscribe {
+        /// The subscription's id.
+        id: String,
+        /// The cause.
+        reason: String,
+    },
+    /// The call needs an app to send to, and this sidecar has none.
+    #[error("{0}")]
+    AppChannelNil(&'static str),
     /// No state store of that name.
     #[error("state store {0} is not found")]
     StateStoreNotFound(String),
@@ -179,7 +216,8 @@ impl DaprError {
             | PubsubNotConfigured
             | PubsubCloudEvent(_)
             | LockStoreNotFound(_)
-            | LockRequest(_) => StatusCode::BAD_REQUEST,
+            | LockRequest(_)
+            | ConfigurationStoreNotFound(_) => StatusCode::BAD_REQUEST,
             BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppNotFound(_) | NotFound(_) | PubsubNotFound(_) => StatusCode::NOT_FOUND,
             PubsubForbidden { .. } => StatusCode::FORBIDDEN,
@@ -200,7 +238,12 @@ impl DaprError {
             | PubsubPublish { .. }
             | LockStoresNotConfigured
             | TryLock(_)
-            | Unlock(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | Unlock(_)
+            | ConfigurationStoresNotConfigured
+            | ConfigurationGet { .. }
+            | ConfigurationSubscribe { .. }
+            | ConfigurationUnsubscribe { .. }
+            | AppChannelNil(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -230,6 +273,12 @@ impl DaprError {
             LockStoreNotFound(_) => "ERR_LOCK_STORE_NOT_FOUND",
             TryLock(_) => "ERR_TRY_LOCK",
             Unlock(_) => "ERR_UNLOCK",
+            ConfigurationStoresNotConfigured => "ERR_CONFIGURATION_STORE_NOT_CONFIGURED",
+            ConfigurationStoreNotFound(_) => "ERR_CONFIGURATION_STORE_NOT_FOUND",
+            ConfigurationGet { .. } => "ERR_CONFIGURATION_GET",
+            ConfigurationSubscribe { .. } => "ERR_CONFIGURATION_SUBSCRIBE",
+            ConfigurationUnsubscribe { .. } => "ERR_CONFIGURATION_UNSUBSCRIBE",
+            AppChannelNil(_) => "ERR_APP_CHANNEL_NIL",
             Unauthorized => "ERR_API_UNAUTHORIZED",
             NotFound(_) => service_kit::error_body::NOT_FOUND,
             Unimplemented(_) => "ERR_API_UNIMPLEMENTED",
@@ -250,8 +299,12 @@ impl DaprError {
             | PubsubNotFound(_)
             | PubsubCloudEvent(_)
             | LockStoreNotFound(_)
-            | LockRequest(_) => Code::InvalidArgument,
-            PubsubNotConfigured | LockStoresNotConfigured => Code::FailedPrecondition,
+            | LockRequest(_)
+            | ConfigurationStoreNotFound(_)
+            | ConfigurationSubscribe { .. } => Code::InvalidArgument,
+            PubsubNotConfigured | LockStoresNotConfigured | ConfigurationStoresNotConfigured => {
+                Code::FailedPrecondition
+            }
             PubsubForbidden { .. } => Code::PermissionDenied,
             BodyTooLarge(_) => Code::ResourceExhausted,
             AppNotFound(_) | NoAppId | NotFound(_) => Code::NotFound,
@@ -276,7 +329,10 @@ impl DaprError {
             | SecretGet { .. }
             | PubsubPublish { .. }
             | TryLock(_)
-            | Unlock(_) => Code::Internal,
+            | Unlock(_)
+            | ConfigurationGet { .. }
+            | ConfigurationUnsubscribe { .. }
+            | AppChannelNil(_) => Code::Internal,
         }
     }
 

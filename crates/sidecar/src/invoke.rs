@@ -55,12 +55,14 @@ const API_TOKEN: HeaderName = HeaderName::from_static("dapr-api-token");
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Where a call comes from: a client of this sidecar, or a peer sidecar
-/// (whose caller id is kept).
+/// Where a call comes from: a client of this sidecar, a peer sidecar
+/// (whose caller id is kept), or this sidecar itself (telling its app of a
+/// configuration change).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
     Client,
     PeerSidecar,
+    Sidecar,
 }
 
 /// `ANY /v1.0/invoke/{app_id}/method/{*method}`
@@ -387,7 +389,7 @@ impl Sidecar {
         let mut headers = forwardable(&incoming.headers);
         let caller = match origin {
             Origin::PeerSidecar => incoming.headers.get(&CALLER).cloned(),
-            Origin::Client => None,
+            Origin::Client | Origin::Sidecar => None,
         }
         .or_else(|| HeaderValue::from_str(&self.config.app_id).ok());
         if let Some(caller) = caller {

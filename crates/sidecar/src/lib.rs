@@ -24,6 +24,7 @@
 //! - [`args`]: flags and env vars → [`SidecarConfig`].
 //! - [`bindings`]: output bindings: `bindings.wasm` on the function host.
 //! - [`components`]: component YAML files.
+//! - [`configuration`]: the configuration API and its stores.
 //! - [`grpc`]: the gRPC API (`dapr.proto.runtime.v1.Dapr`).
 //! - [`http_endpoints`]: invoking non-Dapr endpoints (`HTTPEndpoint`
 //!   resources, URL app ids).
@@ -42,6 +43,7 @@ pub mod app_health;
 pub mod args;
 pub mod bindings;
 pub mod components;
+pub mod configuration;
 pub mod error;
 pub mod grpc;
 pub mod http_endpoints;
@@ -138,6 +140,10 @@ pub struct Sidecar {
     app_healthy: tokio::sync::watch::Sender<bool>,
     /// Lock components by name.
     locks: HashMap<String, lock::LockComponent>,
+    /// Configuration stores by name.
+    configurations: HashMap<String, Box<dyn configuration::ConfigurationStore>>,
+    /// The configuration subscriptions open now.
+    configuration_subscriptions: configuration::Subscriptions,
     /// Pub/sub components by name.
     pubsubs: HashMap<String, pubsub::PubsubComponent>,
     /// The `Subscription` documents for this app.
@@ -175,6 +181,7 @@ impl Sidecar {
         let mut secret_stores = HashMap::new();
         let mut pubsubs = HashMap::new();
         let mut locks = HashMap::new();
+        let mut configurations = HashMap::new();
         let mut infos = Vec::new();
         let mut wasm_bindings = Vec::new();
         for component in &components {
@@ -201,6 +208,12 @@ impl Sidecar {
                     .await
                     .map_err(|e| anyhow::anyhow!("lock store `{name}` ({component_type}): {e}"))?;
                 locks.insert(name.clone(), opened);
+                vec![]
+            } else if component_type.starts_with("configuration.") {
+                let opened = configuration::open(component).await.map_err(|e| {
+                    anyhow::anyhow!("configuration store `{name}` ({component_type}): {e}")
+                })?;
+                configurations.insert(name.clone(), opened);
                 vec![]
             } else if component_type == bindings::WASM_BINDING {
                 wasm_bindings.push(component.clone());
@@ -295,6 +308,8 @@ impl Sidecar {
             app_health_client,
             app_healthy,
             locks,
+            configurations,
+            configuration_subscriptions: configuration::Subscriptions::default(),
             pubsubs,
             declarative,
             subscriptions: Mutex::new(Vec::new()),
@@ -348,6 +363,17 @@ fn default_state_store() -> Component {
     .expect("the built-in component is valid YAML")
 }
 
+/// `metadata.X=Y` query parameters as `X → Y`: the metadata a request
+/// passes to a component, as daprd reads it.
+pub(crate) fn query_metadata(
+    query: impl IntoIterator<Item = (String, String)>,
+) -> HashMap<String, String> {
+    query
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix("metadata.").map(|k| (k.to_string(), v)))
+        .collect()
+}
+
 /// The sidecar's router.
 pub fn app(sidecar: Arc<Sidecar>) -> Router {
     let max_body = sidecar.config.max_body_size;
@@ -382,6 +408,30 @@ pub fn app(sidecar: Arc<Sidecar>) -> Router {
         .route(
             "/v1.0/bindings/{name}",
             post(bindings::invoke_http).put(bindings::invoke_http),
+        )
+        .route(
+            "/v1.0/configuration/{store}",
+            get(configuration::api::get_configuration),
+        )
+        .route(
+            "/v1.0-alpha1/configuration/{store}",
+            get(configuration::api::get_configuration),
+        )
+        .route(
+            "/v1.0/configuration/{store}/subscribe",
+            get(configuration::api::subscribe_configuration),
+        )
+        .route(
+            "/v1.0-alpha1/configuration/{store}/subscribe",
+            get(configuration::api::subscribe_configuration),
+        )
+        .route(
+            "/v1.0/configuration/{store}/{id}/unsubscribe",
+            get(configuration::api::unsubscribe_configuration),
+        )
+        .route(
+            "/v1.0-alpha1/configuration/{store}/{id}/unsubscribe",
+            get(configuration::api::unsubscribe_configuration),
         )
         .route("/v1.0-alpha1/lock/{store}", post(lock::api::try_lock))
         .route("/v1.0-alpha1/unlock/{store}", post(lock::api::unlock))

@@ -300,14 +300,15 @@ impl TestResources {
         write_in_memory_pubsub(self.resources.path(), name);
     }
 
-    /// Adds a `lock.redis` component named `name` on the machine's Redis
+    /// Adds a component of `component_type` (`lock.redis`,
+    /// `configuration.redis`, ...) named `name` on the machine's Redis
     /// (127.0.0.1:6379).
-    pub fn add_redis_lock_store(&self, name: &str) {
+    pub fn add_redis_component(&self, name: &str, component_type: &str) {
         std::fs::write(
             self.resources.path().join(format!("{name}.yaml")),
             format!(
                 "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n\
-                 spec:\n  type: lock.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:6379\n"
+                 spec:\n  type: {component_type}\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:6379\n"
             ),
         )
         .unwrap();

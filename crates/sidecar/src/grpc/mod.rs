@@ -15,6 +15,7 @@
 //! | `GetMetadata`, `SetMetadata` | metadata |
 //! | `Shutdown` | stops the sidecar |
 //! | `TryLockAlpha1`, `UnlockAlpha1` | distributed lock ([`crate::lock`]) |
+//! | `GetConfiguration`, `SubscribeConfiguration`, `UnsubscribeConfiguration` (and their `Alpha1` names) | configuration ([`crate::configuration`]) |
 //! | `PublishEvent`, `BulkPublishEvent` (and its `Alpha1` name), `SubscribeTopicEventsAlpha1` | pub/sub ([`crate::pubsub::streaming`] for the streaming subscription) |
 //!
 //! Every other RPC answers `UNIMPLEMENTED` naming itself ([`rpcs`], generated
@@ -62,6 +63,7 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
 use crate::Sidecar;
+use crate::configuration::{Items, Subscriber};
 use crate::error::DaprError;
 use crate::invoke::Origin;
 use crate::lock::LockRequest;
@@ -753,6 +755,114 @@ async fn unlock_alpha1(
     Ok(Response::new(pb::UnlockResponse {
         status: status as i32,
     }))
+}
+
+async fn get_configuration(
+    api: &DaprApi,
+    request: Request<pb::GetConfigurationRequest>,
+) -> Result<Response<pb::GetConfigurationResponse>, Status> {
+    let request = request.into_inner();
+    let items = api
+        .sidecar
+        .get_configuration(&request.store_name, &request.keys, &request.metadata)
+        .await?;
+    Ok(Response::new(pb::GetConfigurationResponse {
+        items: configuration_items(items),
+    }))
+}
+
+async fn get_configuration_alpha1(
+    api: &DaprApi,
+    request: Request<pb::GetConfigurationRequest>,
+) -> Result<Response<pb::GetConfigurationResponse>, Status> {
+    get_configuration(api, request).await
+}
+
+/// The stream's first message is the subscription's id (as daprd sends
+/// it, for `UnsubscribeConfiguration`); then one message per change.
+async fn subscribe_configuration(
+    api: &DaprApi,
+    request: Request<pb::SubscribeConfigurationRequest>,
+) -> Result<Response<BoxStream<pb::SubscribeConfigurationResponse>>, Status> {
+    use tokio_stream::StreamExt;
+    let request = request.into_inner();
+    let mut keys = request.keys;
+    keys.sort();
+    let (sender, changes) = tokio::sync::mpsc::channel(16);
+    let id = api
+        .sidecar
+        .subscribe_configuration(
+            &request.store_name,
+            &keys,
+            &request.metadata,
+            Subscriber::Stream(sender),
+        )
+        .await?;
+    let first = pb::SubscribeConfigurationResponse {
+        id,
+        items: HashMap::new(),
+    };
+    let changes = tokio_stream::wrappers::ReceiverStream::new(changes).map(|event| {
+        Ok(pb::SubscribeConfigurationResponse {
+            id: event.id,
+            items: configuration_items(event.items),
+        })
+    });
+    Ok(Response::new(Box::pin(
+        tokio_stream::once(Ok(first)).chain(changes),
+    )))
+}
+
+async fn subscribe_configuration_alpha1(
+    api: &DaprApi,
+    request: Request<pb::SubscribeConfigurationRequest>,
+) -> Result<Response<BoxStream<pb::SubscribeConfigurationResponse>>, Status> {
+    subscribe_configuration(api, request).await
+}
+
+/// Ends the stream of the subscription `id` (daprd's deprecated way; a
+/// client that goes ends its subscription too). An unknown id is not an
+/// error status: `ok` is false, as in daprd.
+async fn unsubscribe_configuration(
+    api: &DaprApi,
+    request: Request<pb::UnsubscribeConfigurationRequest>,
+) -> Result<Response<pb::UnsubscribeConfigurationResponse>, Status> {
+    let id = request.into_inner().id;
+    let ok = api.sidecar.stop_configuration_subscription(&id);
+    let message = if ok {
+        String::new()
+    } else {
+        DaprError::ConfigurationUnsubscribe {
+            reason: "subscription does not exist".into(),
+            id,
+        }
+        .to_string()
+    };
+    Ok(Response::new(pb::UnsubscribeConfigurationResponse {
+        ok,
+        message,
+    }))
+}
+
+async fn unsubscribe_configuration_alpha1(
+    api: &DaprApi,
+    request: Request<pb::UnsubscribeConfigurationRequest>,
+) -> Result<Response<pb::UnsubscribeConfigurationResponse>, Status> {
+    unsubscribe_configuration(api, request).await
+}
+
+fn configuration_items(items: Items) -> HashMap<String, common::ConfigurationItem> {
+    items
+        .into_iter()
+        .map(|(key, item)| {
+            let item = common::ConfigurationItem {
+                value: item.value,
+                version: item.version,
+                metadata: item.metadata,
+            };
+            (key, item)
+        })
+        .collect()
 }
 
 fn lock_request(resource_id: &str, lock_owner: &str, expiry_in_seconds: i32) -> LockRequest {

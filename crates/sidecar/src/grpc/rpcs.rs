@@ -180,43 +180,37 @@ impl Dapr for DaprApi {
         &self,
         request: Request<pb::GetConfigurationRequest>,
     ) -> Result<Response<pb::GetConfigurationResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("GetConfigurationAlpha1"))
+        super::get_configuration_alpha1(self, request).await
     }
     async fn get_configuration(
         &self,
         request: Request<pb::GetConfigurationRequest>,
     ) -> Result<Response<pb::GetConfigurationResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("GetConfiguration"))
+        super::get_configuration(self, request).await
     }
     async fn subscribe_configuration_alpha1(
         &self,
         request: Request<pb::SubscribeConfigurationRequest>,
     ) -> Result<Response<Self::SubscribeConfigurationAlpha1Stream>, Status> {
-        let _ = request;
-        Err(unimplemented("SubscribeConfigurationAlpha1"))
+        super::subscribe_configuration_alpha1(self, request).await
     }
     async fn subscribe_configuration(
         &self,
         request: Request<pb::SubscribeConfigurationRequest>,
     ) -> Result<Response<Self::SubscribeConfigurationStream>, Status> {
-        let _ = request;
-        Err(unimplemented("SubscribeConfiguration"))
+        super::subscribe_configuration(self, request).await
     }
     async fn unsubscribe_configuration_alpha1(
         &self,
         request: Request<pb::UnsubscribeConfigurationRequest>,
     ) -> Result<Response<pb::UnsubscribeConfigurationResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("UnsubscribeConfigurationAlpha1"))
+        super::unsubscribe_configuration_alpha1(self, request).await
     }
     async fn unsubscribe_configuration(
         &self,
         request: Request<pb::UnsubscribeConfigurationRequest>,
     ) -> Result<Response<pb::UnsubscribeConfigurationResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("UnsubscribeConfiguration"))
+        super::unsubscribe_configuration(self, request).await
     }
     async fn try_lock_alpha1(
         &self,

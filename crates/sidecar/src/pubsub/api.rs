@@ -24,16 +24,8 @@ use serde_json::{Value, json};
 use service_kit::trace::TraceContext;
 
 use super::ops::{BulkEntry, Publication};
-use crate::Sidecar;
 use crate::error::DaprError;
-
-/// `metadata.X=Y` query parameters as `X → Y`.
-fn query_metadata(query: HashMap<String, String>) -> HashMap<String, String> {
-    query
-        .into_iter()
-        .filter_map(|(k, v)| k.strip_prefix("metadata.").map(|k| (k.to_string(), v)))
-        .collect()
-}
+use crate::{Sidecar, query_metadata};
 
 /// The `traceparent` an event carries: this sidecar's span of the publish.
 fn traceparent(trace: Option<Extension<TraceContext>>, headers: &HeaderMap) -> Option<String> {

@@ -406,7 +406,7 @@ async fn errors_are_the_statuses_daprd_gives() {
             message: "pubsub is not configured",
         },
         Expected {
-            case: "an RPC this sidecar does not serve",
+            case: "no configuration store",
             outcome: dapr
                 .get_configuration(pb::GetConfigurationRequest {
                     store_name: "c".into(),
@@ -414,9 +414,22 @@ async fn errors_are_the_statuses_daprd_gives() {
                 })
                 .await
                 .map(drop),
+            code: Code::FailedPrecondition,
+            reason: "ERR_CONFIGURATION_STORE_NOT_CONFIGURED",
+            message: "configuration stores not configured",
+        },
+        Expected {
+            case: "an RPC this sidecar does not serve",
+            outcome: dapr
+                .get_workflow_beta1(pb::GetWorkflowRequest {
+                    instance_id: "w".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
             code: Code::Unimplemented,
             reason: "ERR_API_UNIMPLEMENTED",
-            message: "GetConfiguration",
+            message: "GetWorkflowBeta1",
         },
         Expected {
             case: "an output binding nobody declared",

@@ -19,12 +19,14 @@ async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
     );
     test_support::require_service("Redis", "127.0.0.1:6379");
     let resources = TestResources::new();
-    resources.add_redis_lock_store("lockstore");
+    resources.add_redis_component("lockstore", "lock.redis");
+    resources.add_redis_component("configstore", "configuration.redis");
     let (app, _app) = start_echo_app().await;
     let sidecar = RunningSidecar::start(resources.config("js-target", Some(app.port()))).await;
 
-    // The same checks with each of the SDK's transports.
-    for protocol in ["http", "grpc"] {
+    // The same checks with each of the SDK's transports (and configuration,
+    // which the SDK reads over gRPC only).
+    for (protocol, checks) in [("http", 12), ("grpc", 13)] {
         let (http, grpc) = (sidecar.address.port(), sidecar.grpc_address.port());
         let sdk_dir = sdk_dir.clone();
         let output = tokio::task::spawn_blocking(move || {
@@ -48,7 +50,7 @@ async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
             "the JS SDK checks failed over {protocol}:\n{stdout}"
         );
         assert!(
-            stdout.contains("12 passed, 0 failed"),
+            stdout.contains(&format!("{checks} passed, 0 failed")),
             "{protocol}: {stdout}"
         );
     }

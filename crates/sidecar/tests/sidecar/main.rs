@@ -7,6 +7,7 @@
 //! - `grpc`: the gRPC API, its errors and its bounds;
 //! - `grpc_app`: apps that speak gRPC, and proxied gRPC calls;
 //! - `lock`: the distributed lock API on Redis;
+//! - `configuration`: the configuration API on Redis;
 //! - `python_sdk`, `js_sdk`: the official Dapr SDKs against a real sidecar;
 //! - `bindings`: `bindings.wasm` output bindings on the function host;
 //! - `metrics`: `GET /metrics`, daprd's metric names and labels;
@@ -14,6 +15,7 @@
 //! - `fuzz_seeds`: the `sidecar_request` fuzz target's seeds, replayed.
 
 mod bindings;
+mod configuration;
 mod fuzz_seeds;
 mod grpc;
 mod grpc_app;

@@ -2,7 +2,8 @@
 //! scripts/test-requirements.txt) over its default transport, gRPC:
 //! `python-sdk/conformance.py` drives a real sidecar, and invokes an HTTP
 //! app behind a second sidecar over gRPC `InvokeService`, publishes
-//! events (`PublishEvent`) and takes and releases locks (`lock.redis`); and `python-sdk/grpc_app.py`, a gRPC app
+//! events (`PublishEvent`), takes and releases locks (`lock.redis`) and
+//! reads and watches configuration (`configuration.redis`); and `python-sdk/grpc_app.py`, a gRPC app
 //! written with the SDK's gRPC `App` (`dapr.ext.grpc`), is invoked and gets its
 //! subscriptions' events through its sidecar.
 
@@ -38,7 +39,8 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
     let python = venv_python();
     test_support::require_service("Redis", "127.0.0.1:6379");
     let resources = resources_with_pubsub();
-    resources.add_redis_lock_store("lockstore");
+    resources.add_redis_component("lockstore", "lock.redis");
+    resources.add_redis_component("configstore", "configuration.redis");
     let (app, _app) = start_echo_app().await;
     let target =
         RunningSidecar::start(config("py-target", Some(app.port()), resources.data.path())).await;
@@ -66,7 +68,7 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
         output.status.success(),
         "the Python SDK checks failed:\n{stdout}"
     );
-    assert!(stdout.contains("15 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("16 passed, 0 failed"), "{stdout}");
     caller.stop().await;
     target.stop().await;
 }

@@ -452,7 +452,7 @@ async fn failed_save(sidecar: &RunningSidecar, store: &str) -> (String, Duration
     (message, waited)
 }
 
-fn component_file(dir: &Path, name: &str, kind: &str, metadata: &[(&str, &str)]) {
+pub(crate) fn component_file(dir: &Path, name: &str, kind: &str, metadata: &[(&str, &str)]) {
     let items: String = metadata
         .iter()
         .map(|(k, v)| format!("  - name: {k}\n    value: \"{v}\"\n"))

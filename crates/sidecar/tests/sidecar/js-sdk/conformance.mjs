@@ -6,10 +6,11 @@
 // Run by crates/sidecar/tests/js_sdk.rs, which starts an echo app
 // (TARGET_APP_ID) and its sidecar (DAPR_HTTP_PORT, DAPR_GRPC_PORT) with a
 // SQLite state store named `statestore`, a local-file secret store named
-// `localsecrets` and a Redis lock store named `lockstore`. Prints one line per check and a closing
-// "N passed, N failed".
+// `localsecrets`, a Redis lock store named `lockstore` and a Redis configuration store named
+// `configstore`. Prints one line per check and a closing "N passed, N failed".
 
 import assert from "node:assert/strict";
+import net from "node:net";
 import { CommunicationProtocolEnum, DaprClient, HttpMethod } from "@dapr/dapr";
 
 const appId = process.env.TARGET_APP_ID;
@@ -32,6 +33,7 @@ check("metadata get and set", async () => {
   assert.equal(metadata.id, appId);
   const names = metadata.components.map((c) => `${c.name}:${c.type}`).sort();
   assert.deepEqual(names, [
+    "configstore:configuration.redis",
     "localsecrets:secretstores.local.file",
     "lockstore:lock.redis",
     "statestore:state.sqlite",
@@ -125,6 +127,46 @@ check("lock and unlock", async () => {
   assert.equal((await client.lock.unlock("lockstore", resource, "owner-a")).status, 0);
   assert.equal((await client.lock.unlock("lockstore", resource, "owner-a")).status, 1);
 });
+
+// SET on the machine's Redis, in RESP (nothing here has a Redis client).
+const redisSet = (key, value) =>
+  new Promise((resolve, reject) => {
+    const parts = ["SET", key, value];
+    const command =
+      `*${parts.length}\r\n` + parts.map((p) => `$${Buffer.byteLength(p)}\r\n${p}\r\n`).join("");
+    const socket = net.connect(6379, "127.0.0.1", () => socket.write(command));
+    socket.once("data", (answer) => {
+      socket.end();
+      answer.toString().startsWith("+OK") ? resolve() : reject(new Error(`Redis answered ${answer}`));
+    });
+    socket.once("error", reject);
+  });
+
+// The SDK reads and watches configuration over gRPC only (over HTTP it throws).
+if (grpc) {
+  check("configuration get and subscribe", async () => {
+    const key = `js-config-${process.pid}-${Date.now()}`;
+    await redisSet(key, "10||v1");
+    const got = await client.configuration.get("configstore", [key, `${key}-missing`]);
+    assert.deepEqual(Object.keys(got.items), [key]);
+    assert.equal(got.items[key].value, "10");
+    assert.equal(got.items[key].version, "v1");
+    const updates = [];
+    const subscription = await client.configuration.subscribeWithKeys("configstore", [key], (update) => {
+      updates.push(update);
+    });
+    // subscribeWithKeys returns before its stream is open, so the key is
+    // changed until a change arrives (at most 10 s).
+    for (let round = 0; updates.length === 0 && round < 50; round++) {
+      await redisSet(key, `11||v${round}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    await subscription.stop();
+    assert.ok(updates.length > 0, "no change arrived within 10 s");
+    assert.equal(updates[0].items[key].value, "11");
+    assert.match(updates[0].items[key].version, /^v\d+$/);
+  });
+}
 
 check("secrets get and bulk", async () => {
   assert.deepEqual(await client.secret.get("localsecrets", "db:password"), { "db:password": "p4ss" });

@@ -11,6 +11,8 @@ DAPR_API_METHOD_INVOCATION_PROTOCOL=grpc. Every check prints `ok NAME` or
 
 import json
 import os
+import queue
+import socket
 import sys
 import threading
 import time
@@ -245,6 +247,40 @@ def _():
     expect_grpc_error(
         lambda: client.try_lock("no-such-lockstore", resource, "owner-a", 60),
         grpc.StatusCode.INVALID_ARGUMENT, "ERR_LOCK_STORE_NOT_FOUND")
+
+
+def redis_set(key, value):
+    """SET on the machine's Redis, in RESP over a socket (the venv has no
+    Redis client)."""
+    parts = [b"SET", key.encode(), value.encode()]
+    command = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    with socket.create_connection(("127.0.0.1", 6379), timeout=5) as redis:
+        redis.sendall(command)
+        answer = redis.recv(64)
+        assert answer.startswith(b"+OK"), f"Redis answered {answer!r}"
+
+
+@check("configuration: get, subscribe (a change arrives), unsubscribe")
+def _():
+    key = f"sdk-config-{os.getpid()}-{time.time_ns()}"
+    redis_set(key, "10||v1")
+    got = client.get_configuration("configstore", [key, f"{key}-missing"])
+    assert set(got.items) == {key}, got.items
+    assert (got.items[key].value, got.items[key].version) == ("10", "v1"), got.items[key]
+    changes = queue.Queue()
+    sub_id = client.subscribe_configuration(
+        "configstore", [key], lambda sub, response: changes.put((sub, response)))
+    assert sub_id, "a subscription id"
+    redis_set(key, "11||v2")
+    sub, response = changes.get(timeout=10)
+    assert sub == sub_id, (sub, sub_id)
+    item = response.items[key]
+    assert (item.value, item.version) == ("11", "v2"), response.items
+    assert client.unsubscribe_configuration("configstore", sub_id), "unsubscribed"
+    assert not client.unsubscribe_configuration("configstore", sub_id), "no longer there"
+    expect_grpc_error(
+        lambda: client.get_configuration("no-such-configstore", [key]),
+        grpc.StatusCode.INVALID_ARGUMENT, "ERR_CONFIGURATION_STORE_NOT_FOUND")
 
 
 failed = sum(1 for _, err in results if err is not None)
