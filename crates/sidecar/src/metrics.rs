@@ -90,6 +90,7 @@ pub struct Metrics {
     pubsub_ingress: Timed,
     output_binding: Timed,
     secret: Timed,
+    configuration: Timed,
 }
 
 /// A component metric pair as daprd has them: `<name>_count` and
@@ -283,6 +284,14 @@ impl Metrics {
                 &component,
                 enabled,
             )?,
+            configuration: Timed::new(
+                r,
+                "configuration",
+                "The number of operations performed on the configuration component.",
+                "The latency of the response from the configuration component (ms).",
+                &component,
+                enabled,
+            )?,
             app_id: app_id.to_string(),
             enabled,
             registry,
@@ -396,6 +405,18 @@ impl Metrics {
         elapsed: Duration,
     ) {
         self.record_operation(&self.secret, component, operation, success, elapsed);
+    }
+
+    /// One operation on the configuration store `component`, as daprd
+    /// names them (`get`, `subscribe`, `unsubscribe`).
+    pub fn record_configuration(
+        &self,
+        component: &str,
+        operation: &str,
+        success: bool,
+        elapsed: Duration,
+    ) {
+        self.record_operation(&self.configuration, component, operation, success, elapsed);
     }
 
     /// One call of the output binding `component`.

@@ -18,7 +18,8 @@
 //!   client goes or unsubscribes.
 //!
 //! Either way an id names the subscription until it is unsubscribed
-//! ([`Subscriptions`]).
+//! ([`Subscriptions`]). Each get, subscribe and unsubscribe is counted in
+//! daprd's `dapr_component_configuration_count` and `_latencies`.
 //!
 //! Each backend is a module implementing [`ConfigurationStore`], opened by
 //! its Dapr type in [`open`]: `configuration.redis` ([`redis`]).
@@ -29,6 +30,7 @@ pub mod redis;
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -134,18 +136,18 @@ struct OpenSubscription {
 
 impl Subscriptions {
     /// Stops the subscription `id` (only if it is on `store`, when given);
-    /// whether there was one.
-    fn stop(&self, id: &str, store: Option<&str>) -> bool {
-        let Ok(mut open) = self.open.lock() else {
-            return false;
-        };
-        if open
+    /// the store it was on, if there was one.
+    fn stop(&self, id: &str, store: Option<&str>) -> Option<String> {
+        let mut open = self.open.lock().ok()?;
+        let on_store = open
             .get(id)
-            .is_none_or(|s| store.is_some_and(|store| s.store != store))
-        {
-            return false;
+            .is_some_and(|s| store.is_none_or(|store| s.store == store));
+        if !on_store {
+            return None;
         }
-        open.remove(id).inspect(|s| s.forwarder.abort()).is_some()
+        let stopped = open.remove(id)?;
+        stopped.forwarder.abort();
+        Some(stopped.store)
     }
 
     /// Forgets `id` (its forwarder has ended).
@@ -186,14 +188,15 @@ impl Sidecar {
         metadata: &HashMap<String, String>,
     ) -> Result<Items, DaprError> {
         let store = self.configuration_store(store_name)?;
-        store
-            .get(keys, metadata)
-            .await
-            .map_err(|e| DaprError::ConfigurationGet {
-                keys: go_list(keys),
-                store: store_name.to_string(),
-                reason: e.to_string(),
-            })
+        let started = std::time::Instant::now();
+        let items = store.get(keys, metadata).await;
+        self.metrics
+            .record_configuration(store_name, "get", items.is_ok(), started.elapsed());
+        items.map_err(|e| DaprError::ConfigurationGet {
+            keys: go_list(keys),
+            store: store_name.to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// Subscribes `subscriber` to changes of `keys` (every key when empty)
@@ -211,15 +214,19 @@ impl Sidecar {
                 "app channel is not initialized. cannot subscribe to configuration updates",
             ));
         }
-        let changes =
-            store
-                .watch(keys, metadata)
-                .await
-                .map_err(|e| DaprError::ConfigurationSubscribe {
-                    keys: go_list(keys),
-                    store: store_name.to_string(),
-                    reason: e.to_string(),
-                })?;
+        let started = std::time::Instant::now();
+        let changes = store.watch(keys, metadata).await;
+        self.metrics.record_configuration(
+            store_name,
+            "subscribe",
+            changes.is_ok(),
+            started.elapsed(),
+        );
+        let changes = changes.map_err(|e| DaprError::ConfigurationSubscribe {
+            keys: go_list(keys),
+            store: store_name.to_string(),
+            reason: e.to_string(),
+        })?;
         let id = crate::ids::new_uuid();
         // Registered before it can end, so that it can forget itself.
         let mut open = self.configuration_subscriptions.open.lock().map_err(|_| {
@@ -256,7 +263,14 @@ impl Sidecar {
         id: &str,
     ) -> Result<(), DaprError> {
         self.configuration_store(store_name)?;
-        if self.configuration_subscriptions.stop(id, Some(store_name)) {
+        let stopped = self.configuration_subscriptions.stop(id, Some(store_name));
+        self.metrics.record_configuration(
+            store_name,
+            "unsubscribe",
+            stopped.is_some(),
+            Duration::ZERO,
+        );
+        if stopped.is_some() {
             tracing::info!(store = store_name, %id, "configuration subscription closed");
             Ok(())
         } else {
@@ -270,7 +284,12 @@ impl Sidecar {
     /// Stops the subscription `id`, whatever its store (gRPC's deprecated
     /// `UnsubscribeConfiguration`): whether there was one.
     pub(crate) fn stop_configuration_subscription(&self, id: &str) -> bool {
-        self.configuration_subscriptions.stop(id, None)
+        let stopped = self.configuration_subscriptions.stop(id, None);
+        if let Some(store) = stopped.as_deref() {
+            self.metrics
+                .record_configuration(store, "unsubscribe", true, Duration::ZERO);
+        }
+        stopped.is_some()
     }
 
     /// Tells the app about `event` of `store`, as daprd does: one `POST`

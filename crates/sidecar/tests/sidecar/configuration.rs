@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use dapr::dapr::proto::runtime::v1 as pb;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
+use test_support::metrics::Scrape;
 use test_support::sidecar::*;
 use tokio::sync::mpsc;
 use tonic::Code;
@@ -317,6 +318,25 @@ async fn redis_configuration_is_read_and_watched_as_daprd_s() {
     let change = next_message(&mut stream).await;
     assert_eq!(change.id, first.id);
     assert_eq!(change.items["color"].value, "red", "{change:?}");
+
+    // Every call above, in daprd's metrics: six reads, four subscriptions,
+    // two unsubscriptions, and one of an unknown id over HTTP (over gRPC an
+    // unknown id names no store to count it against).
+    let metrics = Scrape::fetch(&format!("http://{}/metrics", sidecar.metrics_address)).await;
+    let calls = |operation: &'static str, success: &'static str| {
+        let labels = [
+            ("app_id", app_id.as_str()),
+            ("component", "config"),
+            ("namespace", ""),
+            ("operation", operation),
+            ("success", success),
+        ];
+        metrics.value("dapr_component_configuration_count", &labels)
+    };
+    assert_eq!(calls("get", "true"), Some(6.0));
+    assert_eq!(calls("subscribe", "true"), Some(4.0));
+    assert_eq!(calls("unsubscribe", "true"), Some(2.0));
+    assert_eq!(calls("unsubscribe", "false"), Some(1.0));
     sidecar.stop().await;
 }
 
