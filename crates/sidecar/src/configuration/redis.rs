@@ -108,12 +108,26 @@ impl ConfigurationStore for RedisConfiguration {
         if !keys.is_empty() {
             return read(&self.connection, keys).await.map_err(backend);
         }
+        // SCAN, not daprd's KEYS *: a large Redis is not blocked while
+        // every key is listed. (A key may come twice; once is kept.)
         let mut connection = self.connection.clone();
-        let every: Vec<String> = redis::cmd("KEYS")
-            .arg("*")
-            .query_async(&mut connection)
-            .await
-            .map_err(backend)?;
+        let mut every = std::collections::BTreeSet::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            every.extend(page);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let every: Vec<String> = every.into_iter().collect();
         read(&self.connection, &every).await.map_err(backend)
     }
 
