@@ -21,11 +21,14 @@
 //! # Layout
 //!
 //! - [`app_health`]: probing the app (`--enable-app-health-check`).
+//! - [`app_channel`]: the sidecar's own requests to its app (events).
 //! - [`args`]: flags and env vars → [`SidecarConfig`].
 //! - [`bindings`]: output bindings: `bindings.wasm` on the function host.
 //! - [`components`]: component YAML files.
 //! - [`configuration`]: the configuration API and its stores.
 //! - [`grpc`]: the gRPC API (`dapr.proto.runtime.v1.Dapr`).
+//! - [`input_bindings`]: input bindings (`bindings.cron`) triggering the
+//!   app.
 //! - [`http_endpoints`]: invoking non-Dapr endpoints (`HTTPEndpoint`
 //!   resources, URL app ids).
 //! - [`invoke`]: service invocation, local and through peer sidecars.
@@ -39,6 +42,7 @@
 //! - [`metrics`]: daprd's Prometheus metrics, on `--metrics-port`.
 //! - [`error`]: the one table of statuses and error codes.
 
+mod app_channel;
 pub mod app_health;
 pub mod args;
 pub mod bindings;
@@ -48,6 +52,7 @@ pub mod error;
 pub mod grpc;
 pub mod http_endpoints;
 mod ids;
+pub mod input_bindings;
 pub mod invoke;
 pub mod lock;
 pub mod metadata;
@@ -158,6 +163,8 @@ pub struct Sidecar {
     shutdown_requested: tokio::sync::watch::Sender<bool>,
     /// The `bindings.wasm` components, when there are any.
     bindings: Option<bindings::WasmBindings>,
+    /// The input bindings ([`input_bindings`]).
+    input_bindings: Vec<input_bindings::InputBindingComponent>,
     /// Its Prometheus metrics.
     metrics: Arc<metrics::Metrics>,
     /// Its span recorder (spans named for the app id, as daprd's).
@@ -184,6 +191,7 @@ impl Sidecar {
         let mut configurations = HashMap::new();
         let mut infos = Vec::new();
         let mut wasm_bindings = Vec::new();
+        let mut inputs = Vec::new();
         for component in &components {
             let name = component.metadata.name.clone();
             let mut component_type = component.spec.component_type.clone();
@@ -217,7 +225,13 @@ impl Sidecar {
                 vec![]
             } else if component_type == bindings::WASM_BINDING {
                 wasm_bindings.push(component.clone());
-                vec![]
+                vec!["OUTPUT_BINDING"]
+            } else if input_bindings::is_input_binding(component) {
+                let opened = input_bindings::open(component).map_err(|e| {
+                    anyhow::anyhow!("input binding `{name}` ({component_type}): {e}")
+                })?;
+                inputs.push(opened);
+                vec!["INPUT_BINDING"]
             } else if component_type == "secretstores.local.file" {
                 let store = LocalFileStore::open(component)
                     .map_err(|e| anyhow::anyhow!("secret store `{name}`: {e}"))?;
@@ -317,6 +331,7 @@ impl Sidecar {
             app_slots,
             shutdown_requested: tokio::sync::watch::Sender::new(false),
             bindings,
+            input_bindings: inputs,
             metrics,
             tracer,
         })
@@ -585,6 +600,9 @@ pub async fn run_on(
     if let Some(health) = sidecar.config.app_health.clone() {
         tokio::spawn(sidecar.clone().watch_app_health(health));
     }
+    let input_bindings = sidecar
+        .reads_input_bindings()
+        .then(|| tokio::spawn(sidecar.clone().run_input_bindings()));
     let reload_bindings = sidecar.bindings.as_ref().map(|b| b.watch());
     let metrics = listeners.metrics.map(|listener| {
         if let Ok(address) = listener.local_addr() {
@@ -610,6 +628,9 @@ pub async fn run_on(
     let ((), grpc_result) = tokio::join!(http, grpc);
     if let Some(subscriptions) = subscriptions {
         subscriptions.await;
+    }
+    if let Some(input_bindings) = input_bindings {
+        let _ = input_bindings.await;
     }
     if let Some(metrics) = metrics {
         match metrics.await {

@@ -22,6 +22,8 @@
 //!   `dapr_component_pubsub_ingress_*` (each delivery to the app, by
 //!   `process_status`: `success`, `retry`, `drop`).
 //! - `dapr_component_output_binding_*`: `bindings.wasm` calls.
+//! - `dapr_component_input_binding_*`: input binding events sent to the
+//!   app, by `success`.
 //! - `dapr_component_secret_*`: secret reads (`get`, `bulk_get`).
 //! - `dapr_component_state_count`, `dapr_component_state_latencies`: each
 //!   call of the state building block, from either API
@@ -89,6 +91,7 @@ pub struct Metrics {
     pubsub_egress: Timed,
     pubsub_ingress: Timed,
     output_binding: Timed,
+    input_binding: Timed,
     secret: Timed,
     configuration: Timed,
 }
@@ -170,6 +173,7 @@ impl Metrics {
         let http = ["app_id", "method", "path", "status"];
         let component = ["app_id", "component", "namespace", "operation", "success"];
         let egress = ["app_id", "component", "namespace", "success", "topic"];
+        let input = ["app_id", "component", "namespace", "success"];
         let ingress = [
             "app_id",
             "component",
@@ -274,6 +278,14 @@ impl Metrics {
                 "The number of operations invoked on the output binding component.",
                 "The latency of the response from the output binding component (ms).",
                 &component,
+                enabled,
+            )?,
+            input_binding: Timed::new(
+                r,
+                "input_binding",
+                "The number of events read from the input binding component.",
+                "The latency of the event processing (ms).",
+                &input,
                 enabled,
             )?,
             secret: Timed::new(
@@ -417,6 +429,18 @@ impl Metrics {
         elapsed: Duration,
     ) {
         self.record_operation(&self.configuration, component, operation, success, elapsed);
+    }
+
+    /// One event of the input binding `component` sent to the app, and
+    /// whether the app took it.
+    pub fn record_input_binding(&self, component: &str, success: bool, elapsed: Duration) {
+        let labels = [
+            self.app_id.as_str(),
+            component,
+            NAMESPACE,
+            success_label(success),
+        ];
+        self.input_binding.record(&labels, elapsed);
     }
 
     /// One call of the output binding `component`.

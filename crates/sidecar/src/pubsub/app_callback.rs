@@ -243,7 +243,7 @@ impl BulkCalls {
 }
 
 /// Why a call had no answer: the app's gRPC status, or no answer at all.
-enum Unanswered {
+pub(crate) enum Unanswered {
     Status(tonic::Status),
     Failed(String),
 }
@@ -269,7 +269,7 @@ fn unanswered(subscription: &Subscription, reason: Unanswered) -> Verdict {
 /// Calls the app with `message`, within `--app-max-concurrency` and the
 /// invoke timeout, with the trace context and the app's API token as
 /// metadata.
-async fn call_app<T, A, F, Fut>(
+pub(crate) async fn call_app<T, A, F, Fut>(
     sidecar: &Sidecar,
     message: T,
     trace: &TraceContext,

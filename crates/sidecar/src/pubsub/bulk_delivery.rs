@@ -46,7 +46,9 @@ use tokio::task::JoinSet;
 
 use super::Message;
 use super::app_callback::{BulkCalls, Verdict};
-use super::delivery::{Backoff, CloudEvent, DROP, RETRY, SUCCESS, envelope, give_up, post_to_app};
+use super::delivery::{
+    Backoff, CloudEvent, DROP, RETRY, SUCCESS, envelope, give_up, post_event_to_app,
+};
 use super::json_object::JsonObject;
 use super::ops::new_event_id;
 use super::subscriptions::{BulkSubscribe, Subscription};
@@ -266,7 +268,8 @@ async fn attempt(
         }
         None => {
             let body = bulk_envelope(subscription, &entries).into();
-            let answer = post_to_app(sidecar, subscription, "application/json", body, &trace).await;
+            let answer =
+                post_event_to_app(sidecar, subscription, "application/json", body, &trace).await;
             verdicts(subscription, &entries, answer)
         }
     };

@@ -31,7 +31,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use serde_json::{Value, json};
 use service_kit::trace::{KeyValue, SpanKind, TraceContext};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -298,7 +297,7 @@ async fn post_event(
     trace: &TraceContext,
 ) -> Verdict {
     let id = event.id.as_str();
-    let (status, body) = post_to_app(
+    let (status, body) = post_event_to_app(
         sidecar,
         subscription,
         "application/cloudevents+json",
@@ -330,53 +329,29 @@ async fn post_event(
 }
 
 /// `POST`s `body` (of `content_type`) to the subscription's route on the
-/// app, within `--app-max-concurrency` and the invoke timeout; the app's
-/// status and body (up to 64 KiB), or why there is none (to retry).
-pub(crate) async fn post_to_app(
+/// app, with its `pubsubname` and `topic` headers
+/// ([`crate::app_channel::send_to_app`]).
+pub(crate) async fn post_event_to_app(
     sidecar: &Sidecar,
     subscription: &Subscription,
     content_type: &'static str,
     body: bytes::Bytes,
     trace: &TraceContext,
 ) -> Result<(axum::http::StatusCode, bytes::Bytes), String> {
-    let Some(port) = sidecar.config.app_port else {
-        return Err("no app port".into());
-    };
-    let _slot = match &sidecar.app_slots {
-        Some(slots) => slots.clone().acquire_owned().await.ok(),
-        None => None,
-    };
-    let mut request =
-        axum::http::Request::post(format!("http://127.0.0.1:{port}{}", subscription.route))
-            .header("content-type", content_type)
-            .header("pubsubname", &subscription.pubsub_name)
-            .header("topic", &subscription.topic);
-    for (name, value) in &trace.headers() {
-        request = request.header(name, value);
-    }
-    if let Some(token) = &sidecar.config.app_api_token {
-        request = request.header("dapr-api-token", token);
-    }
-    let request = request
-        .body(Body::from(body))
-        .map_err(|e| format!("the delivery cannot be sent as a request: {e}"))?;
-    let answer = tokio::time::timeout(sidecar.config.invoke_timeout, async {
-        let response = sidecar.client.request(request).await?;
-        let status = response.status();
-        use http_body_util::BodyExt;
-        let body = http_body_util::Limited::new(response.into_body(), 64 << 10)
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        Ok::<_, hyper_util::client::legacy::Error>((status, body))
-    })
-    .await;
-    match answer {
-        Err(_) => Err("the app did not answer in time".into()),
-        Ok(Err(err)) => Err(format!("the app cannot be reached: {err}")),
-        Ok(Ok(answer)) => Ok(answer),
-    }
+    let headers = [
+        ("pubsubname", subscription.pubsub_name.as_str()),
+        ("topic", subscription.topic.as_str()),
+    ];
+    crate::app_channel::send_to_app(
+        sidecar,
+        axum::http::Method::POST,
+        &subscription.route,
+        &headers,
+        content_type,
+        body,
+        trace,
+    )
+    .await
 }
 
 /// The waits between a delivery's retries: `--pubsub-max-retries` of

@@ -1,7 +1,8 @@
 //! gRPC apps (`--app-protocol grpc`): a real tonic `AppCallback` server,
 //! invoked by app id from an HTTP caller and from a gRPC caller, each
 //! through two sidecars, probed for health, and subscribed to pub/sub
-//! topics (`ListTopicSubscriptions`, `OnTopicEvent`, `OnBulkTopicEvent`);
+//! topics (`ListTopicSubscriptions`, `OnTopicEvent`, `OnBulkTopicEvent`),
+//! triggered by input bindings (`ListInputBindings`, `OnBindingEvent`);
 //! and a plain gRPC service (`grpc.health.v1.Health`) reached through the
 //! sidecars' gRPC proxy.
 
@@ -42,6 +43,8 @@ struct Received {
     batches: Mutex<Vec<pb::TopicEventBulkRequest>>,
     /// Ids of events answered RETRY once already.
     retried: Mutex<std::collections::HashSet<String>>,
+    /// Input binding events (with their `dapr-api-token` metadata).
+    binding_events: Mutex<Vec<(pb::BindingEventRequest, Option<String>)>>,
 }
 
 /// The `dapr-api-token` a call to the app carried.
@@ -211,14 +214,19 @@ impl AppCallback for GrpcApp {
         &self,
         _: Request<()>,
     ) -> Result<Response<pb::ListInputBindingsResponse>, Status> {
-        Ok(Response::new(Default::default()))
+        Ok(Response::new(pb::ListInputBindingsResponse {
+            bindings: vec!["tick".into()],
+        }))
     }
 
     async fn on_binding_event(
         &self,
-        _: Request<pb::BindingEventRequest>,
+        request: Request<pb::BindingEventRequest>,
     ) -> Result<Response<pb::BindingEventResponse>, Status> {
-        Err(Status::unimplemented("OnBindingEvent"))
+        let token = api_token(&request);
+        let event = request.into_inner();
+        self.0.binding_events.lock().unwrap().push((event, token));
+        Ok(Response::new(Default::default()))
     }
 
     async fn on_bulk_topic_event(
@@ -1016,5 +1024,55 @@ async fn a_grpc_app_subscribes_and_gets_events_through_app_callback() {
         .await
         .unwrap();
     assert_eq!(health.status(), 204);
+    sidecar.stop().await;
+}
+
+/// A gRPC app gets the events of the input bindings its
+/// `ListInputBindings` names, and of those declared `direction: input`,
+/// through `OnBindingEvent`; not those of the others.
+#[tokio::test]
+async fn a_grpc_app_gets_the_input_binding_events_it_lists() {
+    let (app, _, received) = start_grpc_app().await;
+    let resources = TestResources::new();
+    let dir = resources.resources.path();
+    let every_second = ("schedule", "@every 1s");
+    super::state::component_file(dir, "tick", "bindings.cron", &[every_second]);
+    super::state::component_file(dir, "unlisted", "bindings.cron", &[every_second]);
+    super::state::component_file(
+        dir,
+        "declared",
+        "bindings.cron",
+        &[every_second, ("direction", "input")],
+    );
+    let mut config = resources.config("grpc-cron-app", Some(app.port()));
+    config.app_protocol = AppProtocol::Grpc;
+    config.app_api_token = Some("app-secret".into());
+    let sidecar = RunningSidecar::start(config).await;
+    let names = |received: &Received| {
+        received
+            .binding_events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(event, _)| event.name.clone())
+            .collect::<Vec<_>>()
+    };
+    test_support::wait_until(
+        "three ticks and a declared event",
+        Duration::from_secs(30),
+        || async {
+            let names = names(&received);
+            names.iter().filter(|n| *n == "tick").count() >= 3
+                && names.iter().any(|n| n == "declared")
+        },
+    )
+    .await;
+    // `unlisted` fires every second too: three ticks are more than that.
+    assert!(!names(&received).contains(&"unlisted".to_string()));
+    let (event, token) = received.binding_events.lock().unwrap()[0].clone();
+    assert!(event.data.is_empty());
+    assert_eq!(event.metadata["timeZone"], "Local");
+    assert!(event.metadata["readTimeUTC"].ends_with(" +0000 UTC"));
+    assert_eq!(token.as_deref(), Some("app-secret"));
     sidecar.stop().await;
 }

@@ -10,6 +10,7 @@
 //! - `configuration`: the configuration API on Redis;
 //! - `python_sdk`, `js_sdk`: the official Dapr SDKs against a real sidecar;
 //! - `bindings`: `bindings.wasm` output bindings on the function host;
+//! - `input_bindings`: input bindings (`bindings.cron`) triggering an app;
 //! - `metrics`: `GET /metrics`, daprd's metric names and labels;
 //! - `tracing`: spans to each exporter a Dapr `Configuration` can name;
 //! - `fuzz_seeds`: the `sidecar_request` fuzz target's seeds, replayed.
@@ -19,6 +20,7 @@ mod configuration;
 mod fuzz_seeds;
 mod grpc;
 mod grpc_app;
+mod input_bindings;
 mod invoke;
 mod js_sdk;
 mod lock;

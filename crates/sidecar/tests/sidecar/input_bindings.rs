@@ -1,0 +1,202 @@
+//! Input bindings (`bindings.cron`) triggering an HTTP app as daprd does:
+//! the `OPTIONS` question first, then a `POST` per firing on the binding's
+//! route, with the binding's metadata as headers; bindings the app does
+//! not want are not read, `direction: input` skips the question, and each
+//! event is counted in daprd's metrics. (A gRPC app's `ListInputBindings`
+//! and `OnBindingEvent` are in `grpc_app`.)
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::routing::{options, post};
+use test_support::metrics::Scrape;
+use test_support::sidecar::*;
+
+use super::state::component_file;
+
+/// One request the app got: method, path, headers.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: Method,
+    path: String,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// An app that records every request. It wants `tick` (`OPTIONS /tick`
+/// answers 200) and `/jobs/nightly` (only `POST` is routed: axum answers
+/// `OPTIONS` 405, which daprd also takes as a yes); it does not want
+/// `unwanted` (404); `POST /declared` fails with 500.
+async fn start_app() -> (SocketAddr, Log) {
+    async fn record(State(log): State<Log>, request: Request) -> StatusCode {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20)
+            .await
+            .unwrap_or_default();
+        let status = match (parts.method.as_str(), parts.uri.path()) {
+            (_, "/declared") | ("OPTIONS", "/unwanted") => {
+                if parts.method == Method::POST {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NOT_FOUND
+                }
+            }
+            _ => StatusCode::OK,
+        };
+        log.lock().unwrap().push(Seen {
+            method: parts.method,
+            path: parts.uri.path().to_string(),
+            headers: parts.headers,
+            body,
+        });
+        status
+    }
+    let log = Log::default();
+    let app = axum::Router::new()
+        .route("/tick", options(record).post(record))
+        .route("/jobs/nightly", post(record))
+        .fallback(record)
+        .with_state(log.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, log)
+}
+
+fn requests(log: &Log, method: &str, path: &str) -> Vec<Seen> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|seen| seen.method == method && seen.path == path)
+        .cloned()
+        .collect()
+}
+
+/// Writes a `bindings.cron` component firing every second.
+fn cron(dir: &std::path::Path, name: &str, more: &[(&str, &str)]) {
+    let mut metadata = vec![("schedule", "@every 1s")];
+    metadata.extend_from_slice(more);
+    component_file(dir, name, "bindings.cron", &metadata);
+}
+
+#[tokio::test]
+async fn cron_bindings_post_to_the_routes_the_app_wants() {
+    let (app, log) = start_app().await;
+    let resources = TestResources::new();
+    let dir = resources.resources.path();
+    cron(dir, "tick", &[]);
+    cron(dir, "nightly", &[("route", "/jobs/nightly")]);
+    cron(dir, "unwanted", &[]);
+    cron(dir, "declared", &[("direction", "input")]);
+    let mut config = resources.config("cron-app", Some(app.port()));
+    config.app_api_token = Some("app-secret".into());
+    let sidecar = RunningSidecar::start(config).await;
+
+    test_support::wait_until(
+        "three ticks, and the other wanted bindings' events",
+        Duration::from_secs(30),
+        || async {
+            requests(&log, "POST", "/tick").len() >= 3
+                && !requests(&log, "POST", "/jobs/nightly").is_empty()
+                && !requests(&log, "POST", "/declared").is_empty()
+        },
+    )
+    .await;
+
+    // The app was asked about each binding but the declared one, once
+    // (axum answers `OPTIONS /jobs/nightly` itself, unrecorded: 405, which
+    // the events on that route show was taken as a yes).
+    assert_eq!(requests(&log, "OPTIONS", "/tick").len(), 1);
+    assert_eq!(requests(&log, "OPTIONS", "/unwanted").len(), 1);
+    assert!(requests(&log, "OPTIONS", "/declared").is_empty());
+    // The unwanted one fires every second too, but is never read: three
+    // ticks are more than a second.
+    assert!(requests(&log, "POST", "/unwanted").is_empty());
+
+    let tick = &requests(&log, "POST", "/tick")[0];
+    assert!(tick.body.is_empty(), "a cron event has no data");
+    let header = |name: &str| tick.headers.get(name).and_then(|v| v.to_str().ok());
+    assert_eq!(header("content-type"), Some("application/json"));
+    assert_eq!(header("timeZone"), Some("Local"));
+    let read_time = header("readTimeUTC").unwrap_or_default();
+    assert!(
+        read_time.len() >= 29 && read_time.ends_with(" +0000 UTC"),
+        "Go's time format: {read_time}"
+    );
+    assert_eq!(header("dapr-api-token"), Some("app-secret"));
+    assert!(header("traceparent").is_some());
+
+    // Each event is counted, with whether the app took it.
+    let scrape = Scrape::fetch(&format!("http://{}/metrics", sidecar.metrics_address)).await;
+    let count = |component: &str, success: &str| {
+        scrape.sum(
+            "dapr_component_input_binding_count",
+            &[("component", component), ("success", success)],
+        )
+    };
+    assert!(count("tick", "true") >= 3.0);
+    assert!(count("declared", "false") >= 1.0, "the app answered 500");
+    assert_eq!(count("unwanted", "true") + count("unwanted", "false"), 0.0);
+    assert!(
+        scrape.sum(
+            "dapr_component_input_binding_latencies_count",
+            &[("component", "tick")]
+        ) >= 3.0
+    );
+
+    // The metadata API lists them as input bindings, as daprd.
+    let metadata = get_json(sidecar.url("/v1.0/metadata")).await;
+    let tick = metadata["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "tick")
+        .cloned()
+        .unwrap();
+    assert_eq!(tick["type"], "bindings.cron");
+    assert_eq!(tick["capabilities"], serde_json::json!(["INPUT_BINDING"]));
+
+    // Once the sidecar stops, so do the events.
+    sidecar.stop().await;
+    let after_stop = requests(&log, "POST", "/tick").len();
+    // One more firing's time passes, measured by a second cron sidecar's
+    // own events, not by a sleep.
+    let (other_app, other_log) = start_app().await;
+    let other = TestResources::new();
+    cron(other.resources.path(), "tick", &[]);
+    let other = RunningSidecar::start(other.config("cron-app-2", Some(other_app.port()))).await;
+    test_support::wait_until(
+        "two ticks of another sidecar",
+        Duration::from_secs(30),
+        || async { requests(&other_log, "POST", "/tick").len() >= 2 },
+    )
+    .await;
+    // (One event sent as the sidecar stopped may land after it returned.)
+    let late = requests(&log, "POST", "/tick").len() - after_stop;
+    assert!(late <= 1, "{late} ticks after the sidecar stopped");
+    other.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_cron_binding_stops_the_sidecar_at_start_with_the_reason() {
+    let resources = TestResources::new();
+    component_file(
+        resources.resources.path(),
+        "broken",
+        "bindings.cron",
+        &[("schedule", "61 * * * * *")],
+    );
+    let error = match sidecar::Sidecar::new(resources.config("cron-bad", None)).await {
+        Ok(_) => panic!("a bad schedule was accepted"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert_eq!(
+        error,
+        "input binding `broken` (bindings.cron): invalid schedule format '61 * * * * *': end of range (61) above maximum (59): 61"
+    );
+}
