@@ -23,7 +23,8 @@
 //! - [`app_health`]: probing the app (`--enable-app-health-check`).
 //! - [`app_channel`]: the sidecar's own requests to its app (events).
 //! - [`args`]: flags and env vars → [`SidecarConfig`].
-//! - [`bindings`]: output bindings: `bindings.wasm` on the function host.
+//! - [`bindings`]: output bindings: `bindings.wasm` on the function host,
+//!   `bindings.postgresql`.
 //! - [`components`]: component YAML files.
 //! - [`configuration`]: the configuration API and its stores.
 //! - [`grpc`]: the gRPC API (`dapr.proto.runtime.v1.Dapr`).
@@ -161,8 +162,11 @@ pub struct Sidecar {
     app_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// Set by the gRPC `Shutdown` call; both servers stop on it.
     shutdown_requested: tokio::sync::watch::Sender<bool>,
-    /// The `bindings.wasm` components, when there are any.
-    bindings: Option<bindings::WasmBindings>,
+    /// The `bindings.wasm` components, when there are any (for their
+    /// reloading and metrics; they are called through `output_bindings`).
+    bindings: Option<Arc<bindings::WasmBindings>>,
+    /// The output bindings by name ([`bindings`]).
+    output_bindings: HashMap<String, Box<dyn bindings::OutputBinding>>,
     /// The input bindings ([`input_bindings`]).
     input_bindings: Vec<input_bindings::InputBindingComponent>,
     /// Its Prometheus metrics.
@@ -192,6 +196,7 @@ impl Sidecar {
         let mut infos = Vec::new();
         let mut wasm_bindings = Vec::new();
         let mut inputs = Vec::new();
+        let mut output_bindings: HashMap<String, Box<dyn bindings::OutputBinding>> = HashMap::new();
         for component in &components {
             let name = component.metadata.name.clone();
             let mut component_type = component.spec.component_type.clone();
@@ -225,6 +230,12 @@ impl Sidecar {
                 vec![]
             } else if component_type == bindings::WASM_BINDING {
                 wasm_bindings.push(component.clone());
+                vec!["OUTPUT_BINDING"]
+            } else if bindings::OUTPUT_BINDING_TYPES.contains(&component_type.as_str()) {
+                let opened = bindings::open(component).await.map_err(|e| {
+                    anyhow::anyhow!("output binding `{name}` ({component_type}): {e}")
+                })?;
+                output_bindings.insert(name.clone(), opened);
                 vec!["OUTPUT_BINDING"]
             } else if input_bindings::is_input_binding(component) {
                 let opened = input_bindings::open(component).map_err(|e| {
@@ -263,6 +274,17 @@ impl Sidecar {
             .await
             .context("loading the wasm bindings panicked")?
             .map_err(anyhow::Error::msg)?;
+            let loaded = Arc::new(loaded);
+            for component in &components {
+                if component.spec.component_type == bindings::WASM_BINDING {
+                    let name = component.metadata.name.clone();
+                    let binding = bindings::wasm::WasmBinding {
+                        name: name.clone(),
+                        bindings: loaded.clone(),
+                    };
+                    output_bindings.insert(name, Box::new(binding));
+                }
+            }
             Some(loaded)
         };
         let http_endpoints = http_endpoints::HttpEndpoints::load(
@@ -331,6 +353,7 @@ impl Sidecar {
             app_slots,
             shutdown_requested: tokio::sync::watch::Sender::new(false),
             bindings,
+            output_bindings,
             input_bindings: inputs,
             metrics,
             tracer,

@@ -564,7 +564,7 @@ async fn invoke_binding(
     request: Request<pb::InvokeBindingRequest>,
 ) -> Result<Response<pb::InvokeBindingResponse>, Status> {
     let request = request.into_inner();
-    let data = api
+    let answer = api
         .sidecar
         .invoke_binding(
             &request.name,
@@ -576,8 +576,8 @@ async fn invoke_binding(
         )
         .await?;
     Ok(Response::new(pb::InvokeBindingResponse {
-        data: data.to_vec(),
-        metadata: HashMap::new(),
+        data: answer.data.to_vec(),
+        metadata: answer.metadata,
     }))
 }
 

@@ -563,7 +563,8 @@ async fn postgres_store_follows_dapr_state_semantics() {
 }
 
 /// The test PostgreSQL server.
-const POSTGRES: &str = "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres";
+pub(crate) const POSTGRES: &str =
+    "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres";
 
 /// A sidecar for `app_id` whose store `pgstore` is on a table of its own
 /// (the first name returned), its connections named by the second in

@@ -1,4 +1,4 @@
-//! Output bindings: Dapr's `bindings.wasm` components, run on dapr-wasm's
+//! `bindings.wasm`: Dapr's wasm output binding, run on dapr-wasm's
 //! function host instead of daprd's wazero.
 //!
 //! A component of `type: bindings.wasm` names a WASI command by `url`:
@@ -36,9 +36,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use function_app::Catalog;
 use function_app::catalog::Source;
@@ -51,7 +48,7 @@ use function_host::{CallLimits, FunctionHost, HostConfig};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::Sidecar;
+use super::{BindingRequest, BindingResponse, OutputBinding};
 use crate::components::Component;
 use crate::error::DaprError;
 
@@ -67,16 +64,6 @@ pub const EXECUTE: &str = "execute";
 /// The `bindings.wasm` components of a sidecar, loaded.
 pub struct WasmBindings {
     catalog: Arc<Catalog>,
-}
-
-/// One call of an output binding, from either API.
-pub struct BindingRequest {
-    /// The operation (`execute`).
-    pub operation: String,
-    /// The function's stdin.
-    pub data: Bytes,
-    /// The request's metadata (`args`).
-    pub metadata: HashMap<String, String>,
 }
 
 /// The most bytes a fetched wasm file may have.
@@ -367,7 +354,7 @@ impl WasmBindings {
             .iter()
             .find(|served| served.config.name == name)
             .cloned()
-            .ok_or_else(|| not_found(name))?;
+            .ok_or_else(|| super::not_found(name))?;
         if request.operation != EXECUTE {
             return Err(DaprError::BindingInvoke {
                 name: name.to_string(),
@@ -393,74 +380,21 @@ impl WasmBindings {
     }
 }
 
-fn not_found(name: &str) -> DaprError {
-    DaprError::BindingInvoke {
-        name: name.to_string(),
-        reason: format!("couldn't find output binding {name}"),
+/// One `bindings.wasm` component: a name in the shared [`WasmBindings`].
+pub struct WasmBinding {
+    /// The component's name.
+    pub name: String,
+    /// The loaded bindings it is one of.
+    pub bindings: Arc<WasmBindings>,
+}
+
+#[async_trait::async_trait]
+impl OutputBinding for WasmBinding {
+    async fn invoke(&self, request: BindingRequest) -> Result<BindingResponse, DaprError> {
+        let data = self.bindings.invoke(&self.name, request).await?;
+        Ok(BindingResponse {
+            data,
+            metadata: HashMap::new(),
+        })
     }
-}
-
-impl Sidecar {
-    /// Runs the output binding `name` (the HTTP and gRPC APIs both call this).
-    pub async fn invoke_binding(
-        &self,
-        name: &str,
-        request: BindingRequest,
-    ) -> Result<Bytes, DaprError> {
-        match &self.bindings {
-            Some(bindings) if bindings.contains(name) => {
-                let operation = request.operation.clone();
-                let started = std::time::Instant::now();
-                let result = bindings.invoke(name, request).await;
-                self.metrics.record_output_binding(
-                    name,
-                    &operation,
-                    result.is_ok(),
-                    started.elapsed(),
-                );
-                result
-            }
-            _ => Err(not_found(name)),
-        }
-    }
-}
-
-/// The body of `POST /v1.0/bindings/{name}`.
-#[derive(serde::Deserialize)]
-pub struct BindingBody {
-    #[serde(default)]
-    data: serde_json::Value,
-    #[serde(default)]
-    metadata: HashMap<String, String>,
-    #[serde(default)]
-    operation: String,
-}
-
-/// `POST /v1.0/bindings/{name}`. The body is read as JSON whatever its
-/// `Content-Type` says, as daprd reads it (`curl -d` sends a form type).
-pub async fn invoke_http(
-    State(sidecar): State<Arc<Sidecar>>,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> Result<Response, DaprError> {
-    let body: BindingBody =
-        serde_json::from_slice(&body).map_err(|e| DaprError::MalformedRequest(e.to_string()))?;
-    let data =
-        serde_json::to_vec(&body.data).map_err(|e| DaprError::MalformedRequest(e.to_string()))?;
-    let output = sidecar
-        .invoke_binding(
-            &name,
-            BindingRequest {
-                operation: body.operation,
-                data: Bytes::from(data),
-                metadata: body.metadata,
-            },
-        )
-        .await?;
-    let media_type = function_app::routes::media_type(&output);
-    let mut response = Body::from(output).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
-    Ok(response)
 }

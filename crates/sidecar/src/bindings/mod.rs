@@ -1,0 +1,160 @@
+//! Output bindings: `POST /v1.0/bindings/{name}` and gRPC `InvokeBinding`,
+//! both served by [`Sidecar::invoke_binding`], which calls the binding
+//! component of that name.
+//!
+//! A request names an operation, data and metadata; the answer is data and
+//! metadata. Over HTTP the data is the body (200) and each metadata entry
+//! a `metadata.<key>` header, as daprd answers; over gRPC both are the
+//! response's fields. A failure is 500 `ERR_INVOKE_OUTPUT_BINDING` (`error
+//! invoking output binding {name}: {reason}`), except where `bindings.wasm`
+//! answers from the function app's table. Each call is counted in daprd's
+//! `dapr_component_output_binding_*`.
+//!
+//! Each backend is a module implementing [`OutputBinding`]:
+//! `bindings.wasm` ([`wasm`], loaded together on one function host) and
+//! `bindings.postgresql` ([`postgres`], opened by [`open`]). Input bindings
+//! are in [`crate::input_bindings`].
+
+pub mod postgres;
+pub mod wasm;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+pub use wasm::{WASM_BINDING, WasmBindings, fetch_remote};
+
+use crate::Sidecar;
+use crate::components::Component;
+use crate::error::DaprError;
+
+/// One call of an output binding, from either API.
+pub struct BindingRequest {
+    /// The operation (`execute`, `exec`, `query`, ...).
+    pub operation: String,
+    /// The data (a wasm function's stdin).
+    pub data: Bytes,
+    /// The request's metadata (`args`, `sql`, ...).
+    pub metadata: HashMap<String, String>,
+}
+
+/// What an output binding answered.
+#[derive(Debug, Default)]
+pub struct BindingResponse {
+    /// The data (the body over HTTP).
+    pub data: Bytes,
+    /// Metadata about the call (`metadata.<key>` headers over HTTP).
+    pub metadata: HashMap<String, String>,
+}
+
+/// One output binding backend.
+#[async_trait::async_trait]
+pub trait OutputBinding: Send + Sync {
+    /// Runs `request`.
+    async fn invoke(&self, request: BindingRequest) -> Result<BindingResponse, DaprError>;
+}
+
+/// The output binding types opened one by one ([`open`]); `bindings.wasm`
+/// components are loaded together ([`WasmBindings::load`]).
+pub const OUTPUT_BINDING_TYPES: &[&str] = &["bindings.postgresql"];
+
+/// Opens the output binding `component` (of a type in
+/// [`OUTPUT_BINDING_TYPES`]).
+pub async fn open(component: &Component) -> Result<Box<dyn OutputBinding>, String> {
+    let properties = component.properties();
+    let name = component.metadata.name.clone();
+    match component.spec.component_type.as_str() {
+        "bindings.postgresql" => Ok(Box::new(
+            postgres::PostgresBinding::open(name, &properties).await?,
+        )),
+        other => Err(format!(
+            "unsupported type `{other}`; supported: {}, {WASM_BINDING}",
+            OUTPUT_BINDING_TYPES.join(", ")
+        )),
+    }
+}
+
+/// daprd's error for a binding that fails: `error invoking output binding
+/// {name}: {reason}`.
+pub(crate) fn invoke_failed(name: &str, reason: impl std::fmt::Display) -> DaprError {
+    DaprError::BindingInvoke {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn not_found(name: &str) -> DaprError {
+    invoke_failed(name, format!("couldn't find output binding {name}"))
+}
+
+impl Sidecar {
+    /// Runs the output binding `name` (the HTTP and gRPC APIs both call this).
+    pub async fn invoke_binding(
+        &self,
+        name: &str,
+        request: BindingRequest,
+    ) -> Result<BindingResponse, DaprError> {
+        let binding = self
+            .output_bindings
+            .get(name)
+            .ok_or_else(|| not_found(name))?;
+        let operation = request.operation.clone();
+        let started = std::time::Instant::now();
+        let result = binding.invoke(request).await;
+        self.metrics
+            .record_output_binding(name, &operation, result.is_ok(), started.elapsed());
+        result
+    }
+}
+
+/// The body of `POST /v1.0/bindings/{name}`.
+#[derive(serde::Deserialize)]
+pub struct BindingBody {
+    #[serde(default)]
+    data: serde_json::Value,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+    #[serde(default)]
+    operation: String,
+}
+
+/// `POST /v1.0/bindings/{name}`. The body is read as JSON whatever its
+/// `Content-Type` says, as daprd reads it (`curl -d` sends a form type).
+pub async fn invoke_http(
+    State(sidecar): State<Arc<Sidecar>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, DaprError> {
+    let body: BindingBody =
+        serde_json::from_slice(&body).map_err(|e| DaprError::MalformedRequest(e.to_string()))?;
+    let data =
+        serde_json::to_vec(&body.data).map_err(|e| DaprError::MalformedRequest(e.to_string()))?;
+    let answer = sidecar
+        .invoke_binding(
+            &name,
+            BindingRequest {
+                operation: body.operation,
+                data: Bytes::from(data),
+                metadata: body.metadata,
+            },
+        )
+        .await?;
+    let media_type = function_app::routes::media_type(&answer.data);
+    let mut response = Body::from(answer.data).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+    for (key, value) in answer.metadata {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(format!("metadata.{key}")),
+            HeaderValue::try_from(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    Ok(response)
+}

@@ -1,0 +1,323 @@
+//! The `bindings.postgresql` output binding on the machine's PostgreSQL,
+//! as Dapr's runs it: `exec` with `rows-affected`, `query` rows as JSON
+//! arrays, `params`, `close`, daprd's errors, over HTTP and gRPC; and the
+//! Dapr bindings quickstart's flow, a cron binding triggering an app that
+//! writes through this one.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use dapr::dapr::proto::runtime::v1 as pb;
+use serde_json::{Value, json};
+use test_support::metrics::Scrape;
+use test_support::sidecar::*;
+
+use super::grpc::client;
+use super::state::{POSTGRES, component_file, unique};
+
+/// A sidecar with `sqldb`, a `bindings.postgresql` on the machine's
+/// PostgreSQL, and the app at `app_port` if any.
+async fn sidecar_with_sqldb(
+    app_id: &str,
+    app_port: Option<u16>,
+) -> (RunningSidecar, TestResources) {
+    let resources = TestResources::new();
+    component_file(
+        resources.resources.path(),
+        "sqldb",
+        "bindings.postgresql",
+        &[("connectionString", POSTGRES)],
+    );
+    let sidecar = RunningSidecar::start(resources.config(app_id, app_port)).await;
+    (sidecar, resources)
+}
+
+/// `POST /v1.0/bindings/sqldb` with `operation`, `sql` and `params`.
+async fn sql(
+    sidecar: &RunningSidecar,
+    operation: &str,
+    sql: &str,
+    params: Option<Value>,
+) -> reqwest::Response {
+    let mut metadata = json!({ "sql": sql });
+    if let Some(params) = params {
+        metadata["params"] = Value::String(params.to_string());
+    }
+    reqwest::Client::new()
+        .post(sidecar.url("/v1.0/bindings/sqldb"))
+        .json(&json!({ "operation": operation, "metadata": metadata }))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn metadata_header<'a>(response: &'a reqwest::Response, key: &str) -> Option<&'a str> {
+    response
+        .headers()
+        .get(format!("metadata.{key}"))
+        .and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL on 127.0.0.1:5432 (scripts/test.sh starts it and runs this)"]
+async fn sql_runs_through_the_postgresql_binding_as_daprs() {
+    test_support::require_service("PostgreSQL", "127.0.0.1:5432");
+    let (sidecar, _resources) = sidecar_with_sqldb("sql-app", None).await;
+    let table = unique("orders");
+
+    let created = sql(
+        &sidecar,
+        "exec",
+        &format!(
+            "CREATE TABLE {table} (id integer PRIMARY KEY, item text, hot boolean, \
+             price numeric(6,2), details jsonb, at timestamptz, note text)"
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(created.status(), 200);
+    assert_eq!(metadata_header(&created, "operation"), Some("exec"));
+    assert_eq!(metadata_header(&created, "rows-affected"), Some("0"));
+    for key in ["sql", "start-time", "end-time", "duration"] {
+        assert!(
+            metadata_header(&created, key).is_some(),
+            "no metadata.{key}"
+        );
+    }
+
+    // Parameters as JSON values, each read as its column's type.
+    let insert = format!("INSERT INTO {table} VALUES ($1, $2, $3, $4, $5, $6, $7)");
+    let inserted = sql(
+        &sidecar,
+        "exec",
+        &insert,
+        Some(json!([1, "espresso", true, 2.5, {"size": "small"}, "2026-12-07T10:00:00Z", null])),
+    )
+    .await;
+    assert_eq!(metadata_header(&inserted, "rows-affected"), Some("1"));
+    // And SQL written out, as the quickstart writes it.
+    let literal = sql(
+        &sidecar,
+        "exec",
+        &format!("INSERT INTO {table} (id, item, hot, price) VALUES (2, 'latte', false, 3.75)"),
+        None,
+    )
+    .await;
+    assert_eq!(metadata_header(&literal, "rows-affected"), Some("1"));
+
+    let query = format!("SELECT * FROM {table} ORDER BY id");
+    let rows = sql(&sidecar, "query", &query, None).await;
+    assert_eq!(rows.status(), 200);
+    assert_eq!(metadata_header(&rows, "operation"), Some("query"));
+    let rows: Value = rows.json().await.unwrap();
+    assert_eq!(
+        rows,
+        json!([
+            [1, "espresso", true, 2.5, {"size": "small"}, "2026-12-07T10:00:00Z", null],
+            [2, "latte", false, 3.75, null, null, null]
+        ])
+    );
+    let filtered = sql(
+        &sidecar,
+        "query",
+        &format!("SELECT item FROM {table} WHERE id = $1"),
+        Some(json!([2])),
+    )
+    .await;
+    assert_eq!(filtered.json::<Value>().await.unwrap(), json!([["latte"]]));
+
+    // gRPC InvokeBinding: the same, metadata as the response's.
+    let mut grpc = client(&sidecar).await;
+    let answer = grpc
+        .invoke_binding(pb::InvokeBindingRequest {
+            name: "sqldb".into(),
+            operation: "query".into(),
+            metadata: [(
+                "sql".to_string(),
+                format!("SELECT id, item FROM {table} ORDER BY id"),
+            )]
+            .into(),
+            data: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&answer.data).unwrap(),
+        json!([[1, "espresso"], [2, "latte"]])
+    );
+    assert_eq!(answer.metadata["operation"], "query");
+
+    // daprd's errors, and the binding goes on serving.
+    let failures = [
+        ("exec", "", None, "required metadata not set: sql".to_string()),
+        (
+            "exec",
+            "SELECT 1",
+            Some(json!({"not": "an array"})),
+            "invalid metadata property params: failed to unserialize into an array".to_string(),
+        ),
+        (
+            "query",
+            "SELECT * FROM no_such_table_here",
+            None,
+            "error executing query: ERROR: relation \"no_such_table_here\" does not exist".to_string(),
+        ),
+        (
+            "create",
+            "SELECT 1",
+            None,
+            "binding sqldb does not support operation create. supported operations:exec query close"
+                .to_string(),
+        ),
+    ];
+    for (operation, statement, params, reason) in failures {
+        let response = sql(&sidecar, operation, statement, params).await;
+        assert_eq!(response.status(), 500, "{reason}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["errorCode"], "ERR_INVOKE_OUTPUT_BINDING");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("error invoking output binding sqldb: {reason}")),
+            "{message}"
+        );
+    }
+    let count = sql(
+        &sidecar,
+        "query",
+        &format!("SELECT count(*) FROM {table}"),
+        None,
+    )
+    .await;
+    assert_eq!(count.json::<Value>().await.unwrap(), json!([[2]]));
+
+    // Each call counted by operation and outcome.
+    let scrape = Scrape::fetch(&format!("http://{}/metrics", sidecar.metrics_address)).await;
+    let calls = |operation: &str, success: &str| {
+        scrape.sum(
+            "dapr_component_output_binding_count",
+            &[
+                ("component", "sqldb"),
+                ("operation", operation),
+                ("success", success),
+            ],
+        )
+    };
+    assert_eq!(calls("exec", "true"), 3.0);
+    assert_eq!(calls("query", "true"), 4.0);
+    assert_eq!(calls("exec", "false"), 2.0);
+
+    sql(&sidecar, "exec", &format!("DROP TABLE {table}"), None).await;
+    // `close` ends the binding for good, as Dapr's.
+    assert_eq!(sql(&sidecar, "close", "", None).await.status(), 200);
+    let closed: Value = sql(&sidecar, "query", "SELECT 1", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        closed["message"],
+        "error invoking output binding sqldb: component is closed"
+    );
+    sidecar.stop().await;
+}
+
+/// The Dapr bindings quickstart's flow: a cron binding triggers the app,
+/// which inserts a row through the `sqldb` binding of its own sidecar.
+#[tokio::test]
+#[ignore = "needs PostgreSQL on 127.0.0.1:5432 (scripts/test.sh starts it and runs this)"]
+async fn a_cron_triggered_app_writes_through_the_sql_binding() {
+    test_support::require_service("PostgreSQL", "127.0.0.1:5432");
+    let table = unique("batch");
+    // The app learns its sidecar's address once the sidecar is up.
+    let sidecar_url: Arc<OnceLock<String>> = Arc::default();
+    let app = {
+        let sidecar_url = sidecar_url.clone();
+        let table = table.clone();
+        let handler = move || {
+            let sidecar_url = sidecar_url.clone();
+            let table = table.clone();
+            async move {
+                let Some(base) = sidecar_url.get() else {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                };
+                let insert = json!({
+                    "operation": "exec",
+                    "metadata": {"sql": format!("INSERT INTO {table} (at) VALUES (now())")}
+                });
+                match reqwest::Client::new()
+                    .post(format!("{base}/v1.0/bindings/sqldb"))
+                    .json(&insert)
+                    .send()
+                    .await
+                {
+                    Ok(answer) => answer.status(),
+                    Err(_) => axum::http::StatusCode::BAD_GATEWAY,
+                }
+            }
+        };
+        let router = axum::Router::new().route("/batch", axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        address
+    };
+    let resources = TestResources::new();
+    let dir = resources.resources.path();
+    component_file(
+        dir,
+        "sqldb",
+        "bindings.postgresql",
+        &[("connectionString", POSTGRES)],
+    );
+    component_file(
+        dir,
+        "batch",
+        "bindings.cron",
+        &[("schedule", "@every 1s"), ("direction", "input")],
+    );
+    let (client, connection) = tokio_postgres::connect(POSTGRES, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE TABLE {table} (at timestamptz)"))
+        .await
+        .unwrap();
+    let sidecar = RunningSidecar::start(resources.config("batch-app", Some(app.port()))).await;
+    sidecar_url.set(sidecar.base.clone()).unwrap();
+    let count = format!("SELECT count(*) FROM {table}");
+    test_support::wait_until("two batches written", Duration::from_secs(30), || async {
+        let row = client.query_one(&count, &[]).await.unwrap();
+        row.get::<_, i64>(0) >= 2
+    })
+    .await;
+    sidecar.stop().await;
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_database_stops_the_sidecar_at_start() {
+    let resources = TestResources::new();
+    component_file(
+        resources.resources.path(),
+        "sqldb",
+        "bindings.postgresql",
+        &[(
+            "connectionString",
+            "host=127.0.0.1 port=1 user=postgres connect_timeout=2",
+        )],
+    );
+    let error = match sidecar::Sidecar::new(resources.config("sql-down", None)).await {
+        Ok(_) => panic!("a binding to no database was opened"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.starts_with("output binding `sqldb` (bindings.postgresql): unable to connect to the DB: error connecting to server"),
+        "{error}"
+    );
+}
