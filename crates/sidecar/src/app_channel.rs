@@ -1,9 +1,16 @@
-//! The sidecar's own HTTP requests to its app: pub/sub events
+//! The sidecar's own dealings with its app: pub/sub events
 //! ([`crate::pubsub::delivery`]) and input binding events and probes
 //! ([`crate::input_bindings`]). Invocations have their own path
 //! ([`crate::invoke`]); these are what the sidecar sends on its own
 //! account, each within `--app-max-concurrency` and the invoke timeout,
-//! with the app's API token (`APP_API_TOKEN`) and the trace context.
+//! with the app's API token (`APP_API_TOKEN`) and the trace context
+//! ([`send_to_app`]); they run while the app is healthy
+//! ([`Sidecar::while_app_is_healthy`]), after asking the app what it
+//! wants ([`Sidecar::ask_app_until_answered`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
@@ -11,6 +18,9 @@ use bytes::Bytes;
 use service_kit::trace::TraceContext;
 
 use crate::Sidecar;
+
+/// How often an app that does not answer yet is asked again.
+const ASK_AGAIN: Duration = Duration::from_millis(250);
 
 /// The most of an answer's body that is read (the rest is cut off).
 const ANSWER_LIMIT: usize = 64 << 10;
@@ -66,5 +76,71 @@ pub(crate) async fn send_to_app(
         Err(_) => Err("the app did not answer in time".into()),
         Ok(Err(err)) => Err(format!("the app cannot be reached: {err}")),
         Ok(Ok(answer)) => Ok(answer),
+    }
+}
+
+impl Sidecar {
+    /// Asks the app with `ask` until it answers (`None` if the sidecar
+    /// stops first), logging `what` is awaited once.
+    pub(crate) async fn ask_app_until_answered<T, Ask, Fut>(
+        &self,
+        what: &str,
+        mut ask: Ask,
+    ) -> Option<T>
+    where
+        Ask: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, String>>,
+    {
+        let mut warned = false;
+        loop {
+            match ask().await {
+                Ok(answer) => return Some(answer),
+                Err(reason) if !warned => {
+                    tracing::info!(%reason, "waiting for the app's {what}");
+                    warned = true;
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                () = self.shutdown_was_requested() => return None,
+                () = tokio::time::sleep(ASK_AGAIN) => {}
+            }
+        }
+    }
+
+    /// Runs work for the app (its `what`) each time it is healthy, until
+    /// the sidecar stops: `start` starts the tasks (`None`: the sidecar
+    /// stopped first), which are stopped when the app turns unhealthy or
+    /// the sidecar stops; then `stopped` runs.
+    pub(crate) async fn while_app_is_healthy<Start, Fut>(
+        self: Arc<Self>,
+        what: &str,
+        mut start: Start,
+        stopped: impl Fn(&Sidecar),
+    ) where
+        Start: FnMut(Arc<Sidecar>) -> Fut,
+        Fut: Future<Output = Option<tokio::task::JoinSet<()>>>,
+    {
+        let mut healthy = self.app_healthy.subscribe();
+        loop {
+            tokio::select! {
+                () = self.shutdown_was_requested() => return,
+                _ = healthy.wait_for(|&h| h) => {}
+            }
+            let Some(mut tasks) = start(self.clone()).await else {
+                return;
+            };
+            tokio::select! {
+                () = self.shutdown_was_requested() => {}
+                _ = healthy.wait_for(|&h| !h) => {
+                    tracing::warn!("the app is unhealthy: its {what} stop until it recovers");
+                }
+            }
+            tasks.shutdown().await;
+            stopped(&self);
+            if *self.shutdown_requested.borrow() {
+                return;
+            }
+        }
     }
 }

@@ -342,51 +342,16 @@ fn number(text: &str) -> Result<u32, String> {
     }
 }
 
-/// A Go duration (`time.ParseDuration`): numbers with units `ns`, `us`
-/// (`µs`), `ms`, `s`, `m`, `h`, in any combination (`1h30m`, `1.5s`).
+/// A Go duration (`time.ParseDuration`: `15s`, `1m30s`, `1.5h`), which
+/// must have a unit and not be negative.
 fn go_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("time: invalid duration \"{text}\"");
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
     if text.starts_with('-') {
         return Err(format!("a negative duration is not a delay: \"{text}\""));
     }
-    let mut rest = text.strip_prefix('+').unwrap_or(text);
-    if rest.is_empty() {
-        return Err(invalid());
+    if text != "0" && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("time: missing unit in duration \"{text}\""));
     }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("time: missing unit in duration \"{text}\""))?;
-        let value: f64 = rest[..number_end].parse().map_err(|_| invalid())?;
-        rest = &rest[number_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let nanos_per_unit = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3_600e9,
-            unit => {
-                return Err(format!(
-                    "time: unknown unit \"{unit}\" in duration \"{text}\""
-                ));
-            }
-        };
-        total += value * nanos_per_unit;
-        rest = &rest[unit_end..];
-    }
-    // Go's durations end at about 292 years.
-    if total > 9.2e18 {
-        return Err(invalid());
-    }
-    Ok(Duration::from_nanos(total as u64))
+    service_kit::units::parse_duration(text)
 }
 
 /// A `bindings.cron` component.
@@ -433,7 +398,10 @@ impl InputBinding for CronBinding {
                 let next = schedule.next_after(after)?;
                 let wait = (next - Local::now()).to_std().unwrap_or(Duration::ZERO);
                 tokio::time::sleep(wait).await;
-                Some((next, next))
+                // Firings missed while the process was stopped are not
+                // made up in a burst: the next one is after now, as
+                // robfig/cron schedules it.
+                Some((next, Local::now().max(next)))
             }
         });
         Ok(firings
@@ -605,7 +573,7 @@ mod tests {
             ("* * * foo *", "failed to parse int from foo"),
             ("@fortnightly", "unrecognized descriptor: @fortnightly"),
             ("@every 15", "missing unit"),
-            ("@every 3d", "unknown unit \"d\""),
+            ("@every 3d", "unknown unit `d`"),
             ("@every -5s", "negative duration"),
             ("TZ=Europe/Paris * * * * *", "a time zone in the schedule"),
         ];

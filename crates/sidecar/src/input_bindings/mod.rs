@@ -29,7 +29,7 @@ pub mod cron;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::Method;
 use bytes::Bytes;
@@ -127,10 +127,6 @@ pub fn open(component: &Component) -> Result<InputBindingComponent, String> {
     })
 }
 
-/// How often an app that does not answer yet is asked again whether it
-/// wants a binding's events.
-const ASK_AGAIN: Duration = Duration::from_millis(250);
-
 impl Sidecar {
     /// Whether this sidecar has input bindings to read: one loaded, and an
     /// app to send events to.
@@ -145,54 +141,23 @@ impl Sidecar {
         if !self.reads_input_bindings() {
             return;
         }
-        let mut healthy = self.app_healthy.subscribe();
-        loop {
-            tokio::select! {
-                () = self.shutdown_was_requested() => return,
-                _ = healthy.wait_for(|&h| h) => {}
-            }
-            let Some(wanted) = self.input_bindings_the_app_wants().await else {
-                return;
-            };
+        let start = |sidecar: Arc<Sidecar>| async move {
+            let wanted = sidecar
+                .ask_app_until_answered("input bindings", || async {
+                    match &sidecar.app_callback {
+                        Some(app) => sidecar.listed_input_bindings(app.clone()).await,
+                        None => sidecar.probed_input_bindings().await,
+                    }
+                })
+                .await?;
             let mut readers = tokio::task::JoinSet::new();
             for index in wanted {
-                readers.spawn(self.clone().read_input_binding(index));
+                readers.spawn(sidecar.clone().read_input_binding(index));
             }
-            tokio::select! {
-                () = self.shutdown_was_requested() => {}
-                _ = healthy.wait_for(|&h| !h) => {
-                    tracing::warn!("the app is unhealthy: its input bindings stop until it recovers");
-                }
-            }
-            readers.shutdown().await;
-            if *self.shutdown_requested.borrow() {
-                return;
-            }
-        }
-    }
-
-    /// The input bindings (indexes) the app wants, asked until it answers
-    /// (`None` if the sidecar stops first).
-    async fn input_bindings_the_app_wants(&self) -> Option<Vec<usize>> {
-        let mut warned = false;
-        loop {
-            let answer = match &self.app_callback {
-                Some(app) => self.listed_input_bindings(app.clone()).await,
-                None => self.probed_input_bindings().await,
-            };
-            match answer {
-                Ok(wanted) => return Some(wanted),
-                Err(reason) if !warned => {
-                    tracing::info!(%reason, "waiting to ask the app for its input bindings");
-                    warned = true;
-                }
-                Err(_) => {}
-            }
-            tokio::select! {
-                () = self.shutdown_was_requested() => return None,
-                () = tokio::time::sleep(ASK_AGAIN) => {}
-            }
-        }
+            Some(readers)
+        };
+        self.while_app_is_healthy("input bindings", start, |_| {})
+            .await;
     }
 
     /// An HTTP app's bindings: those whose route answers `OPTIONS` with a

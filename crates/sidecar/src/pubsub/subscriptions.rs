@@ -349,34 +349,18 @@ fn resolve_programmatic(
         .collect()
 }
 
-/// How often the sidecar asks an app that does not answer yet for its
-/// subscriptions.
-const ASK_AGAIN: Duration = Duration::from_millis(250);
-
 impl Sidecar {
     /// The app's programmatic subscriptions, asked until it answers (or
     /// the sidecar stops: `None`).
     async fn ask_app_subscriptions(&self) -> Option<Vec<Subscription>> {
         let port = self.config.app_port?;
-        let mut warned = false;
-        loop {
-            let answer = match &self.app_callback {
+        self.ask_app_until_answered("subscriptions", || async {
+            match &self.app_callback {
                 Some(app) => super::app_callback::list_subscriptions(app.clone()).await,
                 None => self.get_app_subscriptions(port).await,
-            };
-            match answer {
-                Ok(subscriptions) => return Some(subscriptions),
-                Err(reason) if !warned => {
-                    tracing::info!(%reason, "waiting for the app's subscriptions");
-                    warned = true;
-                }
-                Err(_) => {}
             }
-            tokio::select! {
-                () = self.shutdown_was_requested() => return None,
-                () = tokio::time::sleep(ASK_AGAIN) => {}
-            }
-        }
+        })
+        .await
     }
 
     /// The HTTP app's answer to `GET /dapr/subscribe` (a 404 means none).
@@ -437,74 +421,65 @@ impl Sidecar {
         if !self.delivers_events() {
             return;
         }
-        let mut healthy = self.app_healthy.subscribe();
-        loop {
-            tokio::select! {
-                () = self.shutdown_was_requested() => return,
-                _ = healthy.wait_for(|&h| h) => {}
-            }
-            let Some(programmatic) = self.ask_app_subscriptions().await else {
-                return;
-            };
-            let mut all = self.declarative.clone();
-            all.extend(programmatic);
-            let mut consumers = tokio::task::JoinSet::new();
-            let mut running = Vec::new();
-            for subscription in all {
-                let Some(pubsub) = self.pubsubs.get(&subscription.pubsub_name) else {
-                    tracing::error!(pubsub = %subscription.pubsub_name, topic = %subscription.topic, "subscription to a pub/sub that is not loaded; refused");
-                    continue;
-                };
-                match pubsub
-                    .broker
-                    .subscribe(&subscription.topic, &pubsub.consumer_id)
-                    .await
-                {
-                    Ok(messages) => {
-                        tracing::info!(pubsub = %subscription.pubsub_name, topic = %subscription.topic, route = %subscription.route, "subscribed");
-                        running.push(subscription.clone());
-                        let concurrency = pubsub.broker.delivery_concurrency();
-                        let subscription = Arc::new(subscription);
-                        match subscription.bulk {
-                            Some(bulk) => consumers.spawn(super::bulk_delivery::consume(
-                                self.clone(),
-                                subscription,
-                                messages,
-                                concurrency,
-                                bulk,
-                            )),
-                            None => consumers.spawn(super::delivery::consume(
-                                self.clone(),
-                                subscription,
-                                messages,
-                                concurrency,
-                            )),
-                        };
-                    }
-                    Err(err) => {
-                        tracing::error!(pubsub = %subscription.pubsub_name, topic = %subscription.topic, error = %err, "cannot subscribe");
-                    }
-                }
-            }
-            if let Ok(mut current) = self.subscriptions.lock() {
-                *current = running;
-            }
-            tokio::select! {
-                () = self.shutdown_was_requested() => {}
-                _ = healthy.wait_for(|&h| !h) => {
-                    tracing::warn!("the app is unhealthy: its subscriptions stop until it recovers");
-                }
-            }
+        let clear = |sidecar: &Sidecar| {
             // Events being delivered are not acknowledged; brokers that
             // can will deliver them again.
-            consumers.shutdown().await;
-            if let Ok(mut current) = self.subscriptions.lock() {
+            if let Ok(mut current) = sidecar.subscriptions.lock() {
                 current.clear();
             }
-            if *self.shutdown_requested.borrow() {
-                return;
+        };
+        self.while_app_is_healthy("subscriptions", Sidecar::consume_subscriptions, clear)
+            .await;
+    }
+
+    /// Reads the app's subscriptions and starts a consumer for each
+    /// (`None` if the sidecar stops first).
+    async fn consume_subscriptions(self: Arc<Self>) -> Option<tokio::task::JoinSet<()>> {
+        let programmatic = self.ask_app_subscriptions().await?;
+        let mut all = self.declarative.clone();
+        all.extend(programmatic);
+        let mut consumers = tokio::task::JoinSet::new();
+        let mut running = Vec::new();
+        for subscription in all {
+            let Some(pubsub) = self.pubsubs.get(&subscription.pubsub_name) else {
+                tracing::error!(pubsub = %subscription.pubsub_name, topic = %subscription.topic, "subscription to a pub/sub that is not loaded; refused");
+                continue;
+            };
+            match pubsub
+                .broker
+                .subscribe(&subscription.topic, &pubsub.consumer_id)
+                .await
+            {
+                Ok(messages) => {
+                    tracing::info!(pubsub = %subscription.pubsub_name, topic = %subscription.topic, route = %subscription.route, "subscribed");
+                    running.push(subscription.clone());
+                    let concurrency = pubsub.broker.delivery_concurrency();
+                    let subscription = Arc::new(subscription);
+                    match subscription.bulk {
+                        Some(bulk) => consumers.spawn(super::bulk_delivery::consume(
+                            self.clone(),
+                            subscription,
+                            messages,
+                            concurrency,
+                            bulk,
+                        )),
+                        None => consumers.spawn(super::delivery::consume(
+                            self.clone(),
+                            subscription,
+                            messages,
+                            concurrency,
+                        )),
+                    };
+                }
+                Err(err) => {
+                    tracing::error!(pubsub = %subscription.pubsub_name, topic = %subscription.topic, error = %err, "cannot subscribe");
+                }
             }
         }
+        if let Ok(mut current) = self.subscriptions.lock() {
+            *current = running;
+        }
+        Some(consumers)
     }
 }
 
