@@ -4,18 +4,25 @@
 //!
 //! A request names an operation, data and metadata; the answer is data and
 //! metadata. Over HTTP the data is the body (200) and each metadata entry
-//! a `metadata.<key>` header, as daprd answers; over gRPC both are the
-//! response's fields. A failure is 500 `ERR_INVOKE_OUTPUT_BINDING` (`error
+//! a `metadata.<key>` header, as daprd answers (204 when the binding
+//! answers nothing, as `close` does); over gRPC both are the response's
+//! fields. A failure is 500 `ERR_INVOKE_OUTPUT_BINDING` (`error
 //! invoking output binding {name}: {reason}`), except where `bindings.wasm`
 //! answers from the function app's table. Each call is counted in daprd's
 //! `dapr_component_output_binding_*`.
 //!
+//! A request for an operation the binding does not have is refused with
+//! daprd's message (`binding x does not support operation y. supported
+//! operations:...`).
+//!
 //! Each backend is a module implementing [`OutputBinding`]:
-//! `bindings.wasm` ([`wasm`], loaded together on one function host) and
-//! `bindings.postgresql` ([`postgres`], opened by [`open`]). Input bindings
+//! `bindings.wasm` ([`wasm`], loaded together on one function host), and
+//! `bindings.postgresql` ([`postgres`]) and `bindings.redis` ([`redis`]),
+//! opened by [`open`]. Input bindings
 //! are in [`crate::input_bindings`].
 
 pub mod postgres;
+pub mod redis;
 pub mod wasm;
 
 use std::collections::HashMap;
@@ -55,13 +62,18 @@ pub struct BindingResponse {
 /// One output binding backend.
 #[async_trait::async_trait]
 pub trait OutputBinding: Send + Sync {
-    /// Runs `request`.
-    async fn invoke(&self, request: BindingRequest) -> Result<BindingResponse, DaprError>;
+    /// The operations it has; a request for another is refused before it
+    /// gets here, with daprd's message.
+    fn operations(&self) -> &'static [&'static str];
+
+    /// Runs `request`: its answer, or none (204 over HTTP, as daprd
+    /// answers a binding that returns nothing).
+    async fn invoke(&self, request: BindingRequest) -> Result<Option<BindingResponse>, DaprError>;
 }
 
 /// The output binding types opened one by one ([`open`]); `bindings.wasm`
 /// components are loaded together ([`WasmBindings::load`]).
-pub const OUTPUT_BINDING_TYPES: &[&str] = &["bindings.postgresql"];
+pub const OUTPUT_BINDING_TYPES: &[&str] = &["bindings.postgresql", "bindings.redis"];
 
 /// Opens the output binding `component` (of a type in
 /// [`OUTPUT_BINDING_TYPES`]).
@@ -71,6 +83,9 @@ pub async fn open(component: &Component) -> Result<Box<dyn OutputBinding>, Strin
     match component.spec.component_type.as_str() {
         "bindings.postgresql" => Ok(Box::new(
             postgres::PostgresBinding::open(name, &properties).await?,
+        )),
+        "bindings.redis" => Ok(Box::new(
+            redis::RedisBinding::open(name, &properties).await?,
         )),
         other => Err(format!(
             "unsupported type `{other}`; supported: {}, {WASM_BINDING}",
@@ -98,14 +113,30 @@ impl Sidecar {
         &self,
         name: &str,
         request: BindingRequest,
-    ) -> Result<BindingResponse, DaprError> {
+    ) -> Result<Option<BindingResponse>, DaprError> {
         let binding = self
             .output_bindings
             .get(name)
             .ok_or_else(|| not_found(name))?;
         let operation = request.operation.clone();
         let started = std::time::Instant::now();
-        let result = binding.invoke(request).await;
+        let operations = binding.operations();
+        let result = if operation.is_empty() {
+            Err(invoke_failed(
+                name,
+                "operation field is missing from request",
+            ))
+        } else if !operations.contains(&operation.as_str()) {
+            Err(invoke_failed(
+                name,
+                format!(
+                    "binding {name} does not support operation {operation}. supported operations:{}",
+                    operations.join(" ")
+                ),
+            ))
+        } else {
+            binding.invoke(request).await
+        };
         self.metrics
             .record_output_binding(name, &operation, result.is_ok(), started.elapsed());
         result
@@ -144,6 +175,9 @@ pub async fn invoke_http(
             },
         )
         .await?;
+    let Some(answer) = answer else {
+        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+    };
     let media_type = function_app::routes::media_type(&answer.data);
     let mut response = Body::from(answer.data).into_response();
     let headers = response.headers_mut();

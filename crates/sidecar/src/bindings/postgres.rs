@@ -12,7 +12,8 @@
 //!   value per column (numbers, text, booleans, JSON as itself, times as
 //!   RFC 3339 text, `bytea` as base64, anything else as PostgreSQL's text
 //!   for it);
-//! - `close`: closes the connection for good, as Dapr's does.
+//! - `close`: closes the connection for good, as Dapr's does (and answers
+//!   nothing: 204).
 //!
 //! Each answer's metadata also has `operation`, `sql`, `start-time`,
 //! `end-time` and `duration`, as daprd gives them. Parameters are sent as
@@ -99,20 +100,14 @@ impl PostgresBinding {
         Ok(opened)
     }
 
-    async fn run(&self, request: BindingRequest) -> Result<BindingResponse, String> {
+    async fn run(&self, request: BindingRequest) -> Result<Option<BindingResponse>, String> {
         if request.operation == "close" {
             self.closed.store(true, Ordering::Relaxed);
             self.client.lock().await.take();
-            return Ok(BindingResponse::default());
+            return Ok(None);
         }
         if self.closed.load(Ordering::Relaxed) {
             return Err("component is closed".into());
-        }
-        if !matches!(request.operation.as_str(), "exec" | "query") {
-            return Err(format!(
-                "binding {} does not support operation {}. supported operations:exec query close",
-                self.name, request.operation
-            ));
         }
         let sql = request
             .metadata
@@ -157,13 +152,17 @@ impl PostgresBinding {
         let ended_at = started_at + chrono::Duration::from_std(elapsed).unwrap_or_default();
         metadata.insert("end-time".into(), rfc3339_nanos(ended_at));
         metadata.insert("duration".into(), go_duration_string(elapsed));
-        Ok(BindingResponse { data, metadata })
+        Ok(Some(BindingResponse { data, metadata }))
     }
 }
 
 #[async_trait::async_trait]
 impl OutputBinding for PostgresBinding {
-    async fn invoke(&self, request: BindingRequest) -> Result<BindingResponse, DaprError> {
+    fn operations(&self) -> &'static [&'static str] {
+        &["exec", "query", "close"]
+    }
+
+    async fn invoke(&self, request: BindingRequest) -> Result<Option<BindingResponse>, DaprError> {
         self.run(request)
             .await
             .map_err(|reason| invoke_failed(&self.name, reason))

@@ -355,15 +355,6 @@ impl WasmBindings {
             .find(|served| served.config.name == name)
             .cloned()
             .ok_or_else(|| super::not_found(name))?;
-        if request.operation != EXECUTE {
-            return Err(DaprError::BindingInvoke {
-                name: name.to_string(),
-                reason: format!(
-                    "binding error: unsupported operation {} (bindings.wasm has only {EXECUTE})",
-                    request.operation
-                ),
-            });
-        }
         let args: Vec<&str> = match request.metadata.get("args") {
             Some(args) if !args.is_empty() => args.split(',').collect(),
             _ => Vec::new(),
@@ -390,11 +381,15 @@ pub struct WasmBinding {
 
 #[async_trait::async_trait]
 impl OutputBinding for WasmBinding {
-    async fn invoke(&self, request: BindingRequest) -> Result<BindingResponse, DaprError> {
+    fn operations(&self) -> &'static [&'static str] {
+        &[EXECUTE]
+    }
+
+    async fn invoke(&self, request: BindingRequest) -> Result<Option<BindingResponse>, DaprError> {
         let data = self.bindings.invoke(&self.name, request).await?;
-        Ok(BindingResponse {
+        Ok(Some(BindingResponse {
             data,
             metadata: HashMap::new(),
-        })
+        }))
     }
 }

@@ -574,7 +574,8 @@ async fn invoke_binding(
                 metadata: request.metadata,
             },
         )
-        .await?;
+        .await?
+        .unwrap_or_default();
     Ok(Response::new(pb::InvokeBindingResponse {
         data: answer.data.to_vec(),
         metadata: answer.metadata,

@@ -9,7 +9,7 @@ use std::process::Command;
 use test_support::sidecar::*;
 
 #[tokio::test]
-#[ignore = "needs the Dapr JS SDK, node and Redis on 127.0.0.1:6379 (scripts/test.sh installs them and runs this)"]
+#[ignore = "needs the Dapr JS SDK, node, Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 (scripts/test.sh installs them and runs this)"]
 async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
     let sdk_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sidecar/js-sdk");
     assert!(
@@ -18,15 +18,22 @@ async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
         sdk_dir.display()
     );
     test_support::require_service("Redis", "127.0.0.1:6379");
+    test_support::require_service("PostgreSQL", "127.0.0.1:5432");
     let resources = TestResources::new();
     resources.add_redis_component("lockstore", "lock.redis");
     resources.add_redis_component("configstore", "configuration.redis");
+    super::state::component_file(
+        resources.resources.path(),
+        "sqldb",
+        "bindings.postgresql",
+        &[("connectionString", super::state::POSTGRES)],
+    );
     let (app, _app) = start_echo_app().await;
     let sidecar = RunningSidecar::start(resources.config("js-target", Some(app.port()))).await;
 
     // The same checks with each of the SDK's transports (and configuration,
     // which the SDK reads over gRPC only).
-    for (protocol, checks) in [("http", 12), ("grpc", 13)] {
+    for (protocol, checks) in [("http", 13), ("grpc", 14)] {
         let (http, grpc) = (sidecar.address.port(), sidecar.grpc_address.port());
         let sdk_dir = sdk_dir.clone();
         let output = tokio::task::spawn_blocking(move || {

@@ -11,7 +11,8 @@
 //! - `python_sdk`, `js_sdk`: the official Dapr SDKs against a real sidecar;
 //! - `bindings`: `bindings.wasm` output bindings on the function host;
 //! - `input_bindings`: input bindings (`bindings.cron`) triggering an app;
-//! - `postgres_binding`: the `bindings.postgresql` output binding;
+//! - `store_bindings`: the `bindings.postgresql` and `bindings.redis`
+//!   output bindings;
 //! - `metrics`: `GET /metrics`, daprd's metric names and labels;
 //! - `tracing`: spans to each exporter a Dapr `Configuration` can name;
 //! - `fuzz_seeds`: the `sidecar_request` fuzz target's seeds, replayed.
@@ -26,8 +27,8 @@ mod invoke;
 mod js_sdk;
 mod lock;
 mod metrics;
-mod postgres_binding;
 mod pubsub;
 mod python_sdk;
 mod state;
+mod store_bindings;
 mod tracing;

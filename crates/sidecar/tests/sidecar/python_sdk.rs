@@ -2,10 +2,12 @@
 //! scripts/test-requirements.txt) over its default transport, gRPC:
 //! `python-sdk/conformance.py` drives a real sidecar, and invokes an HTTP
 //! app behind a second sidecar over gRPC `InvokeService`, publishes
-//! events (`PublishEvent`), takes and releases locks (`lock.redis`) and
-//! reads and watches configuration (`configuration.redis`); and `python-sdk/grpc_app.py`, a gRPC app
-//! written with the SDK's gRPC `App` (`dapr.ext.grpc`), is invoked and gets its
-//! subscriptions' events through its sidecar.
+//! events (`PublishEvent`), takes and releases locks (`lock.redis`),
+//! reads and watches configuration (`configuration.redis`) and runs SQL
+//! through an output binding (`bindings.postgresql`); and
+//! `python-sdk/grpc_app.py`, a gRPC app written with the SDK's gRPC `App`
+//! (`dapr.ext.grpc`), is invoked and gets its subscriptions' events and an
+//! input binding's (`bindings.cron`) through its sidecar.
 
 use std::process::Command;
 
@@ -34,13 +36,20 @@ fn resources_with_pubsub() -> TestResources {
 }
 
 #[tokio::test]
-#[ignore = "needs the Dapr Python SDK in build/test-venv and Redis on 127.0.0.1:6379 (scripts/test.sh installs them and runs this)"]
+#[ignore = "needs the Dapr Python SDK in build/test-venv, Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 (scripts/test.sh installs them and runs this)"]
 async fn the_official_dapr_python_sdk_works_over_grpc() {
     let python = venv_python();
     test_support::require_service("Redis", "127.0.0.1:6379");
+    test_support::require_service("PostgreSQL", "127.0.0.1:5432");
     let resources = resources_with_pubsub();
     resources.add_redis_component("lockstore", "lock.redis");
     resources.add_redis_component("configstore", "configuration.redis");
+    super::state::component_file(
+        resources.resources.path(),
+        "sqldb",
+        "bindings.postgresql",
+        &[("connectionString", super::state::POSTGRES)],
+    );
     let (app, _app) = start_echo_app().await;
     let target =
         RunningSidecar::start(config("py-target", Some(app.port()), resources.data.path())).await;
@@ -68,7 +77,7 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
         output.status.success(),
         "the Python SDK checks failed:\n{stdout}"
     );
-    assert!(stdout.contains("16 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("17 passed, 0 failed"), "{stdout}");
     caller.stop().await;
     target.stop().await;
 }
@@ -92,12 +101,19 @@ fn events_in(path: &std::path::Path) -> Vec<Value> {
 /// `App`, `@app.method`, `@app.subscribe` with a dead-letter topic), behind
 /// a sidecar with `--app-protocol grpc`: it is invoked by app id, and its
 /// subscriptions' events reach its handlers with their CloudEvent
-/// attributes; its RETRY, DROP and SUCCESS answers decide as in daprd.
+/// attributes; its RETRY, DROP and SUCCESS answers decide as in daprd;
+/// and the cron binding it registers (`@app.binding`) triggers it.
 #[tokio::test]
 #[ignore = "needs the Dapr Python SDK in build/test-venv (scripts/test.sh installs it and runs this)"]
 async fn a_python_grpc_app_is_invoked_and_gets_its_events() {
     let python = venv_python();
     let resources = resources_with_pubsub();
+    super::state::component_file(
+        resources.resources.path(),
+        "tick",
+        "bindings.cron",
+        &[("schedule", "@every 1s")],
+    );
     let port = unused_port();
     let events_file = resources.data.path().join("events.jsonl");
     let _app = tokio::process::Command::new(python)
@@ -171,5 +187,17 @@ async fn a_python_grpc_app_is_invoked_and_gets_its_events() {
     assert_eq!(first["data"], json!({"n": 1, "answer": "success"}));
     assert_eq!(first["token"], "app-secret");
     assert!(!first["id"].as_str().unwrap().is_empty());
+    // The input binding the app registered (`ListInputBindings`) fires.
+    test_support::wait_until(
+        "a cron event reaches the Python app",
+        std::time::Duration::from_secs(20),
+        || {
+            let ticked = events_in(&events_file)
+                .iter()
+                .any(|e| e["binding"] == "tick" && e["metadata"]["timeZone"] == "Local");
+            async move { ticked }
+        },
+    )
+    .await;
     sidecar.stop().await;
 }

@@ -1,8 +1,9 @@
-//! The `bindings.postgresql` output binding on the machine's PostgreSQL,
-//! as Dapr's runs it: `exec` with `rows-affected`, `query` rows as JSON
-//! arrays, `params`, `close`, daprd's errors, over HTTP and gRPC; and the
-//! Dapr bindings quickstart's flow, a cron binding triggering an app that
-//! writes through this one.
+//! Output bindings to data stores, on the machine's servers, as Dapr's run
+//! them: `bindings.postgresql` (`exec` with `rows-affected`, `query` rows
+//! as JSON arrays, `params`, `close`, daprd's errors, over HTTP and gRPC,
+//! and the Dapr bindings quickstart's flow: a cron binding triggering an
+//! app that writes through it) and `bindings.redis` (`create` with a TTL,
+//! `get`, `increment`, `delete`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -44,9 +45,20 @@ async fn sql(
     if let Some(params) = params {
         metadata["params"] = Value::String(params.to_string());
     }
+    call(sidecar, "sqldb", operation, Value::Null, metadata).await
+}
+
+/// `POST /v1.0/bindings/{binding}` with `operation`, `data` and `metadata`.
+async fn call(
+    sidecar: &RunningSidecar,
+    binding: &str,
+    operation: &str,
+    data: Value,
+    metadata: Value,
+) -> reqwest::Response {
     reqwest::Client::new()
-        .post(sidecar.url("/v1.0/bindings/sqldb"))
-        .json(&json!({ "operation": operation, "metadata": metadata }))
+        .post(sidecar.url(&format!("/v1.0/bindings/{binding}")))
+        .json(&json!({ "operation": operation, "data": data, "metadata": metadata }))
         .send()
         .await
         .unwrap()
@@ -210,7 +222,7 @@ async fn sql_runs_through_the_postgresql_binding_as_daprs() {
 
     sql(&sidecar, "exec", &format!("DROP TABLE {table}"), None).await;
     // `close` ends the binding for good, as Dapr's.
-    assert_eq!(sql(&sidecar, "close", "", None).await.status(), 200);
+    assert_eq!(sql(&sidecar, "close", "", None).await.status(), 204);
     let closed: Value = sql(&sidecar, "query", "SELECT 1", None)
         .await
         .json()
@@ -320,4 +332,153 @@ async fn an_unreachable_database_stops_the_sidecar_at_start() {
         error.starts_with("output binding `sqldb` (bindings.postgresql): unable to connect to the DB: error connecting to server"),
         "{error}"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs Redis on 127.0.0.1:6379 (scripts/test.sh starts it and runs this)"]
+async fn a_redis_key_is_written_read_counted_and_deleted_through_the_redis_binding() {
+    test_support::require_service("Redis", "127.0.0.1:6379");
+    let resources = TestResources::new();
+    resources.add_redis_component("cache", "bindings.redis");
+    let sidecar = RunningSidecar::start(resources.config("redis-binding-app", None)).await;
+    let key = unique("binding-key");
+    let counter = unique("binding-counter");
+    let redis = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let mut redis = redis.get_multiplexed_async_connection().await.unwrap();
+
+    // `create` stores the data as daprd marshals it (JSON), with a TTL.
+    let created = call(
+        &sidecar,
+        "cache",
+        "create",
+        json!({"order": 7}),
+        json!({"key": key, "ttlInSeconds": "100"}),
+    )
+    .await;
+    assert_eq!(created.status(), 204);
+    let stored: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(stored, r#"{"order":7}"#);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!((1..=100).contains(&ttl), "TTL {ttl}");
+
+    let got = call(&sidecar, "cache", "get", Value::Null, json!({"key": key})).await;
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.json::<Value>().await.unwrap(), json!({"order": 7}));
+
+    // gRPC: the bytes as stored.
+    let mut grpc = client(&sidecar).await;
+    let answer = grpc
+        .invoke_binding(pb::InvokeBindingRequest {
+            name: "cache".into(),
+            operation: "get".into(),
+            metadata: [("key".to_string(), key.clone())].into(),
+            data: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.data, br#"{"order":7}"#);
+
+    for _ in 0..2 {
+        let counted = call(
+            &sidecar,
+            "cache",
+            "increment",
+            Value::Null,
+            json!({"key": counter}),
+        )
+        .await;
+        assert_eq!(counted.status(), 204);
+    }
+    let count = call(
+        &sidecar,
+        "cache",
+        "get",
+        Value::Null,
+        json!({"key": counter}),
+    )
+    .await;
+    assert_eq!(count.text().await.unwrap(), "2");
+
+    // `get` with `delete: "true"` reads and deletes at once.
+    let taken = call(
+        &sidecar,
+        "cache",
+        "get",
+        Value::Null,
+        json!({"key": counter, "delete": "true"}),
+    )
+    .await;
+    assert_eq!(taken.text().await.unwrap(), "2");
+    let gone = call(
+        &sidecar,
+        "cache",
+        "get",
+        Value::Null,
+        json!({"key": counter}),
+    )
+    .await;
+    assert_eq!(gone.status(), 200);
+    assert_eq!(gone.text().await.unwrap(), "", "a missing key has no data");
+
+    let deleted = call(
+        &sidecar,
+        "cache",
+        "delete",
+        Value::Null,
+        json!({"key": key}),
+    )
+    .await;
+    assert_eq!(deleted.status(), 204);
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+
+    // daprd's errors.
+    let failures = [
+        (
+            "get",
+            json!({}),
+            "redis binding: missing key in request metadata",
+        ),
+        (
+            "create",
+            json!({"key": key, "ttlInSeconds": "-1"}),
+            "ttlInSeconds value must be higher than zero: actual is '-1'",
+        ),
+        (
+            "list",
+            json!({"key": key}),
+            "binding cache does not support operation list. supported operations:create delete get increment",
+        ),
+        (
+            "",
+            json!({"key": key}),
+            "operation field is missing from request",
+        ),
+    ];
+    for (operation, metadata, reason) in failures {
+        let message = assert_dapr_error(
+            call(&sidecar, "cache", operation, json!(1), metadata).await,
+            500,
+            "ERR_INVOKE_OUTPUT_BINDING",
+        )
+        .await;
+        assert_eq!(
+            message,
+            format!("error invoking output binding cache: {reason}")
+        );
+    }
+    sidecar.stop().await;
 }

@@ -6,8 +6,8 @@
 // Run by crates/sidecar/tests/js_sdk.rs, which starts an echo app
 // (TARGET_APP_ID) and its sidecar (DAPR_HTTP_PORT, DAPR_GRPC_PORT) with a
 // SQLite state store named `statestore`, a local-file secret store named
-// `localsecrets`, a Redis lock store named `lockstore` and a Redis configuration store named
-// `configstore`. Prints one line per check and a closing "N passed, N failed".
+// `localsecrets`, a Redis lock store named `lockstore`, a Redis configuration store named
+// `configstore` and a `bindings.postgresql` output binding named `sqldb`. Prints one line per check and a closing "N passed, N failed".
 
 import assert from "node:assert/strict";
 import net from "node:net";
@@ -36,6 +36,7 @@ check("metadata get and set", async () => {
     "configstore:configuration.redis",
     "localsecrets:secretstores.local.file",
     "lockstore:lock.redis",
+    "sqldb:bindings.postgresql",
     "statestore:state.sqlite",
   ]);
   await client.metadata.set("team", "wasm");
@@ -167,6 +168,30 @@ if (grpc) {
     assert.match(updates[0].items[key].version, /^v\d+$/);
   });
 }
+
+check("output binding: SQL through bindings.postgresql", async () => {
+  const table = `js_orders_${grpc ? "grpc" : "http"}_${process.pid}_${Date.now()}`;
+  const sql = (operation, statement, params) =>
+    client.binding.send("sqldb", operation, undefined, {
+      sql: statement,
+      ...(params ? { params: JSON.stringify(params) } : {}),
+    });
+  await sql("exec", `CREATE TABLE ${table} (id int, item text)`);
+  try {
+    const inserted = await sql("exec", `INSERT INTO ${table} VALUES ($1, $2)`, [7, "espresso"]);
+    const rows = await sql("query", `SELECT id, item FROM ${table}`);
+    if (grpc) {
+      // Over gRPC the SDK hands back the answer's data and metadata.
+      assert.equal(inserted.metadata["rows-affected"], "1");
+      assert.deepEqual(JSON.parse(Buffer.from(rows.data).toString()), [[7, "espresso"]]);
+    } else {
+      // Over HTTP it hands back the body, read as JSON.
+      assert.deepEqual(rows, [[7, "espresso"]]);
+    }
+  } finally {
+    await sql("exec", `DROP TABLE ${table}`);
+  }
+});
 
 check("secrets get and bulk", async () => {
   assert.deepEqual(await client.secret.get("localsecrets", "db:password"), { "db:password": "p4ss" });

@@ -283,6 +283,28 @@ def _():
         grpc.StatusCode.INVALID_ARGUMENT, "ERR_CONFIGURATION_STORE_NOT_FOUND")
 
 
+@check("output binding: SQL through bindings.postgresql (exec, query, metadata)")
+def _():
+    table = f"sdk_orders_{os.getpid()}_{time.time_ns()}"
+    created = client.invoke_binding(
+        "sqldb", "exec", binding_metadata={"sql": f"CREATE TABLE {table} (id int, item text)"})
+    assert created.binding_metadata["operation"] == "exec", created.binding_metadata
+    try:
+        inserted = client.invoke_binding(
+            "sqldb", "exec",
+            binding_metadata={"sql": f"INSERT INTO {table} VALUES ($1, $2)",
+                              "params": json.dumps([7, "espresso"])})
+        assert inserted.binding_metadata["rows-affected"] == "1", inserted.binding_metadata
+        rows = client.invoke_binding(
+            "sqldb", "query", binding_metadata={"sql": f"SELECT id, item FROM {table}"})
+        assert rows.json() == [[7, "espresso"]], rows.text()
+    finally:
+        client.invoke_binding("sqldb", "exec", binding_metadata={"sql": f"DROP TABLE {table}"})
+    expect_grpc_error(
+        lambda: client.invoke_binding("sqldb", "query", binding_metadata={}),
+        grpc.StatusCode.INTERNAL, "ERR_INVOKE_OUTPUT_BINDING")
+
+
 failed = sum(1 for _, err in results if err is not None)
 print(f"{len(results) - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -1,11 +1,13 @@
 """A gRPC app written with the official Dapr Python SDK's app extension
 (`dapr.ext.grpc`, PyPI `dapr[grpc]`, pinned in
 scripts/test-requirements.txt), as its docs write one: an `App` with a
-method and two topic subscriptions, served on APP_PORT for a sidecar
+method, two topic subscriptions and an input binding (`tick`), served on
+APP_PORT for a sidecar
 started with `--app-protocol grpc`.
 
 crates/sidecar/tests/sidecar/python_sdk.rs starts it and its sidecar. Each
-event the app gets is appended to EVENTS_FILE as one JSON line; its data's
+event (and binding event) the app gets is appended to EVENTS_FILE as one
+JSON line; its data's
 `answer` decides the reply (`retry-once`: RETRY the first time, `drop`:
 `retry`: always RETRY; `drop`: DROP; SUCCESS otherwise).
 """
@@ -14,7 +16,13 @@ import json
 import os
 
 from dapr.clients.grpc._response import TopicEventResponse
-from dapr.ext.grpc import App, InvokeMethodRequest, InvokeMethodResponse, SubscriptionMessage
+from dapr.ext.grpc import (
+    App,
+    BindingRequest,
+    InvokeMethodRequest,
+    InvokeMethodResponse,
+    SubscriptionMessage,
+)
 
 app = App()
 events_file = os.environ["EVENTS_FILE"]
@@ -60,6 +68,13 @@ def orders(event: SubscriptionMessage) -> TopicEventResponse:
 @app.subscribe(pubsub_name="pubsub", topic="orders-dead")
 def dead_letters(event: SubscriptionMessage) -> None:
     record(event)
+
+
+@app.binding("tick")
+def tick(request: BindingRequest) -> None:
+    line = {"binding": "tick", "data": request.text(), "metadata": request.binding_metadata}
+    with open(events_file, "a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
 
 
 app.run(int(os.environ["APP_PORT"]))
