@@ -345,6 +345,10 @@ async fn a_redis_key_is_written_read_counted_and_deleted_through_the_redis_bindi
     let counter = unique("binding-counter");
     let redis = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
     let mut redis = redis.get_multiplexed_async_connection().await.unwrap();
+    // A call of the binding that sends no data.
+    let cache = |operation: &'static str, metadata: Value| {
+        call(&sidecar, "cache", operation, Value::Null, metadata)
+    };
 
     // `create` stores the data as daprd marshals it (JSON), with a TTL.
     let created = call(
@@ -369,7 +373,7 @@ async fn a_redis_key_is_written_read_counted_and_deleted_through_the_redis_bindi
         .unwrap();
     assert!((1..=100).contains(&ttl), "TTL {ttl}");
 
-    let got = call(&sidecar, "cache", "get", Value::Null, json!({"key": key})).await;
+    let got = cache("get", json!({"key": key})).await;
     assert_eq!(got.status(), 200);
     assert_eq!(got.json::<Value>().await.unwrap(), json!({"order": 7}));
 
@@ -388,55 +392,20 @@ async fn a_redis_key_is_written_read_counted_and_deleted_through_the_redis_bindi
     assert_eq!(answer.data, br#"{"order":7}"#);
 
     for _ in 0..2 {
-        let counted = call(
-            &sidecar,
-            "cache",
-            "increment",
-            Value::Null,
-            json!({"key": counter}),
-        )
-        .await;
+        let counted = cache("increment", json!({"key": counter})).await;
         assert_eq!(counted.status(), 204);
     }
-    let count = call(
-        &sidecar,
-        "cache",
-        "get",
-        Value::Null,
-        json!({"key": counter}),
-    )
-    .await;
+    let count = cache("get", json!({"key": counter})).await;
     assert_eq!(count.text().await.unwrap(), "2");
 
     // `get` with `delete: "true"` reads and deletes at once.
-    let taken = call(
-        &sidecar,
-        "cache",
-        "get",
-        Value::Null,
-        json!({"key": counter, "delete": "true"}),
-    )
-    .await;
+    let taken = cache("get", json!({"key": counter, "delete": "true"})).await;
     assert_eq!(taken.text().await.unwrap(), "2");
-    let gone = call(
-        &sidecar,
-        "cache",
-        "get",
-        Value::Null,
-        json!({"key": counter}),
-    )
-    .await;
+    let gone = cache("get", json!({"key": counter})).await;
     assert_eq!(gone.status(), 200);
     assert_eq!(gone.text().await.unwrap(), "", "a missing key has no data");
 
-    let deleted = call(
-        &sidecar,
-        "cache",
-        "delete",
-        Value::Null,
-        json!({"key": key}),
-    )
-    .await;
+    let deleted = cache("delete", json!({"key": key})).await;
     assert_eq!(deleted.status(), 204);
     let exists: i64 = redis::cmd("EXISTS")
         .arg(&key)
