@@ -166,7 +166,7 @@ pub struct Sidecar {
     /// reloading and metrics; they are called through `output_bindings`).
     bindings: Option<Arc<bindings::WasmBindings>>,
     /// The output bindings by name ([`bindings`]).
-    output_bindings: HashMap<String, Box<dyn bindings::OutputBinding>>,
+    output_bindings: HashMap<String, Arc<dyn bindings::OutputBinding>>,
     /// The input bindings ([`input_bindings`]).
     input_bindings: Vec<input_bindings::InputBindingComponent>,
     /// Its Prometheus metrics.
@@ -196,7 +196,7 @@ impl Sidecar {
         let mut infos = Vec::new();
         let mut wasm_bindings = Vec::new();
         let mut inputs = Vec::new();
-        let mut output_bindings: HashMap<String, Box<dyn bindings::OutputBinding>> = HashMap::new();
+        let mut output_bindings: HashMap<String, Arc<dyn bindings::OutputBinding>> = HashMap::new();
         for component in &components {
             let name = component.metadata.name.clone();
             let mut component_type = component.spec.component_type.clone();
@@ -231,18 +231,20 @@ impl Sidecar {
             } else if component_type == bindings::WASM_BINDING {
                 wasm_bindings.push(component.clone());
                 vec!["OUTPUT_BINDING"]
-            } else if bindings::OUTPUT_BINDING_TYPES.contains(&component_type.as_str()) {
-                let opened = bindings::open(component).await.map_err(|e| {
-                    anyhow::anyhow!("output binding `{name}` ({component_type}): {e}")
-                })?;
-                output_bindings.insert(name.clone(), opened);
-                vec!["OUTPUT_BINDING"]
-            } else if input_bindings::is_input_binding(component) {
-                let opened = input_bindings::open(component).map_err(|e| {
-                    anyhow::anyhow!("input binding `{name}` ({component_type}): {e}")
-                })?;
-                inputs.push(opened);
-                vec!["INPUT_BINDING"]
+            } else if bindings::BINDING_TYPES.contains(&component_type.as_str()) {
+                let opened = bindings::open(component)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("binding `{name}` ({component_type}): {e}"))?;
+                let mut capabilities = Vec::new();
+                if let Some(input) = opened.input {
+                    inputs.push(input_bindings::InputBindingComponent::new(component, input));
+                    capabilities.push("INPUT_BINDING");
+                }
+                if let Some(output) = opened.output {
+                    output_bindings.insert(name.clone(), output);
+                    capabilities.push("OUTPUT_BINDING");
+                }
+                capabilities
             } else if component_type == "secretstores.local.file" {
                 let store = LocalFileStore::open(component)
                     .map_err(|e| anyhow::anyhow!("secret store `{name}`: {e}"))?;
@@ -282,7 +284,7 @@ impl Sidecar {
                         name: name.clone(),
                         bindings: loaded.clone(),
                     };
-                    output_bindings.insert(name, Box::new(binding));
+                    output_bindings.insert(name, Arc::new(binding));
                 }
             }
             Some(loaded)

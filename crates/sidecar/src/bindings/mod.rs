@@ -15,13 +15,16 @@
 //! daprd's message (`binding x does not support operation y. supported
 //! operations:...`).
 //!
-//! Each backend is a module implementing [`OutputBinding`]:
+//! Each backend is a module implementing [`OutputBinding`], or
+//! [`InputBinding`] for those that trigger the app, or both:
 //! `bindings.wasm` ([`wasm`], loaded together on one function host), and
-//! `bindings.postgresql` ([`postgres`]) and `bindings.redis` ([`redis`]),
-//! opened by [`open`]. Input bindings
+//! `bindings.postgresql` ([`postgres`]), `bindings.redis` ([`redis`]),
+//! `bindings.rabbitmq` ([`rabbitmq`], both directions) and `bindings.cron`
+//! ([`crate::input_bindings::cron`], input), opened by [`open`]. Input bindings
 //! are in [`crate::input_bindings`].
 
 pub mod postgres;
+pub mod rabbitmq;
 pub mod redis;
 pub mod wasm;
 
@@ -39,6 +42,7 @@ pub use wasm::{WASM_BINDING, WasmBindings, fetch_remote};
 use crate::Sidecar;
 use crate::components::Component;
 use crate::error::DaprError;
+use crate::input_bindings::InputBinding;
 
 /// One call of an output binding, from either API.
 pub struct BindingRequest {
@@ -71,27 +75,87 @@ pub trait OutputBinding: Send + Sync {
     async fn invoke(&self, request: BindingRequest) -> Result<Option<BindingResponse>, DaprError>;
 }
 
-/// The output binding types opened one by one ([`open`]); `bindings.wasm`
+/// The binding types opened one by one ([`open`]); `bindings.wasm`
 /// components are loaded together ([`WasmBindings::load`]).
-pub const OUTPUT_BINDING_TYPES: &[&str] = &["bindings.postgresql", "bindings.redis"];
+pub const BINDING_TYPES: &[&str] = &[
+    "bindings.cron",
+    "bindings.postgresql",
+    "bindings.rabbitmq",
+    "bindings.redis",
+];
 
-/// Opens the output binding `component` (of a type in
-/// [`OUTPUT_BINDING_TYPES`]).
-pub async fn open(component: &Component) -> Result<Box<dyn OutputBinding>, String> {
+/// A binding component, opened: what it serves in each direction.
+pub struct OpenedBinding {
+    /// Called by the app (`POST /v1.0/bindings/{name}`).
+    pub output: Option<Arc<dyn OutputBinding>>,
+    /// Triggering the app.
+    pub input: Option<Arc<dyn InputBinding>>,
+}
+
+/// The component's `direction` metadata (`input`, `output` or both, comma
+/// separated), split and lowercased, the key's case aside, as daprd reads
+/// it; `None` when it has none.
+pub fn directions(component: &Component) -> Option<Vec<String>> {
+    component
+        .properties()
+        .into_iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("direction"))
+        .map(|(_, value)| {
+            value
+                .split(',')
+                .map(|d| d.trim().to_ascii_lowercase())
+                .collect()
+        })
+}
+
+/// Opens the binding `component` (of a type in [`BINDING_TYPES`]) in the
+/// directions it has, less those its `direction` metadata leaves out.
+pub async fn open(component: &Component) -> Result<OpenedBinding, String> {
     let properties = component.properties();
     let name = component.metadata.name.clone();
-    match component.spec.component_type.as_str() {
-        "bindings.postgresql" => Ok(Box::new(
-            postgres::PostgresBinding::open(name, &properties).await?,
-        )),
-        "bindings.redis" => Ok(Box::new(
-            redis::RedisBinding::open(name, &properties).await?,
-        )),
-        other => Err(format!(
-            "unsupported type `{other}`; supported: {}, {WASM_BINDING}",
-            OUTPUT_BINDING_TYPES.join(", ")
-        )),
+    let mut opened = match component.spec.component_type.as_str() {
+        "bindings.cron" => OpenedBinding {
+            output: None,
+            input: Some(Arc::new(crate::input_bindings::cron::CronBinding::open(
+                &properties,
+            )?)),
+        },
+        "bindings.postgresql" => OpenedBinding {
+            output: Some(Arc::new(
+                postgres::PostgresBinding::open(name, &properties).await?,
+            )),
+            input: None,
+        },
+        "bindings.rabbitmq" => {
+            let both = Arc::new(rabbitmq::RabbitBinding::open(name, &properties).await?);
+            OpenedBinding {
+                output: Some(both.clone()),
+                input: Some(both),
+            }
+        }
+        "bindings.redis" => OpenedBinding {
+            output: Some(Arc::new(
+                redis::RedisBinding::open(name, &properties).await?,
+            )),
+            input: None,
+        },
+        other => {
+            return Err(format!(
+                "unsupported type `{other}`; supported: {}, {WASM_BINDING}",
+                BINDING_TYPES.join(", ")
+            ));
+        }
+    };
+    if let Some(directions) = directions(component) {
+        let named = |direction: &str| directions.iter().any(|d| d == direction);
+        if !named("output") {
+            opened.output = None;
+        }
+        if !named("input") {
+            opened.input = None;
+        }
     }
+    Ok(opened)
 }
 
 /// daprd's error for a binding that fails: `error invoking output binding

@@ -108,7 +108,7 @@ impl RedisBinding {
 
 /// The request's `ttlInSeconds` (or `ttl`, either case): whole seconds
 /// above 0, or a Go duration.
-fn ttl(metadata: &HashMap<String, String>) -> Result<Option<Duration>, String> {
+pub(crate) fn ttl(metadata: &HashMap<String, String>) -> Result<Option<Duration>, String> {
     let Some(text) = metadata
         .iter()
         .find(|(key, _)| {

@@ -411,6 +411,7 @@ impl InputBinding for CronBinding {
                     ("timeZone".to_string(), TIME_ZONE.to_string()),
                     ("readTimeUTC".to_string(), go_time_string(Utc::now())),
                 ]),
+                done: None,
             })
             .boxed())
     }

@@ -22,7 +22,10 @@
 //! body, and so does this sidecar.
 //!
 //! Each backend is a module implementing [`InputBinding`], opened by its
-//! Dapr type in [`open`]: `bindings.cron` ([`cron`]).
+//! Dapr type in [`crate::bindings::open`]: `bindings.cron` ([`cron`]) and
+//! `bindings.rabbitmq` ([`crate::bindings::rabbitmq`], a queue whose
+//! messages are acknowledged once the app took them, and requeued when it
+//! did not: [`InputEvent::done`]).
 
 pub mod cron;
 
@@ -43,12 +46,16 @@ use crate::components::Component;
 use crate::pubsub::app_callback::{Unanswered, call_app};
 
 /// One event an input binding read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct InputEvent {
     /// The body the app gets.
     pub data: Bytes,
     /// What the binding says about it (headers for an HTTP app).
     pub metadata: HashMap<String, String>,
+    /// Told whether the app took the event, for a binding that settles
+    /// it with its source (a queue's acknowledgement); dropped unsent when
+    /// the sidecar stops first.
+    pub done: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
 /// The events an input binding reads. Dropping it stops reading.
@@ -66,10 +73,7 @@ pub trait InputBinding: Send + Sync {
     async fn read(&self) -> Result<Events, InputBindingError>;
 }
 
-/// The input binding types this sidecar reads.
-pub const INPUT_BINDING_TYPES: &[&str] = &["bindings.cron"];
-
-/// An input binding component, opened.
+/// An input binding component, opened ([`crate::bindings::open`]).
 pub struct InputBindingComponent {
     /// Its name.
     pub name: String,
@@ -77,54 +81,26 @@ pub struct InputBindingComponent {
     pub route: String,
     /// Whether its `direction` names `input`, so that the app is not asked.
     pub explicitly_input: bool,
-    binding: Box<dyn InputBinding>,
+    binding: Arc<dyn InputBinding>,
 }
 
-/// Whether `component` is to be read as an input binding: its type is in
-/// [`INPUT_BINDING_TYPES`] and its `direction`, if any, names `input`.
-pub fn is_input_binding(component: &Component) -> bool {
-    INPUT_BINDING_TYPES.contains(&component.spec.component_type.as_str())
-        && direction(component).is_none_or(|d| d.contains(&"input".to_string()))
-}
-
-/// The component's `direction` metadata, split and lowercased (the key's
-/// case aside, as daprd reads it).
-fn direction(component: &Component) -> Option<Vec<String>> {
-    component
-        .properties()
-        .into_iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case("direction"))
-        .map(|(_, value)| {
-            value
-                .split(',')
-                .map(|d| d.trim().to_ascii_lowercase())
-                .collect()
-        })
-}
-
-/// Opens the input binding `component` (one [`is_input_binding`] accepts).
-pub fn open(component: &Component) -> Result<InputBindingComponent, String> {
-    let properties = component.properties();
-    let binding: Box<dyn InputBinding> = match component.spec.component_type.as_str() {
-        "bindings.cron" => Box::new(cron::CronBinding::open(&properties)?),
-        other => {
-            return Err(format!(
-                "unsupported type `{other}`; supported: {}",
-                INPUT_BINDING_TYPES.join(", ")
-            ));
+impl InputBindingComponent {
+    /// `binding`, read for `component` (its `route`, its `direction`).
+    pub fn new(component: &Component, binding: Arc<dyn InputBinding>) -> InputBindingComponent {
+        let properties = component.properties();
+        let name = component.metadata.name.clone();
+        let route = properties
+            .get("route")
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or(&name);
+        InputBindingComponent {
+            route: format!("/{}", route.trim_start_matches('/')),
+            explicitly_input: crate::bindings::directions(component)
+                .is_some_and(|d| d.iter().any(|d| d == "input")),
+            name,
+            binding,
         }
-    };
-    let name = component.metadata.name.clone();
-    let route = properties
-        .get("route")
-        .filter(|r| !r.trim().is_empty())
-        .unwrap_or(&name);
-    Ok(InputBindingComponent {
-        route: format!("/{}", route.trim_start_matches('/')),
-        explicitly_input: direction(component).is_some_and(|d| d.contains(&"input".into())),
-        name,
-        binding,
-    })
+    }
 }
 
 impl Sidecar {
@@ -238,8 +214,9 @@ impl Sidecar {
 
     /// Sends one event of input binding `index` to the app, in a span of
     /// its own (`bindings/{name}`), and counts it.
-    async fn send_binding_event(self: Arc<Self>, index: usize, event: InputEvent) {
+    async fn send_binding_event(self: Arc<Self>, index: usize, mut event: InputEvent) {
         let binding = &self.input_bindings[index];
+        let done = event.done.take();
         let started = Instant::now();
         let mut parent = axum::http::HeaderMap::new();
         for name in ["traceparent", "tracestate"] {
@@ -262,6 +239,9 @@ impl Sidecar {
         };
         if let Err(reason) = &outcome {
             tracing::warn!(binding = %binding.name, %reason, "error sending binding event to the app");
+        }
+        if let Some(done) = done {
+            let _ = done.send(outcome.is_ok());
         }
         self.metrics
             .record_input_binding(&binding.name, outcome.is_ok(), started.elapsed());
@@ -387,23 +367,21 @@ mod tests {
         .unwrap()
     }
 
+    fn read(component: &Component) -> InputBindingComponent {
+        let binding = cron::CronBinding::open(&component.properties()).unwrap();
+        InputBindingComponent::new(component, Arc::new(binding))
+    }
+
     #[test]
     fn route_and_direction_are_read_as_daprd_reads_them() {
-        let plain = open(&component("")).unwrap();
+        let plain = read(&component(""));
         assert_eq!(plain.route, "/tick", "the name by default");
         assert!(!plain.explicitly_input);
-        assert!(is_input_binding(&component("")));
 
-        let routed = component(
+        let routed = read(&component(
             "  - name: route\n    value: /jobs/tick\n  - name: Direction\n    value: ' Output , INPUT'\n",
-        );
-        assert!(is_input_binding(&routed));
-        let routed = open(&routed).unwrap();
+        ));
         assert_eq!(routed.route, "/jobs/tick");
         assert!(routed.explicitly_input, "the key's and value's case aside");
-
-        assert!(!is_input_binding(&component(
-            "  - name: direction\n    value: output\n"
-        )));
     }
 }

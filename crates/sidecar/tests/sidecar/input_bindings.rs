@@ -197,6 +197,136 @@ async fn a_bad_cron_binding_stops_the_sidecar_at_start_with_the_reason() {
     };
     assert_eq!(
         error,
-        "input binding `broken` (bindings.cron): invalid schedule format '61 * * * * *': end of range (61) above maximum (59): 61"
+        "binding `broken` (bindings.cron): invalid schedule format '61 * * * * *': end of range (61) above maximum (59): 61"
     );
+}
+
+/// `bindings.rabbitmq` both ways: the app's `create` calls publish to the
+/// queue, with their metadata as headers; the sidecar reads the queue and
+/// sends each message to the app, acknowledging it once the app took it
+/// and returning it to the queue when the app failed, as daprd does.
+#[tokio::test]
+#[ignore = "needs RabbitMQ on 127.0.0.1:5672 (scripts/test.sh starts it and runs this)"]
+async fn a_rabbitmq_queue_binding_publishes_and_delivers_with_acknowledgements() {
+    test_support::require_service("RabbitMQ", "127.0.0.1:5672");
+    // The app fails a message whose body says so, the first time only.
+    let log = Log::default();
+    let failed_once = Arc::new(Mutex::new(false));
+    let app = {
+        let (log, failed_once) = (log.clone(), failed_once.clone());
+        let handler = move |request: Request| {
+            let (log, failed_once) = (log.clone(), failed_once.clone());
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                let fail = body.as_ref() == b"\"fail-once\""
+                    && !std::mem::replace(&mut *failed_once.lock().unwrap(), true);
+                log.lock().unwrap().push(Seen {
+                    method: parts.method,
+                    path: parts.uri.path().to_string(),
+                    headers: parts.headers,
+                    body,
+                });
+                if fail {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }
+        };
+        let router = axum::Router::new().fallback(handler);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        address
+    };
+    let queue = super::state::unique("binding_queue");
+    let resources = TestResources::new();
+    component_file(
+        resources.resources.path(),
+        "orders",
+        "bindings.rabbitmq",
+        &[
+            ("host", "amqp://guest:guest@127.0.0.1:5672"),
+            ("queueName", &queue),
+        ],
+    );
+    let sidecar = RunningSidecar::start(resources.config("rabbit-app", Some(app.port()))).await;
+
+    let client = reqwest::Client::new();
+    for (n, body) in [(1, "first"), (2, "fail-once"), (3, "third")] {
+        let published = client
+            .post(sidecar.url("/v1.0/bindings/orders"))
+            .json(&serde_json::json!({
+                "operation": "create",
+                "data": body,
+                "metadata": {"order-id": n.to_string()}
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(published.status(), 204);
+    }
+    let bodies = || -> Vec<String> {
+        requests(&log, "POST", "/orders")
+            .iter()
+            .map(|seen| String::from_utf8_lossy(&seen.body).into_owned())
+            .collect()
+    };
+    test_support::wait_until(
+        "every message taken, the failed one again",
+        Duration::from_secs(30),
+        || async {
+            let bodies = bodies();
+            ["\"first\"", "\"third\""]
+                .iter()
+                .all(|b| bodies.iter().filter(|x| x == b).count() == 1)
+                && bodies.iter().filter(|x| *x == "\"fail-once\"").count() == 2
+        },
+    )
+    .await;
+    let first = requests(&log, "POST", "/orders")
+        .into_iter()
+        .find(|seen| seen.body.as_ref() == b"\"first\"")
+        .unwrap();
+    assert_eq!(
+        first.headers.get("order-id").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+
+    // Nothing is left in the queue once the app took everything.
+    let connection = lapin::Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672",
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    test_support::wait_until("the queue is empty", Duration::from_secs(10), || async {
+        let declared = channel
+            .queue_declare(queue.as_str().into(), passive, Default::default())
+            .await
+            .unwrap();
+        declared.message_count() == 0
+    })
+    .await;
+    let scrape = Scrape::fetch(&format!("http://{}/metrics", sidecar.metrics_address)).await;
+    let count = |success: &str| {
+        scrape.sum(
+            "dapr_component_input_binding_count",
+            &[("component", "orders"), ("success", success)],
+        )
+    };
+    assert_eq!((count("true"), count("false")), (3.0, 1.0));
+    sidecar.stop().await;
+    channel
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await
+        .unwrap();
 }

@@ -329,7 +329,7 @@ async fn an_unreachable_database_stops_the_sidecar_at_start() {
         Err(error) => format!("{error:#}"),
     };
     assert!(
-        error.starts_with("output binding `sqldb` (bindings.postgresql): unable to connect to the DB: error connecting to server"),
+        error.starts_with("binding `sqldb` (bindings.postgresql): unable to connect to the DB: error connecting to server"),
         "{error}"
     );
 }

@@ -1,0 +1,284 @@
+//! `bindings.rabbitmq`: a RabbitMQ queue as an input and output binding,
+//! as Dapr's RabbitMQ binding runs it.
+//!
+//! Metadata: `host` (an AMQP URL, default
+//! `amqp://guest:guest@localhost:5672`), `queueName` (required; the queue
+//! is declared at start-up with `durable`, `deleteWhenUnused`, `exclusive`
+//! (each default false), `maxPriority` and `ttlInSeconds` as its message
+//! TTL), and `prefetchCount` (default 0: no limit).
+//!
+//! - Output: `create` publishes the data to the queue (the default
+//!   exchange), persistent, with the request's metadata as headers,
+//!   `ttlInSeconds` as its expiration and `priority` as its priority. It
+//!   answers nothing (204).
+//! - Input: each message in the queue goes to the app, one at a time, with
+//!   its string headers as metadata; it is acknowledged once the app took
+//!   it, and returned to the queue (`nack`, requeued) when the app did not,
+//!   as daprd does. Messages of a sidecar that stops are returned too.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt;
+
+use super::{BindingRequest, BindingResponse, OutputBinding, invoke_failed};
+use crate::error::DaprError;
+use crate::input_bindings::{Events, InputBinding, InputBindingError, InputEvent};
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A `bindings.rabbitmq` component.
+pub struct RabbitBinding {
+    name: String,
+    queue: String,
+    connection: Connection,
+    publisher: Channel,
+    prefetch: u16,
+}
+
+/// A boolean metadata item (`true`, any case), `false` when absent.
+fn flag(properties: &HashMap<String, String>, name: &str) -> bool {
+    properties
+        .get(name)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// A number metadata item, or why it is not one.
+fn number<T: std::str::FromStr>(
+    properties: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<T>, String> {
+    match properties
+        .get(name)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+    {
+        None => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name} `{text}` is not a number")),
+    }
+}
+
+impl RabbitBinding {
+    /// Connects and declares the queue.
+    pub async fn open(
+        name: String,
+        properties: &HashMap<String, String>,
+    ) -> Result<RabbitBinding, String> {
+        let queue = properties
+            .get("queueName")
+            .filter(|q| !q.is_empty())
+            .cloned()
+            .ok_or("metadata `queueName` is required")?;
+        let url = properties
+            .get("host")
+            .filter(|h| !h.is_empty())
+            .map(String::as_str)
+            .unwrap_or("amqp://guest:guest@localhost:5672");
+        let connection = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(url, ConnectionProperties::default()),
+        )
+        .await
+        .map_err(|_| format!("no answer from RabbitMQ within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| format!("RabbitMQ: {e}"))?;
+        let publisher = connection
+            .create_channel()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut arguments = FieldTable::default();
+        if let Some(priority) = number::<u8>(properties, "maxPriority")? {
+            arguments.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(priority));
+        }
+        if let Some(seconds) = number::<u32>(properties, "ttlInSeconds")? {
+            arguments.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongUInt(seconds.saturating_mul(1_000)),
+            );
+        }
+        publisher
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: flag(properties, "durable"),
+                    auto_delete: flag(properties, "deleteWhenUnused"),
+                    exclusive: flag(properties, "exclusive"),
+                    ..Default::default()
+                },
+                arguments,
+            )
+            .await
+            .map_err(|e| format!("cannot declare queue `{queue}`: {e}"))?;
+        Ok(RabbitBinding {
+            name,
+            queue,
+            connection,
+            publisher,
+            prefetch: number(properties, "prefetchCount")?.unwrap_or(0),
+        })
+    }
+
+    async fn publish(&self, request: BindingRequest) -> Result<(), String> {
+        let mut headers = FieldTable::default();
+        for (key, value) in &request.metadata {
+            headers.insert(
+                ShortString::from(key.as_str()),
+                AMQPValue::LongString(LongString::from(value.as_bytes())),
+            );
+        }
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("text/plain".into())
+            .with_headers(headers);
+        if let Some(ttl) = super::redis::ttl(&request.metadata)? {
+            properties = properties.with_expiration(ttl.as_millis().to_string().into());
+        }
+        if let Some(priority) = number::<u8>(&request.metadata, "priority")? {
+            properties = properties.with_priority(priority);
+        }
+        self.publisher
+            .basic_publish(
+                "".into(),
+                self.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &request.data,
+                properties,
+            )
+            .await
+            .map_err(|e| format!("failed to publish message: {e}"))?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl OutputBinding for RabbitBinding {
+    fn operations(&self) -> &'static [&'static str] {
+        &["create"]
+    }
+
+    async fn invoke(&self, request: BindingRequest) -> Result<Option<BindingResponse>, DaprError> {
+        self.publish(request)
+            .await
+            .map_err(|reason| invoke_failed(&self.name, reason))?;
+        Ok(None)
+    }
+}
+
+/// A message's string headers, as daprd passes them on.
+fn header_metadata(properties: &BasicProperties) -> HashMap<String, String> {
+    let Some(headers) = properties.headers() else {
+        return HashMap::new();
+    };
+    headers
+        .inner()
+        .iter()
+        .filter_map(|(key, value)| match value {
+            AMQPValue::LongString(text) => Some((
+                key.to_string(),
+                String::from_utf8_lossy(text.as_bytes()).into_owned(),
+            )),
+            AMQPValue::ShortString(text) => Some((key.to_string(), text.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl InputBinding for RabbitBinding {
+    async fn read(&self) -> Result<Events, InputBindingError> {
+        let failed = |e: lapin::Error| InputBindingError(format!("RabbitMQ: {e}"));
+        let channel = self.connection.create_channel().await.map_err(failed)?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(failed)?;
+        let mut deliveries = channel
+            .basic_consume(
+                self.queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(failed)?;
+        let (sender, events) = mpsc::channel(1);
+        let queue = self.queue.clone();
+        tokio::spawn(async move {
+            // The channel lives as long as the reading: closing it returns
+            // the messages not acknowledged to the queue.
+            let _channel = channel;
+            loop {
+                let next = tokio::select! {
+                    () = sender.closed() => return,
+                    next = deliveries.next() => next,
+                };
+                let delivery = match next {
+                    Some(Ok(delivery)) => delivery,
+                    Some(Err(err)) => {
+                        tracing::warn!(%queue, error = %err, "RabbitMQ consumer failed");
+                        return;
+                    }
+                    None => return,
+                };
+                let (done, taken) = oneshot::channel();
+                let event = InputEvent {
+                    data: Bytes::from(delivery.data),
+                    metadata: header_metadata(&delivery.properties),
+                    done: Some(done),
+                };
+                if sender.send(event).await.is_err() {
+                    return;
+                }
+                // One at a time: the next message waits for the app's answer.
+                let settled = if taken.await.unwrap_or(false) {
+                    delivery.acker.ack(BasicAckOptions::default()).await
+                } else {
+                    let requeue = BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    };
+                    delivery.acker.nack(requeue).await
+                };
+                if let Err(err) = settled {
+                    tracing::warn!(%queue, error = %err, "cannot settle a RabbitMQ message");
+                }
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
+            events,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_headers_become_metadata() {
+        let mut headers = FieldTable::default();
+        headers.insert("order".into(), AMQPValue::LongString("7".into()));
+        headers.insert("short".into(), AMQPValue::ShortString("s".into()));
+        headers.insert("count".into(), AMQPValue::LongUInt(3));
+        let properties = BasicProperties::default().with_headers(headers);
+        assert_eq!(
+            header_metadata(&properties),
+            HashMap::from([
+                ("order".to_string(), "7".to_string()),
+                ("short".to_string(), "s".to_string())
+            ])
+        );
+        assert!(header_metadata(&BasicProperties::default()).is_empty());
+    }
+}
