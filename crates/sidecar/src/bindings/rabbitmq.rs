@@ -27,7 +27,6 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::StreamExt;
 
 use super::{BindingRequest, BindingResponse, OutputBinding, invoke_failed};
 use crate::error::DaprError;
@@ -218,19 +217,9 @@ impl InputBinding for RabbitBinding {
             // The channel lives as long as the reading: closing it returns
             // the messages not acknowledged to the queue.
             let _channel = channel;
-            loop {
-                let next = tokio::select! {
-                    () = sender.closed() => return,
-                    next = deliveries.next() => next,
-                };
-                let delivery = match next {
-                    Some(Ok(delivery)) => delivery,
-                    Some(Err(err)) => {
-                        tracing::warn!(%queue, error = %err, "RabbitMQ consumer failed");
-                        return;
-                    }
-                    None => return,
-                };
+            while let Some(delivery) =
+                crate::pubsub::rabbitmq::next_delivery(&sender, &mut deliveries, &queue).await
+            {
                 let (done, taken) = oneshot::channel();
                 let event = InputEvent {
                     data: Bytes::from(delivery.data),

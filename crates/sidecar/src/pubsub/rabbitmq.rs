@@ -216,19 +216,7 @@ impl Broker for RabbitBroker {
             // The channel lives as long as the subscription: closing it
             // returns the unacknowledged events to the queue.
             let _channel = channel;
-            loop {
-                let next = tokio::select! {
-                    () = sender.closed() => return,
-                    next = deliveries.next() => next,
-                };
-                let delivery = match next {
-                    Some(Ok(delivery)) => delivery,
-                    Some(Err(err)) => {
-                        tracing::warn!(%queue, error = %err, "RabbitMQ consumer failed");
-                        return;
-                    }
-                    None => return,
-                };
+            while let Some(delivery) = next_delivery(&sender, &mut deliveries, &queue).await {
                 let acker = delivery.acker.clone();
                 let acknowledge =
                     move || async move { acker.ack(BasicAckOptions::default()).await.map(drop) };
@@ -239,4 +227,19 @@ impl Broker for RabbitBroker {
         });
         Ok(receiver)
     }
+}
+
+/// The next message of `deliveries`: `None` once whoever reads them is
+/// gone (`reader` closed), or the consumer failed (logged) or ended.
+pub(crate) async fn next_delivery<T>(
+    reader: &mpsc::Sender<T>,
+    deliveries: &mut lapin::Consumer,
+    queue: &str,
+) -> Option<lapin::message::Delivery> {
+    let next = tokio::select! {
+        () = reader.closed() => return None,
+        next = deliveries.next() => next?,
+    };
+    next.inspect_err(|err| tracing::warn!(%queue, error = %err, "RabbitMQ consumer failed"))
+        .ok()
 }
