@@ -10,8 +10,9 @@
 //!   `rows-affected`;
 //! - `query`: runs it and answers the rows as a JSON array of arrays, one
 //!   value per column (numbers, text, booleans, JSON as itself, times as
-//!   RFC 3339 text, `bytea` as base64, anything else as PostgreSQL's text
-//!   for it);
+//!   RFC 3339 text, `bytea` as base64, UUIDs as text; a column of another
+//!   type, such as an array or an interval, is `null`: cast it in the
+//!   query, `tags::text`);
 //! - `close`: closes the connection for good, as Dapr's does (and answers
 //!   nothing: 204).
 //!
@@ -32,7 +33,7 @@ use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde_json::{Number, Value};
-use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Row};
 
 use super::{BindingRequest, BindingResponse, OutputBinding, invoke_failed};
@@ -296,13 +297,31 @@ fn column_json(column_type: &Type, raw: &[u8]) -> Value {
         Type::UUID => <[u8; 16]>::try_from(raw)
             .map_err(Into::into)
             .map(|bytes| Value::String(uuid_text(bytes))),
-        // Text, and the types whose binary form is their text (name,
-        // char, varchar, citext, enums, ...).
-        _ => std::str::from_utf8(raw)
+        // Text, and the types whose binary form is their text.
+        _ if is_text(column_type) => std::str::from_utf8(raw)
             .map(|text| Value::String(text.to_string()))
             .map_err(Into::into),
+        // Arrays, intervals, network and geometric types, ranges, money,
+        // ...: not decoded (a query can cast them: `tags::text`).
+        _ => Err(format!("a {column_type} column is not decoded").into()),
     };
     decoded.unwrap_or(Value::Null)
+}
+
+/// Whether a column of `column_type` comes as its text (text, varchar,
+/// char, name, xml, citext, enums).
+fn is_text(column_type: &Type) -> bool {
+    matches!(
+        *column_type,
+        Type::TEXT
+            | Type::VARCHAR
+            | Type::BPCHAR
+            | Type::NAME
+            | Type::CHAR
+            | Type::UNKNOWN
+            | Type::XML
+    ) || matches!(column_type.kind(), Kind::Enum(_))
+        || column_type.name() == "citext"
 }
 
 fn float(value: f64) -> Value {

@@ -138,6 +138,18 @@ async fn sql_runs_through_the_postgresql_binding_as_daprs() {
     )
     .await;
     assert_eq!(filtered.json::<Value>().await.unwrap(), json!([["latte"]]));
+    // Types not decoded are null; cast to text, they are read.
+    let undecoded = sql(
+        &sidecar,
+        "query",
+        "SELECT ARRAY[1, 2], ARRAY[1, 2]::text, interval '1 day', gen_random_uuid() IS NOT NULL",
+        None,
+    )
+    .await;
+    assert_eq!(
+        undecoded.json::<Value>().await.unwrap(),
+        json!([[null, "{1,2}", null, true]])
+    );
 
     // gRPC InvokeBinding: the same, metadata as the response's.
     let mut grpc = client(&sidecar).await;
@@ -217,7 +229,7 @@ async fn sql_runs_through_the_postgresql_binding_as_daprs() {
         )
     };
     assert_eq!(calls("exec", "true"), 3.0);
-    assert_eq!(calls("query", "true"), 4.0);
+    assert_eq!(calls("query", "true"), 5.0);
     assert_eq!(calls("exec", "false"), 2.0);
 
     sql(&sidecar, "exec", &format!("DROP TABLE {table}"), None).await;
