@@ -116,6 +116,24 @@ async fn next_message(
         .expect("a message, not the end of the stream")
 }
 
+/// A `SubscribeConfiguration` stream of `keys` in `config`, and its first
+/// message (the subscription's id).
+async fn open_stream(
+    dapr: &mut dapr::dapr::proto::runtime::v1::dapr_client::DaprClient<tonic::transport::Channel>,
+    keys: &[&str],
+) -> (
+    tonic::Streaming<pb::SubscribeConfigurationResponse>,
+    pb::SubscribeConfigurationResponse,
+) {
+    let mut stream = dapr
+        .subscribe_configuration(subscribe_request("config", keys))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next_message(&mut stream).await;
+    (stream, first)
+}
+
 /// A `GetConfiguration` of `keys` in `store`.
 fn get_request(store: &str, keys: &[&str]) -> pb::GetConfigurationRequest {
     pb::GetConfigurationRequest {
@@ -222,12 +240,7 @@ async fn redis_configuration_is_read_and_watched_as_daprd_s() {
     // A gRPC stream: its id first, then each change; unsubscribing by id
     // ends the stream.
     let subscribe = |keys: &[&str]| subscribe_request("config", keys);
-    let mut stream = dapr
-        .subscribe_configuration(subscribe(&["color"]))
-        .await
-        .unwrap()
-        .into_inner();
-    let first = next_message(&mut stream).await;
+    let (mut stream, first) = open_stream(&mut dapr, &["color"]).await;
     assert!(!first.id.is_empty());
     assert!(first.items.is_empty(), "{first:?}");
     let _: () = redis.set("color", "green||2").await.unwrap();
@@ -293,12 +306,7 @@ async fn redis_configuration_is_read_and_watched_as_daprd_s() {
     assert!(posts.try_recv().is_err(), "no post after unsubscribing");
 
     // A watch outlives a Redis restart: it subscribes again.
-    let mut stream = dapr
-        .subscribe_configuration(subscribe(&["color"]))
-        .await
-        .unwrap()
-        .into_inner();
-    let first = next_message(&mut stream).await;
+    let (mut stream, first) = open_stream(&mut dapr, &["color"]).await;
     server.kill();
     server.restart();
     let mut redis = redis_client

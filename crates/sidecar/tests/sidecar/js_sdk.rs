@@ -22,12 +22,7 @@ async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
     let resources = TestResources::new();
     resources.add_redis_component("lockstore", "lock.redis");
     resources.add_redis_component("configstore", "configuration.redis");
-    super::state::component_file(
-        resources.resources.path(),
-        "sqldb",
-        "bindings.postgresql",
-        &[("connectionString", super::state::POSTGRES)],
-    );
+    super::store_bindings::add_sql_binding(&resources);
     let (app, _app) = start_echo_app().await;
     let sidecar = RunningSidecar::start(resources.config("js-target", Some(app.port()))).await;
 

@@ -44,12 +44,7 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
     let resources = resources_with_pubsub();
     resources.add_redis_component("lockstore", "lock.redis");
     resources.add_redis_component("configstore", "configuration.redis");
-    super::state::component_file(
-        resources.resources.path(),
-        "sqldb",
-        "bindings.postgresql",
-        &[("connectionString", super::state::POSTGRES)],
-    );
+    super::store_bindings::add_sql_binding(&resources);
     let (app, _app) = start_echo_app().await;
     let target =
         RunningSidecar::start(config("py-target", Some(app.port()), resources.data.path())).await;

@@ -17,19 +17,25 @@ use test_support::sidecar::*;
 use super::grpc::client;
 use super::state::{POSTGRES, component_file, unique};
 
-/// A sidecar with `sqldb`, a `bindings.postgresql` on the machine's
-/// PostgreSQL, and the app at `app_port` if any.
-async fn sidecar_with_sqldb(
-    app_id: &str,
-    app_port: Option<u16>,
-) -> (RunningSidecar, TestResources) {
-    let resources = TestResources::new();
+/// Adds `sqldb`, a `bindings.postgresql` on the machine's PostgreSQL, to
+/// `resources` (the SDK suites call it too).
+pub(crate) fn add_sql_binding(resources: &TestResources) {
     component_file(
         resources.resources.path(),
         "sqldb",
         "bindings.postgresql",
         &[("connectionString", POSTGRES)],
     );
+}
+
+/// A sidecar with `sqldb` ([`add_sql_binding`]) and the app at `app_port`
+/// if any.
+async fn sidecar_with_sqldb(
+    app_id: &str,
+    app_port: Option<u16>,
+) -> (RunningSidecar, TestResources) {
+    let resources = TestResources::new();
+    add_sql_binding(&resources);
     let sidecar = RunningSidecar::start(resources.config(app_id, app_port)).await;
     (sidecar, resources)
 }
@@ -288,15 +294,9 @@ async fn a_cron_triggered_app_writes_through_the_sql_binding() {
         address
     };
     let resources = TestResources::new();
-    let dir = resources.resources.path();
+    add_sql_binding(&resources);
     component_file(
-        dir,
-        "sqldb",
-        "bindings.postgresql",
-        &[("connectionString", POSTGRES)],
-    );
-    component_file(
-        dir,
+        resources.resources.path(),
         "batch",
         "bindings.cron",
         &[("schedule", "@every 1s"), ("direction", "input")],
