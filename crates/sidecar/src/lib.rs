@@ -21,15 +21,16 @@
 //! # Layout
 //!
 //! - [`app_health`]: probing the app (`--enable-app-health-check`).
-//! - [`app_channel`]: the sidecar's own requests to its app (events).
+//! - [`app_channel`]: the sidecar's own requests to its app (events,
+//!   binding probes), while the app is healthy.
 //! - [`args`]: flags and env vars → [`SidecarConfig`].
-//! - [`bindings`]: output bindings: `bindings.wasm` on the function host,
-//!   `bindings.postgresql`.
+//! - [`bindings`]: binding components: `bindings.wasm` on the function
+//!   host, `bindings.postgresql`, `bindings.redis`, `bindings.rabbitmq`.
 //! - [`components`]: component YAML files.
 //! - [`configuration`]: the configuration API and its stores.
 //! - [`grpc`]: the gRPC API (`dapr.proto.runtime.v1.Dapr`).
-//! - [`input_bindings`]: input bindings (`bindings.cron`) triggering the
-//!   app.
+//! - [`input_bindings`]: input bindings triggering the app
+//!   (`bindings.cron`, `bindings.rabbitmq`).
 //! - [`http_endpoints`]: invoking non-Dapr endpoints (`HTTPEndpoint`
 //!   resources, URL app ids).
 //! - [`invoke`]: service invocation, local and through peer sidecars.
