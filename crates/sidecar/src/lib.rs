@@ -43,6 +43,8 @@
 //! - [`metadata`]: metadata and health.
 //! - [`metrics`]: daprd's Prometheus metrics, on `--metrics-port`.
 //! - [`error`]: the one table of statuses and error codes.
+//! - `redis_conn`, `rabbitmq_conn`: the connections the Redis and RabbitMQ
+//!   components share, and how each comes back after it is lost.
 
 mod app_channel;
 pub mod app_health;
@@ -61,6 +63,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod nameres;
 pub mod pubsub;
+mod rabbitmq_conn;
 mod redis_conn;
 pub mod secrets;
 mod sqlite_file;

@@ -65,23 +65,12 @@ impl RedisServer {
     }
 
     fn try_start(port: u16) -> Option<RedisServer> {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test.sh installs it)");
-        let mut server = RedisServer { child, port };
-        let mut exited = false;
-        wait_until_blocking(
-            "redis-server accepts connections",
-            Duration::from_secs(10),
-            || {
-                exited = server.child.try_wait().ok().flatten().is_some();
-                exited || TcpStream::connect(("127.0.0.1", port)).is_ok()
-            },
-        );
-        (!exited).then_some(server)
+        let args = ["--port", &port.to_string(), "--bind", "127.0.0.1"]
+            .into_iter()
+            .chain(["--save", "", "--appendonly", "no"])
+            .map(String::from)
+            .collect::<Vec<_>>();
+        run_until_listening("redis-server", &args, port).map(|child| RedisServer { child, port })
     }
 
     /// Its port on 127.0.0.1.
@@ -113,6 +102,9 @@ impl Drop for RedisServer {
 pub struct BrokerServer {
     child: Child,
     port: u16,
+    /// How it was started, to start it again.
+    program: String,
+    args: Vec<String>,
     _data: tempfile::TempDir,
 }
 
@@ -152,31 +144,17 @@ impl BrokerServer {
                 .and_then(|l| l.local_addr())
                 .expect("a free port")
                 .port();
-            let child = Command::new(program)
-                .args(args(port, data.path()))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("{program} is installed (scripts/test.sh installs it): {e}")
-                });
-            let mut server = BrokerServer {
+            let args = args(port, data.path());
+            let Some(child) = run_until_listening(program, &args, port) else {
+                continue;
+            };
+            return BrokerServer {
                 child,
                 port,
+                program: program.to_string(),
+                args,
                 _data: data,
             };
-            let mut exited = false;
-            wait_until_blocking(
-                &format!("{program} accepts connections"),
-                Duration::from_secs(10),
-                || {
-                    exited = server.child.try_wait().ok().flatten().is_some();
-                    exited || TcpStream::connect(("127.0.0.1", port)).is_ok()
-                },
-            );
-            if !exited {
-                return server;
-            }
         }
         panic!("{program} did not start on any of 5 free ports");
     }
@@ -185,12 +163,45 @@ impl BrokerServer {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// Kills it and waits for it to exit: the broker is down.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on its port, with its data folder (after
+    /// [`BrokerServer::kill`]); panics if it does not come up.
+    pub fn restart(&mut self) {
+        self.child = run_until_listening(&self.program, &self.args, self.port)
+            .unwrap_or_else(|| panic!("{} did not restart on port {}", self.program, self.port));
+    }
+}
+
+/// Starts `program` and waits until it accepts connections on `port`;
+/// `None` if it exited instead (the port was taken meanwhile).
+fn run_until_listening(program: &str, args: &[String], port: u16) -> Option<Child> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} is installed (scripts/test.sh installs it): {e}"));
+    let mut exited = false;
+    wait_until_blocking(
+        &format!("{program} accepts connections"),
+        Duration::from_secs(10),
+        || {
+            exited = child.try_wait().ok().flatten().is_some();
+            exited || TcpStream::connect(("127.0.0.1", port)).is_ok()
+        },
+    );
+    (!exited).then_some(child)
 }
 
 impl Drop for BrokerServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -213,16 +224,7 @@ impl RabbitVhost {
                 .unwrap_or(0)
         );
         let vhost = RabbitVhost { name };
-        vhost.ctl(&["add_vhost", &vhost.name]);
-        vhost.ctl(&[
-            "set_permissions",
-            "-p",
-            &vhost.name,
-            "guest",
-            ".*",
-            ".*",
-            ".*",
-        ]);
+        add_vhost(&vhost.name);
         vhost
     }
 
@@ -231,14 +233,73 @@ impl RabbitVhost {
         format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
     }
 
-    fn ctl(&self, args: &[&str]) {
-        let status = Command::new("rabbitmqctl")
-            .args(args)
-            .stdout(Stdio::null())
-            .status()
-            .expect("rabbitmqctl is installed with RabbitMQ");
-        assert!(status.success(), "rabbitmqctl {args:?} failed");
+    /// Deletes the vhost with everything in it: RabbitMQ closes its
+    /// connections and refuses new ones, as a broker that is down would.
+    pub async fn take_down(&self) {
+        let name = self.name.clone();
+        off_runtime(move || rabbitmqctl(&["delete_vhost", &name])).await;
     }
+
+    /// Creates the vhost again, empty, after [`RabbitVhost::take_down`].
+    pub async fn bring_back(&self) {
+        let name = self.name.clone();
+        off_runtime(move || add_vhost(&name)).await;
+    }
+
+    /// Has RabbitMQ close every connection to the vhost, as an operator
+    /// or a broker restart does.
+    pub async fn close_connections(&self) {
+        let name = self.name.clone();
+        off_runtime(move || {
+            rabbitmqctl(&["close_all_connections", "-p", &name, "closed by a test"]);
+        })
+        .await;
+    }
+
+    /// How many consumers `queue` has (0 when it does not exist).
+    pub async fn consumers(&self, queue: &str) -> u32 {
+        let (name, queue) = (self.name.clone(), queue.to_string());
+        let listing = off_runtime(move || {
+            let output = Command::new("rabbitmqctl")
+                .args(["list_queues", "-p", &name, "--quiet", "--no-table-headers"])
+                .args(["name", "consumers"])
+                .stderr(Stdio::null())
+                .output()
+                .expect("rabbitmqctl is installed with RabbitMQ");
+            assert!(output.status.success(), "rabbitmqctl list_queues failed");
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        })
+        .await;
+        listing
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .find(|(name, _)| *name == queue)
+            .and_then(|(_, consumers)| consumers.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Runs `work` (a `rabbitmqctl` command, which takes a second or two) on a
+/// thread of its own, so that the sidecars on the test's runtime go on.
+async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("the rabbitmqctl command finished")
+}
+
+/// Creates vhost `name` and lets `guest` use it.
+fn add_vhost(name: &str) {
+    rabbitmqctl(&["add_vhost", name]);
+    rabbitmqctl(&["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]);
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let status = Command::new("rabbitmqctl")
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("rabbitmqctl is installed with RabbitMQ");
+    assert!(status.success(), "rabbitmqctl {args:?} failed");
 }
 
 impl Drop for RabbitVhost {

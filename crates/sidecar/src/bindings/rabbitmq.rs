@@ -5,42 +5,59 @@
 //! `amqp://guest:guest@localhost:5672`), `queueName` (required; the queue
 //! is declared at start-up with `durable`, `deleteWhenUnused`, `exclusive`
 //! (each default false), `maxPriority` and `ttlInSeconds` as its message
-//! TTL), and `prefetchCount` (default 0: no limit).
+//! TTL), `prefetchCount` (default 0: no limit) and `reconnectWaitInSeconds`
+//! (default 5).
 //!
 //! - Output: `create` publishes the data to the queue (the default
 //!   exchange), persistent, with the request's metadata as headers,
 //!   `ttlInSeconds` as its expiration and `priority` as its priority. It
-//!   answers nothing (204).
+//!   answers nothing (204), once RabbitMQ confirmed it has the message
+//!   (daprd's binding does not wait for that confirm, so a message sent as
+//!   the connection drops can be lost there).
 //! - Input: each message in the queue goes to the app, one at a time, with
 //!   its string headers as metadata; it is acknowledged once the app took
 //!   it, and returned to the queue (`nack`, requeued) when the app did not,
 //!   as daprd does. Messages of a sidecar that stops are returned too.
+//!
+//! A lost connection comes back (`crate::rabbitmq_conn`): a publish connects
+//! again at once, and the reading declares the queue and consumes it again
+//! every `reconnectWaitInSeconds`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{BindingRequest, BindingResponse, OutputBinding, invoke_failed};
 use crate::error::DaprError;
 use crate::input_bindings::{Events, InputBinding, InputBindingError, InputEvent};
+use crate::rabbitmq_conn::{
+    RabbitConnection, Subscription, next_delivery, publish_confirmed, reconnect_wait,
+};
 
-/// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Dapr's default `reconnectWaitInSeconds` for `bindings.rabbitmq`.
+const DEFAULT_RECONNECT_WAIT: Duration = Duration::from_secs(5);
 
 /// A `bindings.rabbitmq` component.
 pub struct RabbitBinding {
     name: String,
-    queue: String,
-    connection: Connection,
-    publisher: Channel,
+    connection: Arc<RabbitConnection>,
+    queue: Arc<QueueSpec>,
+    reconnect_wait: Duration,
+}
+
+/// The binding's queue, as its metadata declares it.
+struct QueueSpec {
+    name: String,
+    options: QueueDeclareOptions,
+    arguments: FieldTable,
     prefetch: u16,
 }
 
@@ -85,17 +102,6 @@ impl RabbitBinding {
             .filter(|h| !h.is_empty())
             .map(String::as_str)
             .unwrap_or("amqp://guest:guest@localhost:5672");
-        let connection = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(url, ConnectionProperties::default()),
-        )
-        .await
-        .map_err(|_| format!("no answer from RabbitMQ within {CONNECT_TIMEOUT:?}"))?
-        .map_err(|e| format!("RabbitMQ: {e}"))?;
-        let publisher = connection
-            .create_channel()
-            .await
-            .map_err(|e| e.to_string())?;
         let mut arguments = FieldTable::default();
         if let Some(priority) = number::<u8>(properties, "maxPriority")? {
             arguments.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(priority));
@@ -106,25 +112,27 @@ impl RabbitBinding {
                 AMQPValue::LongUInt(seconds.saturating_mul(1_000)),
             );
         }
-        publisher
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions {
-                    durable: flag(properties, "durable"),
-                    auto_delete: flag(properties, "deleteWhenUnused"),
-                    exclusive: flag(properties, "exclusive"),
-                    ..Default::default()
-                },
-                arguments,
-            )
-            .await
-            .map_err(|e| format!("cannot declare queue `{queue}`: {e}"))?;
+        let queue = QueueSpec {
+            name: queue,
+            options: QueueDeclareOptions {
+                durable: flag(properties, "durable"),
+                auto_delete: flag(properties, "deleteWhenUnused"),
+                exclusive: flag(properties, "exclusive"),
+                ..Default::default()
+            },
+            arguments,
+            prefetch: number(properties, "prefetchCount")?.unwrap_or(0),
+        };
+        let reconnect_wait =
+            reconnect_wait(properties, "reconnectWaitInSeconds", DEFAULT_RECONNECT_WAIT)?;
+        let connection = RabbitConnection::open(url).await?;
+        let (publisher, _) = connection.publisher().await?;
+        queue.declare(&publisher).await?;
         Ok(RabbitBinding {
             name,
-            queue,
-            connection,
-            publisher,
-            prefetch: number(properties, "prefetchCount")?.unwrap_or(0),
+            connection: Arc::new(connection),
+            queue: Arc::new(queue),
+            reconnect_wait,
         })
     }
 
@@ -146,17 +154,52 @@ impl RabbitBinding {
         if let Some(priority) = number::<u8>(&request.metadata, "priority")? {
             properties = properties.with_priority(priority);
         }
-        self.publisher
-            .basic_publish(
-                "".into(),
-                self.queue.as_str().into(),
-                BasicPublishOptions::default(),
-                &request.data,
-                properties,
+        let publish = |channel: Channel, _| {
+            let properties = properties.clone();
+            let data = &request.data;
+            async move {
+                publish_confirmed(&channel, "", &self.queue.name, data, properties)
+                    .await
+                    .map_err(|e| format!("failed to publish message: {e}"))
+            }
+        };
+        self.connection.publishing(publish).await
+    }
+}
+
+impl QueueSpec {
+    /// Declares the queue on `channel`.
+    async fn declare(&self, channel: &Channel) -> Result<(), String> {
+        channel
+            .queue_declare(
+                self.name.as_str().into(),
+                self.options,
+                self.arguments.clone(),
             )
             .await
-            .map_err(|e| format!("failed to publish message: {e}"))?;
-        Ok(())
+            .map(drop)
+            .map_err(|e| format!("cannot declare queue `{}`: {e}", self.name))
+    }
+
+    /// Declares the queue and consumes it on a channel of its own.
+    async fn consume(&self, connection: &RabbitConnection) -> Result<Subscription, String> {
+        let failed = |e: lapin::Error| format!("RabbitMQ: {e}");
+        let channel = connection.channel().await?;
+        self.declare(&channel).await?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(failed)?;
+        let deliveries = channel
+            .basic_consume(
+                self.name.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(failed)?;
+        Ok(Subscription::new(channel, deliveries))
     }
 }
 
@@ -196,29 +239,21 @@ fn header_metadata(properties: &BasicProperties) -> HashMap<String, String> {
 #[async_trait::async_trait]
 impl InputBinding for RabbitBinding {
     async fn read(&self) -> Result<Events, InputBindingError> {
-        let failed = |e: lapin::Error| InputBindingError(format!("RabbitMQ: {e}"));
-        let channel = self.connection.create_channel().await.map_err(failed)?;
-        channel
-            .basic_qos(self.prefetch, BasicQosOptions::default())
+        let mut subscription = self
+            .queue
+            .consume(&self.connection)
             .await
-            .map_err(failed)?;
-        let mut deliveries = channel
-            .basic_consume(
-                self.queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(failed)?;
+            .map_err(InputBindingError)?;
         let (sender, events) = mpsc::channel(1);
-        let queue = self.queue.clone();
+        let (connection, queue, wait) = (
+            self.connection.clone(),
+            self.queue.clone(),
+            self.reconnect_wait,
+        );
         tokio::spawn(async move {
-            // The channel lives as long as the reading: closing it returns
-            // the messages not acknowledged to the queue.
-            let _channel = channel;
+            let subscribe = || queue.consume(&connection);
             while let Some(delivery) =
-                crate::pubsub::rabbitmq::next_delivery(&sender, &mut deliveries, &queue).await
+                next_delivery(&sender, &mut subscription, &queue.name, wait, &subscribe).await
             {
                 let (done, taken) = oneshot::channel();
                 let event = InputEvent {
@@ -240,7 +275,7 @@ impl InputBinding for RabbitBinding {
                     delivery.acker.nack(requeue).await
                 };
                 if let Err(err) = settled {
-                    tracing::warn!(%queue, error = %err, "cannot settle a RabbitMQ message");
+                    tracing::warn!(queue = %queue.name, error = %err, "cannot settle a RabbitMQ message");
                 }
             }
         });

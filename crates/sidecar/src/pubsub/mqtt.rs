@@ -20,7 +20,9 @@
 //!   false by default), so the broker keeps events for the app while its
 //!   sidecar is away. Events are acknowledged to the broker only once the
 //!   sidecar is done with them (manual acks); unacknowledged ones are sent
-//!   again when the client reconnects.
+//!   again when the client reconnects. A broker that comes back without
+//!   the session (it restarted without its data) is subscribed to again
+//!   ([`subscribe_again`]).
 //! - The broker sends a persistent session's events as soon as the
 //!   consumer connects, and between a subscription's end (the app turned
 //!   unhealthy) and its restart. Such an event is **held**, unacknowledged,
@@ -53,7 +55,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS, Request,
+    Subscribe, SubscribeFilter,
+};
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
 use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER};
@@ -408,6 +413,27 @@ async fn run_producer(mut events: EventLoop, mut queue: mpsc::UnboundedReceiver<
     }
 }
 
+/// After a reconnect to a broker that kept no session for this consumer
+/// (it restarted without its data, or `cleanSession`): subscribes again to
+/// every topic subscribed so far, first thing on the new connection, or
+/// nothing more would come.
+fn subscribe_again(events: &mut EventLoop, routes: &Mutex<Routes>) {
+    let topics: Vec<String> = lock(routes).subscribed.iter().cloned().collect();
+    if topics.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        topics = topics.len(),
+        "the MQTT broker kept no session for this consumer; subscribing again"
+    );
+    let filters = topics
+        .into_iter()
+        .map(|topic| SubscribeFilter::new(topic, QoS::AtLeastOnce));
+    events
+        .pending
+        .push_front(Request::Subscribe(Subscribe::new_many(filters)));
+}
+
 /// Whether the producer may send another publish now: its window of
 /// unacknowledged ones has room, and no packet id is waiting on a
 /// collision.
@@ -494,8 +520,11 @@ async fn run_consumer(
             polled = events.poll() => polled,
         };
         let publish = match polled {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(Event::Incoming(Packet::ConnAck(connack))) => {
                 connection += 1;
+                if !connack.session_present {
+                    subscribe_again(&mut events, &routes);
+                }
                 continue;
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => publish,

@@ -12,38 +12,53 @@
 //! `amqp://guest:guest@localhost:5672`), `durable` (default true),
 //! `deletedWhenUnused` (default false), `prefetchCount` (default 64),
 //! `concurrencyMode` (`parallel`, the default as in daprd: up to
-//! `prefetchCount` events with the app at once; `single`: in order).
-//! A lost connection is not re-established: publishing then fails with a
-//! clear error until the sidecar restarts.
+//! `prefetchCount` events with the app at once; `single`: in order),
+//! `reconnectWaitSeconds` (default 3).
+//!
+//! A lost connection comes back (`crate::rabbitmq_conn`): a publish connects
+//! again at once, and a subscription subscribes again every
+//! `reconnectWaitSeconds`; the events published meanwhile wait in its queue.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, ExchangeKind};
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 
 use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, hand_on};
+use crate::rabbitmq_conn::{
+    RabbitConnection, Subscription, next_delivery, publish_confirmed, reconnect_wait,
+};
+
+/// Dapr's default `reconnectWaitSeconds` for `pubsub.rabbitmq`.
+const DEFAULT_RECONNECT_WAIT: Duration = Duration::from_secs(3);
 
 /// A RabbitMQ broker.
 pub struct RabbitBroker {
-    connection: Connection,
-    /// Publishes, with confirms.
-    publisher: Channel,
-    /// The exchanges this publisher has declared, so a publish declares
-    /// its topic's once, not every time.
-    declared: Mutex<HashSet<String>>,
-    durable: bool,
-    delete_when_unused: bool,
-    prefetch: u16,
+    connection: Arc<RabbitConnection>,
+    /// The exchanges declared on the publishing connection, and that
+    /// connection's generation: a publish declares its topic's exchange
+    /// once per connection, not every time.
+    declared: Mutex<(u64, HashSet<String>)>,
+    layout: Layout,
     /// `concurrencyMode` `parallel` (daprd's default): up to `prefetch`
     /// events with the app at once; `single`: in order.
     parallel: bool,
+    reconnect_wait: Duration,
+}
+
+/// How topics and queues are declared, from the component's metadata.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    durable: bool,
+    delete_when_unused: bool,
+    prefetch: u16,
 }
 
 fn backend(err: impl std::fmt::Display) -> BrokerError {
@@ -66,48 +81,73 @@ impl RabbitBroker {
             .filter(|u| !u.is_empty())
             .map(String::as_str)
             .unwrap_or("amqp://guest:guest@localhost:5672");
-        let connection = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            Connection::connect(url, ConnectionProperties::default()),
-        )
-        .await
-        .map_err(|_| BrokerError::Backend("no answer from RabbitMQ within 5s".into()))?
-        .map_err(|e| BrokerError::Backend(format!("RabbitMQ: {e}")))?;
-        let publisher = connection.create_channel().await.map_err(backend)?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(backend)?;
         let prefetch = match properties.get("prefetchCount").filter(|v| !v.is_empty()) {
             Some(text) => text.trim().parse().map_err(|_| {
                 BrokerError::Metadata(format!("prefetchCount `{text}` is not a number"))
             })?,
             None => 64,
         };
+        let parallel = match properties
+            .get("concurrencyMode")
+            .map(|m| m.trim())
+            .filter(|m| !m.is_empty())
+        {
+            None | Some("parallel") => true,
+            Some("single") => false,
+            Some(other) => {
+                return Err(BrokerError::Metadata(format!(
+                    "concurrencyMode `{other}`: use parallel or single"
+                )));
+            }
+        };
+        let reconnect_wait =
+            reconnect_wait(properties, "reconnectWaitSeconds", DEFAULT_RECONNECT_WAIT)
+                .map_err(BrokerError::Metadata)?;
+        let connection = RabbitConnection::open(url)
+            .await
+            .map_err(BrokerError::Backend)?;
         Ok(RabbitBroker {
-            connection,
-            publisher,
-            declared: Mutex::new(HashSet::new()),
-            durable: flag(properties, "durable", true),
-            delete_when_unused: flag(properties, "deletedWhenUnused", false),
-            prefetch,
-            parallel: match properties
-                .get("concurrencyMode")
-                .map(|m| m.trim())
-                .filter(|m| !m.is_empty())
-            {
-                None | Some("parallel") => true,
-                Some("single") => false,
-                Some(other) => {
-                    return Err(BrokerError::Metadata(format!(
-                        "concurrencyMode `{other}`: use parallel or single"
-                    )));
-                }
+            connection: Arc::new(connection),
+            declared: Mutex::new((0, HashSet::new())),
+            layout: Layout {
+                durable: flag(properties, "durable", true),
+                delete_when_unused: flag(properties, "deletedWhenUnused", false),
+                prefetch,
             },
+            parallel,
+            reconnect_wait,
         })
     }
 
-    async fn declare_exchange(&self, channel: &Channel, topic: &str) -> Result<(), BrokerError> {
+    /// Publishes on `channel`, of connection `generation`, declaring the
+    /// topic's exchange first when this connection has not.
+    async fn publish_on(
+        &self,
+        channel: Channel,
+        generation: u64,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<(), String> {
+        let known = {
+            let declared = self.declared.lock().unwrap_or_else(|p| p.into_inner());
+            declared.0 == generation && declared.1.contains(topic)
+        };
+        if !known {
+            self.layout.declare_exchange(&channel, topic).await?;
+            let mut declared = self.declared.lock().unwrap_or_else(|p| p.into_inner());
+            if declared.0 != generation {
+                *declared = (generation, HashSet::new());
+            }
+            declared.1.insert(topic.to_string());
+        }
+        let properties =
+            BasicProperties::default().with_delivery_mode(if self.layout.durable { 2 } else { 1 });
+        publish_confirmed(&channel, topic, "", payload, properties).await
+    }
+}
+
+impl Layout {
+    async fn declare_exchange(&self, channel: &Channel, topic: &str) -> Result<(), String> {
         channel
             .exchange_declare(
                 topic.into(),
@@ -119,66 +159,23 @@ impl RabbitBroker {
                 FieldTable::default(),
             )
             .await
-            .map_err(backend)
-    }
-}
-
-#[async_trait::async_trait]
-impl Broker for RabbitBroker {
-    fn delivery_concurrency(&self) -> usize {
-        match (self.parallel, self.prefetch) {
-            (false, _) => 1,
-            // prefetchCount 0 is RabbitMQ's "no limit".
-            (true, 0) => 1024,
-            (true, n) => usize::from(n),
-        }
+            .map_err(|e| e.to_string())
     }
 
-    async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), BrokerError> {
-        let known = self
-            .declared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(topic);
-        if !known {
-            self.declare_exchange(&self.publisher, topic).await?;
-            self.declared
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(topic.to_string());
-        }
-        let properties =
-            BasicProperties::default().with_delivery_mode(if self.durable { 2 } else { 1 });
-        let confirmation = self
-            .publisher
-            .basic_publish(
-                topic.into(),
-                "".into(),
-                BasicPublishOptions::default(),
-                &payload,
-                properties,
-            )
-            .await
-            .map_err(backend)?
-            .await
-            .map_err(backend)?;
-        if confirmation.is_nack() {
-            return Err(BrokerError::Backend("RabbitMQ refused the event".into()));
-        }
-        Ok(())
-    }
-
-    async fn subscribe(
+    /// Declares `topic`'s exchange and `queue`, binds them, and consumes
+    /// the queue on a channel of its own.
+    async fn consume(
         &self,
+        connection: &RabbitConnection,
         topic: &str,
-        consumer_id: &str,
-    ) -> Result<mpsc::Receiver<Message>, BrokerError> {
-        let channel = self.connection.create_channel().await.map_err(backend)?;
+        queue: &str,
+    ) -> Result<Subscription, String> {
+        let failed = |e: lapin::Error| e.to_string();
+        let channel = connection.channel().await?;
         self.declare_exchange(&channel, topic).await?;
-        let queue = format!("{consumer_id}-{topic}");
         channel
             .queue_declare(
-                queue.as_str().into(),
+                queue.into(),
                 QueueDeclareOptions {
                     durable: self.durable,
                     auto_delete: self.delete_when_unused,
@@ -187,36 +184,72 @@ impl Broker for RabbitBroker {
                 FieldTable::default(),
             )
             .await
-            .map_err(backend)?;
+            .map_err(failed)?;
         channel
             .queue_bind(
-                queue.as_str().into(),
+                queue.into(),
                 topic.into(),
                 "".into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
             .await
-            .map_err(backend)?;
+            .map_err(failed)?;
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await
-            .map_err(backend)?;
-        let mut deliveries = channel
+            .map_err(failed)?;
+        let deliveries = channel
             .basic_consume(
-                queue.as_str().into(),
+                queue.into(),
                 "".into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await
+            .map_err(failed)?;
+        Ok(Subscription::new(channel, deliveries))
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for RabbitBroker {
+    fn delivery_concurrency(&self) -> usize {
+        match (self.parallel, self.layout.prefetch) {
+            (false, _) => 1,
+            // prefetchCount 0 is RabbitMQ's "no limit".
+            (true, 0) => 1024,
+            (true, n) => usize::from(n),
+        }
+    }
+
+    async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), BrokerError> {
+        self.connection
+            .publishing(|channel, generation| self.publish_on(channel, generation, topic, &payload))
+            .await
+            .map_err(backend)
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        consumer_id: &str,
+    ) -> Result<mpsc::Receiver<Message>, BrokerError> {
+        let queue = format!("{consumer_id}-{topic}");
+        let mut subscription = self
+            .layout
+            .consume(&self.connection, topic, &queue)
+            .await
             .map_err(backend)?;
         let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let (connection, layout, wait) =
+            (self.connection.clone(), self.layout, self.reconnect_wait);
+        let topic = topic.to_string();
         tokio::spawn(async move {
-            // The channel lives as long as the subscription: closing it
-            // returns the unacknowledged events to the queue.
-            let _channel = channel;
-            while let Some(delivery) = next_delivery(&sender, &mut deliveries, &queue).await {
+            let subscribe = || layout.consume(&connection, &topic, &queue);
+            while let Some(delivery) =
+                next_delivery(&sender, &mut subscription, &queue, wait, &subscribe).await
+            {
                 let acker = delivery.acker.clone();
                 let acknowledge =
                     move || async move { acker.ack(BasicAckOptions::default()).await.map(drop) };
@@ -227,19 +260,4 @@ impl Broker for RabbitBroker {
         });
         Ok(receiver)
     }
-}
-
-/// The next message of `deliveries`: `None` once whoever reads them is
-/// gone (`reader` closed), or the consumer failed (logged) or ended.
-pub(crate) async fn next_delivery<T>(
-    reader: &mpsc::Sender<T>,
-    deliveries: &mut lapin::Consumer,
-    queue: &str,
-) -> Option<lapin::message::Delivery> {
-    let next = tokio::select! {
-        () = reader.closed() => return None,
-        next = deliveries.next() => next?,
-    };
-    next.inspect_err(|err| tracing::warn!(%queue, error = %err, "RabbitMQ consumer failed"))
-        .ok()
 }

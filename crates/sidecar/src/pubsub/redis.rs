@@ -10,6 +10,10 @@
 //!   again: this consumer's own pending entries when it starts, and any
 //!   consumer's entries idle for `processingTimeout` (default 60 s),
 //!   claimed every `redeliverInterval` (default 60 s; 0 turns it off).
+//! - Publishing and acks reconnect as [`crate::redis_conn`] says. A
+//!   subscription whose reading connection Redis dropped connects again
+//!   every second, and a consumer group Redis no longer has (it restarted
+//!   without its data) is created again, as daprd does.
 //!
 //! Metadata: the connection's ([`crate::redis_conn`]), plus
 //! `processingTimeout`, `redeliverInterval`, `maxLenApprox`, `queueDepth`
@@ -96,16 +100,34 @@ impl RedisBroker {
         command.arg("*").arg("data").arg(payload);
         command
     }
+}
 
-    /// A connection of its own for a subscription's blocking reads.
-    async fn reader_connection(&self) -> Result<MultiplexedConnection, BrokerError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(READ_BLOCK + Duration::from_secs(5)));
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| BrokerError::Backend(format!("Redis at {}: {e}", self.host)))
+/// A connection of its own for a subscription's blocking reads.
+async fn reader_connection(
+    client: &redis::Client,
+    host: &str,
+) -> Result<MultiplexedConnection, String> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(READ_BLOCK + Duration::from_secs(5)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| format!("Redis at {host}: {e}"))
+}
+
+/// Creates consumer group `group` at the start of stream `topic` (and the
+/// stream), unless it exists.
+async fn create_group(
+    connection: &mut MultiplexedConnection,
+    topic: &str,
+    group: &str,
+) -> Result<(), redis::RedisError> {
+    let created: Result<(), redis::RedisError> =
+        connection.xgroup_create_mkstream(topic, group, "0").await;
+    match created {
+        Err(err) if err.code() != Some("BUSYGROUP") => Err(err),
+        _ => Ok(()),
     }
 }
 
@@ -157,14 +179,12 @@ impl Broker for RedisBroker {
         topic: &str,
         consumer_id: &str,
     ) -> Result<mpsc::Receiver<Message>, BrokerError> {
-        let mut reader = self.reader_connection().await?;
-        let created: Result<(), redis::RedisError> =
-            reader.xgroup_create_mkstream(topic, consumer_id, "0").await;
-        if let Err(err) = created
-            && err.code() != Some("BUSYGROUP")
-        {
-            return Err(backend(err));
-        }
+        let mut reader = reader_connection(&self.client, &self.host)
+            .await
+            .map_err(BrokerError::Backend)?;
+        create_group(&mut reader, topic, consumer_id)
+            .await
+            .map_err(backend)?;
         let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
         let (acks, ids) = mpsc::unbounded_channel();
         tokio::spawn(acknowledge_entries(
@@ -174,6 +194,8 @@ impl Broker for RedisBroker {
             consumer_id.to_string(),
         ));
         let stream = StreamReader {
+            client: self.client.clone(),
+            host: self.host.clone(),
             topic: topic.to_string(),
             group: consumer_id.to_string(),
             reader,
@@ -190,6 +212,9 @@ impl Broker for RedisBroker {
 
 /// One subscription's reading loop.
 struct StreamReader {
+    /// For a new reading connection after Redis dropped this one.
+    client: redis::Client,
+    host: String,
     topic: String,
     group: String,
     reader: MultiplexedConnection,
@@ -227,6 +252,34 @@ impl StreamReader {
                 }
                 tracing::warn!(topic = %self.topic, error = %err, "pub/sub read from Redis failed; retrying in 1s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                self.recover(&err).await;
+            }
+        }
+    }
+
+    /// After a failed read: a connection Redis dropped (it restarted, the
+    /// network went away) is made again, and a consumer group Redis no
+    /// longer has (it lost its data) is created again, as daprd does.
+    async fn recover(&mut self, err: &redis::RedisError) {
+        if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_timeout() {
+            match reader_connection(&self.client, &self.host).await {
+                Ok(reader) => {
+                    tracing::info!(topic = %self.topic, "reading from Redis again on a new connection");
+                    self.reader = reader;
+                }
+                Err(reason) => {
+                    tracing::warn!(topic = %self.topic, %reason, "cannot connect to Redis again yet");
+                }
+            }
+        }
+        if err.code() == Some("NOGROUP") {
+            tracing::warn!(
+                topic = %self.topic,
+                group = %self.group,
+                "the consumer group is gone (Redis may have lost its data); creating it again"
+            );
+            if let Err(err) = create_group(&mut self.reader, &self.topic, &self.group).await {
+                tracing::warn!(topic = %self.topic, error = %err, "cannot create the consumer group again");
             }
         }
     }

@@ -330,3 +330,74 @@ async fn a_rabbitmq_queue_binding_publishes_and_delivers_with_acknowledgements()
         .await
         .unwrap();
 }
+
+/// `bindings.rabbitmq` after RabbitMQ closed its connection (an operator's
+/// `close_all_connections`, a broker restart): `create` publishes over a
+/// new connection and the reading comes back, so the message reaches the
+/// app. While the broker is down (its vhost deleted), `create` gets Dapr's
+/// error; once it is back, the binding declares its queue again and works,
+/// with no restart.
+#[tokio::test]
+#[ignore = "needs RabbitMQ on 127.0.0.1:5672 (scripts/test.sh starts it and runs this)"]
+async fn a_rabbitmq_binding_comes_back_after_the_broker_drops_its_connection() {
+    let vhost = test_support::RabbitVhost::create();
+    let (app, log) = start_app().await;
+    let resources = TestResources::new();
+    let url = vhost.url();
+    component_file(
+        resources.resources.path(),
+        "orders",
+        "bindings.rabbitmq",
+        &[
+            ("host", &url),
+            ("queueName", "orders-queue"),
+            ("reconnectWaitInSeconds", "1"),
+        ],
+    );
+    let sidecar = RunningSidecar::start(resources.config("rabbit-app", Some(app.port()))).await;
+    let create = |body: &'static str| {
+        reqwest::Client::new()
+            .post(sidecar.url("/v1.0/bindings/orders"))
+            .json(&serde_json::json!({"operation": "create", "data": body}))
+            .send()
+    };
+    let delivered = |body: &'static str| {
+        let log = log.clone();
+        async move {
+            let expected = format!("\"{body}\"");
+            test_support::wait_until(
+                &format!("message {body} reaches the app"),
+                Duration::from_secs(20),
+                || {
+                    let seen = requests(&log, "POST", "/orders")
+                        .iter()
+                        .any(|seen| seen.body == expected.as_bytes());
+                    async move { seen }
+                },
+            )
+            .await;
+        }
+    };
+    assert_eq!(create("one").await.unwrap().status(), 204);
+    delivered("one").await;
+
+    vhost.close_connections().await;
+    assert_eq!(create("two").await.unwrap().status(), 204);
+    delivered("two").await;
+
+    vhost.take_down().await;
+    let refused = create("three").await.unwrap();
+    let message = assert_dapr_error(refused, 500, "ERR_INVOKE_OUTPUT_BINDING").await;
+    assert!(message.contains("RabbitMQ"), "{message}");
+
+    vhost.bring_back().await;
+    test_support::wait_until(
+        "the binding reads its queue again",
+        Duration::from_secs(20),
+        || async { vhost.consumers("orders-queue").await == 1 },
+    )
+    .await;
+    assert_eq!(create("four").await.unwrap().status(), 204);
+    delivered("four").await;
+    sidecar.stop().await;
+}

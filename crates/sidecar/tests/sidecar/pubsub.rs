@@ -1,8 +1,9 @@
 //! Pub/sub, one behaviour suite over every backend: CloudEvent delivery in
 //! order, retries, DROP, 404, dead letters, a poison event that does not
 //! block the events behind it, declarative subscriptions, the publish
-//! API's errors; and, on brokers that keep events (Redis), a subscriber
-//! that was down, and a subscriber's sidecar killed mid-stream.
+//! API's errors; on brokers that keep events, a subscriber that was down,
+//! and a subscriber's sidecar killed mid-stream; and each broker going
+//! away and coming back under a running sidecar.
 //!
 //! The subscriber is a real HTTP app behind a real sidecar; what each event
 //! asks the app to answer is in its data (`{"n": 1, "do": "retry_once"}`).
@@ -806,6 +807,175 @@ async fn the_embedded_broker_keeps_events_for_a_subscriber_that_was_down_or_kill
 async fn rabbitmq_keeps_events_for_a_subscriber_that_was_down_or_killed() {
     let vhost = test_support::RabbitVhost::create();
     nothing_lost(Backend::RabbitMq(vhost.url())).await;
+}
+
+/// A broker of the test's own that can be stopped and started again.
+trait Restartable {
+    /// Stops it: the broker is down.
+    fn kill(&mut self);
+    /// Starts it again on its port.
+    fn restart(&mut self);
+}
+
+impl Restartable for test_support::RedisServer {
+    fn kill(&mut self) {
+        test_support::RedisServer::kill(self);
+    }
+    fn restart(&mut self) {
+        test_support::RedisServer::restart(self);
+    }
+}
+
+impl Restartable for test_support::BrokerServer {
+    fn kill(&mut self) {
+        test_support::BrokerServer::kill(self);
+    }
+    fn restart(&mut self) {
+        test_support::BrokerServer::restart(self);
+    }
+}
+
+/// The broker restarts under a sidecar that publishes and subscribes (a
+/// crash, an upgrade): while it is down, a publish gets Dapr's error; once
+/// it is back on its port, the same sidecar publishes again and its
+/// subscription delivers again, with no restart.
+async fn back_after_a_broker_restart(backend: Backend, broker: &mut impl Restartable) {
+    let Subscribed {
+        sidecar,
+        received,
+        data: _data,
+        resources: _resources,
+    } = subscribed(&backend, "subscriber", orders_subscriptions(), &[]).await;
+    publish(&sidecar, "orders", json!({"n": 1})).await;
+    wait_for(&received, "the first event", |r| r.count("/orders", 1) == 1).await;
+
+    broker.kill();
+    let client = reqwest::Client::new();
+    let publish_once = |n: i64| {
+        client
+            .post(sidecar.url("/v1.0/publish/bus/orders"))
+            .json(&json!({ "n": n }))
+            .send()
+    };
+    let refused = publish_once(2).await.unwrap();
+    assert_dapr_error(refused, 500, "ERR_PUBSUB_PUBLISH_MESSAGE").await;
+
+    broker.restart();
+    // The publisher and the subscription connect again in their own time,
+    // and a broker restarted without its data (MQTT's) drops what is
+    // published before the subscription is back: publish a new event until
+    // one reaches the app (a refused or dropped one is the publisher's to
+    // send again).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut n = 100;
+    let one_arrived = |r: &Received| {
+        r.data_at("/orders")
+            .iter()
+            .any(|d| d["n"].as_i64().is_some_and(|k| k >= 100))
+    };
+    while !one_arrived(&received) {
+        let response = publish_once(n).await.unwrap();
+        if response.status() != 204 {
+            assert_dapr_error(response, 500, "ERR_PUBSUB_PUBLISH_MESSAGE").await;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event reached the app within 30 s of the broker's restart"
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Both ways are back: the next event is taken and delivered.
+    publish(&sidecar, "orders", json!({"n": 1000})).await;
+    wait_for(&received, "an event published once both are back", |r| {
+        r.count("/orders", 1000) == 1
+    })
+    .await;
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server installed (scripts/test.sh installs it and runs this)"]
+async fn redis_pubsub_is_back_after_a_redis_restart() {
+    let mut redis = test_support::RedisServer::start();
+    back_after_a_broker_restart(Backend::Redis(redis.port()), &mut redis).await;
+}
+
+#[tokio::test]
+#[ignore = "needs nats-server installed (scripts/test.sh installs it and runs this)"]
+async fn jetstream_pubsub_is_back_after_a_nats_restart() {
+    let mut nats = test_support::BrokerServer::nats();
+    back_after_a_broker_restart(Backend::JetStream(nats.port()), &mut nats).await;
+}
+
+#[tokio::test]
+#[ignore = "needs mosquitto installed (scripts/test.sh installs it and runs this)"]
+async fn mqtt_pubsub_is_back_after_a_mosquitto_restart() {
+    let mut mosquitto = test_support::BrokerServer::mosquitto();
+    back_after_a_broker_restart(Backend::Mqtt(mosquitto.port()), &mut mosquitto).await;
+}
+
+/// RabbitMQ closes the sidecar's connection (as an operator's
+/// `close_all_connections` or a broker restart does): publishing goes on
+/// over a new connection, and the subscription comes back with the event
+/// published while it was gone. Then the broker is down (its vhost deleted
+/// with the queue in it): a publish gets Dapr's error, and once the broker
+/// is back the same sidecar publishes and delivers again, with no restart.
+#[tokio::test]
+#[ignore = "needs RabbitMQ on 127.0.0.1:5672 (scripts/test.sh starts it and runs this)"]
+async fn rabbitmq_connections_come_back_after_the_broker_drops_them() {
+    let vhost = test_support::RabbitVhost::create();
+    let backend = Backend::RabbitMq(vhost.url());
+    let Subscribed {
+        sidecar,
+        received,
+        data: _data,
+        resources: _resources,
+    } = subscribed(&backend, "subscriber", orders_subscriptions(), &[]).await;
+    publish(&sidecar, "orders", json!({"n": 1})).await;
+    wait_for(&received, "the first event", |r| r.count("/orders", 1) == 1).await;
+
+    vhost.close_connections().await;
+    publish(&sidecar, "orders", json!({"n": 2})).await;
+    wait_for(
+        &received,
+        "the event published while the subscription was gone",
+        |r| r.count("/orders", 2) == 1,
+    )
+    .await;
+
+    vhost.take_down().await;
+    let response = reqwest::Client::new()
+        .post(sidecar.url("/v1.0/publish/bus/orders"))
+        .json(&json!({"n": 3}))
+        .send()
+        .await
+        .unwrap();
+    let message = assert_dapr_error(response, 500, "ERR_PUBSUB_PUBLISH_MESSAGE").await;
+    assert!(message.contains("RabbitMQ"), "{message}");
+
+    vhost.bring_back().await;
+    // The subscription declares its queue again within its reconnect wait
+    // (3 s); an event published before that would have nowhere to go.
+    wait_until(
+        "the subscription is back on the new vhost",
+        Duration::from_secs(20),
+        || async { vhost.consumers("subscriber-orders").await == 1 },
+    )
+    .await;
+    publish(&sidecar, "orders", json!({"n": 4})).await;
+    wait_for(
+        &received,
+        "the event published once the broker is back",
+        |r| r.count("/orders", 4) == 1,
+    )
+    .await;
+    assert_eq!(
+        received.count("/orders", 3),
+        0,
+        "the refused event was not delivered"
+    );
+    sidecar.stop().await;
 }
 
 #[tokio::test]
