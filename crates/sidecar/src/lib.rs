@@ -25,12 +25,13 @@
 //!   binding probes), while the app is healthy.
 //! - [`args`]: flags and env vars → [`SidecarConfig`].
 //! - [`bindings`]: binding components: `bindings.wasm` on the function
-//!   host, `bindings.postgresql`, `bindings.redis`, `bindings.rabbitmq`.
+//!   host, `bindings.postgresql`, `bindings.redis`, `bindings.rabbitmq`,
+//!   `bindings.mqtt3`.
 //! - [`components`]: component YAML files.
 //! - [`configuration`]: the configuration API and its stores.
 //! - [`grpc`]: the gRPC API (`dapr.proto.runtime.v1.Dapr`).
 //! - [`input_bindings`]: input bindings triggering the app
-//!   (`bindings.cron`, `bindings.rabbitmq`).
+//!   (`bindings.cron`, `bindings.rabbitmq`, `bindings.mqtt3`).
 //! - [`http_endpoints`]: invoking non-Dapr endpoints (`HTTPEndpoint`
 //!   resources, URL app ids).
 //! - [`invoke`]: service invocation, local and through peer sidecars.

@@ -19,10 +19,12 @@
 //! [`InputBinding`] for those that trigger the app, or both:
 //! `bindings.wasm` ([`wasm`], loaded together on one function host), and
 //! `bindings.postgresql` ([`postgres`]), `bindings.redis` ([`redis`]),
-//! `bindings.rabbitmq` ([`rabbitmq`], both directions) and `bindings.cron`
+//! `bindings.rabbitmq` ([`rabbitmq`], both directions), `bindings.mqtt3`
+//! ([`mqtt`], both directions) and `bindings.cron`
 //! ([`crate::input_bindings::cron`], input), opened by [`open`]. Input bindings
 //! are in [`crate::input_bindings`].
 
+pub mod mqtt;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
@@ -79,6 +81,7 @@ pub trait OutputBinding: Send + Sync {
 /// components are loaded together ([`WasmBindings::load`]).
 pub const BINDING_TYPES: &[&str] = &[
     "bindings.cron",
+    "bindings.mqtt3",
     "bindings.postgresql",
     "bindings.rabbitmq",
     "bindings.redis",
@@ -108,6 +111,15 @@ pub fn directions(component: &Component) -> Option<Vec<String>> {
         })
 }
 
+/// A binding that serves both directions.
+fn both_ways<B: OutputBinding + InputBinding + 'static>(binding: B) -> OpenedBinding {
+    let both = Arc::new(binding);
+    OpenedBinding {
+        output: Some(both.clone()),
+        input: Some(both),
+    }
+}
+
 /// Opens the binding `component` (of a type in [`BINDING_TYPES`]) in the
 /// directions it has, less those its `direction` metadata leaves out.
 pub async fn open(component: &Component) -> Result<OpenedBinding, String> {
@@ -120,19 +132,14 @@ pub async fn open(component: &Component) -> Result<OpenedBinding, String> {
                 &properties,
             )?)),
         },
+        "bindings.mqtt3" => both_ways(mqtt::MqttBinding::open(name, &properties).await?),
         "bindings.postgresql" => OpenedBinding {
             output: Some(Arc::new(
                 postgres::PostgresBinding::open(name, &properties).await?,
             )),
             input: None,
         },
-        "bindings.rabbitmq" => {
-            let both = Arc::new(rabbitmq::RabbitBinding::open(name, &properties).await?);
-            OpenedBinding {
-                output: Some(both.clone()),
-                input: Some(both),
-            }
-        }
+        "bindings.rabbitmq" => both_ways(rabbitmq::RabbitBinding::open(name, &properties).await?),
         "bindings.redis" => OpenedBinding {
             output: Some(Arc::new(
                 redis::RedisBinding::open(name, &properties).await?,

@@ -22,10 +22,12 @@
 //! body, and so does this sidecar.
 //!
 //! Each backend is a module implementing [`InputBinding`], opened by its
-//! Dapr type in [`crate::bindings::open`]: `bindings.cron` ([`cron`]) and
+//! Dapr type in [`crate::bindings::open`]: `bindings.cron` ([`cron`]),
 //! `bindings.rabbitmq` ([`crate::bindings::rabbitmq`], a queue whose
 //! messages are acknowledged once the app took them, and requeued when it
-//! did not: [`InputEvent::done`]).
+//! did not: [`InputEvent::done`]) and `bindings.mqtt3`
+//! ([`crate::bindings::mqtt`], a topic whose messages are acknowledged
+//! once the app took them, or after its retries).
 
 pub mod cron;
 

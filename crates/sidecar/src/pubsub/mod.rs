@@ -72,6 +72,9 @@ pub enum BrokerError {
 pub struct Message {
     /// The event's bytes as published.
     pub payload: Vec<u8>,
+    /// The topic it was published to, where a subscription can match
+    /// more than one (an MQTT filter); `None` otherwise.
+    pub topic: Option<String>,
     ack: Option<Box<dyn FnOnce() + Send>>,
 }
 
@@ -87,7 +90,11 @@ impl std::fmt::Debug for Message {
 impl Message {
     /// A message without an ack (brokers that keep nothing).
     pub fn unacknowledged(payload: Vec<u8>) -> Message {
-        Message { payload, ack: None }
+        Message {
+            payload,
+            topic: None,
+            ack: None,
+        }
     }
 
     /// A message whose ack runs `ack` (which must not block: it starts the
@@ -95,8 +102,15 @@ impl Message {
     pub fn new(payload: Vec<u8>, ack: impl FnOnce() + Send + 'static) -> Message {
         Message {
             payload,
+            topic: None,
             ack: Some(Box::new(ack)),
         }
+    }
+
+    /// The message, saying which topic it was published to.
+    pub fn with_topic(mut self, topic: String) -> Message {
+        self.topic = Some(topic);
+        self
     }
 
     /// Tells the broker this event is done with (delivered, dropped or

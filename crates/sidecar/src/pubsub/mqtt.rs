@@ -619,6 +619,7 @@ async fn forward(
 ) -> bool {
     let acks = acks.clone();
     let payload = event.publish.payload.to_vec();
+    let topic = event.publish.topic.clone();
     let mut unsettled = Unsettled {
         event: Some(event),
         routes: routes.clone(),
@@ -629,7 +630,8 @@ async fn forward(
             // comes again with the next session.
             let _ = acks.send(event.ack());
         }
-    });
+    })
+    .with_topic(topic);
     subscriber.send(message).await.is_ok()
 }
 
