@@ -27,7 +27,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lapin::message::Delivery;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use tokio::sync::{Mutex, mpsc};
 use tokio_stream::StreamExt;
@@ -51,21 +54,12 @@ struct Live {
     publisher: Channel,
 }
 
-/// A consumer and the channel it lives on: closing the channel (dropping
-/// this) returns the messages not acknowledged to the queue.
+/// A consumer ([`consume_queue`]) and the channel it lives on: closing the
+/// channel (dropping this) returns the messages not acknowledged to the
+/// queue.
 pub(crate) struct Subscription {
     _channel: Channel,
     deliveries: Consumer,
-}
-
-impl Subscription {
-    /// Holds `deliveries` with the `channel` it came from.
-    pub(crate) fn new(channel: Channel, deliveries: Consumer) -> Subscription {
-        Subscription {
-            _channel: channel,
-            deliveries,
-        }
-    }
 }
 
 impl RabbitConnection {
@@ -180,6 +174,33 @@ async fn open_publisher(connection: &Connection) -> Result<Channel, String> {
         .await
         .map_err(failed)?;
     Ok(channel)
+}
+
+/// Consumes `queue` on `channel`, with at most `prefetch` messages
+/// unacknowledged at once (0: no limit).
+pub(crate) async fn consume_queue(
+    channel: Channel,
+    queue: &str,
+    prefetch: u16,
+) -> Result<Subscription, String> {
+    let failed = |e: lapin::Error| format!("RabbitMQ: {e}");
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .map_err(failed)?;
+    let deliveries = channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(failed)?;
+    Ok(Subscription {
+        _channel: channel,
+        deliveries,
+    })
 }
 
 /// Publishes `payload` to `exchange` with `routing_key` on `channel` (one

@@ -28,9 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicNackOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel};
 use tokio::sync::{mpsc, oneshot};
@@ -39,7 +37,7 @@ use super::{BindingRequest, BindingResponse, OutputBinding, invoke_failed};
 use crate::error::DaprError;
 use crate::input_bindings::{Events, InputBinding, InputBindingError, InputEvent};
 use crate::rabbitmq_conn::{
-    RabbitConnection, Subscription, next_delivery, publish_confirmed, reconnect_wait,
+    RabbitConnection, Subscription, consume_queue, next_delivery, publish_confirmed, reconnect_wait,
 };
 
 /// Dapr's default `reconnectWaitInSeconds` for `bindings.rabbitmq`.
@@ -183,23 +181,9 @@ impl QueueSpec {
 
     /// Declares the queue and consumes it on a channel of its own.
     async fn consume(&self, connection: &RabbitConnection) -> Result<Subscription, String> {
-        let failed = |e: lapin::Error| format!("RabbitMQ: {e}");
         let channel = connection.channel().await?;
         self.declare(&channel).await?;
-        channel
-            .basic_qos(self.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(failed)?;
-        let deliveries = channel
-            .basic_consume(
-                self.name.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(failed)?;
-        Ok(Subscription::new(channel, deliveries))
+        consume_queue(channel, &self.name, self.prefetch).await
     }
 }
 

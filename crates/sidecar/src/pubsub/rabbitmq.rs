@@ -24,8 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, ExchangeKind};
@@ -33,7 +32,7 @@ use tokio::sync::mpsc;
 
 use super::{Broker, BrokerError, Message, SUBSCRIPTION_BUFFER, hand_on};
 use crate::rabbitmq_conn::{
-    RabbitConnection, Subscription, next_delivery, publish_confirmed, reconnect_wait,
+    RabbitConnection, Subscription, consume_queue, next_delivery, publish_confirmed, reconnect_wait,
 };
 
 /// Dapr's default `reconnectWaitSeconds` for `pubsub.rabbitmq`.
@@ -195,20 +194,7 @@ impl Layout {
             )
             .await
             .map_err(failed)?;
-        channel
-            .basic_qos(self.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(failed)?;
-        let deliveries = channel
-            .basic_consume(
-                queue.into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(failed)?;
-        Ok(Subscription::new(channel, deliveries))
+        consume_queue(channel, queue, self.prefetch).await
     }
 }
 
