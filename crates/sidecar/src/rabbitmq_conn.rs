@@ -4,14 +4,15 @@
 //! network went away), as Dapr's RabbitMQ components come back.
 //!
 //! - **Publishing** returns once RabbitMQ confirmed it has the message
-//!   (publisher confirms). A publish that finds the connection lost connects again
-//!   first, at once. When RabbitMQ cannot be reached that publish fails with
-//!   its reason, and the next one tries again, so a broker that is down
-//!   gives clear errors and a broker that is back is used again. A publish
-//!   cut short by the loss is tried once more on the new connection (an
-//!   event may then be stored twice, as with daprd: at least once).
+//!   (publisher confirms). A publish that finds the connection lost
+//!   connects again first, at once. When RabbitMQ cannot be reached, that
+//!   publish fails with its reason and the next one tries again, so a
+//!   broker that is down gives clear errors and a broker that is back is
+//!   used again. A publish cut short by the loss is tried once more on the
+//!   new connection (an event may then be stored twice, as with daprd: at
+//!   least once).
 //! - **Consuming.** A consumer whose channel or connection is lost
-//!   subscribes again every `reconnect wait` (Dapr's metadata
+//!   subscribes again after each reconnect wait (Dapr's metadata
 //!   `reconnectWaitSeconds` for pub/sub, 3 s by default, and
 //!   `reconnectWaitInSeconds` for bindings, 5 s) until it is back, or until
 //!   nobody reads it any more ([`next_delivery`]). What was not

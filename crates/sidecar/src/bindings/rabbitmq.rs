@@ -19,12 +19,13 @@
 //!   it, and returned to the queue (`nack`, requeued) when the app did not,
 //!   as daprd does. Messages of a sidecar that stops are returned too.
 //!
-//! A lost connection comes back (`crate::rabbitmq_conn`): a publish connects
-//! again at once, and the reading declares the queue and consumes it again
-//! every `reconnectWaitInSeconds`.
+//! A lost connection comes back (`crate::rabbitmq_conn`), and the queue is
+//! declared again on the new one: a publish connects again at once, and
+//! the reading consumes again every `reconnectWaitInSeconds`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -48,6 +49,9 @@ pub struct RabbitBinding {
     name: String,
     connection: Arc<RabbitConnection>,
     queue: Arc<QueueSpec>,
+    /// The generation of the connection the queue was last declared on
+    /// for publishing ([`RabbitConnection::publisher`]).
+    declared_on: AtomicU64,
     reconnect_wait: Duration,
 }
 
@@ -124,12 +128,13 @@ impl RabbitBinding {
         let reconnect_wait =
             reconnect_wait(properties, "reconnectWaitInSeconds", DEFAULT_RECONNECT_WAIT)?;
         let connection = RabbitConnection::open(url).await?;
-        let (publisher, _) = connection.publisher().await?;
+        let (publisher, generation) = connection.publisher().await?;
         queue.declare(&publisher).await?;
         Ok(RabbitBinding {
             name,
             connection: Arc::new(connection),
             queue: Arc::new(queue),
+            declared_on: AtomicU64::new(generation),
             reconnect_wait,
         })
     }
@@ -152,10 +157,16 @@ impl RabbitBinding {
         if let Some(priority) = number::<u8>(&request.metadata, "priority")? {
             properties = properties.with_priority(priority);
         }
-        let publish = |channel: Channel, _| {
+        let publish = |channel: Channel, generation: u64| {
             let properties = properties.clone();
             let data = &request.data;
             async move {
+                // A new connection may be to a broker that lost the queue
+                // (restarted without its data): declare it again first.
+                if self.declared_on.load(Ordering::Relaxed) != generation {
+                    self.queue.declare(&channel).await?;
+                    self.declared_on.store(generation, Ordering::Relaxed);
+                }
                 publish_confirmed(&channel, "", &self.queue.name, data, properties)
                     .await
                     .map_err(|e| format!("failed to publish message: {e}"))

@@ -335,8 +335,8 @@ async fn a_rabbitmq_queue_binding_publishes_and_delivers_with_acknowledgements()
 /// `close_all_connections`, a broker restart): `create` publishes over a
 /// new connection and the reading comes back, so the message reaches the
 /// app. While the broker is down (its vhost deleted), `create` gets Dapr's
-/// error; once it is back, the binding declares its queue again and works,
-/// with no restart.
+/// error; once it is back, the bindings declare their queues again (one
+/// that only publishes too) and work, with no restart.
 #[tokio::test]
 #[ignore = "needs RabbitMQ on 127.0.0.1:5672 (scripts/test.sh starts it and runs this)"]
 async fn a_rabbitmq_binding_comes_back_after_the_broker_drops_its_connection() {
@@ -352,6 +352,17 @@ async fn a_rabbitmq_binding_comes_back_after_the_broker_drops_its_connection() {
             ("host", &url),
             ("queueName", "orders-queue"),
             ("reconnectWaitInSeconds", "1"),
+        ],
+    );
+    component_file(
+        resources.resources.path(),
+        "outbox",
+        "bindings.rabbitmq",
+        &[
+            ("host", &url),
+            ("queueName", "outbox-queue"),
+            ("durable", "true"),
+            ("direction", "output"),
         ],
     );
     let sidecar = RunningSidecar::start(resources.config("rabbit-app", Some(app.port()))).await;
@@ -399,6 +410,30 @@ async fn a_rabbitmq_binding_comes_back_after_the_broker_drops_its_connection() {
     .await;
     assert_eq!(create("four").await.unwrap().status(), 204);
     delivered("four").await;
+
+    // A binding that only publishes declares its queue again on its new
+    // connection, so what it publishes is kept for a reader to come.
+    let kept = reqwest::Client::new()
+        .post(sidecar.url("/v1.0/bindings/outbox"))
+        .json(&serde_json::json!({"operation": "create", "data": "kept"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), 204);
+    let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        durable: true,
+        ..Default::default()
+    };
+    let declared = channel
+        .queue_declare("outbox-queue".into(), passive, Default::default())
+        .await
+        .expect("the queue was declared again");
+    assert_eq!(declared.message_count(), 1);
     sidecar.stop().await;
 }
 
