@@ -7,6 +7,8 @@
 //! Codes and statuses follow daprd (`pkg/messages`), so clients written
 //! against Dapr see the same errors.
 
+use std::collections::HashMap;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -190,6 +192,10 @@ pub enum DaprError {
         name: String,
         /// What went wrong.
         reason: String,
+        /// What the binding answered all the same (the HTTP binding's
+        /// status and headers), sent back with the error as daprd sends
+        /// it: `metadata.<key>` headers over HTTP, metadata over gRPC.
+        metadata: HashMap<String, String>,
     },
     /// A `bindings.wasm` function's call failed: where daprd would say
     /// only `ERR_INVOKE_OUTPUT_BINDING`, the function app's own table
@@ -374,7 +380,12 @@ impl DaprError {
         if self.grpc_code() == tonic::Code::Internal {
             tracing::warn!(error_code = self.code(), error = %self, "gRPC call failed");
         }
-        tonic::Status::with_error_details(self.grpc_code(), self.to_string(), details)
+        let mut status =
+            tonic::Status::with_error_details(self.grpc_code(), self.to_string(), details);
+        if let DaprError::BindingInvoke { metadata, .. } = self {
+            crate::bindings::metadata_to_grpc(metadata, status.metadata_mut());
+        }
+        status
     }
 }
 
@@ -389,6 +400,11 @@ impl From<DaprError> for tonic::Status {
 
 impl IntoResponse for DaprError {
     fn into_response(self) -> Response {
-        service_kit::error_body::error_response(self.status(), self.code(), self.to_string())
+        let mut response =
+            service_kit::error_body::error_response(self.status(), self.code(), self.to_string());
+        if let DaprError::BindingInvoke { metadata, .. } = self {
+            crate::bindings::metadata_to_headers(metadata, response.headers_mut());
+        }
+        response
     }
 }

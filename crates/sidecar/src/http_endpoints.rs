@@ -68,7 +68,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub const HTTP_ENDPOINT_KIND: &str = "HTTPEndpoint";
 
 /// The client of an endpoint: HTTP/1.1, `http://` or `https://`.
-type EndpointClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub(crate) type EndpointClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// One `HTTPEndpoint` resource, ready to call.
 struct HttpEndpoint {
@@ -364,36 +364,62 @@ fn client_with_tls(
             "clientTLS.renegotiation `{renegotiation}` is not supported (only `Never`: the TLS library never renegotiates)"
         ));
     }
+    let pem = |what: &'static str, source: &ValueSource| {
+        resolve(what, source).map(|text| NamedPem { what, text })
+    };
+    let root_ca = match &tls.root_ca {
+        Some(source) => Some(pem("clientTLS.rootCA", source)?),
+        None => None,
+    };
+    let identity = match (&tls.certificate, &tls.private_key) {
+        (Some(certificate), Some(key)) => Some((
+            pem("clientTLS.certificate", certificate)?,
+            pem("clientTLS.privateKey", key)?,
+        )),
+        (None, None) => None,
+        _ => return Err("clientTLS needs both certificate and privateKey, or neither".into()),
+    };
+    client_with_pem(root_ca, identity)
+}
+
+/// A PEM text, and the setting it came from (for errors).
+pub(crate) struct NamedPem {
+    pub what: &'static str,
+    pub text: String,
+}
+
+/// A client for `http://` and `https://` URLs whose `https://` is checked
+/// against `root_ca` (the system's trusted roots without one), showing the
+/// client certificate and key of `identity`, if given. (Without `root_ca`
+/// it reads the system's roots from files: not on a runtime.)
+pub(crate) fn client_with_pem(
+    root_ca: Option<NamedPem>,
+    identity: Option<(NamedPem, NamedPem)>,
+) -> Result<EndpointClient, String> {
     let builder = tls_builder()?;
-    let builder = match &tls.root_ca {
-        Some(source) => {
-            let pem = resolve("clientTLS.rootCA", source)?;
+    let builder = match root_ca {
+        Some(root_ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in certificates("clientTLS.rootCA", &pem)? {
+            for cert in certificates(root_ca.what, &root_ca.text)? {
                 roots
                     .add(cert)
-                    .map_err(|e| format!("clientTLS.rootCA: {e}"))?;
+                    .map_err(|e| format!("{}: {e}", root_ca.what))?;
             }
             builder.with_root_certificates(roots)
         }
         None => hyper_rustls::ConfigBuilderExt::with_native_roots(builder)
             .map_err(|e| format!("cannot load the system's trusted certificates: {e}"))?,
     };
-    let config = match (&tls.certificate, &tls.private_key) {
-        (Some(certificate), Some(key)) => {
-            let chain = certificates(
-                "clientTLS.certificate",
-                &resolve("clientTLS.certificate", certificate)?,
-            )?;
-            let key_pem = resolve("clientTLS.privateKey", key)?;
-            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-                .map_err(|e| format!("clientTLS.privateKey is not a PEM private key: {e}"))?;
+    let config = match identity {
+        Some((certificate, key)) => {
+            let chain = certificates(certificate.what, &certificate.text)?;
+            let key_der = PrivateKeyDer::from_pem_slice(key.text.as_bytes())
+                .map_err(|e| format!("{} is not a PEM private key: {e}", key.what))?;
             builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("clientTLS.certificate and privateKey: {e}"))?
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| format!("{} and {}: {e}", certificate.what, key.what))?
         }
-        (None, None) => builder.with_no_client_auth(),
-        _ => return Err("clientTLS needs both certificate and privateKey, or neither".into()),
+        None => builder.with_no_client_auth(),
     };
     Ok(client_over(config))
 }

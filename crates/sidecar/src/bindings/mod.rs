@@ -15,15 +15,21 @@
 //! daprd's message (`binding x does not support operation y. supported
 //! operations:...`).
 //!
+//! Each call carries its trace context in its metadata, as daprd's does
+//! ([`traced`]): `traceparent` and `tracestate` of the sidecar's span of the
+//! call, and the caller's `baggage`. The HTTP binding sends them on.
+//!
 //! Each backend is a module implementing [`OutputBinding`], or
 //! [`InputBinding`] for those that trigger the app, or both:
 //! `bindings.wasm` ([`wasm`], loaded together on one function host), and
-//! `bindings.postgresql` ([`postgres`]), `bindings.redis` ([`redis`]),
+//! `bindings.http` ([`http`]), `bindings.postgresql` ([`postgres`]),
+//! `bindings.redis` ([`redis`]),
 //! `bindings.rabbitmq` ([`rabbitmq`], both directions), `bindings.mqtt3`
 //! ([`mqtt`], both directions) and `bindings.cron`
 //! ([`crate::input_bindings::cron`], input), opened by [`open`]. Input bindings
 //! are in [`crate::input_bindings`].
 
+pub mod http;
 pub mod mqtt;
 pub mod postgres;
 pub mod rabbitmq;
@@ -34,10 +40,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use service_kit::trace::TraceContext;
 
 pub use wasm::{WASM_BINDING, WasmBindings, fetch_remote};
 
@@ -81,6 +88,7 @@ pub trait OutputBinding: Send + Sync {
 /// components are loaded together ([`WasmBindings::load`]).
 pub const BINDING_TYPES: &[&str] = &[
     "bindings.cron",
+    "bindings.http",
     "bindings.mqtt3",
     "bindings.postgresql",
     "bindings.rabbitmq",
@@ -132,6 +140,10 @@ pub async fn open(component: &Component) -> Result<OpenedBinding, String> {
                 &properties,
             )?)),
         },
+        "bindings.http" => OpenedBinding {
+            output: Some(Arc::new(http::HttpBinding::open(name, &properties).await?)),
+            input: None,
+        },
         "bindings.mqtt3" => both_ways(mqtt::MqttBinding::open(name, &properties).await?),
         "bindings.postgresql" => OpenedBinding {
             output: Some(Arc::new(
@@ -168,9 +180,73 @@ pub async fn open(component: &Component) -> Result<OpenedBinding, String> {
 /// daprd's error for a binding that fails: `error invoking output binding
 /// {name}: {reason}`.
 pub(crate) fn invoke_failed(name: &str, reason: impl std::fmt::Display) -> DaprError {
+    invoke_failed_answering(name, reason, HashMap::new())
+}
+
+/// [`invoke_failed`], with what the binding answered all the same (the
+/// HTTP binding's status and headers), which goes back with the error.
+pub(crate) fn invoke_failed_answering(
+    name: &str,
+    reason: impl std::fmt::Display,
+    metadata: HashMap<String, String>,
+) -> DaprError {
     DaprError::BindingInvoke {
         name: name.to_string(),
         reason: reason.to_string(),
+        metadata,
+    }
+}
+
+/// Puts the call's trace context in a binding request's `metadata`, as
+/// daprd puts it there for every output binding: `traceparent` and
+/// `tracestate` of `trace`, the sidecar's span of the call (in place of the
+/// request's own), and the `baggage` of the call's `headers`, joined.
+pub(crate) fn traced(
+    metadata: &mut HashMap<String, String>,
+    trace: &TraceContext,
+    headers: &HeaderMap,
+) {
+    for (name, value) in trace.headers().iter() {
+        if let Ok(value) = value.to_str() {
+            metadata.insert(name.as_str().to_string(), value.to_string());
+        }
+    }
+    let baggage: Vec<&str> = headers
+        .get_all("baggage")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    if !baggage.is_empty() {
+        metadata.insert("baggage".to_string(), baggage.join(","));
+    }
+}
+
+/// A binding's answer metadata as HTTP headers, `metadata.<key>`, as daprd
+/// writes them (an entry that cannot be a header is left out).
+pub(crate) fn metadata_to_headers(metadata: HashMap<String, String>, headers: &mut HeaderMap) {
+    for (key, value) in metadata {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(format!("metadata.{key}")),
+            HeaderValue::try_from(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+}
+
+/// A binding's answer metadata as gRPC response metadata, `metadata.<key>`,
+/// as daprd sets it (an entry that cannot be ASCII metadata is left out).
+pub(crate) fn metadata_to_grpc(
+    metadata: &HashMap<String, String>,
+    grpc: &mut tonic::metadata::MetadataMap,
+) {
+    for (key, value) in metadata {
+        if let (Ok(name), Ok(value)) = (
+            tonic::metadata::AsciiMetadataKey::from_bytes(format!("metadata.{key}").as_bytes()),
+            tonic::metadata::AsciiMetadataValue::try_from(value.as_str()),
+        ) {
+            grpc.append(name, value);
+        }
     }
 }
 
@@ -230,10 +306,17 @@ pub struct BindingBody {
 pub async fn invoke_http(
     State(sidecar): State<Arc<Sidecar>>,
     Path(name): Path<String>,
+    trace: Option<Extension<TraceContext>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, DaprError> {
-    let body: BindingBody =
+    let mut body: BindingBody =
         serde_json::from_slice(&body).map_err(|e| DaprError::MalformedRequest(e.to_string()))?;
+    let trace = match trace {
+        Some(Extension(trace)) => trace,
+        None => TraceContext::unrecorded_from(&headers),
+    };
+    traced(&mut body.metadata, &trace, &headers);
     let data =
         serde_json::to_vec(&body.data).map_err(|e| DaprError::MalformedRequest(e.to_string()))?;
     let answer = sidecar
@@ -253,13 +336,6 @@ pub async fn invoke_http(
     let mut response = Body::from(answer.data).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
-    for (key, value) in answer.metadata {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(format!("metadata.{key}")),
-            HeaderValue::try_from(value),
-        ) {
-            headers.insert(name, value);
-        }
-    }
+    metadata_to_headers(answer.metadata, headers);
     Ok(response)
 }

@@ -563,7 +563,11 @@ async fn invoke_binding(
     api: &DaprApi,
     request: Request<pb::InvokeBindingRequest>,
 ) -> Result<Response<pb::InvokeBindingResponse>, Status> {
+    let trace = grpc_trace(request.metadata().as_ref(), request.extensions());
+    let headers = request.metadata().clone().into_headers();
     let request = request.into_inner();
+    let mut metadata = request.metadata;
+    crate::bindings::traced(&mut metadata, &trace, &headers);
     let answer = api
         .sidecar
         .invoke_binding(
@@ -571,15 +575,19 @@ async fn invoke_binding(
             crate::bindings::BindingRequest {
                 operation: request.operation,
                 data: request.data.into(),
-                metadata: request.metadata,
+                metadata,
             },
         )
         .await?
         .unwrap_or_default();
-    Ok(Response::new(pb::InvokeBindingResponse {
+    // daprd sends the metadata as the response's metadata too.
+    let mut response = Response::new(pb::InvokeBindingResponse {
         data: answer.data.to_vec(),
-        metadata: answer.metadata,
-    }))
+        metadata: HashMap::new(),
+    });
+    crate::bindings::metadata_to_grpc(&answer.metadata, response.metadata_mut());
+    response.get_mut().metadata = answer.metadata;
+    Ok(response)
 }
 
 async fn get_bulk_secret(

@@ -10,6 +10,7 @@
 //! - `configuration`: the configuration API on Redis;
 //! - `python_sdk`, `js_sdk`: the official Dapr SDKs against a real sidecar;
 //! - `bindings`: `bindings.wasm` output bindings on the function host;
+//! - `http_binding`: the `bindings.http` output binding;
 //! - `input_bindings`: input bindings (`bindings.cron`) triggering an app;
 //! - `store_bindings`: the `bindings.postgresql` and `bindings.redis`
 //!   output bindings;
@@ -22,6 +23,7 @@ mod configuration;
 mod fuzz_seeds;
 mod grpc;
 mod grpc_app;
+mod http_binding;
 mod input_bindings;
 mod invoke;
 mod js_sdk;

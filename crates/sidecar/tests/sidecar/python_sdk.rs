@@ -46,6 +46,12 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
     resources.add_redis_component("configstore", "configuration.redis");
     super::store_bindings::add_sql_binding(&resources);
     let (app, _app) = start_echo_app().await;
+    super::state::component_file(
+        resources.resources.path(),
+        "web",
+        "bindings.http",
+        &[("url", &format!("http://{app}"))],
+    );
     let target =
         RunningSidecar::start(config("py-target", Some(app.port()), resources.data.path())).await;
     let caller = RunningSidecar::start(resources.config("py-caller", None)).await;
@@ -72,7 +78,7 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
         output.status.success(),
         "the Python SDK checks failed:\n{stdout}"
     );
-    assert!(stdout.contains("17 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("18 passed, 0 failed"), "{stdout}");
     caller.stop().await;
     target.stop().await;
 }

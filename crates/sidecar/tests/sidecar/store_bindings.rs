@@ -55,7 +55,7 @@ async fn sql(
 }
 
 /// `POST /v1.0/bindings/{binding}` with `operation`, `data` and `metadata`.
-async fn call(
+pub(crate) async fn call(
     sidecar: &RunningSidecar,
     binding: &str,
     operation: &str,
@@ -70,7 +70,8 @@ async fn call(
         .unwrap()
 }
 
-fn metadata_header<'a>(response: &'a reqwest::Response, key: &str) -> Option<&'a str> {
+/// The answer's `metadata.<key>` header.
+pub(crate) fn metadata_header<'a>(response: &'a reqwest::Response, key: &str) -> Option<&'a str> {
     response
         .headers()
         .get(format!("metadata.{key}"))

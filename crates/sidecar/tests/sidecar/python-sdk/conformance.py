@@ -305,6 +305,21 @@ def _():
         grpc.StatusCode.INTERNAL, "ERR_INVOKE_OUTPUT_BINDING")
 
 
+@check("output binding: an HTTP endpoint through bindings.http (method, path, headers, status)")
+def _():
+    answer = client.invoke_binding(
+        "web", "post", data=b"hello",
+        binding_metadata={"path": "/orders", "Content-Type": "text/plain"})
+    assert answer.binding_metadata["statusCode"] == "200", answer.binding_metadata
+    echo = answer.json()
+    assert (echo["method"], echo["path"], echo["body"]) == ("POST", "/orders", "hello"), echo
+    assert echo["headers"]["content-type"] == "text/plain", echo
+    err = expect_grpc_error(
+        lambda: client.invoke_binding("web", "get", binding_metadata={"path": "/status/404"}),
+        grpc.StatusCode.INTERNAL, "ERR_INVOKE_OUTPUT_BINDING")
+    assert "received status code 404" in err.details(), err.details()
+
+
 failed = sum(1 for _, err in results if err is not None)
 print(f"{len(results) - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
