@@ -25,8 +25,9 @@
 //!   binding probes), while the app is healthy.
 //! - [`args`]: flags and env vars → [`SidecarConfig`].
 //! - [`bindings`]: binding components: `bindings.wasm` on the function
-//!   host, `bindings.http`, `bindings.postgresql`, `bindings.redis`,
-//!   `bindings.rabbitmq`, `bindings.mqtt3`.
+//!   host, `bindings.http`, `bindings.localstorage`,
+//!   `bindings.postgresql`, `bindings.redis`, `bindings.rabbitmq`,
+//!   `bindings.mqtt3`.
 //! - [`components`]: component YAML files.
 //! - [`configuration`]: the configuration API and its stores.
 //! - [`grpc`]: the gRPC API (`dapr.proto.runtime.v1.Dapr`).

@@ -22,7 +22,8 @@
 //! Each backend is a module implementing [`OutputBinding`], or
 //! [`InputBinding`] for those that trigger the app, or both:
 //! `bindings.wasm` ([`wasm`], loaded together on one function host), and
-//! `bindings.http` ([`http`]), `bindings.postgresql` ([`postgres`]),
+//! `bindings.http` ([`http`]), `bindings.localstorage` ([`localstorage`]),
+//! `bindings.postgresql` ([`postgres`]),
 //! `bindings.redis` ([`redis`]),
 //! `bindings.rabbitmq` ([`rabbitmq`], both directions), `bindings.mqtt3`
 //! ([`mqtt`], both directions) and `bindings.cron`
@@ -30,6 +31,7 @@
 //! are in [`crate::input_bindings`].
 
 pub mod http;
+pub mod localstorage;
 pub mod mqtt;
 pub mod postgres;
 pub mod rabbitmq;
@@ -89,6 +91,7 @@ pub trait OutputBinding: Send + Sync {
 pub const BINDING_TYPES: &[&str] = &[
     "bindings.cron",
     "bindings.http",
+    "bindings.localstorage",
     "bindings.mqtt3",
     "bindings.postgresql",
     "bindings.rabbitmq",
@@ -142,6 +145,12 @@ pub async fn open(component: &Component) -> Result<OpenedBinding, String> {
         },
         "bindings.http" => OpenedBinding {
             output: Some(Arc::new(http::HttpBinding::open(name, &properties).await?)),
+            input: None,
+        },
+        "bindings.localstorage" => OpenedBinding {
+            output: Some(Arc::new(
+                localstorage::LocalStorageBinding::open(name, &properties).await?,
+            )),
             input: None,
         },
         "bindings.mqtt3" => both_ways(mqtt::MqttBinding::open(name, &properties).await?),

@@ -3,7 +3,8 @@
 //! as JSON arrays, `params`, `close`, daprd's errors, over HTTP and gRPC,
 //! and the Dapr bindings quickstart's flow: a cron binding triggering an
 //! app that writes through it) and `bindings.redis` (`create` with a TTL,
-//! `get`, `increment`, `delete`).
+//! `get`, `increment`, `delete`), and files through
+//! `bindings.localstorage`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -463,4 +464,190 @@ async fn a_redis_key_is_written_read_counted_and_deleted_through_the_redis_bindi
         );
     }
     sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn files_are_created_read_listed_and_deleted_through_the_localstorage_binding() {
+    let resources = TestResources::new();
+    let folder = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(folder.path()).unwrap().join("files");
+    component_file(
+        resources.resources.path(),
+        "disk",
+        "bindings.localstorage",
+        &[("rootPath", root.to_str().unwrap())],
+    );
+    let sidecar = RunningSidecar::start(resources.config("disk-app", None)).await;
+    assert!(root.is_dir(), "the folder is made at start-up");
+    // A call of the binding that sends no data.
+    let disk = |operation: &'static str, metadata: Value| {
+        call(&sidecar, "disk", operation, Value::Null, metadata)
+    };
+
+    // `create` writes the data as daprd marshals it, and names the file.
+    let created = call(
+        &sidecar,
+        "disk",
+        "create",
+        json!({"order": 7}),
+        json!({"fileName": "orders/7.json"}),
+    )
+    .await;
+    assert_eq!(created.status(), 200);
+    assert_eq!(
+        created.json::<Value>().await.unwrap(),
+        json!({"fileName": "orders/7.json"})
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("orders/7.json")).unwrap(),
+        r#"{"order":7}"#
+    );
+    // A JSON string is written as the string, base64 decoded.
+    call(
+        &sidecar,
+        "disk",
+        "create",
+        json!("aGk="),
+        json!({"fileName": "hi.txt"}),
+    )
+    .await;
+    assert_eq!(std::fs::read(root.join("hi.txt")).unwrap(), b"hi");
+    // No name: a new UUID.
+    let named: Value = call(&sidecar, "disk", "create", json!("x y"), json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let uuid = named["fileName"].as_str().unwrap().to_string();
+    assert_eq!(uuid.len(), 36, "{uuid}");
+    assert_eq!(std::fs::read(root.join(&uuid)).unwrap(), b"x y");
+
+    // A name that climbs out stays in the folder.
+    let escaped: Value = call(
+        &sidecar,
+        "disk",
+        "create",
+        json!("no"),
+        json!({"fileName": "../../outside.txt"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(escaped["fileName"], "outside.txt");
+    assert!(root.join("outside.txt").is_file());
+    assert!(!folder.path().join("outside.txt").exists());
+
+    let got = disk("get", json!({"fileName": "orders/7.json"})).await;
+    assert_eq!(got.text().await.unwrap(), r#"{"order":7}"#);
+
+    let listed: Vec<String> = disk("list", json!({})).await.json().await.unwrap();
+    let mut expected: Vec<String> = ["hi.txt", "orders/7.json", "outside.txt", &uuid]
+        .iter()
+        .map(|name| root.join(name).to_string_lossy().into_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let in_orders: Vec<String> = disk("list", json!({"fileName": "orders"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(in_orders, [root.join("orders/7.json").to_string_lossy()]);
+
+    // gRPC: the same file.
+    let mut grpc = client(&sidecar).await;
+    let answer = grpc
+        .invoke_binding(pb::InvokeBindingRequest {
+            name: "disk".into(),
+            operation: "get".into(),
+            metadata: [("fileName".to_string(), "hi.txt".to_string())].into(),
+            data: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.data, b"hi");
+
+    let deleted = disk("delete", json!({"fileName": "hi.txt"})).await;
+    assert_eq!(deleted.status(), 204);
+    assert!(!root.join("hi.txt").exists());
+
+    // daprd's errors; the sidecar goes on serving.
+    let gone = root.join("hi.txt");
+    let failures = [
+        (
+            "get",
+            json!({"fileName": "hi.txt"}),
+            format!("file not found: {}", gone.display()),
+        ),
+        (
+            "list",
+            json!({"fileName": "orders/7.json"}),
+            format!(
+                "unable to list files as the file specified is not a directory: {}",
+                root.join("orders/7.json").display()
+            ),
+        ),
+    ];
+    for (operation, metadata, reason) in failures {
+        let message = assert_dapr_error(
+            call(&sidecar, "disk", operation, Value::Null, metadata).await,
+            500,
+            "ERR_INVOKE_OUTPUT_BINDING",
+        )
+        .await;
+        assert_eq!(
+            message,
+            format!("error invoking output binding disk: {reason}")
+        );
+    }
+    let deleted_twice = assert_dapr_error(
+        disk("delete", json!({"fileName": "hi.txt"})).await,
+        500,
+        "ERR_INVOKE_OUTPUT_BINDING",
+    )
+    .await;
+    assert!(
+        deleted_twice.starts_with(&format!(
+            "error invoking output binding disk: error deleting file {}: ",
+            gone.display()
+        )),
+        "{deleted_twice}"
+    );
+    let still = disk("get", json!({"fileName": "orders/7.json"})).await;
+    assert_eq!(still.status(), 200);
+}
+
+#[tokio::test]
+async fn a_localstorage_binding_without_a_usable_folder_is_refused_at_start() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let cases = [
+        ("", "property rootPath must not be empty"),
+        (
+            "/proc/dapr",
+            "property rootPath points to a disallowed location",
+        ),
+        (
+            file.path().to_str().unwrap(),
+            "property rootPath represents a file and not a directory",
+        ),
+    ];
+    for (root, expected) in cases {
+        let resources = TestResources::new();
+        component_file(
+            resources.resources.path(),
+            "disk",
+            "bindings.localstorage",
+            &[("rootPath", root)],
+        );
+        let error = match sidecar::Sidecar::new(resources.config("disk-app", None)).await {
+            Ok(_) => panic!("a local storage binding on {root:?} was opened"),
+            Err(error) => format!("{error:#}"),
+        };
+        assert_eq!(
+            error,
+            format!("binding `disk` (bindings.localstorage): {expected}")
+        );
+    }
 }
