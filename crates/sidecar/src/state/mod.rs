@@ -6,6 +6,7 @@
 //! | `state.sqlite` | [`sqlite`] | `connectionString` (a file path), `tableName`, `busyTimeout` |
 //! | `state.redis` | [`redis`] | `redisHost`, `redisPassword`, `redisUsername`, `redisDB`, `dialTimeout`, `readTimeout` |
 //! | `state.postgresql` | [`postgres`] | `connectionString`, `tableName`, `maxConns`, `connectionMaxIdleTime` |
+//! | `state.mysql` | [`mysql`] | `connectionString`, `schemaName`, `tableName`, `maxConns`, `connectionMaxIdleTime` |
 //!
 //! Every store also takes Dapr's `timeout`: how long one call may take
 //! ([`DEFAULT_STORE_TIMEOUT`] unless set; see [`TimeLimited`]).
@@ -25,6 +26,7 @@
 //! - Transactions apply all their operations or none.
 
 pub mod api;
+pub mod mysql;
 pub(crate) mod ops;
 pub mod postgres;
 pub mod redis;
@@ -128,10 +130,15 @@ pub enum StoreError {
 pub trait StateStore: Send + Sync {
     /// Reads one key; `None` if missing or expired.
     async fn get(&self, key: &str) -> Result<Option<StateItem>, StoreError>;
-    /// Writes one key.
-    async fn set(&self, request: SetRequest) -> Result<(), StoreError>;
-    /// Deletes one key (deleting a missing key without an etag succeeds).
-    async fn delete(&self, request: DeleteRequest) -> Result<(), StoreError>;
+    /// Writes one key (by default, as a transaction of one).
+    async fn set(&self, request: SetRequest) -> Result<(), StoreError> {
+        self.transact(vec![Operation::Upsert(request)]).await
+    }
+    /// Deletes one key (deleting a missing key without an etag succeeds;
+    /// by default, as a transaction of one).
+    async fn delete(&self, request: DeleteRequest) -> Result<(), StoreError> {
+        self.transact(vec![Operation::Delete(request)]).await
+    }
     /// Applies all operations or none.
     async fn transact(&self, operations: Vec<Operation>) -> Result<(), StoreError>;
 }
@@ -226,6 +233,41 @@ pub fn parse_etag(etag: &str) -> Result<i64, StoreError> {
     })
 }
 
+/// The default `connectionMaxIdleTime` of the SQL stores: pgx's, which
+/// daprd uses when the component sets none.
+pub(crate) const DEFAULT_MAX_IDLE_TIME: Duration = Duration::from_secs(30 * 60);
+
+/// A SQL store's `connectionMaxIdleTime`: a duration or a number of
+/// seconds; unset or 0 is [`DEFAULT_MAX_IDLE_TIME`].
+pub(crate) fn max_idle_time(properties: &HashMap<String, String>) -> Result<Duration, StoreError> {
+    let limit =
+        duration_or_seconds(properties, "connectionMaxIdleTime").map_err(StoreError::Backend)?;
+    Ok(limit
+        .filter(|limit| !limit.is_zero())
+        .unwrap_or(DEFAULT_MAX_IDLE_TIME))
+}
+
+/// A SQL store's `maxConns`: its pool's size; unset, 0 or less is Dapr's
+/// default, 4 or the number of CPUs, whichever is more.
+pub(crate) fn max_connections(properties: &HashMap<String, String>) -> Result<usize, StoreError> {
+    let default = || {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .max(4)
+    };
+    match properties.get("maxConns").filter(|m| !m.is_empty()) {
+        None => Ok(default()),
+        Some(max) => match max.trim().parse::<i64>() {
+            Ok(n) if n > 0 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            Ok(_) => Ok(default()),
+            Err(_) => Err(StoreError::Backend(format!(
+                "maxConns `{max}` is not a whole number"
+            ))),
+        },
+    }
+}
+
 /// Why a state component could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[error("state store `{name}` ({component_type}): {reason}")]
@@ -264,9 +306,12 @@ pub async fn open(
         "state.postgresql" => postgres::PostgresStore::open(&properties)
             .await
             .map(|s| Box::new(s) as Box<dyn StateStore>),
+        "state.mysql" => mysql::MysqlStore::open(&properties)
+            .await
+            .map(|s| Box::new(s) as Box<dyn StateStore>),
         other => {
             return Err(error(format!(
-                "unsupported type `{other}`; supported: state.sqlite, state.redis, state.postgresql"
+                "unsupported type `{other}`; supported: state.sqlite, state.redis, state.postgresql, state.mysql"
             )));
         }
     };
@@ -278,6 +323,28 @@ pub async fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_max_idle_time_as_dapr_reads_it() {
+        let of = |value: &str| {
+            max_idle_time(&HashMap::from([(
+                "connectionMaxIdleTime".to_string(),
+                value.to_string(),
+            )]))
+        };
+        assert_eq!(
+            max_idle_time(&HashMap::new()).unwrap(),
+            DEFAULT_MAX_IDLE_TIME
+        );
+        assert_eq!(of("0").unwrap(), DEFAULT_MAX_IDLE_TIME);
+        assert_eq!(of("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(of("5m").unwrap(), Duration::from_secs(300));
+        let err = of("a while").unwrap_err().to_string();
+        assert!(
+            err.starts_with("metadata `connectionMaxIdleTime`: "),
+            "{err}"
+        );
+    }
 
     /// A store that never answers.
     struct Silent;

@@ -33,8 +33,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{
-    Concurrency, DeleteRequest, Operation, SetRequest, StateItem, StateStore, StoreError, new_etag,
-    parse_etag,
+    Concurrency, DeleteRequest, Operation, SetRequest, StateItem, StateStore, StoreError,
+    max_connections, max_idle_time, new_etag, parse_etag,
 };
 use crate::unix_millis;
 
@@ -42,10 +42,6 @@ use crate::unix_millis;
 pub struct PostgresStore {
     sessions: Arc<SessionPool>,
 }
-
-/// The default `connectionMaxIdleTime`: pgx's, which daprd uses when the
-/// component sets none.
-const DEFAULT_MAX_IDLE_TIME: Duration = Duration::from_secs(30 * 60);
 
 /// One connection and the statements prepared on it.
 struct Session {
@@ -246,24 +242,6 @@ impl PooledSession<'_> {
     }
 }
 
-/// `connectionMaxIdleTime`: a duration or a number of seconds; unset or 0
-/// is [`DEFAULT_MAX_IDLE_TIME`].
-fn max_idle_time(properties: &HashMap<String, String>) -> Result<Duration, StoreError> {
-    let limit = super::duration_or_seconds(properties, "connectionMaxIdleTime")
-        .map_err(StoreError::Backend)?;
-    Ok(limit
-        .filter(|limit| !limit.is_zero())
-        .unwrap_or(DEFAULT_MAX_IDLE_TIME))
-}
-
-/// Dapr's default pool size: 4 or the number of CPUs, whichever is more.
-fn default_max_connections() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .max(4)
-}
-
 impl PostgresStore {
     /// Connects, creates the table and its index if needed, and keeps
     /// that first connection in the pool.
@@ -288,19 +266,7 @@ impl PostgresStore {
                 "tableName `{table}` must be letters, digits or `_`"
             )));
         }
-        let max_connections = match properties.get("maxConns").filter(|m| !m.is_empty()) {
-            None => default_max_connections(),
-            Some(max) => match max.trim().parse::<i64>() {
-                Ok(n) if n > 0 => usize::try_from(n).unwrap_or(Semaphore::MAX_PERMITS),
-                Ok(_) => default_max_connections(),
-                Err(_) => {
-                    return Err(StoreError::Backend(format!(
-                        "maxConns `{max}` is not a whole number"
-                    )));
-                }
-            },
-        }
-        .min(Semaphore::MAX_PERMITS);
+        let max_connections = max_connections(properties)?.min(Semaphore::MAX_PERMITS);
         let max_idle_time = max_idle_time(properties)?;
         let store = PostgresStore {
             sessions: Arc::new(SessionPool {
@@ -448,14 +414,6 @@ impl StateStore for PostgresStore {
         }))
     }
 
-    async fn set(&self, request: SetRequest) -> Result<(), StoreError> {
-        self.transact(vec![Operation::Upsert(request)]).await
-    }
-
-    async fn delete(&self, request: DeleteRequest) -> Result<(), StoreError> {
-        self.transact(vec![Operation::Delete(request)]).await
-    }
-
     async fn transact(&self, operations: Vec<Operation>) -> Result<(), StoreError> {
         let mut lent = self.sessions.session().await?;
         let Session { client, sql, .. } = &mut lent.session;
@@ -495,27 +453,5 @@ mod tests {
             panic!("opened with maxConns `lots`");
         };
         assert_eq!(err.to_string(), "maxConns `lots` is not a whole number");
-    }
-
-    #[test]
-    fn connection_max_idle_time_as_dapr_reads_it() {
-        let of = |value: &str| {
-            max_idle_time(&HashMap::from([(
-                "connectionMaxIdleTime".to_string(),
-                value.to_string(),
-            )]))
-        };
-        assert_eq!(
-            max_idle_time(&HashMap::new()).unwrap(),
-            DEFAULT_MAX_IDLE_TIME
-        );
-        assert_eq!(of("0").unwrap(), DEFAULT_MAX_IDLE_TIME);
-        assert_eq!(of("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(of("5m").unwrap(), Duration::from_secs(300));
-        let err = of("a while").unwrap_err().to_string();
-        assert!(
-            err.starts_with("metadata `connectionMaxIdleTime`: "),
-            "{err}"
-        );
     }
 }

@@ -467,15 +467,73 @@ pub(crate) fn component_file(dir: &Path, name: &str, kind: &str, metadata: &[(&s
     .unwrap();
 }
 
-/// Under `CI`, the Redis and PostgreSQL suites below must be able to run:
-/// this fails there when a server is missing, even in a plain `cargo test`
-/// that leaves those suites ignored.
+/// Under `CI`, the Redis, PostgreSQL and MariaDB suites must be able to
+/// run: this fails there when a server is missing, even in a plain `cargo
+/// test` that leaves those suites ignored.
 #[test]
-fn under_ci_redis_and_postgres_are_there() {
+fn under_ci_the_state_servers_are_there() {
     test_support::services::require_services_under_ci(&[
         ("Redis", "127.0.0.1:6379"),
         ("PostgreSQL", "127.0.0.1:5432"),
+        ("MariaDB", "127.0.0.1:3306"),
     ]);
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB on 127.0.0.1:3306 (scripts/test.sh starts it and runs this)"]
+async fn mysql_store_follows_dapr_state_semantics() {
+    use mysql_async::prelude::Queryable;
+    test_support::require_service("MariaDB", "127.0.0.1:3306");
+    let schema = unique("dapr_state");
+    // Go's DSN, as Dapr's MySQL examples write it.
+    let (sidecar, _dirs) = sidecar_with_component(
+        "mysql-suite",
+        "mysqlstore",
+        "state.mysql",
+        &[
+            (
+                "connectionString",
+                "root:@tcp(127.0.0.1:3306)/?allowNativePasswords=true",
+            ),
+            ("schemaName", &schema),
+        ],
+    )
+    .await;
+    state_suite(&sidecar, "mysqlstore").await;
+    // Keys are compared byte for byte (MySQL's default collation would
+    // make `Order` and `order` one key).
+    let client = Client::new();
+    let saved = client
+        .post(sidecar.url("/v1.0/state/mysqlstore"))
+        .json(&json!([{"key": "Case", "value": 1}, {"key": "case", "value": 2}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 204);
+    let read = client
+        .get(sidecar.url("/v1.0/state/mysqlstore/Case"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.text().await.unwrap(), "1");
+    sidecar.stop().await;
+
+    // The schema and table were made; each key under the app's prefix.
+    let mut admin = mysql_async::Conn::from_url("mysql://root@127.0.0.1:3306/")
+        .await
+        .unwrap();
+    let count: Option<i64> = admin
+        .query_first(format!(
+            "SELECT count(*) FROM {schema}.state WHERE id = 'mysql-suite||order'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(count, Some(1));
+    admin
+        .query_drop(format!("DROP DATABASE {schema}"))
+        .await
+        .unwrap();
+    admin.disconnect().await.unwrap();
 }
 
 #[tokio::test]
