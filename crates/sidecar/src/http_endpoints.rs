@@ -59,7 +59,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 use crate::components::{self, ComponentError, ComponentMetadata};
-use crate::secrets::LocalFileStore;
+use crate::secrets::SecretStore;
 
 /// How long connecting to an endpoint may take (as to an app).
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -185,7 +185,7 @@ impl HttpEndpoints {
     pub fn load(
         folders: &[PathBuf],
         app_id: &str,
-        secret_stores: &HashMap<String, LocalFileStore>,
+        secret_stores: &HashMap<String, SecretStore>,
     ) -> Result<HttpEndpoints, ComponentError> {
         let mut endpoints = HttpEndpoints::none();
         for (path, document) in components::documents_of_kind(folders, HTTP_ENDPOINT_KIND)? {
@@ -256,7 +256,7 @@ impl HttpEndpoints {
 impl HttpEndpoint {
     fn from_document(
         document: EndpointDocument,
-        secret_stores: &HashMap<String, LocalFileStore>,
+        secret_stores: &HashMap<String, SecretStore>,
     ) -> Result<HttpEndpoint, String> {
         let base_url = document.spec.base_url;
         if !is_url_app_id(&base_url) {
@@ -296,7 +296,7 @@ fn resolve(
     what: &str,
     source: &ValueSource,
     store: &str,
-    secret_stores: &HashMap<String, LocalFileStore>,
+    secret_stores: &HashMap<String, SecretStore>,
 ) -> Result<String, String> {
     match (&source.value, &source.secret_key_ref) {
         (Some(value), None) => Ok(components::yaml_text(value)),
@@ -460,14 +460,14 @@ mod tests {
         std::fs::write(dir.join(file), text).unwrap();
     }
 
-    fn secrets(dir: &std::path::Path) -> HashMap<String, LocalFileStore> {
+    fn secrets(dir: &std::path::Path) -> HashMap<String, SecretStore> {
         write(dir, "secrets.json", r#"{"token": "Bearer s3cret"}"#);
         let component: crate::components::Component = serde_yaml::from_str(&format!(
             "kind: Component\nmetadata: {{name: vault}}\nspec:\n  type: secretstores.local.file\n  metadata:\n  - {{name: secretsFile, value: '{}'}}\n",
             dir.join("secrets.json").display()
         ))
         .unwrap();
-        HashMap::from([("vault".into(), LocalFileStore::open(&component).unwrap())])
+        HashMap::from([("vault".into(), SecretStore::open(&component).unwrap())])
     }
 
     #[test]

@@ -41,7 +41,7 @@
 //! - [`pubsub`]: publishing, subscriptions, delivery, and the brokers.
 //! - [`state`]: the state building block ([`state::ops`]), its HTTP API and
 //!   its stores.
-//! - [`secrets`]: the local-file secret store and the secrets API.
+//! - [`secrets`]: the local secret stores (file, env) and the secrets API.
 //! - [`metadata`]: metadata and health.
 //! - [`metrics`]: daprd's Prometheus metrics, on `--metrics-port`.
 //! - [`error`]: the one table of statuses and error codes.
@@ -99,7 +99,7 @@ use dapr::dapr::proto::runtime::v1::app_callback_health_check_client::AppCallbac
 use crate::components::Component;
 use crate::error::DaprError;
 use crate::nameres::Registry;
-use crate::secrets::LocalFileStore;
+use crate::secrets::SecretStore;
 use crate::state::StateStore;
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it): the
@@ -128,7 +128,7 @@ pub struct ComponentInfo {
 pub struct Sidecar {
     config: SidecarConfig,
     stores: HashMap<String, Arc<dyn StateStore>>,
-    secret_stores: HashMap<String, LocalFileStore>,
+    secret_stores: HashMap<String, SecretStore>,
     components: Vec<ComponentInfo>,
     /// Non-Dapr endpoints invoked like apps ([`http_endpoints`]).
     http_endpoints: http_endpoints::HttpEndpoints,
@@ -251,8 +251,8 @@ impl Sidecar {
                     capabilities.push("OUTPUT_BINDING");
                 }
                 capabilities
-            } else if component_type == "secretstores.local.file" {
-                let store = LocalFileStore::open(component)
+            } else if secrets::SECRET_STORE_TYPES.contains(&component_type.as_str()) {
+                let store = SecretStore::open(component)
                     .map_err(|e| anyhow::anyhow!("secret store `{name}`: {e}"))?;
                 secret_stores.insert(name.clone(), store);
                 vec![]

@@ -1,12 +1,18 @@
-//! `secretstores.local.file`: secrets from a JSON file, and Dapr's secrets
-//! API.
+//! Dapr's secrets API, on the local secret stores, each read once, at
+//! start-up:
 //!
+//! - `secretstores.local.file`: secrets from a JSON file. Nested objects
+//!   are flattened with `nestedSeparator` (default `:`), so `{"db":
+//!   {"password": "x"}}` is the secret `db:password`. Arrays are flattened
+//!   by index.
+//! - `secretstores.local.env`: the sidecar's environment variables, those
+//!   that start with `prefix` (if set) named without it. As in daprd,
+//!   `APP_API_TOKEN` and every `DAPR_*` variable are never given out, and a
+//!   secret that is not there reads as empty rather than as an error.
+//!
+//! The API:
 //! - `GET /v1.0/secrets/{store}/{name}` → `{"<name>": "<value>"}`
 //! - `GET /v1.0/secrets/{store}/bulk` → `{"<name>": {"<name>": "<value>"}, ...}`
-//!
-//! Nested objects are flattened with `nestedSeparator` (default `:`), so
-//! `{"db": {"password": "x"}}` is the secret `db:password`. Arrays are
-//! flattened by index. The file is read once, at start-up.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -20,16 +26,64 @@ use crate::Sidecar;
 use crate::components::Component;
 use crate::error::DaprError;
 
-/// Secrets loaded from one JSON file.
+/// The secret store types this sidecar loads.
+pub const SECRET_STORE_TYPES: &[&str] = &["secretstores.local.env", "secretstores.local.file"];
+
+/// The secrets of one local secret store.
 #[derive(Debug, Clone)]
-pub struct LocalFileStore {
+pub struct SecretStore {
     secrets: BTreeMap<String, String>,
+    /// A secret that is not there reads as empty (the env store, as
+    /// daprd's), not as an error.
+    missing_is_empty: bool,
 }
 
-impl LocalFileStore {
-    /// Loads the store a `secretstores.local.file` component describes.
-    /// A relative `secretsFile` is relative to the working directory.
+impl SecretStore {
+    /// Loads the store `component` describes (of a type in
+    /// [`SECRET_STORE_TYPES`]).
     pub fn open(component: &Component) -> Result<Self, String> {
+        match component.spec.component_type.as_str() {
+            "secretstores.local.env" => {
+                let prefix = component
+                    .properties()
+                    .into_iter()
+                    .find(|(key, _)| key.eq_ignore_ascii_case("prefix"))
+                    .map(|(_, value)| value)
+                    .unwrap_or_default();
+                Ok(Self::from_env(std::env::vars_os(), &prefix))
+            }
+            _ => Self::from_file(component),
+        }
+    }
+
+    /// The env store: each of `vars` named `<prefix><name>`, as `name`,
+    /// but `APP_API_TOKEN` and `DAPR_*` (any case) and those that are not
+    /// Unicode.
+    fn from_env(
+        vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+        prefix: &str,
+    ) -> Self {
+        let allowed = |key: &str| {
+            let key = key.to_ascii_uppercase();
+            key != "APP_API_TOKEN" && !key.starts_with("DAPR_")
+        };
+        let secrets = vars
+            .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
+            .filter(|(key, _)| allowed(key))
+            .filter_map(|(key, value)| {
+                let name = key.strip_prefix(prefix)?;
+                (!name.is_empty()).then(|| (name.to_string(), value))
+            })
+            .collect();
+        SecretStore {
+            secrets,
+            missing_is_empty: true,
+        }
+    }
+
+    /// The file store. A relative `secretsFile` is relative to the working
+    /// directory.
+    fn from_file(component: &Component) -> Result<Self, String> {
         let properties = component.properties();
         let path = properties
             .get("secretsFile")
@@ -47,12 +101,19 @@ impl LocalFileStore {
             .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
         let mut secrets = BTreeMap::new();
         flatten("", &json, &separator, &mut secrets);
-        Ok(LocalFileStore { secrets })
+        Ok(SecretStore {
+            secrets,
+            missing_is_empty: false,
+        })
     }
 
     /// One secret's value.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.secrets.get(name).map(String::as_str)
+        match self.secrets.get(name) {
+            Some(value) => Some(value),
+            None if self.missing_is_empty => Some(""),
+            None => None,
+        }
     }
 }
 
@@ -88,7 +149,7 @@ fn flatten(prefix: &str, value: &Value, separator: &str, out: &mut BTreeMap<Stri
 }
 
 impl Sidecar {
-    fn secret_store(&self, name: &str) -> Result<&LocalFileStore, DaprError> {
+    fn secret_store(&self, name: &str) -> Result<&SecretStore, DaprError> {
         if self.secret_stores.is_empty() {
             return Err(DaprError::SecretStoresNotConfigured);
         }
@@ -143,4 +204,48 @@ pub(crate) async fn secret_bulk(
             .map(|(k, v)| (k.clone(), HashMap::from([(k.clone(), v.clone())])))
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)], prefix: &str) -> SecretStore {
+        SecretStore::from_env(vars.iter().map(|(k, v)| (k.into(), v.into())), prefix)
+    }
+
+    #[test]
+    fn the_env_store_gives_the_prefixed_variables_by_their_names() {
+        let store = env(
+            &[
+                ("SHOP_DB", "postgres://x"),
+                ("SHOP_", "no name"),
+                ("OTHER", "o"),
+            ],
+            "SHOP_",
+        );
+        assert_eq!(store.get("DB"), Some("postgres://x"));
+        assert_eq!(
+            store.secrets.keys().collect::<Vec<_>>(),
+            ["DB"],
+            "only the prefixed ones, without the prefix"
+        );
+        assert_eq!(store.get("OTHER"), Some(""), "missing reads as empty");
+    }
+
+    #[test]
+    fn the_env_store_never_gives_daprs_own_variables() {
+        let store = env(
+            &[
+                ("DAPR_API_TOKEN", "secret"),
+                ("dapr_http_port", "3500"),
+                ("APP_API_TOKEN", "secret"),
+                ("PATH", "/bin"),
+            ],
+            "",
+        );
+        assert_eq!(store.secrets.keys().collect::<Vec<_>>(), ["PATH"]);
+        assert_eq!(store.get("DAPR_API_TOKEN"), Some(""));
+        assert_eq!(env(&[("DAPR_X", "x")], "DAPR_").get("X"), Some(""));
+    }
 }

@@ -843,3 +843,37 @@ async fn a_frozen_store_gives_an_error_instead_of_a_hang() {
     .await;
     sidecar.stop().await;
 }
+
+/// `secretstores.local.env` on the test's own environment: cargo and
+/// nextest set `CARGO_PKG_NAME` for every test they run.
+#[tokio::test]
+async fn the_env_secret_store_gives_prefixed_variables_without_the_prefix() {
+    let package = std::env::var("CARGO_PKG_NAME").expect("cargo sets CARGO_PKG_NAME");
+    let (sidecar, _dirs) = sidecar_with_component(
+        "env-secrets",
+        "envvars",
+        "secretstores.local.env",
+        &[("prefix", "CARGO_PKG_")],
+    )
+    .await;
+    let client = Client::new();
+    let read = |path: &str| {
+        let sent = client
+            .get(sidecar.url(&format!("/v1.0/secrets/envvars/{path}")))
+            .send();
+        async move { sent.await.unwrap().json::<Value>().await.unwrap() }
+    };
+    assert_eq!(read("NAME").await, json!({"NAME": package}));
+    // Not there: empty, as daprd's env store answers.
+    assert_eq!(read("NO_SUCH_THING").await, json!({"NO_SUCH_THING": ""}));
+    let bulk = read("bulk").await;
+    assert_eq!(bulk["NAME"], json!({"NAME": package}));
+    assert!(
+        bulk.as_object()
+            .unwrap()
+            .keys()
+            .all(|name| std::env::var(format!("CARGO_PKG_{name}")).is_ok()),
+        "only CARGO_PKG_ variables, named without the prefix: {bulk}"
+    );
+    sidecar.stop().await;
+}
