@@ -26,8 +26,8 @@
 //! - [`args`]: flags and env vars → [`SidecarConfig`].
 //! - [`bindings`]: binding components: `bindings.wasm` on the function
 //!   host, `bindings.http`, `bindings.localstorage`,
-//!   `bindings.postgresql`, `bindings.redis`, `bindings.rabbitmq`,
-//!   `bindings.mqtt3`.
+//!   `bindings.postgresql`, `bindings.mysql`, `bindings.redis`,
+//!   `bindings.rabbitmq`, `bindings.mqtt3`.
 //! - [`components`]: component YAML files.
 //! - [`configuration`]: the configuration API and its stores.
 //! - [`grpc`]: the gRPC API (`dapr.proto.runtime.v1.Dapr`).

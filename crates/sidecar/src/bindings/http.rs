@@ -85,14 +85,7 @@ impl HttpBinding {
         name: String,
         properties: &HashMap<String, String>,
     ) -> Result<HttpBinding, String> {
-        // daprd matches metadata names in any case.
-        let get = |key: &str| {
-            properties
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .map(|(_, v)| v.trim())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |key: &str| super::property(properties, key);
         let url = get("url").ok_or("metadata `url` is required")?.to_string();
         if !crate::http_endpoints::is_url_app_id(&url) {
             return Err(format!("url `{url}` is not an http:// or https:// URL"));

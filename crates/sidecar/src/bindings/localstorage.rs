@@ -53,12 +53,9 @@ impl LocalStorageBinding {
         name: String,
         properties: &HashMap<String, String>,
     ) -> Result<LocalStorageBinding, String> {
-        let root = properties
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case("rootPath"))
-            .map(|(_, value)| value.trim().to_string())
-            .filter(|value| !value.is_empty())
-            .ok_or("property rootPath must not be empty")?;
+        let root = super::property(properties, "rootPath")
+            .ok_or("property rootPath must not be empty")?
+            .to_string();
         let root = tokio::task::spawn_blocking(move || -> Result<PathBuf, String> {
             let root = root_path(Path::new(&root))?;
             std::fs::create_dir_all(&root).map_err(|e| {

@@ -23,7 +23,8 @@
 //! [`InputBinding`] for those that trigger the app, or both:
 //! `bindings.wasm` ([`wasm`], loaded together on one function host), and
 //! `bindings.http` ([`http`]), `bindings.localstorage` ([`localstorage`]),
-//! `bindings.postgresql` ([`postgres`]),
+//! `bindings.postgresql` ([`postgres`]) and `bindings.mysql` ([`mysql`]) on
+//! one SQL frame ([`sql`]),
 //! `bindings.redis` ([`redis`]),
 //! `bindings.rabbitmq` ([`rabbitmq`], both directions), `bindings.mqtt3`
 //! ([`mqtt`], both directions) and `bindings.cron`
@@ -33,9 +34,11 @@
 pub mod http;
 pub mod localstorage;
 pub mod mqtt;
+pub mod mysql;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
+pub mod sql;
 pub mod wasm;
 
 use std::collections::HashMap;
@@ -93,6 +96,7 @@ pub const BINDING_TYPES: &[&str] = &[
     "bindings.http",
     "bindings.localstorage",
     "bindings.mqtt3",
+    "bindings.mysql",
     "bindings.postgresql",
     "bindings.rabbitmq",
     "bindings.redis",
@@ -120,6 +124,16 @@ pub fn directions(component: &Component) -> Option<Vec<String>> {
                 .map(|d| d.trim().to_ascii_lowercase())
                 .collect()
         })
+}
+
+/// A component's metadata item `key`, its name in any case (as daprd
+/// matches them), trimmed; `None` when missing or empty.
+pub(crate) fn property<'a>(properties: &'a HashMap<String, String>, key: &str) -> Option<&'a str> {
+    properties
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
 }
 
 /// A binding that serves both directions.
@@ -154,10 +168,12 @@ pub async fn open(component: &Component) -> Result<OpenedBinding, String> {
             input: None,
         },
         "bindings.mqtt3" => both_ways(mqtt::MqttBinding::open(name, &properties).await?),
+        "bindings.mysql" => OpenedBinding {
+            output: Some(Arc::new(mysql::open(name, &properties).await?)),
+            input: None,
+        },
         "bindings.postgresql" => OpenedBinding {
-            output: Some(Arc::new(
-                postgres::PostgresBinding::open(name, &properties).await?,
-            )),
+            output: Some(Arc::new(postgres::open(name, &properties).await?)),
             input: None,
         },
         "bindings.rabbitmq" => both_ways(rabbitmq::RabbitBinding::open(name, &properties).await?),

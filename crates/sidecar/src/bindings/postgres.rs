@@ -17,7 +17,8 @@
 //!   nothing: 204).
 //!
 //! Each answer's metadata also has `operation`, `sql`, `start-time`,
-//! `end-time` and `duration`, as daprd gives them. Parameters are sent as
+//! `end-time` and `duration`, as daprd gives them ([`super::sql`]).
+//! Parameters are sent as
 //! text and PostgreSQL reads each as its column's type (`42` into an
 //! `integer`, `"2026-12-07"` into a `date`), as Dapr's pgx driver accepts
 //! JSON values. Calls share one connection (statements are pipelined on
@@ -26,60 +27,54 @@
 use std::collections::HashMap;
 use std::error::Error as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
-use bytes::{Bytes, BytesMut};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use bytes::BytesMut;
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use serde_json::{Number, Value};
 use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Row};
 
-use super::{BindingRequest, BindingResponse, OutputBinding, invoke_failed};
-use crate::error::DaprError;
+use super::sql::{SqlBinding, SqlDatabase, rfc3339_nanos};
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A `bindings.postgresql` component.
-pub struct PostgresBinding {
-    name: String,
+/// A `bindings.postgresql` component's database, behind [`SqlBinding`].
+pub struct PostgresDatabase {
     config: tokio_postgres::Config,
     client: tokio::sync::Mutex<Option<Arc<Client>>>,
-    closed: AtomicBool,
 }
 
-impl PostgresBinding {
-    /// Reads the metadata and connects (a database that cannot be reached
-    /// stops the sidecar at start-up, as daprd's ping does).
-    pub async fn open(
-        name: String,
-        properties: &HashMap<String, String>,
-    ) -> Result<PostgresBinding, String> {
-        let connection_string = ["connectionString", "url"]
-            .iter()
-            .find_map(|key| properties.get(*key).filter(|c| !c.is_empty()))
-            .ok_or("metadata `connectionString` is required")?;
-        let mut config: tokio_postgres::Config = connection_string
-            .parse()
-            .map_err(|e| format!("metadata `connectionString`: {e}"))?;
-        if config.get_application_name().is_none() {
-            config.application_name("dapr-wasm");
-        }
-        let binding = PostgresBinding {
-            name,
-            config,
-            client: tokio::sync::Mutex::new(None),
-            closed: AtomicBool::new(false),
-        };
-        binding
-            .client()
-            .await
-            .map_err(|e| format!("unable to connect to the DB: {e}"))?;
-        Ok(binding)
+/// Reads the metadata and connects (a database that cannot be reached
+/// stops the sidecar at start-up, as daprd's ping does).
+pub async fn open(
+    name: String,
+    properties: &HashMap<String, String>,
+) -> Result<SqlBinding<PostgresDatabase>, String> {
+    let connection_string = ["connectionString", "url"]
+        .iter()
+        .find_map(|key| properties.get(*key).filter(|c| !c.is_empty()))
+        .ok_or("metadata `connectionString` is required")?;
+    let mut config: tokio_postgres::Config = connection_string
+        .parse()
+        .map_err(|e| format!("metadata `connectionString`: {e}"))?;
+    if config.get_application_name().is_none() {
+        config.application_name("dapr-wasm");
     }
+    let database = PostgresDatabase {
+        config,
+        client: tokio::sync::Mutex::new(None),
+    };
+    database
+        .client()
+        .await
+        .map_err(|e| format!("unable to connect to the DB: {e}"))?;
+    Ok(SqlBinding::new(name, database))
+}
 
+impl PostgresDatabase {
     /// The shared connection, opened again if the server dropped it.
     async fn client(&self) -> Result<Arc<Client>, String> {
         let mut client = self.client.lock().await;
@@ -100,73 +95,35 @@ impl PostgresBinding {
         *client = Some(opened.clone());
         Ok(opened)
     }
-
-    async fn run(&self, request: BindingRequest) -> Result<Option<BindingResponse>, String> {
-        if request.operation == "close" {
-            self.closed.store(true, Ordering::Relaxed);
-            self.client.lock().await.take();
-            return Ok(None);
-        }
-        if self.closed.load(Ordering::Relaxed) {
-            return Err("component is closed".into());
-        }
-        let sql = request
-            .metadata
-            .get("sql")
-            .filter(|s| !s.is_empty())
-            .ok_or("required metadata not set: sql")?;
-        let params: Vec<Value> = match request.metadata.get("params").filter(|p| !p.is_empty()) {
-            None => Vec::new(),
-            Some(params) => serde_json::from_str(params).map_err(|e| {
-                format!(
-                    "invalid metadata property params: failed to unserialize into an array: {e}"
-                )
-            })?,
-        };
-        let params: Vec<TextParam> = params.iter().map(TextParam::of).collect();
-        let params: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let started_at = Utc::now();
-        let started = Instant::now();
-        let client = self.client().await?;
-        let mut metadata = HashMap::from([
-            ("operation".to_string(), request.operation.clone()),
-            ("sql".to_string(), sql.clone()),
-            ("start-time".to_string(), rfc3339_nanos(started_at)),
-        ]);
-        let mut data = Bytes::new();
-        if request.operation == "exec" {
-            let rows = client
-                .execute(sql.as_str(), &params)
-                .await
-                .map_err(|e| format!("error executing query: {}", error_text(&e)))?;
-            metadata.insert("rows-affected".into(), rows.to_string());
-        } else {
-            let rows = client
-                .query(sql.as_str(), &params)
-                .await
-                .map_err(|e| format!("error executing query: {}", error_text(&e)))?;
-            let rows: Vec<Value> = rows.iter().map(row_json).collect();
-            data = Bytes::from(Value::Array(rows).to_string());
-        }
-        let elapsed = started.elapsed();
-        let ended_at = started_at + chrono::Duration::from_std(elapsed).unwrap_or_default();
-        metadata.insert("end-time".into(), rfc3339_nanos(ended_at));
-        metadata.insert("duration".into(), go_duration_string(elapsed));
-        Ok(Some(BindingResponse { data, metadata }))
-    }
 }
 
 #[async_trait::async_trait]
-impl OutputBinding for PostgresBinding {
-    fn operations(&self) -> &'static [&'static str] {
-        &["exec", "query", "close"]
+impl SqlDatabase for PostgresDatabase {
+    async fn exec(&self, sql: &str, params: &[Value]) -> Result<u64, String> {
+        let params: Vec<TextParam> = params.iter().map(TextParam::of).collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let client = self.client().await?;
+        client
+            .execute(sql, &params)
+            .await
+            .map_err(|e| format!("error executing query: {}", error_text(&e)))
     }
 
-    async fn invoke(&self, request: BindingRequest) -> Result<Option<BindingResponse>, DaprError> {
-        self.run(request)
+    async fn query(&self, sql: &str, params: &[Value]) -> Result<Value, String> {
+        let params: Vec<TextParam> = params.iter().map(TextParam::of).collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let client = self.client().await?;
+        let rows = client
+            .query(sql, &params)
             .await
-            .map_err(|reason| invoke_failed(&self.name, reason))
+            .map_err(|e| format!("error executing query: {}", error_text(&e)))?;
+        Ok(Value::Array(rows.iter().map(row_json).collect()))
+    }
+
+    async fn close(&self) {
+        self.client.lock().await.take();
     }
 }
 
@@ -402,30 +359,6 @@ fn numeric_text(raw: &[u8]) -> Result<String, Box<dyn std::error::Error + Sync +
     })
 }
 
-/// `time` as Go's `time.RFC3339Nano` writes a UTC time (trailing zeros
-/// of the fraction dropped).
-fn rfc3339_nanos(time: DateTime<Utc>) -> String {
-    let text = time.format("%Y-%m-%dT%H:%M:%S%.9f").to_string();
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}Z")
-}
-
-/// `elapsed` as Go's `Duration.String()` writes one under a minute
-/// (`1.234ms`, `2.5s`, `830µs`).
-fn go_duration_string(elapsed: Duration) -> String {
-    let nanos = elapsed.as_nanos();
-    let (value, unit) = match nanos {
-        0 => return "0s".into(),
-        n if n < 1_000 => (n as f64, "ns"),
-        n if n < 1_000_000 => (n as f64 / 1e3, "µs"),
-        n if n < 1_000_000_000 => (n as f64 / 1e6, "ms"),
-        n => (n as f64 / 1e9, "s"),
-    };
-    let text = format!("{value:.9}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}{unit}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,19 +395,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_times_are_written_as_go_writes_them() {
-        assert_eq!(go_duration_string(Duration::from_micros(1_234)), "1.234ms");
-        assert_eq!(go_duration_string(Duration::from_millis(2_500)), "2.5s");
-        assert_eq!(go_duration_string(Duration::from_nanos(830_000)), "830µs");
-        assert_eq!(go_duration_string(Duration::from_nanos(12)), "12ns");
-        let time = DateTime::parse_from_rfc3339("2026-12-07T19:30:00.120Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(rfc3339_nanos(time), "2026-12-07T19:30:00.12Z");
-        let whole = DateTime::parse_from_rfc3339("2026-12-07T19:30:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(rfc3339_nanos(whole), "2026-12-07T19:30:00Z");
+    fn uuids_are_written_as_text() {
         assert_eq!(
             uuid_text([0x12; 16]),
             "12121212-1212-1212-1212-121212121212"

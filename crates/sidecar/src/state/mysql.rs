@@ -65,7 +65,7 @@ fn sql_name(what: &str, name: &str) -> Result<(), StoreError> {
 /// The connection options of `connectionString`: a `mysql://` URL, or Go's
 /// DSN, `[user[:password]@][tcp(host:port)|unix(path)]/[dbname][?params]`
 /// (the params are Go driver settings, not read here).
-fn connection_options(text: &str) -> Result<OptsBuilder, String> {
+pub(crate) fn connection_options(text: &str) -> Result<OptsBuilder, String> {
     if text.starts_with("mysql://") || text.starts_with("mariadb://") {
         let url = text.replacen("mariadb://", "mysql://", 1);
         let opts = mysql_async::Opts::from_url(&url).map_err(|e| e.to_string())?;

@@ -12,8 +12,8 @@
 //! - `bindings`: `bindings.wasm` output bindings on the function host;
 //! - `http_binding`: the `bindings.http` output binding;
 //! - `input_bindings`: input bindings (`bindings.cron`) triggering an app;
-//! - `store_bindings`: the `bindings.postgresql` and `bindings.redis`
-//!   output bindings;
+//! - `store_bindings`: the `bindings.postgresql`, `bindings.mysql`,
+//!   `bindings.redis` and `bindings.localstorage` output bindings;
 //! - `metrics`: `GET /metrics`, daprd's metric names and labels;
 //! - `tracing`: spans to each exporter a Dapr `Configuration` can name;
 //! - `fuzz_seeds`: the `sidecar_request` fuzz target's seeds, replayed.

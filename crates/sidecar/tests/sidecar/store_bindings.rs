@@ -3,7 +3,7 @@
 //! as JSON arrays, `params`, `close`, daprd's errors, over HTTP and gRPC,
 //! and the Dapr bindings quickstart's flow: a cron binding triggering an
 //! app that writes through it) and `bindings.redis` (`create` with a TTL,
-//! `get`, `increment`, `delete`), and files through
+//! `get`, `increment`, `delete`), `bindings.mysql` on MariaDB, and files through
 //! `bindings.localstorage`.
 
 use std::net::SocketAddr;
@@ -650,4 +650,126 @@ async fn a_localstorage_binding_without_a_usable_folder_is_refused_at_start() {
             format!("binding `disk` (bindings.localstorage): {expected}")
         );
     }
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB on 127.0.0.1:3306 (scripts/test.sh starts it and runs this)"]
+async fn sql_runs_on_mariadb_through_the_mysql_binding() {
+    use mysql_async::prelude::Queryable;
+    test_support::require_service("MariaDB", "127.0.0.1:3306");
+    let database = unique("dapr_binding");
+    let mut admin = mysql_async::Conn::from_url("mysql://root@127.0.0.1:3306/")
+        .await
+        .unwrap();
+    admin
+        .query_drop(format!("CREATE DATABASE {database}"))
+        .await
+        .unwrap();
+    let resources = TestResources::new();
+    // Go's DSN, as Dapr's MySQL binding examples write it.
+    let url = format!("root:@tcp(127.0.0.1:3306)/{database}?allowNativePasswords=true");
+    component_file(
+        resources.resources.path(),
+        "shopdb",
+        "bindings.mysql",
+        &[("url", &url)],
+    );
+    let sidecar = RunningSidecar::start(resources.config("mysql-binding-app", None)).await;
+    let sql = |operation: &'static str, sql: &str, params: Option<Value>| {
+        let mut metadata = json!({ "sql": sql });
+        if let Some(params) = params {
+            metadata["params"] = Value::String(params.to_string());
+        }
+        call(&sidecar, "shopdb", operation, Value::Null, metadata)
+    };
+
+    let created = sql(
+        "exec",
+        "CREATE TABLE orders (id INT PRIMARY KEY, item VARCHAR(40), price DECIMAL(6,2), \
+         at DATETIME, data BLOB, note TEXT NULL)",
+        None,
+    )
+    .await;
+    assert_eq!(created.status(), 200);
+    assert_eq!(metadata_header(&created, "operation"), Some("exec"));
+    let inserted = sql(
+        "exec",
+        "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?)",
+        Some(json!([
+            7,
+            "espresso",
+            "2.50",
+            "2026-12-07 10:00:05",
+            "hi",
+            null,
+            8,
+            "tea",
+            1.25,
+            "2026-12-08 00:00:00",
+            "yo",
+            "hot",
+        ])),
+    )
+    .await;
+    assert_eq!(metadata_header(&inserted, "rows-affected"), Some("2"));
+    for key in ["sql", "start-time", "end-time", "duration"] {
+        assert!(metadata_header(&inserted, key).is_some(), "{key}");
+    }
+
+    // The text protocol (no params) and the binary one (params) give the
+    // same rows: objects, NULL columns left out.
+    let expected = json!([
+        {"id": 7, "item": "espresso", "price": "2.50", "at": "2026-12-07T10:00:05Z", "data": "aGk="},
+        {"id": 8, "item": "tea", "price": "1.25", "at": "2026-12-08T00:00:00Z", "data": "eW8=", "note": "hot"},
+    ]);
+    let all = sql("query", "SELECT * FROM orders ORDER BY id", None).await;
+    assert_eq!(all.status(), 200);
+    assert_eq!(all.json::<Value>().await.unwrap(), expected);
+    let some = sql(
+        "query",
+        "SELECT * FROM orders WHERE id >= ? ORDER BY id",
+        Some(json!([7])),
+    )
+    .await;
+    assert_eq!(some.json::<Value>().await.unwrap(), expected);
+
+    // daprd's errors; then close, after which the binding refuses calls.
+    let failures = [
+        (
+            sql("query", "SELECT * FROM nowhere", None).await,
+            format!("error executing query: Error 1146 (42S02): Table '{database}.nowhere' doesn't exist"),
+        ),
+        (
+            sql("exec", "", None).await,
+            "required metadata not set: sql".to_string(),
+        ),
+        (
+            sql("query", "SELECT ?", Some(json!({"not": "an array"}))).await,
+            "invalid metadata property params: failed to unserialize into an array: invalid type: map, expected a sequence at line 1 column 0".to_string(),
+        ),
+    ];
+    for (response, reason) in failures {
+        let message = assert_dapr_error(response, 500, "ERR_INVOKE_OUTPUT_BINDING").await;
+        assert_eq!(
+            message,
+            format!("error invoking output binding shopdb: {reason}")
+        );
+    }
+    let closed = sql("close", "", None).await;
+    assert_eq!(closed.status(), 204);
+    let message = assert_dapr_error(
+        sql("query", "SELECT 1", None).await,
+        500,
+        "ERR_INVOKE_OUTPUT_BINDING",
+    )
+    .await;
+    assert_eq!(
+        message,
+        "error invoking output binding shopdb: component is closed"
+    );
+    admin
+        .query_drop(format!("DROP DATABASE {database}"))
+        .await
+        .unwrap();
+    admin.disconnect().await.unwrap();
 }
