@@ -4,6 +4,7 @@
 //! | Dapr type | module | metadata |
 //! |---|---|---|
 //! | `state.sqlite` | [`sqlite`] | `connectionString` (a file path), `tableName`, `busyTimeout` |
+//! | `state.in-memory` | [`sqlite`], in memory | none |
 //! | `state.redis` | [`redis`] | `redisHost`, `redisPassword`, `redisUsername`, `redisDB`, `dialTimeout`, `readTimeout` |
 //! | `state.postgresql` | [`postgres`] | `connectionString`, `tableName`, `maxConns`, `connectionMaxIdleTime` |
 //! | `state.mysql` | [`mysql`] | `connectionString`, `schemaName`, `tableName`, `maxConns`, `connectionMaxIdleTime` |
@@ -300,6 +301,14 @@ pub async fn open(
                 sqlite::SqliteConfig::from_properties(&properties, data_dir).map_err(error)?;
             sqlite::SqliteStore::open(&config).map(|s| Box::new(s) as Box<dyn StateStore>)
         }
+        // Dapr's in-memory store: a private SQLite database in memory, so
+        // its semantics are `state.sqlite`'s to the letter.
+        "state.in-memory" => sqlite::SqliteStore::open(&sqlite::SqliteConfig {
+            path: ":memory:".into(),
+            table: "state".into(),
+            busy_timeout: sqlite::DEFAULT_BUSY_TIMEOUT,
+        })
+        .map(|s| Box::new(s) as Box<dyn StateStore>),
         "state.redis" => redis::RedisStore::open(&properties)
             .await
             .map(|s| Box::new(s) as Box<dyn StateStore>),
@@ -311,7 +320,7 @@ pub async fn open(
             .map(|s| Box::new(s) as Box<dyn StateStore>),
         other => {
             return Err(error(format!(
-                "unsupported type `{other}`; supported: state.sqlite, state.redis, state.postgresql, state.mysql"
+                "unsupported type `{other}`; supported: state.sqlite, state.in-memory, state.redis, state.postgresql, state.mysql"
             )));
         }
     };

@@ -244,6 +244,39 @@ async fn sqlite_store_follows_dapr_state_semantics() {
     sidecar.stop().await;
 }
 
+/// `state.in-memory`: the same semantics; each component has a store of
+/// its own, and nothing of it is left after the sidecar stops.
+#[tokio::test]
+async fn in_memory_store_follows_dapr_state_semantics() {
+    let resources = TestResources::new();
+    for name in ["memory", "other"] {
+        component_file(resources.resources.path(), name, "state.in-memory", &[]);
+    }
+    let sidecar = RunningSidecar::start(resources.config("memory-app", None)).await;
+    state_suite(&sidecar, "memory").await;
+    let client = Client::new();
+    let read = |store: &str| {
+        client
+            .get(sidecar.url(&format!("/v1.0/state/{store}/order")))
+            .send()
+    };
+    assert_eq!(read("memory").await.unwrap().status(), 200);
+    assert_eq!(
+        read("other").await.unwrap().status(),
+        204,
+        "stores are apart"
+    );
+    sidecar.stop().await;
+    let again = RunningSidecar::start(resources.config("memory-app", None)).await;
+    let after = Client::new()
+        .get(again.url("/v1.0/state/memory/order"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 204, "an in-memory store starts empty");
+    again.stop().await;
+}
+
 /// `state.sqlite` honours Dapr's `busyTimeout`: while another process holds
 /// the file's write lock, a save waits that long (3 s here, longer than
 /// the 2 s default) and then fails with "database is locked", not with the
