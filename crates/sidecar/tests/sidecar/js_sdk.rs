@@ -24,11 +24,17 @@ async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
     resources.add_redis_component("configstore", "configuration.redis");
     super::store_bindings::add_sql_binding(&resources);
     let (app, _app) = start_echo_app().await;
+    super::state::component_file(
+        resources.resources.path(),
+        "web",
+        "bindings.http",
+        &[("url", &format!("http://{app}"))],
+    );
     let sidecar = RunningSidecar::start(resources.config("js-target", Some(app.port()))).await;
 
     // The same checks with each of the SDK's transports (and configuration,
     // which the SDK reads over gRPC only).
-    for (protocol, checks) in [("http", 13), ("grpc", 14)] {
+    for (protocol, checks) in [("http", 14), ("grpc", 15)] {
         let (http, grpc) = (sidecar.address.port(), sidecar.grpc_address.port());
         let sdk_dir = sdk_dir.clone();
         let output = tokio::task::spawn_blocking(move || {

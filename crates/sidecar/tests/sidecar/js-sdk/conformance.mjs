@@ -7,7 +7,8 @@
 // (TARGET_APP_ID) and its sidecar (DAPR_HTTP_PORT, DAPR_GRPC_PORT) with a
 // SQLite state store named `statestore`, a local-file secret store named
 // `localsecrets`, a Redis lock store named `lockstore`, a Redis configuration store named
-// `configstore` and a `bindings.postgresql` output binding named `sqldb`. Prints one line per check and a closing "N passed, N failed".
+// `configstore`, a `bindings.postgresql` output binding named `sqldb` and a
+// `bindings.http` one named `web` that calls the echo app. Prints one line per check and a closing "N passed, N failed".
 
 import assert from "node:assert/strict";
 import net from "node:net";
@@ -38,6 +39,7 @@ check("metadata get and set", async () => {
     "lockstore:lock.redis",
     "sqldb:bindings.postgresql",
     "statestore:state.sqlite",
+    "web:bindings.http",
   ]);
   await client.metadata.set("team", "wasm");
   assert.equal((await client.metadata.get()).extended.team, "wasm");
@@ -191,6 +193,20 @@ check("output binding: SQL through bindings.postgresql", async () => {
   } finally {
     await sql("exec", `DROP TABLE ${table}`);
   }
+});
+
+check("output binding: an HTTP endpoint through bindings.http", async () => {
+  const answer = await client.binding.send("web", "post", { item: "tea" }, { path: "/orders", "X-Order": "7" });
+  // Over gRPC the SDK hands back the answer's data and metadata; over
+  // HTTP, the body read as JSON.
+  const echo = grpc ? JSON.parse(Buffer.from(answer.data).toString()) : answer;
+  if (grpc) {
+    assert.equal(answer.metadata.statusCode, "200");
+  }
+  assert.equal(echo.method, "POST");
+  assert.equal(echo.path, "/orders");
+  assert.deepEqual(JSON.parse(echo.body), { item: "tea" });
+  assert.equal(echo.headers["x-order"], "7");
 });
 
 check("secrets get and bulk", async () => {
