@@ -197,6 +197,30 @@ pub enum DaprError {
         /// it: `metadata.<key>` headers over HTTP, metadata over gRPC.
         metadata: HashMap<String, String>,
     },
+    /// A jobs request without the named part (`Job is empty`).
+    #[error("{0} is empty")]
+    JobEmpty(&'static str),
+    /// A job without a name.
+    #[error("Name is empty")]
+    JobNameEmpty,
+    /// A job with neither a schedule nor a due time.
+    #[error("Schedule is empty")]
+    JobScheduleEmpty,
+    /// A job scheduled over HTTP with a name in its body too.
+    #[error("Set the job name in the url only")]
+    JobNameInUrl,
+    /// Scheduling failed, with the gRPC code daprd's scheduler gives.
+    #[error("failed to schedule job due to: {1}")]
+    JobSchedule(tonic::Code, String),
+    /// Reading a job failed (or there is none by that name).
+    #[error("failed to get job due to: {0}")]
+    JobGet(String),
+    /// Deleting jobs failed.
+    #[error("failed to delete job due to: {0}")]
+    JobDelete(String),
+    /// Listing jobs failed.
+    #[error("failed to list jobs due to: {0}")]
+    JobList(String),
     /// A `bindings.wasm` function's call failed: where daprd would say
     /// only `ERR_INVOKE_OUTPUT_BINDING`, the function app's own table
     /// keeps the exit code, stderr, timeout or trap apart.
@@ -223,7 +247,16 @@ impl DaprError {
             | PubsubCloudEvent(_)
             | LockStoreNotFound(_)
             | LockRequest(_)
-            | ConfigurationStoreNotFound(_) => StatusCode::BAD_REQUEST,
+            | ConfigurationStoreNotFound(_)
+            | JobEmpty(_)
+            | JobNameEmpty
+            | JobScheduleEmpty
+            | JobNameInUrl => StatusCode::BAD_REQUEST,
+            JobSchedule(code, _) => match code {
+                tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
+                tonic::Code::AlreadyExists => StatusCode::CONFLICT,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppNotFound(_) | NotFound(_) | PubsubNotFound(_) => StatusCode::NOT_FOUND,
             PubsubForbidden { .. } => StatusCode::FORBIDDEN,
@@ -249,7 +282,10 @@ impl DaprError {
             | ConfigurationGet { .. }
             | ConfigurationSubscribe { .. }
             | ConfigurationUnsubscribe { .. }
-            | AppChannelNil(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | AppChannelNil(_)
+            | JobGet(_)
+            | JobDelete(_)
+            | JobList(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -290,6 +326,14 @@ impl DaprError {
             Unimplemented(_) => "ERR_API_UNIMPLEMENTED",
             BindingInvoke { .. } => "ERR_INVOKE_OUTPUT_BINDING",
             BindingFunction { error, .. } => error.code(),
+            JobEmpty(_) => "DAPR_SCHEDULER_EMPTY",
+            JobNameEmpty => "DAPR_SCHEDULER_JOB_NAME_EMPTY",
+            JobScheduleEmpty => "DAPR_SCHEDULER_SCHEDULE_EMPTY",
+            JobNameInUrl => "DAPR_SCHEDULER_JOB_NAME",
+            JobSchedule(..) => "DAPR_SCHEDULER_SCHEDULE_JOB",
+            JobGet(_) => "DAPR_SCHEDULER_GET_JOB",
+            JobDelete(_) => "DAPR_SCHEDULER_DELETE_JOB",
+            JobList(_) => "DAPR_SCHEDULER_LIST_JOBS",
         }
     }
 
@@ -307,7 +351,12 @@ impl DaprError {
             | LockStoreNotFound(_)
             | LockRequest(_)
             | ConfigurationStoreNotFound(_)
-            | ConfigurationSubscribe { .. } => Code::InvalidArgument,
+            | ConfigurationSubscribe { .. }
+            | JobEmpty(_)
+            | JobNameEmpty
+            | JobScheduleEmpty
+            | JobNameInUrl => Code::InvalidArgument,
+            JobSchedule(code, _) => *code,
             PubsubNotConfigured | LockStoresNotConfigured | ConfigurationStoresNotConfigured => {
                 Code::FailedPrecondition
             }
@@ -338,7 +387,10 @@ impl DaprError {
             | Unlock(_)
             | ConfigurationGet { .. }
             | ConfigurationUnsubscribe { .. }
-            | AppChannelNil(_) => Code::Internal,
+            | AppChannelNil(_)
+            | JobGet(_)
+            | JobDelete(_)
+            | JobList(_) => Code::Internal,
         }
     }
 

@@ -36,6 +36,7 @@
 //! - [`http_endpoints`]: invoking non-Dapr endpoints (`HTTPEndpoint`
 //!   resources, URL app ids).
 //! - [`invoke`]: service invocation, local and through peer sidecars.
+//! - [`jobs`]: the jobs API, its store (`jobs.db`) and its triggers.
 //! - [`lock`]: the distributed lock API and its stores.
 //! - [`nameres`]: the SQLite registry of app ids.
 //! - [`pubsub`]: publishing, subscriptions, delivery, and the brokers.
@@ -45,6 +46,7 @@
 //! - [`metadata`]: metadata and health.
 //! - [`metrics`]: daprd's Prometheus metrics, on `--metrics-port`.
 //! - [`error`]: the one table of statuses and error codes.
+//! - `proto_json`: JSON and `google.protobuf.Value`, both ways.
 //! - `redis_conn`, `rabbitmq_conn`: the connections the Redis and RabbitMQ
 //!   components share, and how each comes back after it is lost.
 
@@ -60,10 +62,12 @@ pub mod http_endpoints;
 mod ids;
 pub mod input_bindings;
 pub mod invoke;
+pub mod jobs;
 pub mod lock;
 pub mod metadata;
 pub mod metrics;
 pub mod nameres;
+mod proto_json;
 pub mod pubsub;
 mod rabbitmq_conn;
 mod redis_conn;
@@ -179,6 +183,8 @@ pub struct Sidecar {
     metrics: Arc<metrics::Metrics>,
     /// Its span recorder (spans named for the app id, as daprd's).
     tracer: Tracer,
+    /// The jobs its app scheduled ([`jobs`]).
+    jobs: jobs::JobStore,
 }
 
 impl Sidecar {
@@ -303,6 +309,8 @@ impl Sidecar {
         let declarative =
             pubsub::subscriptions::load_declarative(&config.resources_paths, &config.app_id)?;
         let registry = Registry::open(&config.data_dir.join("nameres.db"), nameres::DEFAULT_TTL)?;
+        let jobs = jobs::JobStore::open(&config.data_dir.join("jobs.db"))
+            .context("cannot open the jobs store")?;
         let app_channel = match (config.app_protocol, config.app_port) {
             (args::AppProtocol::Grpc, Some(port)) => Some(
                 // Connected on first use, like the HTTP client's pool.
@@ -365,6 +373,7 @@ impl Sidecar {
             input_bindings: inputs,
             metrics,
             tracer,
+            jobs,
         })
     }
 
@@ -478,6 +487,18 @@ pub fn app(sidecar: Arc<Sidecar>) -> Router {
         .route(
             "/v1.0-alpha1/configuration/{store}/{id}/unsubscribe",
             get(configuration::api::unsubscribe_configuration),
+        )
+        .route(
+            "/v1.0/jobs/{name}",
+            post(jobs::api::schedule)
+                .get(jobs::api::get)
+                .delete(jobs::api::delete),
+        )
+        .route(
+            "/v1.0-alpha1/jobs/{name}",
+            post(jobs::api::schedule)
+                .get(jobs::api::get)
+                .delete(jobs::api::delete),
         )
         .route("/v1.0-alpha1/lock/{store}", post(lock::api::try_lock))
         .route("/v1.0-alpha1/unlock/{store}", post(lock::api::unlock))
@@ -634,6 +655,12 @@ pub async fn run_on(
     let input_bindings = sidecar
         .reads_input_bindings()
         .then(|| tokio::spawn(sidecar.clone().run_input_bindings()));
+    // Jobs trigger the app: only a sidecar with an app runs them.
+    let jobs = sidecar
+        .config
+        .app_port
+        .is_some()
+        .then(|| tokio::spawn(sidecar.clone().run_jobs()));
     let reload_bindings = sidecar.bindings.as_ref().map(|b| b.watch());
     let metrics = listeners.metrics.map(|listener| {
         if let Ok(address) = listener.local_addr() {
@@ -662,6 +689,9 @@ pub async fn run_on(
     }
     if let Some(input_bindings) = input_bindings {
         let _ = input_bindings.await;
+    }
+    if let Some(jobs) = jobs {
+        let _ = jobs.await;
     }
     if let Some(metrics) = metrics {
         match metrics.await {

@@ -590,6 +590,33 @@ async fn invoke_binding(
     Ok(response)
 }
 
+async fn schedule_job(
+    api: &DaprApi,
+    request: Request<pb::ScheduleJobRequest>,
+) -> Result<Response<pb::ScheduleJobResponse>, Status> {
+    let request = request.into_inner();
+    api.sidecar
+        .schedule_job(request.job, request.overwrite)
+        .await?;
+    Ok(Response::new(pb::ScheduleJobResponse {}))
+}
+
+async fn get_job(
+    api: &DaprApi,
+    request: Request<pb::GetJobRequest>,
+) -> Result<Response<pb::GetJobResponse>, Status> {
+    let job = api.sidecar.get_job(&request.into_inner().name).await?;
+    Ok(Response::new(pb::GetJobResponse { job: Some(job) }))
+}
+
+async fn delete_job(
+    api: &DaprApi,
+    request: Request<pb::DeleteJobRequest>,
+) -> Result<Response<pb::DeleteJobResponse>, Status> {
+    api.sidecar.delete_job(&request.into_inner().name).await?;
+    Ok(Response::new(pb::DeleteJobResponse {}))
+}
+
 async fn get_bulk_secret(
     api: &DaprApi,
     request: Request<pb::GetBulkSecretRequest>,

@@ -407,71 +407,69 @@ impl Dapr for DaprApi {
         &self,
         request: Request<pb::ScheduleJobRequest>,
     ) -> Result<Response<pb::ScheduleJobResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("ScheduleJobAlpha1"))
+        super::schedule_job(self, request).await
     }
     async fn schedule_job(
         &self,
         request: Request<pb::ScheduleJobRequest>,
     ) -> Result<Response<pb::ScheduleJobResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("ScheduleJob"))
+        super::schedule_job(self, request).await
     }
     async fn get_job_alpha1(
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("GetJobAlpha1"))
+        super::get_job(self, request).await
     }
     async fn get_job(
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("GetJob"))
+        super::get_job(self, request).await
     }
     async fn delete_job_alpha1(
         &self,
         request: Request<pb::DeleteJobRequest>,
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("DeleteJobAlpha1"))
+        super::delete_job(self, request).await
     }
     async fn delete_job(
         &self,
         request: Request<pb::DeleteJobRequest>,
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("DeleteJob"))
+        super::delete_job(self, request).await
     }
     async fn delete_jobs_by_prefix_alpha1(
         &self,
         request: Request<pb::DeleteJobsByPrefixRequestAlpha1>,
     ) -> Result<Response<pb::DeleteJobsByPrefixResponseAlpha1>, Status> {
-        let _ = request;
-        Err(unimplemented("DeleteJobsByPrefixAlpha1"))
+        let prefix = request.into_inner().name_prefix.unwrap_or_default();
+        self.sidecar.delete_jobs(&prefix, true).await?;
+        Ok(Response::new(pb::DeleteJobsByPrefixResponseAlpha1 {}))
     }
     async fn delete_jobs_by_prefix(
         &self,
         request: Request<pb::DeleteJobsByPrefixRequest>,
     ) -> Result<Response<pb::DeleteJobsByPrefixResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("DeleteJobsByPrefix"))
+        let prefix = request.into_inner().name_prefix.unwrap_or_default();
+        self.sidecar.delete_jobs(&prefix, true).await?;
+        Ok(Response::new(pb::DeleteJobsByPrefixResponse {}))
     }
     async fn list_jobs_alpha1(
         &self,
         request: Request<pb::ListJobsRequestAlpha1>,
     ) -> Result<Response<pb::ListJobsResponseAlpha1>, Status> {
         let _ = request;
-        Err(unimplemented("ListJobsAlpha1"))
+        let jobs = self.sidecar.list_jobs().await?;
+        Ok(Response::new(pb::ListJobsResponseAlpha1 { jobs }))
     }
     async fn list_jobs(
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let _ = request;
-        Err(unimplemented("ListJobs"))
+        let jobs = self.sidecar.list_jobs().await?;
+        Ok(Response::new(pb::ListJobsResponse { jobs }))
     }
     async fn converse_alpha1(
         &self,

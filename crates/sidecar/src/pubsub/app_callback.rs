@@ -336,7 +336,7 @@ fn fields(event: &CloudEvent) -> Result<pb::TopicEventCeRequest, String> {
         attributes.remove("data_base64"),
     )?;
     attributes.retain(|name, _| !OWN_FIELDS.contains(&name.as_str()));
-    let extensions = (!attributes.is_empty()).then(|| proto_struct(attributes));
+    let extensions = (!attributes.is_empty()).then(|| crate::proto_json::struct_of(attributes));
     Ok(pb::TopicEventCeRequest {
         id,
         source,
@@ -367,33 +367,6 @@ fn data(
         Some(Value::String(text)) if !super::ops::is_json(content_type) => text.into_bytes(),
         Some(value) => value.to_string().into_bytes(),
     })
-}
-
-/// A JSON object as a protobuf `Struct`.
-fn proto_struct(fields: Map<String, Value>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: fields
-            .into_iter()
-            .map(|(name, value)| (name, proto_value(value)))
-            .collect(),
-    }
-}
-
-/// A JSON value as a protobuf `Value` (numbers as doubles, as
-/// `google.protobuf.Value` holds them).
-fn proto_value(value: Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match value {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        Value::String(s) => Kind::StringValue(s),
-        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
-            values: items.into_iter().map(proto_value).collect(),
-        }),
-        Value::Object(fields) => Kind::StructValue(proto_struct(fields)),
-    };
-    prost_types::Value { kind: Some(kind) }
 }
 
 #[cfg(test)]

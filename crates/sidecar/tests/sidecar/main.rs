@@ -11,6 +11,7 @@
 //! - `python_sdk`, `js_sdk`: the official Dapr SDKs against a real sidecar;
 //! - `bindings`: `bindings.wasm` output bindings on the function host;
 //! - `http_binding`: the `bindings.http` output binding;
+//! - `jobs`: the jobs API, its triggers, and its errors;
 //! - `input_bindings`: input bindings (`bindings.cron`) triggering an app;
 //! - `store_bindings`: the `bindings.postgresql`, `bindings.mysql`,
 //!   `bindings.redis` and `bindings.localstorage` output bindings;
@@ -26,6 +27,7 @@ mod grpc_app;
 mod http_binding;
 mod input_bindings;
 mod invoke;
+mod jobs;
 mod js_sdk;
 mod lock;
 mod metrics;

@@ -11,6 +11,8 @@
 
 use std::process::Command;
 
+use base64::Engine;
+
 use serde_json::{Value, json};
 
 use test_support::repo_path;
@@ -78,7 +80,7 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
         output.status.success(),
         "the Python SDK checks failed:\n{stdout}"
     );
-    assert!(stdout.contains("18 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("19 passed, 0 failed"), "{stdout}");
     caller.stop().await;
     target.stop().await;
 }
@@ -103,7 +105,8 @@ fn events_in(path: &std::path::Path) -> Vec<Value> {
 /// a sidecar with `--app-protocol grpc`: it is invoked by app id, and its
 /// subscriptions' events reach its handlers with their CloudEvent
 /// attributes; its RETRY, DROP and SUCCESS answers decide as in daprd;
-/// and the cron binding it registers (`@app.binding`) triggers it.
+/// the cron binding it registers (`@app.binding`) triggers it; and a job
+/// its sidecar schedules reaches its `@app.job_event` handler.
 #[tokio::test]
 #[ignore = "needs the Dapr Python SDK in build/test-venv (scripts/test.sh installs it and runs this)"]
 async fn a_python_grpc_app_is_invoked_and_gets_its_events() {
@@ -197,6 +200,31 @@ async fn a_python_grpc_app_is_invoked_and_gets_its_events() {
                 .iter()
                 .any(|e| e["binding"] == "tick" && e["metadata"]["timeZone"] == "Local");
             async move { ticked }
+        },
+    )
+    .await;
+    // A job (scheduled over HTTP, so its data is a `google.protobuf.Value`)
+    // reaches `OnJobEvent` with that data.
+    let scheduled = reqwest::Client::new()
+        .post(sidecar.url("/v1.0/jobs/brew"))
+        .json(&json!({"dueTime": "0s", "data": "espresso"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scheduled.status(), 204);
+    let value = prost_types::Value {
+        kind: Some(prost_types::value::Kind::StringValue("espresso".into())),
+    };
+    let expected =
+        base64::engine::general_purpose::STANDARD.encode(prost::Message::encode_to_vec(&value));
+    test_support::wait_until(
+        "the job reaches the Python app",
+        std::time::Duration::from_secs(20),
+        || {
+            let brewed = events_in(&events_file)
+                .iter()
+                .any(|e| e["job"] == "brew" && e["data"] == expected.as_str());
+            async move { brewed }
         },
     )
     .await;

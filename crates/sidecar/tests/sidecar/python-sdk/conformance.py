@@ -320,6 +320,28 @@ def _():
     assert "received status code 404" in err.details(), err.details()
 
 
+@check("jobs: schedule, get, overwrite and delete (ScheduleJob, GetJob, DeleteJob)")
+def _():
+    from dapr.clients.grpc._jobs import Job
+    from google.protobuf.any_pb2 import Any as GrpcAny
+    from google.protobuf.wrappers_pb2 import StringValue
+    data = GrpcAny()
+    data.Pack(StringValue(value="brew"))
+    name = f"py-job-{os.getpid()}"
+    client.schedule_job(Job(name=name, schedule="@every 1h", repeats=3, ttl="2h", data=data))
+    job = client.get_job(name)
+    assert (job.name, job.schedule, job.repeats, job.ttl) == (name, "@every 1h", 3, "2h"), job
+    got = StringValue()
+    assert job.data.Unpack(got) and got.value == "brew", job.data
+    expect_grpc_error(
+        lambda: client.schedule_job(Job(name=name, due_time="1h")),
+        grpc.StatusCode.ALREADY_EXISTS, "DAPR_SCHEDULER_SCHEDULE_JOB")
+    client.schedule_job(Job(name=name, due_time="1h"), overwrite=True)
+    assert client.get_job(name).due_time == "1h"
+    client.delete_job(name)
+    expect_grpc_error(lambda: client.get_job(name), grpc.StatusCode.INTERNAL, "DAPR_SCHEDULER_GET_JOB")
+
+
 failed = sum(1 for _, err in results if err is not None)
 print(f"{len(results) - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

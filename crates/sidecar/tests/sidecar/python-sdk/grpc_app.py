@@ -1,7 +1,8 @@
 """A gRPC app written with the official Dapr Python SDK's app extension
 (`dapr.ext.grpc`, PyPI `dapr[grpc]`, pinned in
 scripts/test-requirements.txt), as its docs write one: an `App` with a
-method, two topic subscriptions and an input binding (`tick`), served on
+method, two topic subscriptions, an input binding (`tick`) and a job
+handler (`brew`), served on
 APP_PORT for a sidecar
 started with `--app-protocol grpc`.
 
@@ -12,6 +13,7 @@ JSON line; its data's
 `retry`: always RETRY; `drop`: DROP; SUCCESS otherwise).
 """
 
+import base64
 import json
 import os
 
@@ -21,6 +23,7 @@ from dapr.ext.grpc import (
     BindingRequest,
     InvokeMethodRequest,
     InvokeMethodResponse,
+    JobEvent,
     SubscriptionMessage,
 )
 
@@ -73,6 +76,13 @@ def dead_letters(event: SubscriptionMessage) -> None:
 @app.binding("tick")
 def tick(request: BindingRequest) -> None:
     line = {"binding": "tick", "data": request.text(), "metadata": request.binding_metadata}
+    with open(events_file, "a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
+
+
+@app.job_event("brew")
+def brew(event: JobEvent) -> None:
+    line = {"job": event.name, "data": base64.b64encode(event.data).decode()}
     with open(events_file, "a", encoding="utf-8") as out:
         out.write(json.dumps(line) + "\n")
 
