@@ -340,6 +340,7 @@ impl Sidecar {
                     if status.code() == tonic::Code::Unimplemented =>
                 {
                     let mut alpha = alpha.clone();
+                    // Deprecated in the protos; daprd still falls back to it.
                     #[allow(deprecated)]
                     crate::pubsub::app_callback::call_app(
                         self,
