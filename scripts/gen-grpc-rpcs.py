@@ -2,8 +2,10 @@
 """Writes crates/sidecar/src/grpc/rpcs.rs: the `impl Dapr for DaprApi` block
 of every RPC in the `dapr` crate's generated server trait. An RPC named in
 IMPLEMENTED calls the function of the same name in
-crates/sidecar/src/grpc/mod.rs; every other one answers UNIMPLEMENTED with
-its name. Run it after upgrading the `dapr` crate:
+crates/sidecar/src/grpc/mod.rs (SAME_AS: another one's, for an RPC that is
+an alias of another with the same types); every other one answers
+UNIMPLEMENTED with its name. Run it after upgrading the `dapr` crate, or
+after implementing an RPC:
 
     python3 scripts/gen-grpc-rpcs.py ~/.cargo/registry/src/*/dapr-0.20.0/src/dapr/dapr.proto.runtime.v1.rs
 """
@@ -19,6 +21,17 @@ IMPLEMENTED = {
     "try_lock_alpha1", "unlock_alpha1", "get_configuration", "get_configuration_alpha1",
     "subscribe_configuration", "subscribe_configuration_alpha1", "unsubscribe_configuration",
     "unsubscribe_configuration_alpha1",
+    "schedule_job", "get_job", "delete_job", "delete_jobs_by_prefix",
+    "delete_jobs_by_prefix_alpha1", "list_jobs", "list_jobs_alpha1",
+    "invoke_actor", "get_actor_state", "execute_actor_state_transaction",
+    "register_actor_timer", "unregister_actor_timer", "register_actor_reminder",
+    "unregister_actor_reminder", "get_actor_reminder", "list_actor_reminders",
+    "unregister_actor_reminders_by_type",
+}
+SAME_AS = {
+    "schedule_job_alpha1": "schedule_job",
+    "get_job_alpha1": "get_job",
+    "delete_job_alpha1": "delete_job",
 }
 
 def rust_type(text):
@@ -38,7 +51,7 @@ streams = re.findall(r"type (\w+): tonic::codegen::tokio_stream::Stream<\s*Item 
 methods = re.findall(
     r"async fn (\w+)\(\s*&self,\s*request: tonic::Request<(.*?)>,\s*\) -> std::result::Result<\s*tonic::Response<(.*?)>,\s*tonic::Status,?\s*>;",
     body, re.S)
-missing = IMPLEMENTED - {m[0] for m in methods}
+missing = (IMPLEMENTED | set(SAME_AS)) - {m[0] for m in methods}
 if missing:
     sys.exit(f"not in the trait: {sorted(missing)}")
 
@@ -59,12 +72,12 @@ for name, item in streams:
 for name, request, response in methods:
     request, response = rust_type(request).rstrip(", "), rust_type(response)
     out.append(f"    async fn {name}(&self, request: Request<{request}>) -> Result<Response<{response}>, Status> {{")
-    if name in IMPLEMENTED:
-        out.append(f"        super::{name}(self, request).await")
+    if name in IMPLEMENTED or name in SAME_AS:
+        out.append(f"        super::{SAME_AS.get(name, name)}(self, request).await")
     else:
         out.append("        let _ = request;")
         out.append(f"        Err(unimplemented(\"{camel(name)}\"))")
     out.append("    }")
 out.append("}")
 Path(__file__).resolve().parent.parent.joinpath("crates/sidecar/src/grpc/rpcs.rs").write_text("\n".join(out) + "\n")
-print(f"{len(methods)} RPCs, {len(IMPLEMENTED)} implemented, {len(streams)} streams")
+print(f"{len(methods)} RPCs, {len(IMPLEMENTED) + len(SAME_AS)} implemented, {len(streams)} streams")

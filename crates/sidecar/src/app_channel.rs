@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Method, StatusCode};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use bytes::Bytes;
 use service_kit::trace::TraceContext;
 
@@ -27,7 +28,8 @@ const ANSWER_LIMIT: usize = 64 << 10;
 
 /// Sends `method` `route` (a path from `/`) to the app, with `headers`
 /// and `body` (of `content_type`); the app's status and body (up to 64
-/// KiB), or why there is none (no app, no answer in time, no connection).
+/// KiB; an answer over that reads as empty), or why there is none (no app,
+/// no answer in time, no connection).
 pub(crate) async fn send_to_app(
     sidecar: &Sidecar,
     method: Method,
@@ -37,6 +39,38 @@ pub(crate) async fn send_to_app(
     body: Bytes,
     trace: &TraceContext,
 ) -> Result<(StatusCode, Bytes), String> {
+    let mut header_map = HeaderMap::with_capacity(headers.len() + 1);
+    header_map.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    for (name, value) in headers {
+        let name = HeaderName::try_from(*name).map_err(|e| format!("header `{name}`: {e}"))?;
+        let value = HeaderValue::try_from(*value).map_err(|e| format!("header `{name}`: {e}"))?;
+        header_map.append(name, value);
+    }
+    let (status, _, body) = call_app(
+        sidecar,
+        method,
+        route,
+        header_map,
+        body,
+        trace,
+        ANSWER_LIMIT,
+    )
+    .await?;
+    Ok((status, body.unwrap_or_default()))
+}
+
+/// [`send_to_app`] with any headers, answering the app's headers too and
+/// its body up to `answer_limit` bytes (`Err` when it is over, or breaks
+/// off).
+pub(crate) async fn call_app(
+    sidecar: &Sidecar,
+    method: Method,
+    route: &str,
+    headers: HeaderMap,
+    body: Bytes,
+    trace: &TraceContext,
+    answer_limit: usize,
+) -> Result<(StatusCode, HeaderMap, Result<Bytes, String>), String> {
     let Some(port) = sidecar.config.app_port else {
         return Err("no app port".into());
     };
@@ -47,29 +81,28 @@ pub(crate) async fn send_to_app(
     let mut request = axum::http::Request::builder()
         .method(method)
         .uri(format!("http://127.0.0.1:{port}{route}"))
-        .header("content-type", content_type);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    for (name, value) in &trace.headers() {
-        request = request.header(name, value);
-    }
-    if let Some(token) = &sidecar.config.app_api_token {
-        request = request.header("dapr-api-token", token);
-    }
-    let request = request
         .body(Body::from(body))
         .map_err(|e| format!("the request to the app cannot be built: {e}"))?;
+    *request.headers_mut() = headers;
+    trace.inject(request.headers_mut());
+    if let Some(token) = sidecar
+        .config
+        .app_api_token
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
+        request.headers_mut().insert("dapr-api-token", token);
+    }
     let answer = tokio::time::timeout(sidecar.config.invoke_timeout, async {
         let response = sidecar.client.request(request).await?;
-        let status = response.status();
+        let (parts, body) = response.into_parts();
         use http_body_util::BodyExt;
-        let body = http_body_util::Limited::new(response.into_body(), ANSWER_LIMIT)
+        let body = http_body_util::Limited::new(body, answer_limit)
             .collect()
             .await
             .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        Ok::<_, hyper_util::client::legacy::Error>((status, body))
+            .map_err(|e| format!("the app's answer cannot be read: {e}"));
+        Ok::<_, hyper_util::client::legacy::Error>((parts.status, parts.headers, body))
     })
     .await;
     match answer {

@@ -221,6 +221,61 @@ pub enum DaprError {
     /// Listing jobs failed.
     #[error("failed to list jobs due to: {0}")]
     JobList(String),
+    /// A request daprd calls bad (`ERR_BAD_REQUEST`): an actor type, id,
+    /// method or reminder name it would refuse.
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    /// No state store is marked `actorStateStore: "true"`.
+    #[error(
+        "the state store is not configured to use the actor runtime. Have you set the - name: actorStateStore value: \"true\" in your state store component file?"
+    )]
+    ActorRuntimeNotFound,
+    /// An actor state transaction for an actor not active on this sidecar.
+    #[error("actor instance is missing")]
+    ActorInstanceMissing,
+    /// An actor call failed.
+    #[error("error invoke actor method: {0}")]
+    ActorInvoke(String),
+    /// Reading an actor's state failed.
+    #[error("error getting actor state: {0}")]
+    ActorStateGet(String),
+    /// An actor's state transaction failed.
+    #[error("error saving actor transaction state: {0}")]
+    ActorStateTransaction(String),
+    /// Creating a reminder failed.
+    #[error("error creating actor reminder: {0}")]
+    ActorReminderCreate(String),
+    /// Reading reminders failed.
+    #[error("error getting actor reminder: {0}")]
+    ActorReminderGet(String),
+    /// Deleting reminders failed.
+    #[error("error deleting actor reminder: {0}")]
+    ActorReminderDelete(String),
+    /// No reminder by that name.
+    #[error("actor reminder not found: {0}")]
+    ActorReminderNotFound(String),
+    /// A reminder of that name exists and `overwrite` is false.
+    #[error("actor reminder already exists: {0}")]
+    ActorReminderAlreadyExists(String),
+    /// A reminder operation on a sidecar whose app does not host the type.
+    #[error("operations on actor reminders are only possible on hosted actor types")]
+    ActorReminderNotHosted,
+    /// Creating a timer failed.
+    #[error("error creating actor timer: {0}")]
+    ActorTimerCreate(String),
+    /// No live sidecar hosts the actor's type.
+    #[error("did not find address for actor '{0}'")]
+    ActorNoAddress(String),
+    /// A peer sidecar's own error, passed on as it gave it.
+    #[error("{message}")]
+    Peer {
+        /// Its HTTP status.
+        status: StatusCode,
+        /// Its `errorCode`.
+        code: String,
+        /// Its message.
+        message: String,
+    },
     /// A `bindings.wasm` function's call failed: where daprd would say
     /// only `ERR_INVOKE_OUTPUT_BINDING`, the function app's own table
     /// keeps the exit code, stderr, timeout or trap apart.
@@ -251,7 +306,13 @@ impl DaprError {
             | JobEmpty(_)
             | JobNameEmpty
             | JobScheduleEmpty
-            | JobNameInUrl => StatusCode::BAD_REQUEST,
+            | JobNameInUrl
+            | BadRequest(_)
+            | ActorInstanceMissing => StatusCode::BAD_REQUEST,
+            ActorReminderNotHosted => StatusCode::FORBIDDEN,
+            ActorReminderNotFound(_) | ActorNoAddress(_) => StatusCode::NOT_FOUND,
+            ActorReminderAlreadyExists(_) => StatusCode::CONFLICT,
+            Peer { status, .. } => *status,
             JobSchedule(code, _) => match code {
                 tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
                 tonic::Code::AlreadyExists => StatusCode::CONFLICT,
@@ -285,7 +346,15 @@ impl DaprError {
             | AppChannelNil(_)
             | JobGet(_)
             | JobDelete(_)
-            | JobList(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | JobList(_)
+            | ActorRuntimeNotFound
+            | ActorInvoke(_)
+            | ActorStateGet(_)
+            | ActorStateTransaction(_)
+            | ActorReminderCreate(_)
+            | ActorReminderGet(_)
+            | ActorReminderDelete(_)
+            | ActorTimerCreate(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -334,6 +403,21 @@ impl DaprError {
             JobGet(_) => "DAPR_SCHEDULER_GET_JOB",
             JobDelete(_) => "DAPR_SCHEDULER_DELETE_JOB",
             JobList(_) => "DAPR_SCHEDULER_LIST_JOBS",
+            BadRequest(_) => "ERR_BAD_REQUEST",
+            ActorRuntimeNotFound => "ERR_ACTOR_RUNTIME_NOT_FOUND",
+            ActorInstanceMissing => "ERR_ACTOR_INSTANCE_MISSING",
+            ActorInvoke(_) => "ERR_ACTOR_INVOKE_METHOD",
+            ActorStateGet(_) => "ERR_ACTOR_STATE_GET",
+            ActorStateTransaction(_) => "ERR_ACTOR_STATE_TRANSACTION_SAVE",
+            ActorReminderCreate(_) => "ERR_ACTOR_REMINDER_CREATE",
+            ActorReminderGet(_) => "ERR_ACTOR_REMINDER_GET",
+            ActorReminderDelete(_) => "ERR_ACTOR_REMINDER_DELETE",
+            ActorReminderNotFound(_) => "ERR_ACTOR_REMINDER_NOT_FOUND",
+            ActorReminderAlreadyExists(_) => "ERR_ACTOR_REMINDER_ALREADY_EXISTS",
+            ActorReminderNotHosted => "ERR_ACTOR_REMINDER_NON_HOSTED",
+            ActorTimerCreate(_) => "ERR_ACTOR_TIMER_CREATE",
+            ActorNoAddress(_) => "ERR_ACTOR_NO_ADDRESS",
+            Peer { code, .. } => code,
         }
     }
 
@@ -355,8 +439,23 @@ impl DaprError {
             | JobEmpty(_)
             | JobNameEmpty
             | JobScheduleEmpty
-            | JobNameInUrl => Code::InvalidArgument,
+            | JobNameInUrl
+            | BadRequest(_) => Code::InvalidArgument,
             JobSchedule(code, _) => *code,
+            ActorReminderNotHosted => Code::PermissionDenied,
+            ActorReminderNotFound(_) => Code::NotFound,
+            ActorReminderAlreadyExists(_) => Code::AlreadyExists,
+            ActorNoAddress(_) => Code::FailedPrecondition,
+            Peer { status, .. } => match status.as_u16() {
+                400 => Code::InvalidArgument,
+                401 => Code::Unauthenticated,
+                403 => Code::PermissionDenied,
+                404 => Code::NotFound,
+                409 => Code::AlreadyExists,
+                413 => Code::ResourceExhausted,
+                503 => Code::Unavailable,
+                _ => Code::Internal,
+            },
             PubsubNotConfigured | LockStoresNotConfigured | ConfigurationStoresNotConfigured => {
                 Code::FailedPrecondition
             }
@@ -390,7 +489,16 @@ impl DaprError {
             | AppChannelNil(_)
             | JobGet(_)
             | JobDelete(_)
-            | JobList(_) => Code::Internal,
+            | JobList(_)
+            | ActorRuntimeNotFound
+            | ActorInstanceMissing
+            | ActorInvoke(_)
+            | ActorStateGet(_)
+            | ActorStateTransaction(_)
+            | ActorReminderCreate(_)
+            | ActorReminderGet(_)
+            | ActorReminderDelete(_)
+            | ActorTimerCreate(_) => Code::Internal,
         }
     }
 
@@ -438,6 +546,31 @@ impl DaprError {
             crate::bindings::metadata_to_grpc(metadata, status.metadata_mut());
         }
         status
+    }
+}
+
+impl DaprError {
+    /// A peer sidecar's error answer (`{errorCode, message}` with
+    /// `status`), to give the caller as the peer gave it.
+    pub(crate) fn peer(status: StatusCode, body: &[u8]) -> DaprError {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body {
+            error_code: String,
+            message: String,
+        }
+        match serde_json::from_slice::<Body>(body) {
+            Ok(body) => DaprError::Peer {
+                status,
+                code: body.error_code,
+                message: body.message,
+            },
+            Err(_) => DaprError::ActorInvoke(format!(
+                "the hosting sidecar answered {}: {}",
+                status.as_u16(),
+                String::from_utf8_lossy(body)
+            )),
+        }
     }
 }
 

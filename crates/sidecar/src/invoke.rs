@@ -530,7 +530,7 @@ async fn on_invoke(
 /// `Connection`), `Host`, the caller's `dapr-api-token`, and the status
 /// and trailers one sidecar hands another ([`app_status::HEADER`],
 /// [`app_status::TRAILERS_HEADER`]).
-fn forwardable(headers: &HeaderMap) -> HeaderMap {
+pub(crate) fn forwardable(headers: &HeaderMap) -> HeaderMap {
     let named_in_connection: Vec<String> = headers
         .get_all(header::CONNECTION)
         .iter()

@@ -20,6 +20,8 @@
 //!
 //! # Layout
 //!
+//! - [`actors`]: virtual actors: hosting, placement, calls, actor state,
+//!   timers and reminders.
 //! - [`app_health`]: probing the app (`--enable-app-health-check`).
 //! - [`app_channel`]: the sidecar's own requests to its app (events,
 //!   binding probes), while the app is healthy.
@@ -50,6 +52,7 @@
 //! - `redis_conn`, `rabbitmq_conn`: the connections the Redis and RabbitMQ
 //!   components share, and how each comes back after it is lost.
 
+pub mod actors;
 mod app_channel;
 pub mod app_health;
 pub mod args;
@@ -185,6 +188,8 @@ pub struct Sidecar {
     tracer: Tracer,
     /// The jobs its app scheduled ([`jobs`]).
     jobs: jobs::JobStore,
+    /// Its actor runtime ([`actors`]).
+    actors: actors::Actors,
 }
 
 impl Sidecar {
@@ -209,6 +214,7 @@ impl Sidecar {
         let mut wasm_bindings = Vec::new();
         let mut inputs = Vec::new();
         let mut output_bindings: HashMap<String, Arc<dyn bindings::OutputBinding>> = HashMap::new();
+        let actor_state_store = actor_state_store(&components, config.resources_paths.is_empty())?;
         for component in &components {
             let name = component.metadata.name.clone();
             let mut component_type = component.spec.component_type.clone();
@@ -374,6 +380,7 @@ impl Sidecar {
             metrics,
             tracer,
             jobs,
+            actors: actors::Actors::new(actor_state_store),
         })
     }
 
@@ -418,6 +425,33 @@ fn default_state_store() -> Component {
     .expect("the built-in component is valid YAML")
 }
 
+/// The state store actors keep their state in: the one component marked
+/// `actorStateStore: "true"`, or the built-in store (`builtin`), as `dapr
+/// init`'s is marked. Two marked stores are an error, as in daprd.
+fn actor_state_store(components: &[Component], builtin: bool) -> anyhow::Result<Option<String>> {
+    if builtin {
+        return Ok(components.first().map(|c| c.metadata.name.clone()));
+    }
+    let marked: Vec<&str> = components
+        .iter()
+        .filter(|c| c.spec.component_type.starts_with("state."))
+        .filter(|c| {
+            c.properties().iter().any(|(k, v)| {
+                k.eq_ignore_ascii_case("actorStateStore") && v.trim().eq_ignore_ascii_case("true")
+            })
+        })
+        .map(|c| c.metadata.name.as_str())
+        .collect();
+    match marked.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.to_string())),
+        many => anyhow::bail!(
+            "more than one state store is marked actorStateStore: \"true\" ({}); mark one",
+            many.join(", ")
+        ),
+    }
+}
+
 /// `metadata.X=Y` query parameters as `X → Y`: the metadata a request
 /// passes to a component, as daprd reads it.
 pub(crate) fn query_metadata(
@@ -440,6 +474,38 @@ pub fn app(sidecar: Arc<Sidecar>) -> Router {
         .route(
             &format!("{}/{{app_id}}/{{*method}}", invoke::INTERNAL_PREFIX),
             any(invoke::invoke_from_peer),
+        )
+        .route(
+            "/v1.0/actors/{actor_type}/{actor_id}/method/{*method}",
+            any(actors::api::invoke),
+        )
+        .route(
+            &format!(
+                "{}/{{actor_type}}/{{actor_id}}/method/{{*method}}",
+                actors::INTERNAL_PREFIX
+            ),
+            put(actors::api::invoke_from_peer),
+        )
+        .route(
+            "/v1.0/actors/{actor_type}/{actor_id}/state",
+            post(actors::api::state_transaction).put(actors::api::state_transaction),
+        )
+        .route(
+            "/v1.0/actors/{actor_type}/{actor_id}/state/{key}",
+            get(actors::api::state_get),
+        )
+        .route(
+            "/v1.0/actors/{actor_type}/{actor_id}/reminders/{name}",
+            post(actors::api::reminder_create)
+                .put(actors::api::reminder_create)
+                .get(actors::api::reminder_get)
+                .delete(actors::api::reminder_delete),
+        )
+        .route(
+            "/v1.0/actors/{actor_type}/{actor_id}/timers/{name}",
+            post(actors::api::timer_create)
+                .put(actors::api::timer_create)
+                .delete(actors::api::timer_delete),
         )
         .route("/v1.0/state/{store}", post(state::api::state_save))
         .route("/v1.0/state/{store}/bulk", post(state::api::state_bulk_get))
@@ -655,6 +721,7 @@ pub async fn run_on(
     let input_bindings = sidecar
         .reads_input_bindings()
         .then(|| tokio::spawn(sidecar.clone().run_input_bindings()));
+    let actor_host = tokio::spawn(sidecar.clone().run_actor_host(endpoints));
     // Jobs trigger the app: only a sidecar with an app runs them.
     let jobs = sidecar
         .config
@@ -693,6 +760,7 @@ pub async fn run_on(
     if let Some(jobs) = jobs {
         let _ = jobs.await;
     }
+    let _ = actor_host.await;
     if let Some(metrics) = metrics {
         match metrics.await {
             Ok(Err(err)) => tracing::warn!(error = %err, "the metrics server failed"),

@@ -86,11 +86,23 @@ pub(crate) async fn metadata_get(State(sidecar): State<Arc<Sidecar>>) -> Json<Va
             })
         })
         .collect();
+    let actor_runtime = sidecar.actors.runtime_metadata();
+    let active_actors: Vec<Value> = actor_runtime
+        .active_actors
+        .iter()
+        .map(|a| json!({ "type": a.r#type, "count": a.count }))
+        .collect();
     Json(json!({
         "id": sidecar.config.app_id,
         "runtimeVersion": RUNTIME_VERSION,
         "enabledFeatures": [],
-        "actors": [],
+        "actors": active_actors,
+        "actorRuntime": {
+            "runtimeStatus": actor_runtime.runtime_status().as_str_name(),
+            "activeActors": active_actors,
+            "hostReady": actor_runtime.host_ready,
+            "placement": actor_runtime.placement,
+        },
         "components": components,
         "extended": sidecar.extended_metadata(),
         "subscriptions": subscriptions,

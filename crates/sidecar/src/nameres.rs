@@ -97,6 +97,18 @@ impl Registry {
             crate::sqlite_file::BUSY_TIMEOUT,
         )
         .map_err(error)?;
+        // The actor types each sidecar's app hosts (placement, on one
+        // machine: [`Registry::actor_hosts`]).
+        connection
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS actor_types (
+                     app_id     TEXT NOT NULL,
+                     address    TEXT NOT NULL,
+                     actor_type TEXT NOT NULL,
+                     PRIMARY KEY (app_id, address, actor_type)
+                 );",
+            )
+            .map_err(error)?;
         // Registries created before the gRPC API lack its column.
         match connection.execute("ALTER TABLE hosts ADD COLUMN grpc_address TEXT", []) {
             Ok(_) => {}
@@ -161,15 +173,65 @@ impl Registry {
         })
     }
 
-    /// Removes `app_id` at `endpoints` (on clean shutdown).
+    /// Removes `app_id` at `endpoints` (on clean shutdown), with the actor
+    /// types it hosted.
     pub fn deregister(&self, app_id: &str, endpoints: Endpoints) -> Result<(), RegistryError> {
         self.with(|c| {
+            let address = endpoints.http.to_string();
+            c.execute(
+                "DELETE FROM actor_types WHERE app_id = ?1 AND address = ?2",
+                params![app_id, address],
+            )?;
             c.execute(
                 "DELETE FROM hosts WHERE app_id = ?1 AND address = ?2",
-                params![app_id, endpoints.http.to_string()],
+                params![app_id, address],
             )
             .map(drop)
         })
+    }
+
+    /// Records that `app_id`'s sidecar at `endpoints` hosts `actor_types`
+    /// (replacing what it hosted before). They count as long as its row in
+    /// the registry is fresh.
+    pub fn set_actor_types(
+        &self,
+        app_id: &str,
+        endpoints: Endpoints,
+        actor_types: &[String],
+    ) -> Result<(), RegistryError> {
+        let address = endpoints.http.to_string();
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
+                "DELETE FROM actor_types WHERE app_id = ?1 AND address = ?2",
+                params![app_id, address],
+            )?;
+            for actor_type in actor_types {
+                tx.execute(
+                    "INSERT OR IGNORE INTO actor_types (app_id, address, actor_type)
+                     VALUES (?1, ?2, ?3)",
+                    params![app_id, address, actor_type],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// The HTTP addresses of the live sidecars whose apps host
+    /// `actor_type`, in address order.
+    pub fn actor_hosts(&self, actor_type: &str) -> Result<Vec<SocketAddr>, RegistryError> {
+        let fresh_after = (self.clock)() - self.ttl_millis();
+        let addresses: Vec<String> = self.with(|c| {
+            c.prepare_cached(
+                "SELECT DISTINCT a.address FROM actor_types a
+                 JOIN hosts h ON h.app_id = a.app_id AND h.address = a.address
+                 WHERE a.actor_type = ?1 AND h.updated_ms >= ?2
+                 ORDER BY a.address",
+            )?
+            .query_map(params![actor_type, fresh_after], |row| row.get(0))?
+            .collect()
+        })?;
+        Ok(addresses.iter().filter_map(|a| a.parse().ok()).collect())
     }
 
     /// The freshest live endpoints of `app_id`, if any.

@@ -17,6 +17,9 @@
 //! | `TryLockAlpha1`, `UnlockAlpha1` | distributed lock ([`crate::lock`]) |
 //! | `GetConfiguration`, `SubscribeConfiguration`, `UnsubscribeConfiguration` (and their `Alpha1` names) | configuration ([`crate::configuration`]) |
 //! | `PublishEvent`, `BulkPublishEvent` (and its `Alpha1` name), `SubscribeTopicEventsAlpha1` | pub/sub ([`crate::pubsub::streaming`] for the streaming subscription) |
+//! | `InvokeBinding` | output bindings ([`crate::bindings`]) |
+//! | `ScheduleJob`, `GetJob`, `DeleteJob`, `DeleteJobsByPrefix`, `ListJobs` (and their `Alpha1` names) | jobs ([`crate::jobs`]) |
+//! | `InvokeActor`, `GetActorState`, `ExecuteActorStateTransaction`, `RegisterActorTimer`, `UnregisterActorTimer`, `RegisterActorReminder`, `UnregisterActorReminder`, `UnregisterActorRemindersByType`, `GetActorReminder`, `ListActorReminders` | actors ([`crate::actors`], [`actor_rpcs`]) |
 //!
 //! Every other RPC answers `UNIMPLEMENTED` naming itself ([`rpcs`], generated
 //! from the `dapr` crate's server trait by `scripts/gen-grpc-rpcs.py`).
@@ -39,6 +42,7 @@
 //! `--max-body-size` (plus [`MESSAGE_OVERHEAD`] for the framing) get
 //! `RESOURCE_EXHAUSTED` before they reach an RPC.
 
+mod actor_rpcs;
 pub(crate) mod app_status;
 pub mod coalesce;
 pub(crate) mod headers;
@@ -47,6 +51,12 @@ mod rpcs;
 mod status_json;
 mod unary;
 
+use actor_rpcs::{
+    delete_jobs_by_prefix, delete_jobs_by_prefix_alpha1, execute_actor_state_transaction,
+    get_actor_reminder, get_actor_state, invoke_actor, list_actor_reminders, list_jobs,
+    list_jobs_alpha1, register_actor_reminder, register_actor_timer, unregister_actor_reminder,
+    unregister_actor_reminders_by_type, unregister_actor_timer,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -649,8 +659,11 @@ async fn get_metadata(
             capabilities: c.capabilities.iter().map(|c| c.to_string()).collect(),
         })
         .collect();
-    #[allow(deprecated)] // `active_actors_count` is deprecated, and empty here.
+    let actor_runtime = sidecar.actors.runtime_metadata();
+    #[allow(deprecated)] // `active_actors_count` is deprecated; daprd still fills it.
     let metadata = pb::GetMetadataResponse {
+        active_actors_count: actor_runtime.active_actors.clone(),
+        actor_runtime: Some(actor_runtime),
         id: sidecar.config.app_id.clone(),
         registered_components,
         extended_metadata: sidecar.extended_metadata(),

@@ -110,71 +110,61 @@ impl Dapr for DaprApi {
         &self,
         request: Request<pb::RegisterActorTimerRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("RegisterActorTimer"))
+        super::register_actor_timer(self, request).await
     }
     async fn unregister_actor_timer(
         &self,
         request: Request<pb::UnregisterActorTimerRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("UnregisterActorTimer"))
+        super::unregister_actor_timer(self, request).await
     }
     async fn register_actor_reminder(
         &self,
         request: Request<pb::RegisterActorReminderRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("RegisterActorReminder"))
+        super::register_actor_reminder(self, request).await
     }
     async fn unregister_actor_reminder(
         &self,
         request: Request<pb::UnregisterActorReminderRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("UnregisterActorReminder"))
+        super::unregister_actor_reminder(self, request).await
     }
     async fn unregister_actor_reminders_by_type(
         &self,
         request: Request<pb::UnregisterActorRemindersByTypeRequest>,
     ) -> Result<Response<pb::UnregisterActorRemindersByTypeResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("UnregisterActorRemindersByType"))
+        super::unregister_actor_reminders_by_type(self, request).await
     }
     async fn list_actor_reminders(
         &self,
         request: Request<pb::ListActorRemindersRequest>,
     ) -> Result<Response<pb::ListActorRemindersResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("ListActorReminders"))
+        super::list_actor_reminders(self, request).await
     }
     async fn get_actor_state(
         &self,
         request: Request<pb::GetActorStateRequest>,
     ) -> Result<Response<pb::GetActorStateResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("GetActorState"))
+        super::get_actor_state(self, request).await
     }
     async fn get_actor_reminder(
         &self,
         request: Request<pb::GetActorReminderRequest>,
     ) -> Result<Response<pb::GetActorReminderResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("GetActorReminder"))
+        super::get_actor_reminder(self, request).await
     }
     async fn execute_actor_state_transaction(
         &self,
         request: Request<pb::ExecuteActorStateTransactionRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("ExecuteActorStateTransaction"))
+        super::execute_actor_state_transaction(self, request).await
     }
     async fn invoke_actor(
         &self,
         request: Request<pb::InvokeActorRequest>,
     ) -> Result<Response<pb::InvokeActorResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("InvokeActor"))
+        super::invoke_actor(self, request).await
     }
     async fn get_configuration_alpha1(
         &self,
@@ -443,33 +433,25 @@ impl Dapr for DaprApi {
         &self,
         request: Request<pb::DeleteJobsByPrefixRequestAlpha1>,
     ) -> Result<Response<pb::DeleteJobsByPrefixResponseAlpha1>, Status> {
-        let prefix = request.into_inner().name_prefix.unwrap_or_default();
-        self.sidecar.delete_jobs(&prefix, true).await?;
-        Ok(Response::new(pb::DeleteJobsByPrefixResponseAlpha1 {}))
+        super::delete_jobs_by_prefix_alpha1(self, request).await
     }
     async fn delete_jobs_by_prefix(
         &self,
         request: Request<pb::DeleteJobsByPrefixRequest>,
     ) -> Result<Response<pb::DeleteJobsByPrefixResponse>, Status> {
-        let prefix = request.into_inner().name_prefix.unwrap_or_default();
-        self.sidecar.delete_jobs(&prefix, true).await?;
-        Ok(Response::new(pb::DeleteJobsByPrefixResponse {}))
+        super::delete_jobs_by_prefix(self, request).await
     }
     async fn list_jobs_alpha1(
         &self,
         request: Request<pb::ListJobsRequestAlpha1>,
     ) -> Result<Response<pb::ListJobsResponseAlpha1>, Status> {
-        let _ = request;
-        let jobs = self.sidecar.list_jobs().await?;
-        Ok(Response::new(pb::ListJobsResponseAlpha1 { jobs }))
+        super::list_jobs_alpha1(self, request).await
     }
     async fn list_jobs(
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let _ = request;
-        let jobs = self.sidecar.list_jobs().await?;
-        Ok(Response::new(pb::ListJobsResponse { jobs }))
+        super::list_jobs(self, request).await
     }
     async fn converse_alpha1(
         &self,

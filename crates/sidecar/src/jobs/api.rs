@@ -46,7 +46,7 @@ struct JobBody {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct FailurePolicyBody {
+pub(crate) struct FailurePolicyBody {
     drop: Option<Value>,
     constant: Option<ConstantBody>,
 }
@@ -60,7 +60,7 @@ struct ConstantBody {
 }
 
 impl FailurePolicyBody {
-    fn policy(self) -> Result<common::JobFailurePolicy, DaprError> {
+    pub(crate) fn policy(self) -> Result<common::JobFailurePolicy, DaprError> {
         use common::job_failure_policy::Policy;
         let policy = match (self.drop, self.constant) {
             (Some(_), None) => Policy::Drop(common::JobFailurePolicyDrop {}),

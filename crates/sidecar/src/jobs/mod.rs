@@ -244,8 +244,23 @@ impl Sidecar {
             .map_err(DaprError::JobList)
     }
 
-    /// Triggers this app's jobs as they come due, while the app is
-    /// healthy, until the sidecar stops.
+    /// The owners of the jobs this sidecar triggers: its app (the jobs
+    /// API) and the actor types its app hosts (their reminders,
+    /// [`crate::actors`]).
+    fn job_owners(&self) -> Vec<String> {
+        let mut owners = vec![self.config.app_id.clone()];
+        if let Some(host) = self.actors.host_config() {
+            owners.extend(
+                host.entities
+                    .iter()
+                    .map(|t| crate::actors::reminder_owner(t)),
+            );
+        }
+        owners
+    }
+
+    /// Triggers this app's jobs and its actors' reminders as they come
+    /// due, while the app is healthy, until the sidecar stops.
     pub(crate) async fn run_jobs(self: Arc<Self>) {
         let mut healthy = self.app_healthy.subscribe();
         loop {
@@ -254,27 +269,28 @@ impl Sidecar {
                 _ = healthy.wait_for(|&h| h) => {}
             }
             let now = crate::unix_millis();
-            let wait = match self.jobs.take_due(&self.config.app_id, now).await {
-                Ok(due) => {
-                    for job in due {
-                        tokio::spawn(self.clone().trigger(job));
-                    }
-                    match self.jobs.next_due(&self.config.app_id).await {
-                        Ok(next) => next.map_or(MAX_WAIT, |at| {
-                            let ms = u64::try_from(at - crate::unix_millis()).unwrap_or(0);
-                            Duration::from_millis(ms).min(MAX_WAIT)
-                        }),
-                        Err(reason) => {
-                            tracing::warn!(%reason, "reading the next job failed; trying again in 1s");
-                            Duration::from_secs(1)
+            let mut wait = MAX_WAIT;
+            for owner in self.job_owners() {
+                let next = match self.jobs.take_due(&owner, now).await {
+                    Ok(due) => {
+                        for job in due {
+                            tokio::spawn(self.clone().trigger(owner.clone(), job));
                         }
+                        self.jobs.next_due(&owner).await
                     }
-                }
-                Err(reason) => {
-                    tracing::warn!(%reason, "reading the due jobs failed; trying again in 1s");
-                    Duration::from_secs(1)
-                }
-            };
+                    Err(reason) => Err(reason),
+                };
+                wait = wait.min(match next {
+                    Ok(next) => next.map_or(MAX_WAIT, |at| {
+                        let ms = u64::try_from(at - crate::unix_millis()).unwrap_or(0);
+                        Duration::from_millis(ms)
+                    }),
+                    Err(reason) => {
+                        tracing::warn!(%reason, %owner, "reading the due jobs failed; trying again in 1s");
+                        Duration::from_secs(1)
+                    }
+                });
+            }
             tokio::select! {
                 () = self.shutdown_was_requested() => return,
                 () = self.jobs.wait_for_change() => {}
@@ -283,20 +299,24 @@ impl Sidecar {
         }
     }
 
-    /// Sends one trigger of `job` to the app, retrying as its failure
-    /// policy says.
-    async fn trigger(self: Arc<Self>, job: pb::Job) {
+    /// Sends one trigger of `job` (of `owner`) to the app, or to the actor
+    /// whose reminder it is, retrying as its failure policy says.
+    async fn trigger(self: Arc<Self>, owner: String, job: pb::Job) {
         let (retries, interval) = retries(&job);
         let mut tries = 0u32;
         loop {
-            match self.send_job(&job).await {
+            let sent = match crate::actors::owner_actor_type(&owner) {
+                Some(_) => self.fire_reminder(&job).await,
+                None => self.send_job(&job).await,
+            };
+            match sent {
                 Ok(()) => return,
                 Err(reason) if tries >= retries => {
-                    tracing::warn!(job = %job.name, %reason, tries = tries + 1, "the app failed a job's trigger; giving up on it");
+                    tracing::warn!(job = %job.name, %owner, %reason, tries = tries + 1, "a job's trigger failed; giving up on it");
                     return;
                 }
                 Err(reason) => {
-                    tracing::info!(job = %job.name, %reason, "the app failed a job's trigger; trying again in {interval:?}");
+                    tracing::info!(job = %job.name, %owner, %reason, "a job's trigger failed; trying again in {interval:?}");
                 }
             }
             tries += 1;

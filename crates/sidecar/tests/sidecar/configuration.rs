@@ -28,6 +28,11 @@ async fn start_recording_app() -> (SocketAddr, mpsc::UnboundedReceiver<(String, 
         State(sender): State<mpsc::UnboundedSender<(String, Value)>>,
         request: Request,
     ) -> &'static str {
+        // Only what the sidecar posts (not its `GET /dapr/config`, which
+        // every HTTP app gets at start, as from daprd).
+        if request.method() != axum::http::Method::POST {
+            return "ok";
+        }
         let path = request.uri().path().to_string();
         let body = axum::body::to_bytes(request.into_body(), 1 << 20)
             .await

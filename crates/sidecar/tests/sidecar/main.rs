@@ -1,6 +1,8 @@
 //! The sidecar's integration tests, one binary (one link, and the shared
 //! test helpers compiled once), one module per area:
 //!
+//! - `actors`: actors hosted by an HTTP app: calls, state, reminders,
+//!   timers, deactivation, placement over sidecars, and the gRPC API;
 //! - `state`: the state API over HTTP against the real stores;
 //! - `invoke`: service invocation between sidecars and apps;
 //! - `pubsub`: publishing and delivery on the real brokers;
@@ -19,6 +21,7 @@
 //! - `tracing`: spans to each exporter a Dapr `Configuration` can name;
 //! - `fuzz_seeds`: the `sidecar_request` fuzz target's seeds, replayed.
 
+mod actors;
 mod bindings;
 mod configuration;
 mod fuzz_seeds;
