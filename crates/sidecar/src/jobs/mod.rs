@@ -139,8 +139,13 @@ impl Timing {
     }
 }
 
-/// The schedule's first time after `after` (Unix milliseconds).
+/// The schedule's first time after `after` (Unix milliseconds). `@every`
+/// counts from `after` itself (a reminder's period is exact), not from
+/// its whole second as the cron binding's does.
 fn next_after(schedule: &Schedule, after: i64) -> Option<i64> {
+    if let Schedule::Every(every) = schedule {
+        return Some(after.saturating_add(i64::try_from(every.as_millis()).ok()?));
+    }
     let after: DateTime<Local> = Local.timestamp_millis_opt(after).single()?;
     schedule.next_after(after).map(|at| at.timestamp_millis())
 }
@@ -455,6 +460,8 @@ mod tests {
         let second = timing.after(first, 1).unwrap();
         assert_eq!(second, T0 + 4_000);
         assert_eq!(timing.after(second, 2), None, "two repeats in all");
+        // `@every` counts from the last trigger, to the millisecond.
+        assert_eq!(timing.after(T0 + 2_500, 1), Some(T0 + 4_500));
         let timing = Timing::of(&job(Some("@every 2s"), None, None, Some("5s")), T0).unwrap();
         assert_eq!(timing.after(T0 + 4_000, 2), None, "past its ttl");
         // A due time first, then the schedule from there.
