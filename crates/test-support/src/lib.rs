@@ -39,7 +39,7 @@ pub mod tls;
 pub mod wait;
 
 pub use paths::{component_path, photo, repo_path, wasm_path};
-pub use process::spawn_listening;
+pub use process::{run_sdk_checks, spawn_listening};
 pub use services::{BrokerServer, RabbitVhost, RedisServer, require_service};
 pub use sidecar::{RunningSidecar, assert_dapr_error, get_json, start_echo_app};
 pub use wait::wait_until;

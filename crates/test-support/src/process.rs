@@ -36,3 +36,22 @@ pub fn spawn_listening(command: &mut Command) -> (Child, SocketAddr) {
         .expect("the service logs `listening on http://ADDRESS` within 60 s");
     (child, address)
 }
+
+/// Runs a script of checks written with an official SDK (`command`, which
+/// prints one line per check and closes with `N passed, M failed`), off
+/// the runtime, echoing its output; fails the test unless it succeeds
+/// with `passed` checks passed and none failed.
+pub async fn run_sdk_checks(mut command: Command, what: &str, passed: usize) {
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the script's thread")
+        .unwrap_or_else(|e| panic!("{what}: cannot run the script: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{what}:\n{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{what} failed:\n{stdout}");
+    assert!(
+        stdout.contains(&format!("{passed} passed, 0 failed")),
+        "{what}: {stdout}"
+    );
+}

@@ -40,14 +40,14 @@ async fn whole_body(sidecar: &Sidecar, body: Body) -> Result<Bytes, DaprError> {
         .map_err(|_| DaprError::BodyTooLarge(sidecar.config.max_body_size))
 }
 
-/// `ANY /v1.0/actors/{type}/{id}/method/{*method}`
-pub(crate) async fn invoke(
-    State(sidecar): State<Arc<Sidecar>>,
-    Path((actor_type, actor_id, method)): Path<(String, String, String)>,
+/// The call a request makes: its method, body, headers and trace context.
+async fn actor_call(
+    sidecar: &Sidecar,
+    (actor_type, actor_id, method): (String, String, String),
     request: Request,
-) -> Result<Response, DaprError> {
+) -> Result<ActorCall, DaprError> {
     let (parts, body) = request.into_parts();
-    let body = whole_body(&sidecar, body).await?;
+    let body = whole_body(sidecar, body).await?;
     let mut call = ActorCall::new(
         &actor_type,
         &actor_id,
@@ -56,37 +56,30 @@ pub(crate) async fn invoke(
         TraceContext::of(&parts.extensions, &parts.headers),
     )?;
     call.headers = crate::invoke::forwardable(&parts.headers);
-    let answer = sidecar.call_actor(call).await?;
-    let mut response = Response::new(Body::from(answer.body));
-    *response.status_mut() = answer.status;
-    *response.headers_mut() = answer.headers;
-    response
-        .extensions_mut()
-        .insert(service_kit::error_body::PassedThrough);
-    Ok(response)
+    Ok(call)
+}
+
+/// `ANY /v1.0/actors/{type}/{id}/method/{*method}`
+pub(crate) async fn invoke(
+    State(sidecar): State<Arc<Sidecar>>,
+    Path(path): Path<(String, String, String)>,
+    request: Request,
+) -> Result<Response, DaprError> {
+    let call = actor_call(&sidecar, path, request).await?;
+    Ok(sidecar.call_actor(call).await?.into_response())
 }
 
 /// `PUT /_dapr-wasm/internal/actors/{type}/{id}/method/{*method}`: a call
 /// from a peer sidecar for an actor this one hosts.
 pub(crate) async fn invoke_from_peer(
     State(sidecar): State<Arc<Sidecar>>,
-    Path((actor_type, actor_id, method)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     request: Request,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let answer = async {
-        let body = whole_body(&sidecar, body).await?;
-        let mut call = ActorCall::new(
-            &actor_type,
-            &actor_id,
-            &method,
-            body,
-            TraceContext::of(&parts.extensions, &parts.headers),
-        )?;
-        call.headers = crate::invoke::forwardable(&parts.headers);
-        sidecar.call_local_actor(call).await
-    }
-    .await;
+    let answer = match actor_call(&sidecar, path, request).await {
+        Ok(call) => sidecar.call_local_actor(call).await,
+        Err(err) => Err(err),
+    };
     super::peer_answer(answer)
 }
 

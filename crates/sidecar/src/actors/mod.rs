@@ -390,6 +390,18 @@ impl ActorAnswer {
         self.headers.contains_key(ERROR_RESPONSE_HEADER)
     }
 
+    /// The answer as the app gave it: status, headers and body (marked so
+    /// that no error body replaces it).
+    pub(crate) fn into_response(self) -> axum::response::Response {
+        let mut response = axum::response::Response::new(axum::body::Body::from(self.body));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        response
+            .extensions_mut()
+            .insert(service_kit::error_body::PassedThrough);
+        response
+    }
+
     /// Whether the app asked for the reminder it was called for to end.
     fn cancels_reminder(&self) -> bool {
         self.headers
@@ -405,6 +417,22 @@ impl ActorAnswer {
 }
 
 impl Sidecar {
+    /// `Ok` if this sidecar's app hosts `actor_type`, else why not.
+    pub(crate) fn check_hosted(&self, actor_type: &str) -> Result<(), String> {
+        let hosted = self
+            .actors
+            .host_config()
+            .is_some_and(|host| host.hosts(actor_type));
+        if hosted {
+            Ok(())
+        } else {
+            Err(format!(
+                "actor type {actor_type} is not hosted by app {}",
+                self.config.app_id
+            ))
+        }
+    }
+
     /// Calls an actor's method wherever the actor lives: on this sidecar's
     /// app, or through the sidecar that hosts it.
     pub(crate) async fn call_actor(&self, call: ActorCall) -> Result<ActorAnswer, DaprError> {
@@ -430,16 +458,8 @@ impl Sidecar {
     /// Calls an actor this sidecar's app hosts: activates it, waits for
     /// its turn, then `PUT /actors/{type}/{id}/method/{method}`.
     pub(crate) async fn call_local_actor(&self, call: ActorCall) -> Result<ActorAnswer, DaprError> {
-        let hosted = self
-            .actors
-            .host_config()
-            .is_some_and(|host| host.hosts(&call.actor_type));
-        if !hosted {
-            return Err(DaprError::ActorInvoke(format!(
-                "actor type {} is not hosted by app {}",
-                call.actor_type, self.config.app_id
-            )));
-        }
+        self.check_hosted(&call.actor_type)
+            .map_err(DaprError::ActorInvoke)?;
         let activation = self.actors.activate(&call.key());
         let limit = self.config.invoke_timeout;
         let turn = tokio::time::timeout(limit, activation.turn.lock())
@@ -696,15 +716,10 @@ pub(crate) fn peer_answer(answer: Result<ActorAnswer, DaprError>) -> axum::respo
     use axum::response::IntoResponse;
     match answer {
         Ok(answer) => {
-            let mut response = axum::response::Response::new(axum::body::Body::from(answer.body));
-            *response.status_mut() = answer.status;
-            *response.headers_mut() = answer.headers;
+            let mut response = answer.into_response();
             response
                 .headers_mut()
                 .insert(PEER_ANSWER_HEADER, HeaderValue::from_static("true"));
-            response
-                .extensions_mut()
-                .insert(service_kit::error_body::PassedThrough);
             response
         }
         Err(err) => err.into_response(),

@@ -87,15 +87,8 @@ impl Sidecar {
     /// Fails unless this sidecar's app hosts `actor_type`: daprd takes
     /// reminder operations only where the type is hosted.
     fn require_hosted(&self, actor_type: &str) -> Result<(), DaprError> {
-        let hosted = self
-            .actors
-            .host_config()
-            .is_some_and(|host| host.hosts(actor_type));
-        if hosted {
-            Ok(())
-        } else {
-            Err(DaprError::ActorReminderNotHosted)
-        }
+        self.check_hosted(actor_type)
+            .map_err(|_| DaprError::ActorReminderNotHosted)
     }
 
     /// Creates (or, unless `overwrite` is false, replaces) a reminder.

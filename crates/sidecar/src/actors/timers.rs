@@ -87,16 +87,8 @@ impl Sidecar {
         super::validate_name("actorType", &timer.actor_type)?;
         super::validate_name("actorId", &timer.actor_id)?;
         super::validate_name("timer name", &timer.name)?;
-        let hosted = self
-            .actors
-            .host_config()
-            .is_some_and(|host| host.hosts(&timer.actor_type));
-        if !hosted {
-            return Err(DaprError::ActorTimerCreate(format!(
-                "actor type {} is not hosted by app {}",
-                timer.actor_type, self.config.app_id
-            )));
-        }
+        self.check_hosted(&timer.actor_type)
+            .map_err(DaprError::ActorTimerCreate)?;
         let times = Times::parse(
             "timer",
             &timer.due_time,

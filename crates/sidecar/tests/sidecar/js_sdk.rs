@@ -42,32 +42,16 @@ async fn the_official_dapr_js_sdk_works_against_the_sidecar() {
     // The same checks with each of the SDK's transports (and configuration,
     // which the SDK reads over gRPC only).
     for (protocol, checks) in [("http", 14), ("grpc", 15)] {
-        let (http, grpc) = (sidecar.address.port(), sidecar.grpc_address.port());
-        let sdk_dir = sdk_dir.clone();
-        let output = tokio::task::spawn_blocking(move || {
-            Command::new("node")
-                .arg("conformance.mjs")
-                .current_dir(&sdk_dir)
-                .env("DAPR_HTTP_PORT", http.to_string())
-                .env("DAPR_GRPC_PORT", grpc.to_string())
-                .env("DAPR_PROTOCOL", protocol)
-                .env("TARGET_APP_ID", "js-target")
-                .output()
-        })
-        .await
-        .unwrap()
-        .expect("run node");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        println!("{protocol}:\n{stdout}");
-        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-        assert!(
-            output.status.success(),
-            "the JS SDK checks failed over {protocol}:\n{stdout}"
-        );
-        assert!(
-            stdout.contains(&format!("{checks} passed, 0 failed")),
-            "{protocol}: {stdout}"
-        );
+        let mut script = Command::new("node");
+        script
+            .arg("conformance.mjs")
+            .current_dir(&sdk_dir)
+            .env("DAPR_HTTP_PORT", sidecar.address.port().to_string())
+            .env("DAPR_GRPC_PORT", sidecar.grpc_address.port().to_string())
+            .env("DAPR_PROTOCOL", protocol)
+            .env("TARGET_APP_ID", "js-target");
+        let what = format!("the JS SDK checks over {protocol}");
+        test_support::run_sdk_checks(script, &what, checks).await;
     }
     sidecar.stop().await;
 }
@@ -84,27 +68,14 @@ async fn the_js_sdk_hosts_and_calls_actors() {
     // The sidecar asks the app for its actor types until it answers.
     let host = RunningSidecar::start(config("js-actors", Some(port), data.path())).await;
     let caller = RunningSidecar::start(config("js-actor-caller", None, data.path())).await;
-    let (host_port, caller_port) = (host.address.port(), caller.address.port());
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("actors.mjs")
-            .current_dir(&sdk_dir)
-            .env("APP_PORT", port.to_string())
-            .env("HOST_DAPR_HTTP_PORT", host_port.to_string())
-            .env("CALLER_DAPR_HTTP_PORT", caller_port.to_string())
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(
-        output.status.success(),
-        "the JS SDK actor checks failed:\n{stdout}"
-    );
-    assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
+    let mut script = Command::new("node");
+    script
+        .arg("actors.mjs")
+        .current_dir(&sdk_dir)
+        .env("APP_PORT", port.to_string())
+        .env("HOST_DAPR_HTTP_PORT", host.address.port().to_string())
+        .env("CALLER_DAPR_HTTP_PORT", caller.address.port().to_string());
+    test_support::run_sdk_checks(script, "the JS SDK actor checks", 3).await;
     caller.stop().await;
     host.stop().await;
 }

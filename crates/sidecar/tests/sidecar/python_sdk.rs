@@ -60,29 +60,17 @@ async fn the_official_dapr_python_sdk_works_over_grpc() {
         RunningSidecar::start(config("py-target", Some(app.port()), resources.data.path())).await;
     let caller = RunningSidecar::start(resources.config("py-caller", None)).await;
 
-    let script = repo_path("crates/sidecar/tests/sidecar/python-sdk/conformance.py");
-    let (http_port, grpc_port) = (caller.address.port(), caller.grpc_address.port());
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("DAPR_HTTP_PORT", http_port.to_string())
-            .env("DAPR_GRPC_PORT", grpc_port.to_string())
-            .env("DAPR_API_METHOD_INVOCATION_PROTOCOL", "grpc")
-            .env("TARGET_APP_ID", "py-target")
-            .env("CALLER_APP_ID", "py-caller")
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run python");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(
-        output.status.success(),
-        "the Python SDK checks failed:\n{stdout}"
-    );
-    assert!(stdout.contains("19 passed, 0 failed"), "{stdout}");
+    let mut script = Command::new(python);
+    script
+        .arg(repo_path(
+            "crates/sidecar/tests/sidecar/python-sdk/conformance.py",
+        ))
+        .env("DAPR_HTTP_PORT", caller.address.port().to_string())
+        .env("DAPR_GRPC_PORT", caller.grpc_address.port().to_string())
+        .env("DAPR_API_METHOD_INVOCATION_PROTOCOL", "grpc")
+        .env("TARGET_APP_ID", "py-target")
+        .env("CALLER_APP_ID", "py-caller");
+    test_support::run_sdk_checks(script, "the Python SDK checks", 19).await;
     caller.stop().await;
     target.stop().await;
 }
@@ -265,26 +253,14 @@ async fn python_sdk_actors_are_hosted_and_called() {
     .await;
     let caller = RunningSidecar::start(config("py-actor-caller", None, data.path())).await;
 
-    let script = repo_path("crates/sidecar/tests/sidecar/python-sdk/actor_client.py");
-    let (http_port, grpc_port) = (caller.address.port(), caller.grpc_address.port());
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("DAPR_HTTP_PORT", http_port.to_string())
-            .env("DAPR_GRPC_PORT", grpc_port.to_string())
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run python");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(
-        output.status.success(),
-        "the Python SDK actor checks failed:\n{stdout}"
-    );
-    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+    let mut script = Command::new(python);
+    script
+        .arg(repo_path(
+            "crates/sidecar/tests/sidecar/python-sdk/actor_client.py",
+        ))
+        .env("DAPR_HTTP_PORT", caller.address.port().to_string())
+        .env("DAPR_GRPC_PORT", caller.grpc_address.port().to_string());
+    test_support::run_sdk_checks(script, "the Python SDK actor checks", 4).await;
     caller.stop().await;
     host.stop().await;
 }
