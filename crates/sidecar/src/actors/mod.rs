@@ -57,6 +57,8 @@ pub(crate) use timers::TimerRequest;
 /// daprd's defaults for an app that names none.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_secs(30);
+/// How often, at most, a sidecar looks for actors placement moved away.
+const REBALANCE_CHECK: Duration = Duration::from_secs(1);
 
 /// The header with which an app (the .NET SDK) says its answer is an
 /// actor's error, not a success.
@@ -164,7 +166,7 @@ pub(crate) type ActorKey = (String, String);
 /// One active actor on this sidecar: its turn (one call at a time) and
 /// when it was last called.
 struct Activation {
-    turn: tokio::sync::Mutex<()>,
+    turn: Arc<tokio::sync::Mutex<()>>,
     last_used: Mutex<Instant>,
 }
 
@@ -194,6 +196,10 @@ pub struct Actors {
     timers: timers::Timers,
     /// Recent placement lookups ([`placement`]).
     hosts_cache: placement::HostsCache,
+    /// The active actors placement puts elsewhere, since when: they leave
+    /// once that has lasted longer than a lookup is cached (so a stale
+    /// list of hosts moves nothing).
+    moving: Mutex<HashMap<ActorKey, Instant>>,
     /// The state store marked `actorStateStore`.
     state_store: Option<String>,
 }
@@ -207,6 +213,7 @@ impl Actors {
             active: Mutex::new(HashMap::new()),
             timers: timers::Timers::default(),
             hosts_cache: placement::HostsCache::default(),
+            moving: Mutex::new(HashMap::new()),
             state_store,
         }
     }
@@ -265,6 +272,15 @@ impl Actors {
             .contains_key(key)
     }
 
+    /// Whether `activation` is still the actor's (not deactivated since).
+    fn is_current(&self, key: &ActorKey, activation: &Arc<Activation>) -> bool {
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .is_some_and(|current| Arc::ptr_eq(current, activation))
+    }
+
     /// The actor's activation, made now if it has none.
     fn activate(&self, key: &ActorKey) -> Arc<Activation> {
         let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
@@ -272,7 +288,7 @@ impl Actors {
             .entry(key.clone())
             .or_insert_with(|| {
                 Arc::new(Activation {
-                    turn: tokio::sync::Mutex::new(()),
+                    turn: Arc::new(tokio::sync::Mutex::new(())),
                     last_used: Mutex::new(Instant::now()),
                 })
             })
@@ -460,16 +476,25 @@ impl Sidecar {
     pub(crate) async fn call_local_actor(&self, call: ActorCall) -> Result<ActorAnswer, DaprError> {
         self.check_hosted(&call.actor_type)
             .map_err(DaprError::ActorInvoke)?;
-        let activation = self.actors.activate(&call.key());
+        let key = call.key();
         let limit = self.config.invoke_timeout;
-        let turn = tokio::time::timeout(limit, activation.turn.lock())
-            .await
-            .map_err(|_| {
-                DaprError::ActorInvoke(format!(
-                    "actor {}/{} was busy for {limit:?}",
-                    call.actor_type, call.actor_id
-                ))
-            })?;
+        let waited = tokio::time::timeout(limit, async {
+            loop {
+                let activation = self.actors.activate(&key);
+                let turn = activation.turn.clone().lock_owned().await;
+                // Deactivated while this call waited: activate it again.
+                if self.actors.is_current(&key, &activation) {
+                    return (activation, turn);
+                }
+            }
+        })
+        .await;
+        let (activation, turn) = waited.map_err(|_| {
+            DaprError::ActorInvoke(format!(
+                "actor {}/{} was busy for {limit:?}",
+                call.actor_type, call.actor_id
+            ))
+        })?;
         let route = call.app_route();
         let mut headers = call.headers;
         headers.remove(axum::http::header::CONTENT_LENGTH);
@@ -655,32 +680,65 @@ impl Sidecar {
         loop {
             tokio::select! {
                 () = self.shutdown_was_requested() => return,
-                () = tokio::time::sleep(host.scan_interval) => {}
+                () = tokio::time::sleep(host.scan_interval.min(REBALANCE_CHECK)) => {}
             }
-            self.deactivate_idle_actors(&host).await;
+            self.deactivate_leaving_actors(&host).await;
         }
     }
 
-    /// Deactivates every actor idle for its type's idle timeout and not
-    /// in a call: its timers stop, and the app gets `DELETE
-    /// /actors/{type}/{id}`.
-    async fn deactivate_idle_actors(&self, host: &HostConfig) {
-        let idle: Vec<ActorKey> = {
-            let mut active = self.actors.active.lock().unwrap_or_else(|e| e.into_inner());
-            let idle: Vec<ActorKey> = active
-                .iter()
-                .filter(|((actor_type, _), activation)| {
-                    activation.idle_for() >= host.idle_timeout_of(actor_type)
-                        && activation.turn.try_lock().is_ok()
-                })
-                .map(|(key, _)| key.clone())
-                .collect();
-            for key in &idle {
-                active.remove(key);
+    /// Deactivates, once it is not in a call, every actor idle for its
+    /// type's idle timeout, and every one that placement now puts on
+    /// another sidecar (one joined or came back): its timers stop, and the
+    /// app gets `DELETE /actors/{type}/{id}`. A call that waited for it
+    /// meanwhile activates it again.
+    async fn deactivate_leaving_actors(&self, host: &HostConfig) {
+        let active: Vec<(ActorKey, Arc<Activation>)> = self
+            .actors
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(key, activation)| (key.clone(), activation.clone()))
+            .collect();
+        let own = self.actors.own_address.get().copied();
+        let mut placed_elsewhere = Vec::new();
+        for (key, _) in &active {
+            let placed = self.actor_host(&key.0, &key.1).await;
+            if placed.is_ok_and(|placed| Some(placed) != own) {
+                placed_elsewhere.push(key.clone());
             }
-            idle
+        }
+        let moved: Vec<ActorKey> = {
+            let mut moving = self.actors.moving.lock().unwrap_or_else(|e| e.into_inner());
+            moving.retain(|key, _| placed_elsewhere.contains(key));
+            placed_elsewhere
+                .into_iter()
+                .filter(|key| {
+                    let since = *moving.entry(key.clone()).or_insert_with(Instant::now);
+                    since.elapsed() > crate::nameres::LOOKUP_CACHE_FOR
+                })
+                .collect()
         };
-        for key in idle {
+        let mut leaving = Vec::new();
+        for (key, activation) in active {
+            let idle = activation.idle_for() >= host.idle_timeout_of(&key.0);
+            if !(idle || moved.contains(&key)) {
+                continue;
+            }
+            // Not in a call; and no call starts until the app was told.
+            let Ok(turn) = activation.turn.clone().try_lock_owned() else {
+                continue;
+            };
+            let removed = {
+                let mut map = self.actors.active.lock().unwrap_or_else(|e| e.into_inner());
+                let current = map.get(&key).is_some_and(|a| Arc::ptr_eq(a, &activation));
+                current && map.remove(&key).is_some()
+            };
+            if removed {
+                leaving.push((key, turn));
+            }
+        }
+        for (key, _turn) in leaving {
             self.actors.timers.stop_all_of(&key);
             let route = format!("/actors/{}/{}", key.0, key.1);
             let answer = crate::app_channel::send_to_app(

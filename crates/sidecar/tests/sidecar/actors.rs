@@ -37,6 +37,8 @@ struct Seen {
 struct CounterApp {
     /// Which app this is (answered by `whoami`).
     label: &'static str,
+    /// Its `actorIdleTimeout`.
+    idle_timeout: &'static str,
     /// Its sidecar's HTTP API, once it runs.
     sidecar: Arc<OnceLock<String>>,
     seen: mpsc::UnboundedSender<Seen>,
@@ -46,10 +48,10 @@ struct CounterApp {
     in_flight: Arc<Mutex<HashMap<String, (u32, u32)>>>,
 }
 
-async fn dapr_config() -> axum::Json<Value> {
+async fn dapr_config(State(app): State<CounterApp>) -> axum::Json<Value> {
     axum::Json(json!({
         "entities": ["Counter"],
-        "actorIdleTimeout": "0h0m2s0ms0μs",
+        "actorIdleTimeout": app.idle_timeout,
         "actorScanInterval": "0h0m0s500ms0μs",
         "drainRebalancedActors": true,
     }))
@@ -150,10 +152,12 @@ async fn deactivate(
 /// (the app asks its sidecar for state).
 async fn start_actor_app(
     label: &'static str,
+    idle_timeout: &'static str,
 ) -> (SocketAddr, CounterApp, mpsc::UnboundedReceiver<Seen>) {
     let (seen, events) = mpsc::unbounded_channel();
     let app = CounterApp {
         label,
+        idle_timeout,
         sidecar: Arc::new(OnceLock::new()),
         seen,
         deactivated: Arc::default(),
@@ -218,7 +222,7 @@ async fn call(sidecar: &RunningSidecar, id: &str, method: &str, body: &str) -> r
 
 #[tokio::test]
 async fn an_app_hosts_actors_with_state_reminders_timers_and_deactivation() {
-    let (app_address, app, mut events) = start_actor_app("one").await;
+    let (app_address, app, mut events) = start_actor_app("one", "0h0m2s0ms0μs").await;
     let data = tempfile::tempdir().unwrap();
     let sidecar = start_host(
         config("counter-app", Some(app_address.port()), data.path()),
@@ -429,7 +433,7 @@ async fn an_app_hosts_actors_with_state_reminders_timers_and_deactivation() {
 
 #[tokio::test]
 async fn bad_actor_requests_get_daprds_errors() {
-    let (app_address, app, _events) = start_actor_app("one").await;
+    let (app_address, app, _events) = start_actor_app("one", "0h0m2s0ms0μs").await;
     let data = tempfile::tempdir().unwrap();
     let sidecar = start_host(
         config("counter-errors", Some(app_address.port()), data.path()),
@@ -569,8 +573,8 @@ async fn bad_actor_requests_get_daprds_errors() {
 #[tokio::test]
 async fn actors_spread_over_the_hosting_sidecars_and_are_reached_from_any() {
     let data = tempfile::tempdir().unwrap();
-    let (one_address, one, _one_events) = start_actor_app("one").await;
-    let (two_address, two, _two_events) = start_actor_app("two").await;
+    let (one_address, one, _one_events) = start_actor_app("one", "1h").await;
+    let (two_address, two, _two_events) = start_actor_app("two", "1h").await;
     let host_one = start_host(
         config("counter-one", Some(one_address.port()), data.path()),
         &one,
@@ -662,13 +666,67 @@ async fn actors_spread_over_the_hosting_sidecars_and_are_reached_from_any() {
         },
     )
     .await;
+    for id in placed.keys() {
+        assert_eq!(
+            call(&caller, id, "whoami", "").await.text().await.unwrap(),
+            "two"
+        );
+    }
+    let deactivated_before = two.deactivated.lock().unwrap().len();
+    assert_eq!(
+        deactivated_before, 0,
+        "an hour's idle timeout, and no host came"
+    );
+    // When one comes (back) that placement prefers for some, the other
+    // deactivates those (its idle timeout is an hour) and they move.
+    let host_one = start_host(
+        config("counter-one", Some(one_address.port()), data.path()),
+        &one,
+    )
+    .await;
+    let back_on_one = || async {
+        let mut back = Vec::new();
+        for id in placed.keys() {
+            let host = call(&caller, id, "whoami", "").await.text().await.unwrap();
+            if host == "one" {
+                back.push(id.clone());
+            }
+        }
+        back
+    };
+    // (The caller sees the new host once its lookup, cached for a second,
+    // is renewed.)
+    test_support::wait_until(
+        "the caller places actors on the new host",
+        Duration::from_secs(10),
+        || async { !back_on_one().await.is_empty() },
+    )
+    .await;
+    let back = back_on_one().await;
+    assert!(!back.is_empty() && back.len() < placed.len(), "{back:?}");
+    test_support::wait_until(
+        "the actors placed on the new host are deactivated on the old one",
+        Duration::from_secs(10),
+        || {
+            let deactivated = two.deactivated.lock().unwrap().clone();
+            let done = back.iter().all(|id| deactivated.contains(id));
+            async move { done }
+        },
+    )
+    .await;
+    let deactivated = two.deactivated.lock().unwrap().clone();
+    assert!(
+        deactivated.iter().all(|id| back.contains(id)),
+        "only the moved actors: {deactivated:?}, moved {back:?}"
+    );
+    host_one.stop().await;
     caller.stop().await;
     host_two.stop().await;
 }
 
 #[tokio::test]
 async fn the_grpc_actor_api_serves_state_and_reminders() {
-    let (app_address, app, mut events) = start_actor_app("one").await;
+    let (app_address, app, mut events) = start_actor_app("one", "0h0m2s0ms0μs").await;
     let data = tempfile::tempdir().unwrap();
     let sidecar = start_host(
         config("counter-grpc", Some(app_address.port()), data.path()),
