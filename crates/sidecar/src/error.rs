@@ -263,6 +263,9 @@ pub enum DaprError {
     /// Creating a timer failed.
     #[error("error creating actor timer: {0}")]
     ActorTimerCreate(String),
+    /// A reentrant call chain went deeper than `maxStackDepth`.
+    #[error("maximum stack depth exceeded")]
+    ActorStackDepth,
     /// No live sidecar hosts the actor's type.
     #[error("did not find address for actor '{0}'")]
     ActorNoAddress(String),
@@ -354,7 +357,8 @@ impl DaprError {
             | ActorReminderCreate(_)
             | ActorReminderGet(_)
             | ActorReminderDelete(_)
-            | ActorTimerCreate(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | ActorTimerCreate(_)
+            | ActorStackDepth => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -417,6 +421,7 @@ impl DaprError {
             ActorReminderNotHosted => "ERR_ACTOR_REMINDER_NON_HOSTED",
             ActorTimerCreate(_) => "ERR_ACTOR_TIMER_CREATE",
             ActorNoAddress(_) => "ERR_ACTOR_NO_ADDRESS",
+            ActorStackDepth => "ERR_ACTOR_STACK_DEPTH",
             Peer { code, .. } => code,
         }
     }
@@ -446,6 +451,7 @@ impl DaprError {
             ActorReminderNotFound(_) => Code::NotFound,
             ActorReminderAlreadyExists(_) => Code::AlreadyExists,
             ActorNoAddress(_) => Code::FailedPrecondition,
+            ActorStackDepth => Code::ResourceExhausted,
             Peer { status, .. } => match status.as_u16() {
                 400 => Code::InvalidArgument,
                 401 => Code::Unauthenticated,

@@ -23,10 +23,18 @@
 //!   **reminders** ([`reminders`], kept in `jobs.db` with the jobs, so they
 //!   outlive restarts) fire as calls of `timer/{name}` and `remind/{name}`.
 //!
+//! - **Reentrancy** (`reentrancy: {enabled, maxStackDepth}`, for all
+//!   types or per type): a call carrying the `Dapr-Reentrancy-Id` of the
+//!   call chain that has the actor's turn enters at once, up to
+//!   `maxStackDepth` deep (`ERR_ACTOR_STACK_DEPTH` past it); the app gets
+//!   each call's chain id to pass on.
+//! - **Rebalancing.** An actor that placement moves to another sidecar
+//!   (one that joined or came back) is deactivated here, once it is not in
+//!   a call.
+//!
 //! Not as daprd: gRPC apps cannot host actors (daprd's actor callback
-//! stream is not served); reentrancy is not supported (an actor calling
-//! itself waits for its own turn until the call times out); a sidecar
-//! that stops does not drain its actors' calls first.
+//! stream is not served); a sidecar that stops does not drain its actors'
+//! calls first.
 
 pub mod api;
 mod placement;
@@ -63,6 +71,8 @@ const REBALANCE_CHECK: Duration = Duration::from_secs(1);
 /// The header with which an app (the .NET SDK) says its answer is an
 /// actor's error, not a success.
 pub(crate) const ERROR_RESPONSE_HEADER: &str = "x-daprerrorresponseheader";
+/// The call chain a call belongs to, with reentrancy.
+const REENTRANCY_ID_HEADER: &str = "dapr-reentrancy-id";
 /// The header with which an app cancels the reminder it was called for.
 const REMINDER_CANCEL_HEADER: &str = "x-daprremindercancel";
 /// Marks a peer sidecar's answer as the app's (any other answer is the
@@ -81,6 +91,10 @@ pub(crate) struct HostConfig {
     scan_interval: Duration,
     /// `entitiesConfig`'s idle timeouts, by type.
     idle_by_type: HashMap<String, Duration>,
+    /// How deep a call chain may reenter an actor (`None`: reentrancy is
+    /// off), for every type and as `entitiesConfig` sets it by type.
+    reentrancy: Option<u32>,
+    reentrancy_by_type: HashMap<String, Option<u32>>,
 }
 
 /// `GET /dapr/config`'s body, as the SDKs write it.
@@ -90,7 +104,26 @@ struct AppConfigJson {
     entities: Vec<String>,
     actor_idle_timeout: Option<String>,
     actor_scan_interval: Option<String>,
+    reentrancy: Option<ReentrancyJson>,
     entities_config: Vec<EntityConfigJson>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ReentrancyJson {
+    enabled: bool,
+    max_stack_depth: Option<u32>,
+}
+
+/// daprd's default `maxStackDepth`.
+const DEFAULT_MAX_STACK_DEPTH: u32 = 32;
+
+impl ReentrancyJson {
+    /// The deepest a call chain may reenter, if reentrancy is on.
+    fn max_depth(self) -> Option<u32> {
+        self.enabled
+            .then(|| self.max_stack_depth.unwrap_or(DEFAULT_MAX_STACK_DEPTH))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +131,7 @@ struct AppConfigJson {
 struct EntityConfigJson {
     entities: Vec<String>,
     actor_idle_timeout: Option<String>,
+    reentrancy: Option<ReentrancyJson>,
 }
 
 /// A duration field of the app's configuration: absent or empty is
@@ -129,6 +163,8 @@ impl HostConfig {
             DEFAULT_SCAN_INTERVAL,
         )?;
         let mut idle_by_type = HashMap::new();
+        let reentrancy = json.reentrancy.unwrap_or_default().max_depth();
+        let mut reentrancy_by_type = HashMap::new();
         for entity in &json.entities_config {
             let idle = config_duration(
                 "entitiesConfig.actorIdleTimeout",
@@ -137,6 +173,9 @@ impl HostConfig {
             )?;
             for actor_type in &entity.entities {
                 idle_by_type.insert(actor_type.clone(), idle);
+                if let Some(own) = entity.reentrancy {
+                    reentrancy_by_type.insert(actor_type.clone(), own.max_depth());
+                }
             }
         }
         Ok(HostConfig {
@@ -144,12 +183,23 @@ impl HostConfig {
             idle_timeout,
             scan_interval: scan_interval.max(Duration::from_millis(100)),
             idle_by_type,
+            reentrancy,
+            reentrancy_by_type,
         })
     }
 
     /// Whether the app hosts `actor_type`.
     pub(crate) fn hosts(&self, actor_type: &str) -> bool {
         self.entities.iter().any(|t| t == actor_type)
+    }
+
+    /// How deep a call chain may reenter an actor of `actor_type`, if
+    /// reentrancy is on for it.
+    fn reentrancy_of(&self, actor_type: &str) -> Option<u32> {
+        self.reentrancy_by_type
+            .get(actor_type)
+            .copied()
+            .unwrap_or(self.reentrancy)
     }
 
     fn idle_timeout_of(&self, actor_type: &str) -> Duration {
@@ -168,9 +218,34 @@ pub(crate) type ActorKey = (String, String);
 struct Activation {
     turn: Arc<tokio::sync::Mutex<()>>,
     last_used: Mutex<Instant>,
+    /// With reentrancy: the call chain that has the turn, and how deep it
+    /// is in the actor.
+    chain: Mutex<Option<(String, u32)>>,
 }
 
 impl Activation {
+    /// Enters the actor again for `chain`, if that chain has the turn:
+    /// `Some(Ok)` one level deeper, `Some(Err)` past `max_depth`, `None`
+    /// when the chain does not have the turn.
+    fn reenter(&self, chain: &str, max_depth: u32) -> Option<Result<(), DaprError>> {
+        let mut current = self.chain.lock().unwrap_or_else(|e| e.into_inner());
+        let (id, depth) = current.as_mut().filter(|(id, _)| id == chain)?;
+        debug_assert_eq!(id, chain);
+        if *depth >= max_depth {
+            return Some(Err(DaprError::ActorStackDepth));
+        }
+        *depth += 1;
+        Some(Ok(()))
+    }
+
+    /// Leaves one level of the chain that has the turn.
+    fn leave(&self) {
+        let mut current = self.chain.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, depth)) = current.as_mut() {
+            *depth = depth.saturating_sub(1);
+        }
+    }
+
     fn touch(&self) {
         *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
@@ -290,6 +365,7 @@ impl Actors {
                 Arc::new(Activation {
                     turn: Arc::new(tokio::sync::Mutex::new(())),
                     last_used: Mutex::new(Instant::now()),
+                    chain: Mutex::new(None),
                 })
             })
             .clone()
@@ -477,26 +553,45 @@ impl Sidecar {
         self.check_hosted(&call.actor_type)
             .map_err(DaprError::ActorInvoke)?;
         let key = call.key();
-        let limit = self.config.invoke_timeout;
-        let waited = tokio::time::timeout(limit, async {
-            loop {
-                let activation = self.actors.activate(&key);
-                let turn = activation.turn.clone().lock_owned().await;
-                // Deactivated while this call waited: activate it again.
-                if self.actors.is_current(&key, &activation) {
-                    return (activation, turn);
-                }
-            }
-        })
-        .await;
-        let (activation, turn) = waited.map_err(|_| {
-            DaprError::ActorInvoke(format!(
-                "actor {}/{} was busy for {limit:?}",
-                call.actor_type, call.actor_id
-            ))
-        })?;
         let route = call.app_route();
         let mut headers = call.headers;
+        let reentrancy = self
+            .actors
+            .host_config()
+            .and_then(|host| host.reentrancy_of(&call.actor_type));
+        let chain = reentrancy.map(|_| {
+            headers
+                .get(REENTRANCY_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .unwrap_or_else(crate::ids::new_uuid)
+        });
+        // A call of the chain that has the actor's turn enters at once.
+        let reentered = match (&chain, reentrancy) {
+            (Some(chain), Some(max_depth)) => {
+                let activation = self.actors.activate(&key);
+                match activation.reenter(chain, max_depth) {
+                    Some(Ok(())) => Some(activation),
+                    Some(Err(err)) => return Err(err),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        let (activation, turn) = match reentered {
+            Some(activation) => (activation, None),
+            None => {
+                let (activation, turn) = self.take_turn(&key).await?;
+                if let Some(chain) = &chain {
+                    *activation.chain.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((chain.clone(), 1));
+                }
+                (activation, Some(turn))
+            }
+        };
+        if let Some(value) = chain.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(REENTRANCY_ID_HEADER, value);
+        }
         headers.remove(axum::http::header::CONTENT_LENGTH);
         if !headers.contains_key(axum::http::header::CONTENT_TYPE) {
             headers.insert(
@@ -515,7 +610,13 @@ impl Sidecar {
         )
         .await;
         activation.touch();
-        drop(turn);
+        match turn {
+            Some(turn) => {
+                *activation.chain.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                drop(turn);
+            }
+            None => activation.leave(),
+        }
         let (status, headers, body) = answer.map_err(DaprError::ActorInvoke)?;
         let body = body.map_err(DaprError::ActorInvoke)?;
         let answer = ActorAnswer {
@@ -540,6 +641,28 @@ impl Sidecar {
             )));
         }
         Ok(answer)
+    }
+
+    /// Waits (up to the invoke timeout) for the actor's turn, activating
+    /// it again if it was deactivated meanwhile.
+    async fn take_turn(
+        &self,
+        key: &ActorKey,
+    ) -> Result<(Arc<Activation>, tokio::sync::OwnedMutexGuard<()>), DaprError> {
+        let limit = self.config.invoke_timeout;
+        let waited = tokio::time::timeout(limit, async {
+            loop {
+                let activation = self.actors.activate(key);
+                let turn = activation.turn.clone().lock_owned().await;
+                if self.actors.is_current(key, &activation) {
+                    return (activation, turn);
+                }
+            }
+        })
+        .await;
+        waited.map_err(|_| {
+            DaprError::ActorInvoke(format!("actor {}/{} was busy for {limit:?}", key.0, key.1))
+        })
     }
 
     /// Hands a call to the sidecar at `host`, which hosts the actor.
@@ -793,12 +916,17 @@ mod tests {
         let body = br#"{"entities":["Cart","Order"],"actorIdleTimeout":"1h0m0s0ms0\u03bcs",
             "actorScanInterval":"0h0m30s0ms0\u03bcs","drainOngoingCallTimeout":"0h1m0s0ms0\u03bcs",
             "drainRebalancedActors":true,"reentrancy":{"enabled":false},
-            "entitiesConfig":[{"entities":["Order"],"actorIdleTimeout":"5s"}]}"#;
+            "entitiesConfig":[{"entities":["Order"],"actorIdleTimeout":"5s",
+                "reentrancy":{"enabled":true,"maxStackDepth":4}}]}"#;
         let config = HostConfig::from_json(body).unwrap();
         assert_eq!(config.entities, ["Cart", "Order"]);
         assert_eq!(config.idle_timeout_of("Cart"), Duration::from_secs(3600));
         assert_eq!(config.idle_timeout_of("Order"), Duration::from_secs(5));
         assert_eq!(config.scan_interval, Duration::from_secs(30));
+        assert_eq!(config.reentrancy_of("Cart"), None, "off unless enabled");
+        assert_eq!(config.reentrancy_of("Order"), Some(4));
+        let on = HostConfig::from_json(br#"{"reentrancy":{"enabled":true}}"#).unwrap();
+        assert_eq!(on.reentrancy_of("Any"), Some(DEFAULT_MAX_STACK_DEPTH));
         let empty = HostConfig::from_json(b"{}").unwrap();
         assert!(empty.entities.is_empty());
         assert_eq!(empty.idle_timeout, DEFAULT_IDLE_TIMEOUT);

@@ -39,6 +39,8 @@ struct CounterApp {
     label: &'static str,
     /// Its `actorIdleTimeout`.
     idle_timeout: &'static str,
+    /// Its reentrancy `maxStackDepth`, when reentrancy is on.
+    reentrancy: Option<u32>,
     /// Its sidecar's HTTP API, once it runs.
     sidecar: Arc<OnceLock<String>>,
     seen: mpsc::UnboundedSender<Seen>,
@@ -52,6 +54,7 @@ async fn dapr_config(State(app): State<CounterApp>) -> axum::Json<Value> {
     axum::Json(json!({
         "entities": ["Counter"],
         "actorIdleTimeout": app.idle_timeout,
+        "reentrancy": {"enabled": app.reentrancy.is_some(), "maxStackDepth": app.reentrancy},
         "actorScanInterval": "0h0m0s500ms0μs",
         "drainRebalancedActors": true,
     }))
@@ -105,6 +108,26 @@ async fn actor_method(
             StatusCode::OK.into_response()
         }
         "whoami" => app.label.into_response(),
+        // Calls the same actor's method named first in the body (with the
+        // rest as its body), in the same call chain, as an SDK does.
+        "call-self" => {
+            let (next, rest) = body.split_once(',').unwrap_or((body.as_str(), ""));
+            let mut inner = Client::new()
+                .put(format!("{sidecar}/v1.0/actors/Counter/{id}/method/{next}"))
+                .body(rest.to_string());
+            if let Some(chain) = headers.get("dapr-reentrancy-id") {
+                inner = inner.header("dapr-reentrancy-id", chain.to_str().unwrap());
+            }
+            match inner.send().await {
+                Ok(answer) => format!(
+                    "inner:{}:{}",
+                    answer.status().as_u16(),
+                    answer.text().await.unwrap_or_default()
+                )
+                .into_response(),
+                Err(err) => (StatusCode::BAD_GATEWAY, err.to_string()).into_response(),
+            }
+        }
         "echo-header" => headers
             .get("x-order")
             .and_then(|v| v.to_str().ok())
@@ -154,10 +177,20 @@ async fn start_actor_app(
     label: &'static str,
     idle_timeout: &'static str,
 ) -> (SocketAddr, CounterApp, mpsc::UnboundedReceiver<Seen>) {
+    start_reentrant_app(label, idle_timeout, None).await
+}
+
+/// [`start_actor_app`], with reentrancy on (`Some(maxStackDepth)`) or off.
+async fn start_reentrant_app(
+    label: &'static str,
+    idle_timeout: &'static str,
+    reentrancy: Option<u32>,
+) -> (SocketAddr, CounterApp, mpsc::UnboundedReceiver<Seen>) {
     let (seen, events) = mpsc::unbounded_channel();
     let app = CounterApp {
         label,
         idle_timeout,
+        reentrancy,
         sidecar: Arc::new(OnceLock::new()),
         seen,
         deactivated: Arc::default(),
@@ -862,5 +895,48 @@ async fn the_grpc_actor_api_serves_state_and_reminders() {
     let runtime = metadata.actor_runtime.unwrap();
     assert!(runtime.host_ready);
     assert_eq!(runtime.active_actors[0].r#type, "Counter");
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn with_reentrancy_a_call_chain_reenters_its_actor_up_to_its_depth() {
+    let data = tempfile::tempdir().unwrap();
+    let (address, app, _events) = start_reentrant_app("one", "1h", Some(2)).await;
+    let sidecar = start_host(
+        config("counter-reentrant", Some(address.port()), data.path()),
+        &app,
+    )
+    .await;
+    let answer = call(&sidecar, "r", "call-self", "whoami").await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "inner:200:one");
+    // Three deep is one more than maxStackDepth 2.
+    let answer = call(&sidecar, "r", "call-self", "call-self,whoami").await;
+    let text = answer.text().await.unwrap();
+    assert!(text.starts_with("inner:200:inner:500:"), "{text}");
+    assert!(text.contains("ERR_ACTOR_STACK_DEPTH"), "{text}");
+    // Another chain still waits for its turn: the actor is free again.
+    assert_eq!(
+        call(&sidecar, "r", "whoami", "")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "one"
+    );
+    sidecar.stop().await;
+
+    // Without reentrancy the inner call waits for the outer one's turn,
+    // which it never gets within the invoke timeout.
+    let (address, app, _events) = start_reentrant_app("two", "1h", None).await;
+    let mut config = config("counter-turns", Some(address.port()), data.path());
+    config.invoke_timeout = Duration::from_secs(1);
+    let sidecar = start_host(config, &app).await;
+    let answer = call(&sidecar, "r", "call-self", "whoami").await;
+    let text = answer.text().await.unwrap();
+    assert!(
+        !text.starts_with("inner:200"),
+        "the inner call entered the busy actor: {text}"
+    );
     sidecar.stop().await;
 }
