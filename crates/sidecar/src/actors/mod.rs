@@ -32,9 +32,11 @@
 //!   (one that joined or came back) is deactivated here, once it is not in
 //!   a call.
 //!
+//! - **Shutdown.** A stopping sidecar deactivates its actors, each once
+//!   its call in progress ends (`drainOngoingCallTimeout`, 60 s).
+//!
 //! Not as daprd: gRPC apps cannot host actors (daprd's actor callback
-//! stream is not served); a sidecar that stops does not drain its actors'
-//! calls first.
+//! stream is not served).
 
 pub mod api;
 mod placement;
@@ -65,6 +67,7 @@ pub(crate) use timers::TimerRequest;
 /// daprd's defaults for an app that names none.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often, at most, a sidecar looks for actors placement moved away.
 const REBALANCE_CHECK: Duration = Duration::from_secs(1);
 
@@ -89,6 +92,8 @@ pub(crate) struct HostConfig {
     pub entities: Vec<String>,
     idle_timeout: Duration,
     scan_interval: Duration,
+    /// How long a stopping sidecar waits for an actor's call to end.
+    drain_timeout: Duration,
     /// `entitiesConfig`'s idle timeouts, by type.
     idle_by_type: HashMap<String, Duration>,
     /// How deep a call chain may reenter an actor (`None`: reentrancy is
@@ -104,6 +109,7 @@ struct AppConfigJson {
     entities: Vec<String>,
     actor_idle_timeout: Option<String>,
     actor_scan_interval: Option<String>,
+    drain_ongoing_call_timeout: Option<String>,
     reentrancy: Option<ReentrancyJson>,
     entities_config: Vec<EntityConfigJson>,
 }
@@ -162,6 +168,11 @@ impl HostConfig {
             json.actor_scan_interval.as_deref(),
             DEFAULT_SCAN_INTERVAL,
         )?;
+        let drain_timeout = config_duration(
+            "drainOngoingCallTimeout",
+            json.drain_ongoing_call_timeout.as_deref(),
+            DEFAULT_DRAIN_TIMEOUT,
+        )?;
         let mut idle_by_type = HashMap::new();
         let reentrancy = json.reentrancy.unwrap_or_default().max_depth();
         let mut reentrancy_by_type = HashMap::new();
@@ -182,6 +193,7 @@ impl HostConfig {
             entities: json.entities,
             idle_timeout,
             scan_interval: scan_interval.max(Duration::from_millis(100)),
+            drain_timeout,
             idle_by_type,
             reentrancy,
             reentrancy_by_type,
@@ -802,7 +814,10 @@ impl Sidecar {
         }
         loop {
             tokio::select! {
-                () = self.shutdown_was_requested() => return,
+                () = self.shutdown_was_requested() => {
+                    self.deactivate_all_actors(host.drain_timeout).await;
+                    return;
+                }
                 () = tokio::time::sleep(host.scan_interval.min(REBALANCE_CHECK)) => {}
             }
             self.deactivate_leaving_actors(&host).await;
@@ -861,6 +876,35 @@ impl Sidecar {
                 leaving.push((key, turn));
             }
         }
+        self.tell_deactivated(leaving).await;
+    }
+
+    /// On shutdown: deactivates every actor once its call in progress
+    /// ends (waiting at most `drain` for each), so that the app keeps
+    /// nothing of an actor another sidecar will host.
+    async fn deactivate_all_actors(&self, drain: Duration) {
+        let active: Vec<(ActorKey, Arc<Activation>)> = self
+            .actors
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        let mut leaving = Vec::with_capacity(active.len());
+        for (key, activation) in active {
+            match tokio::time::timeout(drain, activation.turn.clone().lock_owned()).await {
+                Ok(turn) => leaving.push((key, turn)),
+                Err(_) => tracing::warn!(actor_type = %key.0, actor_id = %key.1,
+                    "an actor's call did not end within drainOngoingCallTimeout; deactivating it anyway"),
+            }
+        }
+        self.tell_deactivated(leaving).await;
+    }
+
+    /// Stops the timers of the actors `leaving` (taken out of the active
+    /// ones, their turns held) and tells the app: `DELETE
+    /// /actors/{type}/{id}`.
+    async fn tell_deactivated(&self, leaving: Vec<(ActorKey, tokio::sync::OwnedMutexGuard<()>)>) {
         for (key, _turn) in leaving {
             self.actors.timers.stop_all_of(&key);
             let route = format!("/actors/{}/{}", key.0, key.1);

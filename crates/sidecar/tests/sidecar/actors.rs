@@ -690,6 +690,15 @@ async fn actors_spread_over_the_hosting_sidecars_and_are_reached_from_any() {
         .0
         .clone();
     host_one.stop().await;
+    // A stopping sidecar deactivates its actors.
+    let deactivated = one.deactivated.lock().unwrap().clone();
+    for (id, host) in &placed {
+        assert_eq!(
+            deactivated.contains(id),
+            host == "one",
+            "actor {id} on {host}"
+        );
+    }
     test_support::wait_until(
         "the stopped host's actors move",
         Duration::from_secs(10),
