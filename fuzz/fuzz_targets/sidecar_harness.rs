@@ -1,7 +1,7 @@
 //! The sidecar's HTTP API on arbitrary requests: the method, path and
 //! query, headers and body all come from the input, and go through the real
-//! router (token layer, body limit, state, secrets, metadata and invoke
-//! handlers) over an SQLite state store.
+//! router (token layer, body limit, state, secrets, metadata, invoke and
+//! actors handlers) over an SQLite state store.
 //!
 //! Shared, by `#[path]`, by the fuzz target (`sidecar_request.rs`) and the
 //! sidecar's tests, which replay every committed seed through it
