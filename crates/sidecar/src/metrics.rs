@@ -28,6 +28,9 @@
 //! - `dapr_component_state_count`, `dapr_component_state_latencies`: each
 //!   call of the state building block, from either API
 //!   ([`Metrics::record_state`]).
+//! - `dapr_runtime_actor_*`: actors deactivated (and failed), rebalanced,
+//!   calls waiting for an actor's turn, reminders and timers fired, by
+//!   `actor_type` ([`ActorMetrics`]).
 //!
 //! Recording costs a few atomic adds per request; with the metrics off
 //! (`--enable-metrics=false`) nothing is recorded, as in daprd.
@@ -39,7 +42,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use service_kit::headers::content_length;
-use service_kit::metrics::{HistogramVec, IntCounterVec, Registry, counter, histogram};
+use service_kit::metrics::{
+    HistogramVec, IntCounterVec, IntGaugeVec, Registry, counter, gauge, histogram,
+};
 use tokio::net::TcpListener;
 
 use crate::Sidecar;
@@ -94,6 +99,137 @@ pub struct Metrics {
     input_binding: Timed,
     secret: Timed,
     configuration: Timed,
+    /// The actor runtime's.
+    pub actors: ActorMetrics,
+}
+
+/// daprd's actor metrics (`pkg/diagnostics/service_monitoring.go`), by
+/// `app_id` and `actor_type`.
+pub struct ActorMetrics {
+    enabled: bool,
+    app_id: String,
+    deactivated: IntCounterVec,
+    deactivated_failed: IntCounterVec,
+    rebalanced: IntCounterVec,
+    pending_calls: IntGaugeVec,
+    reminders_fired: IntCounterVec,
+    timers_fired: IntCounterVec,
+}
+
+/// A call counted in `dapr_runtime_actor_pending_actor_calls` until it is
+/// dropped (it has the actor's turn, or gave up).
+pub struct PendingCall(Option<service_kit::metrics::IntGauge>);
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        if let Some(gauge) = &self.0 {
+            gauge.dec();
+        }
+    }
+}
+
+impl ActorMetrics {
+    fn new(registry: &Registry, app_id: &str, enabled: bool) -> Result<ActorMetrics, MetricsError> {
+        let by_type = ["app_id", "actor_type"];
+        let by_success = ["app_id", "actor_type", "success"];
+        Ok(ActorMetrics {
+            enabled,
+            app_id: app_id.to_string(),
+            deactivated: counter(
+                registry,
+                "dapr_runtime_actor_deactivated_total",
+                "The number of the successful actor deactivation.",
+                &by_type,
+            )?,
+            deactivated_failed: counter(
+                registry,
+                "dapr_runtime_actor_deactivated_failed_total",
+                "The number of the failed actor deactivation.",
+                &["app_id", "actor_type", "reason"],
+            )?,
+            rebalanced: counter(
+                registry,
+                "dapr_runtime_actor_rebalanced_total",
+                "The number of the actor rebalance requests.",
+                &by_type,
+            )?,
+            pending_calls: gauge(
+                registry,
+                "dapr_runtime_actor_pending_actor_calls",
+                "The number of pending actor calls waiting to acquire the per-actor lock.",
+                &by_type,
+            )?,
+            reminders_fired: counter(
+                registry,
+                "dapr_runtime_actor_reminders_fired_total",
+                "The number of actor reminders fired requests.",
+                &by_success,
+            )?,
+            timers_fired: counter(
+                registry,
+                "dapr_runtime_actor_timers_fired_total",
+                "The number of actor timers fired requests.",
+                &by_success,
+            )?,
+        })
+    }
+
+    /// The app was told an actor is deactivated: `Ok`, or why it failed
+    /// (daprd's `reason`: `invoke`, `status_code_500`, ...).
+    pub fn deactivated(&self, actor_type: &str, outcome: Result<(), String>) {
+        if !self.enabled {
+            return;
+        }
+        match outcome {
+            Ok(()) => self
+                .deactivated
+                .with_label_values(&[self.app_id.as_str(), actor_type])
+                .inc(),
+            Err(reason) => self
+                .deactivated_failed
+                .with_label_values(&[self.app_id.as_str(), actor_type, reason.as_str()])
+                .inc(),
+        }
+    }
+
+    /// An actor left because placement moved it.
+    pub fn rebalanced(&self, actor_type: &str) {
+        if self.enabled {
+            self.rebalanced
+                .with_label_values(&[self.app_id.as_str(), actor_type])
+                .inc();
+        }
+    }
+
+    /// A call starts waiting for an actor's turn.
+    pub fn pending_call(&self, actor_type: &str) -> PendingCall {
+        if !self.enabled {
+            return PendingCall(None);
+        }
+        let gauge = self
+            .pending_calls
+            .with_label_values(&[self.app_id.as_str(), actor_type]);
+        gauge.inc();
+        PendingCall(Some(gauge))
+    }
+
+    /// A reminder fired (`success`: the actor took it).
+    pub fn reminder_fired(&self, actor_type: &str, success: bool) {
+        if self.enabled {
+            self.reminders_fired
+                .with_label_values(&[self.app_id.as_str(), actor_type, success_label(success)])
+                .inc();
+        }
+    }
+
+    /// A timer fired (`success`: the actor took it).
+    pub fn timer_fired(&self, actor_type: &str, success: bool) {
+        if self.enabled {
+            self.timers_fired
+                .with_label_values(&[self.app_id.as_str(), actor_type, success_label(success)])
+                .inc();
+        }
+    }
 }
 
 /// A component metric pair as daprd has them: `<name>_count` and
@@ -304,6 +440,7 @@ impl Metrics {
                 &component,
                 enabled,
             )?,
+            actors: ActorMetrics::new(r, app_id, enabled)?,
             app_id: app_id.to_string(),
             enabled,
             registry,

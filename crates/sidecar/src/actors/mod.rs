@@ -662,6 +662,7 @@ impl Sidecar {
         key: &ActorKey,
     ) -> Result<(Arc<Activation>, tokio::sync::OwnedMutexGuard<()>), DaprError> {
         let limit = self.config.invoke_timeout;
+        let _pending = self.metrics.actors.pending_call(&key.0);
         let waited = tokio::time::timeout(limit, async {
             loop {
                 let activation = self.actors.activate(key);
@@ -873,6 +874,9 @@ impl Sidecar {
                 current && map.remove(&key).is_some()
             };
             if removed {
+                if !idle {
+                    self.metrics.actors.rebalanced(&key.0);
+                }
                 leaving.push((key, turn));
             }
         }
@@ -918,19 +922,27 @@ impl Sidecar {
                 &TraceContext::new_root(),
             )
             .await;
-            match answer {
+            let outcome = match answer {
                 Ok((status, _)) if status.is_success() => {
                     tracing::debug!(actor_type = %key.0, actor_id = %key.1, "actor deactivated");
+                    Ok(())
                 }
-                Ok((status, body)) => tracing::warn!(
-                    actor_type = %key.0, actor_id = %key.1, status = status.as_u16(),
-                    body = %String::from_utf8_lossy(&body), "the app failed an actor's deactivation"
-                ),
-                Err(reason) => tracing::warn!(
-                    actor_type = %key.0, actor_id = %key.1, %reason,
-                    "the app failed an actor's deactivation"
-                ),
-            }
+                Ok((status, body)) => {
+                    tracing::warn!(
+                        actor_type = %key.0, actor_id = %key.1, status = status.as_u16(),
+                        body = %String::from_utf8_lossy(&body), "the app failed an actor's deactivation"
+                    );
+                    Err(format!("status_code_{}", status.as_u16()))
+                }
+                Err(reason) => {
+                    tracing::warn!(
+                        actor_type = %key.0, actor_id = %key.1, %reason,
+                        "the app failed an actor's deactivation"
+                    );
+                    Err("invoke".to_string())
+                }
+            };
+            self.metrics.actors.deactivated(&key.0, outcome);
         }
     }
 }

@@ -245,7 +245,11 @@ impl Sidecar {
             service_kit::trace::TraceContext::new_root(),
         )
         .map_err(|e| e.to_string())?;
-        let answer = self.call_actor(call).await.map_err(|e| e.to_string())?;
+        let answer = self.call_actor(call).await;
+        self.metrics
+            .actors
+            .reminder_fired(&stored.actor_type, answer.is_ok());
+        let answer = answer.map_err(|e| e.to_string())?;
         if answer.cancels_reminder() {
             tracing::info!(actor_type = %stored.actor_type, actor_id = %stored.actor_id,
                 reminder = %stored.name, "the actor cancelled its reminder");

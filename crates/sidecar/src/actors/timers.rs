@@ -149,6 +149,9 @@ impl Sidecar {
                 Ok(call) => self.call_actor(call).await,
                 Err(err) => Err(err),
             };
+            self.metrics
+                .actors
+                .timer_fired(&timer.actor_type, answer.is_ok());
             if let Err(err) = answer {
                 tracing::warn!(actor_type = %timer.actor_type, actor_id = %timer.actor_id,
                     timer = %timer.name, error = %err, "an actor's timer failed");

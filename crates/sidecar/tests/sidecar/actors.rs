@@ -442,6 +442,22 @@ async fn an_app_hosts_actors_with_state_reminders_timers_and_deactivation() {
         m["actors"] == json!([{"type": "Counter", "count": 0}])
     })
     .await;
+    // daprd's actor metrics counted it all.
+    let scrape = test_support::metrics::Scrape::fetch(&format!(
+        "http://{}/metrics",
+        sidecar.metrics_address
+    ))
+    .await;
+    let actor = [("app_id", "counter-app"), ("actor_type", "Counter")];
+    let fired = |name: &str| scrape.sum(name, &[actor[0], actor[1], ("success", "true")]);
+    assert!(fired("dapr_runtime_actor_reminders_fired_total") >= 3.0);
+    assert!(fired("dapr_runtime_actor_timers_fired_total") >= 1.0);
+    assert!(scrape.sum("dapr_runtime_actor_deactivated_total", &actor) >= 2.0);
+    assert_eq!(
+        scrape.value("dapr_runtime_actor_pending_actor_calls", &actor),
+        Some(0.0),
+        "the slow calls waited for their turns, and are done"
+    );
     // Its state stays.
     assert_eq!(
         call(&sidecar, "7", "add", "1").await.text().await.unwrap(),
