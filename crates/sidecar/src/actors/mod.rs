@@ -22,7 +22,6 @@
 //! - **Timers** ([`timers`], in memory, ending with the activation) and
 //!   **reminders** ([`reminders`], kept in `jobs.db` with the jobs, so they
 //!   outlive restarts) fire as calls of `timer/{name}` and `remind/{name}`.
-//!
 //! - **Reentrancy** (`reentrancy: {enabled, maxStackDepth}`, for all
 //!   types or per type): a call carrying the `Dapr-Reentrancy-Id` of the
 //!   call chain that has the actor's turn enters at once, up to
@@ -31,7 +30,6 @@
 //! - **Rebalancing.** An actor that placement moves to another sidecar
 //!   (one that joined or came back) is deactivated here, once it is not in
 //!   a call.
-//!
 //! - **Shutdown.** A stopping sidecar deactivates its actors, each once
 //!   its call in progress ends (`drainOngoingCallTimeout`, 60 s).
 //!
@@ -473,11 +471,34 @@ impl ActorCall {
 
     /// The app's route for this call.
     fn app_route(&self) -> String {
+        format!("/actors/{}", self.path())
+    }
+
+    /// `{type}/{id}/method/{method}`, each part percent-encoded as a URL
+    /// path needs it (an id may hold a space or a `%`).
+    fn path(&self) -> String {
+        let method: Vec<String> = self.method.split('/').map(path_segment).collect();
         format!(
-            "/actors/{}/{}/method/{}",
-            self.actor_type, self.actor_id, self.method
+            "{}/{}/method/{}",
+            path_segment(&self.actor_type),
+            path_segment(&self.actor_id),
+            method.join("/")
         )
     }
+}
+
+/// `text` as one segment of a URL path: every byte but RFC 3986's
+/// unreserved characters and sub-delimiters (and `:`, `@`) percent-encoded.
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// The app's answer to an actor call.
@@ -684,10 +705,7 @@ impl Sidecar {
         host: SocketAddr,
         call: ActorCall,
     ) -> Result<ActorAnswer, DaprError> {
-        let uri = format!(
-            "http://{host}{INTERNAL_PREFIX}/{}/{}/method/{}",
-            call.actor_type, call.actor_id, call.method
-        );
+        let uri = format!("http://{host}{INTERNAL_PREFIX}/{}", call.path());
         let mut request = axum::http::Request::builder()
             .method(Method::PUT)
             .uri(uri)
@@ -911,7 +929,7 @@ impl Sidecar {
     async fn tell_deactivated(&self, leaving: Vec<(ActorKey, tokio::sync::OwnedMutexGuard<()>)>) {
         for (key, _turn) in leaving {
             self.actors.timers.stop_all_of(&key);
-            let route = format!("/actors/{}/{}", key.0, key.1);
+            let route = format!("/actors/{}/{}", path_segment(&key.0), path_segment(&key.1));
             let answer = crate::app_channel::send_to_app(
                 self,
                 Method::DELETE,
@@ -999,5 +1017,17 @@ mod tests {
         assert_eq!(normalize_method("../../state/x").unwrap(), "state/x");
         assert_eq!(normalize_method("a/./b/../c").unwrap(), "a/c");
         assert!(normalize_method("a?b").is_err());
+        let call = ActorCall::new(
+            "Cart",
+            "user 7%",
+            "remind/x y",
+            Bytes::new(),
+            TraceContext::new_root(),
+        )
+        .unwrap();
+        assert_eq!(
+            call.app_route(),
+            "/actors/Cart/user%207%25/method/remind/x%20y"
+        );
     }
 }

@@ -531,6 +531,21 @@ async fn bad_actor_requests_get_daprds_errors() {
         .unwrap();
     let message = assert_dapr_error(unknown, 404, "ERR_ACTOR_NO_ADDRESS").await;
     assert_eq!(message, "did not find address for actor 'Nobody||1'");
+    // An id with a space reaches the app and its state.
+    assert_eq!(
+        call(&sidecar, "user%207", "add", "2")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "2"
+    );
+    let state = client
+        .get(actor_url(&sidecar, "user%207", "state/count"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(state.text().await.unwrap(), "2");
     // State is written only where the actor is active.
     let inactive = client
         .post(actor_url(&sidecar, "never-called", "state"))
