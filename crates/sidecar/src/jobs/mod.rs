@@ -20,9 +20,14 @@
 //!   (`interval`, `maxRetries`), `drop`, or by default every second up to
 //!   3 times, as daprd's scheduler does.
 //!
+//! Sidecars of one app id on one data folder (replicas) share its jobs;
+//! taking a due job is one transaction on `jobs.db`, so each trigger goes
+//! to one of them, as daprd's scheduler picks one. The same holds for the
+//! actor reminders kept here ([`crate::actors`]).
+//!
 //! Not as daprd: ISO 8601 durations (`PT10S`, `R5/PT1M`) are refused with
-//! a clear error; two sidecars for one app id would both trigger its jobs
-//! (daprd's scheduler picks one).
+//! a clear error; replicas with data folders of their own would each
+//! trigger their own jobs.
 
 pub mod api;
 mod store;

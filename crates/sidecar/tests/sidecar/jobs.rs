@@ -1,7 +1,8 @@
 //! The jobs API: jobs scheduled over HTTP and gRPC trigger an HTTP app at
 //! `POST /job/{name}` with their data, as often as their schedule,
-//! `repeats` and failure policy say; they are kept across a restart; and
-//! bad requests get daprd's errors.
+//! `repeats` and failure policy say; they are kept across a restart;
+//! replicas of an app share them, each trigger going to one; and bad
+//! requests get daprd's errors.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -272,4 +273,45 @@ async fn bad_job_requests_get_daprds_errors() {
         (tonic::Code::InvalidArgument, "Name is empty")
     );
     sidecar.stop().await;
+}
+
+/// Two sidecars of one app id on one data folder (two replicas of an app)
+/// share its jobs, and each trigger goes to one of them only: taking a due
+/// job is one transaction on the shared `jobs.db`.
+#[tokio::test]
+async fn replicas_of_an_app_share_its_jobs_and_each_trigger_fires_once() {
+    let data = tempfile::tempdir().unwrap();
+    let (one, mut one_triggers) = start_job_app().await;
+    let (two, mut two_triggers) = start_job_app().await;
+    let first = RunningSidecar::start(config("job-twins", Some(one.port()), data.path())).await;
+    let second = RunningSidecar::start(config("job-twins", Some(two.port()), data.path())).await;
+    let scheduled = schedule(
+        &first,
+        "shared",
+        json!({"schedule": "@every 1s", "repeats": 4, "data": "tick"}),
+    )
+    .await;
+    assert_eq!(scheduled.status(), 204);
+    assert_eq!(get(&second, "shared").await.status(), 200, "one store");
+    let mut fired = 0;
+    while fired < 4 {
+        tokio::select! {
+            Some(_) = one_triggers.recv() => fired += 1,
+            Some(_) = two_triggers.recv() => fired += 1,
+            () = tokio::time::sleep(Duration::from_secs(10)) => panic!("{fired} triggers, then none for 10 s"),
+        }
+    }
+    assert_eq!(get(&first, "shared").await.status(), 500, "done after 4");
+    // A trigger taken twice would reach an app within a period of its
+    // twin; none comes in the period after the last one.
+    let late = tokio::time::timeout(Duration::from_secs(1), async {
+        tokio::select! {
+            Some(trigger) = one_triggers.recv() => trigger,
+            Some(trigger) = two_triggers.recv() => trigger,
+        }
+    })
+    .await;
+    assert!(late.is_err(), "a fifth trigger: {late:?}");
+    first.stop().await;
+    second.stop().await;
 }
