@@ -41,7 +41,7 @@ mod placement;
 mod reminders;
 mod state;
 mod timers;
-mod times;
+pub(crate) mod times;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

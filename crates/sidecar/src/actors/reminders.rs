@@ -120,13 +120,14 @@ impl Sidecar {
         };
         let value = serde_json::to_vec(&stored)
             .map_err(|e| DaprError::ActorReminderCreate(e.to_string()))?;
-        // As a job: its first firing as a due time, its period as
-        // `@every`, its repetitions and end as they are.
+        // As a job: its first firing as a due time, its period as a
+        // schedule (a bare duration, to the millisecond), its repetitions
+        // and end as they are.
         let job = pb::Job {
             name: format!("{}||{}", reminder.actor_id, reminder.name),
             schedule: times
                 .every
-                .map(|every| format!("@every {}ms", every.as_millis())),
+                .map(|every| format!("{}ms", every.as_millis().max(1))),
             due_time: Some(rfc3339(times.first)),
             repeats: times.repeats,
             ttl: times.expires.map(rfc3339),

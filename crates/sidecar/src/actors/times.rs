@@ -9,7 +9,8 @@
 //!
 //! ISO 8601 years and months (`P1Y`, `P2M`) are refused with a clear
 //! error: they have no fixed length, and daprd's calendar arithmetic for
-//! them is not reproduced here.
+//! them is not reproduced here. The jobs API reads its durations here too
+//! ([`crate::jobs`]).
 
 use std::time::Duration;
 
@@ -91,8 +92,8 @@ fn point_in_time(text: &str, from: i64) -> Result<i64, String> {
     Ok(from.saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX)))
 }
 
-/// A Go duration or an ISO 8601 one.
-fn duration(text: &str) -> Result<Duration, String> {
+/// A Go duration or an ISO 8601 one (what jobs and reminders take).
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     if text.starts_with('P') {
         iso8601_duration(text)
     } else {

@@ -25,8 +25,7 @@
 //! to one of them, as daprd's scheduler picks one. The same holds for the
 //! actor reminders kept here ([`crate::actors`]).
 //!
-//! Not as daprd: ISO 8601 durations (`PT10S`, `R5/PT1M`) are refused with
-//! a clear error; replicas with data folders of their own would each
+//! Not as daprd: replicas with data folders of their own would each
 //! trigger their own jobs.
 
 pub mod api;
@@ -69,19 +68,34 @@ pub(crate) struct Timing {
 }
 
 /// A point in time as daprd reads `dueTime` and `ttl`: RFC 3339, or a Go
-/// duration from `created` (Unix milliseconds).
+/// or (non-repeating) ISO 8601 duration from `created` (Unix
+/// milliseconds).
 fn point_in_time(what: &str, text: &str, created: i64) -> Result<i64, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.timestamp_millis());
     }
-    if text.starts_with('P') || text.starts_with('R') {
+    if text.starts_with('R') {
         return Err(format!(
-            "{what} `{text}`: ISO 8601 durations are not supported here; use RFC 3339 or a Go duration (10s, 1h30m)"
+            "{what} `{text}`: a repeating ISO 8601 duration is no point in time; use RFC 3339 or a duration (10s, PT10S)"
         ));
     }
-    let after = service_kit::units::parse_duration(text)
+    let after = crate::actors::times::duration(text)
         .map_err(|e| format!("{what} `{text}`: not RFC 3339, and {e}"))?;
     Ok(created.saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX)))
+}
+
+/// A job's `schedule`: cron, a descriptor (`@every 1m`, `@daily`), or a
+/// bare Go duration (`2h45m`, `500ms`: every that long, as daprd reads
+/// one), to the millisecond.
+fn parse_schedule(text: &str) -> Result<Schedule, String> {
+    let text = text.trim();
+    match Schedule::parse(text) {
+        Ok(schedule) => Ok(schedule),
+        Err(cron) => match service_kit::units::parse_duration(text) {
+            Ok(every) if !every.is_zero() => Ok(Schedule::Every(every)),
+            _ => Err(format!("schedule `{text}`: {cron}")),
+        },
+    }
 }
 
 impl Timing {
@@ -91,7 +105,7 @@ impl Timing {
             .schedule
             .as_deref()
             .filter(|s| !s.trim().is_empty())
-            .map(|s| Schedule::parse(s).map_err(|e| format!("schedule `{s}`: {e}")))
+            .map(parse_schedule)
             .transpose()?;
         let due = job
             .due_time
@@ -449,12 +463,20 @@ mod tests {
         let timing = Timing::of(&job(None, Some(at), None, None), T0).unwrap();
         let expected = DateTime::parse_from_rfc3339(at).unwrap().timestamp_millis();
         assert_eq!(timing.first(T0), Some(expected));
-        let error = Timing::of(&job(None, Some("PT10S"), None, None), T0).unwrap_err();
-        assert!(
-            error.contains("ISO 8601 durations are not supported"),
-            "{error}"
-        );
+        let timing = Timing::of(&job(None, Some("PT10S"), None, None), T0).unwrap();
+        assert_eq!(timing.first(T0), Some(T0 + 10_000), "ISO 8601");
+        let error = Timing::of(&job(None, Some("R5/PT10S"), None, None), T0).unwrap_err();
+        assert!(error.contains("no point in time"), "{error}");
         assert!(Timing::of(&job(Some("every minute"), None, None, None), T0).is_err());
+    }
+
+    #[test]
+    fn a_schedule_may_be_a_bare_go_duration_to_the_millisecond() {
+        let timing = Timing::of(&job(Some("1500ms"), None, None, None), T0).unwrap();
+        assert_eq!(timing.first(T0), Some(T0 + 1_500));
+        assert_eq!(timing.after(T0 + 1_500, 1), Some(T0 + 3_000));
+        let error = Timing::of(&job(Some("0s"), None, None, None), T0).unwrap_err();
+        assert!(error.contains("expected 5 to 6 fields"), "{error}");
     }
 
     #[test]

@@ -224,10 +224,10 @@ async fn bad_job_requests_get_daprds_errors() {
             "failed to schedule job due to: schedule `every minute`: expected 5 to 6 fields, found 2: every minute".to_string(),
         ),
         (
-            json!({"dueTime": "PT10S"}),
+            json!({"dueTime": "R5/PT10S"}),
             400,
             "DAPR_SCHEDULER_SCHEDULE_JOB",
-            "failed to schedule job due to: dueTime `PT10S`: ISO 8601 durations are not supported here; use RFC 3339 or a Go duration (10s, 1h30m)".to_string(),
+            "failed to schedule job due to: dueTime `R5/PT10S`: a repeating ISO 8601 duration is no point in time; use RFC 3339 or a duration (10s, PT10S)".to_string(),
         ),
         (
             json!({"schedule": "@every 1m", "repeats": 0}),
