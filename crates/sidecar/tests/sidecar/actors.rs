@@ -108,6 +108,10 @@ async fn actor_method(
             StatusCode::OK.into_response()
         }
         "whoami" => app.label.into_response(),
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::OK.into_response()
+        }
         // Calls the same actor's method named first in the body (with the
         // rest as its body), in the same call chain, as an SDK does.
         "call-self" => {
@@ -977,6 +981,23 @@ async fn with_reentrancy_a_call_chain_reenters_its_actor_up_to_its_depth() {
     assert!(
         !text.starts_with("inner:200"),
         "the inner call entered the busy actor: {text}"
+    );
+    // A call the app never answers ends at the invoke timeout, and gives
+    // the actor's turn back.
+    let message = assert_dapr_error(
+        call(&sidecar, "r", "hang", "").await,
+        500,
+        "ERR_ACTOR_INVOKE_METHOD",
+    )
+    .await;
+    assert!(message.contains("did not answer in time"), "{message}");
+    assert_eq!(
+        call(&sidecar, "r", "whoami", "")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "two"
     );
     sidecar.stop().await;
 }
