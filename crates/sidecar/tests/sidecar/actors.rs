@@ -248,6 +248,20 @@ fn actor_url(sidecar: &RunningSidecar, id: &str, rest: &str) -> String {
     sidecar.url(&format!("/v1.0/actors/Counter/{id}/{rest}"))
 }
 
+/// Waits (10 s at most) until `GET` of the actor's `rest` is a 404.
+async fn wait_until_gone(sidecar: &RunningSidecar, id: &str, rest: &str) {
+    let client = Client::new();
+    test_support::wait_until(
+        &format!("{rest} of actor {id} is gone"),
+        Duration::from_secs(10),
+        || {
+            let request = client.get(actor_url(sidecar, id, rest)).send();
+            async move { request.await.unwrap().status() == 404 }
+        },
+    )
+    .await;
+}
+
 async fn call(sidecar: &RunningSidecar, id: &str, method: &str, body: &str) -> reqwest::Response {
     Client::new()
         .put(actor_url(sidecar, id, &format!("method/{method}")))
@@ -350,17 +364,7 @@ async fn an_app_hosts_actors_with_state_reminders_timers_and_deactivation() {
             json!({"data": {"n": 1}, "dueTime": "0s", "period": "R2/PT1S"})
         );
     }
-    test_support::wait_until(
-        "the reminder is gone after its two firings",
-        Duration::from_secs(10),
-        || {
-            let request = client
-                .get(actor_url(&sidecar, "7", "reminders/ping"))
-                .send();
-            async move { request.await.unwrap().status() == 404 }
-        },
-    )
-    .await;
+    wait_until_gone(&sidecar, "7", "reminders/ping").await;
     assert_dapr_error(
         client
             .get(actor_url(&sidecar, "7", "reminders/ping"))
@@ -379,17 +383,7 @@ async fn an_app_hosts_actors_with_state_reminders_timers_and_deactivation() {
         .await
         .unwrap();
     assert_eq!(next_seen(&mut events, "remind").await.name, "stopme");
-    test_support::wait_until(
-        "the cancelled reminder is gone",
-        Duration::from_secs(10),
-        || {
-            let request = client
-                .get(actor_url(&sidecar, "7", "reminders/stopme"))
-                .send();
-            async move { request.await.unwrap().status() == 404 }
-        },
-    )
-    .await;
+    wait_until_gone(&sidecar, "7", "reminders/stopme").await;
     // `overwrite: false` keeps an existing reminder.
     let later = json!({"dueTime": "1h", "overwrite": false});
     let first = client
