@@ -230,6 +230,30 @@ async fn start_host(config: sidecar::SidecarConfig, app: &CounterApp) -> Running
     sidecar
 }
 
+/// The actor app (`one`, an idle timeout of 2 s) and a sidecar hosting
+/// its actors, on a data folder of their own.
+struct CounterHost {
+    data: tempfile::TempDir,
+    app_address: SocketAddr,
+    app: CounterApp,
+    events: mpsc::UnboundedReceiver<Seen>,
+    sidecar: RunningSidecar,
+}
+
+/// Starts a [`CounterHost`] whose sidecar has `app_id`.
+async fn start_counter_host(app_id: &str) -> CounterHost {
+    let (app_address, app, events) = start_actor_app("one", "0h0m2s0ms0μs").await;
+    let data = tempfile::tempdir().unwrap();
+    let sidecar = start_host(config(app_id, Some(app_address.port()), data.path()), &app).await;
+    CounterHost {
+        data,
+        app_address,
+        app,
+        events,
+        sidecar,
+    }
+}
+
 /// The next thing of `kind` the app saw, within 10 s.
 async fn next_seen(events: &mut mpsc::UnboundedReceiver<Seen>, kind: &str) -> Seen {
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -273,13 +297,13 @@ async fn call(sidecar: &RunningSidecar, id: &str, method: &str, body: &str) -> r
 
 #[tokio::test]
 async fn an_app_hosts_actors_with_state_reminders_timers_and_deactivation() {
-    let (app_address, app, mut events) = start_actor_app("one", "0h0m2s0ms0μs").await;
-    let data = tempfile::tempdir().unwrap();
-    let sidecar = start_host(
-        config("counter-app", Some(app_address.port()), data.path()),
-        &app,
-    )
-    .await;
+    let CounterHost {
+        data,
+        app_address,
+        app,
+        mut events,
+        sidecar,
+    } = start_counter_host("counter-app").await;
     let client = Client::new();
     let metadata = get_json(sidecar.url("/v1.0/metadata")).await;
     assert_eq!(metadata["actorRuntime"]["runtimeStatus"], "RUNNING");
@@ -480,13 +504,13 @@ async fn an_app_hosts_actors_with_state_reminders_timers_and_deactivation() {
 
 #[tokio::test]
 async fn bad_actor_requests_get_daprds_errors() {
-    let (app_address, app, _events) = start_actor_app("one", "0h0m2s0ms0μs").await;
-    let data = tempfile::tempdir().unwrap();
-    let sidecar = start_host(
-        config("counter-errors", Some(app_address.port()), data.path()),
-        &app,
-    )
-    .await;
+    let CounterHost {
+        data: _data,
+        app_address,
+        app,
+        events: _events,
+        sidecar,
+    } = start_counter_host("counter-errors").await;
     let client = Client::new();
     let message = assert_dapr_error(
         call(&sidecar, "1", "fail", "").await,
@@ -797,13 +821,13 @@ async fn actors_spread_over_the_hosting_sidecars_and_are_reached_from_any() {
 
 #[tokio::test]
 async fn the_grpc_actor_api_serves_state_and_reminders() {
-    let (app_address, app, mut events) = start_actor_app("one", "0h0m2s0ms0μs").await;
-    let data = tempfile::tempdir().unwrap();
-    let sidecar = start_host(
-        config("counter-grpc", Some(app_address.port()), data.path()),
-        &app,
-    )
-    .await;
+    let CounterHost {
+        data: _data,
+        app_address: _,
+        app: _,
+        mut events,
+        sidecar,
+    } = start_counter_host("counter-grpc").await;
     let mut grpc = client(&sidecar).await;
     let key = |id: &str| pb::GetActorStateRequest {
         actor_type: "Counter".into(),
