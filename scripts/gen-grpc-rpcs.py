@@ -27,11 +27,21 @@ IMPLEMENTED = {
     "register_actor_timer", "unregister_actor_timer", "register_actor_reminder",
     "unregister_actor_reminder", "get_actor_reminder", "list_actor_reminders",
     "unregister_actor_reminders_by_type",
+    "start_workflow_beta1", "get_workflow_beta1", "terminate_workflow_beta1",
+    "raise_event_workflow_beta1", "pause_workflow_beta1", "resume_workflow_beta1",
+    "purge_workflow_beta1",
 }
 SAME_AS = {
     "schedule_job_alpha1": "schedule_job",
     "get_job_alpha1": "get_job",
     "delete_job_alpha1": "delete_job",
+    "start_workflow_alpha1": "start_workflow_beta1",
+    "get_workflow_alpha1": "get_workflow_beta1",
+    "terminate_workflow_alpha1": "terminate_workflow_beta1",
+    "raise_event_workflow_alpha1": "raise_event_workflow_beta1",
+    "pause_workflow_alpha1": "pause_workflow_beta1",
+    "resume_workflow_alpha1": "resume_workflow_beta1",
+    "purge_workflow_alpha1": "purge_workflow_beta1",
 }
 
 def rust_type(text):

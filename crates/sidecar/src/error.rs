@@ -266,6 +266,47 @@ pub enum DaprError {
     /// A reentrant call chain went deeper than `maxStackDepth`.
     #[error("maximum stack depth exceeded")]
     ActorStackDepth,
+    /// A workflow request without a workflow name.
+    #[error("workflow name is not configured")]
+    WorkflowNameMissing,
+    /// A workflow request without an instance id.
+    #[error("no instance ID was provided")]
+    WorkflowInstanceIdMissing,
+    /// A new workflow instance's id is too long.
+    #[error("workflow instance ID exceeds the max length of {0} characters")]
+    WorkflowInstanceIdTooLong(usize),
+    /// A new workflow instance's id has characters daprd refuses.
+    #[error(
+        "workflow instance ID '{0}' is invalid: only alphanumeric and underscore characters are allowed"
+    )]
+    WorkflowInstanceIdInvalid(String),
+    /// Raising an event without its name.
+    #[error("missing workflow event name")]
+    WorkflowEventNameMissing,
+    /// No workflow instance of that id.
+    #[error("unable to find workflow with the provided instance ID: {0}")]
+    WorkflowNotFound(String),
+    /// Starting a workflow failed.
+    #[error("error starting workflow '{name}': {reason}")]
+    WorkflowStart { name: String, reason: String },
+    /// Reading a workflow instance failed.
+    #[error("error while getting workflow info on instance '{id}': {reason}")]
+    WorkflowGet { id: String, reason: String },
+    /// Terminating a workflow instance failed.
+    #[error("error terminating workflow '{id}': {reason}")]
+    WorkflowTerminate { id: String, reason: String },
+    /// Raising an event on a workflow instance failed.
+    #[error("error raising event on workflow '{id}': {reason}")]
+    WorkflowRaiseEvent { id: String, reason: String },
+    /// Pausing a workflow instance failed.
+    #[error("error pausing workflow {id}: {reason}")]
+    WorkflowPause { id: String, reason: String },
+    /// Resuming a workflow instance failed.
+    #[error("error resuming workflow {id}: {reason}")]
+    WorkflowResume { id: String, reason: String },
+    /// Purging a workflow instance failed.
+    #[error("error purging workflow {id}: {reason}")]
+    WorkflowPurge { id: String, reason: String },
     /// No live sidecar hosts the actor's type.
     #[error("did not find address for actor '{0}'")]
     ActorNoAddress(String),
@@ -311,7 +352,13 @@ impl DaprError {
             | JobScheduleEmpty
             | JobNameInUrl
             | BadRequest(_)
-            | ActorInstanceMissing => StatusCode::BAD_REQUEST,
+            | ActorInstanceMissing
+            | WorkflowNameMissing
+            | WorkflowInstanceIdMissing
+            | WorkflowInstanceIdTooLong(_)
+            | WorkflowInstanceIdInvalid(_)
+            | WorkflowEventNameMissing => StatusCode::BAD_REQUEST,
+            WorkflowNotFound(_) => StatusCode::NOT_FOUND,
             ActorReminderNotHosted => StatusCode::FORBIDDEN,
             ActorReminderNotFound(_) | ActorNoAddress(_) => StatusCode::NOT_FOUND,
             ActorReminderAlreadyExists(_) => StatusCode::CONFLICT,
@@ -358,7 +405,14 @@ impl DaprError {
             | ActorReminderGet(_)
             | ActorReminderDelete(_)
             | ActorTimerCreate(_)
-            | ActorStackDepth => StatusCode::INTERNAL_SERVER_ERROR,
+            | ActorStackDepth
+            | WorkflowStart { .. }
+            | WorkflowGet { .. }
+            | WorkflowTerminate { .. }
+            | WorkflowRaiseEvent { .. }
+            | WorkflowPause { .. }
+            | WorkflowResume { .. }
+            | WorkflowPurge { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -422,6 +476,19 @@ impl DaprError {
             ActorTimerCreate(_) => "ERR_ACTOR_TIMER_CREATE",
             ActorNoAddress(_) => "ERR_ACTOR_NO_ADDRESS",
             ActorStackDepth => "ERR_ACTOR_STACK_DEPTH",
+            WorkflowNameMissing => "ERR_WORKFLOW_NAME_MISSING",
+            WorkflowInstanceIdMissing => "ERR_INSTANCE_ID_PROVIDED_MISSING",
+            WorkflowInstanceIdTooLong(_) => "ERR_INSTANCE_ID_TOO_LONG",
+            WorkflowInstanceIdInvalid(_) => "ERR_INSTANCE_ID_INVALID",
+            WorkflowEventNameMissing => "ERR_WORKFLOW_EVENT_NAME_MISSING",
+            WorkflowNotFound(_) => "ERR_INSTANCE_ID_NOT_FOUND",
+            WorkflowStart { .. } => "ERR_START_WORKFLOW",
+            WorkflowGet { .. } => "ERR_GET_WORKFLOW",
+            WorkflowTerminate { .. } => "ERR_TERMINATE_WORKFLOW",
+            WorkflowRaiseEvent { .. } => "ERR_RAISE_EVENT_WORKFLOW",
+            WorkflowPause { .. } => "ERR_PAUSE_WORKFLOW",
+            WorkflowResume { .. } => "ERR_RESUME_WORKFLOW",
+            WorkflowPurge { .. } => "ERR_PURGE_WORKFLOW",
             Peer { code, .. } => code,
         }
     }
@@ -445,7 +512,13 @@ impl DaprError {
             | JobNameEmpty
             | JobScheduleEmpty
             | JobNameInUrl
-            | BadRequest(_) => Code::InvalidArgument,
+            | BadRequest(_)
+            | WorkflowNameMissing
+            | WorkflowInstanceIdMissing
+            | WorkflowInstanceIdTooLong(_)
+            | WorkflowInstanceIdInvalid(_)
+            | WorkflowEventNameMissing => Code::InvalidArgument,
+            WorkflowNotFound(_) => Code::NotFound,
             JobSchedule(code, _) => *code,
             ActorReminderNotHosted => Code::PermissionDenied,
             ActorReminderNotFound(_) => Code::NotFound,
@@ -504,7 +577,14 @@ impl DaprError {
             | ActorReminderCreate(_)
             | ActorReminderGet(_)
             | ActorReminderDelete(_)
-            | ActorTimerCreate(_) => Code::Internal,
+            | ActorTimerCreate(_)
+            | WorkflowStart { .. }
+            | WorkflowGet { .. }
+            | WorkflowTerminate { .. }
+            | WorkflowRaiseEvent { .. }
+            | WorkflowPause { .. }
+            | WorkflowResume { .. }
+            | WorkflowPurge { .. } => Code::Internal,
         }
     }
 

@@ -47,6 +47,9 @@
 //! - [`secrets`]: the local secret stores (file, env) and the secrets API.
 //! - [`metadata`]: metadata and health.
 //! - [`metrics`]: daprd's Prometheus metrics, on `--metrics-port`.
+//! - [`workflows`]: Dapr workflows: the Durable Task protocol the
+//!   workflow SDKs' workers and clients speak, the engine, and Dapr's
+//!   workflow API.
 //! - [`error`]: the one table of statuses and error codes.
 //! - `proto_json`: JSON and `google.protobuf.Value`, both ways.
 //! - `redis_conn`, `rabbitmq_conn`: the connections the Redis and RabbitMQ
@@ -77,6 +80,7 @@ mod redis_conn;
 pub mod secrets;
 mod sqlite_file;
 pub mod state;
+pub mod workflows;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -190,6 +194,8 @@ pub struct Sidecar {
     jobs: jobs::JobStore,
     /// Its actor runtime ([`actors`]).
     actors: actors::Actors,
+    /// Its app's workflows ([`workflows`]).
+    workflows: workflows::Workflows,
 }
 
 impl Sidecar {
@@ -381,6 +387,7 @@ impl Sidecar {
             tracer,
             jobs,
             actors: actors::Actors::new(actor_state_store),
+            workflows: workflows::Workflows::default(),
         })
     }
 
@@ -574,6 +581,7 @@ pub fn app(sidecar: Arc<Sidecar>) -> Router {
         .route("/v1.0/metadata/{key}", put(metadata::metadata_put))
         .route("/v1.0/healthz", get(metadata::healthz))
         .route("/v1.0/healthz/outbound", get(metadata::healthz))
+        .merge(workflows_routes())
         .fallback(invoke::invoke_by_header_or_not_found)
         .layer(middleware::from_fn(service_kit::error_body::json_errors))
         .layer(DefaultBodyLimit::max(max_body))
@@ -591,6 +599,24 @@ pub fn app(sidecar: Arc<Sidecar>) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(sidecar)
+}
+
+/// Dapr's workflow API, under each of the versions daprd serves it.
+fn workflows_routes() -> Router<Arc<Sidecar>> {
+    use workflows::api;
+    let mut router = Router::new();
+    for version in ["v1.0", "v1.0-beta1", "v1.0-alpha1"] {
+        let base = format!("/{version}/workflows/{{component}}/{{id}}");
+        router = router
+            .route(&base, get(api::http_get))
+            .route(&format!("{base}/start"), post(api::http_start))
+            .route(
+                &format!("{base}/raiseEvent/{{event}}"),
+                post(api::http_raise_event),
+            )
+            .route(&format!("{base}/{{operation}}"), post(api::http_operation));
+    }
+    router
 }
 
 /// With `DAPR_API_TOKEN` set, every request but the two health checks needs

@@ -113,7 +113,17 @@ pub(crate) async fn metadata_get(State(sidecar): State<Arc<Sidecar>>) -> Json<Va
             .map(|name| json!({ "name": name }))
             .collect::<Vec<_>>(),
         "appConnectionProperties": app_connection_json(&sidecar.app_connection()),
+        "workflows": workflows_json(sidecar.workflows.connected_workers()),
     }))
+}
+
+/// `workflows` as daprd writes it (`connectedWorkers` left out when 0).
+fn workflows_json(connected_workers: i32) -> Value {
+    if connected_workers == 0 {
+        json!({})
+    } else {
+        json!({ "connectedWorkers": connected_workers })
+    }
 }
 
 /// `appConnectionProperties` as daprd's HTTP metadata API writes it.

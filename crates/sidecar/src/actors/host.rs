@@ -224,7 +224,7 @@ pub struct Actors {
     /// list of hosts moves nothing).
     pub(super) moving: Mutex<HashMap<ActorKey, Instant>>,
     /// The state store marked `actorStateStore`.
-    pub(super) state_store: Option<String>,
+    pub(crate) state_store: Option<String>,
 }
 
 impl Actors {

@@ -19,6 +19,7 @@
 //! | `PublishEvent`, `BulkPublishEvent` (and its `Alpha1` name), `SubscribeTopicEventsAlpha1` | pub/sub ([`crate::pubsub::streaming`] for the streaming subscription) |
 //! | `InvokeBinding` | output bindings ([`crate::bindings`]) |
 //! | `ScheduleJob`, `GetJob`, `DeleteJob`, `DeleteJobsByPrefix`, `ListJobs` (and their `Alpha1` names) | jobs ([`crate::jobs`]) |
+//! | `StartWorkflowBeta1`, `GetWorkflowBeta1`, `RaiseEventWorkflowBeta1`, `PauseWorkflowBeta1`, `ResumeWorkflowBeta1`, `TerminateWorkflowBeta1`, `PurgeWorkflowBeta1` (and their `Alpha1` names) | workflows ([`crate::workflows::api`], [`workflow_rpcs`]) |
 //! | `InvokeActor`, `GetActorState`, `ExecuteActorStateTransaction`, `RegisterActorTimer`, `UnregisterActorTimer`, `RegisterActorReminder`, `UnregisterActorReminder`, `UnregisterActorRemindersByType`, `GetActorReminder`, `ListActorReminders` | actors ([`crate::actors`], [`actor_rpcs`]) |
 //!
 //! Every other RPC answers `UNIMPLEMENTED` naming itself ([`rpcs`], generated
@@ -28,6 +29,10 @@
 //! hot path of service invocation, is routed to [`unary`], which reads and
 //! answers its one message without tonic's streams. Both call the same
 //! [`invoke_app`], and give the same statuses for bad input.
+//!
+//! Beside it, on the same port, `TaskHubSidecarService`: the Durable Task
+//! protocol the workflow SDKs' workers and clients speak
+//! ([`crate::workflows::taskhub`]).
 //!
 //! Calls for any other gRPC service that carry `dapr-app-id` metadata are
 //! proxied to that app ([`proxy`]).
@@ -50,6 +55,7 @@ mod proxy;
 mod rpcs;
 mod status_json;
 mod unary;
+mod workflow_rpcs;
 
 use actor_rpcs::{
     delete_jobs_by_prefix, delete_jobs_by_prefix_alpha1, execute_actor_state_transaction,
@@ -61,6 +67,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use workflow_rpcs::{
+    get_workflow_beta1, pause_workflow_beta1, purge_workflow_beta1, raise_event_workflow_beta1,
+    resume_workflow_beta1, start_workflow_beta1, terminate_workflow_beta1,
+};
 
 use axum::body::Body;
 use dapr::dapr::proto::common::v1 as common;
@@ -119,14 +129,19 @@ pub async fn serve(
     })
     .max_decoding_message_size(max_message)
     .max_encoding_message_size(max_message);
-    let service = tonic::service::interceptor::InterceptedService::new(
-        service,
-        move |request: Request<()>| {
-            check_grpc_api_token(token.as_deref(), request.metadata().as_ref()).map(|()| request)
-        },
-    );
-    // Dapr's own service, and every other path to the proxy.
-    let mut routes = tonic::service::Routes::new(service);
+    let checks_token = move |request: Request<()>| {
+        check_grpc_api_token(token.as_deref(), request.metadata().as_ref()).map(|()| request)
+    };
+    let service =
+        tonic::service::interceptor::InterceptedService::new(service, checks_token.clone());
+    // The Durable Task protocol of the workflow SDKs, beside it, as daprd
+    // serves it.
+    let workflows = crate::workflows::taskhub::TaskHub::server(sidecar.clone())
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let workflows = tonic::service::interceptor::InterceptedService::new(workflows, checks_token);
+    // Dapr's own service, the workflows', and every other path to the proxy.
+    let mut routes = tonic::service::Routes::new(service).add_service(workflows);
     let router = std::mem::take(routes.axum_router_mut());
     let measured = sidecar.clone();
     let tracer = sidecar.tracer().clone();
@@ -702,6 +717,9 @@ async fn get_metadata(
                 },
             })
             .collect(),
+        workflows: Some(pb::MetadataWorkflows {
+            connected_workers: sidecar.workflows.connected_workers(),
+        }),
         ..Default::default()
     };
     Ok(Response::new(metadata))

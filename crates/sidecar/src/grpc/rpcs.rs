@@ -293,99 +293,85 @@ impl Dapr for DaprApi {
         &self,
         request: Request<pb::StartWorkflowRequest>,
     ) -> Result<Response<pb::StartWorkflowResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("StartWorkflowAlpha1"))
+        super::start_workflow_beta1(self, request).await
     }
     async fn get_workflow_alpha1(
         &self,
         request: Request<pb::GetWorkflowRequest>,
     ) -> Result<Response<pb::GetWorkflowResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("GetWorkflowAlpha1"))
+        super::get_workflow_beta1(self, request).await
     }
     async fn purge_workflow_alpha1(
         &self,
         request: Request<pb::PurgeWorkflowRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("PurgeWorkflowAlpha1"))
+        super::purge_workflow_beta1(self, request).await
     }
     async fn terminate_workflow_alpha1(
         &self,
         request: Request<pb::TerminateWorkflowRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("TerminateWorkflowAlpha1"))
+        super::terminate_workflow_beta1(self, request).await
     }
     async fn pause_workflow_alpha1(
         &self,
         request: Request<pb::PauseWorkflowRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("PauseWorkflowAlpha1"))
+        super::pause_workflow_beta1(self, request).await
     }
     async fn resume_workflow_alpha1(
         &self,
         request: Request<pb::ResumeWorkflowRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("ResumeWorkflowAlpha1"))
+        super::resume_workflow_beta1(self, request).await
     }
     async fn raise_event_workflow_alpha1(
         &self,
         request: Request<pb::RaiseEventWorkflowRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("RaiseEventWorkflowAlpha1"))
+        super::raise_event_workflow_beta1(self, request).await
     }
     async fn start_workflow_beta1(
         &self,
         request: Request<pb::StartWorkflowRequest>,
     ) -> Result<Response<pb::StartWorkflowResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("StartWorkflowBeta1"))
+        super::start_workflow_beta1(self, request).await
     }
     async fn get_workflow_beta1(
         &self,
         request: Request<pb::GetWorkflowRequest>,
     ) -> Result<Response<pb::GetWorkflowResponse>, Status> {
-        let _ = request;
-        Err(unimplemented("GetWorkflowBeta1"))
+        super::get_workflow_beta1(self, request).await
     }
     async fn purge_workflow_beta1(
         &self,
         request: Request<pb::PurgeWorkflowRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("PurgeWorkflowBeta1"))
+        super::purge_workflow_beta1(self, request).await
     }
     async fn terminate_workflow_beta1(
         &self,
         request: Request<pb::TerminateWorkflowRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("TerminateWorkflowBeta1"))
+        super::terminate_workflow_beta1(self, request).await
     }
     async fn pause_workflow_beta1(
         &self,
         request: Request<pb::PauseWorkflowRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("PauseWorkflowBeta1"))
+        super::pause_workflow_beta1(self, request).await
     }
     async fn resume_workflow_beta1(
         &self,
         request: Request<pb::ResumeWorkflowRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("ResumeWorkflowBeta1"))
+        super::resume_workflow_beta1(self, request).await
     }
     async fn raise_event_workflow_beta1(
         &self,
         request: Request<pb::RaiseEventWorkflowRequest>,
     ) -> Result<Response<()>, Status> {
-        let _ = request;
-        Err(unimplemented("RaiseEventWorkflowBeta1"))
+        super::raise_event_workflow_beta1(self, request).await
     }
     async fn shutdown(
         &self,

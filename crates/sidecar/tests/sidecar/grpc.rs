@@ -83,6 +83,28 @@ pub(crate) fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T
     request
 }
 
+/// `TaskHubSidecarService/Hello`, the workflow SDKs' first call, with
+/// `token` as `dapr-api-token`.
+async fn task_hub_hello(
+    sidecar: &RunningSidecar,
+    token: Option<&str>,
+) -> Result<(), tonic::Status> {
+    let channel = Channel::from_shared(format!("http://{}", sidecar.grpc_address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        with_token((), token),
+        tonic::codegen::http::uri::PathAndQuery::from_static("/TaskHubSidecarService/Hello"),
+        tonic_prost::ProstCodec::<(), ()>::default(),
+    )
+    .await
+    .map(drop)
+}
+
 /// Asserts `status` is daprd's: `code`, a message containing `message`,
 /// and an `ErrorInfo` of domain `dapr.io` with `reason`.
 fn assert_status(status: &tonic::Status, code: Code, reason: &str, message: &str) {
@@ -328,6 +350,9 @@ async fn errors_are_the_statuses_daprd_gives() {
     let mut storeless = config("grpc-storeless", None, resources.data.path());
     storeless.resources_paths = vec![only_secrets.path().to_path_buf()];
     let storeless = RunningSidecar::start(storeless).await;
+    // The built-in store is the actor state store, which workflows need.
+    let workflows =
+        RunningSidecar::start(config("grpc-workflows", None, resources.data.path())).await;
 
     let mut table = vec![
         Expected {
@@ -421,15 +446,58 @@ async fn errors_are_the_statuses_daprd_gives() {
         Expected {
             case: "an RPC this sidecar does not serve",
             outcome: dapr
-                .get_workflow_beta1(pb::GetWorkflowRequest {
-                    instance_id: "w".into(),
+                .query_state_alpha1(pb::QueryStateRequest {
+                    store_name: "statestore".into(),
+                    query: "{}".into(),
                     ..Default::default()
                 })
                 .await
                 .map(drop),
             code: Code::Unimplemented,
             reason: "ERR_API_UNIMPLEMENTED",
-            message: "GetWorkflowBeta1",
+            message: "QueryStateAlpha1",
+        },
+        Expected {
+            case: "a workflow instance nobody started",
+            outcome: client(&workflows)
+                .await
+                .terminate_workflow_beta1(pb::TerminateWorkflowRequest {
+                    instance_id: "nobody".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            code: Code::NotFound,
+            reason: "ERR_INSTANCE_ID_NOT_FOUND",
+            message: "unable to find workflow with the provided instance ID: nobody",
+        },
+        Expected {
+            case: "a workflow instance id daprd refuses",
+            outcome: client(&workflows)
+                .await
+                .start_workflow_beta1(pb::StartWorkflowRequest {
+                    instance_id: "a b".into(),
+                    workflow_name: "w".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            code: Code::InvalidArgument,
+            reason: "ERR_INSTANCE_ID_INVALID",
+            message: "workflow instance ID 'a b' is invalid",
+        },
+        Expected {
+            case: "workflows without a store marked actorStateStore",
+            outcome: dapr
+                .start_workflow_beta1(pb::StartWorkflowRequest {
+                    workflow_name: "w".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            code: Code::Internal,
+            reason: "ERR_ACTOR_RUNTIME_NOT_FOUND",
+            message: "actorStateStore",
         },
         Expected {
             case: "an output binding nobody declared",
@@ -483,6 +551,7 @@ async fn errors_are_the_statuses_daprd_gives() {
         assert_status(status, row.code, row.reason, row.message);
     }
     storeless.stop().await;
+    workflows.stop().await;
     sidecar.stop().await;
 }
 
@@ -519,6 +588,14 @@ async fn the_api_token_guards_every_rpc() {
             "invalid api token",
         );
     }
+    // The workflow SDKs' service on the same port checks it too.
+    for token in [None, Some("wrong")] {
+        let denied = task_hub_hello(&sidecar, token).await.unwrap_err();
+        assert_eq!(denied.code(), Code::Unauthenticated, "{denied:?}");
+    }
+    task_hub_hello(&sidecar, Some("sidecar-secret"))
+        .await
+        .expect("Hello with the token");
     let request = with_token(pb::GetMetadataRequest {}, Some("sidecar-secret"));
     assert_eq!(
         dapr.get_metadata(request).await.unwrap().into_inner().id,
