@@ -386,7 +386,12 @@ impl Sidecar {
         tracing::info!(worker = id, "a workflow worker connected");
         let sidecar = self.clone();
         tokio::spawn(async move {
-            sender.closed().await;
+            // A stopping sidecar ends the stream (its server waits for
+            // every stream to end before it stops).
+            tokio::select! {
+                () = sender.closed() => {}
+                () = sidecar.shutdown_was_requested() => {}
+            }
             sidecar.disconnect_worker(id);
         });
         self.pump_workflows();
@@ -500,8 +505,11 @@ impl Sidecar {
                     return Ok(Some(live.instance.clone()));
                 }
             }
-            if changes.changed().await.is_err() {
-                return Ok(None);
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() {
+                    return Ok(None);
+                },
+                () = self.shutdown_was_requested() => return Err(WorkflowError::Stopping),
             }
         }
     }
@@ -836,20 +844,28 @@ impl Sidecar {
     }
 }
 
-/// Takes the work a completion token names, checking that it is what the
-/// answer says it is.
+/// Takes the work an answer is for: the one its completion token names,
+/// or, for a worker that sends no token (older SDKs, such as
+/// `@dapr/durabletask-js` 1.0), the first taken work it matches, as
+/// durabletask-go matches answers by instance and task id.
 fn take(
     engine: &mut Engine,
     token: &str,
     expected: impl Fn(&Work) -> bool,
 ) -> Result<Taken, WorkflowError> {
-    match engine.taken.get(token) {
-        Some(taken) if expected(&taken.work) => {}
-        _ => return Err(WorkflowError::UnknownToken),
-    }
+    let token = match engine.taken.get(token) {
+        Some(taken) if expected(&taken.work) => token.to_string(),
+        Some(_) => return Err(WorkflowError::UnknownToken),
+        None => engine
+            .taken
+            .iter()
+            .find(|(_, taken)| expected(&taken.work))
+            .map(|(token, _)| token.clone())
+            .ok_or(WorkflowError::UnknownToken)?,
+    };
     engine
         .taken
-        .remove(token)
+        .remove(&token)
         .ok_or(WorkflowError::UnknownToken)
 }
 

@@ -59,8 +59,11 @@ pub(crate) enum WorkflowError {
     #[error("workflow instance '{0}' has not ended: terminate it first, or purge with force")]
     NotFinished(String),
     /// A worker answered work it does not have (any more).
-    #[error("unknown or expired completion token")]
+    #[error("no such work item: its completion token is unknown or expired")]
     UnknownToken,
+    /// The sidecar is stopping: a wait ends early.
+    #[error("the sidecar is stopping")]
+    Stopping,
     /// The stored state cannot be read back.
     #[error("{0}")]
     Corrupt(String),
@@ -81,6 +84,7 @@ impl WorkflowError {
                     }
                     WorkflowError::NotFound(_) | WorkflowError::UnknownToken => Code::NotFound,
                     WorkflowError::AlreadyExists(_) => Code::AlreadyExists,
+                    WorkflowError::Stopping => Code::Unavailable,
                     WorkflowError::Corrupt(_) | WorkflowError::Store(_) => Code::Internal,
                 };
                 Status::new(code, other.to_string())

@@ -89,20 +89,10 @@ async fn task_hub_hello(
     sidecar: &RunningSidecar,
     token: Option<&str>,
 ) -> Result<(), tonic::Status> {
-    let channel = Channel::from_shared(format!("http://{}", sidecar.grpc_address))
-        .unwrap()
-        .connect()
+    super::workflows::TaskHub::connect(sidecar)
         .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    grpc.unary(
-        with_token((), token),
-        tonic::codegen::http::uri::PathAndQuery::from_static("/TaskHubSidecarService/Hello"),
-        tonic_prost::ProstCodec::<(), ()>::default(),
-    )
-    .await
-    .map(drop)
+        .call::<(), ()>("Hello", with_token((), token))
+        .await
 }
 
 /// Asserts `status` is daprd's: `code`, a message containing `message`,

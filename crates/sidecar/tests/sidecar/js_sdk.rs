@@ -2,7 +2,8 @@
 //! JavaScript SDK (`@dapr/dapr`) drives a real sidecar through
 //! `js-sdk/conformance.mjs`, once over HTTP and once over gRPC; and its
 //! actor runtime hosts actors that its `ActorProxyBuilder` calls
-//! (`js-sdk/actors.mjs`). `scripts/test.sh` installs the SDK with `npm ci`.
+//! (`js-sdk/actors.mjs`), and its `WorkflowRuntime` runs workflows that its
+//! `DaprWorkflowClient` manages (`js-sdk/workflows.mjs`). `scripts/test.sh` installs the SDK with `npm ci`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -78,4 +79,23 @@ async fn the_js_sdk_hosts_and_calls_actors() {
     test_support::run_sdk_checks(script, "the JS SDK actor checks", 3).await;
     caller.stop().await;
     host.stop().await;
+}
+
+/// Workflows with the SDK's `WorkflowRuntime` (on `@dapr/durabletask-js`)
+/// and `DaprWorkflowClient`, over the gRPC port (`js-sdk/workflows.mjs`):
+/// activities, an external event with the custom status, a durable timer,
+/// and suspend, resume, terminate and purge.
+#[tokio::test]
+#[ignore = "needs the Dapr JS SDK and node (scripts/test.sh installs them and runs this)"]
+async fn the_js_sdk_runs_and_manages_workflows() {
+    let sdk_dir = sdk_dir();
+    let data = tempfile::tempdir().unwrap();
+    let sidecar = RunningSidecar::start(config("js-workflows", None, data.path())).await;
+    let mut script = Command::new("node");
+    script
+        .arg("workflows.mjs")
+        .current_dir(&sdk_dir)
+        .env("DAPR_GRPC_PORT", sidecar.grpc_address.port().to_string());
+    test_support::run_sdk_checks(script, "the JS SDK workflow checks", 4).await;
+    sidecar.stop().await;
 }

@@ -19,6 +19,7 @@
 //!   `bindings.redis` and `bindings.localstorage` output bindings;
 //! - `metrics`: `GET /metrics`, daprd's metric names and labels;
 //! - `tracing`: spans to each exporter a Dapr `Configuration` can name;
+//! - `workflows`: the Durable Task protocol of workflows, spoken by hand;
 //! - `fuzz_seeds`: the `sidecar_request` fuzz target's seeds, replayed.
 
 mod actors;
@@ -39,3 +40,4 @@ mod python_sdk;
 mod state;
 mod store_bindings;
 mod tracing;
+mod workflows;
