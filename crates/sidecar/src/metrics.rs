@@ -31,6 +31,9 @@
 //! - `dapr_runtime_actor_*`: actors deactivated (and failed), rebalanced,
 //!   calls waiting for an actor's turn, reminders and timers fired, by
 //!   `actor_type` ([`ActorMetrics`]).
+//! - `dapr_runtime_workflow_*`: operations on workflow instances, runs
+//!   that ended and activity results, with their latencies
+//!   ([`WorkflowMetrics`]).
 //!
 //! Recording costs a few atomic adds per request; with the metrics off
 //! (`--enable-metrics=false`) nothing is recorded, as in daprd.
@@ -101,6 +104,129 @@ pub struct Metrics {
     configuration: Timed,
     /// The actor runtime's.
     pub actors: ActorMetrics,
+    /// The workflow engine's.
+    pub workflows: WorkflowMetrics,
+}
+
+/// daprd's workflow metrics (`pkg/diagnostics/workflow_monitoring.go`),
+/// by `app_id` and `namespace`; latencies in milliseconds.
+pub struct WorkflowMetrics {
+    enabled: bool,
+    app_id: String,
+    operation_count: IntCounterVec,
+    operation_latency: HistogramVec,
+    execution_count: IntCounterVec,
+    execution_latency: HistogramVec,
+    activity_count: IntCounterVec,
+    activity_latency: HistogramVec,
+}
+
+/// A workflow operation's, execution's or activity's outcome, as daprd's
+/// `status` label names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkflowOutcome {
+    Success,
+    Failed,
+    Terminated,
+}
+
+impl WorkflowOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            WorkflowOutcome::Success => "success",
+            WorkflowOutcome::Failed => "failed",
+            WorkflowOutcome::Terminated => "terminated",
+        }
+    }
+}
+
+impl WorkflowMetrics {
+    fn new(
+        registry: &Registry,
+        app_id: &str,
+        enabled: bool,
+    ) -> Result<WorkflowMetrics, MetricsError> {
+        let operation = ["app_id", "namespace", "operation", "status"];
+        let execution = ["app_id", "namespace", "status", "workflow_name"];
+        let activity = ["activity_name", "app_id", "namespace", "status"];
+        Ok(WorkflowMetrics {
+            enabled,
+            app_id: app_id.to_string(),
+            operation_count: counter(
+                registry,
+                "dapr_runtime_workflow_operation_count",
+                "The number of successful/failed workflow operation requests.",
+                &operation,
+            )?,
+            operation_latency: histogram(
+                registry,
+                "dapr_runtime_workflow_operation_latency",
+                "The latencies of responses for workflow operation requests.",
+                &operation,
+                &LATENCY_BUCKETS_MS,
+            )?,
+            execution_count: counter(
+                registry,
+                "dapr_runtime_workflow_execution_count",
+                "The number of successful/failed/terminated/recoverable workflow executions.",
+                &execution,
+            )?,
+            execution_latency: histogram(
+                registry,
+                "dapr_runtime_workflow_execution_latency",
+                "The total time taken to run a workflow to completion.",
+                &execution,
+                &LATENCY_BUCKETS_MS,
+            )?,
+            activity_count: counter(
+                registry,
+                "dapr_runtime_workflow_activity_execution_count",
+                "The number of successful/failed activity executions.",
+                &activity,
+            )?,
+            activity_latency: histogram(
+                registry,
+                "dapr_runtime_workflow_activity_execution_latency",
+                "The total time taken to run an activity to completion.",
+                &activity,
+                &LATENCY_BUCKETS_MS,
+            )?,
+        })
+    }
+
+    /// An operation on instances (`create_workflow`, `get_workflow`,
+    /// `add_event`, `purge_workflow`) ended.
+    pub fn operation(&self, operation: &str, outcome: WorkflowOutcome, elapsed: Duration) {
+        if self.enabled {
+            let labels = [self.app_id.as_str(), NAMESPACE, operation, outcome.label()];
+            self.operation_count.with_label_values(&labels).inc();
+            self.operation_latency
+                .with_label_values(&labels)
+                .observe(millis(elapsed));
+        }
+    }
+
+    /// A workflow run ended, `elapsed` after it was created.
+    pub fn execution(&self, workflow: &str, outcome: WorkflowOutcome, elapsed: Duration) {
+        if self.enabled {
+            let labels = [self.app_id.as_str(), NAMESPACE, outcome.label(), workflow];
+            self.execution_count.with_label_values(&labels).inc();
+            self.execution_latency
+                .with_label_values(&labels)
+                .observe(millis(elapsed));
+        }
+    }
+
+    /// An activity's result came back, `elapsed` after it was sent.
+    pub fn activity(&self, activity: &str, outcome: WorkflowOutcome, elapsed: Duration) {
+        if self.enabled {
+            let labels = [activity, self.app_id.as_str(), NAMESPACE, outcome.label()];
+            self.activity_count.with_label_values(&labels).inc();
+            self.activity_latency
+                .with_label_values(&labels)
+                .observe(millis(elapsed));
+        }
+    }
 }
 
 /// daprd's actor metrics (`pkg/diagnostics/service_monitoring.go`), by
@@ -441,6 +567,7 @@ impl Metrics {
                 enabled,
             )?,
             actors: ActorMetrics::new(r, app_id, enabled)?,
+            workflows: WorkflowMetrics::new(r, app_id, enabled)?,
             app_id: app_id.to_string(),
             enabled,
             registry,

@@ -23,6 +23,7 @@ use super::WorkflowError;
 use super::durabletask as dt;
 use super::instance::{ActivityTask, Effect, Instance, NewInstance, event, is_terminal};
 use crate::Sidecar;
+use crate::metrics::WorkflowOutcome;
 use crate::state::{Concurrency, DeleteRequest, SetRequest};
 use dt::OrchestrationStatus as Status;
 use dt::history_event::EventType;
@@ -72,6 +73,8 @@ enum Work {
 struct Taken {
     worker: u64,
     work: Work,
+    /// When the worker was sent it.
+    sent_at: std::time::Instant,
     /// For a step: the events it was sent.
     sent: Vec<dt::HistoryEvent>,
 }
@@ -361,7 +364,15 @@ impl Sidecar {
                     engine.queue.push_front(work);
                     continue;
                 }
-                engine.taken.insert(token, Taken { worker, work, sent });
+                engine.taken.insert(
+                    token,
+                    Taken {
+                        worker,
+                        work,
+                        sent,
+                        sent_at: std::time::Instant::now(),
+                    },
+                );
             }
         }
         self.workflows
@@ -424,40 +435,45 @@ impl Sidecar {
         self: &Arc<Self>,
         new: NewInstance,
     ) -> Result<String, WorkflowError> {
-        self.load_workflows().await?;
-        let id = new.instance_id.clone();
-        let start = new.scheduled_start;
-        {
-            let mut engine = self.workflows.engine();
-            if engine
-                .instances
-                .get(&id)
-                .is_some_and(|live| !live.instance.is_terminal())
+        let started = std::time::Instant::now();
+        let result = async {
+            self.load_workflows().await?;
+            let id = new.instance_id.clone();
+            let start = new.scheduled_start;
             {
-                return Err(WorkflowError::AlreadyExists(id));
+                let mut engine = self.workflows.engine();
+                if engine
+                    .instances
+                    .get(&id)
+                    .is_some_and(|live| !live.instance.is_terminal())
+                {
+                    return Err(WorkflowError::AlreadyExists(id));
+                }
+                let instance = Instance::new(&new, &self.config.app_id);
+                engine.instances.insert(
+                    id.clone(),
+                    Live {
+                        instance,
+                        stepping: false,
+                    },
+                );
+                engine.step(&id);
             }
-            let instance = Instance::new(&new, &self.config.app_id);
-            engine.instances.insert(
-                id.clone(),
-                Live {
-                    instance,
-                    stepping: false,
-                },
-            );
-            engine.step(&id);
+            if let Err(e) = self
+                .persist_workflows(std::slice::from_ref(&id), true)
+                .await
+            {
+                self.workflows.engine().instances.remove(&id);
+                return Err(e);
+            }
+            if let Some(start) = start.filter(|s| not_yet(Some(*s))) {
+                self.arm_timer(id.clone(), -1, start);
+            }
+            self.pump_workflows();
+            Ok(id)
         }
-        if let Err(e) = self
-            .persist_workflows(std::slice::from_ref(&id), true)
-            .await
-        {
-            self.workflows.engine().instances.remove(&id);
-            return Err(e);
-        }
-        if let Some(start) = start.filter(|s| not_yet(Some(*s))) {
-            self.arm_timer(id.clone(), -1, start);
-        }
-        self.pump_workflows();
-        Ok(id)
+        .await;
+        self.workflow_operation("create_workflow", started, result)
     }
 
     /// An instance, as the engine has it now.
@@ -465,13 +481,36 @@ impl Sidecar {
         self: &Arc<Self>,
         id: &str,
     ) -> Result<Option<Instance>, WorkflowError> {
-        self.load_workflows().await?;
-        Ok(self
+        let started = std::time::Instant::now();
+        let result = async {
+            self.load_workflows().await?;
+            Ok(self
+                .workflows
+                .engine()
+                .instances
+                .get(id)
+                .map(|live| live.instance.clone()))
+        }
+        .await;
+        self.workflow_operation("get_workflow", started, result)
+    }
+
+    /// Records an operation on instances in daprd's workflow metrics.
+    fn workflow_operation<T>(
+        &self,
+        operation: &str,
+        started: std::time::Instant,
+        result: Result<T, WorkflowError>,
+    ) -> Result<T, WorkflowError> {
+        let outcome = if result.is_ok() {
+            WorkflowOutcome::Success
+        } else {
+            WorkflowOutcome::Failed
+        };
+        self.metrics
             .workflows
-            .engine()
-            .instances
-            .get(id)
-            .map(|live| live.instance.clone()))
+            .operation(operation, outcome, started.elapsed());
+        result
     }
 
     /// Every instance's id.
@@ -521,10 +560,15 @@ impl Sidecar {
         id: &str,
         event: dt::HistoryEvent,
     ) -> Result<(), WorkflowError> {
-        self.load_workflows().await?;
-        self.workflows.engine().deliver(id, event)?;
-        self.settle(&[id.to_string()], false).await;
-        Ok(())
+        let started = std::time::Instant::now();
+        let result = async {
+            self.load_workflows().await?;
+            self.workflows.engine().deliver(id, event)?;
+            self.settle(&[id.to_string()], false).await;
+            Ok(())
+        }
+        .await;
+        self.workflow_operation("add_event", started, result)
     }
 
     /// Raises the event `name` on an instance.
@@ -564,25 +608,30 @@ impl Sidecar {
         output: Option<String>,
         recursive: bool,
     ) -> Result<(), WorkflowError> {
-        self.load_workflows().await?;
-        let ids = {
-            let mut engine = self.workflows.engine();
-            if !engine.instances.contains_key(id) {
-                return Err(WorkflowError::NotFound(id.to_string()));
-            }
-            let ids = engine.with_children(id, recursive);
-            for target in &ids {
-                let terminated = EventType::ExecutionTerminated(dt::ExecutionTerminatedEvent {
-                    input: output.clone(),
-                    recurse: recursive,
-                });
-                // A child that has ended already takes no event; that is fine.
-                let _ = engine.deliver(target, event(-1, terminated));
-            }
-            ids
-        };
-        self.settle(&ids, false).await;
-        Ok(())
+        let started = std::time::Instant::now();
+        let result = async {
+            self.load_workflows().await?;
+            let ids = {
+                let mut engine = self.workflows.engine();
+                if !engine.instances.contains_key(id) {
+                    return Err(WorkflowError::NotFound(id.to_string()));
+                }
+                let ids = engine.with_children(id, recursive);
+                for target in &ids {
+                    let terminated = EventType::ExecutionTerminated(dt::ExecutionTerminatedEvent {
+                        input: output.clone(),
+                        recurse: recursive,
+                    });
+                    // A child that has ended already takes no event; that is fine.
+                    let _ = engine.deliver(target, event(-1, terminated));
+                }
+                ids
+            };
+            self.settle(&ids, false).await;
+            Ok(())
+        }
+        .await;
+        self.workflow_operation("add_event", started, result)
     }
 
     /// Removes instances that have ended (any, with `force`), with their
@@ -593,46 +642,51 @@ impl Sidecar {
         recursive: bool,
         force: bool,
     ) -> Result<usize, WorkflowError> {
-        self.load_workflows().await?;
-        let removed = {
-            let mut engine = self.workflows.engine();
-            let roots: Vec<String> = match &target {
-                PurgeTarget::One(id) => {
-                    let live = engine
-                        .instances
-                        .get(id)
-                        .ok_or_else(|| WorkflowError::NotFound(id.clone()))?;
-                    if !force && !live.instance.is_terminal() {
-                        return Err(WorkflowError::NotFinished(id.clone()));
+        let started = std::time::Instant::now();
+        let result = async {
+            self.load_workflows().await?;
+            let removed = {
+                let mut engine = self.workflows.engine();
+                let roots: Vec<String> = match &target {
+                    PurgeTarget::One(id) => {
+                        let live = engine
+                            .instances
+                            .get(id)
+                            .ok_or_else(|| WorkflowError::NotFound(id.clone()))?;
+                        if !force && !live.instance.is_terminal() {
+                            return Err(WorkflowError::NotFinished(id.clone()));
+                        }
+                        vec![id.clone()]
                     }
-                    vec![id.clone()]
+                    PurgeTarget::Filter(filter) => engine
+                        .instances
+                        .values()
+                        .filter(|live| matches_filter(&live.instance, filter))
+                        .map(|live| live.instance.instance_id.clone())
+                        .collect(),
+                };
+                let mut removed = Vec::new();
+                for root in roots {
+                    for id in engine.with_children(&root, recursive) {
+                        let ended = engine
+                            .instances
+                            .get(&id)
+                            .is_some_and(|live| force || live.instance.is_terminal());
+                        if ended && engine.instances.remove(&id).is_some() {
+                            removed.push(id);
+                        }
+                    }
                 }
-                PurgeTarget::Filter(filter) => engine
-                    .instances
-                    .values()
-                    .filter(|live| matches_filter(&live.instance, filter))
-                    .map(|live| live.instance.instance_id.clone())
-                    .collect(),
+                removed
             };
-            let mut removed = Vec::new();
-            for root in roots {
-                for id in engine.with_children(&root, recursive) {
-                    let ended = engine
-                        .instances
-                        .get(&id)
-                        .is_some_and(|live| force || live.instance.is_terminal());
-                    if ended && engine.instances.remove(&id).is_some() {
-                        removed.push(id);
-                    }
-                }
+            if !removed.is_empty() {
+                self.persist_workflows(&removed, true).await?;
             }
-            removed
-        };
-        if !removed.is_empty() {
-            self.persist_workflows(&removed, true).await?;
+            self.pump_workflows();
+            Ok(removed.len())
         }
-        self.pump_workflows();
-        Ok(removed.len())
+        .await;
+        self.workflow_operation("purge_workflow", started, result)
     }
 
     /// A worker's answer to a step: applied to the instance, and what it
@@ -657,6 +711,17 @@ impl Sidecar {
             let effects = live
                 .instance
                 .apply_response(taken.sent, response, &self.config.app_id);
+            if let Some(outcome) = execution_outcome(live.instance.status) {
+                let ran = live
+                    .instance
+                    .created
+                    .and_then(|at| SystemTime::try_from(at).ok())
+                    .and_then(|at| at.elapsed().ok())
+                    .unwrap_or_default();
+                self.metrics
+                    .workflows
+                    .execution(&live.instance.name, outcome, ran);
+            }
             let execution_id = live.instance.execution_id.clone();
             engine.step(&id);
             (effects, execution_id)
@@ -768,6 +833,14 @@ impl Sidecar {
             let Work::Activity(task) = taken.work else {
                 return Ok(());
             };
+            let outcome = if response.failure_details.is_some() {
+                WorkflowOutcome::Failed
+            } else {
+                WorkflowOutcome::Success
+            };
+            self.metrics
+                .workflows
+                .activity(&task.name, outcome, taken.sent_at.elapsed());
             task.task_execution_id
         };
         let kind = match response.failure_details {
@@ -867,6 +940,17 @@ fn take(
         .taken
         .remove(&token)
         .ok_or(WorkflowError::UnknownToken)
+}
+
+/// How a run that ended with `status` is counted (`None`: it has not
+/// ended).
+fn execution_outcome(status: i32) -> Option<WorkflowOutcome> {
+    match Status::try_from(status) {
+        Ok(Status::Completed) => Some(WorkflowOutcome::Success),
+        Ok(Status::Failed) => Some(WorkflowOutcome::Failed),
+        Ok(Status::Terminated | Status::Canceled) => Some(WorkflowOutcome::Terminated),
+        _ => None,
+    }
 }
 
 /// Whether a purge filter selects `instance` (it must have ended).

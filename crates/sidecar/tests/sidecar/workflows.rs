@@ -5,6 +5,7 @@
 //! The SDKs' own workers are tested in `python_sdk` and `js_sdk`.
 
 use sidecar::workflows::durabletask as dt;
+use test_support::metrics::Scrape;
 use test_support::sidecar::*;
 use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -98,7 +99,8 @@ fn action(id: i32, kind: Action) -> dt::WorkflowAction {
 
 /// An activity a worker took and then left without answering goes to the
 /// next worker; the workflow goes on with that worker's result, and the
-/// metadata APIs count the connected workers as they come and go. The
+/// metadata APIs count the connected workers as they come and go, and
+/// daprd's workflow metrics count the run and its activity. The
 /// sidecar then stops with a worker still connected (it ends the worker's
 /// stream rather than wait for it).
 #[tokio::test]
@@ -250,6 +252,39 @@ async fn work_a_worker_leaves_unanswered_goes_to_another_worker() {
     assert_eq!(
         answer["properties"]["dapr.workflow.output"], "40",
         "{answer}"
+    );
+
+    // daprd's workflow metrics: one run, one activity result (the worker
+    // that left gave none), one start.
+    let scrape = Scrape::fetch(&format!("http://{}/metrics", sidecar.metrics_address)).await;
+    let labels = |extra: (&'static str, &'static str)| {
+        [
+            ("app_id", "wf-workers"),
+            ("namespace", ""),
+            ("status", "success"),
+            extra,
+        ]
+    };
+    assert_eq!(
+        scrape.value(
+            "dapr_runtime_workflow_execution_count",
+            &labels(("workflow_name", "flow"))
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        scrape.value(
+            "dapr_runtime_workflow_activity_execution_count",
+            &labels(("activity_name", "double"))
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        scrape.value(
+            "dapr_runtime_workflow_operation_count",
+            &labels(("operation", "create_workflow"))
+        ),
+        Some(1.0)
     );
     sidecar.stop().await;
 }
