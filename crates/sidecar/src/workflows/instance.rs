@@ -264,10 +264,61 @@ impl Instance {
         let mut effects = Vec::new();
         for action in response.actions {
             let id = action.id;
+            // Another app's activity or workflow (daprd's cross-app calls):
+            // not served here, so the workflow gets a failure it can handle.
+            let elsewhere = action
+                .router
+                .as_ref()
+                .and_then(|router| router.target_app_id.as_deref())
+                .filter(|target| !target.is_empty() && *target != app_id)
+                .map(unsupported_cross_app);
             let Some(kind) = action.workflow_action_type else {
                 continue;
             };
             match kind {
+                WorkflowActionType::ScheduleTask(task) if elsewhere.is_some() => {
+                    self.history.push(event(
+                        id,
+                        EventType::TaskScheduled(dt::TaskScheduledEvent {
+                            name: task.name,
+                            input: task.input,
+                            task_execution_id: task.task_execution_id.clone(),
+                            ..Default::default()
+                        }),
+                    ));
+                    self.inbox.push(event(
+                        -1,
+                        EventType::TaskFailed(dt::TaskFailedEvent {
+                            task_scheduled_id: id,
+                            failure_details: elsewhere,
+                            task_execution_id: task.task_execution_id,
+                            ..Default::default()
+                        }),
+                    ));
+                }
+                WorkflowActionType::CreateChildWorkflow(child) if elsewhere.is_some() => {
+                    self.history.push(event(
+                        id,
+                        EventType::ChildWorkflowInstanceCreated(
+                            dt::ChildWorkflowInstanceCreatedEvent {
+                                instance_id: child.instance_id,
+                                name: child.name,
+                                input: child.input,
+                                ..Default::default()
+                            },
+                        ),
+                    ));
+                    self.inbox.push(event(
+                        -1,
+                        EventType::ChildWorkflowInstanceFailed(
+                            dt::ChildWorkflowInstanceFailedEvent {
+                                task_scheduled_id: id,
+                                failure_details: elsewhere,
+                                ..Default::default()
+                            },
+                        ),
+                    ));
+                }
                 WorkflowActionType::ScheduleTask(task) => {
                     effects.push(Effect::Activity(ActivityTask {
                         instance_id: self.instance_id.clone(),
@@ -549,6 +600,19 @@ impl Instance {
     }
 }
 
+/// The failure a workflow gets for an activity or child workflow of
+/// another app.
+fn unsupported_cross_app(target: &str) -> dt::TaskFailureDetails {
+    dt::TaskFailureDetails {
+        error_type: "CrossAppCallNotSupported".into(),
+        error_message: format!(
+            "calling app '{target}' from a workflow is not supported by dapr-wasm: run the activity or workflow in this app"
+        ),
+        is_non_retriable: true,
+        ..Default::default()
+    }
+}
+
 /// The router of this app's events: the SDKs read the app id from it.
 fn router(app_id: &str) -> dt::TaskRouter {
     dt::TaskRouter {
@@ -686,6 +750,31 @@ mod tests {
         assert!(!child.receive(event(
             -1,
             EventType::EventRaised(dt::EventRaisedEvent::default())
+        )));
+    }
+
+    #[test]
+    fn another_apps_activity_fails_in_the_workflow_and_is_not_run() {
+        let mut instance = started("order");
+        let mut call = action(
+            0,
+            WorkflowActionType::ScheduleTask(dt::ScheduleTaskAction {
+                name: "pay".into(),
+                ..Default::default()
+            }),
+        );
+        call.router = Some(dt::TaskRouter {
+            source_app_id: "app".into(),
+            target_app_id: Some("billing".into()),
+            target_app_namespace: None,
+        });
+        let effects = respond(&mut instance, vec![call]);
+        assert!(effects.is_empty(), "{effects:?}");
+        let (request, _) = instance.work_item().expect("the failure, as the next step");
+        assert!(request.new_events.iter().any(|e| matches!(
+            &e.event_type,
+            Some(EventType::TaskFailed(f)) if f.task_scheduled_id == 0
+                && f.failure_details.as_ref().is_some_and(|d| d.error_message.contains("billing"))
         )));
     }
 

@@ -6,9 +6,11 @@ Dapr's workflow HTTP API on DAPR_HTTP_PORT.
 PHASE picks what runs:
 - `main` (the default): the checks below;
 - `before-restart`: starts `durable` (an activity, then an external event,
-  then another activity) and leaves it waiting for the event;
+  then another activity) and leaves it waiting for the event, and
+  `sleeper` waiting for its 3 s timer;
 - `after-restart`: against a restarted sidecar, raises the event and
-  checks that `durable` ends with both activities' results.
+  checks that `durable` ends with both activities' results, and that
+  `sleeper`'s timer fires.
 
 Every check prints `ok NAME` or `FAIL NAME: reason`; the last line is
 `N passed, M failed`.
@@ -111,6 +113,12 @@ def durable(ctx: wf.DaprWorkflowContext, _):
     go = yield ctx.wait_for_external_event("go")
     after = yield ctx.call_activity(hello, input="after")
     return [before, go, after]
+
+
+@runtime.workflow(name="sleeper")
+def sleeper(ctx: wf.DaprWorkflowContext, _):
+    yield ctx.create_timer(timedelta(seconds=3))
+    return "slept"
 
 
 client = wf.DaprWorkflowClient()
@@ -327,6 +335,18 @@ def after_restart():
     assert ran == [("hello", "after")], ran
 
 
+def timer_before_restart():
+    client.schedule_new_workflow(sleeper, instance_id="sleeper-1")
+    # Running means its first step is recorded, with its timer.
+    status_is("sleeper-1", wf.WorkflowStatus.RUNNING)
+
+
+def timer_after_restart():
+    state = finished("sleeper-1")
+    assert state.runtime_status == wf.WorkflowStatus.COMPLETED, state.runtime_status
+    assert json.loads(state.serialized_output) == "slept", state.serialized_output
+
+
 PHASES = {
     "main": [
         ("chained activities", chained_activities),
@@ -341,8 +361,14 @@ PHASES = {
         ("the HTTP workflow API", http_api),
         ("the HTTP workflow API's errors", http_errors),
     ],
-    "before-restart": [("a workflow waits for its event", before_restart)],
-    "after-restart": [("the workflow goes on after a restart", after_restart)],
+    "before-restart": [
+        ("a workflow waits for its event", before_restart),
+        ("a workflow waits for its timer", timer_before_restart),
+    ],
+    "after-restart": [
+        ("the workflow goes on after a restart", after_restart),
+        ("the timer fires after a restart", timer_after_restart),
+    ],
 }
 
 runtime.start()
