@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -261,22 +261,13 @@ pub(crate) async fn purge(sidecar: &Arc<Sidecar>, id: String) -> Result<(), Dapr
         })
 }
 
-/// Reads a request's whole body, within `--max-body-size`.
-async fn whole_body(sidecar: &Sidecar, body: Body) -> Result<Vec<u8>, DaprError> {
-    axum::body::to_bytes(body, sidecar.config.max_body_size)
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|_| DaprError::BodyTooLarge(sidecar.config.max_body_size))
-}
-
 /// `POST /v1.0/workflows/{component}/{name}/start?instanceID=`
 pub(crate) async fn http_start(
     State(sidecar): State<Arc<Sidecar>>,
     Path((component, name)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
-    body: Body,
+    input: Bytes,
 ) -> Result<Response, DaprError> {
-    let input = whole_body(&sidecar, body).await?;
     let started = start(
         &sidecar,
         pb::StartWorkflowRequest {
@@ -284,7 +275,7 @@ pub(crate) async fn http_start(
             workflow_component: component,
             workflow_name: name,
             options: HashMap::new(),
-            input,
+            input: input.to_vec(),
         },
     )
     .await?;
@@ -330,16 +321,15 @@ pub(crate) async fn http_get(
 pub(crate) async fn http_raise_event(
     State(sidecar): State<Arc<Sidecar>>,
     Path((component, id, event)): Path<(String, String, String)>,
-    body: Body,
+    data: Bytes,
 ) -> Result<StatusCode, DaprError> {
-    let data = whole_body(&sidecar, body).await?;
     raise_event(
         &sidecar,
         pb::RaiseEventWorkflowRequest {
             instance_id: id,
             workflow_component: component,
             event_name: event,
-            event_data: data,
+            event_data: data.to_vec(),
         },
     )
     .await?;

@@ -6,27 +6,13 @@ NAME` or `FAIL NAME: reason`; the last line is `N passed, M failed`.
 
 import asyncio
 import sys
-import time
-import traceback
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
+import checks  # noqa: E402
 from actor_app import DemoActorInterface  # noqa: E402
 
 from dapr.actor import ActorId, ActorProxy  # noqa: E402
 from dapr.clients.exceptions import DaprInternalError  # noqa: E402
-
-results = []
-
-
-async def check(name, test):
-    try:
-        await test()
-        results.append((name, None))
-        print(f"ok {name}", flush=True)
-    except Exception as err:  # noqa: BLE001 - any failure is reported
-        results.append((name, err))
-        print(f"FAIL {name}: {err!r}", flush=True)
-        traceback.print_exc()
 
 
 def proxy(actor_id):
@@ -34,14 +20,7 @@ def proxy(actor_id):
 
 
 async def until(what, condition, within=15):
-    deadline = time.monotonic() + within
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within} s")
-        await asyncio.sleep(0.2)
+    return await checks.until_async(what, condition, within)
 
 
 async def state_per_actor():
@@ -87,13 +66,11 @@ async def errors():
 
 
 async def main():
-    await check("actor state, one per actor id", state_per_actor)
-    await check("reminders reach receive_reminder with their state", reminders)
-    await check("timers call their callback with their state", timers)
-    await check("an actor's exception is ERR_ACTOR_INVOKE_METHOD", errors)
-    failed = sum(1 for _, err in results if err is not None)
-    print(f"{len(results) - failed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+    await checks.run_async("actor state, one per actor id", state_per_actor)
+    await checks.run_async("reminders reach receive_reminder with their state", reminders)
+    await checks.run_async("timers call their callback with their state", timers)
+    await checks.run_async("an actor's exception is ERR_ACTOR_INVOKE_METHOD", errors)
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 
 import grpc
 from dapr.clients import DaprClient
@@ -25,24 +24,19 @@ from dapr.clients.grpc._request import TransactionalStateOperation, TransactionO
 from dapr.clients.grpc._response import UnlockResponseStatus
 from dapr.clients.grpc._state import Concurrency, StateItem, StateOptions
 
+import checks  # the harness beside this script
+
 STORE = "statestore"
 SECRETS = "localsecrets"
 TARGET = os.environ["TARGET_APP_ID"]
-results = []
 
 
 def check(name):
-    def run(test):
-        try:
-            test()
-            results.append((name, None))
-            print(f"ok {name}", flush=True)
-        except Exception as err:  # noqa: BLE001 - any failure is reported
-            results.append((name, err))
-            print(f"FAIL {name}: {err!r}", flush=True)
-            traceback.print_exc()
+    def register(test):
+        checks.run(name, test)
         return test
-    return run
+
+    return register
 
 
 def dapr_error(err):
@@ -342,6 +336,4 @@ def _():
     expect_grpc_error(lambda: client.get_job(name), grpc.StatusCode.INTERNAL, "DAPR_SCHEDULER_GET_JOB")
 
 
-failed = sum(1 for _, err in results if err is not None)
-print(f"{len(results) - failed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+checks.finish()

@@ -20,16 +20,16 @@ import json
 import os
 import sys
 import time
-import traceback
 import urllib.error
 import urllib.request
 from datetime import timedelta
 
 import dapr.ext.workflow as wf
 
+import checks  # the harness beside this script
+
 HTTP = f"http://127.0.0.1:{os.environ['DAPR_HTTP_PORT']}"
 WAIT = 60
-results = []
 # Which activities ran, and how often (checked by `durable`).
 ran = []
 
@@ -124,26 +124,8 @@ def sleeper(ctx: wf.DaprWorkflowContext, _):
 client = wf.DaprWorkflowClient()
 
 
-def check(name, test):
-    try:
-        test()
-        results.append((name, None))
-        print(f"ok {name}", flush=True)
-    except Exception as err:  # noqa: BLE001 - any failure is reported
-        results.append((name, err))
-        print(f"FAIL {name}: {err!r}", flush=True)
-        traceback.print_exc()
-
-
 def until(what, condition, within=WAIT):
-    deadline = time.monotonic() + within
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within} s")
-        time.sleep(0.1)
+    return checks.until(what, condition, within)
 
 
 def finished(instance_id):
@@ -374,9 +356,7 @@ PHASES = {
 runtime.start()
 try:
     for name, test in PHASES[os.environ.get("PHASE", "main")]:
-        check(name, test)
+        checks.run(name, test)
 finally:
     runtime.shutdown()
-failed = sum(1 for _, err in results if err)
-print(f"{len(results) - failed} passed, {failed} failed", flush=True)
-sys.exit(1 if failed else 0)
+checks.finish()
