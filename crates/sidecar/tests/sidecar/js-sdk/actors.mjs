@@ -7,6 +7,7 @@
 // "N passed, N failed".
 
 import assert from "node:assert/strict";
+import { finish, runChecks, until } from "./checks.mjs";
 import { AbstractActor, ActorId, ActorProxyBuilder, DaprClient, DaprServer, Temporal } from "@dapr/dapr";
 
 class DemoActor extends AbstractActor {
@@ -84,14 +85,6 @@ const caller = new DaprClient({ daprHost: "127.0.0.1", daprPort: process.env.CAL
 const builder = new ActorProxyBuilder(DemoActor, caller);
 const actor = (id) => builder.build(new ActorId(id));
 
-async function until(what, condition) {
-  for (let tries = 0; tries < 75; tries++) {
-    const value = await condition();
-    if (value) return value;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new Error(`${what}: not within 15 s`);
-}
 
 const checks = [
   ["actor state, one per actor id", async () => {
@@ -121,15 +114,4 @@ const checks = [
   }],
 ];
 
-let failed = 0;
-for (const [name, fn] of checks) {
-  try {
-    await fn();
-    console.log(`ok ${name}`);
-  } catch (err) {
-    failed++;
-    console.log(`FAIL ${name}: ${err?.stack ?? err}`);
-  }
-}
-console.log(`${checks.length - failed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish(checks.length, await runChecks(checks));

@@ -11,6 +11,7 @@
 // `bindings.http` one named `web` that calls the echo app. Prints one line per check and a closing "N passed, N failed".
 
 import assert from "node:assert/strict";
+import { finish, runChecks } from "./checks.mjs";
 import net from "node:net";
 import { CommunicationProtocolEnum, DaprClient, HttpMethod } from "@dapr/dapr";
 
@@ -216,17 +217,4 @@ check("secrets get and bulk", async () => {
   assert.deepEqual(bulk["db:password"], { "db:password": "p4ss" });
 });
 
-let passed = 0;
-let failed = 0;
-for (const [name, fn] of checks) {
-  try {
-    await fn();
-    passed += 1;
-    console.log(`ok - ${name}`);
-  } catch (err) {
-    failed += 1;
-    console.log(`not ok - ${name}: ${err?.stack ?? err}`);
-  }
-}
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish(checks.length, await runChecks(checks));

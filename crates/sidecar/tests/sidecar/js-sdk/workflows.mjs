@@ -5,6 +5,7 @@
 // one line per check and a closing "N passed, N failed".
 
 import assert from "node:assert/strict";
+import { finish, runChecks, until } from "./checks.mjs";
 import { DaprWorkflowClient, WorkflowRuntime, WorkflowRuntimeStatus } from "@dapr/dapr";
 
 const options = { daprHost: "127.0.0.1", daprPort: process.env.DAPR_GRPC_PORT };
@@ -52,14 +53,6 @@ async function finished(id) {
   return state;
 }
 
-async function until(what, condition) {
-  for (let tries = 0; tries < WAIT * 10; tries++) {
-    const value = await condition();
-    if (value) return value;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${what}: not within ${WAIT} s`);
-}
 
 const checks = [
   ["chained activities", async () => {
@@ -74,7 +67,7 @@ const checks = [
     await until("the custom status", async () => {
       const state = await client.getWorkflowState(id, true);
       return state?.customStatus?.includes("waiting");
-    });
+    }, WAIT, 100);
     await client.raiseEvent(id, "approve", { who: "bob" });
     const state = await finished(id);
     assert.equal(state.runtimeStatus, WorkflowRuntimeStatus.COMPLETED);
@@ -90,9 +83,9 @@ const checks = [
     const id = await client.scheduleNewWorkflow(forever);
     await client.waitForWorkflowStart(id, false, WAIT);
     await client.suspendWorkflow(id);
-    await until("suspended", async () => (await client.getWorkflowState(id, false))?.runtimeStatus === WorkflowRuntimeStatus.SUSPENDED);
+    await until("suspended", async () => (await client.getWorkflowState(id, false))?.runtimeStatus === WorkflowRuntimeStatus.SUSPENDED, WAIT, 100);
     await client.resumeWorkflow(id);
-    await until("running", async () => (await client.getWorkflowState(id, false))?.runtimeStatus === WorkflowRuntimeStatus.RUNNING);
+    await until("running", async () => (await client.getWorkflowState(id, false))?.runtimeStatus === WorkflowRuntimeStatus.RUNNING, WAIT, 100);
     await client.terminateWorkflow(id, "stopped");
     const state = await finished(id);
     assert.equal(state.runtimeStatus, WorkflowRuntimeStatus.TERMINATED);
@@ -102,17 +95,7 @@ const checks = [
 ];
 
 await runtime.start();
-let failed = 0;
-for (const [name, fn] of checks) {
-  try {
-    await fn();
-    console.log(`ok ${name}`);
-  } catch (err) {
-    failed++;
-    console.log(`FAIL ${name}: ${err?.stack ?? err}`);
-  }
-}
+const failed = await runChecks(checks);
 await runtime.stop();
 await client.stop();
-console.log(`${checks.length - failed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish(checks.length, failed);
