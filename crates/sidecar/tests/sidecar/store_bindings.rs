@@ -73,10 +73,12 @@ pub(crate) async fn call(
 
 /// The answer's `metadata.<key>` header.
 pub(crate) fn metadata_header<'a>(response: &'a reqwest::Response, key: &str) -> Option<&'a str> {
+    // As UTF-8, not `to_str` (visible ASCII only): a duration under a
+    // millisecond is written as Go writes it, `830µs`.
     response
         .headers()
         .get(format!("metadata.{key}"))
-        .and_then(|v| v.to_str().ok())
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
 }
 
 #[tokio::test]
