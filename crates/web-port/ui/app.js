@@ -432,9 +432,11 @@ async function refreshStats() {
     const stats = await response.json();
     $("stats-error").hidden = true;
     const failed = stats.failed ?? 0;
+    const events = await history(stats.events);
+    // The count and the table change together, after the history is in,
+    // so the panel never shows a new count over old rows.
     $("count").textContent = stats.count;
     $("count-detail").textContent = `${stats.count} answered, ${failed} failed`;
-    const events = await history(stats.events);
     $("events-caption").textContent = `The last ${events.length} uploads`;
     const rows = events.map((e) => {
       const tr = document.createElement("tr");
